@@ -1,0 +1,79 @@
+/**
+ * The one entry point: `lab-orchestrator <command> [options]`. Each command is a small module
+ * with its own --help; later features add theirs to COMMANDS.
+ */
+import { loadConfig } from './config.js';
+import { AppError, ConfigError } from './errors.js';
+
+export interface Command {
+  summary: string;
+  usage: string;
+  /** Returns the process exit code. */
+  run(args: string[]): Promise<number>;
+}
+
+const serve: Command = {
+  summary: 'Start the tool (HTTP server, database, lab backends).',
+  usage: `lab-orchestrator serve
+
+Starts the tool with configuration from the environment (see README "Configuration").
+With no MONGODB_URI, an embedded FerretDB is started under DATA_DIR.
+Stops gracefully on SIGTERM or SIGINT.`,
+  async run() {
+    const { startTool } = await import('./main.js');
+    const config = loadConfig();
+    const tool = await startTool(config);
+    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\n\n`);
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (++signals > 1) process.exit(1);
+      void tool.shutdown(sig).then(() => process.exit(0));
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    return new Promise<number>(() => {}); // runs until a signal
+  },
+};
+
+export const COMMANDS: Record<string, Command> = { serve };
+
+function help(): string {
+  const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(20)} ${c.summary}`);
+  return `Usage: lab-orchestrator <command> [options]\n\nCommands:\n${rows.join('\n')}\n\nRun "lab-orchestrator <command> --help" for a command's options.\n`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help());
+    return name ? 0 : 1;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`Unknown command "${name}".\n\n${help()}`);
+    return 2;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(cmd.usage + '\n');
+    return 0;
+  }
+  try {
+    return await cmd.run(args);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof AppError) {
+      process.stderr.write(`${err.message}\n`);
+      return 78; // EX_CONFIG
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`lab-orchestrator: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,101 @@
+/**
+ * The one configuration schema. Read once, in the composition root, from the environment.
+ * Every key is documented in README.md ("Configuration"); keep the two in step.
+ */
+import { z } from 'zod';
+import path from 'node:path';
+import os from 'node:os';
+import { ConfigError } from './errors.js';
+
+/** "true"/"false"/"1"/"0"/"yes"/"no" — never Boolean("false"). */
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, { message: `expected an integer from ${min} to ${max}` })
+    .transform(Number)
+    .pipe(z.number().int().min(min, { message: `expected at least ${min}` }).max(max, { message: `expected at most ${max}` }));
+const url = z.string().url({ message: 'expected an absolute URL such as https://labs.example.edu' });
+
+/** Default cache for tools we build (FerretDB, guest images, control plane): outside the clone. */
+export function defaultToolsDir(): string {
+  return process.env.LAB_TOOLS_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'lab-orchestrator');
+}
+
+const schema = z
+  .object({
+    LAB_MODE: z.enum(['demo', 'production'], { message: 'expected "demo" or "production"' }).default('production'),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    PORT: int(0, 65535).default('3000'),
+    PUBLIC_URL: url.optional(),
+    TRUST_PROXY: bool.default('false'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_FORMAT: z.enum(['json', 'pretty'], { message: 'expected "json" or "pretty"' }).default('json'),
+    DATA_DIR: z.string().min(1).default('.data'),
+    MONGODB_URI: z
+      .string()
+      .regex(/^mongodb(\+srv)?:\/\//, { message: 'expected a mongodb:// or mongodb+srv:// URI' })
+      .optional(),
+    FERRETDB_BIN: z.string().min(1).optional(),
+    SHUTDOWN_GRACE_MS: int(0, 600_000).default('10000'),
+    SWEEP_INTERVAL_MS: int(100, 3_600_000).default('30000'),
+    TEMPLATES_DIR: z.string().min(1).default('templates'),
+    ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
+    SECRET_KEY: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.LAB_MODE === 'production') {
+      if (!c.PUBLIC_URL) ctx.addIssue({ code: 'custom', path: ['PUBLIC_URL'], message: 'required when LAB_MODE=production' });
+      if (!c.SECRET_KEY) ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'required when LAB_MODE=production (32+ random characters)' });
+    }
+  });
+
+type Raw = z.infer<typeof schema>;
+export type Config = Raw & {
+  /** Where built tools (FerretDB, guest images, control plane) are cached. */
+  TOOLS_DIR: string;
+};
+
+/** Keys whose values are never printed. */
+const SECRET_KEYS = /SECRET|TOKEN|PASSWORD|_KEY$/;
+
+/**
+ * Parse the environment into a Config. On any bad value, throws a ConfigError whose message
+ * names every bad key, what was expected and what was found (secrets shown as [redacted]).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(schema.innerType().shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') input[key] = v;
+  }
+  const res = schema.safeParse(input);
+  if (!res.success) {
+    const lines = res.error.issues.map((i) => {
+      const key = String(i.path[0] ?? '(config)');
+      const found = key in input ? ` (got ${SECRET_KEYS.test(key) ? '[redacted]' : JSON.stringify(input[key])})` : '';
+      return `  ${key}: ${i.message}${found}`;
+    });
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = res.data;
+  return {
+    ...c,
+    ...(c.PUBLIC_URL ? { PUBLIC_URL: c.PUBLIC_URL.replace(/\/+$/, '') } : {}),
+    TOOLS_DIR: defaultToolsDir(),
+  };
+}
+
+/** A copy safe to log: secret values replaced, credentials stripped from URIs. */
+export function redact(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config)) {
+    if (v === undefined) continue;
+    if (SECRET_KEYS.test(k)) out[k] = '[redacted]';
+    else if (typeof v === 'string' && /^[a-z+]+:\/\/[^/]*@/.test(v)) out[k] = v.replace(/\/\/[^/@]*@/, '//[redacted]@');
+    else out[k] = v;
+  }
+  return out;
+}

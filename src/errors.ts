@@ -1,0 +1,52 @@
+/**
+ * Typed domain errors. Code throws these; exactly one place (httpStatusFor / wsCloseFor)
+ * maps them to HTTP statuses and websocket close codes.
+ */
+export class AppError extends Error {
+  /** A message that is safe to show to the user (never a stack or a secret). */
+  readonly publicMessage: string;
+  constructor(message: string, options?: { cause?: unknown; publicMessage?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.publicMessage = options?.publicMessage ?? message;
+  }
+}
+export class BadRequest extends AppError {}
+export class Unauthorized extends AppError {}
+export class Forbidden extends AppError {}
+export class NotFound extends AppError {}
+export class Conflict extends AppError {}
+export class CapacityExhausted extends AppError {}
+export class BackendFailure extends AppError {}
+export class ConfigError extends AppError {}
+export class ValidationFailed extends AppError {
+  constructor(message: string, readonly problems: string[] = []) {
+    super(message);
+  }
+}
+
+const statusByClass: Array<[new (...a: never[]) => AppError, number]> = [
+  [BadRequest, 400],
+  [ValidationFailed, 400],
+  [Unauthorized, 401],
+  [Forbidden, 403],
+  [NotFound, 404],
+  [Conflict, 409],
+  [CapacityExhausted, 503],
+  [BackendFailure, 502],
+];
+
+/** The HTTP status for an error; anything that is not an AppError is a 500. */
+export function httpStatusFor(err: unknown): number {
+  for (const [cls, status] of statusByClass) if (err instanceof cls) return status;
+  return 500;
+}
+
+/** The websocket close code for an error (4000-4999 are application codes the page understands). */
+export function wsCloseFor(err: unknown): number {
+  if (err instanceof Unauthorized) return 4401;
+  if (err instanceof Forbidden) return 4403;
+  if (err instanceof NotFound) return 4404;
+  if (err instanceof Conflict) return 4409;
+  return 1011;
+}

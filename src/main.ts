@@ -1,0 +1,134 @@
+/**
+ * The composition root: config → logger → database → services → HTTP server.
+ * Nothing else wires dependencies together. startTool() returns a handle whose shutdown()
+ * the CLI calls on SIGTERM/SIGINT and tests call directly.
+ */
+import http from 'node:http';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config.js';
+import { redact } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { EmbeddedMongo, defaultFerretBin } from './db/EmbeddedMongo.js';
+import { connectDatabase, ensureIndexes, type Database } from './store/database.js';
+import { ExpirySweeper } from './store/ExpirySweeper.js';
+import { createApp, type Mount, type ReadinessCheck } from './http/createApp.js';
+import { resolveSecretKey } from './secrets.js';
+
+export interface StartOptions {
+  /** Tests capture logs here. */
+  logDestination?: NodeJS.WritableStream;
+  /** Database name inside the server (tests use one per file); default "lab_orchestrator". */
+  dbName?: string;
+  /** Extra route groups mounted before the built-in ones (tests, embedding). */
+  extraMounts?: Mount[];
+}
+
+export interface RunningTool {
+  config: Config;
+  log: Logger;
+  server: http.Server;
+  /** The URL the server actually listens on (port resolved when PORT=0). */
+  url: string;
+  /** PUBLIC_URL, or in its absence the listening URL: the origin users and platforms see. */
+  publicUrl: string;
+  db: Database;
+  sweeper: ExpirySweeper;
+  embeddedMongo: EmbeddedMongo | undefined;
+  /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
+  shutdown(reason?: string): Promise<void>;
+}
+
+type Closer = { name: string; close: () => Promise<void> | void };
+
+export async function startTool(config: Config, opts: StartOptions = {}): Promise<RunningTool> {
+  const log = createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, destination: opts.logDestination });
+  log.info({ config: redact(config) }, 'tool.starting');
+  const closers: Closer[] = [];
+  const runClosers = async () => {
+    for (const c of closers.reverse()) {
+      try {
+        await c.close();
+      } catch (err) {
+        log.warn({ err, closer: c.name }, 'shutdown.close_failed');
+      }
+    }
+  };
+
+  try {
+    const secretKey = resolveSecretKey(config);
+    void secretKey; // used by the LTI and ticket modules
+
+    // --- database ---------------------------------------------------------------------------
+    let embeddedMongo: EmbeddedMongo | undefined;
+    let uri = config.MONGODB_URI;
+    if (!uri) {
+      embeddedMongo = new EmbeddedMongo({
+        bin: config.FERRETDB_BIN ?? defaultFerretBin(config.TOOLS_DIR),
+        dataDir: path.join(config.DATA_DIR, 'ferretdb'),
+        log,
+      });
+      uri = await embeddedMongo.start();
+      const em = embeddedMongo;
+      closers.push({ name: 'ferretdb', close: () => em.stop() });
+    }
+    const db = await connectDatabase(uri, opts.dbName ?? 'lab_orchestrator', log);
+    closers.push({ name: 'db', close: () => db.close() });
+    await ensureIndexes([]);
+
+    const sweeper = new ExpirySweeper(db.connection, log);
+    sweeper.start(config.SWEEP_INTERVAL_MS);
+    closers.push({ name: 'sweeper', close: () => sweeper.stop() });
+
+    // --- HTTP: listen first, so the resolved URL is known to everything wired below -------------
+    const server = http.createServer();
+    server.headersTimeout = 30_000;
+    server.requestTimeout = 120_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.PORT, config.HOST, () => resolve());
+    });
+    closers.push({ name: 'http', close: () => closeServer(server, 0) });
+    const addr = server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    const url = `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${addr.port}`;
+    const publicUrl = config.PUBLIC_URL ?? url;
+
+    const readiness: ReadinessCheck[] = [{ name: 'database', check: () => db.ping(1000) }];
+    const mounts: Mount[] = [...(opts.extraMounts ?? [])];
+    const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
+    server.on('request', app);
+    log.info({ url, publicUrl }, 'tool.listening');
+
+    let shuttingDown: Promise<void> | undefined;
+    const shutdown = (reason = 'shutdown') => {
+      shuttingDown ??= (async () => {
+        log.info({ reason, graceMs: config.SHUTDOWN_GRACE_MS }, 'tool.stopping');
+        await closeServer(server, config.SHUTDOWN_GRACE_MS);
+        await runClosers();
+        log.info('tool.stopped');
+        log.flush?.();
+      })();
+      return shuttingDown;
+    };
+    return { config, log, server, url, publicUrl, db, sweeper, embeddedMongo, shutdown };
+  } catch (err) {
+    await runClosers();
+    throw err;
+  }
+}
+
+/** Stop accepting; idle keep-alive sockets close now, busy ones when their response ends or the grace ends. */
+function closeServer(server: http.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    // a keep-alive socket whose last response just ended is idle: close it now, not at keepAliveTimeout
+    const idle = setInterval(() => server.closeIdleConnections(), 50);
+    server.close(() => {
+      clearTimeout(timer);
+      clearInterval(idle);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

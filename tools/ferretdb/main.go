@@ -1,0 +1,59 @@
+// Command ferretdb-embedded runs FerretDB v1.24.2 with its SQLite backend.
+//
+// A plain `go install` of FerretDB's cmd/ferretdb panics at start (its version
+// check only works when FerretDB is the main module), so we embed the library.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on (port 0 = pick a free one)")
+	dir := flag.String("data-dir", "./data", "directory for the SQLite databases")
+	watchStdin := flag.Bool("exit-on-stdin-eof", false, "stop when stdin closes (the parent died)")
+	flag.Parse()
+
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		log.Fatal(err)
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + abs + "/",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if *watchStdin {
+		// A parent killed with SIGKILL cannot stop us; its end of our stdin pipe closes instead.
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stop()
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		f.Run(ctx)
+		close(done)
+	}()
+	// The parent reads this line to learn the URI (useful with port 0).
+	fmt.Printf("READY %s\n", f.MongoDBURI())
+	<-done
+}
