@@ -12,6 +12,7 @@ results="$ROOT/test-artifacts/results.json"
 mkdir -p "$ROOT/test-artifacts"; rm -f "$results"
 say "running tests"
 set +e
+if [ $# -eq 0 ]; then set -- "test/unit/**/*.test.ts" "test/integration/**/*.test.ts" "test/e2e/**/*.test.ts"; fi
 LAB_TEST_RESULTS="$results" npx --no-install mocha "$@"
 rc=$?
 set -e

@@ -14,6 +14,7 @@ import { connectDatabase, ensureIndexes, type Database } from './store/database.
 import { ExpirySweeper } from './store/ExpirySweeper.js';
 import { createApp, type Mount, type ReadinessCheck } from './http/createApp.js';
 import { resolveSecretKey } from './secrets.js';
+import { LabInstance } from './store/LabInstance.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -74,7 +75,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
     const db = await connectDatabase(uri, opts.dbName ?? 'lab_orchestrator', log);
     closers.push({ name: 'db', close: () => db.close() });
-    await ensureIndexes([]);
+    await ensureIndexes([LabInstance]);
 
     const sweeper = new ExpirySweeper(db.connection, log);
     sweeper.start(config.SWEEP_INTERVAL_MS);
