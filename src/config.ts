@@ -44,6 +44,9 @@ const schema = z
     TEMPLATES_DIR: z.string().min(1).default('templates'),
     ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
     SECRET_KEY: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
+    METRICS_PORT: int(0, 65535).optional(),
+    METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+    METRICS_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
   })
   .superRefine((c, ctx) => {
     if (c.LAB_MODE === 'production') {

@@ -14,7 +14,9 @@ import { connectDatabase, ensureIndexes, type Database } from './store/database.
 import { ExpirySweeper } from './store/ExpirySweeper.js';
 import { createApp, type Mount, type ReadinessCheck } from './http/createApp.js';
 import { resolveSecretKey } from './secrets.js';
-import { LabInstance } from './store/LabInstance.js';
+import { LabInstance, INSTANCE_STATES } from './store/LabInstance.js';
+import { Metrics } from './metrics.js';
+import express from 'express';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -35,6 +37,9 @@ export interface RunningTool {
   publicUrl: string;
   db: Database;
   sweeper: ExpirySweeper;
+  metrics: Metrics;
+  /** Where /metrics is served on its own port (METRICS_PORT), if configured. */
+  metricsUrl: string | undefined;
   embeddedMongo: EmbeddedMongo | undefined;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
@@ -95,8 +100,26 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${addr.port}`;
     const publicUrl = config.PUBLIC_URL ?? url;
 
+    // --- metrics: on their own port, or on the main port behind a token, or not at all ----------
+    const metrics = new Metrics();
+    metrics.onCollect(async () => {
+      const rows = await LabInstance.aggregate<{ _id: string; n: number }>([{ $group: { _id: '$state', n: { $sum: 1 } } }]);
+      for (const st of INSTANCE_STATES) metrics.labsByState.set({ state: st }, rows.find((r) => r._id === st)?.n ?? 0);
+    });
+    let metricsUrl: string | undefined;
+    if (config.METRICS_PORT !== undefined) {
+      const mserver = http.createServer(express().use(metrics.router(config.METRICS_TOKEN)));
+      await new Promise<void>((resolve, reject) => {
+        mserver.once('error', reject);
+        mserver.listen(config.METRICS_PORT, config.METRICS_HOST, () => resolve());
+      });
+      closers.push({ name: 'metrics-http', close: () => closeServer(mserver, 0) });
+      metricsUrl = `http://${config.METRICS_HOST}:${(mserver.address() as AddressInfo).port}/metrics`;
+    }
+
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => db.ping(1000) }];
     const mounts: Mount[] = [...(opts.extraMounts ?? [])];
+    if (config.METRICS_PORT === undefined && config.METRICS_TOKEN) mounts.push({ path: '/', router: metrics.router(config.METRICS_TOKEN) });
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -112,7 +135,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, embeddedMongo, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, shutdown };
   } catch (err) {
     await runClosers();
     throw err;

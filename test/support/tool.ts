@@ -1,4 +1,8 @@
-/** Start the real tool in-process on port 0 against the shared FerretDB (or an embedded one). */
+/**
+ * Start the real tool in-process on port 0 against the shared FerretDB (or an embedded one).
+ * One in-process tool at a time: it shares mongoose's default connection with ltijs. Tests that
+ * need two tools at once run the second as a child process (bin/lab-orchestrator.js serve).
+ */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
