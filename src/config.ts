@@ -47,6 +47,7 @@ const schema = z
     METRICS_PORT: int(0, 65535).optional(),
     METRICS_HOST: z.string().min(1).default('127.0.0.1'),
     METRICS_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
+    DEV_PLATFORM: bool.optional(),
   })
   .superRefine((c, ctx) => {
     if (c.LAB_MODE === 'production') {

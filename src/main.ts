@@ -17,6 +17,8 @@ import { resolveSecretKey } from './secrets.js';
 import { LabInstance, INSTANCE_STATES } from './store/LabInstance.js';
 import { Metrics } from './metrics.js';
 import express from 'express';
+import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDevPlatform.js';
+import { devPlatformModels } from './store/DevPlatform.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -41,6 +43,8 @@ export interface RunningTool {
   /** Where /metrics is served on its own port (METRICS_PORT), if configured. */
   metricsUrl: string | undefined;
   embeddedMongo: EmbeddedMongo | undefined;
+  /** The development LTI platform at /dev-platform, when enabled (demo mode or DEV_PLATFORM=true). */
+  devPlatform: DevPlatform | undefined;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -80,7 +84,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
     const db = await connectDatabase(uri, opts.dbName ?? 'lab_orchestrator', log);
     closers.push({ name: 'db', close: () => db.close() });
-    await ensureIndexes([LabInstance]);
+    await ensureIndexes([LabInstance, ...devPlatformModels]);
 
     const sweeper = new ExpirySweeper(db.connection, log);
     sweeper.start(config.SWEEP_INTERVAL_MS);
@@ -120,6 +124,12 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => db.ping(1000) }];
     const mounts: Mount[] = [...(opts.extraMounts ?? [])];
     if (config.METRICS_PORT === undefined && config.METRICS_TOKEN) mounts.push({ path: '/', router: metrics.router(config.METRICS_TOKEN) });
+    let devPlatform: DevPlatform | undefined;
+    if (config.DEV_PLATFORM ?? config.LAB_MODE === 'demo') {
+      devPlatform = await createDevPlatform({ publicUrl, log, sweeper });
+      mounts.push({ path: '/dev-platform', router: devPlatform.router });
+      log.info({ url: devPlatform.urls.page }, 'devplatform.enabled');
+    }
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -135,7 +145,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, shutdown };
   } catch (err) {
     await runClosers();
     throw err;
