@@ -48,6 +48,8 @@ const schema = z
     METRICS_HOST: z.string().min(1).default('127.0.0.1'),
     METRICS_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
     DEV_PLATFORM: bool.optional(),
+    GRADE_RETRY_BASE_MS: int(10, 3_600_000).default('2000'),
+    GRADE_RETRY_MAX_MS: int(10, 86_400_000).default('600000'),
   })
   .superRefine((c, ctx) => {
     if (c.LAB_MODE === 'production') {

@@ -19,6 +19,8 @@ import { Metrics } from './metrics.js';
 import express from 'express';
 import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDevPlatform.js';
 import { devPlatformModels } from './store/DevPlatform.js';
+import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
+import { GradeService } from './lti/grades/GradeService.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -45,6 +47,8 @@ export interface RunningTool {
   embeddedMongo: EmbeddedMongo | undefined;
   /** The development LTI platform at /dev-platform, when enabled (demo mode or DEV_PLATFORM=true). */
   devPlatform: DevPlatform | undefined;
+  /** AGS scores through the durable outbox; the LTI module plugs its ports in with grades.use(). */
+  grades: GradeService;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -84,7 +88,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
     const db = await connectDatabase(uri, opts.dbName ?? 'lab_orchestrator', log);
     closers.push({ name: 'db', close: () => db.close() });
-    await ensureIndexes([LabInstance, ...devPlatformModels]);
+    await ensureIndexes([LabInstance, ...devPlatformModels, GradeOutbox]);
 
     const sweeper = new ExpirySweeper(db.connection, log);
     sweeper.start(config.SWEEP_INTERVAL_MS);
@@ -104,8 +108,13 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${addr.port}`;
     const publicUrl = config.PUBLIC_URL ?? url;
 
-    // --- metrics: on their own port, or on the main port behind a token, or not at all ----------
     const metrics = new Metrics();
+    const grades = new GradeService({ log, metrics, retryBaseMs: config.GRADE_RETRY_BASE_MS, retryMaxMs: config.GRADE_RETRY_MAX_MS });
+    for (const rule of gradeOutboxExpiryRules) sweeper.add(rule);
+    grades.start();
+    closers.push({ name: 'grades', close: () => grades.stop() });
+
+    // --- metrics: on their own port, or on the main port behind a token, or not at all ----------
     metrics.onCollect(async () => {
       const rows = await LabInstance.aggregate<{ _id: string; n: number }>([{ $group: { _id: '$state', n: { $sum: 1 } } }]);
       for (const st of INSTANCE_STATES) metrics.labsByState.set({ state: st }, rows.find((r) => r._id === st)?.n ?? 0);
@@ -145,7 +154,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, shutdown };
   } catch (err) {
     await runClosers();
     throw err;

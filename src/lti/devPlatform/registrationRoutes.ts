@@ -8,12 +8,11 @@ import { randomBytes } from 'node:crypto';
 import express, { type Router } from 'express';
 import { BadRequest } from '../../errors.js';
 import { DevPlatformGrant } from '../../store/DevPlatform.js';
-import { ALL_SCOPES } from './claims.js';
+import { ALL_SCOPES, TOOL_CONFIG, registrationProblems } from './claims.js';
 import { registerTool, stringRecord } from './registry.js';
 import { sha256 } from './tokenRoutes.js';
 import type { PlatformContext } from './createDevPlatform.js';
 
-const TOOL_CONFIG = 'https://purl.imsglobal.org/spec/lti-tool-configuration';
 const REG_TTL_MS = 3600_000;
 
 /** A fresh registration token (one hour, single use). */
@@ -29,32 +28,6 @@ export async function registrationStartUrl(ctx: PlatformContext, toolRegistratio
   u.searchParams.set('openid_configuration', ctx.urls.openidConfiguration);
   u.searchParams.set('registration_token', await newRegistrationToken());
   return u.toString();
-}
-
-/** Problems with a registration request, as Moodle checks them; empty when valid. */
-export function registrationProblems(b: Record<string, unknown>): string[] {
-  const p: string[] = [];
-  const conf = b[TOOL_CONFIG] as Record<string, unknown> | undefined;
-  if (b.token_endpoint_auth_method !== 'private_key_jwt') p.push('token_endpoint_auth_method must be private_key_jwt');
-  if (!Array.isArray(b.response_types) || !b.response_types.includes('id_token')) p.push('response_types must contain id_token');
-  if (typeof b.initiate_login_uri !== 'string') p.push('initiate_login_uri is required');
-  if (!Array.isArray(b.redirect_uris) || !b.redirect_uris.length || !b.redirect_uris.every((u) => typeof u === 'string')) p.push('redirect_uris is required');
-  if (typeof b.jwks_uri !== 'string') p.push('jwks_uri is required');
-  if (!conf || typeof conf !== 'object') {
-    p.push(`${TOOL_CONFIG} is required`);
-    return p;
-  }
-  if (typeof conf.target_link_uri !== 'string') p.push('target_link_uri is required');
-  else {
-    let host = '';
-    try {
-      host = new URL(conf.target_link_uri).host;
-    } catch {
-      p.push('target_link_uri is not a URL');
-    }
-    if (host && conf.domain !== host) p.push(`domain must equal the target_link_uri host including the port (${host})`);
-  }
-  return p;
 }
 
 export function registrationRoutes(ctx: PlatformContext): Router {

@@ -1,0 +1,56 @@
+/**
+ * The ports GradeService and the NRPS client need from the rest of the LTI module. The tool side
+ * (ltijs setup: platform registry and the tool's private keys) implements them and plugs them in
+ * with `GradeService.use({...})` in the composition root; tests plug in their own.
+ */
+
+/** A platform registration as the services see it: who issued, and our client id there. */
+export interface PlatformRef {
+  issuer: string;
+  clientId: string;
+}
+
+export interface PlatformEndpoints extends PlatformRef {
+  /** The platform's OAuth 2 token endpoint (also the client assertion's `aud`). */
+  tokenUrl: string;
+}
+
+/**
+ * Signs `private_key_jwt` client assertions with the tool's private key for that platform:
+ * RS256, `iss` = `sub` = clientId, `aud` = tokenUrl, short `exp`, fresh `jti`, and the `kid` the
+ * tool's JWKS publishes. See signClientAssertion() for a ready implementation over a CryptoKey.
+ */
+export interface ToolKeyProvider {
+  clientAssertion(platform: PlatformEndpoints): Promise<string>;
+}
+
+/** Looks up a registered platform's token endpoint; undefined when the platform is unknown. */
+export interface PlatformDirectory {
+  tokenUrl(platform: PlatformRef): Promise<string | undefined>;
+}
+
+/** Where one user's score for one activity goes: the line item stored at launch and the user's `sub`. */
+export interface GradeTarget extends PlatformRef {
+  lineItemUrl: string;
+  userSub: string;
+}
+
+/** Maps a lab instance to its grade target (from the launch that created it). */
+export interface GradeTargetResolver {
+  targetFor(instanceId: string): Promise<GradeTarget | undefined>;
+}
+
+export const ACTIVITY_PROGRESS = ['Initialized', 'Started', 'InProgress', 'Submitted', 'Completed'] as const;
+export const GRADING_PROGRESS = ['FullyGraded', 'Pending', 'PendingManual', 'Failed', 'NotReady'] as const;
+
+/** An AGS score as the tool publishes it; the outbox adds userId and timestamp. */
+export interface ScoreInput {
+  scoreGiven?: number;
+  scoreMaximum?: number;
+  activityProgress: (typeof ACTIVITY_PROGRESS)[number];
+  gradingProgress: (typeof GRADING_PROGRESS)[number];
+  comment?: string;
+}
+
+export const AGS_SCORE_SCOPE = 'https://purl.imsglobal.org/spec/lti-ags/scope/score';
+export const NRPS_SCOPE = 'https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly';
