@@ -43,6 +43,8 @@ export interface DevPlatformToolDoc {
   scopes: string[];
   custom: Record<string, string>;
   registeredBy: 'manual' | 'dynamic';
+  /** For dynamic registration: the tool's registration URL it was registered through. */
+  registrationUrl: string | null;
   createdAt: Date;
 }
 const toolSchema = new Schema<DevPlatformToolDoc>(
@@ -59,6 +61,7 @@ const toolSchema = new Schema<DevPlatformToolDoc>(
     scopes: { type: [String], default: [] },
     custom: { type: Schema.Types.Mixed, default: {} },
     registeredBy: { type: String, default: 'manual' },
+    registrationUrl: { type: String, default: null },
     createdAt: { type: Date, default: () => new Date() },
   },
   { versionKey: false, minimize: false },
@@ -200,6 +203,8 @@ export interface DevPlatformGrantDoc {
   kind: 'access' | 'jti' | 'registration';
   clientId: string | null;
   scopes: string[];
+  /** Registration tokens: the tool registration URL it was issued for. */
+  registrationUrl: string | null;
   usedAt: Date | null;
   expiresAt: Date;
 }
@@ -209,6 +214,7 @@ const grantSchema = new Schema<DevPlatformGrantDoc>(
     kind: { type: String, required: true },
     clientId: { type: String, default: null },
     scopes: { type: [String], default: [] },
+    registrationUrl: { type: String, default: null },
     usedAt: { type: Date, default: null },
     expiresAt: { type: Date, required: true },
   },

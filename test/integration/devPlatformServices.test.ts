@@ -246,6 +246,28 @@ describe('development LTI platform: services, deep linking, registration', () =>
       assert.equal((await register(tok, toolConfig(target, new URL(target).host))).status, 401, 'single use');
     });
 
+    it('registers a tool end to end through the browser flow (register/start → tool page → registration endpoint)', async () => {
+      const r = await new Browser().follow({ method: 'POST', url: `${dp.urls.issuer}/register/start`, form: { url: `${tool.url}${MINI_TOOL_PATH}/register` } });
+      assert.equal(r.status, 200, r.body);
+      assert.match(r.body, /org\.imsglobal\.lti\.close/);
+      const saved = (await DevPlatformTool.findById(mini.clientId).lean())!;
+      assert.equal(saved.registeredBy, 'dynamic');
+      assert.equal(saved.registrationUrl, `${tool.url}${MINI_TOOL_PATH}/register`);
+      const act = await dp.createActivity({ clientId: saved._id, title: 'Via dynamic registration' });
+      const launched = await launchAs(new Browser(), dp.urls.issuer, { activityId: act._id, user: 'student' });
+      assert.equal(launched.status, 200, launched.body);
+      assert.equal((JSON.parse(launched.body) as { claims: { aud: string } }).claims.aud, saved._id);
+    });
+
+    it('registers a tool from the server (demo start-up) once: ensureRegistered reuses the registration', async () => {
+      const url = `${tool.url}${MINI_TOOL_PATH}/register?demo=1`;
+      const a = await dp.ensureRegistered(url);
+      const b = await dp.ensureRegistered(url);
+      assert.equal(a._id, b._id);
+      assert.equal(a._id, mini.clientId);
+      await assert.rejects(dp.registerByUrl(`${tool.url}/nowhere`), /did not register/);
+    });
+
     it('refuses a domain without the port, a client without private_key_jwt, and an unknown token', async () => {
       const target = mini.urls(tool.url).targetLinkUri;
       const { token: tok } = await start();

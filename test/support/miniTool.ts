@@ -97,6 +97,35 @@ export async function createMiniTool(): Promise<MiniTool> {
     res.json({ claims: await verifyLaunch(req) });
   });
 
+  /** Dynamic registration, tool side: fetch the platform's configuration and register with the token. */
+  router.get('/register', async (req, res) => {
+    const openid = String(req.query.openid_configuration ?? '');
+    const conf = (await (await fetch(openid)).json()) as { issuer: string; registration_endpoint: string };
+    const base = `${req.protocol}://${req.get('host')}`;
+    const u = tool.urls(base);
+    const reg = await fetch(conf.registration_endpoint, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${String(req.query.registration_token ?? '')}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        application_type: 'web', response_types: ['id_token'], grant_types: ['implicit', 'client_credentials'],
+        initiate_login_uri: u.loginUrl, redirect_uris: [u.targetLinkUri, u.deepLinkUrl], client_name: 'Mini tool (dynamic)',
+        jwks_uri: u.jwksUrl, token_endpoint_auth_method: 'private_key_jwt', scope: 'https://purl.imsglobal.org/spec/lti-ags/scope/score',
+        'https://purl.imsglobal.org/spec/lti-tool-configuration': {
+          domain: new URL(base).host, target_link_uri: u.targetLinkUri,
+          messages: [{ type: 'LtiDeepLinkingRequest', target_link_uri: u.deepLinkUrl }],
+        },
+      }),
+    });
+    const out = (await reg.json()) as { client_id?: string };
+    if (!reg.ok || !out.client_id) {
+      res.status(502).json(out);
+      return;
+    }
+    tool.clientId = out.client_id;
+    tool.issuer = conf.issuer;
+    res.type('html').send(`<p>Registered.</p><script>(window.opener || window.parent).postMessage({ subject: 'org.imsglobal.lti.close' }, '*');</script>`);
+  });
+
   router.post('/deeplink', async (req, res) => {
     const claims = await verifyLaunch(req);
     const settings = claims['https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings'] as { deep_link_return_url: string; data?: string };

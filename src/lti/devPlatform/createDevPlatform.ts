@@ -11,7 +11,9 @@
 import express, { type Router } from 'express';
 import type { Logger } from '../../logger.js';
 import type { ExpirySweeper } from '../../store/ExpirySweeper.js';
-import { devPlatformExpiryRules, DevPlatformLineItem, DevPlatformScore, type DevPlatformScoreDoc } from '../../store/DevPlatform.js';
+import {
+  devPlatformExpiryRules, DevPlatformLineItem, DevPlatformScore, DevPlatformTool, type DevPlatformScoreDoc, type DevPlatformToolDoc,
+} from '../../store/DevPlatform.js';
 import { loadOrCreatePlatformKey, ToolJwtVerifier, type PlatformKey } from './keys.js';
 import { ALL_SCOPES } from './claims.js';
 import { registerTool, createActivity, type ToolRegistration, type ActivityInput } from './registry.js';
@@ -19,7 +21,7 @@ import { oidcRoutes } from './oidcRoutes.js';
 import { tokenRoutes } from './tokenRoutes.js';
 import { agsRoutes } from './agsRoutes.js';
 import { deepLinkRoutes } from './deepLinkRoutes.js';
-import { registrationRoutes } from './registrationRoutes.js';
+import { registerByUrl, registrationRoutes } from './registrationRoutes.js';
 import { pageRoutes } from './pageRoutes.js';
 
 export interface PlatformUrls {
@@ -50,6 +52,13 @@ export interface DevPlatform {
   urls: PlatformUrls;
   registerTool(r: ToolRegistration): ReturnType<typeof registerTool>;
   createActivity(a: ActivityInput): ReturnType<typeof createActivity>;
+  /**
+   * Dynamic registration driven from the server: opens the tool's registration URL with a fresh
+   * registration token and returns the tool that registered with it. Throws BackendFailure if none did.
+   */
+  registerByUrl(toolRegistrationUrl: string): Promise<DevPlatformToolDoc>;
+  /** The tool registered through this registration URL, registering it first if there is none (demo start-up). */
+  ensureRegistered(toolRegistrationUrl: string): Promise<DevPlatformToolDoc>;
   /** Simulate a platform outage of the scores endpoint (503) or end it. */
   setScoresAvailable(available: boolean): void;
   /** Every score received for a line item (optionally one user), in arrival order. */
@@ -138,6 +147,11 @@ export async function createDevPlatform(deps: DevPlatformDeps): Promise<DevPlatf
     urls,
     registerTool,
     createActivity,
+    registerByUrl: (u) => registerByUrl(ctx, u),
+    async ensureRegistered(u) {
+      const existing = await DevPlatformTool.findOne({ registrationUrl: u }).sort({ typeId: -1 }).lean();
+      return existing ?? registerByUrl(ctx, u);
+    },
     setScoresAvailable(available) {
       ctx.scoresAvailable = available;
     },

@@ -6,8 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import express, { type Router } from 'express';
-import { BadRequest } from '../../errors.js';
-import { DevPlatformGrant } from '../../store/DevPlatform.js';
+import { BackendFailure, BadRequest } from '../../errors.js';
+import { DevPlatformGrant, DevPlatformTool, type DevPlatformToolDoc } from '../../store/DevPlatform.js';
 import { ALL_SCOPES, TOOL_CONFIG, registrationProblems } from './claims.js';
 import { registerTool, stringRecord } from './registry.js';
 import { sha256 } from './tokenRoutes.js';
@@ -16,18 +16,33 @@ import type { PlatformContext } from './createDevPlatform.js';
 const REG_TTL_MS = 3600_000;
 
 /** A fresh registration token (one hour, single use). */
-export async function newRegistrationToken(): Promise<string> {
+export async function newRegistrationToken(registrationUrl: string | null = null): Promise<string> {
   const token = randomBytes(24).toString('base64url');
-  await DevPlatformGrant.create({ _id: `registration:${sha256(token)}`, kind: 'registration', expiresAt: new Date(Date.now() + REG_TTL_MS) });
+  await DevPlatformGrant.create({ _id: `registration:${sha256(token)}`, kind: 'registration', registrationUrl, expiresAt: new Date(Date.now() + REG_TTL_MS) });
   return token;
 }
 
 /** The URL the platform opens to start registering a tool. */
-export async function registrationStartUrl(ctx: PlatformContext, toolRegistrationUrl: string): Promise<string> {
+export async function registrationStartUrl(ctx: PlatformContext, toolRegistrationUrl: string): Promise<{ url: string; token: string }> {
   const u = new URL(toolRegistrationUrl);
+  const token = await newRegistrationToken(toolRegistrationUrl);
   u.searchParams.set('openid_configuration', ctx.urls.openidConfiguration);
-  u.searchParams.set('registration_token', await newRegistrationToken());
-  return u.toString();
+  u.searchParams.set('registration_token', token);
+  return { url: u.toString(), token };
+}
+
+/**
+ * Dynamic registration without a browser: open the tool's registration URL from the server (the
+ * tool registers itself during that request, as ltijs does) and return the tool it registered.
+ */
+export async function registerByUrl(ctx: PlatformContext, toolRegistrationUrl: string): Promise<DevPlatformToolDoc> {
+  const { url, token } = await registrationStartUrl(ctx, toolRegistrationUrl);
+  const res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+  await res.arrayBuffer();
+  const grant = await DevPlatformGrant.findById(`registration:${sha256(token)}`).lean();
+  const tool = grant?.clientId ? await DevPlatformTool.findById(grant.clientId).lean() : null;
+  if (!tool) throw new BackendFailure(`the tool at ${toolRegistrationUrl} did not register (its page answered ${res.status})`);
+  return tool;
 }
 
 export function registrationRoutes(ctx: PlatformContext): Router {
@@ -36,7 +51,7 @@ export function registrationRoutes(ctx: PlatformContext): Router {
   r.post('/register/start', async (req, res) => {
     const url = String((req.body as Record<string, unknown> | undefined)?.url ?? '');
     if (!/^https?:\/\//.test(url)) throw new BadRequest('the tool registration URL must be an absolute http(s) URL');
-    res.redirect(303, await registrationStartUrl(ctx, url));
+    res.redirect(303, (await registrationStartUrl(ctx, url)).url);
   });
 
   r.post('/register', async (req, res) => {
@@ -72,7 +87,9 @@ export function registrationRoutes(ctx: PlatformContext): Router {
       scopes: ALL_SCOPES.filter((s) => requested.includes(s)),
       custom: stringRecord(conf.custom_parameters),
       registeredBy: 'dynamic',
+      registrationUrl: claimed.registrationUrl,
     });
+    await DevPlatformGrant.updateOne({ _id: id }, { $set: { clientId: tool._id } });
     ctx.log.info({ clientId: tool._id, deploymentId: tool.deploymentId }, 'devplatform.tool_registered');
     res.status(200).json({
       ...b,

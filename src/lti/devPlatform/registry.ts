@@ -24,6 +24,7 @@ export interface ToolRegistration {
   scopes?: string[];
   custom?: Record<string, string>;
   registeredBy?: 'manual' | 'dynamic';
+  registrationUrl?: string | null;
 }
 
 function absoluteUrl(v: unknown, what: string, problems: string[]): string {
@@ -54,6 +55,7 @@ export async function registerTool(r: ToolRegistration): Promise<DevPlatformTool
   const fields = {
     name: r.name.trim(), loginUrl, targetLinkUri, redirectUris, jwksUrl, deepLinkUrl,
     scopes: r.scopes ?? ALL_SCOPES, custom: r.custom ?? {}, registeredBy: r.registeredBy ?? 'manual',
+    registrationUrl: r.registrationUrl ?? null,
   };
   if (r.clientId) {
     const existing = await DevPlatformTool.findByIdAndUpdate(r.clientId, { $set: fields }, { new: true, lean: true });
