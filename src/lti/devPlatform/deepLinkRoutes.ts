@@ -51,9 +51,9 @@ ${msg ? `<p>${escapeHtml(msg)}</p>` : ''}${errMsg ? `<p role="alert">${escapeHtm
 <ul>${stored.map((s) => `<li data-item-id="${escapeHtml(s._id)}"><strong>${escapeHtml(String(s.item.title ?? 'Untitled'))}</strong>
 ${s.item.lineItem ? ` — graded out of ${escapeHtml(String((s.item.lineItem as { scoreMaximum?: unknown }).scoreMaximum ?? '?'))}` : ''}
 <pre>${escapeHtml(JSON.stringify(s.item, null, 2))}</pre>
-<form method="post" action="${escapeHtml(ctx.urls.issuer)}/activities/from-item"><input type="hidden" name="itemId" value="${escapeHtml(s._id)}">
+<form method="post" action="${escapeHtml(ctx.urls.issuer)}/activities/from-item" target="_top"><input type="hidden" name="itemId" value="${escapeHtml(s._id)}">
 <button type="submit" class="primary">Save and return to course</button></form></li>`).join('')}</ul>
-<p><a href="${escapeHtml(ctx.urls.page)}">Back to the course</a></p>`, nonceAttr));
+<p><a href="${escapeHtml(ctx.urls.page)}" target="_top">Back to the course</a></p>`, nonceAttr));
   });
 
   r.post('/activities/from-item', async (req, res) => {

@@ -11,7 +11,7 @@ export function page(title: string, body: string, nonce: string): string {
 <meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="/static/app.css">
 <style nonce="${nonce}">.dp table{border-collapse:collapse;margin:.5rem 0 1.5rem}.dp th,.dp td{border:1px solid #dde1e6;padding:.3rem .6rem;text-align:left;vertical-align:top}
 .dp form.inline{display:inline}.dp fieldset{border:1px solid #dde1e6;border-radius:6px;margin:1rem 0}.dp label{display:block;margin:.3rem 0}
-.dp input[type=text],.dp input[type=url]{width:100%;max-width:40rem;font:inherit}.dp code{word-break:break-all}</style></head>
+.dp input[type=text],.dp input[type=url]{width:100%;max-width:40rem;font:inherit}.dp code{word-break:break-all}.dp iframe.tool-frame{width:100%;height:32rem;border:1px solid #b8c0cc;border-radius:6px;background:#fff}</style></head>
 <body class="dp"><main>${body}</main></body></html>`;
 }
 
