@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair } from 'jose';
 import { startTestTool, type TestTool } from '../support/tool.js';
 import { createMiniTool, MINI_TOOL_PATH, type MiniTool } from '../support/miniTool.js';
-import { Browser, launchAs, parseForms } from '../support/ltiFlow.js';
+import { Browser, launchAs, parseForms, tamperIdToken } from '../support/ltiFlow.js';
 import type { DevPlatform } from '../../src/lti/devPlatform/createDevPlatform.js';
 import { DevPlatformLaunch } from '../../src/store/DevPlatform.js';
 
@@ -98,6 +98,19 @@ describe('development LTI platform: discovery, launch, token', () => {
     assert.equal(decodeProtectedHeader(idToken).kid, keys[0]!.kid);
     assert.equal(decodeProtectedHeader(idToken).alg, 'RS256');
     assert.equal(decodeJwt(idToken).aud, mini.clientId);
+  });
+
+  it('lets tests forge id_tokens with the platform key (tamperIdToken), which a verifying tool then sees', async () => {
+    const r = await launchAs(new Browser(), dp.urls.issuer, { activityId, user: 'student' }, {
+      onForm: tamperIdToken(dp, (c) => ({ claims: { ...c, name: 'Mallory' } })),
+    });
+    assert.equal(r.status, 200, r.body);
+    assert.equal((JSON.parse(r.body) as { claims: { name: string } }).claims.name, 'Mallory');
+    const wrongAud = await launchAs(new Browser(), dp.urls.issuer, { activityId, user: 'student' }, {
+      onForm: tamperIdToken(dp, (c) => ({ claims: { ...c, aud: 'someone-else' } })),
+    });
+    assert.equal(wrongAud.status, 401);
+    assert.match(wrongAud.body, /aud/);
   });
 
   describe('the authorization endpoint refuses', () => {

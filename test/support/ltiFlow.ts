@@ -199,3 +199,26 @@ export function launchAs(
   else Object.assign(form, { clientId: what.clientId, deepLink: '1' });
   return browser.follow({ method: 'POST', url: `${platformIssuer}/launch`, form }, o);
 }
+
+/**
+ * An onForm hook that rewrites the id_token on its way to the tool: `mutate` gets the decoded
+ * claims and header and returns the ones to send (or a finished JWT string); the result is signed
+ * with the development platform's real key unless `mutate` returned a string. For security tests:
+ *   onForm: tamperIdToken(dp, (c) => ({ claims: { ...c, aud: [c.aud, 'evil'] } }))
+ */
+export function tamperIdToken(
+  platform: { signJwt(payload: Record<string, unknown>, header?: Record<string, unknown>): Promise<string> },
+  mutate: (claims: Record<string, unknown>, header: Record<string, unknown>) =>
+    { claims: Record<string, unknown>; header?: Record<string, unknown> } | string | Promise<{ claims: Record<string, unknown>; header?: Record<string, unknown> } | string>,
+): (form: FormData) => Promise<FormData | void> {
+  return async (form) => {
+    const jwt = form.fields.id_token;
+    if (!jwt) return undefined;
+    const [h, p] = jwt.split('.');
+    const header = JSON.parse(Buffer.from(h!, 'base64url').toString()) as Record<string, unknown>;
+    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>;
+    const out = await mutate(claims, header);
+    const idToken = typeof out === 'string' ? out : await platform.signJwt(out.claims, out.header);
+    return { ...form, fields: { ...form.fields, id_token: idToken } };
+  };
+}

@@ -88,7 +88,8 @@ export async function createMiniTool(): Promise<MiniTool> {
     states.delete(b.state ?? '');
     let set = jwks.get(st.iss);
     if (!set) jwks.set(st.iss, (set = createRemoteJWKSet(new URL(`${st.iss}/jwks`))));
-    const { payload } = await jwtVerify(b.id_token ?? '', set, { issuer: st.iss, audience: tool.clientId, algorithms: ['RS256'] });
+    const { payload } = await jwtVerify(b.id_token ?? '', set, { issuer: st.iss, audience: tool.clientId, algorithms: ['RS256'] })
+      .catch((err: Error) => { throw Object.assign(new Error(`id_token refused: ${err.message}`), { status: 401 }); });
     if (payload.nonce !== st.nonce) throw Object.assign(new Error('nonce mismatch'), { status: 400 });
     return payload;
   };

@@ -9,6 +9,7 @@
  * the page can launch as any demo user.
  */
 import express, { type Router } from 'express';
+import { SignJWT, type JWK, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { Logger } from '../../logger.js';
 import type { ExpirySweeper } from '../../store/ExpirySweeper.js';
 import {
@@ -59,6 +60,14 @@ export interface DevPlatform {
   registerByUrl(toolRegistrationUrl: string): Promise<DevPlatformToolDoc>;
   /** The tool registered through this registration URL, registering it first if there is none (demo start-up). */
   ensureRegistered(toolRegistrationUrl: string): Promise<DevPlatformToolDoc>;
+  /**
+   * Sign any payload with the platform's key (RS256, its kid unless the header says otherwise), as
+   * is. In-process only, for tests that forge id_tokens the real platform would never send
+   * (expired, wrong aud, missing claims…) and check that the tool refuses them.
+   */
+  signJwt(payload: JWTPayload, header?: Partial<JWTHeaderParameters>): Promise<string>;
+  /** The platform's public JWK (e.g. to forge an HS256 token keyed with it). */
+  publicJwk: JWK;
   /** Simulate a platform outage of the scores endpoint (503) or end it. */
   setScoresAvailable(available: boolean): void;
   /** Every score received for a line item (optionally one user), in arrival order. */
@@ -148,6 +157,8 @@ export async function createDevPlatform(deps: DevPlatformDeps): Promise<DevPlatf
     registerTool,
     createActivity,
     registerByUrl: (u) => registerByUrl(ctx, u),
+    signJwt: (payload, header) => new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: ctx.key.kid, typ: 'JWT', ...header }).sign(ctx.key.privateKey),
+    publicJwk: ctx.key.publicJwk,
     async ensureRegistered(u) {
       const existing = await DevPlatformTool.findOne({ registrationUrl: u }).sort({ typeId: -1 }).lean();
       return existing ?? registerByUrl(ctx, u);

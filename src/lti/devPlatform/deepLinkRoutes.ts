@@ -20,7 +20,7 @@ export function deepLinkRoutes(ctx: PlatformContext): Router {
   r.post('/deeplink/return', async (req, res) => {
     const jwt = (req.body as Record<string, unknown> | undefined)?.JWT;
     if (typeof jwt !== 'string') throw new BadRequest('the JWT form field is missing');
-    const { tool, payload } = await ctx.verifier.verify(jwt, { audience: ctx.urls.issuer });
+    const { tool, payload } = await ctx.verifier.verify(jwt, { audience: ctx.urls.issuer, maxTokenAge: '1h' });
     if (payload[CLAIM.messageType] !== 'LtiDeepLinkingResponse') throw new BadRequest('message_type must be LtiDeepLinkingResponse');
     if (payload[CLAIM.version] !== '1.3.0') throw new BadRequest('version must be 1.3.0');
     if (payload[CLAIM.deploymentId] !== tool.deploymentId) throw new BadRequest('deployment_id is not this tool\'s');

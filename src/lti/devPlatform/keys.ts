@@ -55,7 +55,7 @@ export class ToolJwtVerifier {
    * Find the tool by the token's `iss` (= its client id), then verify signature (RS256 only),
    * issuer and audience. Throws Unauthorized with a reason a developer can act on.
    */
-  async verify(token: string, o: { audience: string; subjectIsIssuer?: boolean }): Promise<{ tool: DevPlatformToolDoc; payload: JWTPayload }> {
+  async verify(token: string, o: { audience: string; subjectIsIssuer?: boolean; maxTokenAge?: string }): Promise<{ tool: DevPlatformToolDoc; payload: JWTPayload }> {
     let iss: string | undefined;
     try {
       iss = decodeJwt(token).iss;
@@ -71,6 +71,7 @@ export class ToolJwtVerifier {
         issuer: tool._id,
         audience: o.audience,
         ...(o.subjectIsIssuer ? { subject: tool._id } : {}),
+        ...(o.maxTokenAge ? { maxTokenAge: o.maxTokenAge } : {}),
         requiredClaims: ['exp', 'iat'],
         clockTolerance: 5,
       });

@@ -39,7 +39,7 @@ export function tokenRoutes(ctx: PlatformContext): Router {
     if (typeof b.client_assertion !== 'string') return oauthError(res, 400, 'invalid_request', 'client_assertion is required');
     let verified;
     try {
-      verified = await ctx.verifier.verify(b.client_assertion, { audience: ctx.urls.token, subjectIsIssuer: true });
+      verified = await ctx.verifier.verify(b.client_assertion, { audience: ctx.urls.token, subjectIsIssuer: true, maxTokenAge: '1h' });
     } catch (err) {
       ctx.log.info({ reason: (err as Error).message }, 'devplatform.token_refused');
       return oauthError(res, 401, 'invalid_client', (err as Error).message);
