@@ -4,7 +4,7 @@
  * stream — the unique index on (stream, timestamp) enforces it even with concurrent writers —
  * and a stream is delivered strictly in timestamp order.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import mongoose, { Schema } from 'mongoose';
 import { isDuplicateKey } from './database.js';
 import type { ExpiryRule } from './ExpirySweeper.js';
@@ -83,12 +83,15 @@ export async function appendToOutbox(input: OutboxInput, now = () => Date.now())
   const stream = streamKey(input.lineItemUrl, input.userSub);
   for (let attempt = 0; ; attempt++) {
     const last = await GradeOutbox.findOne({ stream }, { timestamp: 1 }).sort({ timestamp: -1 }).lean();
-    const ts = Math.max(now(), (last?.timestamp.getTime() ?? 0) + 1);
+    // after a collision, spread contenders over a few ms so a burst does not collide again and again
+    // (concurrent publishes have no order of their own; sequential ones still get increasing times)
+    const spread = attempt === 0 ? 0 : randomInt(0, 2 ** Math.min(attempt, 8));
+    const ts = Math.max(now(), (last?.timestamp.getTime() ?? 0) + 1) + spread;
     try {
       const doc = await GradeOutbox.create({ ...input, stream, timestamp: new Date(ts), nextAttemptAt: new Date() });
       return doc.toObject();
     } catch (err) {
-      if (!isDuplicateKey(err) || attempt >= 20) throw err;
+      if (!isDuplicateKey(err) || attempt >= 50) throw err;
     }
   }
 }

@@ -89,6 +89,16 @@ describe('GradeService: durable outbox to the development platform', () => {
     assert.ok(got[0]!.receivedAt.getTime() <= got[1]!.receivedAt.getTime() && got[0]!.seq < got[1]!.seq);
   });
 
+  it('gives 20 concurrent publishes for one user distinct timestamps and delivers all of them in timestamp order', async () => {
+    const entries = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+      tool.grades.publish(g.target('102'), { activityProgress: 'InProgress', gradingProgress: 'Pending', scoreGiven: i % 10, scoreMaximum: 10 })));
+    assert.equal(new Set(entries.map((e) => e.timestamp.getTime())).size, 20);
+    await waitFor(async () => (await GradeOutbox.countDocuments({ _id: { $in: entries.map((e) => e._id) }, state: 'delivered' })) === 20, 20_000, 'all delivered');
+    const got = (await tool.devPlatform!.receivedScores(g.lineItemId, '102')).slice(-20);
+    const sent = [...entries].sort((a, b) => a.timestamp.getTime() - b.timestamp.getTime());
+    assert.deepEqual(got.map((s) => s.timestamp.getTime()), sent.map((e) => e.timestamp.getTime()));
+  });
+
   it('refreshes the access token once when the platform answers 401', async () => {
     const obtained = () => tool.logs().filter((l) => l.msg === 'lti.access_token_obtained').length;
     const n = obtained();
