@@ -143,25 +143,35 @@ export class GradeService {
       return;
     }
     clearTimeout(this.timer);
+    let sends = 0;
     this.running = this.pass()
+      .then((n) => { sends = n; })
       .catch((err: unknown) => this.log.warn({ err }, 'grades.pass_failed'))
       .finally(() => {
         this.running = undefined;
         if (this.again) {
           this.again = false;
           this.kick();
-        } else void this.schedule();
+        } else void this.schedule(sends > 0);
       });
   }
 
-  private async schedule(): Promise<void> {
+  /**
+   * Sleep until the earliest due entry, at most pollMs. After a pass that sent nothing, sleep at
+   * least a short floor: entries can be due yet not sendable (behind a stream head in backoff,
+   * leased by another replica), and waking for them in a tight loop would burn CPU.
+   */
+  private async schedule(progressed: boolean): Promise<void> {
     if (this.stopped) return;
     let delay = this.pollMs;
-    try {
-      const next = await GradeOutbox.findOne({ state: 'pending' }, { nextAttemptAt: 1 }).sort({ nextAttemptAt: 1 }).lean();
-      if (next) delay = Math.min(delay, Math.max(0, next.nextAttemptAt.getTime() - Date.now()) + 5);
-    } catch (err) {
-      this.log.warn({ err }, 'grades.schedule_failed');
+    if (this.ports.keys && this.ports.platforms) {
+      try {
+        const next = await GradeOutbox.findOne({ state: 'pending' }, { nextAttemptAt: 1 }).sort({ nextAttemptAt: 1 }).lean();
+        const floor = progressed ? 0 : Math.min(this.baseMs, 1000);
+        if (next) delay = Math.min(delay, Math.max(floor, next.nextAttemptAt.getTime() - Date.now() + 5));
+      } catch (err) {
+        this.log.warn({ err }, 'grades.schedule_failed');
+      }
     }
     if (this.stopped || this.running) return;
     clearTimeout(this.timer);
@@ -169,36 +179,42 @@ export class GradeService {
     this.timer.unref();
   }
 
-  /** One pass: every stream with a due head entry is drained as far as it goes. */
-  private async pass(): Promise<void> {
+  /** One pass: every stream with a due head entry is drained as far as it goes. Returns the number of sends. */
+  private async pass(): Promise<number> {
     // until the tool side has plugged in its keys and platform lookup, sending cannot work: do not burn attempts
-    if (!this.ports.keys || !this.ports.platforms) return;
+    if (!this.ports.keys || !this.ports.platforms) return 0;
     const due = await GradeOutbox.find({ state: 'pending', nextAttemptAt: { $lte: new Date() } }, { stream: 1 })
       .sort({ timestamp: 1 }).limit(500).lean();
     const streams = [...new Set(due.map((d) => d.stream))];
+    let sends = 0;
     const workers = Array.from({ length: Math.min(STREAM_CONCURRENCY, streams.length) }, async () => {
-      for (let s = streams.shift(); s !== undefined && !this.stopped; s = streams.shift()) await this.drain(s);
+      for (let s = streams.shift(); s !== undefined && !this.stopped; s = streams.shift()) sends += await this.drain(s);
     });
     await Promise.all(workers);
+    return sends;
   }
 
-  private async drain(stream: string): Promise<void> {
+  /** Send a stream's entries in order until one has to wait; returns the number of sends. */
+  private async drain(stream: string): Promise<number> {
+    let sends = 0;
     while (!this.stopped) {
       const head = await GradeOutbox.findOne({ stream, state: 'pending' }).sort({ timestamp: 1 }).lean();
       const now = new Date();
-      if (!head || head.nextAttemptAt > now) return;
+      if (!head || head.nextAttemptAt > now) return sends;
       const claimed = await GradeOutbox.findOneAndUpdate(
         { _id: head._id, state: 'pending', leaseUntil: { $lte: now } },
         { $set: { leaseUntil: new Date(now.getTime() + LEASE_MS) } },
         { new: true, lean: true },
       );
-      if (!claimed) return; // another worker has it
+      if (!claimed) return sends; // another worker has it
       this.held.add(String(claimed._id));
       const outcome = await this.send(claimed).catch((err: unknown): Outcome => ({ kind: 'retry', error: (err as Error).message }));
       await this.record(claimed, outcome);
       this.held.delete(String(claimed._id));
-      if (outcome.kind === 'retry') return;
+      sends++;
+      if (outcome.kind === 'retry') return sends;
     }
+    return sends;
   }
 
   private async record(e: GradeOutboxDoc, outcome: Outcome): Promise<void> {
@@ -206,9 +222,12 @@ export class GradeService {
     const log = { entry: String(e._id), instance: e.instanceId, attempts };
     if (outcome.kind === 'retry') {
       const delay = retryDelayMs(attempts, this.baseMs, this.maxMs);
+      const next = new Date(Date.now() + delay);
       await GradeOutbox.updateOne({ _id: e._id }, {
-        $set: { attempts, nextAttemptAt: new Date(Date.now() + delay), leaseUntil: new Date(0), lastError: outcome.error.slice(0, 500) },
+        $set: { attempts, nextAttemptAt: next, leaseUntil: new Date(0), lastError: outcome.error.slice(0, 500) },
       });
+      // the entries queued behind it wait as long (they cannot go first), so they do not look due
+      await GradeOutbox.updateMany({ stream: e.stream, state: 'pending', _id: { $ne: e._id }, nextAttemptAt: { $lt: next } }, { $set: { nextAttemptAt: next } });
       this.log.warn({ ...log, retryInMs: delay, error: outcome.error.slice(0, 200) }, 'grades.retry');
       return;
     }
