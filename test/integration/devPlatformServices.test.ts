@@ -142,7 +142,7 @@ describe('development LTI platform: services, deep linking, registration', () =>
   });
 
   describe('deep linking', () => {
-    it('sends a deep-linking request, verifies the response, and creates the activity with custom params and a gradebook column on save', async () => {
+    it('sends a deep-linking request, verifies the response, and creates the activity with custom params and a gradebook column on save (once)', async () => {
       mini.contentItems = [{
         type: 'ltiResourceLink', title: 'Firewall lab', url: mini.urls(tool.url).targetLinkUri,
         custom: { lab: 'firewall-1', time_limit: '60' },
@@ -156,8 +156,10 @@ describe('development LTI platform: services, deep linking, registration', () =>
       assert.ok(dlClaims);
       assert.equal(await DevPlatformActivity.countDocuments({ title: 'Firewall lab' }), 0, 'nothing created before the teacher saves');
       const save = parseForms(r.body, r.url).find((f) => f.action.endsWith('/activities/from-item'))!;
-      const saved = await b.submit(save, { stopAt: () => true });
-      assert.equal(saved.status, 303);
+      const saved = await Promise.all([b.submit(save, { stopAt: () => true }), b.submit(save, { stopAt: () => true })]);
+      assert.deepEqual(saved.map((x) => x.status), [303, 303]);
+      assert.equal(saved[0]!.location, saved[1]!.location);
+      assert.equal(await DevPlatformActivity.countDocuments({ title: 'Firewall lab' }), 1, 'a double-submitted save creates one activity');
       const activity = await DevPlatformActivity.findOne({ title: 'Firewall lab' }).lean();
       assert.ok(activity?.lineItemId);
       assert.deepEqual(activity.custom, { lab: 'firewall-1', time_limit: '60' });

@@ -61,10 +61,13 @@ ${s.item.lineItem ? ` — graded out of ${escapeHtml(String((s.item.lineItem as 
     const ci = await DevPlatformContentItem.findById(itemId).lean();
     if (!ci) throw new NotFound('no such content item');
     let activityId = ci.activityId;
-    if (!activityId) {
+    // claim the item first, so a double-submitted save creates one activity
+    const claimed = activityId ? null : await DevPlatformContentItem.findOneAndUpdate({ _id: ci._id, activityId: null }, { $set: { activityId: newId() } }, { new: true, lean: true });
+    if (claimed?.activityId) {
       const li = ci.item.lineItem as { label?: unknown; scoreMaximum?: unknown; resourceId?: unknown; tag?: unknown } | undefined;
       const max = Number(li?.scoreMaximum);
-      const activity = await createActivity({
+      await createActivity({
+        id: claimed.activityId,
         clientId: ci.clientId,
         title: typeof ci.item.title === 'string' && ci.item.title ? ci.item.title : 'Untitled activity',
         url: typeof ci.item.url === 'string' ? ci.item.url : null,
@@ -76,9 +79,9 @@ ${s.item.lineItem ? ` — graded out of ${escapeHtml(String((s.item.lineItem as 
           ...(typeof li.tag === 'string' ? { tag: li.tag } : {}),
         } : null,
       });
-      activityId = activity._id;
-      await DevPlatformContentItem.updateOne({ _id: ci._id, activityId: null }, { $set: { activityId } });
+      activityId = claimed.activityId;
     }
+    activityId ??= (await DevPlatformContentItem.findById(ci._id).lean())?.activityId ?? null;
     if (req.accepts(['html', 'json']) === 'json') res.status(201).json({ activityId });
     else res.redirect(303, `${ctx.urls.page}#activity-${activityId}`);
   });

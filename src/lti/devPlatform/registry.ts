@@ -121,6 +121,8 @@ export async function createLineItem(i: LineItemInput): Promise<DevPlatformLineI
 }
 
 export interface ActivityInput {
+  /** A pre-chosen resource link id (default: a new one). */
+  id?: string;
   clientId: string;
   title: string;
   url?: string | null;
@@ -133,7 +135,7 @@ export interface ActivityInput {
 export async function createActivity(a: ActivityInput): Promise<DevPlatformActivityDoc> {
   const tool = await DevPlatformTool.findById(a.clientId).lean();
   if (!tool) throw new ValidationFailed(`no tool with client id ${a.clientId}`);
-  const id = newId();
+  const id = a.id ?? newId();
   let lineItemId: string | null = null;
   if (a.lineItem) {
     const li = await createLineItem({
