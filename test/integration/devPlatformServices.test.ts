@@ -82,6 +82,7 @@ describe('development LTI platform: services, deep linking, registration', () =>
       for (const body of [score({ userId: '201' }), score({ userId: '999' }), score({ activityProgress: 'Done' }), score({ timestamp: 'yesterday' })]) {
         assert.equal((await post(url, tok, body)).status, 400, JSON.stringify(body));
       }
+      assert.equal((await post(url, tok, score(), 'application/json')).status, 415);
     });
 
     it('requires a bearer token with the right scope', async () => {
@@ -119,7 +120,8 @@ describe('development LTI platform: services, deep linking, registration', () =>
       assert.equal(((await (await fetch(li.id, { headers: auth })).json()) as { scoreMaximum: number }).scoreMaximum, 6);
       assert.equal((await fetch(li.id, { method: 'DELETE', headers: auth })).status, 204);
       assert.equal((await fetch(li.id, { headers: auth })).status, 404);
-      assert.equal((await post(ags().lineitems, tok, { label: '' }, 'application/json')).status, 400);
+      assert.equal((await post(ags().lineitems, tok, { label: '' }, 'application/vnd.ims.lis.v2.lineitem+json')).status, 400);
+      assert.equal((await post(ags().lineitems, tok, { label: 'x', scoreMaximum: 1 }, 'application/json')).status, 415, 'Moodle wants the AGS media type');
     });
   });
 

@@ -18,6 +18,12 @@ import type { PlatformContext } from './createDevPlatform.js';
 const ACTIVITY = ['Initialized', 'Started', 'InProgress', 'Submitted', 'Completed'];
 const GRADING = ['FullyGraded', 'Pending', 'PendingManual', 'Failed', 'NotReady'];
 
+/** Like Moodle, service bodies must carry their AGS media type. */
+function requireType(req: Request, type: string): void {
+  // a plain error with its own status: the error handler answers 415 with this message
+  if (!req.is(type)) throw Object.assign(new Error(`Content-Type must be ${type}`), { status: 415 });
+}
+
 function toolOf(req: Request, res: Response): DevPlatformToolDoc {
   const tool = res.locals.devPlatformTool;
   if (!tool) throw new Forbidden('no tool');
@@ -56,6 +62,7 @@ export function agsRoutes(ctx: PlatformContext): Router {
 
   r.post(base, requireScope(SCOPE.lineItem), async (req, res) => {
     const tool = toolOf(req, res);
+    requireType(req, 'application/vnd.ims.lis.v2.lineitem+json');
     const li = await createLineItem({ clientId: tool._id, ...lineItemFields((req.body ?? {}) as Record<string, unknown>) });
     res.status(201).type('application/vnd.ims.lis.v2.lineitem+json').send(JSON.stringify(lineItemJson(ctx.urls.issuer, tool, li)));
   });
@@ -67,6 +74,7 @@ export function agsRoutes(ctx: PlatformContext): Router {
 
   r.put(`${base}/:id/lineitem`, requireScope(SCOPE.lineItem), async (req, res) => {
     const tool = toolOf(req, res);
+    requireType(req, 'application/vnd.ims.lis.v2.lineitem+json');
     const li = await lineItemOf(req, tool);
     const { resourceLinkId: _fixed, ...fields } = lineItemFields((req.body ?? {}) as Record<string, unknown>);
     const updated = await DevPlatformLineItem.findByIdAndUpdate(li._id, { $set: fields }, { new: true, lean: true });
@@ -88,6 +96,7 @@ export function agsRoutes(ctx: PlatformContext): Router {
       res.status(503).json({ error: 'the platform is unavailable (simulated outage)', status: 503 });
       return;
     }
+    requireType(req, 'application/vnd.ims.lis.v1.score+json');
     const li = await lineItemOf(req, tool);
     await storeScore(li, (req.body ?? {}) as Record<string, unknown>);
     ctx.log.info({ lineItem: li._id }, 'devplatform.score_stored');
