@@ -1,0 +1,101 @@
+/**
+ * Contracts between the lab layers, agreed up front so they can be built in parallel:
+ *
+ *   LTI launch ──ensureInstance/start──▶ LabService ──prepare()──▶ LabDefinitions (catalog)
+ *        │                                   │  └──provision/openChannel──▶ LabBackend
+ *        └── deep linking: LabDefinitions.list()      └──subscribe()──▶ lab page (SSE/ws)
+ *
+ * src/labs/definition/ implements LabDefinitions; src/labs/LabService.ts implements LabRuntime.
+ * Only types live here.
+ */
+import type { Duplex } from 'node:stream';
+import type { BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
+import type { InstanceState, LabInstanceDoc } from '../store/LabInstance.js';
+
+/** What the deep-linking catalog and the API show about a lab (no secrets, no instructions). */
+export interface LabSummary {
+  id: string;
+  version: string;
+  title: string;
+  description: string;
+  tags: string[];
+  /** Estimated time for a student, minutes. */
+  durationMinutes: number;
+  machines: Array<{ name: string; kind: 'vm' | 'container'; cpus: number; memoryMiB: number; consoles: string[] }>;
+  /** Sum over machines, for "estimated resources". */
+  resources: { cpus: number; memoryMiB: number };
+  grading: { mode: 'steps' | 'checks'; maxScore: number };
+  lifetime: LabLifetime;
+}
+
+export interface LabLifetime {
+  /** Hard limit from start; the sweeper expires the lab after it. */
+  maxMinutes: number;
+  /** No user input on any console/desktop channel for this long → the lab is stopped (or expired if not pausable). */
+  idleMinutes: number;
+  /** May be paused and resumed later. */
+  pausable: boolean;
+  /** A warning event is sent this long before expiry. */
+  warnBeforeMinutes: number;
+}
+
+/** Per-instance machine variables: generated or fixed credentials. Stored on LabInstance.machines. */
+export type InstanceMachines = Record<string, { username?: string; password?: string }>;
+
+/** Everything the runtime needs to run one instance of one lab version. */
+export interface PreparedLab {
+  spec: BackendLabSpec;
+  lifetime: LabLifetime;
+  /** Credentials per machine: the `existing` ones passed in are kept; missing ones are generated. The caller persists them. */
+  machines: InstanceMachines;
+}
+
+/** The lab catalog as the rest of the tool sees it (implemented by src/labs/definition/). */
+export interface LabDefinitions {
+  list(): Promise<LabSummary[]>;
+  /** Latest (startable) version, or undefined when the lab does not exist or was removed. */
+  latest(labId: string): Promise<LabSummary | undefined>;
+  /** Build the backend spec for an instance of labId@version (a removed lab's old versions still resolve for running instances). Throws NotFound. */
+  prepare(labId: string, version: string, existing: InstanceMachines): Promise<PreparedLab>;
+}
+
+/** What LabService pushes to subscribers (the lab page). */
+export type LabEvent =
+  | { type: 'progress'; instanceId: string; progress: Progress }
+  | { type: 'state'; instanceId: string; state: InstanceState; reason?: string }
+  | { type: 'machines'; instanceId: string; machines: Record<string, MachineStatus> }
+  | { type: 'expiry-warning'; instanceId: string; expiresAt: string }
+  | { type: 'steps'; instanceId: string; steps: Record<string, string> }
+  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string };
+
+export interface InstanceKey {
+  activityId: string;
+  userId: string;
+  contextId: string;
+  labId: string;
+  labVersion: string;
+}
+
+/** The runtime (src/labs/LabService.ts) as the LTI launch and the lab page use it. */
+export interface LabRuntime {
+  /** Exactly one instance per (activity, user), even under concurrent calls. */
+  ensureInstance(key: InstanceKey): Promise<LabInstanceDoc>;
+  /** Start (or restart a finished) instance; returns at once, provisioning runs in the background. Idempotent. */
+  start(instanceId: string): Promise<LabInstanceDoc>;
+  get(instanceId: string): Promise<LabInstanceDoc | undefined>;
+  pause(instanceId: string): Promise<void>;
+  resume(instanceId: string): Promise<void>;
+  stop(instanceId: string): Promise<void>;
+  reset(instanceId: string, machine?: string): Promise<void>;
+  destroy(instanceId: string): Promise<void>;
+  status(instanceId: string): Promise<Record<string, MachineStatus>>;
+  /** A raw byte stream to a machine of a running instance. Throws NotFound/Conflict with a message the page can show. */
+  openChannel(instanceId: string, machine: string, channel: ChannelKind): Promise<Duplex>;
+  exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult>;
+  /** User input seen on a channel (resets the idle timer; throttled internally). */
+  noteActivity(instanceId: string): void;
+  /** Live events for one instance; returns the unsubscribe function. */
+  subscribe(instanceId: string, listener: (e: LabEvent) => void): () => void;
+  /** Publish an event (e.g. steps ticked by the page) to the instance's subscribers. */
+  emit(event: LabEvent): void;
+}
