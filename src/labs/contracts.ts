@@ -57,6 +57,35 @@ export interface LabDefinitions {
   latest(labId: string): Promise<LabSummary | undefined>;
   /** Build the backend spec for an instance of labId@version (a removed lab's old versions still resolve for running instances). Throws NotFound. */
   prepare(labId: string, version: string, existing: InstanceMachines): Promise<PreparedLab>;
+  /** The instructions of labId@version rendered (sanitized HTML) with this instance's variables filled in. Throws NotFound. */
+  instructions(labId: string, version: string, vars: InstructionVariables): Promise<RenderedInstructions>;
+}
+
+/** Variables an instruction page may use: {{user.name}}, {{machines.web.username}}, {{machines.web.password}}, {{lab.expires}}, {{lab.title}}. */
+export interface InstructionVariables {
+  user: { name: string };
+  machines: InstanceMachines;
+  lab: { expires: string; title?: string };
+}
+
+export interface RenderedStep {
+  /** Unique in the lab; ticks and checks are stored under it. */
+  id: string;
+  pageId: string;
+  title: string;
+  weight: number;
+  /** Automatic checks exist for this step (grading mode `checks`). */
+  hasChecks: boolean;
+}
+
+export interface RenderedInstructions {
+  labId: string;
+  version: string;
+  title: string;
+  /** Sanitized HTML per page. Steps carry `data-step-id`; code blocks carry `data-machine` when they may be sent to a machine; media URLs are absolute paths under /labs/:id/:version/media/. */
+  pages: Array<{ id: string; title: string; html: string }>;
+  steps: RenderedStep[];
+  grading: { mode: 'steps' | 'checks'; maxScore: number };
 }
 
 /** What LabService pushes to subscribers (the lab page). */
