@@ -50,6 +50,9 @@ const schema = z
     DEV_PLATFORM: bool.optional(),
     GRADE_RETRY_BASE_MS: int(10, 3_600_000).default('2000'),
     GRADE_RETRY_MAX_MS: int(10, 86_400_000).default('600000'),
+    DEV_PLATFORM_REGISTER: bool.optional(),
+    LTI_CLOCK_SKEW_SECONDS: int(0, 300).default('5'),
+    LTI_JWKS_MIN_REFETCH_MS: int(0, 3_600_000).default('30000'),
   })
   .superRefine((c, ctx) => {
     if (c.LAB_MODE === 'production') {

@@ -21,6 +21,11 @@ import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDev
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
+import { SessionTokens } from './auth/session.js';
+import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
+import { placeholderLabs, placeholderRuntime } from './labs/placeholder.js';
+import { createLti, type LtiModule } from './lti/createLti.js';
+import { ltiAdminRoutes } from './lti/adminRoutes.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -29,6 +34,9 @@ export interface StartOptions {
   dbName?: string;
   /** Extra route groups mounted before the built-in ones (tests, embedding). */
   extraMounts?: Mount[];
+  /** Lab catalog and runtime for the LTI launch (tests pass small implementations); default: what main wires. */
+  labs?: LabDefinitions;
+  runtime?: LabRuntime;
 }
 
 export interface RunningTool {
@@ -49,6 +57,10 @@ export interface RunningTool {
   devPlatform: DevPlatform | undefined;
   /** AGS scores through the durable outbox; the LTI module plugs its ports in with grades.use(). */
   grades: GradeService;
+  /** The LTI 1.3 tool side (ltijs at /lti, platform registry, registration URLs). */
+  lti: LtiModule;
+  /** Session tokens issued at launch (Bearer on the API, fragment on the lab page). */
+  sessions: SessionTokens;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -71,7 +83,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
 
   try {
     const secretKey = resolveSecretKey(config);
-    void secretKey; // used by the LTI and ticket modules
+    const sessions = new SessionTokens(secretKey);
 
     // --- database ---------------------------------------------------------------------------
     let embeddedMongo: EmbeddedMongo | undefined;
@@ -139,9 +151,27 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       mounts.push({ path: '/dev-platform', router: devPlatform.router });
       log.info({ url: devPlatform.urls.page }, 'devplatform.enabled');
     }
+    // --- lti ------------------------------------------------------------------------------------
+    // PLACEHOLDER labs/runtime until the real LabDefinitions and LabService are wired here.
+    const labs = opts.labs ?? placeholderLabs();
+    const runtime = opts.runtime ?? placeholderRuntime();
+    const lti = await createLti({
+      labs, runtime, sessions, log, sweeper, secretKey, dbUri: uri, publicUrl,
+      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS,
+    });
+    grades.use(lti.gradePorts);
+    mounts.push({ path: '/lti', router: lti.app });
+    mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
+    log.info({ url: lti.urls.registration }, 'lti.registration_url');
+    // --- end lti --------------------------------------------------------------------------------
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
+    // --- lti: the dev platform registers the tool dynamically (README command (a) works end to end)
+    if (devPlatform && (config.DEV_PLATFORM_REGISTER ?? true)) {
+      const reg = await devPlatform.ensureRegistered(lti.urls.registration);
+      log.info({ clientId: reg._id, deploymentId: reg.deploymentId }, 'lti.dev_platform_registered');
+    }
 
     let shuttingDown: Promise<void> | undefined;
     const shutdown = (reason = 'shutdown') => {
@@ -154,7 +184,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, lti, sessions, shutdown };
   } catch (err) {
     await runClosers();
     throw err;
