@@ -95,7 +95,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     targetPaths: ['/lti', '/lti/', '/lti/deeplink'],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
   } as GuardDeps;
-  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, serverAddon: installGuards(guardDeps) });
+  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps) });
   const registry = new PlatformRegistry(lti, log);
   holder.registry = registry;
   await registry.init();

@@ -48,6 +48,8 @@ export interface LtijsSetup {
   /** Any mongodb URI; never used to connect (the connection is shared), ltijs only requires one. */
   dbUri: string;
   secureCookies: boolean;
+  /** Where ltijs is mounted, e.g. https://labs.example.edu/lti (ltijs only enables its registration route with it). */
+  baseUrl: string;
   /** Our middleware, run by ltijs after body/cookie parsing and before its own validation. */
   serverAddon: (app: Express) => void;
 }
@@ -70,6 +72,8 @@ export async function createLtijsProvider(o: LtijsSetup): Promise<LtijsProvider>
     tokenMaxAge: 65,
     cookies: o.secureCookies ? { secure: true, sameSite: 'None' } : { secure: false, sameSite: 'Lax' },
     serverAddon: o.serverAddon,
+    // without dynReg ltijs answers 403 at /register; our onDynamicRegistration callback does the work
+    dynReg: { url: o.baseUrl, name: 'Lab Orchestrator', autoActivate: true },
   };
   lti.setup(ltijsKeyFrom(o.secretKey), { url: o.dbUri, plugin: new SharedConnectionDatabase({ url: o.dbUri }) }, options);
   const sigint = new Set(process.listeners('SIGINT'));

@@ -65,6 +65,8 @@ declare module 'ltijs' {
     cookies?: { secure?: boolean; sameSite?: 'None' | 'Lax' | 'Strict'; domain?: string };
     /** Runs in the Server constructor after body/cookie parsing, before ltijs's session validator. */
     serverAddon?: (app: Express) => void;
+    /** Enables the /register route (ltijs's own flow is replaced by onDynamicRegistration). */
+    dynReg?: { url: string; name: string; autoActivate?: boolean };
   }
 
   export interface LtijsProvider {
