@@ -21,6 +21,10 @@ import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDev
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
+import { LabDefinition } from './store/LabDefinition.js';
+import { LabCatalog } from './labs/definition/LabCatalog.js';
+import { labRoutes } from './labs/definition/labRoutes.js';
+import { resolveTemplatesDir } from './labs/definition/templatesDir.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -49,6 +53,8 @@ export interface RunningTool {
   devPlatform: DevPlatform | undefined;
   /** AGS scores through the durable outbox; the LTI module plugs its ports in with grades.use(). */
   grades: GradeService;
+  /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
+  labs: LabCatalog;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -139,6 +145,13 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       mounts.push({ path: '/dev-platform', router: devPlatform.router });
       log.info({ url: devPlatform.urls.page }, 'devplatform.enabled');
     }
+    // --- labs: catalog imported from TEMPLATES_DIR, public catalog + media routes, admin API -------
+    await ensureIndexes([LabDefinition]);
+    const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
+    await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
+    mounts.push({ path: '/', router: labRoutes(labs) });
+    // --- end labs ---
+
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -154,7 +167,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, shutdown };
   } catch (err) {
     await runClosers();
     throw err;
