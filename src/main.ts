@@ -15,6 +15,7 @@ import { ExpirySweeper } from './store/ExpirySweeper.js';
 import { createApp, type Mount, type ReadinessCheck } from './http/createApp.js';
 import { resolveSecretKey } from './secrets.js';
 import { LabInstance, INSTANCE_STATES } from './store/LabInstance.js';
+import { LabGeneration } from './store/LabGeneration.js';
 import { Metrics } from './metrics.js';
 import express from 'express';
 import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDevPlatform.js';
@@ -95,7 +96,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
     const db = await connectDatabase(uri, opts.dbName ?? 'lab_orchestrator', log);
     closers.push({ name: 'db', close: () => db.close() });
-    await ensureIndexes([LabInstance, ...devPlatformModels, GradeOutbox]);
+    await ensureIndexes([LabInstance, LabGeneration, ...devPlatformModels, GradeOutbox]);
 
     const sweeper = new ExpirySweeper(db.connection, log);
     sweeper.start(config.SWEEP_INTERVAL_MS);
