@@ -50,6 +50,11 @@ const schema = z
     DEV_PLATFORM: bool.optional(),
     GRADE_RETRY_BASE_MS: int(10, 3_600_000).default('2000'),
     GRADE_RETRY_MAX_MS: int(10, 86_400_000).default('600000'),
+    TICKET_TTL_SECONDS: int(1, 60).default('30'),
+    WS_MAX_PAYLOAD_BYTES: int(1024, 64 * 1024 * 1024).default('1048576'),
+    WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
+    WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
+    WS_MAX_PER_USER: int(1, 1000).default('8'),
     // --- backend: kubevirt ---
     BACKEND: z.enum(['qemu', 'kubevirt'], { message: 'expected "qemu" or "kubevirt"' }).default('qemu'),
     KUBECONFIG: z.string().min(1).optional(),

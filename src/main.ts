@@ -22,6 +22,11 @@ import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDev
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
+import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
+import { TicketService } from './proxy/tickets.js';
+import { ChannelProxy } from './proxy/channelProxy.js';
+import { attachUpgradeHandler } from './http/upgrade.js';
+import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -30,6 +35,9 @@ export interface StartOptions {
   dbName?: string;
   /** Extra route groups mounted before the built-in ones (tests, embedding). */
   extraMounts?: Mount[];
+  /** The lab runtime (LabService) and catalog; the lab page, its API and the websocket proxy need them. */
+  runtime?: LabRuntime;
+  labs?: LabDefinitions;
 }
 
 export interface RunningTool {
@@ -72,7 +80,6 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
 
   try {
     const secretKey = resolveSecretKey(config);
-    void secretKey; // used by the LTI and ticket modules
 
     // --- database ---------------------------------------------------------------------------
     let embeddedMongo: EmbeddedMongo | undefined;
@@ -140,6 +147,24 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       mounts.push({ path: '/dev-platform', router: devPlatform.router });
       log.info({ url: devPlatform.urls.page }, 'devplatform.enabled');
     }
+    // --- lab page + proxy -------------------------------------------------------------------
+    const beforeClose: Array<() => void> = [];
+    await ensureIndexes([TicketUse]);
+    for (const rule of ticketUseExpiryRules) sweeper.add(rule);
+    const tickets = new TicketService(secretKey, config.TICKET_TTL_SECONDS);
+    if (opts.runtime) {
+      const proxy = new ChannelProxy({
+        runtime: opts.runtime, log: log.child({ component: 'ws-proxy' }), metrics,
+        pingIntervalMs: config.WS_PING_INTERVAL_MS, idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS, maxPerUser: config.WS_MAX_PER_USER,
+      });
+      const upgrades = attachUpgradeHandler(server, {
+        publicOrigin: publicUrl, tickets, proxy, log: log.child({ component: 'ws-upgrade' }), maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
+      });
+      // upgraded sockets keep server.close() waiting: close them with a reason first
+      beforeClose.push(() => upgrades.close());
+    }
+    // --- end lab page + proxy ---------------------------------------------------------------
+
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -148,6 +173,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const shutdown = (reason = 'shutdown') => {
       shuttingDown ??= (async () => {
         log.info({ reason, graceMs: config.SHUTDOWN_GRACE_MS }, 'tool.stopping');
+        for (const f of beforeClose) f();
         await closeServer(server, config.SHUTDOWN_GRACE_MS);
         await runClosers();
         log.info('tool.stopped');
