@@ -10,6 +10,10 @@
  *   :::note|tip|warning Title  a knowledge box, closed by a line `:::`
  *   ```sh machine=web          a code block with "copy" and "send to machine web"
  *   ![alt](media/x.svg)        media from the lab's media/ folder
+ *
+ * Why sanitize-html: an allowlist sanitizer on a real HTML parser (htmlparser2), server-side
+ * without a DOM — DOMPurify would need jsdom — and widely used and maintained. Regex filtering of
+ * author HTML is how XSS gets through.
  */
 import { Marked, Renderer, type Token, type Tokens, type TokenizerAndRendererExtension } from 'marked';
 import sanitizeHtml from 'sanitize-html';
