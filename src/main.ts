@@ -22,11 +22,21 @@ import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDev
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
-import { SessionTokens } from './auth/session.js';
-import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
-import { placeholderLabs, placeholderRuntime } from './labs/placeholder.js';
+import { placeholderRuntime } from './labs/placeholder.js';
 import { createLti, type LtiModule } from './lti/createLti.js';
 import { ltiAdminRoutes } from './lti/adminRoutes.js';
+import { LabDefinition } from './store/LabDefinition.js';
+import { LabCatalog } from './labs/definition/LabCatalog.js';
+import { labRoutes } from './labs/definition/labRoutes.js';
+import { resolveTemplatesDir } from './labs/definition/templatesDir.js';
+import { adminLabRoutes } from './labs/definition/adminLabRoutes.js';
+import { requireAdmin } from './auth/admin.js';
+import { SessionTokens } from './auth/session.js';
+import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
+import { TicketService } from './proxy/tickets.js';
+import { ChannelProxy } from './proxy/channelProxy.js';
+import { attachUpgradeHandler } from './http/upgrade.js';
+import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -35,9 +45,9 @@ export interface StartOptions {
   dbName?: string;
   /** Extra route groups mounted before the built-in ones (tests, embedding). */
   extraMounts?: Mount[];
-  /** Lab catalog and runtime for the LTI launch (tests pass small implementations); default: what main wires. */
-  labs?: LabDefinitions;
+  /** The lab runtime (LabService) and catalog; the lab page, its API and the websocket proxy need them. */
   runtime?: LabRuntime;
+  labs?: LabDefinitions;
 }
 
 export interface RunningTool {
@@ -62,6 +72,8 @@ export interface RunningTool {
   lti: LtiModule;
   /** Session tokens issued at launch (Bearer on the API, fragment on the lab page). */
   sessions: SessionTokens;
+  /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
+  labs: LabCatalog;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -152,12 +164,37 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       mounts.push({ path: '/dev-platform', router: devPlatform.router });
       log.info({ url: devPlatform.urls.page }, 'devplatform.enabled');
     }
+    // --- labs: catalog imported from TEMPLATES_DIR, public catalog + media routes, admin API -------
+    await ensureIndexes([LabDefinition]);
+    const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
+    await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
+    mounts.push({ path: '/', router: labRoutes(labs) });
+    mounts.push({ path: '/api/admin/labs', router: adminLabRoutes(labs, requireAdmin(sessions, config.ADMIN_TOKEN)) });
+    // --- end labs ---
+    // --- lab page + proxy -------------------------------------------------------------------
+    const beforeClose: Array<() => void> = [];
+    await ensureIndexes([TicketUse]);
+    for (const rule of ticketUseExpiryRules) sweeper.add(rule);
+    const tickets = new TicketService(secretKey, config.TICKET_TTL_SECONDS);
+    if (opts.runtime) {
+      const proxy = new ChannelProxy({
+        runtime: opts.runtime, log: log.child({ component: 'ws-proxy' }), metrics,
+        pingIntervalMs: config.WS_PING_INTERVAL_MS, idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS, maxPerUser: config.WS_MAX_PER_USER,
+      });
+      const upgrades = attachUpgradeHandler(server, {
+        publicOrigin: publicUrl, tickets, proxy, log: log.child({ component: 'ws-upgrade' }), maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
+      });
+      // upgraded sockets keep server.close() waiting: close them with a reason first
+      beforeClose.push(() => upgrades.close());
+    }
+    // --- end lab page + proxy ---------------------------------------------------------------
+
     // --- lti ------------------------------------------------------------------------------------
-    // PLACEHOLDER labs/runtime until the real LabDefinitions and LabService are wired here.
-    const labs = opts.labs ?? placeholderLabs();
+    // PLACEHOLDER runtime until the real LabService is wired here (src/labs/placeholder.ts).
+    const ltiLabs: LabDefinitions = opts.labs ?? labs;
     const runtime = opts.runtime ?? placeholderRuntime();
     const lti = await createLti({
-      labs, runtime, sessions, log, sweeper, secretKey, dbUri: uri, publicUrl,
+      labs: ltiLabs, runtime, sessions, log, sweeper, secretKey, dbUri: uri, publicUrl,
       clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS,
     });
     grades.use(lti.gradePorts);
@@ -178,6 +215,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const shutdown = (reason = 'shutdown') => {
       shuttingDown ??= (async () => {
         log.info({ reason, graceMs: config.SHUTDOWN_GRACE_MS }, 'tool.stopping');
+        for (const f of beforeClose) f();
         await closeServer(server, config.SHUTDOWN_GRACE_MS);
         await runClosers();
         log.info('tool.stopped');
@@ -185,7 +223,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, lti, sessions, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, lti, sessions, shutdown };
   } catch (err) {
     await runClosers();
     throw err;
