@@ -3,3 +3,4 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_apt chromium qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio socat
 need_guest_image
+need_k8s

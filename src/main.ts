@@ -15,12 +15,25 @@ import { ExpirySweeper } from './store/ExpirySweeper.js';
 import { createApp, type Mount, type ReadinessCheck } from './http/createApp.js';
 import { resolveSecretKey } from './secrets.js';
 import { LabInstance, INSTANCE_STATES } from './store/LabInstance.js';
+import { LabGeneration } from './store/LabGeneration.js';
 import { Metrics } from './metrics.js';
 import express from 'express';
 import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDevPlatform.js';
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
+import { LabDefinition } from './store/LabDefinition.js';
+import { LabCatalog } from './labs/definition/LabCatalog.js';
+import { labRoutes } from './labs/definition/labRoutes.js';
+import { resolveTemplatesDir } from './labs/definition/templatesDir.js';
+import { adminLabRoutes } from './labs/definition/adminLabRoutes.js';
+import { requireAdmin } from './auth/admin.js';
+import { SessionTokens } from './auth/session.js';
+import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
+import { TicketService } from './proxy/tickets.js';
+import { ChannelProxy } from './proxy/channelProxy.js';
+import { attachUpgradeHandler } from './http/upgrade.js';
+import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -29,6 +42,9 @@ export interface StartOptions {
   dbName?: string;
   /** Extra route groups mounted before the built-in ones (tests, embedding). */
   extraMounts?: Mount[];
+  /** The lab runtime (LabService) and catalog; the lab page, its API and the websocket proxy need them. */
+  runtime?: LabRuntime;
+  labs?: LabDefinitions;
 }
 
 export interface RunningTool {
@@ -49,6 +65,8 @@ export interface RunningTool {
   devPlatform: DevPlatform | undefined;
   /** AGS scores through the durable outbox; the LTI module plugs its ports in with grades.use(). */
   grades: GradeService;
+  /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
+  labs: LabCatalog;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -71,7 +89,6 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
 
   try {
     const secretKey = resolveSecretKey(config);
-    void secretKey; // used by the LTI and ticket modules
 
     // --- database ---------------------------------------------------------------------------
     let embeddedMongo: EmbeddedMongo | undefined;
@@ -88,7 +105,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
     const db = await connectDatabase(uri, opts.dbName ?? 'lab_orchestrator', log);
     closers.push({ name: 'db', close: () => db.close() });
-    await ensureIndexes([LabInstance, ...devPlatformModels, GradeOutbox]);
+    await ensureIndexes([LabInstance, LabGeneration, ...devPlatformModels, GradeOutbox]);
 
     const sweeper = new ExpirySweeper(db.connection, log);
     sweeper.start(config.SWEEP_INTERVAL_MS);
@@ -139,6 +156,31 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       mounts.push({ path: '/dev-platform', router: devPlatform.router });
       log.info({ url: devPlatform.urls.page }, 'devplatform.enabled');
     }
+    // --- labs: catalog imported from TEMPLATES_DIR, public catalog + media routes, admin API -------
+    await ensureIndexes([LabDefinition]);
+    const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
+    await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
+    mounts.push({ path: '/', router: labRoutes(labs) });
+    mounts.push({ path: '/api/admin/labs', router: adminLabRoutes(labs, requireAdmin(new SessionTokens(secretKey), config.ADMIN_TOKEN)) });
+    // --- end labs ---
+    // --- lab page + proxy -------------------------------------------------------------------
+    const beforeClose: Array<() => void> = [];
+    await ensureIndexes([TicketUse]);
+    for (const rule of ticketUseExpiryRules) sweeper.add(rule);
+    const tickets = new TicketService(secretKey, config.TICKET_TTL_SECONDS);
+    if (opts.runtime) {
+      const proxy = new ChannelProxy({
+        runtime: opts.runtime, log: log.child({ component: 'ws-proxy' }), metrics,
+        pingIntervalMs: config.WS_PING_INTERVAL_MS, idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS, maxPerUser: config.WS_MAX_PER_USER,
+      });
+      const upgrades = attachUpgradeHandler(server, {
+        publicOrigin: publicUrl, tickets, proxy, log: log.child({ component: 'ws-upgrade' }), maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
+      });
+      // upgraded sockets keep server.close() waiting: close them with a reason first
+      beforeClose.push(() => upgrades.close());
+    }
+    // --- end lab page + proxy ---------------------------------------------------------------
+
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -147,6 +189,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const shutdown = (reason = 'shutdown') => {
       shuttingDown ??= (async () => {
         log.info({ reason, graceMs: config.SHUTDOWN_GRACE_MS }, 'tool.stopping');
+        for (const f of beforeClose) f();
         await closeServer(server, config.SHUTDOWN_GRACE_MS);
         await runClosers();
         log.info('tool.stopped');
@@ -154,7 +197,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, shutdown };
   } catch (err) {
     await runClosers();
     throw err;

@@ -36,6 +36,10 @@ export interface LabInstanceDoc {
   startedAt: Date | null;
   expiresAt: Date | null;
   lastActivityAt: Date | null;
+  /** Lifetime rules of the lab version this instance runs (copied at start, so a template edit never changes a running lab). */
+  lifetime: { maxMinutes: number; idleMinutes: number; pausable: boolean; warnBeforeMinutes: number } | null;
+  /** When the expiry warning was sent for the current expiresAt (null = not yet). */
+  warnedAt: Date | null;
 }
 
 /** Instance ids are DNS-1123 friendly (lowercase base32), 16 chars, no personal data. */
@@ -63,6 +67,8 @@ const schema = new Schema<LabInstanceDoc>(
     startedAt: { type: Date, default: null },
     expiresAt: { type: Date, default: null },
     lastActivityAt: { type: Date, default: null },
+    lifetime: { type: Schema.Types.Mixed, default: null },
+    warnedAt: { type: Date, default: null },
   },
   { timestamps: true, minimize: false, versionKey: false },
 );

@@ -1,0 +1,170 @@
+/**
+ * Background duties of the runtime, one pass at a time (never overlapping itself):
+ *
+ * - lifetime: expire labs past their maximum duration, warn before that, stop (or expire, when the
+ *   lab may not be paused) labs idle longer than their idle timeout — idle means no user input on a
+ *   console or desktop channel, not screen output;
+ * - reconcile: compare the database with what the backend runs. Resources no live instance owns are
+ *   destroyed; live instances whose resources vanished fail with a reason; instances left in
+ *   `provisioning` by a crashed process are provisioned again (provision is idempotent).
+ *
+ * With several replicas, only the lease holder runs these (see the KubeVirt backend's leader
+ * election); on one machine the process runs them itself.
+ */
+import type { LabBackend, LabHandle } from '../backends/types.js';
+import type { Logger } from '../logger.js';
+import { LabInstance, type LabInstanceDoc } from '../store/LabInstance.js';
+import type { LabDefinitions } from './contracts.js';
+import { LIVE_STATES, type LabService } from './LabService.js';
+
+export interface SupervisorDeps {
+  service: LabService;
+  backend: LabBackend;
+  labs: LabDefinitions;
+  log: Logger;
+  now?: () => Date;
+  /** A `provisioning` record not touched for this long, and not owned by this process, is taken over (ms). */
+  staleProvisioningMs?: number;
+}
+
+export interface PassReport {
+  expired: string[];
+  warned: string[];
+  idled: string[];
+  orphansDestroyed: string[];
+  vanished: string[];
+  resumedProvisioning: string[];
+}
+
+export class LabSupervisor {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<PassReport> | undefined;
+  private firstPass = true;
+
+  constructor(private readonly deps: SupervisorDeps) {}
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  /** One lifetime + reconcile pass; concurrent callers share it. */
+  pass(): Promise<PassReport> {
+    this.running ??= this.passOnce().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async passOnce(): Promise<PassReport> {
+    const report: PassReport = { expired: [], warned: [], idled: [], orphansDestroyed: [], vanished: [], resumedProvisioning: [] };
+    try {
+      await this.lifetime(report);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'supervisor.lifetime_failed');
+    }
+    try {
+      await this.reconcile(report);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'supervisor.reconcile_failed');
+    }
+    this.firstPass = false;
+    const n = Object.values(report).reduce((a, l: string[]) => a + l.length, 0);
+    if (n > 0) this.deps.log.info(report, 'supervisor.pass');
+    return report;
+  }
+
+  private async lifetime(report: PassReport): Promise<void> {
+    const now = this.now();
+    const { service } = this.deps;
+    const overdue = (await LabInstance.find({ state: { $in: [...LIVE_STATES] }, expiresAt: { $ne: null, $lte: now } }).lean()) as LabInstanceDoc[];
+    for (const inst of overdue) {
+      await service.finish(inst, 'expired', 'The lab reached its time limit.').catch((err) => this.deps.log.warn({ err, instance: inst._id }, 'supervisor.expire_failed'));
+      report.expired.push(inst._id);
+    }
+    const running = (await LabInstance.find({ state: 'running' }).lean()) as LabInstanceDoc[];
+    for (const inst of running) {
+      const lt = inst.lifetime;
+      if (!lt) continue;
+      if (inst.expiresAt && !inst.warnedAt && inst.expiresAt.getTime() - lt.warnBeforeMinutes * 60_000 <= now.getTime()) {
+        if (await service.markWarned(inst, now)) {
+          service.emit({ type: 'expiry-warning', instanceId: inst._id, expiresAt: inst.expiresAt.toISOString() });
+          report.warned.push(inst._id);
+        }
+      }
+      const last = inst.lastActivityAt ?? inst.startedAt;
+      if (lt.idleMinutes > 0 && last && last.getTime() + lt.idleMinutes * 60_000 <= now.getTime()) {
+        if (lt.pausable) await service.stop(inst._id).catch((err) => this.deps.log.warn({ err, instance: inst._id }, 'supervisor.idle_stop_failed'));
+        else await service.finish(inst, 'expired', 'The lab was idle for too long.').catch((err) => this.deps.log.warn({ err, instance: inst._id }, 'supervisor.idle_expire_failed'));
+        report.idled.push(inst._id);
+      }
+    }
+  }
+
+  private async reconcile(report: PassReport): Promise<void> {
+    const { backend, service, labs, log } = this.deps;
+    const handles = await backend.list();
+    const live = (await LabInstance.find({ state: { $in: [...LIVE_STATES] } }).lean()) as LabInstanceDoc[];
+    const byId = new Map(live.map((i) => [i._id, i]));
+    const running = new Set<string>();
+
+    for (const h of handles) {
+      const inst = byId.get(h.instanceId);
+      if (inst?.handle?.name === h.name && inst.handle.generation === h.generation) {
+        running.add(inst._id);
+        continue;
+      }
+      // nothing live owns it (or an older generation): it must not keep running
+      if (service.owns(h.instanceId) && inst?.handle?.name === h.name) continue;
+      await backend.destroy(h).catch((err) => log.warn({ err, handle: h.name }, 'supervisor.orphan_destroy_failed'));
+      report.orphansDestroyed.push(h.name);
+    }
+
+    const stale = this.deps.staleProvisioningMs ?? 120_000;
+    for (const inst of live) {
+      if (service.owns(inst._id)) continue;
+      if (inst.state === 'provisioning') {
+        const quiet = this.now().getTime() - new Date(inst.updatedAt).getTime();
+        if (!this.firstPass && quiet < stale) continue; // another replica may be on it
+        if (!inst.handle) continue;
+        try {
+          const prepared = await labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {}, { backend: backend.kind });
+          void service.runProvision(inst, prepared.spec);
+          report.resumedProvisioning.push(inst._id);
+        } catch (err) {
+          log.warn({ err, instance: inst._id }, 'supervisor.resume_failed');
+        }
+        continue;
+      }
+      if (!running.has(inst._id)) {
+        await this.vanished(inst, `The lab's machines are gone (${inst.state} lab not found on the ${backend.kind} backend).`);
+        report.vanished.push(inst._id);
+        continue;
+      }
+      if (inst.state === 'running' || inst.state === 'paused') {
+        const status = await backend.status(inst.handle as LabHandle);
+        const gone = Object.entries(status).filter(([, s]) => s.phase === 'gone' || s.phase === 'failed');
+        if (gone.length > 0) {
+          await this.vanished(inst, `Machine ${gone.map(([m]) => m).join(', ')} stopped unexpectedly.`);
+          report.vanished.push(inst._id);
+        }
+      }
+    }
+  }
+
+  private async vanished(inst: LabInstanceDoc, reason: string): Promise<void> {
+    await this.deps.service.markVanished(inst, reason);
+  }
+
+  start(intervalMs: number): void {
+    this.stop();
+    void this.pass();
+    this.timer = setInterval(() => void this.pass(), intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+}

@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
+import { MemoryBackend } from '../support/memoryBackend.js';
+import { StaticLabs } from '../support/staticLabs.js';
+import { LabService } from '../../src/labs/LabService.js';
+import { LabSupervisor } from '../../src/labs/LabSupervisor.js';
+import type { LabEvent } from '../../src/labs/contracts.js';
+import { LabInstance } from '../../src/store/LabInstance.js';
+import { BackendFailure } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
+
+const log = createLogger({ level: 'fatal', format: 'json' });
+let n = 0;
+const key = (labId = 'one') => ({ activityId: `act-${++n}`, userId: `user-${n}`, contextId: 'ctx', labId, labVersion: '1' });
+
+describe('LabService life cycle', () => {
+  let tool: TestTool;
+  let backend: MemoryBackend;
+  let svc: LabService;
+  const labs = new StaticLabs([
+    { id: 'one', machines: [{ name: 'box' }] },
+    { id: 'two', machines: [{ name: 'alpha' }, { name: 'beta' }] },
+    { id: 'short', machines: [{ name: 'box' }], lifetime: { maxMinutes: 10, warnBeforeMinutes: 2, idleMinutes: 0 } },
+    { id: 'idle', machines: [{ name: 'box' }], lifetime: { idleMinutes: 5, pausable: true } },
+    { id: 'idle-nopause', machines: [{ name: 'box' }], lifetime: { idleMinutes: 5, pausable: false } },
+  ]);
+
+  before(async () => { tool = await startTestTool(); });
+  after(async () => { await tool.shutdown(); });
+  beforeEach(async () => {
+    await LabInstance.deleteMany({});
+    backend = new MemoryBackend();
+    svc = new LabService({ backend, labs, log, capacityRetryMs: 60_000, activityWriteMs: 0 });
+  });
+  afterEach(async () => { await svc.close(); });
+
+  async function running(id: string) {
+    await waitFor(async () => (await svc.get(id))?.state === 'running', 5000, `instance ${id} running`);
+    return (await svc.get(id))!;
+  }
+
+  it('provisions once under 20 concurrent starts and reports every phase in order', async () => {
+    const inst = await svc.ensureInstance(key('two'));
+    const events: LabEvent[] = [];
+    svc.subscribe(inst._id, (e) => events.push(e));
+    await Promise.all(Array.from({ length: 20 }, () => svc.start(inst._id)));
+    const doc = await running(inst._id);
+    assert.equal(backend.provisionCalls, 1);
+    assert.equal(backend.labs.size, 1);
+    assert.equal(doc.generation, 1);
+    assert.equal(doc.handle?.name, `lab-${inst._id}-g1`);
+    assert.ok(doc.expiresAt && doc.startedAt, 'expiry and start time set');
+    assert.deepEqual(Object.keys(doc.machines).sort(), ['alpha', 'beta']);
+    const phases = events.filter((e) => e.type === 'progress').map((e) => (e.type === 'progress' ? e.progress.phase : ''));
+    assert.deepEqual(phases, ['network', 'disks', 'machines-starting', 'machines-booted']);
+    const states = events.filter((e) => e.type === 'state').map((e) => (e.type === 'state' ? e.state : ''));
+    assert.deepEqual(states, ['provisioning', 'running']);
+  });
+
+  it('persists the handle before provisioning and keeps credentials across restarts', async () => {
+    backend.phaseMs = 50;
+    const inst = await svc.ensureInstance(key());
+    await svc.start(inst._id);
+    const during = await LabInstance.findById(inst._id).lean();
+    assert.equal(during?.state, 'provisioning');
+    assert.equal(during?.handle?.name, `lab-${inst._id}-g1`);
+    const first = await running(inst._id);
+    await svc.destroy(inst._id);
+    await svc.start(inst._id);
+    const second = await running(inst._id);
+    assert.equal(second.generation, 2);
+    assert.equal(second.handle?.name, `lab-${inst._id}-g2`);
+    assert.deepEqual(second.machines, first.machines, 'credentials of the instance survive a relaunch');
+  });
+
+  it('fails with the backend reason and cleans up, and starts again with the next generation', async () => {
+    backend.failNext = new BackendFailure('boom', { publicMessage: 'The disk image is missing.' });
+    const inst = await svc.ensureInstance(key());
+    await svc.start(inst._id);
+    await waitFor(async () => (await svc.get(inst._id))?.state === 'failed', 5000, 'failed');
+    const failed = (await svc.get(inst._id))!;
+    assert.equal(failed.failureReason, 'The disk image is missing.');
+    assert.equal(backend.labs.size, 0);
+    await svc.start(inst._id);
+    const ok = await running(inst._id);
+    assert.equal(ok.generation, 2);
+    assert.equal(ok.failureReason, null);
+  });
+
+  it('pauses, resumes, stops and starts again keeping the same generation and expiry', async () => {
+    const inst = await svc.ensureInstance(key());
+    await svc.start(inst._id);
+    const r = await running(inst._id);
+    await svc.pause(inst._id);
+    assert.equal((await svc.get(inst._id))?.state, 'paused');
+    assert.equal(backend.labs.get(r.handle!.name)?.phase, 'paused');
+    await svc.pause(inst._id); // idempotent
+    await svc.resume(inst._id);
+    assert.equal((await svc.get(inst._id))?.state, 'running');
+    await svc.stop(inst._id);
+    assert.equal((await svc.get(inst._id))?.state, 'stopped');
+    await svc.start(inst._id);
+    const again = await running(inst._id);
+    assert.equal(again.generation, 1);
+    assert.equal(again.expiresAt?.getTime(), r.expiresAt?.getTime());
+    await assert.rejects(svc.resume(inst._id).then(() => svc.stop(inst._id)).then(() => svc.pause(inst._id)), /cannot pause/);
+  });
+
+  it('refuses channels to a lab that is not running, with a message for the page', async () => {
+    const inst = await svc.ensureInstance(key());
+    await assert.rejects(svc.openChannel(inst._id, 'box', 'console'), (e: Error & { publicMessage?: string }) => /not running/.test(e.publicMessage ?? ''));
+    await svc.start(inst._id);
+    await running(inst._id);
+    const ch = await svc.openChannel(inst._id, 'box', 'console');
+    ch.destroy();
+  });
+
+  it('queues a lab over capacity with its position and starts it when another lab is destroyed', async () => {
+    backend.capacity = 1;
+    const a = await svc.ensureInstance(key());
+    const b = await svc.ensureInstance(key());
+    await svc.start(a._id);
+    await running(a._id);
+    const events: LabEvent[] = [];
+    svc.subscribe(b._id, (e) => events.push(e));
+    await svc.start(b._id);
+    await waitFor(() => svc.queue.position(b._id) === 1, 5000, 'queued');
+    const queued = events.find((e) => e.type === 'progress' && e.progress.phase === 'queued');
+    assert.ok(queued && queued.type === 'progress' && /number 1 in the queue/.test(queued.progress.message));
+    assert.equal((await svc.get(b._id))?.state, 'provisioning');
+    assert.equal(backend.labs.size, 1, 'nothing half-started');
+    await svc.destroy(a._id);
+    await running(b._id);
+    assert.equal(svc.queue.length, 0);
+  });
+
+  it('expires a lab at its time limit, warning before', async () => {
+    let now = new Date();
+    svc = new LabService({ backend, labs, log, now: () => now });
+    const sup = new LabSupervisor({ service: svc, backend, labs, log, now: () => now });
+    const inst = await svc.ensureInstance(key('short'));
+    await svc.start(inst._id);
+    await running(inst._id);
+    const events: LabEvent[] = [];
+    svc.subscribe(inst._id, (e) => events.push(e));
+    now = new Date(now.getTime() + 9 * 60_000);
+    const r1 = await sup.pass();
+    assert.deepEqual(r1.warned, [inst._id]);
+    assert.deepEqual((await sup.pass()).warned, [], 'warned once');
+    assert.ok(events.some((e) => e.type === 'expiry-warning'));
+    now = new Date(now.getTime() + 2 * 60_000);
+    const r2 = await sup.pass();
+    assert.deepEqual(r2.expired, [inst._id]);
+    const doc = await svc.get(inst._id);
+    assert.equal(doc?.state, 'expired');
+    assert.equal(backend.labs.size, 0);
+  });
+
+  it('stops an idle pausable lab and expires an idle lab that may not pause; input keeps it alive', async () => {
+    let now = new Date();
+    svc = new LabService({ backend, labs, log, now: () => now, activityWriteMs: 0 });
+    const sup = new LabSupervisor({ service: svc, backend, labs, log, now: () => now });
+    const a = await svc.ensureInstance(key('idle'));
+    const b = await svc.ensureInstance(key('idle-nopause'));
+    await Promise.all([svc.start(a._id), svc.start(b._id)]);
+    await running(a._id);
+    await running(b._id);
+    now = new Date(now.getTime() + 4 * 60_000);
+    svc.noteActivity(a._id);
+    await waitFor(async () => (await svc.get(a._id))?.lastActivityAt?.getTime() === now.getTime(), 3000, 'activity written');
+    now = new Date(now.getTime() + 2 * 60_000);
+    const r = await sup.pass();
+    assert.deepEqual(r.idled, [b._id]);
+    assert.equal((await svc.get(b._id))?.state, 'expired');
+    assert.equal((await svc.get(a._id))?.state, 'running');
+    now = new Date(now.getTime() + 5 * 60_000);
+    await sup.pass();
+    assert.equal((await svc.get(a._id))?.state, 'stopped');
+  });
+
+  it('reconciles: destroys what no instance owns, fails what vanished, finishes an abandoned provisioning', async () => {
+    const sup = new LabSupervisor({ service: svc, backend, labs, log });
+    const a = await svc.ensureInstance(key());
+    const b = await svc.ensureInstance(key());
+    await Promise.all([svc.start(a._id), svc.start(b._id)]);
+    const ra = await running(a._id);
+    await running(b._id);
+    // an orphan: resources of an instance the database does not know
+    backend.labs.set('lab-zzzzzzzzzzzzzzzz-g1', { handle: { instanceId: 'zzzzzzzzzzzzzzzz', backend: 'qemu', name: 'lab-zzzzzzzzzzzzzzzz-g1', generation: 1 }, spec: { labId: 'one', labVersion: '1', machines: [], network: { internetEgress: false } }, phase: 'running', resets: 0 });
+    // a lab whose machines vanished behind the tool's back
+    backend.labs.delete(ra.handle!.name);
+    // a provisioning abandoned by a crashed process (record says provisioning, nothing in flight here)
+    const c = await svc.ensureInstance(key());
+    await LabInstance.updateOne({ _id: c._id }, { $set: { state: 'provisioning', generation: 1, handle: { instanceId: c._id, backend: 'qemu', name: `lab-${c._id}-g1`, generation: 1 } } });
+    const r = await sup.pass();
+    assert.deepEqual(r.orphansDestroyed, ['lab-zzzzzzzzzzzzzzzz-g1']);
+    assert.deepEqual(r.vanished, [a._id]);
+    assert.match((await svc.get(a._id))?.failureReason ?? '', /gone/);
+    assert.deepEqual(r.resumedProvisioning, [c._id]);
+    await running(c._id);
+    assert.equal((await svc.get(b._id))?.state, 'running', 'a healthy lab is left alone');
+    const again = await sup.pass();
+    assert.deepEqual([again.orphansDestroyed, again.vanished, again.resumedProvisioning], [[], [], []], 'converged');
+  });
+
+  it('destroy during provisioning aborts it and leaves nothing behind', async () => {
+    backend.phaseMs = 100;
+    const inst = await svc.ensureInstance(key());
+    await svc.start(inst._id);
+    await waitFor(() => backend.provisionCalls === 1, 2000, 'provision started');
+    await svc.destroy(inst._id);
+    await new Promise((r) => setTimeout(r, 500));
+    const doc = await svc.get(inst._id);
+    assert.equal(doc?.state, 'destroyed');
+    assert.equal(backend.labs.size, 0);
+  });
+});

@@ -1,0 +1,136 @@
+/**
+ * A LabRuntime for proxy and page tests whose machines are a loopback TCP sink: it stands for
+ * the backend (the thing the proxy dials), not for the proxy. Counts every dial, records what each
+ * connection received, and lets a test decide what the "machine" sends back (echo by default).
+ */
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import type { ChannelKind, MachineStatus } from '../../src/backends/types.js';
+import type { InstanceKey, LabEvent, LabRuntime } from '../../src/labs/contracts.js';
+import type { InstanceState, LabInstanceDoc } from '../../src/store/LabInstance.js';
+import { Conflict, NotFound } from '../../src/errors.js';
+
+export interface SinkConnection {
+  instance: string;
+  machine: string;
+  channel: ChannelKind;
+  socket: net.Socket;
+  received: Buffer[];
+  bytes(): number;
+}
+
+export class LoopbackRuntime implements LabRuntime {
+  readonly instances = new Map<string, LabInstanceDoc>();
+  readonly connections: SinkConnection[] = [];
+  readonly activity: string[] = [];
+  dials = 0;
+  /** What the machine does with a new connection (default: echo). */
+  onConnection: (c: SinkConnection) => void = (c) => c.socket.on('data', (d: Buffer) => c.socket.write(d));
+  private readonly events = new EventEmitter();
+  private server: net.Server | undefined;
+
+  constructor() {
+    this.events.setMaxListeners(0);
+  }
+
+  async listen(): Promise<this> {
+    this.server = net.createServer((socket) => {
+      const received: Buffer[] = [];
+      // instance/machine/channel are filled in by openChannel once it knows which socket is its own
+      const c: SinkConnection = { instance: '', machine: '', channel: 'console', socket, received, bytes: () => received.reduce((n, b) => n + b.length, 0) };
+      socket.on('data', (d: Buffer) => received.push(d));
+      socket.on('error', () => undefined);
+      this.connections.push(c);
+      this.onConnection(c);
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    return this;
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.connections) c.socket.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** Add a running instance with the given machines. */
+  add(o: { id: string; userId: string; contextId?: string; machines?: string[]; state?: InstanceState; steps?: Record<string, Date> }): LabInstanceDoc {
+    const now = new Date();
+    const doc: LabInstanceDoc = {
+      _id: o.id, activityId: `act-${o.id}`, userId: o.userId, contextId: o.contextId ?? 'course-1', labId: 'demo-lab', labVersion: '1',
+      backend: 'qemu', handle: { instanceId: o.id, backend: 'qemu', name: o.id, generation: 1 }, generation: 1,
+      state: o.state ?? 'running', failureReason: null, progress: { phase: 'machines-booted', percent: 100, message: 'ready' },
+      machines: Object.fromEntries((o.machines ?? ['web']).map((m) => [m, {}])), steps: o.steps ?? {},
+      createdAt: now, updatedAt: now, startedAt: now, expiresAt: new Date(now.getTime() + 3600_000), lastActivityAt: null,
+      lifetime: { maxMinutes: 60, idleMinutes: 30, pausable: true, warnBeforeMinutes: 5 }, warnedAt: null,
+    };
+    this.instances.set(o.id, doc);
+    return doc;
+  }
+
+  private setState(id: string, state: InstanceState): void {
+    const d = this.instances.get(id);
+    if (!d) throw new NotFound('no such lab');
+    d.state = state;
+    this.emit({ type: 'state', instanceId: id, state });
+  }
+
+  async ensureInstance(key: InstanceKey): Promise<LabInstanceDoc> {
+    for (const d of this.instances.values()) if (d.activityId === key.activityId && d.userId === key.userId) return d;
+    return this.add({ id: `i${this.instances.size + 1}`, userId: key.userId, contextId: key.contextId });
+  }
+  async start(id: string): Promise<LabInstanceDoc> {
+    this.setState(id, 'running');
+    return this.instances.get(id)!;
+  }
+  async get(id: string): Promise<LabInstanceDoc | undefined> {
+    return this.instances.get(id);
+  }
+  async pause(id: string): Promise<void> { this.setState(id, 'paused'); }
+  async resume(id: string): Promise<void> { this.setState(id, 'running'); }
+  async stop(id: string): Promise<void> { this.setState(id, 'stopped'); }
+  async reset(id: string): Promise<void> {
+    for (const c of this.connections) if (c.instance === id) c.socket.destroy();
+  }
+  async destroy(id: string): Promise<void> { this.setState(id, 'destroyed'); }
+  async status(id: string): Promise<Record<string, MachineStatus>> {
+    const d = this.instances.get(id);
+    if (!d) throw new NotFound('no such lab');
+    return Object.fromEntries(Object.keys(d.machines).map((m) => [m, { phase: d.state === 'running' ? 'running' : 'stopped' } as MachineStatus]));
+  }
+
+  async openChannel(id: string, machine: string, channel: ChannelKind): Promise<Duplex> {
+    this.dials++;
+    const d = this.instances.get(id);
+    if (!d || !(machine in d.machines)) throw new NotFound(`no machine ${machine}`, { publicMessage: 'This machine does not exist.' });
+    if (d.state !== 'running') throw new Conflict('lab not running', { publicMessage: 'lab stopped' });
+    const addr = this.server!.address() as AddressInfo;
+    const s = net.connect(addr.port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      s.once('connect', resolve);
+      s.once('error', reject);
+    });
+    for (let i = 0; i < 100; i++) {
+      const c = this.connections.find((x) => x.socket.remotePort === s.localPort);
+      if (c) {
+        Object.assign(c, { instance: id, machine, channel });
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return s;
+  }
+
+  noteActivity(id: string): void {
+    this.activity.push(id);
+  }
+  subscribe(id: string, listener: (e: LabEvent) => void): () => void {
+    const l = (e: LabEvent) => { if (e.instanceId === id) listener(e); };
+    this.events.on('event', l);
+    return () => this.events.off('event', l);
+  }
+  emit(e: LabEvent): void {
+    this.events.emit('event', e);
+  }
+}

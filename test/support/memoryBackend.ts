@@ -1,0 +1,75 @@
+/**
+ * A LabBackend that keeps its "machines" in memory, for LabService state-machine tests: failure
+ * modes a real backend cannot produce on demand (a provision that fails half-way, capacity that
+ * frees at a chosen moment, resources vanishing behind the tool's back). The QEMU backend tests
+ * cover the same contract with real guests.
+ */
+import { PassThrough, type Duplex } from 'node:stream';
+import type { BackendLabSpec, ChannelKind, LabBackend, LabHandle, MachineStatus, Progress } from '../../src/backends/types.js';
+import { CapacityExhausted, NotFound } from '../../src/errors.js';
+
+interface Lab {
+  handle: LabHandle;
+  spec: BackendLabSpec;
+  phase: 'running' | 'paused' | 'stopped';
+  resets: number;
+}
+
+export class MemoryBackend implements LabBackend {
+  readonly kind = 'qemu' as const;
+  readonly labs = new Map<string, Lab>();
+  provisionCalls = 0;
+  destroyCalls = 0;
+  /** Milliseconds each progress phase takes. */
+  phaseMs = 5;
+  /** Max concurrent labs; undefined = unlimited. */
+  capacity: number | undefined;
+  /** Throw this from the next provision (once). */
+  failNext: Error | undefined;
+
+  async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
+    this.provisionCalls++;
+    if (this.labs.has(handle.name)) return;
+    if (this.capacity !== undefined && this.labs.size >= this.capacity) throw new CapacityExhausted('full', { publicMessage: 'All lab machines are in use.' });
+    const steps: Array<[Progress['phase'], number]> = [['network', 10], ['disks', 30], ['machines-starting', 60], ['machines-booted', 100]];
+    for (const [phase, percent] of steps) {
+      if (signal?.aborted) throw new Error('aborted');
+      onProgress({ phase, percent, message: phase });
+      await new Promise((r) => setTimeout(r, this.phaseMs));
+      if (phase === 'disks' && this.failNext) {
+        const e = this.failNext;
+        this.failNext = undefined;
+        throw e;
+      }
+    }
+    this.labs.set(handle.name, { handle, spec, phase: 'running', resets: 0 });
+  }
+
+  async status(handle: LabHandle): Promise<Record<string, MachineStatus>> {
+    const lab = this.labs.get(handle.name);
+    const out: Record<string, MachineStatus> = {};
+    for (const m of lab?.spec.machines ?? []) out[m.name] = { phase: lab ? lab.phase : 'gone' };
+    return out;
+  }
+
+  async openChannel(handle: LabHandle, machine: string, _channel: ChannelKind): Promise<Duplex> {
+    const lab = this.labs.get(handle.name);
+    if (!lab?.spec.machines.some((m) => m.name === machine)) throw new NotFound(`no machine ${machine}`);
+    return new PassThrough();
+  }
+
+  private must(handle: LabHandle): Lab {
+    const lab = this.labs.get(handle.name);
+    if (!lab) throw new NotFound(`no lab ${handle.name}`);
+    return lab;
+  }
+  async pause(h: LabHandle) { this.must(h).phase = 'paused'; }
+  async resume(h: LabHandle) { this.must(h).phase = 'running'; }
+  async stop(h: LabHandle) { this.must(h).phase = 'stopped'; }
+  async start(h: LabHandle) { this.must(h).phase = 'running'; }
+  async reset(h: LabHandle) { this.must(h).resets++; }
+  async destroy(h: LabHandle) { this.destroyCalls++; this.labs.delete(h.name); }
+  async list(): Promise<LabHandle[]> { return [...this.labs.values()].map((l) => l.handle); }
+  async ready() { return true; }
+  async close() {}
+}
