@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fillInstructions, renderTemplate, type RenderInput } from '../../src/labs/definition/render.js';
 import { flatVariables, prepareLab } from '../../src/labs/definition/prepare.js';
 import { validateDir } from '../../src/labs/definition/readLabs.js';
+import { resolveChecks } from '../../src/labs/definition/checks.js';
 import type { ValidLab } from '../../src/labs/definition/validateLab.js';
 
 function render(markdown: string, extra: Partial<RenderInput> = {}) {
@@ -47,7 +48,7 @@ describe('lab instructions: rendering and sanitizing', () => {
   it('turns headings and list items with {#id} into steps, with weights and checks from grading', () => {
     const t = render('# Page\n\n## Make a dir {#make-dir}\n\n- [ ] Write a *file* {#write-file}\n- plain item\n\n## Not a step\n', {
       steps: [{ id: 'make-dir', pageId: '01-intro', title: 'Make a dir' }, { id: 'write-file', pageId: '01-intro', title: 'Write a file' }],
-      grading: { mode: 'checks', maxScore: 10, steps: { 'make-dir': { weight: 3, checks: [{}] } } },
+      grading: { mode: 'checks', maxScore: 10, steps: { 'make-dir': { weight: 1, checks: [{ weight: 2 }, { weight: 1 }] }, 'write-file': { weight: 1, checks: [] } } },
     });
     const out = t.pages[0]!.html;
     assert.match(out, /<h2 id="step-make-dir" class="step" data-step-id="make-dir">Make a dir<\/h2>/);
@@ -140,6 +141,22 @@ describe('lab definitions: prepare() per instance', () => {
       assert.match(p.html, /Welcome, Ada!/);
       assert.doesNotMatch(p.html, /\{\{/);
     }
+  });
+
+  it('resolves checks for the runner: the only machine by default, scripts by content, commands and hints templated', () => {
+    const one = lab('linux-basics');
+    const c1 = resolveChecks(one.def, (p) => one.files.get(p)!.toString(), {});
+    assert.deepEqual(c1.map((c) => [c.stepId, c.machine, c.weight]), [
+      ['make-dir', 'box', 1], ['write-file', 'box', 2], ['copy-file', 'box', 1], ['start-process', 'box', 2], ['stop-process', 'box', 2],
+    ]);
+    assert.match(c1[3]!.program, /^#!\/bin\/sh\n# Passes when \/tmp\/notes\/sleeper.pid names a running "sleep" process/);
+    const two = lab('two-host-network');
+    const p = prepareLab(two.id, '1', two.def, {});
+    const c2 = resolveChecks(two.def, () => '', flatVariables({ lab: {}, machines: p.machines }));
+    assert.deepEqual(c2[0], {
+      stepId: 'find-address', index: 0, machine: 'alpha', program: 'grep -qx "10.10.0.12" /tmp/beta-address', timeoutSeconds: 30, weight: 1,
+      hint: "/tmp/beta-address on alpha should contain beta's IPv4 address and nothing else (no /24).",
+    });
   });
 
   it('refuses a backend the lab has no image for', () => {
