@@ -30,6 +30,8 @@ export const INSTANCE_ANNOTATION = 'lab-orchestrator/instance-id';
 /** The lab (template) and version this namespace was built from; used by the drift repair. */
 export const LAB_ANNOTATION = 'lab-orchestrator/lab';
 export const NETWORK_ANNOTATION = 'lab-orchestrator/internet-egress';
+/** The lab spec without credentials or user data: lets the drift repair rebuild policies and quota. */
+export const SPEC_ANNOTATION = 'lab-orchestrator/spec';
 /** Per-lab ClusterRole the tool binds in each lab namespace (k8s/rbac-lab.yaml). */
 export const LAB_CLUSTER_ROLE = 'lab-orchestrator-lab';
 /** Headless Service: machines resolve each other as `<machine>.lab`. */
@@ -106,9 +108,15 @@ export function namespace(c: BuildContext): K8sObject {
         [INSTANCE_ANNOTATION]: c.handle.instanceId,
         [LAB_ANNOTATION]: `${c.spec.labId}@${c.spec.labVersion}`,
         [NETWORK_ANNOTATION]: String(c.spec.network.internetEgress),
+        [SPEC_ANNOTATION]: JSON.stringify(publicSpec(c.spec)),
       },
     },
   };
+}
+
+/** The spec as stored on the namespace: no credentials, no user data (they live in Secrets). */
+export function publicSpec(spec: BackendLabSpec): BackendLabSpec {
+  return { ...spec, machines: spec.machines.map(({ credentials: _c, userData: _u, ...m }) => m) };
 }
 
 /** Grants the tool's ServiceAccount the per-lab role in this namespace only. */
