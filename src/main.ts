@@ -22,6 +22,10 @@ import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDev
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
+import { LabDefinition } from './store/LabDefinition.js';
+import { LabCatalog } from './labs/definition/LabCatalog.js';
+import { labRoutes } from './labs/definition/labRoutes.js';
+import { resolveTemplatesDir } from './labs/definition/templatesDir.js';
 import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
 import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
@@ -58,6 +62,8 @@ export interface RunningTool {
   devPlatform: DevPlatform | undefined;
   /** AGS scores through the durable outbox; the LTI module plugs its ports in with grades.use(). */
   grades: GradeService;
+  /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
+  labs: LabCatalog;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -147,6 +153,12 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       mounts.push({ path: '/dev-platform', router: devPlatform.router });
       log.info({ url: devPlatform.urls.page }, 'devplatform.enabled');
     }
+    // --- labs: catalog imported from TEMPLATES_DIR, public catalog + media routes, admin API -------
+    await ensureIndexes([LabDefinition]);
+    const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
+    await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
+    mounts.push({ path: '/', router: labRoutes(labs) });
+    // --- end labs ---
     // --- lab page + proxy -------------------------------------------------------------------
     const beforeClose: Array<() => void> = [];
     await ensureIndexes([TicketUse]);
@@ -181,7 +193,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, shutdown };
   } catch (err) {
     await runClosers();
     throw err;

@@ -23,7 +23,7 @@ import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstance
 import type { InstanceKey, LabDefinitions, LabEvent, LabRuntime } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
-import { KeyedMutex } from './KeyedMutex.js';
+import { KeyedMutex } from '../store/KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
 
 export interface LabServiceDeps {

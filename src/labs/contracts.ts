@@ -9,7 +9,7 @@
  * Only types live here.
  */
 import type { Duplex } from 'node:stream';
-import type { BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
+import type { BackendKind, BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
 import type { InstanceState, LabInstanceDoc } from '../store/LabInstance.js';
 
 /** What the deep-linking catalog and the API show about a lab (no secrets, no instructions). */
@@ -40,7 +40,7 @@ export interface LabLifetime {
 }
 
 /** Per-instance machine variables: generated or fixed credentials. Stored on LabInstance.machines. */
-export type InstanceMachines = Record<string, { username?: string; password?: string }>;
+export type InstanceMachines = Record<string, { username?: string; password?: string; /** Lab network address ({{machines.NAME.ip}}): 10.10.0.11, .12, … by machine order (the QEMU convention). */ ip?: string }>;
 
 /** Everything the runtime needs to run one instance of one lab version. */
 export interface PreparedLab {
@@ -55,8 +55,11 @@ export interface LabDefinitions {
   list(): Promise<LabSummary[]>;
   /** Latest (startable) version, or undefined when the lab does not exist or was removed. */
   latest(labId: string): Promise<LabSummary | undefined>;
-  /** Build the backend spec for an instance of labId@version (a removed lab's old versions still resolve for running instances). Throws NotFound. */
-  prepare(labId: string, version: string, existing: InstanceMachines): Promise<PreparedLab>;
+  /**
+   * Build the backend spec for an instance of labId@version (a removed lab's old versions still resolve for running instances). Throws NotFound.
+   * opts.backend picks each VM's image for that backend (Conflict when the lab has none for it); without it, the qemu image, else the kubevirt one.
+   */
+  prepare(labId: string, version: string, existing: InstanceMachines, opts?: { backend?: BackendKind }): Promise<PreparedLab>;
   /** The instructions of labId@version rendered (sanitized HTML) with this instance's variables filled in. Throws NotFound. */
   instructions(labId: string, version: string, vars: InstructionVariables): Promise<RenderedInstructions>;
 }

@@ -1,5 +1,7 @@
-/** Mocha root hooks: one FerretDB for the whole run, stopped at the end. */
+/** Mocha root hooks: one FerretDB for the whole run, stopped at the end; likewise the Kubernetes
+ * control plane and KubeVirt stand-in, which start lazily on first use (test/support/k8s/). */
 import { startSharedFerret, stopSharedFerret } from './ferret.js';
+import { stopSharedControlPlane } from './k8s/controlPlane.js';
 
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
@@ -7,7 +9,8 @@ export const mochaHooks = {
     await startSharedFerret();
   },
   async afterAll(this: Mocha.Context) {
-    this.timeout(30_000);
+    this.timeout(60_000);
+    await stopSharedControlPlane();
     await stopSharedFerret();
   },
 };
