@@ -224,7 +224,7 @@ describe('KubeVirt manifests', () => {
             terminationGracePeriodSeconds: 5,
             domain: {
               cpu: { cores: 2 },
-              resources: { requests: { cpu: '500m', memory: '1024Mi' }, limits: { cpu: '2', memory: '1024Mi' } },
+              resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } },
               devices: {
                 autoattachGraphicsDevice: true,
                 autoattachSerialConsole: true,

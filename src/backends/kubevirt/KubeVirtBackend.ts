@@ -10,6 +10,7 @@
  * Requests per lab on the happy path: one per object + one patch per VM (+ retries). Progress and
  * status come from two cluster-wide informers (managed namespaces, managed VMIs), not polling.
  */
+import { setMaxListeners } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BackendFailure, Conflict, NotFound } from '../../errors.js';
@@ -103,9 +104,9 @@ export class KubeVirtBackend implements LabBackend {
     const plan = planLab(this.ctx(spec, handle));
     const ns = handle.name;
     const log = this.log.child({ instance: handle.instanceId, ns });
+    if (signal) setMaxListeners(0, signal); // one listener per in-flight request
     onProgress({ phase: 'network', percent: 5, message: 'Creating the lab network' });
-    await this.client.create(plan.namespace, signal);
-    const existing = await this.client.get(objectPath(plan.namespace, ns), signal);
+    const existing = (await this.client.create(plan.namespace, signal)) === 'exists' ? await this.client.get(objectPath(plan.namespace, ns), signal) : undefined;
     if (existing?.metadata.deletionTimestamp) throw new BackendFailure(`namespace ${ns} is terminating`, { publicMessage: 'The previous lab is still being removed; try again in a minute.' });
     await this.client.create(plan.roleBinding, signal);
     onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });

@@ -214,8 +214,10 @@ function v4ToInt(ip: string): number {
   return ip.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
 }
 
+/** Quantities in the API server's canonical form, so objects read back compare equal. */
 function mem(mib: number): string {
-  return `${mib}Mi`;
+  if (mib === 0) return '0';
+  return mib % 1024 === 0 ? `${mib / 1024}Gi` : `${mib}Mi`;
 }
 function milli(m: number): string {
   return m % 1000 === 0 ? String(m / 1000) : `${m}m`;
@@ -243,7 +245,7 @@ export function resourceQuota(c: BuildContext): K8sObject {
         pods: String(ms.length * 2),
         'count/virtualmachines.kubevirt.io': String(vms),
         persistentvolumeclaims: String(dvs.length),
-        'requests.storage': `${dvs.reduce((a, m) => a + (m.diskGiB ?? 10), 0)}Gi`,
+        'requests.storage': mem(1024 * dvs.reduce((a, m) => a + (m.diskGiB ?? 10), 0)),
         services: '1',
         'services.loadbalancers': '0',
         'services.nodeports': '0',
@@ -352,7 +354,7 @@ export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: Run
             dataVolumeTemplates: [
               {
                 metadata: { name: `${m.name}-root`, labels },
-                spec: { source: { http: { url: m.image } }, storage: { resources: { requests: { storage: `${m.diskGiB ?? 10}Gi` } } } },
+                spec: { source: { http: { url: m.image } }, storage: { resources: { requests: { storage: mem(1024 * (m.diskGiB ?? 10)) } } } },
               },
             ],
           }
