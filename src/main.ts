@@ -34,6 +34,8 @@ import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
+import type { LabBackend } from './backends/types.js';
+import { createKubeVirtBackend } from './backends/kubevirt/createKubeVirtBackend.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -67,6 +69,8 @@ export interface RunningTool {
   grades: GradeService;
   /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
   labs: LabCatalog;
+  /** The configured lab backend (BACKEND), when one is built here. */
+  backend: LabBackend | undefined;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -148,6 +152,15 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
 
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => db.ping(1000) }];
+    // --- backend ------------------------------------------------------------------------------
+    let backend: LabBackend | undefined;
+    if (config.BACKEND === 'kubevirt') {
+      const kv = createKubeVirtBackend(config, { log: log.child({ component: 'backend' }), metrics });
+      backend = kv;
+      closers.push({ name: 'backend', close: () => kv.close() });
+      readiness.push({ name: 'kubevirt', check: () => kv.ready() });
+    }
+    // --- end backend ----------------------------------------------------------------------------
     const mounts: Mount[] = [...(opts.extraMounts ?? [])];
     if (config.METRICS_PORT === undefined && config.METRICS_TOKEN) mounts.push({ path: '/', router: metrics.router(config.METRICS_TOKEN) });
     let devPlatform: DevPlatform | undefined;
@@ -197,7 +210,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, backend, shutdown };
   } catch (err) {
     await runClosers();
     throw err;
