@@ -31,6 +31,10 @@ import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
+import { SessionTokens } from './auth/session.js';
+import { CheckResult } from './store/CheckResult.js';
+import { CheckRunner } from './labs/checks/CheckRunner.js';
+import { checkRoutes } from './labs/checks/checkRoutes.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -64,6 +68,8 @@ export interface RunningTool {
   grades: GradeService;
   /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
   labs: LabCatalog;
+  /** Automatic step checks (when a runtime is wired). */
+  checks: CheckRunner | undefined;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -176,6 +182,20 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       beforeClose.push(() => upgrades.close());
     }
     // --- end lab page + proxy ---------------------------------------------------------------
+    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
+    let checks: CheckRunner | undefined;
+    if (opts.runtime) {
+      await ensureIndexes([CheckResult]);
+      const runner = new CheckRunner({
+        runtime: opts.runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
+        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+      });
+      runner.start();
+      closers.push({ name: 'checks', close: () => runner.close() });
+      mounts.push({ path: '/', router: checkRoutes({ runtime: opts.runtime, runner, sessions: new SessionTokens(secretKey) }) });
+      checks = runner;
+    }
+    // --- end checks ---------------------------------------------------------------------------
 
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
@@ -193,7 +213,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, checks, shutdown };
   } catch (err) {
     await runClosers();
     throw err;

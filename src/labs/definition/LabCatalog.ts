@@ -8,7 +8,8 @@ import { NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { isDuplicateKey } from '../../store/database.js';
 import { LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
-import type { InstanceMachines, InstructionVariables, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
+import type { InstanceMachines, InstructionVariables, LabChecks, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
+import { resolveChecks } from './checks.js';
 import { flatVariables, prepareLab } from './prepare.js';
 import { validateDir } from './readLabs.js';
 import { fillInstructions, renderTemplate } from './render.js';
@@ -44,6 +45,7 @@ export class LabCatalog implements LabDefinitions {
   private readonly log: Logger;
   private readonly versions = new Map<string, Promise<Version>>();
   private readonly rendered = new Map<string, RenderedInstructions>();
+  private readonly checkCache = new Map<string, LabChecks>();
 
   constructor(o: { log: Logger }) {
     this.log = o.log;
@@ -160,6 +162,20 @@ export class LabCatalog implements LabDefinitions {
       this.rendered.set(key, t);
     }
     return fillInstructions(t, flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? t.title, expires: vars.lab.expires }, machines: vars.machines }));
+  }
+
+  async checks(labId: string, version: string): Promise<LabChecks> {
+    const key = `${labId}@${version}`;
+    let c = this.checkCache.get(key);
+    if (!c) {
+      const v = await this.version(labId, version);
+      c = resolveChecks(v.definition as unknown as LabYaml, v.steps.map((s) => s.id), (p) => {
+        const f = v.files.find((x) => x.path === p);
+        return f ? bytes(f.data) : undefined;
+      });
+      this.checkCache.set(key, c);
+    }
+    return c;
   }
 
   /** A file from the lab's media/ folder (exact stored path only). Throws NotFound. */
