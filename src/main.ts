@@ -26,12 +26,14 @@ import { LabDefinition } from './store/LabDefinition.js';
 import { LabCatalog } from './labs/definition/LabCatalog.js';
 import { labRoutes } from './labs/definition/labRoutes.js';
 import { resolveTemplatesDir } from './labs/definition/templatesDir.js';
+import { adminLabRoutes } from './labs/definition/adminLabRoutes.js';
+import { requireAdmin } from './auth/admin.js';
+import { SessionTokens } from './auth/session.js';
 import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
 import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
-import { SessionTokens } from './auth/session.js';
 import { CheckResult } from './store/CheckResult.js';
 import { CheckRunner } from './labs/checks/CheckRunner.js';
 import { checkRoutes } from './labs/checks/checkRoutes.js';
@@ -164,6 +166,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
     await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
     mounts.push({ path: '/', router: labRoutes(labs) });
+    mounts.push({ path: '/api/admin/labs', router: adminLabRoutes(labs, requireAdmin(new SessionTokens(secretKey), config.ADMIN_TOKEN)) });
     // --- end labs ---
     // --- lab page + proxy -------------------------------------------------------------------
     const beforeClose: Array<() => void> = [];

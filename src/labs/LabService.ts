@@ -124,7 +124,7 @@ export class LabService implements LabRuntime {
 
   /** A new generation: persist the handle first, then provision in the background. */
   private async beginProvision(inst: LabInstanceDoc): Promise<LabInstanceDoc> {
-    const prepared = await this.deps.labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {});
+    const prepared = await this.deps.labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {}, { backend: this.backend.kind });
     const generation = inst.generation + 1;
     const handle: LabHandle = { instanceId: inst._id, backend: this.backend.kind, name: handleName(inst._id, generation), generation };
     const previous = inst.handle;

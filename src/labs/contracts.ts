@@ -62,8 +62,11 @@ export interface LabDefinitions {
   prepare(labId: string, version: string, existing: InstanceMachines, opts?: { backend?: BackendKind }): Promise<PreparedLab>;
   /** The instructions of labId@version rendered (sanitized HTML) with this instance's variables filled in. Throws NotFound. */
   instructions(labId: string, version: string, vars: InstructionVariables): Promise<RenderedInstructions>;
-  /** The automatic checks of labId@version, scripts resolved to their content (not yet templated). Throws NotFound. Optional so stand-in catalogs need not implement it. */
-  checks?(labId: string, version: string): Promise<LabChecks>;
+  /**
+   * The automatic checks of labId@version, scripts resolved to their content (used as they are); with vars, commands and
+   * hints are filled in for that instance. Throws NotFound. Optional so stand-in catalogs need not implement it.
+   */
+  checks?(labId: string, version: string, vars?: InstructionVariables): Promise<LabChecks>;
 }
 
 /** One automatic check as the runner needs it (src/labs/checks/). */
@@ -72,10 +75,10 @@ export interface ResolvedCheck {
   index: number;
   /** The machine to run on (filled in when the lab has one machine). */
   machine: string;
-  /** Shell text run with sh on the machine: the lab's `command`, or the content of its `script`. `{{variables}}` not yet filled in. */
+  /** The program run with sh on the machine: the lab's `command` (templated), or the content of its `script` (as it is). */
   command: string;
-  /** Where it came from, for the teacher: the command line or "checks/x.sh". */
-  source: string;
+  /** The script file it came from (checks/x.sh), if any. */
+  script?: string;
   timeoutSeconds: number;
   hint?: string;
   /** The check's own weight inside its step. */
@@ -84,8 +87,6 @@ export interface ResolvedCheck {
 
 export interface StepChecks {
   stepId: string;
-  /** The step's weight (grading.steps.<id>.weight); its checks share it by their own weights. */
-  weight: number;
   checks: ResolvedCheck[];
 }
 

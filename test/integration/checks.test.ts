@@ -14,7 +14,7 @@ import { createLogger } from '../../src/logger.js';
 
 const SECRET_KEY = 'checks-test-secret-key-0123456789abcdef0123';
 const log = createLogger({ level: 'fatal', format: 'json' });
-const check = (index: number, command: string, o: Partial<ResolvedCheck> = {}): ResolvedCheck => ({ index, machine: 'box', command, source: command, timeoutSeconds: 5, weight: 1, ...o });
+const check = (index: number, command: string, o: Partial<ResolvedCheck> = {}): ResolvedCheck => ({ index, machine: 'box', command, timeoutSeconds: 5, weight: 1, ...o });
 
 describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-shell stand-in backend)', () => {
   let tool: TestTool;
@@ -29,17 +29,17 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
       checks: {
         mode: 'checks', maxScore: 10,
         steps: [
-          { stepId: 'make-file', weight: 1, checks: [check(0, 'test -f notes.txt', { hint: 'Create notes.txt as {{machines.box.username}} in {{lab.title}}.' })] },
-          { stepId: 'write-hello', weight: 3, checks: [check(0, 'grep -q hello notes.txt', { hint: 'Write hello into notes.txt.' }), check(1, 'test -s notes.txt')] },
-          { stepId: 'hang', weight: 1, checks: [check(0, 'sleep 30', { timeoutSeconds: 1, hint: 'This one hangs.' })] },
-          { stepId: 'flood', weight: 1, checks: [check(0, 'head -c 5000000 /dev/zero | tr "\\0" y; exit 1', { hint: 'Too much.' })] },
+          { stepId: 'make-file', checks: [check(0, 'test -f notes.txt', { hint: 'Create notes.txt as {{machines.box.username}} in {{lab.title}}.' })] },
+          { stepId: 'write-hello', checks: [check(0, 'grep -q hello notes.txt', { hint: 'Write hello into notes.txt.', weight: 1.5 }), check(1, 'test -s notes.txt', { weight: 1.5 })] },
+          { stepId: 'hang', checks: [check(0, 'sleep 30', { timeoutSeconds: 1, hint: 'This one hangs.' })] },
+          { stepId: 'flood', checks: [check(0, 'head -c 5000000 /dev/zero | tr "\\0" y; exit 1', { hint: 'Too much.' })] },
         ],
       },
     },
     {
       id: 'watched',
       machines: [{ name: 'box' }],
-      checks: { mode: 'checks', maxScore: 1, checkEverySeconds: 1, steps: [{ stepId: 'flag', weight: 1, checks: [check(0, 'test -f flag')] }] },
+      checks: { mode: 'checks', maxScore: 1, checkEverySeconds: 1, steps: [{ stepId: 'flag', checks: [check(0, 'test -f flag')] }] },
     },
   ]);
 

@@ -1,31 +1,29 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { validateDir } from '../../src/labs/definition/readLabs.js';
-import { formatProblem } from '../../src/labs/definition/problems.js';
-import { resolveChecks } from '../../src/labs/definition/checks.js';
+import { checkProgram, fillChecks, resolveChecks } from '../../src/labs/definition/checks.js';
 import { checkScore, checkWeights, scoreForChecks } from '../../src/labs/checks/score.js';
 import { RateLimiter } from '../../src/labs/checks/RateLimiter.js';
 import { cutBytes, outputExcerpt } from '../../src/labs/checks/CheckRunner.js';
 import { TooManyRequests, httpStatusFor } from '../../src/errors.js';
 import type { LabChecks } from '../../src/labs/contracts.js';
 
-const lab = (steps: Array<{ id: string; weight: number; checks: number[] }>, maxScore = 100): Pick<LabChecks, 'steps' | 'maxScore'> => ({
+const lab = (steps: Array<{ id: string; checks: number[] }>, maxScore = 100): Pick<LabChecks, 'steps' | 'maxScore'> => ({
   maxScore,
   steps: steps.map((s) => ({
-    stepId: s.id, weight: s.weight,
-    checks: s.checks.map((w, index) => ({ index, machine: 'box', command: 'true', source: 'true', timeoutSeconds: 5, weight: w })),
+    stepId: s.id,
+    checks: s.checks.map((w, index) => ({ index, machine: 'box', command: 'true', timeoutSeconds: 5, weight: w })),
   })),
 });
 
 describe('checks: score from passed checks', () => {
-  it('gives each step its weight, shared among its checks by their own weights', () => {
-    const w = checkWeights(lab([{ id: 'a', weight: 1, checks: [1] }, { id: 'b', weight: 2, checks: [1, 3] }]));
+  it('weighs each check by its own weight (a step is worth its checks)', () => {
+    const w = checkWeights(lab([{ id: 'a', checks: [1] }, { id: 'b', checks: [0.5, 1.5] }]));
     assert.deepEqual([...w], [['a/0', 1], ['b/0', 0.5], ['b/1', 1.5]]);
   });
 
   it('is the sum of passed weights over the maximum, on the lab scale, complete only when all pass', () => {
-    const l = lab([{ id: 'a', weight: 1, checks: [1] }, { id: 'b', weight: 2, checks: [1, 3] }], 10);
+    const l = lab([{ id: 'a', checks: [1] }, { id: 'b', checks: [0.5, 1.5] }], 10);
     assert.deepEqual(checkScore(l, new Set()), { passed: 0, total: 3, weight: 0, maxWeight: 3, scoreGiven: 0, scoreMaximum: 10, complete: false });
     const some = checkScore(l, new Set(['a/0', 'b/1']));
     assert.equal(some.scoreGiven, 8.333);
@@ -37,7 +35,7 @@ describe('checks: score from passed checks', () => {
   });
 
   it('counts checks equally when every weight is zero', () => {
-    const l = lab([{ id: 'a', weight: 0, checks: [0] }, { id: 'b', weight: 0, checks: [0] }]);
+    const l = lab([{ id: 'a', checks: [0] }, { id: 'b', checks: [0] }]);
     assert.equal(checkScore(l, new Set(['a/0'])).scoreGiven, 50);
   });
 });
@@ -87,31 +85,19 @@ describe('checks: from the lab definition', () => {
     assert.deepEqual(lc.steps.map((s) => s.stepId), l.steps.map((s) => s.id));
     for (const s of lc.steps) for (const c of s.checks) assert.equal(c.machine, 'box');
     const running = lc.steps.find((s) => s.stepId === 'start-process')?.checks[0];
-    assert.equal(running?.source, 'checks/sleeper-running.sh');
+    assert.equal(running?.script, 'checks/sleeper-running.sh');
     assert.match(running?.command ?? '', /^#!\/bin\/sh\n/);
     assert.equal(running?.timeoutSeconds, 30);
   });
 
-  it('reports unknown variables in a check script at their line:col in the script', () => {
-    const yaml = `schemaVersion: 1
-title: T
-machines:
-  - name: web
-    image: { qemu: lab-tiny }
-grading:
-  mode: checks
-  steps:
-    first:
-      checks:
-        - script: checks/a.sh
-`;
-    const files = new Map(Object.entries({
-      'lab.yaml': yaml,
-      'instructions/01.md': '# P\n\n## First {#first}\n',
-      'checks/a.sh': '#!/bin/sh\nping -c1 {{machines.web.ip}} &&\n  test -f {{machines.db.ip}}\n',
-    }).map(([k, v]) => [k, Buffer.from(v)]));
-    assert.deepEqual(validateLab('t', files, 'labs/t').problems.map(formatProblem), [
-      'labs/t/checks/a.sh:3:11 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, got {{machines.db.ip}}',
-    ]);
-  });
+  it('fills in commands and hints for one instance, and leaves scripts as they are', async () => {
+    const r = await validateDir(path.resolve('templates'), 'templates');
+    const l = r.labs.find((x) => x.id === 'two-host-network');
+    assert.ok(l);
+    const lc = fillChecks(resolveChecks(l.def, l.steps.map((s) => s.id), (p) => l.files.get(p)), { 'machines.beta.ip': '10.10.0.12' });
+    const find = lc.steps.find((s) => s.stepId === 'find-address')?.checks[0];
+    assert.equal(find?.machine, 'alpha');
+    assert.match(find?.command ?? '', /grep -qx "10\.10\.0\.12" \/tmp\/beta-address/);
+    assert.equal(checkProgram({ index: 0, machine: 'm', command: 'echo {{x}}', script: 'checks/a.sh', timeoutSeconds: 1, weight: 1 }, { x: 'y' }), 'echo {{x}}');
+});
 });

@@ -23,6 +23,7 @@ import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { KeyedMutex } from '../../store/KeyedMutex.js';
 import type { CheckOutcome, LabChecks, LabDefinitions, LabRuntime, ResolvedCheck, StepChecks } from '../contracts.js';
 import { fillText, flatVariables } from '../definition/prepare.js';
+import { checkProgram } from '../definition/checks.js';
 import { RateLimiter } from './RateLimiter.js';
 import { checkKey, checkScore, scoreForChecks, type CheckScore } from './score.js';
 
@@ -206,7 +207,7 @@ export class CheckRunner {
       guard = setTimeout(() => resolve('guard'), timeoutMs + (this.d.guardMs ?? 5000));
     });
     try {
-      const r = await Promise.race([exec(instanceId, c.machine, fillText(c.command, vars), { timeoutMs, maxOutputBytes: this.maxOutput }), guardFired]);
+      const r = await Promise.race([exec(instanceId, c.machine, checkProgram(c, vars), { timeoutMs, maxOutputBytes: this.maxOutput }), guardFired]);
       if (r === 'guard') return { passed: false, timedOut: true, exitCode: null, output: `${TIMED_OUT} after ${c.timeoutSeconds} s`, result: 'timed_out' };
       // a backend that does not honour the cap still cannot flood the database
       const stdout = cutBytes(r.stdout, this.maxOutput);

@@ -1,7 +1,7 @@
 /**
- * The score of a lab graded by checks, always computed on the server from stored results. Each
- * step is worth its step weight, shared among its checks by their own weights; the score is the
- * sum of the weights of passed checks over the sum of all, on the lab's scale (0..maxScore).
+ * The score of a lab graded by checks, always computed on the server from stored results: the
+ * weights of the passed checks over the sum of all check weights, on the lab's scale
+ * (0..maxScore). A step is worth the weights of its checks (templates/README.md).
  */
 import type { LabChecks } from '../contracts.js';
 import type { ScoreInput } from '../../lti/grades/types.js';
@@ -19,18 +19,10 @@ export interface CheckScore {
 
 export const checkKey = (stepId: string, index: number): string => `${stepId}/${index}`;
 
-/** Effective weight of each check (key `${stepId}/${index}`). */
+/** The weight of each check (key `${stepId}/${index}`). */
 export function checkWeights(lc: Pick<LabChecks, 'steps'>): Map<string, number> {
   const out = new Map<string, number>();
-  for (const s of lc.steps) {
-    const stepWeight = Number.isFinite(s.weight) && s.weight > 0 ? s.weight : 0;
-    const own = s.checks.reduce((n, c) => n + (c.weight > 0 ? c.weight : 0), 0);
-    for (const c of s.checks) {
-      // all checks of a step weighted 0: they share the step equally
-      const share = own > 0 ? (c.weight > 0 ? c.weight : 0) / own : 1 / s.checks.length;
-      out.set(checkKey(s.stepId, c.index), stepWeight * share);
-    }
-  }
+  for (const s of lc.steps) for (const c of s.checks) out.set(checkKey(s.stepId, c.index), Number.isFinite(c.weight) && c.weight > 0 ? c.weight : 0);
   return out;
 }
 

@@ -9,7 +9,7 @@ import type { Logger } from '../../logger.js';
 import { isDuplicateKey } from '../../store/database.js';
 import { LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
 import type { InstanceMachines, InstructionVariables, LabChecks, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
-import { resolveChecks } from './checks.js';
+import { fillChecks, resolveChecks } from './checks.js';
 import { flatVariables, prepareLab } from './prepare.js';
 import { validateDir } from './readLabs.js';
 import { fillInstructions, renderTemplate } from './render.js';
@@ -164,7 +164,12 @@ export class LabCatalog implements LabDefinitions {
     return fillInstructions(t, flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? t.title, expires: vars.lab.expires }, machines: vars.machines }));
   }
 
-  async checks(labId: string, version: string): Promise<LabChecks> {
+  /**
+   * The automatic checks of labId@version, scripts resolved to their content (used as they are).
+   * With vars, commands and hints are filled in for one instance; without, they keep their
+   * `{{variables}}` (the check runner fills them per run). Throws NotFound.
+   */
+  async checks(labId: string, version: string, vars?: InstructionVariables): Promise<LabChecks> {
     const key = `${labId}@${version}`;
     let c = this.checkCache.get(key);
     if (!c) {
@@ -175,7 +180,8 @@ export class LabCatalog implements LabDefinitions {
       });
       this.checkCache.set(key, c);
     }
-    return c;
+    if (!vars) return c;
+    return fillChecks(c, flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? c.title, expires: vars.lab.expires }, machines: vars.machines }));
   }
 
   /** A file from the lab's media/ folder (exact stored path only). Throws NotFound. */

@@ -1,8 +1,11 @@
 /**
- * A lab version's automatic checks as the runner needs them: machines filled in for one-machine
- * labs, scripts replaced by their content, steps in the order of the instructions. Pure.
+ * A lab version's automatic checks as the check runner needs them: machines filled in for
+ * one-machine labs, scripts replaced by their content, steps in the order of the instructions.
+ * Each check is a shell program run with `sh` on its machine. Commands and hints are templated
+ * with an instance's variables (fillChecks); script files are used as they are. Pure.
  */
-import type { LabChecks, StepChecks } from '../contracts.js';
+import type { LabChecks, ResolvedCheck, StepChecks } from '../contracts.js';
+import { fillText } from './prepare.js';
 import type { LabYaml } from './schema.js';
 
 export function resolveChecks(def: LabYaml, stepOrder: string[], file: (path: string) => Buffer | undefined): LabChecks {
@@ -14,8 +17,7 @@ export function resolveChecks(def: LabYaml, stepOrder: string[], file: (path: st
     if (!g?.checks.length) continue;
     steps.push({
       stepId,
-      weight: g.weight,
-      checks: g.checks.map((c, index) => {
+      checks: g.checks.map((c, index): ResolvedCheck => {
         const machine = c.machine ?? only;
         // validation guarantees both of these; a stored version that breaks them is a bug, not a student's problem
         if (!machine) throw new Error(`check ${stepId}[${index}] has no machine`);
@@ -24,8 +26,8 @@ export function resolveChecks(def: LabYaml, stepOrder: string[], file: (path: st
         return {
           index,
           machine,
-          command: body ? body.toString('utf8') : (c.command ?? ''),
-          source: c.script ?? c.command ?? '',
+          command: body ? body.toString('utf8') : (c.command ?? 'false'),
+          ...(c.script !== undefined ? { script: c.script } : {}),
           timeoutSeconds: c.timeoutSeconds,
           ...(c.hint !== undefined ? { hint: c.hint } : {}),
           weight: c.weight,
@@ -39,5 +41,21 @@ export function resolveChecks(def: LabYaml, stepOrder: string[], file: (path: st
     maxScore: def.grading.maxScore,
     ...(def.grading.checkEverySeconds !== undefined ? { checkEverySeconds: def.grading.checkEverySeconds } : {}),
     steps,
+  };
+}
+
+/** One check's program for an instance: a command templated with its variables, a script as it is. */
+export function checkProgram(c: ResolvedCheck, vars: Record<string, string | undefined>): string {
+  return c.script !== undefined ? c.command : fillText(c.command, vars);
+}
+
+/** The checks with commands and hints filled in for one instance. */
+export function fillChecks(lc: LabChecks, vars: Record<string, string | undefined>): LabChecks {
+  return {
+    ...lc,
+    steps: lc.steps.map((s) => ({
+      ...s,
+      checks: s.checks.map((c) => ({ ...c, command: checkProgram(c, vars), ...(c.hint !== undefined ? { hint: fillText(c.hint, vars) } : {}) })),
+    })),
   };
 }
