@@ -37,6 +37,18 @@ need_ferretdb() {
   rm -f "$LAB_TOOLS_DIR"/bin/.ferretdb-src-*; touch "$stamp"
 }
 
+# Guest image "lab-tiny" (Debian kernel + busybox initramfs + /home base disk) for the QEMU backend,
+# built from installed Debian packages into $LAB_TOOLS_DIR/images/lab-tiny, rebuilt when the script changes.
+need_guest_image() {
+  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs
+  local dir="$LAB_TOOLS_DIR/images/lab-tiny"
+  local stamp="$dir/.built-$( (cat "$ROOT/scripts/build-guest-image.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
+  if [ -f "$stamp" ]; then return 0; fi
+  say "building guest image lab-tiny (a few seconds)"
+  bash "$ROOT/scripts/build-guest-image.sh" "$dir"
+  touch "$stamp"
+}
+
 # Kubernetes control plane for the tests (kube-apiserver, kube-controller-manager, kubectl, etcd),
 # built once from the Go module proxy into the tools cache, keyed by version and stamped by a hash of
 # tools/k8s and tools/etcd (see those go.mod files for why the builds need modules of our own).

@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { startTestTool, type TestTool } from '../support/tool.js';
+import { SessionTokens } from '../../src/auth/session.js';
+import { ensureInstanceRecord, LabInstance } from '../../src/store/LabInstance.js';
 import { uniqueDbName } from '../support/ferret.js';
 
 function copyTemplates(): string {
@@ -76,5 +79,131 @@ describe('lab catalog: start-up import and GET /api/labs', function () {
       assert.doesNotMatch(await r.text(), /schemaVersion/);
     }
     assert.equal((await fetch(`${tool.url}/labs/two-host-network/9/media/network.svg`)).status, 404);
+  });
+});
+
+describe('admin API for lab definitions', function () {
+  this.timeout(60_000);
+  const SECRET = 'a-test-secret-key-that-is-long-enough-1234';
+  const ADMIN = 'admin-token-0123456789';
+  let tool: TestTool;
+  let work: string;
+  let learner: string;
+  let administrator: string;
+
+  /** A .tar.gz made by the system tar, of a copy of two-host-network named `net-101` (edited by `edit`). */
+  function archive(edit: (dir: string) => void = () => {}): Buffer {
+    const root = fs.mkdtempSync(path.join(work, 'a-'));
+    fs.cpSync(path.resolve('templates/two-host-network'), path.join(root, 'net-101'), { recursive: true });
+    edit(path.join(root, 'net-101'));
+    execFileSync('tar', ['czf', path.join(root, 'lab.tgz'), '-C', root, 'net-101']);
+    return fs.readFileSync(path.join(root, 'lab.tgz'));
+  }
+  const send = (method: string, url: string, body?: Buffer | object, token: string | null = ADMIN) =>
+    fetch(`${tool.url}${url}`, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(Buffer.isBuffer(body) ? { 'content-type': 'application/gzip' } : body ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
+    });
+  const catalogIds = async () => ((await (await fetch(`${tool.url}/api/labs`)).json()) as { labs: Array<{ id: string; version: string }> }).labs.map((l) => `${l.id}@${l.version}`).sort();
+
+  before(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-admin-'));
+    const templates = path.join(work, 'templates');
+    fs.cpSync(path.resolve('templates/linux-basics'), path.join(templates, 'linux-basics'), { recursive: true });
+    tool = await startTestTool({ TEMPLATES_DIR: templates, SECRET_KEY: SECRET, ADMIN_TOKEN: ADMIN });
+    const sessions = new SessionTokens(SECRET);
+    learner = await sessions.issue({ userId: 'u1', role: 'learner', contextId: 'c1' });
+    administrator = await sessions.issue({ userId: 'u2', role: 'administrator', contextId: 'c1' });
+  });
+  after(async () => {
+    await tool.shutdown();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('refuses requests without admin credentials: none, a learner session, a wrong token', async () => {
+    const a = archive();
+    assert.equal((await send('POST', '/api/admin/labs', a, null)).status, 401);
+    assert.equal((await send('POST', '/api/admin/labs', a, learner)).status, 403);
+    assert.equal((await send('POST', '/api/admin/labs', a, 'wrong-token-0123456789')).status, 403);
+    assert.equal((await send('DELETE', '/api/admin/labs/linux-basics', undefined, learner)).status, 403);
+    assert.equal((await send('GET', '/api/admin/labs', undefined, null)).status, 401);
+    assert.deepEqual(await catalogIds(), ['linux-basics@1'], 'nothing changed');
+  });
+
+  it('adds a lab from a .tar.gz; the same archive again makes no new version', async () => {
+    const r = await send('POST', '/api/admin/labs', archive(), administrator);
+    assert.equal(r.status, 201);
+    assert.deepEqual(await r.json(), { id: 'net-101', version: '1', created: true });
+    assert.deepEqual(await catalogIds(), ['linux-basics@1', 'net-101@1']);
+    const again = await send('POST', '/api/admin/labs', archive());
+    assert.equal(again.status, 200);
+    assert.deepEqual(await again.json(), { id: 'net-101', version: '1', created: false });
+  });
+
+  it('refuses an invalid lab with every problem as file:line:col', async () => {
+    const r = await send('PUT', '/api/admin/labs/net-101', archive((d) => {
+      fs.appendFileSync(path.join(d, 'lab.yaml'), 'colour: red\n');
+      fs.appendFileSync(path.join(d, 'instructions', '02-reach.md'), '\n{{machines.gamma.ip}}\n');
+    }));
+    assert.equal(r.status, 400);
+    const body = (await r.json()) as { problems: string[] };
+    assert.equal(body.problems.length, 2);
+    assert.match(body.problems[0]!, /^net-101\/instructions\/02-reach\.md:\d+:1 variable: expected one of .*, got \{\{machines\.gamma\.ip\}\}$/);
+    assert.match(body.problems[1]!, /^net-101\/lab\.yaml:43:1 colour: expected one of schemaVersion, id, .*, got unknown key "colour"$/);
+    assert.deepEqual(await catalogIds(), ['linux-basics@1', 'net-101@1']);
+  });
+
+  it('an update makes a new version while a running instance keeps the one it started with', async () => {
+    const inst = await ensureInstanceRecord({ activityId: 'act-1', userId: 'u1', contextId: 'c1', labId: 'net-101', labVersion: (await tool.labs.latest('net-101'))!.version });
+    const r = await send('PUT', '/api/admin/labs/net-101', archive((d) => {
+      const p = path.join(d, 'instructions', '01-addresses.md');
+      fs.writeFileSync(p, fs.readFileSync(p, 'utf8').replace('# Find the other host', '# Find the other host (revised)'));
+    }));
+    assert.equal(r.status, 201);
+    assert.deepEqual(await r.json(), { id: 'net-101', version: '2', created: true });
+    assert.equal((await tool.labs.latest('net-101'))!.version, '2');
+    const stored = await LabInstance.findById(inst._id).lean();
+    assert.equal(stored!.labVersion, '1');
+    const vars = { user: { name: 'Ada' }, machines: {}, lab: { expires: 'soon' } };
+    const old = await tool.labs.instructions('net-101', stored!.labVersion, vars);
+    const now = await tool.labs.instructions('net-101', '2', vars);
+    assert.equal(old.pages[0]!.title, 'Find the other host');
+    assert.equal(now.pages[0]!.title, 'Find the other host (revised)');
+    assert.equal((await tool.labs.prepare('net-101', '1', {})).spec.labVersion, '1');
+  });
+
+  it('adds a lab from a folder on the server', async () => {
+    const dir = path.join(work, 'srv', 'shell-101');
+    fs.cpSync(path.resolve('templates/linux-basics'), dir, { recursive: true });
+    const r = await send('POST', '/api/admin/labs', { path: dir });
+    assert.equal(r.status, 201);
+    assert.deepEqual(await r.json(), { id: 'shell-101', version: '1', created: true });
+    assert.equal((await send('POST', '/api/admin/labs', { path: 'relative/dir' })).status, 400);
+    assert.equal((await send('POST', '/api/admin/labs', { path: path.join(work, 'missing') })).status, 400);
+  });
+
+  it('remove: the lab can no longer be started, but its versions still resolve for running instances', async () => {
+    assert.equal((await send('DELETE', '/api/admin/labs/net-101')).status, 204);
+    assert.deepEqual(await catalogIds(), ['linux-basics@1', 'shell-101@1']);
+    assert.equal((await fetch(`${tool.url}/api/labs/net-101`)).status, 404);
+    assert.equal(await tool.labs.latest('net-101'), undefined);
+    const p = await tool.labs.prepare('net-101', '1', {});
+    assert.deepEqual(p.spec.machines.map((m) => m.name), ['alpha', 'beta']);
+    assert.equal((await tool.labs.instructions('net-101', '2', { user: { name: 'A' }, machines: {}, lab: { expires: 'x' } })).pages.length, 2);
+    assert.equal((await fetch(`${tool.url}/labs/net-101/1/media/network.svg`)).status, 200);
+    const checks = await tool.labs.checks('net-101', '1', { user: { name: 'A' }, machines: p.machines, lab: { expires: 'x' } });
+    assert.deepEqual(checks.map((c) => `${c.stepId}@${c.machine}`), ['find-address@alpha', 'ping-beta@alpha', 'start-server@beta', 'fetch-page@alpha']);
+    assert.match(checks[0]!.program, /10\.10\.0\.12/);
+    assert.equal((await send('DELETE', '/api/admin/labs/nope')).status, 404);
+    const versions = ((await (await send('GET', '/api/admin/labs')).json()) as { versions: Array<{ id: string; version: string; removedAt: string | null }> }).versions;
+    assert.deepEqual(versions.filter((v) => v.id === 'net-101').map((v) => [v.version, v.removedAt !== null]), [['2', true], ['1', true]]);
+    // adding it again makes it startable again
+    const back = await send('PUT', '/api/admin/labs/net-101', archive());
+    assert.equal(back.status, 201);
+    assert.deepEqual(await catalogIds(), ['linux-basics@1', 'net-101@3', 'shell-101@1']);
   });
 });

@@ -56,7 +56,17 @@ describe('KubeVirt manifests', () => {
           'pod-security.kubernetes.io/enforce-version': 'latest',
           'pod-security.kubernetes.io/warn': 'baseline',
         },
-        annotations: { ...annotations, 'lab-orchestrator/lab': 'net-101@2', 'lab-orchestrator/internet-egress': 'false' },
+        annotations: {
+          ...annotations,
+          'lab-orchestrator/lab': 'net-101@2',
+          'lab-orchestrator/internet-egress': 'false',
+          'lab-orchestrator/spec': JSON.stringify({
+            labId: 'net-101',
+            labVersion: '2',
+            machines: [{ name: 'web', kind: 'vm', image: 'quay.io/containerdisks/debian:12', cpus: 2, memoryMiB: 1024, channels: ['vnc', 'console'] }],
+            network: { internetEgress: false },
+          }),
+        },
       },
     });
   });
@@ -214,7 +224,7 @@ describe('KubeVirt manifests', () => {
             terminationGracePeriodSeconds: 5,
             domain: {
               cpu: { cores: 2 },
-              resources: { requests: { cpu: '500m', memory: '1024Mi' }, limits: { cpu: '2', memory: '1024Mi' } },
+              resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } },
               devices: {
                 autoattachGraphicsDevice: true,
                 autoattachSerialConsole: true,

@@ -30,6 +30,8 @@ export const INSTANCE_ANNOTATION = 'lab-orchestrator/instance-id';
 /** The lab (template) and version this namespace was built from; used by the drift repair. */
 export const LAB_ANNOTATION = 'lab-orchestrator/lab';
 export const NETWORK_ANNOTATION = 'lab-orchestrator/internet-egress';
+/** The lab spec without credentials or user data: lets the drift repair rebuild policies and quota. */
+export const SPEC_ANNOTATION = 'lab-orchestrator/spec';
 /** Per-lab ClusterRole the tool binds in each lab namespace (k8s/rbac-lab.yaml). */
 export const LAB_CLUSTER_ROLE = 'lab-orchestrator-lab';
 /** Headless Service: machines resolve each other as `<machine>.lab`. */
@@ -106,9 +108,15 @@ export function namespace(c: BuildContext): K8sObject {
         [INSTANCE_ANNOTATION]: c.handle.instanceId,
         [LAB_ANNOTATION]: `${c.spec.labId}@${c.spec.labVersion}`,
         [NETWORK_ANNOTATION]: String(c.spec.network.internetEgress),
+        [SPEC_ANNOTATION]: JSON.stringify(publicSpec(c.spec)),
       },
     },
   };
+}
+
+/** The spec as stored on the namespace: no credentials, no user data (they live in Secrets). */
+export function publicSpec(spec: BackendLabSpec): BackendLabSpec {
+  return { ...spec, machines: spec.machines.map(({ credentials: _c, userData: _u, ...m }) => m) };
 }
 
 /** Grants the tool's ServiceAccount the per-lab role in this namespace only. */
@@ -206,8 +214,10 @@ function v4ToInt(ip: string): number {
   return ip.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
 }
 
+/** Quantities in the API server's canonical form, so objects read back compare equal. */
 function mem(mib: number): string {
-  return `${mib}Mi`;
+  if (mib === 0) return '0';
+  return mib % 1024 === 0 ? `${mib / 1024}Gi` : `${mib}Mi`;
 }
 function milli(m: number): string {
   return m % 1000 === 0 ? String(m / 1000) : `${m}m`;
@@ -235,7 +245,7 @@ export function resourceQuota(c: BuildContext): K8sObject {
         pods: String(ms.length * 2),
         'count/virtualmachines.kubevirt.io': String(vms),
         persistentvolumeclaims: String(dvs.length),
-        'requests.storage': `${dvs.reduce((a, m) => a + (m.diskGiB ?? 10), 0)}Gi`,
+        'requests.storage': mem(1024 * dvs.reduce((a, m) => a + (m.diskGiB ?? 10), 0)),
         services: '1',
         'services.loadbalancers': '0',
         'services.nodeports': '0',
@@ -344,7 +354,7 @@ export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: Run
             dataVolumeTemplates: [
               {
                 metadata: { name: `${m.name}-root`, labels },
-                spec: { source: { http: { url: m.image } }, storage: { resources: { requests: { storage: `${m.diskGiB ?? 10}Gi` } } } },
+                spec: { source: { http: { url: m.image } }, storage: { resources: { requests: { storage: mem(1024 * (m.diskGiB ?? 10)) } } } },
               },
             ],
           }

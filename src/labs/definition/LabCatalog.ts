@@ -14,6 +14,7 @@ import { validateDir } from './readLabs.js';
 import { fillInstructions, renderTemplate } from './render.js';
 import { quantityMiB, type LabYaml } from './schema.js';
 import type { ValidLab } from './validateLab.js';
+import { resolveChecks, type ResolvedCheck } from './checks.js';
 
 export function summaryOf(lab: ValidLab, version: string): LabSummary {
   const d = lab.def;
@@ -160,6 +161,14 @@ export class LabCatalog implements LabDefinitions {
       this.rendered.set(key, t);
     }
     return fillInstructions(t, flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? t.title, expires: vars.lab.expires }, machines: vars.machines }));
+  }
+
+  /** The automatic checks of labId@version for one instance (templated with its variables), for the check runner. Throws NotFound. */
+  async checks(labId: string, version: string, vars: InstructionVariables): Promise<ResolvedCheck[]> {
+    const v = await this.version(labId, version);
+    const def = v.definition as unknown as LabYaml;
+    const vs = flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? def.title, expires: vars.lab.expires }, machines: vars.machines });
+    return resolveChecks(def, (p) => bytes(v.files.find((f) => f.path === p)?.data).toString('utf8'), vs);
   }
 
   /** A file from the lab's media/ folder (exact stored path only). Throws NotFound. */

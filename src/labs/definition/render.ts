@@ -10,6 +10,10 @@
  *   :::note|tip|warning Title  a knowledge box, closed by a line `:::`
  *   ```sh machine=web          a code block with "copy" and "send to machine web"
  *   ![alt](media/x.svg)        media from the lab's media/ folder
+ *
+ * Why sanitize-html: an allowlist sanitizer on a real HTML parser (htmlparser2), server-side
+ * without a DOM — DOMPurify would need jsdom — and widely used and maintained. Regex filtering of
+ * author HTML is how XSS gets through.
  */
 import { Marked, Renderer, type Token, type Tokens, type TokenizerAndRendererExtension } from 'marked';
 import sanitizeHtml from 'sanitize-html';
@@ -23,7 +27,7 @@ export interface RenderInput {
   title: string;
   pages: Array<{ id: string; title: string; markdown: string }>;
   steps: Array<{ id: string; pageId: string; title: string }>;
-  grading: { mode: 'steps' | 'checks'; maxScore: number; steps: Record<string, { weight: number; checks: unknown[] }> };
+  grading: { mode: 'steps' | 'checks'; maxScore: number; steps: Record<string, { weight: number; checks: Array<{ weight: number }> }> };
 }
 
 export function escapeHtml(s: string): string {
@@ -179,7 +183,10 @@ export function renderTemplate(input: RenderInput): RenderedInstructions {
   const pages = input.pages.map((p) => ({ id: p.id, title: p.title, html: sanitizeHtml(md.parse(p.markdown, { async: false }), opts) }));
   const steps: RenderedStep[] = input.steps.map((s) => {
     const g = input.grading.steps[s.id];
-    return { id: s.id, pageId: s.pageId, title: s.title, weight: g?.weight ?? 1, hasChecks: (g?.checks.length ?? 0) > 0 };
+    const checks = g?.checks ?? [];
+    // what the step is worth: in checks mode the weights of its checks, else its own weight
+    const weight = input.grading.mode === 'checks' && checks.length ? checks.reduce((n, c) => n + c.weight, 0) : (g?.weight ?? 1);
+    return { id: s.id, pageId: s.pageId, title: s.title, weight, hasChecks: checks.length > 0 };
   });
   return { labId: input.labId, version: input.version, title: input.title, pages, steps, grading: { mode: input.grading.mode, maxScore: input.grading.maxScore } };
 }

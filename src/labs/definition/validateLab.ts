@@ -145,7 +145,7 @@ export function validateLab(id: string, all: LabFiles, prefix: string): { lab?: 
       if (c.machine === undefined && def.machines.length > 1) problems.push(pos.problem(p, `expected machine: one of ${[...machines].join(', ')} (the lab has several), got nothing`));
       if (c.machine !== undefined && !machines.has(c.machine)) problems.push(pos.problem([...p, 'machine'], `expected one of ${[...machines].join(', ')}, got "${c.machine}"`));
       if ((c.script === undefined) === (c.command === undefined)) problems.push(pos.problem(p, `expected exactly one of script, command, got ${c.script === undefined ? 'neither' : 'both'}`));
-      if (c.script !== undefined && !files.has(c.script)) problems.push(pos.problem([...p, 'script'], `expected a file under checks/ in the lab folder, got ${describeValue(c.script)}`));
+      if (c.script !== undefined && (!c.script.startsWith('checks/') || !files.has(c.script))) problems.push(pos.problem([...p, 'script'], `expected a file under checks/ in the lab folder, got ${describeValue(c.script)}`));
       checkVars([...p, 'command'], c.command, vars);
       checkVars([...p, 'hint'], c.hint, vars);
     });
