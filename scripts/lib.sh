@@ -37,7 +37,6 @@ need_ferretdb() {
   rm -f "$LAB_TOOLS_DIR"/bin/.ferretdb-src-*; touch "$stamp"
 }
 
-<<<<<<< HEAD
 # Guest image "lab-tiny" (Debian kernel + busybox initramfs + /home base disk) for the QEMU backend,
 # built from installed Debian packages into $LAB_TOOLS_DIR/images/lab-tiny, rebuilt when the script changes.
 need_guest_image() {
@@ -48,7 +47,8 @@ need_guest_image() {
   say "building guest image lab-tiny (a few seconds)"
   bash "$ROOT/scripts/build-guest-image.sh" "$dir"
   touch "$stamp"
-=======
+}
+
 # Kubernetes control plane for the tests (kube-apiserver, kube-controller-manager, kubectl, etcd),
 # built once from the Go module proxy into the tools cache, keyed by version and stamped by a hash of
 # tools/k8s and tools/etcd (see those go.mod files for why the builds need modules of our own).
@@ -74,5 +74,4 @@ need_k8s() {
   for c in kube-apiserver kube-controller-manager kubectl; do mv "$out/$c" "$bin/$c-$K8S_VERSION"; done
   rm -rf "$out" "$bin"/.k8s-src-*; touch "$stamp"
   say "Kubernetes control plane built in $((SECONDS - t0)) s"
->>>>>>> main
 }
