@@ -58,6 +58,10 @@ const schema = z
     WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
     WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
     WS_MAX_PER_USER: int(1, 1000).default('8'),
+    // --- checks ---
+    CHECK_RATE_PER_MINUTE: int(1, 10_000).default('10'),
+    CHECK_OUTPUT_MAX_BYTES: int(1024, 16 * 1024 * 1024).default('65536'),
+    CHECK_BACKGROUND_TICK_MS: int(100, 3_600_000).default('5000'),
     // --- backend: kubevirt ---
     BACKEND: z.enum(['qemu', 'kubevirt'], { message: 'expected "qemu" or "kubevirt"' }).default('qemu'),
     KUBECONFIG: z.string().min(1).optional(),

@@ -37,6 +37,9 @@ import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
+import { CheckResult } from './store/CheckResult.js';
+import { CheckRunner } from './labs/checks/CheckRunner.js';
+import { checkRoutes } from './labs/checks/checkRoutes.js';
 import type { LabBackend } from './backends/types.js';
 import { createKubeVirtBackend } from './backends/kubevirt/createKubeVirtBackend.js';
 
@@ -76,6 +79,8 @@ export interface RunningTool {
   sessions: SessionTokens;
   /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
   labs: LabCatalog;
+  /** Automatic step checks (when a runtime is wired). */
+  checks: CheckRunner | undefined;
   /** The configured lab backend (BACKEND), when one is built here. */
   backend: LabBackend | undefined;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
@@ -201,6 +206,20 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       beforeClose.push(() => upgrades.close());
     }
     // --- end lab page + proxy ---------------------------------------------------------------
+    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
+    let checks: CheckRunner | undefined;
+    if (opts.runtime) {
+      await ensureIndexes([CheckResult]);
+      const runner = new CheckRunner({
+        runtime: opts.runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
+        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+      });
+      runner.start();
+      closers.push({ name: 'checks', close: () => runner.close() });
+      mounts.push({ path: '/', router: checkRoutes({ runtime: opts.runtime, runner, sessions }) });
+      checks = runner;
+    }
+    // --- end checks ---------------------------------------------------------------------------
 
     // --- lti ------------------------------------------------------------------------------------
     // PLACEHOLDER runtime until the real LabService is wired here (src/labs/placeholder.ts).
@@ -236,7 +255,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, backend, lti, sessions, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, checks, backend, lti, sessions, shutdown };
   } catch (err) {
     await runClosers();
     throw err;
