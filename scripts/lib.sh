@@ -36,3 +36,9 @@ need_ferretdb() {
   (cd "$ROOT/tools/ferretdb" && GOFLAGS=-mod=mod go build -trimpath -o "$bin.tmp" . && mv "$bin.tmp" "$bin")
   rm -f "$LAB_TOOLS_DIR"/bin/.ferretdb-src-*; touch "$stamp"
 }
+
+# The browser bundle (public/dist, gitignored): noVNC, xterm and the page code, built by esbuild.
+need_web_bundle() {
+  say "building the web bundle"
+  (cd "$ROOT" && node scripts/build-web.mjs)
+}

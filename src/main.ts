@@ -27,6 +27,10 @@ import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
+import { SessionTokens } from './auth/session.js';
+import { labApiRouter, LabCatalogCache } from './http/routes/labApi.js';
+import { courseApiRouter } from './http/routes/courseApi.js';
+import { labPagesRouter } from './http/routes/labPages.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -162,6 +166,16 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       });
       // upgraded sockets keep server.close() waiting: close them with a reason first
       beforeClose.push(() => upgrades.close());
+    }
+    if (opts.runtime && opts.labs) {
+      const sessions = new SessionTokens(secretKey);
+      const lock = (opts.runtime as { lock?: { run<T>(key: string, fn: () => Promise<T>): Promise<T> } }).lock;
+      const catalog = new LabCatalogCache(opts.labs);
+      mounts.push(
+        { path: '/', router: labApiRouter({ runtime: opts.runtime, labs: opts.labs, sessions, tickets, grades, log, catalog, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
+        { path: '/', router: courseApiRouter({ sessions, catalog }) },
+        { path: '/', router: labPagesRouter() },
+      );
     }
     // --- end lab page + proxy ---------------------------------------------------------------
 
