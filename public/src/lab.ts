@@ -37,6 +37,7 @@ class LabPage {
     this.s.events(`/api/instances/${instanceId}/events`, (e) => this.onEvent(e as LabEvent), (up, retryInMs) => {
       this.linkState.textContent = up ? '' : retryInMs ? `Live updates lost — retrying in ${Math.ceil(retryInMs / 1000)} s` : 'Live updates stopped';
       this.linkState.className = up ? 'live-link' : 'live-link down';
+      app.dataset.live = up ? 'up' : 'down';
       if (up) void this.refresh().catch(() => undefined);
     });
     setInterval(() => this.tickClock(), 1000);

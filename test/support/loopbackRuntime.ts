@@ -28,29 +28,33 @@ export class LoopbackRuntime implements LabRuntime {
   /** What the machine does with a new connection (default: echo). */
   onConnection: (c: SinkConnection) => void = (c) => c.socket.on('data', (d: Buffer) => c.socket.write(d));
   private readonly events = new EventEmitter();
-  private server: net.Server | undefined;
+  private readonly servers: Partial<Record<ChannelKind, net.Server>> = {};
 
   constructor() {
     this.events.setMaxListeners(0);
   }
 
+  /** One sink per channel kind, so a sink knows at accept time what it serves (RFB speaks first). */
   async listen(): Promise<this> {
-    this.server = net.createServer((socket) => {
-      const received: Buffer[] = [];
-      // instance/machine/channel are filled in by openChannel once it knows which socket is its own
-      const c: SinkConnection = { instance: '', machine: '', channel: 'console', socket, received, bytes: () => received.reduce((n, b) => n + b.length, 0) };
-      socket.on('data', (d: Buffer) => received.push(d));
-      socket.on('error', () => undefined);
-      this.connections.push(c);
-      this.onConnection(c);
-    });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    for (const channel of ['vnc', 'console'] as const) {
+      const server = net.createServer((socket) => {
+        const received: Buffer[] = [];
+        // instance and machine are filled in by openChannel once it knows which socket is its own
+        const c: SinkConnection = { instance: '', machine: '', channel, socket, received, bytes: () => received.reduce((n, b) => n + b.length, 0) };
+        socket.on('data', (d: Buffer) => received.push(d));
+        socket.on('error', () => undefined);
+        this.connections.push(c);
+        this.onConnection(c);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      this.servers[channel] = server;
+    }
     return this;
   }
 
   async close(): Promise<void> {
     for (const c of this.connections) c.socket.destroy();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await Promise.all(Object.values(this.servers).map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 
   /** Add a running instance with the given machines (stored in the real database, as LabService would). */
@@ -66,6 +70,11 @@ export class LoopbackRuntime implements LabRuntime {
     };
     await LabInstance.create(doc);
     return doc;
+  }
+
+  /** Force a state (and its event), e.g. 'failed', as the runtime would after a failure. */
+  setStateForTest(id: string, state: InstanceState): Promise<void> {
+    return this.setState(id, state);
   }
 
   private async setState(id: string, state: InstanceState): Promise<void> {
@@ -105,7 +114,7 @@ export class LoopbackRuntime implements LabRuntime {
     const d = await this.get(id);
     if (!d || !(machine in d.machines)) throw new NotFound(`no machine ${machine}`, { publicMessage: 'This machine does not exist.' });
     if (d.state !== 'running') throw new Conflict('lab not running', { publicMessage: 'lab stopped' });
-    const addr = this.server!.address() as AddressInfo;
+    const addr = this.servers[channel]!.address() as AddressInfo;
     const s = net.connect(addr.port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => {
       s.once('connect', resolve);

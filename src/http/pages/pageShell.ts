@@ -20,6 +20,7 @@ export function pageShell(o: { title: string; bundle: 'lab' | 'course'; data: Re
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${escapeHtml(o.title)}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dist/${o.bundle}.css">
 <script type="module" src="/static/dist/${o.bundle}.js"></script>
 </head>
