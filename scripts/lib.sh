@@ -37,6 +37,45 @@ need_ferretdb() {
   rm -f "$LAB_TOOLS_DIR"/bin/.ferretdb-src-*; touch "$stamp"
 }
 
+# Guest image "lab-tiny" (Debian kernel + busybox initramfs + /home base disk) for the QEMU backend,
+# built from installed Debian packages into $LAB_TOOLS_DIR/images/lab-tiny, rebuilt when the script changes.
+need_guest_image() {
+  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs
+  local dir="$LAB_TOOLS_DIR/images/lab-tiny"
+  local stamp="$dir/.built-$( (cat "$ROOT/scripts/build-guest-image.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
+  if [ -f "$stamp" ]; then return 0; fi
+  say "building guest image lab-tiny (a few seconds)"
+  bash "$ROOT/scripts/build-guest-image.sh" "$dir"
+  touch "$stamp"
+}
+
+# Kubernetes control plane for the tests (kube-apiserver, kube-controller-manager, kubectl, etcd),
+# built once from the Go module proxy into the tools cache, keyed by version and stamped by a hash of
+# tools/k8s and tools/etcd (see those go.mod files for why the builds need modules of our own).
+K8S_VERSION=v1.34.4
+ETCD_VERSION=v3.6.6
+k8s_src_hash() { cat "$ROOT"/tools/k8s/go.* "$ROOT"/tools/k8s/*.go "$ROOT"/tools/etcd/go.* "$ROOT"/tools/etcd/*.go | sha256sum | cut -c1-12; }
+need_k8s() {
+  local bin="$LAB_TOOLS_DIR/bin" stamp
+  stamp="$bin/.k8s-src-$(k8s_src_hash)"
+  if [ -f "$stamp" ] && [ -x "$bin/kube-apiserver-$K8S_VERSION" ] && [ -x "$bin/kube-controller-manager-$K8S_VERSION" ] \
+     && [ -x "$bin/kubectl-$K8S_VERSION" ] && [ -x "$bin/etcd-$ETCD_VERSION" ]; then return 0; fi
+  local t0=$SECONDS out="$bin/.k8s-build.$$"
+  say "building etcd $ETCD_VERSION and Kubernetes $K8S_VERSION (first run only, ~5 min on 2 cores)"
+  rm -rf "$out"; mkdir -p "$out"
+  (cd "$ROOT/tools/etcd" && GOFLAGS=-mod=mod go build -trimpath -o "$out/etcd" .)
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
+  ld="$ld -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  ld="$ld -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  (cd "$ROOT/tools/k8s" && GOFLAGS=-mod=mod go build -trimpath -ldflags "$ld" -o "$out/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+  mv "$out/etcd" "$bin/etcd-$ETCD_VERSION"
+  for c in kube-apiserver kube-controller-manager kubectl; do mv "$out/$c" "$bin/$c-$K8S_VERSION"; done
+  rm -rf "$out" "$bin"/.k8s-src-*; touch "$stamp"
+  say "Kubernetes control plane built in $((SECONDS - t0)) s"
+}
+
 # The browser bundle (public/dist, gitignored): noVNC, xterm and the page code, built by esbuild.
 need_web_bundle() {
   say "building the web bundle"

@@ -2,3 +2,5 @@
 # What the test suite needs beyond the tool itself (browser, VMs, control plane).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_apt chromium qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio socat
+need_guest_image
+need_k8s

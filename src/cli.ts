@@ -35,7 +35,26 @@ Stops gracefully on SIGTERM or SIGINT.`,
   },
 };
 
-export const COMMANDS: Record<string, Command> = { serve };
+const validate: Command = {
+  summary: 'Check lab definitions (lab.yaml, instructions, media); prints every problem.',
+  usage: `lab-orchestrator validate [dir]
+
+Validates every lab folder under dir (default: TEMPLATES_DIR, i.e. the repository's templates/).
+Prints one line per problem, "file:line:col path: expected …, got …", and exits 1 if there is any;
+prints nothing and exits 0 when every lab is valid.`,
+  async run(args) {
+    const { validateDir } = await import('./labs/definition/readLabs.js');
+    const { resolveTemplatesDir } = await import('./labs/definition/templatesDir.js');
+    const arg = args.find((a) => !a.startsWith('-'));
+    const display = arg ?? process.env.TEMPLATES_DIR ?? 'templates';
+    const dir = arg ? arg : resolveTemplatesDir(display);
+    const res = await validateDir(dir, display);
+    for (const p of res.problems) process.stdout.write(`${p}\n`);
+    return res.problems.length ? 1 : 0;
+  },
+};
+
+export const COMMANDS: Record<string, Command> = { serve, validate };
 
 function help(): string {
   const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(20)} ${c.summary}`);

@@ -50,11 +50,32 @@ const schema = z
     DEV_PLATFORM: bool.optional(),
     GRADE_RETRY_BASE_MS: int(10, 3_600_000).default('2000'),
     GRADE_RETRY_MAX_MS: int(10, 86_400_000).default('600000'),
+    DEV_PLATFORM_REGISTER: bool.optional(),
+    LTI_CLOCK_SKEW_SECONDS: int(0, 300).default('5'),
+    LTI_JWKS_MIN_REFETCH_MS: int(0, 3_600_000).default('30000'),
     TICKET_TTL_SECONDS: int(1, 60).default('30'),
     WS_MAX_PAYLOAD_BYTES: int(1024, 64 * 1024 * 1024).default('1048576'),
     WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
     WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
     WS_MAX_PER_USER: int(1, 1000).default('8'),
+    // --- checks ---
+    CHECK_RATE_PER_MINUTE: int(1, 10_000).default('10'),
+    CHECK_OUTPUT_MAX_BYTES: int(1024, 16 * 1024 * 1024).default('65536'),
+    CHECK_BACKGROUND_TICK_MS: int(100, 3_600_000).default('5000'),
+    // --- backend: kubevirt ---
+    BACKEND: z.enum(['qemu', 'kubevirt'], { message: 'expected "qemu" or "kubevirt"' }).default('qemu'),
+    KUBECONFIG: z.string().min(1).optional(),
+    KUBEVIRT_SUBRESOURCE_URL: url.optional(),
+    KUBEVIRT_TOOL_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'expected a namespace name' }).default('lab-orchestrator'),
+    KUBEVIRT_SERVICE_ACCOUNT: z.string().min(1).default('lab-orchestrator'),
+    KUBEVIRT_API_SERVER_CIDRS: z
+      .string()
+      .regex(/^[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*$/, { message: 'expected comma-separated CIDRs such as 203.0.113.10/32' })
+      .optional(),
+    KUBEVIRT_QPS: int(50, 10_000).default('100'),
+    KUBEVIRT_BOOT_TIMEOUT_MS: int(1000, 3_600_000).default('600000'),
+    LEASE_DURATION_MS: int(2000, 600_000).default('15000'),
+    POD_NAME: z.string().min(1).optional(),
   })
   .superRefine((c, ctx) => {
     if (c.LAB_MODE === 'production') {

@@ -73,18 +73,21 @@ export class InstructionsPanel {
     (this.content.querySelector('h1, h2, h3') as HTMLElement | null)?.focus();
   }
 
+  /** Steps are headings, list items or blocks carrying data-step-id: each gets a checkbox at its start. */
   private enhanceSteps(): void {
     const readOnly = this.d.view.mode !== 'control';
     const steps = this.d.view.instructions!.steps;
     for (const el of Array.from(this.content.querySelectorAll<HTMLElement>('[data-step-id]'))) {
       const id = el.dataset.stepId!;
       const step = steps.find((s) => s.id === id);
-      const box = h('input', { type: 'checkbox', class: 'step-box', 'data-step': id, disabled: readOnly, checked: Boolean(this.ticks[id]) });
-      const label = h('label', { class: 'step-check' }, box, ` ${step ? `Done: ${step.title}` : 'Done'}`);
+      const box = h('input', {
+        type: 'checkbox', class: 'step-box', 'data-step': id, disabled: readOnly, checked: Boolean(this.ticks[id]),
+        'aria-label': `Done: ${step?.title ?? el.textContent?.trim() ?? id}`, title: readOnly ? 'Ticked by the student' : 'Mark this step done',
+      });
       box.addEventListener('change', () => void this.toggle(id, box));
       el.classList.add('step');
       el.classList.toggle('done', Boolean(this.ticks[id]));
-      el.prepend(label);
+      el.prepend(box);
     }
   }
 

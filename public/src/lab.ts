@@ -108,7 +108,7 @@ class LabPage {
     this.header.append(
       h('h1', {}, v.title),
       h('span', { class: `state state-${v.state}` }, v.state),
-      ...(v.mode === 'view' ? [h('span', { class: 'view-only', title: 'You are watching a student’s lab' }, `View only · ${v.owner?.userId ?? ''}`)] : []),
+      ...(v.mode === 'view' ? [h('span', { class: 'view-only', title: 'You are watching a student’s lab' }, `View only · ${v.owner?.name || v.owner?.userId || ''}`)] : []),
       this.linkState,
       h('span', { class: 'spacer' }),
       this.timeLeft,

@@ -18,7 +18,7 @@ export interface InstanceView {
   lifetime: { maxMinutes: number; idleMinutes: number; pausable: boolean; warnBeforeMinutes: number } | null;
   mode: 'control' | 'view';
   viewer: { name: string | null; role: string };
-  owner?: { userId: string };
+  owner?: { userId: string; name: string | null };
   machines: Array<{ name: string; channels: ChannelKind[]; status: { phase: MachinePhase; reason?: string } }>;
   instructions: {
     title: string;

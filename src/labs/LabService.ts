@@ -23,7 +23,7 @@ import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstance
 import type { InstanceKey, LabDefinitions, LabEvent, LabRuntime } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
-import { KeyedMutex } from './KeyedMutex.js';
+import { KeyedMutex } from '../store/KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
 
 export interface LabServiceDeps {
@@ -124,7 +124,7 @@ export class LabService implements LabRuntime {
 
   /** A new generation: persist the handle first, then provision in the background. */
   private async beginProvision(inst: LabInstanceDoc): Promise<LabInstanceDoc> {
-    const prepared = await this.deps.labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {});
+    const prepared = await this.deps.labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {}, { backend: this.backend.kind });
     const generation = inst.generation + 1;
     const handle: LabHandle = { instanceId: inst._id, backend: this.backend.kind, name: handleName(inst._id, generation), generation };
     const previous = inst.handle;

@@ -127,7 +127,7 @@ export class LabSupervisor {
         if (!this.firstPass && quiet < stale) continue; // another replica may be on it
         if (!inst.handle) continue;
         try {
-          const prepared = await labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {});
+          const prepared = await labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {}, { backend: backend.kind });
           void service.runProvision(inst, prepared.spec);
           report.resumedProvisioning.push(inst._id);
         } catch (err) {

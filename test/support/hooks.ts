@@ -1,5 +1,8 @@
-/** Mocha root hooks: one FerretDB for the whole run, stopped at the end. */
+/** Mocha root hooks: one FerretDB for the whole run, stopped at the end; likewise the Kubernetes
+ * control plane and KubeVirt stand-in, which start lazily on first use (test/support/k8s/). */
 import { startSharedFerret, stopSharedFerret } from './ferret.js';
+import { stopSharedControlPlane } from './k8s/controlPlane.js';
+import { stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
 
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
@@ -7,7 +10,15 @@ export const mochaHooks = {
     await startSharedFerret();
   },
   async afterAll(this: Mocha.Context) {
-    this.timeout(30_000);
-    await stopSharedFerret();
+    this.timeout(60_000);
+    try {
+      await stopSharedKubeVirt();
+    } finally {
+      try {
+        await stopSharedControlPlane();
+      } finally {
+        await stopSharedFerret();
+      }
+    }
   },
 };

@@ -30,6 +30,8 @@ export interface LabApiDeps {
   catalog?: LabCatalogCache;
   /** Runs a write of one instance record in the runtime's per-instance order (FerretDB updates are read-modify-write). */
   serialize?: <T>(instanceId: string, fn: () => Promise<T>) => Promise<T>;
+  /** Display names by user id (teachers see whose lab they watch). */
+  userNames?: (userIds: string[]) => Promise<Record<string, string>>;
   /** Heartbeat on the event stream (proxies drop silent connections). */
   heartbeatMs?: number;
 }
@@ -195,7 +197,7 @@ function cached<T>(m: Map<string, Promise<T>>, key: string, f: () => Promise<T>)
 
 async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAccess) {
   const { inst } = a;
-  const [machines, status, instructions] = await Promise.all([
+  const [machines, status, instructions, names] = await Promise.all([
     catalog.machines(inst).catch(() => []),
     d.runtime.status(inst._id).catch((): Record<string, MachineStatus> => ({})),
     d.labs
@@ -208,6 +210,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
         d.log.warn({ err, instance: inst._id }, 'lab.instructions_failed');
         return null;
       }),
+    a.mode === 'view' && d.userNames ? d.userNames([inst.userId]).catch(() => ({})) : Promise.resolve({} as Record<string, string>),
   ]);
   const score = instructions ? stepScore(instructions.grading, instructions.steps, inst.steps ?? {}) : undefined;
   return {
@@ -224,7 +227,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     lifetime: inst.lifetime ?? null,
     mode: a.mode,
     viewer: { name: a.session.name ?? null, role: a.session.role },
-    owner: a.mode === 'view' ? { userId: inst.userId } : undefined,
+    owner: a.mode === 'view' ? { userId: inst.userId, name: (names as Record<string, string>)[inst.userId] ?? null } : undefined,
     machines: machines.map((m) => ({ ...m, status: status[m.name] ?? { phase: 'pending' } })),
     instructions,
     steps: isoTicks(inst.steps),

@@ -13,9 +13,11 @@ import { createActivity, newId, stringRecord } from './registry.js';
 import { useOnce } from './tokenRoutes.js';
 import { escapeHtml, page, sendHtml } from './html.js';
 import type { PlatformContext } from './createDevPlatform.js';
+import { KeyedMutex } from '../../store/KeyedMutex.js';
 
 export function deepLinkRoutes(ctx: PlatformContext): Router {
   const r = express.Router();
+  const saves = new KeyedMutex();
 
   r.post('/deeplink/return', async (req, res) => {
     const jwt = (req.body as Record<string, unknown> | undefined)?.JWT;
@@ -58,6 +60,13 @@ ${s.item.lineItem ? ` — graded out of ${escapeHtml(String((s.item.lineItem as 
 
   r.post('/activities/from-item', async (req, res) => {
     const itemId = String((req.body as Record<string, unknown> | undefined)?.itemId ?? '');
+    // FerretDB's findOneAndUpdate is not an atomic compare-and-set: serialize saves of one item
+    const activityId = await saves.run(itemId, () => saveItem(itemId));
+    if (req.accepts(['html', 'json']) === 'json') res.status(201).json({ activityId });
+    else res.redirect(303, `${ctx.urls.page}#activity-${activityId}`);
+  });
+
+  async function saveItem(itemId: string): Promise<string | null> {
     const ci = await DevPlatformContentItem.findById(itemId).lean();
     if (!ci) throw new NotFound('no such content item');
     let activityId = ci.activityId;
@@ -82,8 +91,7 @@ ${s.item.lineItem ? ` — graded out of ${escapeHtml(String((s.item.lineItem as 
       activityId = claimed.activityId;
     }
     activityId ??= (await DevPlatformContentItem.findById(ci._id).lean())?.activityId ?? null;
-    if (req.accepts(['html', 'json']) === 'json') res.status(201).json({ activityId });
-    else res.redirect(303, `${ctx.urls.page}#activity-${activityId}`);
-  });
+    return activityId;
+  }
   return r;
 }

@@ -1,0 +1,204 @@
+/**
+ * Websocket proxy vs its floor, a plain Node TCP relay between the same two ends (a loopback TCP
+ * sink that echoes, standing for the guest's VNC/serial socket). Both run in this process, so the
+ * client and sink cost is in both columns and the ratio shows what the proxy adds:
+ *   throughput (MB/s, one session), round-trip latency of 32-byte frames (1 session, then with 50
+ *   busy sessions streaming beside it), memory per idle session over 1,000 sessions, and heap growth
+ *   over 10,000 open/close cycles.
+ */
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import WebSocket from 'ws';
+import { startTestTool, type TestTool } from '../test/support/tool.js';
+import { LoopbackRuntime } from '../test/support/loopbackRuntime.js';
+import { TicketService } from '../src/proxy/tickets.js';
+import { gc, pct, type BenchRow } from './lib.mjs';
+
+const SECRET_KEY = 'bench-ws-proxy-secret-key-0123456789abcdef';
+const MB = Number(process.env.WS_BENCH_MB ?? 200);
+const RTTS = Number(process.env.WS_BENCH_RTTS ?? 2000);
+const IDLE = Number(process.env.WS_BENCH_IDLE ?? 1000);
+const CYCLES = Number(process.env.WS_BENCH_CYCLES ?? 10_000);
+
+interface Conn {
+  send(b: Buffer): void;
+  onData(fn: (b: Buffer) => void): void;
+  close(): Promise<void>;
+  /** Bytes queued but not yet handed to the kernel. */
+  buffered(): number;
+}
+
+interface Path {
+  open(i: number): Promise<Conn>;
+}
+
+function wsPath(tool: TestTool, rt: LoopbackRuntime, tickets: TicketService): Path {
+  const origin = new URL(tool.publicUrl).origin;
+  const base = tool.url.replace(/^http/, 'ws');
+  return {
+    async open(i) {
+      const id = `b${i}`;
+      if (!rt.instances.has(id)) rt.add({ id, userId: `u${i}`, machines: ['m'] });
+      const { ticket } = tickets.issue({ user: `u${i}`, instance: id, machine: 'm', channel: 'console', mode: 'control' });
+      const ws = new WebSocket(`${base}/ws/console/${id}/m`, ['lab.v1', `ticket.${ticket}`], { headers: { origin }, perMessageDeflate: false });
+      await new Promise<void>((res, rej) => {
+        ws.once('open', () => res());
+        ws.once('error', rej);
+        ws.once('unexpected-response', (_q, r) => rej(new Error(`upgrade refused ${r.statusCode}`)));
+      });
+      return {
+        send: (b) => ws.send(b, { binary: true }),
+        onData: (fn) => ws.on('message', (d: Buffer) => fn(d)),
+        buffered: () => ws.bufferedAmount,
+        close: () => new Promise<void>((r) => { ws.once('close', () => r()); ws.close(); }),
+      };
+    },
+  };
+}
+
+async function relayPath(sinkPort: number): Promise<{ path: Path; close(): Promise<void> }> {
+  const relay = net.createServer((client) => {
+    const up = net.connect(sinkPort, '127.0.0.1');
+    client.pipe(up).pipe(client);
+    client.on('error', () => up.destroy());
+    up.on('error', () => client.destroy());
+    client.on('close', () => up.destroy());
+    up.on('close', () => client.destroy());
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const port = (relay.address() as AddressInfo).port;
+  return {
+    path: {
+      async open() {
+        const s = net.connect(port, '127.0.0.1');
+        s.setNoDelay(true);
+        await new Promise<void>((r, j) => { s.once('connect', r); s.once('error', j); });
+        return {
+          send: (b) => void s.write(b),
+          onData: (fn) => s.on('data', fn),
+          buffered: () => s.writableLength,
+          close: () => new Promise<void>((r) => { s.once('close', () => r()); s.end(); s.destroy(); }),
+        };
+      },
+    },
+    close: () => new Promise<void>((r) => relay.close(() => r())),
+  };
+}
+
+/** MB/s through one session: the sink counts bytes (it does not echo here). */
+async function throughput(p: Path, rt: LoopbackRuntime, i: number): Promise<number> {
+  const c = await p.open(i);
+  const total = MB * 2 ** 20;
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  const before = rt.connections.length;
+  await new Promise((r) => setTimeout(r, 50));
+  const sink = rt.connections.slice(before - 1).find((x) => x.bytes() === 0) ?? rt.connections.at(-1)!;
+  const t0 = performance.now();
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    const pump = () => {
+      while (sent < total && c.buffered() < 4 * 2 ** 20) { c.send(chunk); sent += chunk.length; }
+      if (sent < total) setImmediate(pump);
+    };
+    pump();
+    const check = setInterval(() => { if (sink.bytes() >= total) { clearInterval(check); resolve(); } }, 2);
+  });
+  const secs = (performance.now() - t0) / 1000;
+  await c.close();
+  return MB / secs;
+}
+
+/** Round-trip times (ms) of 32-byte frames on one session, optionally beside `busy` streaming sessions. */
+async function latency(p: Path, base: number, busy: number): Promise<number[]> {
+  const busyConns = await Promise.all(Array.from({ length: busy }, (_, k) => p.open(base + 1 + k)));
+  let stop = false;
+  const payload = Buffer.alloc(4096, 1);
+  const timers = busyConns.map((c) => { c.onData(() => undefined); return setInterval(() => { if (!stop && c.buffered() < 2 ** 20) c.send(payload); }, 10); });
+  const c = await p.open(base);
+  const frame = Buffer.alloc(32, 2);
+  const times: number[] = [];
+  let waiter: (() => void) | undefined;
+  let got = 0;
+  c.onData((d) => { got += d.length; if (got >= 32) { got -= 32; waiter?.(); } });
+  for (let i = 0; i < RTTS; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((r) => { waiter = r; c.send(frame); });
+    times.push(performance.now() - t0);
+  }
+  stop = true;
+  timers.forEach(clearInterval);
+  await Promise.all([c, ...busyConns].map((x) => x.close()));
+  return times.slice(Math.floor(RTTS / 10)); // drop warm-up
+}
+
+async function memoryPerSession(p: Path, base: number): Promise<{ perSessionKiB: number }> {
+  gc(); gc();
+  const m0 = process.memoryUsage();
+  const conns: Conn[] = [];
+  for (let i = 0; i < IDLE; i += 50) conns.push(...(await Promise.all(Array.from({ length: Math.min(50, IDLE - i) }, (_, k) => p.open(base + i + k)))));
+  await new Promise((r) => setTimeout(r, 200));
+  gc(); gc();
+  const m1 = process.memoryUsage();
+  await Promise.all(conns.map((c) => c.close()));
+  // heap + external (Buffers) is what sessions cost in this process; RSS is too coarse to attribute
+  const delta = (m1.heapUsed + m1.external) - (m0.heapUsed + m0.external);
+  return { perSessionKiB: delta / IDLE / 1024 };
+}
+
+async function growth(p: Path, base: number): Promise<number> {
+  const cycle = async (n: number) => {
+    for (let i = 0; i < n; i += 20) await Promise.all(Array.from({ length: Math.min(20, n - i) }, async (_, k) => (await p.open(base + ((i + k) % 200))).close()));
+  };
+  await cycle(1000);
+  await new Promise((r) => setTimeout(r, 200));
+  gc(); gc();
+  const h0 = process.memoryUsage().heapUsed;
+  await cycle(CYCLES);
+  await new Promise((r) => setTimeout(r, 500));
+  gc(); gc();
+  return ((process.memoryUsage().heapUsed - h0) / h0) * 100;
+}
+
+export async function run(): Promise<BenchRow[]> {
+  const rt = await new LoopbackRuntime().listen();
+  const tool = await startTestTool({ SECRET_KEY, LOG_LEVEL: 'warn', WS_MAX_PER_USER: '1000' }, { runtime: rt });
+  const sinkPort = (rt as unknown as { server: net.Server }).server.address() as AddressInfo;
+  const relay = await relayPath(sinkPort.port);
+  const ws = wsPath(tool, rt, new TicketService(SECRET_KEY));
+  const rows: BenchRow[] = [];
+  const B = 'ws proxy';
+  try {
+    // the throughput sink must count, not echo
+    const echo = rt.onConnection;
+    rt.onConnection = () => undefined;
+    const tRelay = await throughput(relay.path, rt, 0);
+    const tWs = await throughput(ws, rt, 0);
+    rt.onConnection = echo;
+    rows.push({ bench: B, metric: 'throughput, 1 session', value: tWs, floor: tRelay, unit: 'MB/s', goal: 'ratio ≥ 0.8', meets: tWs / tRelay >= 0.8 });
+
+    for (const busy of [0, 50]) {
+      const lr = await latency(relay.path, 10_000, busy);
+      const lw = await latency(ws, 10_000, busy);
+      const goal = busy === 0 ? 2 : 5;
+      for (const q of [50, 99]) {
+        const added = pct(lw, q) - pct(lr, q);
+        rows.push({
+          bench: B, metric: `RTT p${q}, 32 B frames, ${busy} busy`, value: pct(lw, q), floor: pct(lr, q), unit: 'ms',
+          goal: q === 99 ? `added ≤ ${goal} ms` : 'n/a', meets: q === 99 ? added <= goal : undefined, note: `added ${added.toFixed(3)} ms`,
+        });
+      }
+    }
+
+    const mr = await memoryPerSession(relay.path, 20_000);
+    const mw = await memoryPerSession(ws, 20_000);
+    rows.push({ bench: B, metric: `memory per idle session (${IDLE})`, value: mw.perSessionKiB, floor: mr.perSessionKiB, unit: 'KiB', goal: '≤ 2× floor', meets: mw.perSessionKiB <= 2 * mr.perSessionKiB, note: 'heap+external of this process (client, proxy and sink sides for both)' });
+
+    const gw = await growth(ws, 30_000);
+    rows.push({ bench: B, metric: `heap growth after ${CYCLES} open/close`, value: gw, unit: '%', goal: '≤ 5 %', meets: gw <= 5 });
+  } finally {
+    await relay.close();
+    await tool.shutdown();
+    await rt.close();
+  }
+  return rows;
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Builds the default guest image "lab-tiny" from installed Debian packages only (no downloads):
+#   vmlinuz        the kernel of linux-image-amd64 (from /boot)
+#   initramfs.gz   busybox-static + the virtio/ext4/fw_cfg modules it needs, and our init (below)
+#   disk.qcow2     a small ext4 base disk the guest mounts at /home (each machine boots a
+#                  copy-on-write overlay over it, so "reset" = a new overlay)
+# Usage: build-guest-image.sh <output dir>   (need_guest_image in lib.sh calls it, stamped by hash)
+#
+# The guest reads its per-machine settings at boot from the QEMU fw_cfg file opt/lab/config
+# (never from the kernel command line, so passwords do not show up in `ps`):
+#   hostname=alpha
+#   ip=10.10.0.11/24             address on the lab network (the NIC whose MAC starts 52:54:00)
+#   user=student / pass=...      login created at boot (password hashed in the guest)
+#   host=beta 10.10.0.12         one line per machine of the lab, for /etc/hosts
+#   egress=1                     a second NIC (MAC 52:54:01:…) on QEMU user networking with a default route
+# Consoles: login on ttyS0 (serial, the "console" channel) and on tty1 (VGA text, the "vnc" channel).
+# Exec agent: a busybox-sh loop on the virtio-serial port named "lab.agent" (see src/backends/qemu/agent.ts).
+# On boot it prints "lab-guest: ready <hostname>" on ttyS0.
+set -euo pipefail
+out="${1:?usage: build-guest-image.sh <output dir>}"
+kver="$(ls /lib/modules | sort -V | tail -n1)"
+kernel="/boot/vmlinuz-$kver"
+[ -r "$kernel" ] || { echo "no readable kernel $kernel (install linux-image-amd64)" >&2; exit 1; }
+[ -x /bin/busybox ] || { echo "no /bin/busybox (install busybox-static)" >&2; exit 1; }
+file /bin/busybox 2>/dev/null | grep -q static || ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || { echo "/bin/busybox is not static (install busybox-static)" >&2; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,home,var/log,usr/bin,usr/sbin,lib/modules,www}
+cp /bin/busybox "$root/bin/busybox"
+for a in $(/bin/busybox --list); do
+  case "$a" in busybox) ;; *) ln -sf busybox "$root/bin/$a" ;; esac
+done
+for a in init getty login halt poweroff reboot mdev insmod modprobe ifconfig route; do ln -sf ../bin/busybox "$root/sbin/$a"; done
+ln -sf bin/busybox "$root/init"
+
+# Kernel modules, dependencies first (resolved from modules.dep), decompressed for busybox insmod.
+moddir="/lib/modules/$kver"
+wanted="virtio_pci virtio_blk virtio_net virtio_console ext4 qemu_fw_cfg crc32c_generic"
+declare -A seen=()
+order=()
+add_mod() { # $1 = path relative to $moddir
+  local rel="$1" deps d
+  [ -n "${seen[$rel]:-}" ] && return 0
+  seen[$rel]=1
+  deps="$(grep -E "^${rel}:" "$moddir/modules.dep" | cut -d: -f2)"
+  for d in $deps; do add_mod "$d"; done
+  order+=("$rel")
+}
+for m in $wanted; do
+  rel="$(grep -E "/${m}\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -n1 | cut -d: -f1)"
+  [ -n "$rel" ] || { echo "kernel module $m not found in $moddir" >&2; exit 1; }
+  add_mod "$rel"
+done
+: >"$root/lib/modules/load-order"
+for rel in "${order[@]}"; do
+  base="$(basename "$rel")"; name="${base%%.ko*}.ko"
+  case "$base" in
+    *.ko.xz) xz -dc "$moddir/$rel" >"$root/lib/modules/$name" ;;
+    *.ko.zst) zstd -qdc "$moddir/$rel" >"$root/lib/modules/$name" ;;
+    *.ko.gz) gzip -dc "$moddir/$rel" >"$root/lib/modules/$name" ;;
+    *) cp "$moddir/$rel" "$root/lib/modules/$name" ;;
+  esac
+  echo "$name" >>"$root/lib/modules/load-order"
+done
+
+cat >"$root/etc/inittab" <<'EOF'
+::sysinit:/etc/rc
+ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100
+tty1::respawn:/sbin/getty 38400 tty1
+::respawn:/etc/agent
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/umount -a -r
+EOF
+
+cat >"$root/etc/rc" <<'EOF'
+#!/bin/sh
+# Boot: mounts, modules, settings from fw_cfg, network, users, /home.
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </lib/modules/load-order
+cfg=/sys/firmware/qemu_fw_cfg/by_name/opt/lab/config/raw
+hostname=lab; ip=; user=student; pass=; egress=0
+: >/tmp/hosts
+if [ -r "$cfg" ]; then
+  while IFS='=' read -r k v; do
+    case "$k" in
+      hostname) hostname="$v" ;;
+      ip) ip="$v" ;;
+      user) user="$v" ;;
+      pass) pass="$v" ;;
+      egress) egress="$v" ;;
+      host) echo "${v#* } ${v%% *}" >>/tmp/hosts ;;
+    esac
+  done <"$cfg"
+fi
+hostname "$hostname"
+echo "$hostname" >/etc/hostname
+{ echo "127.0.0.1 localhost"; cat /tmp/hosts; } >/etc/hosts
+rm -f /tmp/hosts
+ip link set lo up
+nic_by_mac() { for n in /sys/class/net/*; do case "$(cat "$n/address")" in "$1"*) echo "${n##*/}"; return ;; esac; done; }
+labnic="$(nic_by_mac 52:54:00:)"
+if [ -n "$labnic" ] && [ -n "$ip" ]; then ip link set "$labnic" up; ip addr add "$ip" dev "$labnic"; fi
+if [ "$egress" = 1 ]; then
+  enic="$(nic_by_mac 52:54:01:)"
+  if [ -n "$enic" ]; then
+    ip link set "$enic" up; ip addr add 10.0.2.15/24 dev "$enic"; ip route add default via 10.0.2.2
+    echo "nameserver 10.0.2.3" >/etc/resolv.conf
+  fi
+fi
+# users: root locked, the lab user with the given password (hashed here)
+hash='!'
+[ -n "$pass" ] && hash="$(mkpasswd -m sha512 "$pass")"
+pass=
+{ echo "root:!:0:0:root:/root:/bin/sh"; echo "$user:$hash:1000:1000:$user:/home/$user:/bin/sh"; } >/etc/passwd
+{ echo "root:x:0:"; echo "$user:x:1000:"; } >/etc/group
+chmod 644 /etc/passwd
+if [ -b /dev/vda ]; then mount -t ext4 /dev/vda /home || echo "lab-guest: could not mount /home" >/dev/ttyS0; fi
+mkdir -p "/home/$user"
+chown 1000:1000 "/home/$user"
+echo "Welcome to $hostname (lab-tiny). Log in as $user." >/etc/issue
+echo "lab-guest: ready $hostname" >/dev/ttyS0
+EOF
+
+cat >"$root/etc/agent" <<'EOF'
+#!/bin/sh
+# Exec agent on the virtio-serial port "lab.agent" (not a console: students never see it).
+# Request (one line):  <id> <timeoutSeconds> <maxBytes> <base64 of the script>
+# Reply:  "R <id> <exit> <stdoutBytes> <stderrBytes>" then a line of base64 stdout, a line of base64 stderr.
+export PATH=/bin:/sbin HOME=/root
+port=
+for d in /sys/class/virtio-ports/*; do [ "$(cat "$d/name" 2>/dev/null)" = lab.agent ] && port="/dev/${d##*/}"; done
+if [ -z "$port" ]; then sleep 3600; exit 0; fi
+while :; do
+  exec 3<>"$port" || { sleep 1; continue; }
+  while read -r id t max b64 <&3; do
+    [ -n "$b64" ] || continue
+    echo "$b64" | base64 -d >/tmp/.agent.cmd
+    timeout "$t" sh /tmp/.agent.cmd </dev/null >/tmp/.agent.out 2>/tmp/.agent.err
+    rc=$?
+    { echo "R $id $rc $(wc -c </tmp/.agent.out) $(wc -c </tmp/.agent.err)"
+      head -c "$max" /tmp/.agent.out | base64 | tr -d '\n'; echo
+      head -c "$max" /tmp/.agent.err | base64 | tr -d '\n'; echo
+    } >&3
+    rm -f /tmp/.agent.cmd /tmp/.agent.out /tmp/.agent.err
+  done
+  exec 3<&-
+  sleep 0.5
+done
+EOF
+chmod 755 "$root/etc/rc" "$root/etc/agent"
+echo "<html><body><h1>lab-tiny</h1></body></html>" >"$root/www/index.html"
+
+mkdir -p "$out.tmp"
+cp "$kernel" "$out.tmp/vmlinuz"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/initramfs.gz"
+# /home base disk: 256 MiB ext4 without metadata checksums (no crc32c needed), empty but for lost+found
+truncate -s 256M "$work/home.raw"
+mkfs.ext4 -q -F -L home -O ^metadata_csum,^has_journal "$work/home.raw" >/dev/null
+qemu-img convert -f raw -O qcow2 "$work/home.raw" "$out.tmp/disk.qcow2"
+chmod 444 "$out.tmp/disk.qcow2"
+echo "kernel=$kver" >"$out.tmp/IMAGE"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+echo "guest image built in $out ($(du -sh "$out" | cut -f1))" >&2

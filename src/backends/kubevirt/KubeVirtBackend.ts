@@ -1,0 +1,457 @@
+/**
+ * LabBackend on Kubernetes + KubeVirt: one namespace per lab generation (handle.name).
+ *
+ * provision: namespace → RoleBinding (the tool's per-lab role) → in parallel policies, quota, limit
+ * range, secrets, headless service and the VMs (Halted) → once all exist, VMs set to
+ * runStrategy Always and container pods created → wait for every VMI Running+Ready (shared VMI
+ * informer) and every pod Running. Each step is idempotent, so a second call (a restart after a
+ * crash at any step) converges without duplicates.
+ *
+ * Requests per lab on the happy path: one per object + one patch per VM (+ retries). Progress and
+ * status come from two cluster-wide informers (managed namespaces, managed VMIs), not polling.
+ */
+import { setMaxListeners } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import { BackendFailure, Conflict, NotFound } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
+import { KubeApiError, objectPath, type KubeClient } from './client.js';
+import { Informer } from './Informer.js';
+import {
+  GENERATION_LABEL,
+  INSTANCE_ANNOTATION,
+  INSTANCE_LABEL,
+  MACHINE_LABEL,
+  MANAGED_BY_LABEL,
+  MANAGER,
+  SPEC_ANNOTATION,
+  guardObjects,
+  planLab,
+  type BuildContext,
+  type K8sObject,
+} from './manifests.js';
+import { execInPod, openPodTerminal } from './podExec.js';
+
+export interface KubeVirtBackendOptions {
+  client: KubeClient;
+  log: Logger;
+  toolNamespace: string;
+  toolServiceAccount: string;
+  /** Excluded from internet egress; default: the API server host when it is an IP address. */
+  apiServerCidrs?: string[];
+  /** Base URL for /apis/subresources.kubevirt.io (default: the API server). */
+  subresourceUrl?: string;
+  bootTimeoutMs?: number;
+  /** How long destroy() waits for the namespace to be gone. */
+  destroyTimeoutMs?: number;
+  /** 403s right after the RoleBinding (RBAC cache) or a new quota ("status unknown") are retried this long. */
+  settleMs?: number;
+}
+
+interface Vmi extends K8sObject {
+  status?: { phase?: string; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>; reason?: string };
+}
+interface Vm extends K8sObject {
+  spec: { runStrategy?: string; running?: boolean };
+}
+interface Pod extends K8sObject {
+  status?: { phase?: string; containerStatuses?: Array<{ ready?: boolean; state?: { waiting?: { reason?: string; message?: string } } }> };
+}
+
+const SELECTOR = `${MANAGED_BY_LABEL}=${MANAGER}`;
+const VMI_ALL = '/apis/kubevirt.io/v1/virtualmachineinstances';
+const vmPath = (ns: string, name?: string) => `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines${name ? `/${name}` : ''}`;
+const podPath = (ns: string, name?: string) => `/api/v1/namespaces/${ns}/pods${name ? `/${name}` : ''}`;
+
+export class KubeVirtBackend implements LabBackend {
+  readonly kind = 'kubevirt' as const;
+  readonly namespaces: Informer;
+  readonly vmis: Informer<Vmi>;
+  private readonly client: KubeClient;
+  private readonly log: Logger;
+  private readonly subresourceUrl: string;
+
+  constructor(private readonly o: KubeVirtBackendOptions) {
+    this.client = o.client;
+    this.log = o.log.child({ backend: 'kubevirt' });
+    this.subresourceUrl = (o.subresourceUrl ?? o.client.server).replace(/\/+$/, '');
+    this.namespaces = new Informer(o.client, '/api/v1/namespaces', SELECTOR, this.log).start();
+    this.vmis = new Informer<Vmi>(o.client, VMI_ALL, SELECTOR, this.log).start();
+  }
+
+  private ctx(spec: BackendLabSpec, handle: LabHandle): BuildContext {
+    const host = new URL(this.client.server).hostname.replace(/^\[|\]$/g, '');
+    const ipHost = /^[\d.]+$/.test(host) ? [`${host}/32`] : host.includes(':') ? [`${host}/128`] : [];
+    return { handle, spec, toolNamespace: this.o.toolNamespace, toolServiceAccount: this.o.toolServiceAccount, apiServerCidrs: this.o.apiServerCidrs ?? ipHost };
+  }
+
+  /** Create in a lab namespace, riding out the short 403 windows after the RoleBinding and a new quota. */
+  private async createSettled(obj: K8sObject, signal?: AbortSignal): Promise<void> {
+    const until = Date.now() + (this.o.settleMs ?? 15_000);
+    for (let wait = 50; ; wait = Math.min(1000, wait * 2)) {
+      try {
+        await this.client.create(obj, signal);
+        return;
+      } catch (err) {
+        if (!(err instanceof KubeApiError) || err.status !== 403 || Date.now() > until || /being terminated/.test(err.message)) throw err;
+        await delay(wait, undefined, { signal });
+      }
+    }
+  }
+
+  async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
+    const plan = planLab(this.ctx(spec, handle));
+    const ns = handle.name;
+    const log = this.log.child({ instance: handle.instanceId, ns });
+    if (signal) setMaxListeners(0, signal); // one listener per in-flight request
+    onProgress({ phase: 'network', percent: 5, message: 'Creating the lab network' });
+    const existing = (await this.client.create(plan.namespace, signal)) === 'exists' ? await this.client.get(objectPath(plan.namespace, ns), signal) : undefined;
+    if (existing?.metadata.deletionTimestamp) throw new BackendFailure(`namespace ${ns} is terminating`, { publicMessage: 'The previous lab is still being removed; try again in a minute.' });
+    await this.client.create(plan.roleBinding, signal);
+    onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });
+    const guards = Promise.all(plan.guards.map((o) => this.createSettled(o, signal)));
+    const setup = Promise.all([...plan.setup, ...plan.vms].map((o) => this.createSettled(o, signal)));
+    await guards;
+    onProgress({ phase: 'disks', percent: 35, message: 'Preparing the machines' });
+    await setup;
+    onProgress({ phase: 'machines-starting', percent: 50, message: 'Starting the machines' });
+    await Promise.all([
+      ...plan.vms.map((vm) => this.client.patch(vmPath(ns, vm.metadata.name), { spec: { runStrategy: 'Always' } }, signal)),
+      ...plan.pods.map((p) => this.createSettled(p, signal)),
+    ]);
+    log.debug({ vms: plan.vms.length, pods: plan.pods.length }, 'kubevirt.machines_started');
+    await this.waitBooted(handle, spec, onProgress, signal);
+    onProgress({ phase: 'machines-booted', percent: 100, message: 'All machines are up' });
+  }
+
+  private async waitBooted(handle: LabHandle, spec: BackendLabSpec, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
+    const ns = handle.name;
+    const vms = spec.machines.filter((m) => m.kind === 'vm').map((m) => m.name);
+    const pods = spec.machines.filter((m) => m.kind === 'container').map((m) => m.name);
+    const total = vms.length + pods.length;
+    const deadline = Date.now() + (this.o.bootTimeoutMs ?? 600_000);
+    await this.vmis.synced();
+    let lastBooted = -1;
+    for (;;) {
+      signal?.throwIfAborted();
+      let booted = 0;
+      for (const name of vms) {
+        const st = vmiStatus(this.vmis.get(ns, name));
+        if (st.phase === 'failed') throw new BackendFailure(`VM ${name} failed: ${st.reason}`, { publicMessage: `Machine ${name} failed to start: ${st.reason}` });
+        if (st.phase === 'running') booted++;
+      }
+      if (pods.length > 0) {
+        const list = await this.client.request<{ items: Pod[] }>('GET', podPath(ns), { signal });
+        for (const p of list.items) if (pods.includes(p.metadata.name) && podStatus(p).phase === 'running') booted++;
+      }
+      if (booted !== lastBooted) {
+        lastBooted = booted;
+        onProgress({ phase: 'machines-starting', percent: 50 + Math.floor((45 * booted) / Math.max(1, total)), message: `${booted} of ${total} machines booted` });
+      }
+      if (booted === total) return;
+      if (Date.now() > deadline) throw new BackendFailure(`lab ${ns} did not boot in time`, { publicMessage: 'The machines did not start in time.' });
+      // wake on any VMI change in this namespace, or poll pods every 2 s
+      await new Promise<void>((resolve) => {
+        const off = this.vmis.on((_t, o) => {
+          if (o.metadata.namespace === ns) done();
+        });
+        const t = setTimeout(done, pods.length > 0 ? 2000 : 5000);
+        const onAbort = () => done();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        function done() {
+          off();
+          clearTimeout(t);
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        }
+      });
+    }
+  }
+
+  /** The namespace if it exists and is not terminating (informer cache, or the API before the first sync). */
+  private async liveNamespace(handle: LabHandle): Promise<K8sObject | undefined> {
+    const cached = this.namespaces.get(undefined, handle.name);
+    const ns = cached ?? (await this.client.get(`/api/v1/namespaces/${handle.name}`));
+    if (!ns || ns.metadata.deletionTimestamp || ns.metadata.annotations?.[INSTANCE_ANNOTATION] !== handle.instanceId) return undefined;
+    return ns;
+  }
+
+  private storedSpec(ns: K8sObject): BackendLabSpec | undefined {
+    const raw = ns.metadata.annotations?.[SPEC_ANNOTATION];
+    return raw ? (JSON.parse(raw) as BackendLabSpec) : undefined;
+  }
+
+  async status(handle: LabHandle): Promise<Record<string, MachineStatus>> {
+    const ns = await this.liveNamespace(handle);
+    const spec = ns && this.storedSpec(ns);
+    if (!ns || !spec) {
+      const out: Record<string, MachineStatus> = {};
+      for (const v of this.vmis.items()) if (v.metadata.namespace === handle.name) out[v.metadata.name] = { phase: 'gone' };
+      return out;
+    }
+    const out: Record<string, MachineStatus> = {};
+    const vms = spec.machines.filter((m) => m.kind === 'vm');
+    const withoutVmi = vms.filter((m) => !this.vmis.get(handle.name, m.name));
+    const vmObjs = withoutVmi.length > 0 ? (await this.client.request<{ items: Vm[] }>('GET', vmPath(handle.name))).items : [];
+    for (const m of vms) {
+      const vmi = this.vmis.get(handle.name, m.name);
+      if (vmi) out[m.name] = vmiStatus(vmi);
+      else {
+        const vm = vmObjs.find((v) => v.metadata.name === m.name);
+        out[m.name] = !vm ? { phase: 'gone' } : vm.spec.runStrategy === 'Halted' ? { phase: 'stopped' } : { phase: 'pending' };
+      }
+    }
+    const containers = spec.machines.filter((m) => m.kind === 'container');
+    if (containers.length > 0) {
+      const pods = (await this.client.request<{ items: Pod[] }>('GET', podPath(handle.name))).items;
+      for (const m of containers) {
+        const p = pods.find((x) => x.metadata.name === m.name);
+        out[m.name] = p ? podStatus(p) : { phase: 'gone' };
+      }
+    }
+    return out;
+  }
+
+  async openChannel(handle: LabHandle, machine: string, channel: ChannelKind): Promise<Duplex> {
+    const ns = handle.name;
+    if (this.vmis.get(ns, machine)) {
+      const base = this.subresourceUrl.replace(/^http/, 'ws');
+      const url = `${base}/apis/subresources.kubevirt.io/v1/namespaces/${ns}/virtualmachineinstances/${encodeURIComponent(machine)}/${channel}`;
+      return (await this.client.websocket(url, ['plain.kubevirt.io'])).stream;
+    }
+    if (channel === 'console') {
+      const pod = await this.client.get(podPath(ns, machine));
+      if (pod && pod.metadata.labels?.[MACHINE_LABEL] === machine) return openPodTerminal(this.client, ns, machine);
+    }
+    throw new NotFound(`no ${channel} for ${ns}/${machine}`, { publicMessage: `Machine ${machine} has no ${channel === 'vnc' ? 'desktop' : 'console'} right now.` });
+  }
+
+  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+    const pod = await this.client.get(podPath(handle.name, machine));
+    if (!pod) throw new Conflict(`exec needs a container machine (${machine})`, { publicMessage: 'Automatic checks on virtual machines are not available on this backend.' });
+    return execInPod(this.client, handle.name, machine, command, opts);
+  }
+
+  private async runningVmis(handle: LabHandle): Promise<string[]> {
+    await this.vmis.synced();
+    return this.vmis.items().filter((v) => v.metadata.namespace === handle.name).map((v) => v.metadata.name);
+  }
+
+  private async subresource(handle: LabHandle, vmi: string, action: 'pause' | 'unpause'): Promise<void> {
+    const path = `/apis/subresources.kubevirt.io/v1/namespaces/${handle.name}/virtualmachineinstances/${vmi}/${action}`;
+    try {
+      await this.subresourceRequest('PUT', path, {});
+    } catch (err) {
+      // already paused / not paused: the desired state holds
+      if (err instanceof KubeApiError && err.status === 409) return;
+      throw err;
+    }
+  }
+
+  /** A request to the subresource API, which may live at its own base URL. */
+  private subresourceRequest(method: string, path: string, body: unknown): Promise<unknown> {
+    return this.client.request(method, path, { body, baseUrl: this.subresourceUrl }, 'update');
+  }
+
+  async pause(handle: LabHandle): Promise<void> {
+    await Promise.all((await this.runningVmis(handle)).map((n) => this.subresource(handle, n, 'pause')));
+  }
+
+  async resume(handle: LabHandle): Promise<void> {
+    await Promise.all((await this.runningVmis(handle)).map((n) => this.subresource(handle, n, 'unpause')));
+  }
+
+  private async setRunStrategy(handle: LabHandle, runStrategy: 'Always' | 'Halted'): Promise<void> {
+    const vms = (await this.client.request<{ items: Vm[] }>('GET', vmPath(handle.name))).items;
+    await Promise.all(vms.map((vm) => this.client.patch(vmPath(handle.name, vm.metadata.name), { spec: { runStrategy } })));
+  }
+
+  /** VMs halted (disks kept); container machines keep running (a pod has nothing to keep). */
+  stop(handle: LabHandle): Promise<void> {
+    return this.setRunStrategy(handle, 'Halted');
+  }
+
+  async start(handle: LabHandle): Promise<void> {
+    await this.setRunStrategy(handle, 'Always');
+    const ns = await this.liveNamespace(handle);
+    const spec = ns && this.storedSpec(ns);
+    if (spec) await this.waitBooted(handle, spec, () => undefined);
+  }
+
+  /** Recreate the machine(s) from their current definitions: containerDisks and pods start from the image again. */
+  async reset(handle: LabHandle, machine?: string): Promise<void> {
+    const ns = handle.name;
+    const [vms, pods] = await Promise.all([
+      this.client.request<{ items: Vm[] }>('GET', vmPath(ns)),
+      this.client.request<{ items: Pod[] }>('GET', podPath(ns), { query: { labelSelector: SELECTOR } }),
+    ]);
+    const pick = <T extends K8sObject>(l: T[]) => l.filter((o) => machine === undefined || o.metadata.name === machine);
+    const targets = [...pick(vms.items), ...pick(pods.items)];
+    if (machine !== undefined && targets.length === 0) throw new NotFound(`no machine ${machine} in ${ns}`, { publicMessage: `There is no machine ${machine}.` });
+    await Promise.all(
+      targets.map(async (obj) => {
+        const path = objectPath(obj, obj.metadata.name);
+        await this.client.remove(path, { propagation: 'Foreground' });
+        await this.waitGone(path, obj.kind === 'VirtualMachine' ? ns : undefined, obj.metadata.name);
+        const fresh = cleanForCreate(obj);
+        if (obj.kind === 'VirtualMachine') (fresh as Vm).spec.runStrategy = 'Always';
+        await this.client.create(fresh);
+      }),
+    );
+    const nsObj = await this.liveNamespace(handle);
+    const spec = nsObj && this.storedSpec(nsObj);
+    if (spec) await this.waitBooted(handle, { ...spec, machines: spec.machines.filter((m) => machine === undefined || m.name === machine) }, () => undefined);
+  }
+
+  /** Wait until an object (and, for a VM, its VMI) is gone. */
+  private async waitGone(path: string, vmiNs: string | undefined, name: string, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (let wait = 100; Date.now() < deadline; wait = Math.min(1000, wait * 2)) {
+      const obj = await this.client.get(path);
+      if (!obj && (vmiNs === undefined || !this.vmis.get(vmiNs, name))) return;
+      await delay(wait);
+    }
+    throw new BackendFailure(`${path} still exists after ${timeoutMs} ms`, { publicMessage: 'Resetting the machine took too long.' });
+  }
+
+  /** Delete the namespace (404 = already gone) and wait until the API server no longer has it. */
+  async destroy(handle: LabHandle): Promise<void> {
+    const path = `/api/v1/namespaces/${handle.name}`;
+    const ns = await this.client.get(path);
+    if (!ns) return;
+    if (ns.metadata.annotations?.[INSTANCE_ANNOTATION] !== handle.instanceId) {
+      throw new Conflict(`namespace ${handle.name} is not ours`, { publicMessage: 'The lab cluster has a namespace with this lab’s name that the tool did not create.' });
+    }
+    if (!ns.metadata.deletionTimestamp) await this.client.remove(path);
+    const timeoutMs = this.o.destroyTimeoutMs ?? 120_000;
+    const gone = new Promise<boolean>((resolve) => {
+      const off = this.namespaces.on((type, o) => {
+        if (type === 'DELETED' && o.metadata.name === handle.name) finish(true);
+      });
+      const t = setTimeout(() => finish(false), timeoutMs);
+      function finish(ok: boolean) {
+        off();
+        clearTimeout(t);
+        resolve(ok);
+      }
+      // it may have gone between the delete and subscribing
+      void this.client.get(path).then((o) => !o && finish(true), () => undefined);
+    });
+    if (!(await gone)) throw new BackendFailure(`namespace ${handle.name} still exists after ${timeoutMs} ms`, { publicMessage: 'Removing the lab took too long.' });
+  }
+
+  /** Managed, not terminating namespaces, by their labels. */
+  async list(): Promise<LabHandle[]> {
+    await this.namespaces.synced();
+    const out: LabHandle[] = [];
+    for (const ns of this.namespaces.items()) {
+      const l = ns.metadata.labels ?? {};
+      const id = l[INSTANCE_LABEL];
+      const gen = Number(l[GENERATION_LABEL]);
+      if (!id || !Number.isInteger(gen) || ns.metadata.deletionTimestamp) continue;
+      if (ns.metadata.annotations?.[INSTANCE_ANNOTATION] !== id) continue;
+      out.push({ instanceId: id, backend: 'kubevirt', name: ns.metadata.name, generation: gen });
+    }
+    return out;
+  }
+
+  /**
+   * Put back what drifted: a missing RoleBinding, NetworkPolicy, ResourceQuota or LimitRange is
+   * recreated and a modified NetworkPolicy spec restored. Returns what was repaired.
+   */
+  async repair(handle: LabHandle): Promise<string[]> {
+    const ns = await this.liveNamespace(handle);
+    const spec = ns && this.storedSpec(ns);
+    if (!spec) return [];
+    const c = this.ctx(spec, handle);
+    const want = [planLab(c).roleBinding, ...guardObjects(c)];
+    const kinds = [...new Set(want.map((o) => o.kind))];
+    const have = new Map<string, K8sObject>();
+    await Promise.all(
+      kinds.map(async (kind) => {
+        const sample = want.find((o) => o.kind === kind) as K8sObject;
+        const list = await this.client.request<{ items: K8sObject[] }>('GET', objectPath(sample), { query: { labelSelector: SELECTOR } });
+        for (const o of list.items) have.set(`${kind}/${o.metadata.name}`, o);
+      }),
+    );
+    const repaired: string[] = [];
+    await Promise.all(
+      want.map(async (o) => {
+        const key = `${o.kind}/${o.metadata.name}`;
+        const cur = have.get(key);
+        if (!cur) {
+          await this.client.create(o);
+          repaired.push(key);
+        } else if (o.kind === 'NetworkPolicy' && canonical(cur.spec) !== canonical(o.spec)) {
+          await this.client.request('PUT', objectPath(o, o.metadata.name), { body: { ...o, metadata: { ...o.metadata, resourceVersion: cur.metadata.resourceVersion } } });
+          repaired.push(key);
+        }
+      }),
+    );
+    if (repaired.length > 0) this.log.warn({ instance: handle.instanceId, ns: handle.name, repaired }, 'kubevirt.drift_repaired');
+    return repaired.sort();
+  }
+
+  async ready(): Promise<boolean> {
+    const failing = [this.namespaces, this.vmis].some((i) => i.failingSince !== 0 && Date.now() - i.failingSince > 30_000);
+    const synced = await Promise.race([Promise.all([this.namespaces.synced(), this.vmis.synced()]).then(() => true), delay(1000, false)]);
+    return synced && !failing;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.namespaces.stop(), this.vmis.stop()]);
+    this.client.close();
+  }
+}
+
+/** JSON with sorted keys: the API server returns fields in its own order. */
+export function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+function cleanForCreate<T extends K8sObject>(obj: T): T {
+  const { uid: _u, resourceVersion: _r, creationTimestamp: _c, deletionTimestamp: _d, ...metadata } = obj.metadata as K8sObject['metadata'] & Record<string, unknown>;
+  const m = { ...metadata } as Record<string, unknown>;
+  delete m.managedFields;
+  delete m.generation;
+  delete m.finalizers;
+  delete m.ownerReferences;
+  delete m.deletionGracePeriodSeconds;
+  const { status: _s, ...rest } = obj as T & { status?: unknown };
+  const out = { ...rest, metadata: m } as unknown as K8sObject;
+  if (obj.kind === 'Pod') {
+    const spec = { ...(out.spec as Record<string, unknown>) };
+    delete spec.nodeName;
+    out.spec = spec;
+  }
+  return out as T;
+}
+
+export function vmiStatus(vmi: Vmi | undefined): MachineStatus {
+  if (!vmi) return { phase: 'pending' };
+  const phase = vmi.status?.phase ?? 'Pending';
+  const cond = (t: string) => vmi.status?.conditions?.find((c) => c.type === t)?.status === 'True';
+  if (phase === 'Failed') return { phase: 'failed', reason: vmi.status?.reason ?? vmi.status?.conditions?.find((c) => c.message)?.message ?? 'the VM failed' };
+  if (phase === 'Succeeded') return { phase: 'stopped' };
+  if (phase === 'Running') return cond('Paused') ? { phase: 'paused' } : cond('Ready') ? { phase: 'running' } : { phase: 'booting' };
+  if (phase === 'Scheduled' || phase === 'Scheduling') return { phase: 'booting' };
+  return { phase: 'pending' };
+}
+
+function podStatus(p: Pod): MachineStatus {
+  const phase = p.status?.phase ?? 'Pending';
+  const waiting = p.status?.containerStatuses?.[0]?.state?.waiting;
+  if (waiting && /ErrImagePull|ImagePullBackOff|InvalidImageName|CrashLoopBackOff/.test(waiting.reason ?? '')) return { phase: 'failed', reason: `${waiting.reason}: ${waiting.message ?? ''}`.trim() };
+  if (phase === 'Running') return p.status?.containerStatuses?.every((c) => c.ready) ? { phase: 'running' } : { phase: 'booting' };
+  if (phase === 'Failed') return { phase: 'failed', reason: 'the container stopped' };
+  if (phase === 'Succeeded') return { phase: 'stopped' };
+  return { phase: 'pending' };
+}

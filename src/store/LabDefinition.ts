@@ -1,0 +1,49 @@
+/**
+ * Versions of lab definitions. One document per (lab, version); a version is immutable once
+ * written (instances keep the version they started with), so its files are stored with it.
+ * Versions are numbered per lab ("1", "2", …); unchanged content (same contentHash) never makes a
+ * new one. `removedAt` on the newest version means the lab can no longer be started; older
+ * versions still resolve for running instances.
+ */
+import mongoose, { Schema } from 'mongoose';
+import type { LabSummary } from '../labs/contracts.js';
+
+export interface LabDefinitionDoc {
+  /** `${labId}@${version}` — unique, so concurrent imports of the same version cannot both win. */
+  _id: string;
+  labId: string;
+  version: string;
+  seq: number;
+  contentHash: string;
+  /** The parsed lab.yaml with defaults (LabYaml). */
+  definition: Record<string, unknown>;
+  summary: LabSummary;
+  pages: Array<{ id: string; name: string; title: string }>;
+  steps: Array<{ id: string; pageId: string; title: string }>;
+  files: Array<{ path: string; data: Buffer }>;
+  /** Where it came from: "templates" (start-up import) or "admin". */
+  source: string;
+  removedAt: Date | null;
+  createdAt: Date;
+}
+
+const schema = new Schema<LabDefinitionDoc>(
+  {
+    _id: { type: String, required: true },
+    labId: { type: String, required: true },
+    version: { type: String, required: true },
+    seq: { type: Number, required: true },
+    contentHash: { type: String, required: true },
+    definition: { type: Schema.Types.Mixed, required: true },
+    summary: { type: Schema.Types.Mixed, required: true },
+    pages: { type: Schema.Types.Mixed, default: [] },
+    steps: { type: Schema.Types.Mixed, default: [] },
+    files: [{ _id: false, path: { type: String, required: true }, data: { type: Buffer, required: true } }],
+    source: { type: String, default: 'templates' },
+    removedAt: { type: Date, default: null },
+  },
+  { timestamps: { createdAt: true, updatedAt: false }, minimize: false, versionKey: false },
+);
+schema.index({ labId: 1, seq: -1 });
+
+export const LabDefinition = mongoose.model<LabDefinitionDoc>('LabDefinition', schema);

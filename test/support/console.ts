@@ -1,0 +1,50 @@
+/** Drive a serial console byte stream in tests: wait for output, type, log in. */
+import type { Duplex } from 'node:stream';
+
+export class ConsoleSession {
+  private text = '';
+  /** Everything received so far (ANSI escapes left in). */
+  get output(): string {
+    return this.text;
+  }
+  private mark = 0;
+  constructor(readonly stream: Duplex) {
+    stream.on('data', (c: Buffer) => { this.text += c.toString('utf8'); });
+  }
+  send(s: string): void {
+    this.stream.write(s);
+  }
+  /** Wait for output matching re after the last expect() match; returns the match. */
+  async expect(re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const rest = this.text.slice(this.mark);
+      const m = re.exec(rest);
+      if (m) {
+        this.mark += m.index + m[0].length;
+        return m;
+      }
+      if (Date.now() > end) throw new Error(`console: no ${String(re)} within ${timeoutMs} ms; last output: ${JSON.stringify(rest.slice(-300))}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  /** Press Enter until a login prompt shows, then log in and wait for the shell prompt. */
+  async login(user: string, pass: string, timeoutMs = 30_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    this.send('\n');
+    await this.expect(/login: /, timeoutMs);
+    this.send(`${user}\n`);
+    await this.expect(/Password: /, Math.max(1000, end - Date.now()));
+    this.send(`${pass}\n`);
+    await this.expect(/\$ $|\$ /, Math.max(1000, end - Date.now()));
+  }
+  /** Run a shell command and return what it printed between two markers. */
+  async run(cmd: string, timeoutMs = 15_000): Promise<string> {
+    const tag = Math.random().toString(36).slice(2, 8);
+    this.send(`echo B${tag}B; ${cmd}; echo E${tag}E\n`);
+    await this.expect(new RegExp(`\\nB${tag}B\\r?\\n`), timeoutMs);
+    const start = this.mark;
+    await this.expect(new RegExp(`E${tag}E`), timeoutMs);
+    return this.text.slice(start, this.mark - (tag.length + 2)).replace(/\r/g, '');
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The tool's identity on the test control plane: k8s/ applied for real with kubectl (namespace,
+ * ServiceAccount, RBAC, admission policies, Deployment…), then a kubeconfig holding a token of the
+ * tool's ServiceAccount — so backend tests run with exactly the permissions k8s/ grants, not admin.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { kubectlBin, type ControlPlane } from './k8s/controlPlane.js';
+import { KubeClient } from '../../src/backends/kubevirt/client.js';
+import type { BackendLabSpec, LabHandle, MachineSpec } from '../../src/backends/types.js';
+import { KubeVirtBackend, type KubeVirtBackendOptions } from '../../src/backends/kubevirt/KubeVirtBackend.js';
+
+const run = promisify(execFile);
+/** A namespace the tool did not create (made by admin), for the admission tests. */
+export const UNMANAGED_NS = 'someone-elses';
+export const TOOL_NS = 'lab-orchestrator';
+export const TOOL_SA = 'lab-orchestrator';
+export const TOOL_USER = `system:serviceaccount:${TOOL_NS}:${TOOL_SA}`;
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+export function kubectl(cp: ControlPlane, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(kubectlBin(), [`--kubeconfig=${cp.kubeconfigPath}`, ...args], { cwd: root, maxBuffer: 16 << 20 });
+}
+
+const installed = new WeakMap<ControlPlane, Promise<string>>();
+
+/** Apply k8s/ once per control plane; resolves to a kubeconfig path for the tool's ServiceAccount. */
+export function installTool(cp: ControlPlane): Promise<string> {
+  let p = installed.get(cp);
+  if (!p) {
+    p = (async () => {
+      await kubectl(cp, 'apply', '-k', 'k8s/');
+      const token = await cp.serviceAccountToken(TOOL_NS, TOOL_SA, 7200);
+      const file = path.join(cp.dir, 'tool.kubeconfig');
+      fs.writeFileSync(file, cp.kubeconfigYaml(token, 'lab-orchestrator'), { mode: 0o600 });
+      // the admission policies take effect once the API server's policy informer has them
+      await cp.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: UNMANAGED_NS } });
+      for (let i = 0; i < 100; i++) {
+        const r = await cp.request('DELETE', `/api/v1/namespaces/${UNMANAGED_NS}?dryRun=All`, undefined, token);
+        if (r.status === 403) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      return file;
+    })();
+    installed.set(cp, p);
+  }
+  return p;
+}
+
+export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+export async function toolBackend(cp: ControlPlane, o: Partial<KubeVirtBackendOptions> = {}): Promise<{ backend: KubeVirtBackend; client: KubeClient }> {
+  const kubeconfigPath = await installTool(cp);
+  const client = new KubeClient({ kubeconfigPath, log: silentLog, qps: 100 });
+  const backend = new KubeVirtBackend({ client, log: silentLog, toolNamespace: TOOL_NS, toolServiceAccount: TOOL_SA, ...o });
+  return { backend, client };
+}
+
+/** SubjectAccessReview for the tool's ServiceAccount, asked as admin. */
+export async function toolMay(cp: ControlPlane, attrs: { verb: string; resource: string; namespace?: string; group?: string; subresource?: string; name?: string }): Promise<boolean> {
+  const r = await cp.request('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: {
+      user: TOOL_USER,
+      groups: ['system:serviceaccounts', `system:serviceaccounts:${TOOL_NS}`, 'system:authenticated'],
+      resourceAttributes: { ...attrs, group: attrs.group ?? '' },
+    },
+  });
+  if (r.status !== 201) throw new Error(`SubjectAccessReview: ${r.status} ${r.body}`);
+  return r.json<{ status: { allowed: boolean } }>().status.allowed;
+}
+
+export function twoVmSpec(labId = 'two-vm'): BackendLabSpec {
+  const vm = (name: string): MachineSpec => ({
+    name,
+    kind: 'vm',
+    image: 'lab-tiny',
+    cpus: 1,
+    memoryMiB: 128,
+    channels: ['vnc', 'console'],
+    credentials: { username: 'student', password: `pw-${name}` },
+  });
+  return { labId, labVersion: '1', machines: [vm('alpha'), vm('beta')], network: { internetEgress: true } };
+}
+
+let seq = 0;
+export function newHandle(): LabHandle {
+  const id = `t${Date.now().toString(36)}${(seq++).toString(36)}`.padEnd(16, 'x').slice(0, 16);
+  return { instanceId: id, backend: 'kubevirt', name: `lab-${id}-g1`, generation: 1 };
+}
+

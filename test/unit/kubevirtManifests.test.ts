@@ -1,0 +1,312 @@
+import assert from 'node:assert/strict';
+import {
+  containerPod,
+  defaultUserData,
+  limitRange,
+  machineSecret,
+  namespace,
+  networkPolicies,
+  planLab,
+  resourceQuota,
+  roleBinding,
+  virtualMachine,
+  headlessService,
+  type BuildContext,
+} from '../../src/backends/kubevirt/manifests.js';
+import type { MachineSpec } from '../../src/backends/types.js';
+
+const web: MachineSpec = {
+  name: 'web',
+  kind: 'vm',
+  image: 'quay.io/containerdisks/debian:12',
+  cpus: 2,
+  memoryMiB: 1024,
+  channels: ['vnc', 'console'],
+  credentials: { username: 'student', password: 'p4ss"word' },
+};
+const db: MachineSpec = { name: 'db', kind: 'vm', image: 'https://images.example.edu/db.qcow2', cpus: 1, memoryMiB: 512, diskGiB: 4, channels: ['console'], ports: [5432] };
+const shell: MachineSpec = { name: 'shell', kind: 'container', image: 'docker.io/library/alpine:3.20', cpus: 1, memoryMiB: 256, channels: ['console'] };
+
+function ctx(machines: MachineSpec[], internetEgress = false, apiServerCidrs: string[] = []): BuildContext {
+  return {
+    handle: { instanceId: 'abcdefghijklmnop', backend: 'kubevirt', name: 'lab-abcdefghijklmnop-g3', generation: 3 },
+    spec: { labId: 'net-101', labVersion: '2', machines, network: { internetEgress } },
+    toolNamespace: 'lab-orchestrator',
+    toolServiceAccount: 'lab-orchestrator',
+    apiServerCidrs,
+  };
+}
+
+const labels = { 'app.kubernetes.io/managed-by': 'lab-orchestrator', 'lab-orchestrator/instance': 'abcdefghijklmnop', 'lab-orchestrator/generation': '3' };
+const annotations = { 'lab-orchestrator/instance-id': 'abcdefghijklmnop' };
+const ns = 'lab-abcdefghijklmnop-g3';
+const m = (name: string, extra: Record<string, string> = {}) => ({ name, namespace: ns, labels: { ...labels, ...extra }, annotations });
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+describe('KubeVirt manifests', () => {
+  it('builds the lab namespace with management labels, the instance annotation and Pod Security baseline', () => {
+    assert.deepStrictEqual(namespace(ctx([web])), {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: {
+        name: ns,
+        labels: {
+          ...labels,
+          'pod-security.kubernetes.io/enforce': 'baseline',
+          'pod-security.kubernetes.io/enforce-version': 'latest',
+          'pod-security.kubernetes.io/warn': 'baseline',
+        },
+        annotations: {
+          ...annotations,
+          'lab-orchestrator/lab': 'net-101@2',
+          'lab-orchestrator/internet-egress': 'false',
+          'lab-orchestrator/spec': JSON.stringify({
+            labId: 'net-101',
+            labVersion: '2',
+            machines: [{ name: 'web', kind: 'vm', image: 'quay.io/containerdisks/debian:12', cpus: 2, memoryMiB: 1024, channels: ['vnc', 'console'] }],
+            network: { internetEgress: false },
+          }),
+        },
+      },
+    });
+  });
+
+  it('binds only the per-lab ClusterRole to the tool service account in the lab namespace', () => {
+    assert.deepStrictEqual(roleBinding(ctx([web])), {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: m('lab-orchestrator'),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'lab-orchestrator-lab' },
+      subjects: [{ kind: 'ServiceAccount', name: 'lab-orchestrator', namespace: 'lab-orchestrator' }],
+    });
+  });
+
+  it('denies all traffic by default and allows the same namespace and DNS, without internet egress', () => {
+    assert.deepStrictEqual(networkPolicies(ctx([web, shell])), [
+      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: m('default-deny'), spec: { podSelector: {}, policyTypes: ['Ingress', 'Egress'] } },
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: m('allow-same-namespace-egress'),
+        spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: {} }] }] },
+      },
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: m('allow-same-namespace-ingress'),
+        spec: { podSelector: {}, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: {} }] }] },
+      },
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: m('allow-dns'),
+        spec: {
+          podSelector: {},
+          policyTypes: ['Egress'],
+          egress: [
+            {
+              to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
+              ports: [
+                { protocol: 'UDP', port: 53 },
+                { protocol: 'TCP', port: 53 },
+              ],
+            },
+          ],
+        },
+      },
+    ]);
+  });
+
+  it('restricts ingress to the listed ports of a machine that declares ports', () => {
+    const pols = networkPolicies(ctx([web, db]));
+    assert.deepStrictEqual(
+      pols.map((p) => p.metadata.name),
+      ['default-deny', 'allow-same-namespace-egress', 'allow-same-namespace-ingress', 'allow-ingress-db', 'allow-dns'],
+    );
+    assert.deepStrictEqual(pols[2]?.spec, {
+      podSelector: { matchExpressions: [{ key: 'lab-orchestrator/machine', operator: 'NotIn', values: ['db'] }] },
+      policyTypes: ['Ingress'],
+      ingress: [{ from: [{ podSelector: {} }] }],
+    });
+    assert.deepStrictEqual(pols[3], {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: m('allow-ingress-db'),
+      spec: {
+        podSelector: { matchLabels: { 'lab-orchestrator/machine': 'db' } },
+        policyTypes: ['Ingress'],
+        ingress: [{ from: [{ podSelector: {} }], ports: [{ protocol: 'TCP', port: 5432 }] }],
+      },
+    });
+  });
+
+  it('allows internet egress, when the lab asks, except private, link-local, CGNAT, loopback and API server addresses', () => {
+    const pols = networkPolicies(ctx([web], true, ['203.0.113.10/32', '10.96.0.1/32', '2001:db8::1/128']));
+    assert.deepStrictEqual(pols.at(-1), {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: m('allow-internet'),
+      spec: {
+        podSelector: {},
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [
+              { ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '100.64.0.0/10', '127.0.0.0/8', '203.0.113.10/32'] } },
+              { ipBlock: { cidr: '::/0', except: ['fc00::/7', 'fe80::/10', '::1/128', '2001:db8::1/128'] } },
+            ],
+          },
+        ],
+      },
+    });
+  });
+
+  it('sizes the quota from the machines, with VM overhead, and allows no load balancers or node ports', () => {
+    assert.deepStrictEqual(resourceQuota(ctx([web, db, shell])), {
+      apiVersion: 'v1',
+      kind: 'ResourceQuota',
+      metadata: m('lab'),
+      spec: {
+        hard: {
+          'requests.cpu': '1',
+          'limits.cpu': '4',
+          'requests.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
+          'limits.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
+          pods: '6',
+          'count/virtualmachines.kubevirt.io': '2',
+          persistentvolumeclaims: '1',
+          'requests.storage': '4Gi',
+          services: '1',
+          'services.loadbalancers': '0',
+          'services.nodeports': '0',
+        },
+      },
+    });
+  });
+
+  it('caps each container at the largest machine in the limit range', () => {
+    assert.deepStrictEqual(limitRange(ctx([web, shell])), {
+      apiVersion: 'v1',
+      kind: 'LimitRange',
+      metadata: m('lab'),
+      spec: {
+        limits: [{ type: 'Container', default: { cpu: '500m', memory: '256Mi' }, defaultRequest: { cpu: '100m', memory: '128Mi' }, max: { cpu: '2', memory: '1408Mi' } }],
+      },
+    });
+  });
+
+  it('puts the credentials and cloud-init user data of a VM in its secret', () => {
+    const userdata = '#cloud-config\nhostname: web\nuser: "student"\npassword: "p4ss\\"word"\nchpasswd: { expire: false }\nssh_pwauth: true\n';
+    assert.equal(defaultUserData(web), userdata);
+    assert.deepStrictEqual(machineSecret(ctx([web]), web), {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: m('machine-web', { 'lab-orchestrator/machine': 'web' }),
+      type: 'Opaque',
+      data: { userdata: b64(userdata), username: b64('student'), password: b64('p4ss"word') },
+    });
+    assert.deepStrictEqual(machineSecret(ctx([db]), { ...db, userData: '#cloud-config\n{}\n' }).data, { userdata: b64('#cloud-config\n{}\n') });
+  });
+
+  it('builds a halted containerDisk VM with cloud-init from its secret and no host or service-account volumes', () => {
+    const vmLabels = { ...labels, 'lab-orchestrator/machine': 'web' };
+    assert.deepStrictEqual(virtualMachine(ctx([web]), web), {
+      apiVersion: 'kubevirt.io/v1',
+      kind: 'VirtualMachine',
+      metadata: m('web', { 'lab-orchestrator/machine': 'web' }),
+      spec: {
+        runStrategy: 'Halted',
+        template: {
+          metadata: { labels: vmLabels },
+          spec: {
+            hostname: 'web',
+            subdomain: 'lab',
+            terminationGracePeriodSeconds: 5,
+            domain: {
+              cpu: { cores: 2 },
+              resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } },
+              devices: {
+                autoattachGraphicsDevice: true,
+                autoattachSerialConsole: true,
+                disks: [
+                  { name: 'root', disk: { bus: 'virtio' } },
+                  { name: 'cloudinit', disk: { bus: 'virtio' } },
+                ],
+                interfaces: [{ name: 'default', masquerade: {} }],
+              },
+            },
+            networks: [{ name: 'default', pod: {} }],
+            volumes: [
+              { name: 'root', containerDisk: { image: 'quay.io/containerdisks/debian:12' } },
+              { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: 'machine-web' } } },
+            ],
+          },
+        },
+      },
+    });
+  });
+
+  it('imports an http image through a CDI DataVolume template sized from the machine disk', () => {
+    const vm = virtualMachine(ctx([db]), db, 'Always');
+    assert.equal(vm.spec.runStrategy, 'Always');
+    assert.deepStrictEqual(vm.spec.dataVolumeTemplates, [
+      {
+        metadata: { name: 'db-root', labels: { ...labels, 'lab-orchestrator/machine': 'db' } },
+        spec: { source: { http: { url: 'https://images.example.edu/db.qcow2' } }, storage: { resources: { requests: { storage: '4Gi' } } } },
+      },
+    ]);
+    assert.deepStrictEqual((vm.spec.template.spec.volumes as unknown[])[0], { name: 'root', dataVolume: { name: 'db-root' } });
+    assert.equal((vm.spec.template.spec.domain as { devices: { autoattachGraphicsDevice: boolean } }).devices.autoattachGraphicsDevice, false);
+  });
+
+  it('runs a container machine without a service-account token, as an interactive shell', () => {
+    assert.deepStrictEqual(containerPod(ctx([shell]), shell), {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: m('shell', { 'lab-orchestrator/machine': 'shell' }),
+      spec: {
+        hostname: 'shell',
+        subdomain: 'lab',
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        terminationGracePeriodSeconds: 5,
+        restartPolicy: 'Always',
+        containers: [
+          {
+            name: 'main',
+            image: 'docker.io/library/alpine:3.20',
+            stdin: true,
+            tty: true,
+            resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+            securityContext: { allowPrivilegeEscalation: false },
+          },
+        ],
+      },
+    });
+  });
+
+  it('resolves machines by name through a headless service', () => {
+    assert.deepStrictEqual(headlessService(ctx([web])), {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: m('lab'),
+      spec: { clusterIP: 'None', selector: { 'lab-orchestrator/instance': 'abcdefghijklmnop' }, publishNotReadyAddresses: true },
+    });
+  });
+
+  it('plans a lab as namespace, binding, guards, setup, halted VMs and pods', () => {
+    const plan = planLab(ctx([web, shell]));
+    assert.equal(plan.namespace.metadata.name, ns);
+    assert.deepStrictEqual(plan.guards.map((o) => `${o.kind}/${o.metadata.name}`), [
+      'NetworkPolicy/default-deny',
+      'NetworkPolicy/allow-same-namespace-egress',
+      'NetworkPolicy/allow-same-namespace-ingress',
+      'NetworkPolicy/allow-dns',
+      'ResourceQuota/lab',
+      'LimitRange/lab',
+    ]);
+    assert.deepStrictEqual(plan.setup.map((o) => `${o.kind}/${o.metadata.name}`), ['Secret/machine-web', 'Service/lab']);
+    assert.deepStrictEqual(plan.vms.map((v) => [v.metadata.name, v.spec.runStrategy]), [['web', 'Halted']]);
+    assert.deepStrictEqual(plan.pods.map((p) => p.metadata.name), ['shell']);
+  });
+});
