@@ -42,6 +42,10 @@ import { CheckRunner } from './labs/checks/CheckRunner.js';
 import { checkRoutes } from './labs/checks/checkRoutes.js';
 import type { LabBackend } from './backends/types.js';
 import { createKubeVirtBackend } from './backends/kubevirt/createKubeVirtBackend.js';
+import { labApiRouter, LabCatalogCache } from './http/routes/labApi.js';
+import { courseApiRouter } from './http/routes/courseApi.js';
+import { labPagesRouter } from './http/routes/labPages.js';
+import { userNames } from './store/User.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -204,6 +208,17 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       });
       // upgraded sockets keep server.close() waiting: close them with a reason first
       beforeClose.push(() => upgrades.close());
+    }
+    if (opts.runtime) {
+      // LabService serializes its writes per instance (FerretDB updates are read-modify-write); step ticks join that queue
+      const lock = (opts.runtime as { lock?: { run<T>(key: string, fn: () => Promise<T>): Promise<T> } }).lock;
+      const pageLabs = opts.labs ?? labs;
+      const catalog = new LabCatalogCache(pageLabs);
+      mounts.push(
+        { path: '/', router: labApiRouter({ runtime: opts.runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
+        { path: '/', router: courseApiRouter({ sessions, catalog, userNames }) },
+        { path: '/', router: labPagesRouter() },
+      );
     }
     // --- end lab page + proxy ---------------------------------------------------------------
     // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
