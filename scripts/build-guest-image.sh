@@ -32,6 +32,12 @@ cp /bin/busybox "$root/bin/busybox"
 for a in $(/bin/busybox --list); do
   case "$a" in busybox) ;; *) ln -sf busybox "$root/bin/$a" ;; esac
 done
+# ping/traceroute for the unprivileged lab user: busybox is setuid root, and /etc/busybox.conf keeps
+# root only for these applets; every other applet drops to the caller's uid/gid at start (busybox
+# SUID_CONFIG), and the shell runs applets by re-executing busybox, so `ping` works as the user.
+chmod 6755 "$root/bin/busybox"
+printf '[SUID]\nping = ssx root.root\nping6 = ssx root.root\ntraceroute = ssx root.root\ntraceroute6 = ssx root.root\narping = ssx root.root\n' >"$root/etc/busybox.conf"
+chmod 644 "$root/etc/busybox.conf"
 for a in init getty login halt poweroff reboot mdev insmod modprobe ifconfig route; do ln -sf ../bin/busybox "$root/sbin/$a"; done
 ln -sf bin/busybox "$root/init"
 
@@ -160,7 +166,7 @@ echo "<html><body><h1>lab-tiny</h1></body></html>" >"$root/www/index.html"
 
 mkdir -p "$out.tmp"
 cp "$kernel" "$out.tmp/vmlinuz"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/initramfs.gz"
+(cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -6) >"$out.tmp/initramfs.gz"
 # /home base disk: 256 MiB ext4 without metadata checksums (no crc32c needed), empty but for lost+found
 truncate -s 256M "$work/home.raw"
 mkfs.ext4 -q -F -L home -O ^metadata_csum,^has_journal "$work/home.raw" >/dev/null

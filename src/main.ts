@@ -36,6 +36,7 @@ import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
 import type { LabBackend } from './backends/types.js';
 import { createKubeVirtBackend } from './backends/kubevirt/createKubeVirtBackend.js';
+import { createQemuBackend } from './backends/qemu/createQemuBackend.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -159,6 +160,11 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       backend = kv;
       closers.push({ name: 'backend', close: () => kv.close() });
       readiness.push({ name: 'kubevirt', check: () => kv.ready() });
+    } else {
+      const qemu = createQemuBackend(config, { log: log.child({ component: 'backend' }) });
+      backend = qemu;
+      closers.push({ name: 'backend', close: () => qemu.close() });
+      readiness.push({ name: 'qemu', check: () => qemu.ready() });
     }
     // --- end backend ----------------------------------------------------------------------------
     const mounts: Mount[] = [...(opts.extraMounts ?? [])];
