@@ -84,3 +84,9 @@ need_k8s() {
   rm -rf "$out" "$bin"/.k8s-src-*; touch "$stamp"
   say "Kubernetes control plane built in $((SECONDS - t0)) s"
 }
+
+# The browser bundle (public/dist, gitignored): noVNC, xterm and the page code, built by esbuild.
+need_web_bundle() {
+  say "building the web bundle"
+  (cd "$ROOT" && node scripts/build-web.mjs)
+}

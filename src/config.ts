@@ -56,11 +56,18 @@ const schema = z
     GUEST_IMAGE_DIR: z.string().min(1).optional(),
     QEMU_MAX_VMS: int(0, 10_000).default('8'),
     QEMU_MAX_MEMORY_MIB: int(0, 16_777_216).default('4096'),
+    DEV_PLATFORM_REGISTER: bool.optional(),
+    LTI_CLOCK_SKEW_SECONDS: int(0, 300).default('5'),
+    LTI_JWKS_MIN_REFETCH_MS: int(0, 3_600_000).default('30000'),
     TICKET_TTL_SECONDS: int(1, 60).default('30'),
     WS_MAX_PAYLOAD_BYTES: int(1024, 64 * 1024 * 1024).default('1048576'),
     WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
     WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
     WS_MAX_PER_USER: int(1, 1000).default('8'),
+    // --- checks ---
+    CHECK_RATE_PER_MINUTE: int(1, 10_000).default('10'),
+    CHECK_OUTPUT_MAX_BYTES: int(1024, 16 * 1024 * 1024).default('65536'),
+    CHECK_BACKGROUND_TICK_MS: int(100, 3_600_000).default('5000'),
     // --- backend: kubevirt ---
     BACKEND: z.enum(['qemu', 'kubevirt'], { message: 'expected "qemu" or "kubevirt"' }).default('qemu'),
     KUBECONFIG: z.string().min(1).optional(),

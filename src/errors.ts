@@ -19,6 +19,12 @@ export class Conflict extends AppError {}
 export class CapacityExhausted extends AppError {}
 export class BackendFailure extends AppError {}
 export class ConfigError extends AppError {}
+/** A per-user rate limit was hit; retryAfterSeconds becomes the Retry-After header. */
+export class TooManyRequests extends AppError {
+  constructor(message: string, readonly retryAfterSeconds: number, options?: { publicMessage?: string }) {
+    super(message, options);
+  }
+}
 export class ValidationFailed extends AppError {
   constructor(message: string, readonly problems: string[] = []) {
     super(message);
@@ -32,6 +38,7 @@ const statusByClass: Array<[new (...a: never[]) => AppError, number]> = [
   [Forbidden, 403],
   [NotFound, 404],
   [Conflict, 409],
+  [TooManyRequests, 429],
   [CapacityExhausted, 503],
   [BackendFailure, 502],
 ];

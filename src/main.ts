@@ -22,6 +22,9 @@ import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDev
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
+import { placeholderRuntime } from './labs/placeholder.js';
+import { createLti, type LtiModule } from './lti/createLti.js';
+import { ltiAdminRoutes } from './lti/adminRoutes.js';
 import { LabDefinition } from './store/LabDefinition.js';
 import { LabCatalog } from './labs/definition/LabCatalog.js';
 import { labRoutes } from './labs/definition/labRoutes.js';
@@ -34,9 +37,16 @@ import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
+import { CheckResult } from './store/CheckResult.js';
+import { CheckRunner } from './labs/checks/CheckRunner.js';
+import { checkRoutes } from './labs/checks/checkRoutes.js';
 import type { LabBackend } from './backends/types.js';
 import { createKubeVirtBackend } from './backends/kubevirt/createKubeVirtBackend.js';
 import { createQemuBackend } from './backends/qemu/createQemuBackend.js';
+import { labApiRouter, LabCatalogCache } from './http/routes/labApi.js';
+import { courseApiRouter } from './http/routes/courseApi.js';
+import { labPagesRouter } from './http/routes/labPages.js';
+import { userNames } from './store/User.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -68,8 +78,14 @@ export interface RunningTool {
   devPlatform: DevPlatform | undefined;
   /** AGS scores through the durable outbox; the LTI module plugs its ports in with grades.use(). */
   grades: GradeService;
+  /** The LTI 1.3 tool side (ltijs at /lti, platform registry, registration URLs). */
+  lti: LtiModule;
+  /** Session tokens issued at launch (Bearer on the API, fragment on the lab page). */
+  sessions: SessionTokens;
   /** The lab catalog (LabDefinitions): list, latest, prepare, instructions; plus add/remove for the admin API. */
   labs: LabCatalog;
+  /** Automatic step checks (when a runtime is wired). */
+  checks: CheckRunner | undefined;
   /** The configured lab backend (BACKEND), when one is built here. */
   backend: LabBackend | undefined;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
@@ -94,6 +110,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
 
   try {
     const secretKey = resolveSecretKey(config);
+    const sessions = new SessionTokens(secretKey);
 
     // --- database ---------------------------------------------------------------------------
     let embeddedMongo: EmbeddedMongo | undefined;
@@ -180,7 +197,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
     await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
     mounts.push({ path: '/', router: labRoutes(labs) });
-    mounts.push({ path: '/api/admin/labs', router: adminLabRoutes(labs, requireAdmin(new SessionTokens(secretKey), config.ADMIN_TOKEN)) });
+    mounts.push({ path: '/api/admin/labs', router: adminLabRoutes(labs, requireAdmin(sessions, config.ADMIN_TOKEN)) });
     // --- end labs ---
     // --- lab page + proxy -------------------------------------------------------------------
     const beforeClose: Array<() => void> = [];
@@ -198,11 +215,54 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       // upgraded sockets keep server.close() waiting: close them with a reason first
       beforeClose.push(() => upgrades.close());
     }
+    if (opts.runtime) {
+      // LabService serializes its writes per instance (FerretDB updates are read-modify-write); step ticks join that queue
+      const lock = (opts.runtime as { lock?: { run<T>(key: string, fn: () => Promise<T>): Promise<T> } }).lock;
+      const pageLabs = opts.labs ?? labs;
+      const catalog = new LabCatalogCache(pageLabs);
+      mounts.push(
+        { path: '/', router: labApiRouter({ runtime: opts.runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
+        { path: '/', router: courseApiRouter({ sessions, catalog, userNames }) },
+        { path: '/', router: labPagesRouter() },
+      );
+    }
     // --- end lab page + proxy ---------------------------------------------------------------
+    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
+    let checks: CheckRunner | undefined;
+    if (opts.runtime) {
+      await ensureIndexes([CheckResult]);
+      const runner = new CheckRunner({
+        runtime: opts.runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
+        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+      });
+      runner.start();
+      closers.push({ name: 'checks', close: () => runner.close() });
+      mounts.push({ path: '/', router: checkRoutes({ runtime: opts.runtime, runner, sessions }) });
+      checks = runner;
+    }
+    // --- end checks ---------------------------------------------------------------------------
 
+    // --- lti ------------------------------------------------------------------------------------
+    // PLACEHOLDER runtime until the real LabService is wired here (src/labs/placeholder.ts).
+    const ltiLabs: LabDefinitions = opts.labs ?? labs;
+    const runtime = opts.runtime ?? placeholderRuntime();
+    const lti = await createLti({
+      labs: ltiLabs, runtime, sessions, log, sweeper, secretKey, dbUri: uri, publicUrl,
+      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS,
+    });
+    grades.use(lti.gradePorts);
+    mounts.push({ path: '/lti', router: lti.app });
+    mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
+    log.info({ url: lti.urls.registration }, 'lti.registration_url');
+    // --- end lti --------------------------------------------------------------------------------
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
+    // --- lti: the dev platform registers the tool dynamically (README command (a) works end to end)
+    if (devPlatform && (config.DEV_PLATFORM_REGISTER ?? true)) {
+      const reg = await devPlatform.ensureRegistered(lti.urls.registration);
+      log.info({ clientId: reg._id, deploymentId: reg.deploymentId }, 'lti.dev_platform_registered');
+    }
 
     let shuttingDown: Promise<void> | undefined;
     const shutdown = (reason = 'shutdown') => {
@@ -216,7 +276,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, backend, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, checks, backend, lti, sessions, shutdown };
   } catch (err) {
     await runClosers();
     throw err;

@@ -1,6 +1,6 @@
 /** The one place errors become HTTP responses. 5xx are logged with their cause; clients never see stacks. */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, httpStatusFor } from '../errors.js';
+import { AppError, TooManyRequests, httpStatusFor } from '../errors.js';
 
 export const notFoundHandler: RequestHandler = (req, res) => {
   sendError(req.accepts(['json', 'html']) === 'html', res, 404, 'Not found');
@@ -15,6 +15,7 @@ export const errorHandler: ErrorRequestHandler = (err: unknown, req, res, _next)
   if (status >= 500) req.log?.error({ err }, 'http.error');
   else req.log?.info({ status, error: (err as Error)?.name, message }, 'http.refused');
   if (res.headersSent) return;
+  if (err instanceof TooManyRequests) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
   sendError(req.accepts(['json', 'html']) === 'html', res, status, message);
 };
 

@@ -62,6 +62,56 @@ export interface LabDefinitions {
   prepare(labId: string, version: string, existing: InstanceMachines, opts?: { backend?: BackendKind }): Promise<PreparedLab>;
   /** The instructions of labId@version rendered (sanitized HTML) with this instance's variables filled in. Throws NotFound. */
   instructions(labId: string, version: string, vars: InstructionVariables): Promise<RenderedInstructions>;
+  /**
+   * The automatic checks of labId@version, scripts resolved to their content (used as they are); with vars, commands and
+   * hints are filled in for that instance. Throws NotFound. Optional so stand-in catalogs need not implement it.
+   */
+  checks?(labId: string, version: string, vars?: InstructionVariables): Promise<LabChecks>;
+}
+
+/** One automatic check as the runner needs it (src/labs/checks/). */
+export interface ResolvedCheck {
+  /** Position in the step's list; results are stored under (stepId, index). */
+  index: number;
+  /** The machine to run on (filled in when the lab has one machine). */
+  machine: string;
+  /** The program run with sh on the machine: the lab's `command` (templated), or the content of its `script` (as it is). */
+  command: string;
+  /** The script file it came from (checks/x.sh), if any. */
+  script?: string;
+  timeoutSeconds: number;
+  hint?: string;
+  /** The check's own weight inside its step. */
+  weight: number;
+}
+
+export interface StepChecks {
+  stepId: string;
+  checks: ResolvedCheck[];
+}
+
+export interface LabChecks {
+  /** The lab's title ({{lab.title}} in hints). */
+  title: string;
+  mode: 'steps' | 'checks';
+  maxScore: number;
+  /** Run the checks in the background this often, when set. */
+  checkEverySeconds?: number;
+  /** Only steps that have at least one check, in definition order. */
+  steps: StepChecks[];
+}
+
+/** One check's outcome as the lab page shows it (no output: that is for the teacher). */
+export interface CheckOutcome {
+  index: number;
+  machine: string;
+  passed: boolean;
+  timedOut: boolean;
+  /** Filled-in hint, only when the check failed. */
+  hint?: string;
+  at: string;
+  /** When it first passed (a passed check keeps counting for the grade). */
+  passedAt?: string;
 }
 
 /** Variables an instruction page may use: {{user.name}}, {{machines.web.username}}, {{machines.web.password}}, {{lab.expires}}, {{lab.title}}. */
@@ -98,7 +148,13 @@ export type LabEvent =
   | { type: 'machines'; instanceId: string; machines: Record<string, MachineStatus> }
   | { type: 'expiry-warning'; instanceId: string; expiresAt: string }
   | { type: 'steps'; instanceId: string; steps: Record<string, string> }
-  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string };
+  | {
+      type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string;
+      /** Every check of the step (added by the check runner). */
+      checks?: CheckOutcome[];
+      /** The lab's score from checks after this run (grading mode `checks`). */
+      score?: { given: number; max: number; complete: boolean };
+    };
 
 export interface InstanceKey {
   activityId: string;

@@ -6,8 +6,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { ControlPlane, kubectlBin, sharedControlPlane } from '../support/k8s/controlPlane.js';
-import { waitFor } from '../support/tool.js';
+import https from 'node:https';
+import { ControlPlane, kubectlBin, processesMentioning, sharedControlPlane } from '../support/k8s/controlPlane.js';
+import { WsBytes, rfbHandshake } from '../support/k8s/wsBytes.js';
+import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launcher.js';
+import { pidAlive, waitFor } from '../support/tool.js';
 
 const run = promisify(execFile);
 
@@ -35,17 +38,6 @@ export function testVm(name: string, runStrategy = 'Always'): Record<string, unk
       },
     },
   };
-}
-
-function procCmdlines(): Array<{ pid: number; cmd: string }> {
-  const out: Array<{ pid: number; cmd: string }> = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      out.push({ pid: Number(d), cmd: fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ') });
-    } catch { /* exited meanwhile */ }
-  }
-  return out;
 }
 
 describe('Kubernetes test control plane', function () {
@@ -137,6 +129,156 @@ describe('Kubernetes test control plane', function () {
     process.stderr.write(`      [k8s] second control plane: ${other.startupMs} ms ${JSON.stringify(other.timings)}\n`);
     await other.stop();
     assert.equal(fs.existsSync(other.dir), false);
-    assert.deepEqual(procCmdlines().filter((p) => pids.includes(p.pid) || p.cmd.includes(other.dir)), []);
+    assert.deepEqual(processesMentioning(other.dir), []);
+    for (const pid of pids) assert.equal(pidAlive(pid), false);
   });
 });
+
+describe('KubeVirt stand-in on the test control plane', function () {
+  this.timeout(120_000);
+  let cp: ControlPlane;
+  let standIn: StandIn;
+  const ns = `lab-${Date.now().toString(36)}`;
+  let userToken = '';
+  let nobodyToken = '';
+  const sub = (name: string, what: string): string => `${standIn.baseUrl}/apis/subresources.kubevirt.io/v1/namespaces/${ns}/virtualmachineinstances/${name}/${what}`;
+  const wsUrl = (name: string, what: string): string => sub(name, what).replace(/^https/, 'wss');
+  const put = (url: string, token: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = https.request(url, { method: 'PUT', ca: cp.caPem, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => { body += c.toString(); });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const vmi = async (name: string): Promise<VmiObject | undefined> => {
+    const r = await cp.request('GET', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachineinstances/${name}`);
+    return r.status === 200 ? r.json<VmiObject>() : undefined;
+  };
+
+  before(async function () {
+    this.timeout(180_000);
+    ({ cp, standIn } = await sharedKubeVirt());
+    assert.equal((await cp.request('POST', '/api/v1/namespaces', { metadata: { name: ns } })).status, 201);
+    for (const sa of ['lab-user', 'nobody']) await cp.request('POST', `/api/v1/namespaces/${ns}/serviceaccounts`, { metadata: { name: sa } });
+    await cp.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`, {
+      metadata: { name: 'vm-user' },
+      rules: [
+        { apiGroups: ['subresources.kubevirt.io'], resources: ['virtualmachineinstances/vnc', 'virtualmachineinstances/console'], verbs: ['get'] },
+        { apiGroups: ['subresources.kubevirt.io'], resources: ['virtualmachineinstances/pause', 'virtualmachineinstances/unpause'], verbs: ['update'] },
+      ],
+    });
+    await cp.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
+      metadata: { name: 'vm-user' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'vm-user' },
+      subjects: [{ kind: 'ServiceAccount', name: 'lab-user', namespace: ns }],
+    });
+    userToken = await cp.serviceAccountToken(ns, 'lab-user');
+    nobodyToken = await cp.serviceAccountToken(ns, 'nobody');
+  });
+
+  it('runs a VirtualMachine: its VMI goes Scheduling → Scheduled → Running with the Ready condition and an IP, backed by a QEMU guest', async () => {
+    assert.equal((await cp.request('POST', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines`, testVm('alpha'))).status, 201);
+    await waitFor(async () => (await vmi('alpha'))?.status?.phase === 'Running', 60_000, 'VMI Running');
+    const v = (await vmi('alpha'))!;
+    assert.deepEqual(v.status!.phaseTransitionTimestamps!.map((p) => p.phase), ['Scheduling', 'Scheduled', 'Running']);
+    assert.equal(v.status!.conditions!.find((c) => c.type === 'Ready')?.status, 'True');
+    assert.match(v.status!.interfaces![0]!.ipAddress, /^10\.244\.\d+\.\d+$/);
+    assert.equal(v.metadata.ownerReferences?.[0]?.kind, 'VirtualMachine');
+    await waitFor(async () => (await cp.request('GET', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines/alpha`)).json<{ status?: { printableStatus?: string; ready?: boolean } }>().status?.printableStatus === 'Running', 10_000, 'VM printableStatus Running');
+    assert.equal(standIn.guestPids().length, 1);
+  });
+
+  it('opens the VNC subresource with a ServiceAccount token and completes an RFB handshake', async () => {
+    const s = await WsBytes.open(wsUrl('alpha', 'vnc'), { token: userToken, ca: cp.caPem });
+    assert.equal(s.ws.protocol, 'plain.kubevirt.io');
+    const init = await rfbHandshake(s);
+    assert.equal(init.version, 'RFB 003.008');
+    assert.ok(init.width >= 640 && init.height >= 400, `${init.width}x${init.height}`);
+    s.close();
+  });
+
+  it('keeps one VNC connection per VMI: a newer connection closes the older', async () => {
+    const first = await WsBytes.open(wsUrl('alpha', 'vnc'), { token: userToken, ca: cp.caPem });
+    await rfbHandshake(first);
+    const second = await WsBytes.open(wsUrl('alpha', 'vnc'), { token: userToken, ca: cp.caPem });
+    assert.equal((await first.waitClosed()).code, 1000);
+    await rfbHandshake(second);
+    second.close();
+  });
+
+  it('refuses a token without RBAC permission for virtualmachineinstances/vnc (403), and no token (401)', async () => {
+    await assert.rejects(WsBytes.open(wsUrl('alpha', 'vnc'), { token: nobodyToken, ca: cp.caPem }), (err: { status?: number; body?: string }) =>
+      err.status === 403 && /cannot get resource "virtualmachineinstances\/vnc"/.test((JSON.parse(err.body ?? '{}') as { message?: string }).message ?? ''));
+    await assert.rejects(WsBytes.open(wsUrl('alpha', 'vnc'), { token: 'not-a-token', ca: cp.caPem }), (err: { status?: number }) => err.status === 401);
+    assert.equal((await put(sub('alpha', 'pause'), nobodyToken)).status, 403);
+  });
+
+  it('opens the serial console and gets an echo from the guest', async () => {
+    const c = await WsBytes.open(wsUrl('alpha', 'console'), { token: userToken, ca: cp.caPem });
+    await waitFor(async () => {
+      c.send('\r');
+      return c.readUntil(/login: $/m, 2_000).then(() => true, () => false);
+    }, 60_000, 'login prompt');
+    c.send('echo-check');
+    await c.readUntil(/echo-check/, 10_000);
+    c.send('\x15'); // clear the line
+    c.close();
+  });
+
+  it('pauses and resumes the guest through the subresources', async () => {
+    assert.equal((await put(sub('alpha', 'pause'), userToken)).status, 200);
+    await waitFor(async () => (await vmi('alpha'))?.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false, 10_000, 'Paused condition');
+    assert.equal((await put(sub('alpha', 'pause'), userToken)).status, 409);
+    const c = await WsBytes.open(wsUrl('alpha', 'console'), { token: userToken, ca: cp.caPem });
+    c.send('zz');
+    await assert.rejects(c.readUntil(/zz/, 1500), /timed out/); // a paused guest echoes nothing
+    assert.equal((await put(sub('alpha', 'unpause'), userToken)).status, 200);
+    await c.readUntil(/zz/, 10_000); // ...and catches up once resumed
+    c.send('\x15');
+    c.close();
+    await waitFor(async () => !(await vmi('alpha'))?.status?.conditions?.some((x) => x.type === 'Paused'), 10_000, 'Paused condition cleared');
+  });
+
+  it('stops the guest for runStrategy Halted and boots a new one for Always', async () => {
+    const pid = standIn.guestPids()[0];
+    await cp.request('PATCH', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines/alpha`, { spec: { runStrategy: 'Halted' } }, undefined, 'application/merge-patch+json');
+    await waitFor(async () => (await vmi('alpha')) === undefined, 30_000, 'VMI gone');
+    assert.equal(pidAlive(pid), false);
+    await cp.request('PATCH', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines/alpha`, { spec: { runStrategy: 'Always' } }, undefined, 'application/merge-patch+json');
+    await waitFor(async () => (await vmi('alpha'))?.status?.phase === 'Running', 60_000, 'VMI Running again');
+    assert.equal(standIn.guestPids().length, 1);
+  });
+
+  it('restarts through the VM restart subresource and replaces a guest that died', async () => {
+    const before = (await vmi('alpha'))!;
+    const r = await put(`${standIn.baseUrl}/apis/subresources.kubevirt.io/v1/namespaces/${ns}/virtualmachines/alpha/restart`, cp.adminToken);
+    assert.equal(r.status, 200, r.body);
+    await waitFor(async () => { const v = await vmi('alpha'); return !!v && v.metadata.uid !== before.metadata.uid && v.status?.phase === 'Running'; }, 60_000, 'a new VMI Running');
+    const [pid] = standIn.guestPids();
+    const uid = (await vmi('alpha'))!.metadata.uid;
+    process.kill(pid!, 'SIGKILL');
+    await waitFor(async () => { const v = await vmi('alpha'); return !!v && v.metadata.uid !== uid && v.status?.phase === 'Running'; }, 60_000, 'the VMI replaced after its guest died');
+    assert.equal(standIn.guestPids().length, 1);
+  });
+
+  it('deleting the namespace (by the controller-manager) stops the QEMU guest', async () => {
+    const pids = standIn.guestPids();
+    assert.equal(pids.length, 1);
+    assert.equal((await cp.request('DELETE', `/api/v1/namespaces/${ns}`)).status, 200);
+    await waitFor(async () => (await cp.request('GET', `/api/v1/namespaces/${ns}`)).status === 404, 60_000, 'namespace gone');
+    assert.deepEqual(standIn.guestPids(), []);
+    assert.equal(pidAlive(pids[0]), false);
+  });
+});
+
+interface VmiObject {
+  metadata: { name: string; uid: string; ownerReferences?: Array<{ kind: string }> };
+  status?: {
+    phase?: string;
+    conditions?: Array<{ type: string; status: string }>;
+    interfaces?: Array<{ ipAddress: string }>;
+    phaseTransitionTimestamps?: Array<{ phase: string }>;
+  };
+}

@@ -2,6 +2,7 @@
  * control plane and KubeVirt stand-in, which start lazily on first use (test/support/k8s/). */
 import { startSharedFerret, stopSharedFerret } from './ferret.js';
 import { stopSharedControlPlane } from './k8s/controlPlane.js';
+import { stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
 
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
@@ -10,7 +11,14 @@ export const mochaHooks = {
   },
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
-    await stopSharedControlPlane();
-    await stopSharedFerret();
+    try {
+      await stopSharedKubeVirt();
+    } finally {
+      try {
+        await stopSharedControlPlane();
+      } finally {
+        await stopSharedFerret();
+      }
+    }
   },
 };

@@ -4,8 +4,12 @@
  * frees at a chosen moment, resources vanishing behind the tool's back). The QEMU backend tests
  * cover the same contract with real guests.
  */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
-import type { BackendLabSpec, ChannelKind, LabBackend, LabHandle, MachineStatus, Progress } from '../../src/backends/types.js';
+import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../../src/backends/types.js';
 import { CapacityExhausted, NotFound } from '../../src/errors.js';
 
 interface Lab {
@@ -45,6 +49,50 @@ export class MemoryBackend implements LabBackend {
     this.labs.set(handle.name, { handle, spec, phase: 'running', resets: 0 });
   }
 
+  /** Every exec call, in order. */
+  readonly execCalls: Array<{ lab: string; machine: string; command: string; opts: { timeoutMs: number; maxOutputBytes: number } }> = [];
+  /** Most exec calls running at the same time. */
+  maxConcurrentExec = 0;
+  private execRunning = 0;
+
+  /** A machine's "disk": a directory the machine's exec runs in (cwd and HOME). */
+  machineDir(handle: LabHandle, machine: string): string {
+    const dir = path.join(os.tmpdir(), 'memory-backend', handle.name, machine);
+    fs.mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  /** Runs the command with the local sh in the machine's directory: real processes, real timeouts, real output. */
+  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+    const lab = this.must(handle);
+    if (!lab.spec.machines.some((m) => m.name === machine)) throw new NotFound(`no machine ${machine}`);
+    this.execCalls.push({ lab: handle.name, machine, command, opts });
+    this.execRunning++;
+    this.maxConcurrentExec = Math.max(this.maxConcurrentExec, this.execRunning);
+    try {
+      const dir = this.machineDir(handle, machine);
+      const child = spawn('sh', ['-c', command], { cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), truncated: false };
+      const collect = (which: 'stdout' | 'stderr') => (c: Buffer) => {
+        const room = opts.maxOutputBytes - out[which].length;
+        if (c.length > room) out.truncated = true;
+        if (room > 0) out[which] = Buffer.concat([out[which], c.subarray(0, room)]);
+      };
+      child.stdout.on('data', collect('stdout'));
+      child.stderr.on('data', collect('stderr'));
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+      }, opts.timeoutMs);
+      const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 137)));
+      clearTimeout(timer);
+      return { exitCode: code, stdout: out.stdout.toString('utf8'), stderr: out.stderr.toString('utf8'), truncated: out.truncated, timedOut };
+    } finally {
+      this.execRunning--;
+    }
+  }
+
   async status(handle: LabHandle): Promise<Record<string, MachineStatus>> {
     const lab = this.labs.get(handle.name);
     const out: Record<string, MachineStatus> = {};
@@ -68,7 +116,11 @@ export class MemoryBackend implements LabBackend {
   async stop(h: LabHandle) { this.must(h).phase = 'stopped'; }
   async start(h: LabHandle) { this.must(h).phase = 'running'; }
   async reset(h: LabHandle) { this.must(h).resets++; }
-  async destroy(h: LabHandle) { this.destroyCalls++; this.labs.delete(h.name); }
+  async destroy(h: LabHandle) {
+    this.destroyCalls++;
+    this.labs.delete(h.name);
+    fs.rmSync(path.join(os.tmpdir(), 'memory-backend', h.name), { recursive: true, force: true });
+  }
   async list(): Promise<LabHandle[]> { return [...this.labs.values()].map((l) => l.handle); }
   async ready() { return true; }
   async close() {}

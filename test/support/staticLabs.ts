@@ -3,7 +3,7 @@
  * (the real catalog is tested on its own). Generates a password per machine like the real one.
  */
 import { randomBytes } from 'node:crypto';
-import type { InstanceMachines, LabDefinitions, LabLifetime, LabSummary, PreparedLab, RenderedInstructions } from '../../src/labs/contracts.js';
+import type { InstanceMachines, LabChecks, LabDefinitions, LabLifetime, LabSummary, PreparedLab, RenderedInstructions } from '../../src/labs/contracts.js';
 import type { MachineSpec } from '../../src/backends/types.js';
 import { NotFound } from '../../src/errors.js';
 
@@ -13,6 +13,8 @@ export interface StaticLab {
   machines: Array<Partial<MachineSpec> & { name: string }>;
   lifetime?: Partial<LabLifetime>;
   internetEgress?: boolean;
+  /** Automatic checks (title defaults to the id). */
+  checks?: Omit<LabChecks, 'title'>;
 }
 
 export class StaticLabs implements LabDefinitions {
@@ -60,6 +62,11 @@ export class StaticLabs implements LabDefinitions {
       return { ...m, credentials: { username: creds.username, password: creds.password } };
     });
     return { spec: { labId, labVersion: version, machines: specs, network: { internetEgress: lab.internetEgress ?? false } }, lifetime: this.lifetime(lab), machines };
+  }
+
+  async checks(labId: string): Promise<LabChecks> {
+    const lab = this.find(labId);
+    return { title: lab.id, ...(lab.checks ?? { mode: 'steps', maxScore: 10, steps: [] }) };
   }
 
   async instructions(labId: string, version: string): Promise<RenderedInstructions> {

@@ -29,6 +29,8 @@ export async function startTestTool(
     LOG_LEVEL: 'debug',
     DATA_DIR: dataDir,
     SHUTDOWN_GRACE_MS: '5000',
+    // tests register the tool with the dev platform themselves (saves a 4096-bit key per start)
+    DEV_PLATFORM_REGISTER: 'false',
   };
   if (!opts.embedded) base.MONGODB_URI = sharedMongoUri();
   const config = loadConfig({ ...base, ...env });

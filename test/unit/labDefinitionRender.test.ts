@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fillInstructions, renderTemplate, type RenderInput } from '../../src/labs/definition/render.js';
 import { flatVariables, prepareLab } from '../../src/labs/definition/prepare.js';
 import { validateDir } from '../../src/labs/definition/readLabs.js';
-import { resolveChecks } from '../../src/labs/definition/checks.js';
+import { fillChecks, resolveChecks } from '../../src/labs/definition/checks.js';
 import type { ValidLab } from '../../src/labs/definition/validateLab.js';
 
 function render(markdown: string, extra: Partial<RenderInput> = {}) {
@@ -145,17 +145,20 @@ describe('lab definitions: prepare() per instance', () => {
 
   it('resolves checks for the runner: the only machine by default, scripts by content, commands and hints templated', () => {
     const one = lab('linux-basics');
-    const c1 = resolveChecks(one.def, (p) => one.files.get(p)!.toString(), {});
-    assert.deepEqual(c1.map((c) => [c.stepId, c.machine, c.weight]), [
+    const c1 = resolveChecks(one.def, one.steps.map((s) => s.id), (p) => one.files.get(p));
+    assert.deepEqual(c1.steps.flatMap((s) => s.checks.map((c) => [s.stepId, c.machine, c.weight])), [
       ['make-dir', 'box', 1], ['write-file', 'box', 2], ['copy-file', 'box', 1], ['start-process', 'box', 2], ['stop-process', 'box', 2],
     ]);
-    assert.match(c1[3]!.program, /^#!\/bin\/sh\n# Passes when \/tmp\/notes\/sleeper.pid names a running "sleep" process/);
+    assert.match(c1.steps[3]!.checks[0]!.command, /^#!\/bin\/sh\n# Passes when \/tmp\/notes\/sleeper.pid names a running "sleep" process/);
     const two = lab('two-host-network');
     const p = prepareLab(two.id, '1', two.def, {});
-    const c2 = resolveChecks(two.def, () => '', flatVariables({ lab: {}, machines: p.machines }));
-    assert.deepEqual(c2[0], {
-      stepId: 'find-address', index: 0, machine: 'alpha', program: 'grep -qx "10.10.0.12" /tmp/beta-address', timeoutSeconds: 30, weight: 1,
-      hint: "/tmp/beta-address on alpha should contain beta's IPv4 address and nothing else (no /24).",
+    const c2 = fillChecks(resolveChecks(two.def, two.steps.map((s) => s.id), () => undefined), flatVariables({ lab: {}, machines: p.machines }));
+    assert.deepEqual(c2.steps[0], {
+      stepId: 'find-address',
+      checks: [{
+        index: 0, machine: 'alpha', command: 'grep -qx "10.10.0.12" /tmp/beta-address', timeoutSeconds: 30, weight: 1,
+        hint: "/tmp/beta-address on alpha should contain beta's IPv4 address and nothing else (no /24).",
+      }],
     });
   });
 

@@ -8,13 +8,13 @@ import { NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { isDuplicateKey } from '../../store/database.js';
 import { LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
-import type { InstanceMachines, InstructionVariables, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
+import type { InstanceMachines, InstructionVariables, LabChecks, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
+import { fillChecks, resolveChecks } from './checks.js';
 import { flatVariables, prepareLab } from './prepare.js';
 import { validateDir } from './readLabs.js';
 import { fillInstructions, renderTemplate } from './render.js';
 import { quantityMiB, type LabYaml } from './schema.js';
 import type { ValidLab } from './validateLab.js';
-import { resolveChecks, type ResolvedCheck } from './checks.js';
 
 export function summaryOf(lab: ValidLab, version: string): LabSummary {
   const d = lab.def;
@@ -45,6 +45,7 @@ export class LabCatalog implements LabDefinitions {
   private readonly log: Logger;
   private readonly versions = new Map<string, Promise<Version>>();
   private readonly rendered = new Map<string, RenderedInstructions>();
+  private readonly checkCache = new Map<string, LabChecks>();
 
   constructor(o: { log: Logger }) {
     this.log = o.log;
@@ -163,12 +164,24 @@ export class LabCatalog implements LabDefinitions {
     return fillInstructions(t, flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? t.title, expires: vars.lab.expires }, machines: vars.machines }));
   }
 
-  /** The automatic checks of labId@version for one instance (templated with its variables), for the check runner. Throws NotFound. */
-  async checks(labId: string, version: string, vars: InstructionVariables): Promise<ResolvedCheck[]> {
-    const v = await this.version(labId, version);
-    const def = v.definition as unknown as LabYaml;
-    const vs = flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? def.title, expires: vars.lab.expires }, machines: vars.machines });
-    return resolveChecks(def, (p) => bytes(v.files.find((f) => f.path === p)?.data).toString('utf8'), vs);
+  /**
+   * The automatic checks of labId@version, scripts resolved to their content (used as they are).
+   * With vars, commands and hints are filled in for one instance; without, they keep their
+   * `{{variables}}` (the check runner fills them per run). Throws NotFound.
+   */
+  async checks(labId: string, version: string, vars?: InstructionVariables): Promise<LabChecks> {
+    const key = `${labId}@${version}`;
+    let c = this.checkCache.get(key);
+    if (!c) {
+      const v = await this.version(labId, version);
+      c = resolveChecks(v.definition as unknown as LabYaml, v.steps.map((s) => s.id), (p) => {
+        const f = v.files.find((x) => x.path === p);
+        return f ? bytes(f.data) : undefined;
+      });
+      this.checkCache.set(key, c);
+    }
+    if (!vars) return c;
+    return fillChecks(c, flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? c.title, expires: vars.lab.expires }, machines: vars.machines }));
   }
 
   /** A file from the lab's media/ folder (exact stored path only). Throws NotFound. */

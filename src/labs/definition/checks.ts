@@ -1,34 +1,61 @@
 /**
- * A lab version's automatic checks resolved for one instance, ready for the check runner
- * (issue 10): each is a shell program to run with `sh -c` on a named machine. Commands and hints
- * are templated with the instance's variables; script files are used as they are.
+ * A lab version's automatic checks as the check runner needs them: machines filled in for
+ * one-machine labs, scripts replaced by their content, steps in the order of the instructions.
+ * Each check is a shell program run with `sh` on its machine. Commands and hints are templated
+ * with an instance's variables (fillChecks); script files are used as they are. Pure.
  */
-import type { LabYaml } from './schema.js';
+import type { LabChecks, ResolvedCheck, StepChecks } from '../contracts.js';
 import { fillText } from './prepare.js';
+import type { LabYaml } from './schema.js';
 
-export interface ResolvedCheck {
-  stepId: string;
-  /** Position in the step's list, for storing results. */
-  index: number;
-  machine: string;
-  /** The program for `sh -c` (a `command:`, or the contents of a `script:` file). */
-  program: string;
-  timeoutSeconds: number;
-  hint?: string;
-  weight: number;
+export function resolveChecks(def: LabYaml, stepOrder: string[], file: (path: string) => Buffer | undefined): LabChecks {
+  const only = def.machines.length === 1 ? def.machines[0]?.name : undefined;
+  const ids = [...new Set([...stepOrder, ...Object.keys(def.grading.steps)])];
+  const steps: StepChecks[] = [];
+  for (const stepId of ids) {
+    const g = def.grading.steps[stepId];
+    if (!g?.checks.length) continue;
+    steps.push({
+      stepId,
+      checks: g.checks.map((c, index): ResolvedCheck => {
+        const machine = c.machine ?? only;
+        // validation guarantees both of these; a stored version that breaks them is a bug, not a student's problem
+        if (!machine) throw new Error(`check ${stepId}[${index}] has no machine`);
+        const body = c.script !== undefined ? file(c.script) : undefined;
+        if (c.script !== undefined && !body) throw new Error(`check ${stepId}[${index}]: script ${c.script} is not stored`);
+        return {
+          index,
+          machine,
+          command: body ? body.toString('utf8') : (c.command ?? 'false'),
+          ...(c.script !== undefined ? { script: c.script } : {}),
+          timeoutSeconds: c.timeoutSeconds,
+          ...(c.hint !== undefined ? { hint: c.hint } : {}),
+          weight: c.weight,
+        };
+      }),
+    });
+  }
+  return {
+    title: def.title,
+    mode: def.grading.mode,
+    maxScore: def.grading.maxScore,
+    ...(def.grading.checkEverySeconds !== undefined ? { checkEverySeconds: def.grading.checkEverySeconds } : {}),
+    steps,
+  };
 }
 
-export function resolveChecks(def: LabYaml, file: (path: string) => string, vars: Record<string, string | undefined>): ResolvedCheck[] {
-  const only = def.machines.length === 1 ? def.machines[0]!.name : undefined;
-  return Object.entries(def.grading.steps).flatMap(([stepId, step]) =>
-    step.checks.map((c, index) => ({
-      stepId,
-      index,
-      machine: c.machine ?? only ?? '',
-      program: c.script !== undefined ? file(c.script) : fillText(c.command ?? 'false', vars),
-      timeoutSeconds: c.timeoutSeconds,
-      ...(c.hint !== undefined ? { hint: fillText(c.hint, vars) } : {}),
-      weight: c.weight,
+/** One check's program for an instance: a command templated with its variables, a script as it is. */
+export function checkProgram(c: ResolvedCheck, vars: Record<string, string | undefined>): string {
+  return c.script !== undefined ? c.command : fillText(c.command, vars);
+}
+
+/** The checks with commands and hints filled in for one instance. */
+export function fillChecks(lc: LabChecks, vars: Record<string, string | undefined>): LabChecks {
+  return {
+    ...lc,
+    steps: lc.steps.map((s) => ({
+      ...s,
+      checks: s.checks.map((c) => ({ ...c, command: checkProgram(c, vars), ...(c.hint !== undefined ? { hint: fillText(c.hint, vars) } : {}) })),
     })),
-  );
+  };
 }

@@ -1,0 +1,126 @@
+/**
+ * Deep linking: a verified LtiDeepLinkingRequest from a teacher gets our lab catalog (title,
+ * description, machines, resources, duration) with per-activity options; the chosen lab goes back
+ * to the platform as one signed `ltiResourceLink` content item carrying `custom.lab_id` (and the
+ * options) and a `lineItem`, so Moodle creates the gradebook column. Learners never get here.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import express, { type Router } from 'express';
+import { SignJWT } from 'jose';
+import type { Logger } from '../logger.js';
+import type { LabDefinitions, LabSummary } from '../labs/contracts.js';
+import { BadRequest, Forbidden, NotFound } from '../errors.js';
+import { escapeHtml } from '../http/errorHandler.js';
+import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
+import { GRADING_MODES } from '../store/Activity.js';
+import { upsertUser } from '../store/User.js';
+import { CLAIM, mapRoles, obj, str } from './claims.js';
+import { displayName } from './launch.js';
+import type { PlatformRegistry } from './platforms.js';
+import type { VerifiedLaunch } from './verifyIdToken.js';
+import type { LtiUrls } from './createLti.js';
+
+const REQUEST_TTL_MS = 3600_000;
+export const LINE_ITEM_TAG = 'lab-orchestrator';
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
+<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="/static/app.css"></head>
+<body><main>${body}</main></body></html>`;
+}
+
+function labCard(lab: LabSummary, requestId: string, submitUrl: string): string {
+  const machines = lab.machines.map((m) => `${escapeHtml(m.name)} (${m.kind}, ${m.cpus} CPU, ${m.memoryMiB} MiB)`).join(', ');
+  const modes = GRADING_MODES.map((m) => `<option value="${m}"${m === lab.grading.mode ? ' selected' : ''}>${m === 'steps' ? 'Steps ticked by the student' : 'Automatic checks'}</option>`).join('');
+  return `<article class="lab" data-lab-id="${escapeHtml(lab.id)}">
+<h2>${escapeHtml(lab.title)}</h2><p>${escapeHtml(lab.description)}</p>
+<dl><dt>Machines</dt><dd>${machines || 'none'}</dd>
+<dt>Resources</dt><dd>${lab.resources.cpus} CPU, ${lab.resources.memoryMiB} MiB per student</dd>
+<dt>Duration</dt><dd>about ${lab.durationMinutes} minutes</dd></dl>
+<form method="post" action="${escapeHtml(submitUrl)}">
+<input type="hidden" name="request" value="${escapeHtml(requestId)}"><input type="hidden" name="labId" value="${escapeHtml(lab.id)}">
+<label>Time limit (minutes) <input name="timeLimitMinutes" type="number" min="1" max="${Math.max(1, lab.lifetime.maxMinutes)}" value="${lab.lifetime.maxMinutes}"></label>
+<label>Maximum score <input name="maxScore" type="number" min="1" step="any" value="${lab.grading.maxScore}"></label>
+<label>Grading <select name="gradingMode">${modes}</select></label>
+<button type="submit">Add this lab</button></form></article>`;
+}
+
+export interface DeepLinkDeps {
+  labs: LabDefinitions;
+  log: Logger;
+  urls: LtiUrls;
+}
+
+/** The catalog page for a verified deep-linking request (teachers and administrators only). */
+export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise<string> {
+  const role = mapRoles(v.claims[CLAIM.roles]);
+  if (role === 'learner') throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
+  const user = await upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(v.claims), email: str(v.claims.email) || null, role });
+  const settings = obj(v.claims[CLAIM.deepLinkingSettings]);
+  const acceptTypes = Array.isArray(settings.accept_types) ? settings.accept_types.filter((t): t is string => typeof t === 'string') : [];
+  if (acceptTypes.length && !acceptTypes.includes('ltiResourceLink')) throw new BadRequest('platform does not accept ltiResourceLink', { publicMessage: 'This platform does not accept LTI resource links here.' });
+  const req = await DeepLinkRequest.create({
+    _id: randomBytes(24).toString('base64url'), issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId,
+    returnUrl: str(settings.deep_link_return_url), data: typeof settings.data === 'string' ? settings.data : null,
+    acceptTypes, userId: user._id, expiresAt: new Date(Date.now() + REQUEST_TTL_MS),
+  });
+  const labs = await d.labs.list();
+  d.log.info({ user: user._id, labs: labs.length }, 'lti.deep_link_catalog');
+  const cards = labs.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`)).join('\n');
+  return page('Choose a lab', `<h1>Choose a lab for this activity</h1>${cards || '<p>No labs are available yet.</p>'}`);
+}
+
+function num(v: unknown, what: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) throw new BadRequest(`${what} out of range`, { publicMessage: `${what} must be a number from ${min} to ${max}.` });
+  return n;
+}
+
+/** The content item for a lab with the teacher's options. */
+export function contentItem(lab: LabSummary, o: { timeLimitMinutes: number; maxScore: number; gradingMode: string }, launchUrl: string): Record<string, unknown> {
+  return {
+    type: 'ltiResourceLink',
+    title: lab.title,
+    text: lab.description,
+    url: launchUrl,
+    custom: { lab_id: lab.id, time_limit_minutes: String(o.timeLimitMinutes), max_score: String(o.maxScore), grading_mode: o.gradingMode },
+    lineItem: { scoreMaximum: o.maxScore, label: lab.title, resourceId: lab.id, tag: LINE_ITEM_TAG },
+  };
+}
+
+export function deepLinkingRoutes(d: DeepLinkDeps & { registry: PlatformRegistry }): Router {
+  const r = express.Router();
+  r.post('/deeplink/submit', (req, res, next) => {
+    (async () => {
+      const b = (req.body ?? {}) as Record<string, unknown>;
+      const lab = await d.labs.latest(str(b.labId));
+      if (!lab) throw new NotFound('no such lab', { publicMessage: 'That lab does not exist (any more).' });
+      const options = {
+        timeLimitMinutes: Math.round(num(b.timeLimitMinutes, 'Time limit', 1, Math.max(1, lab.lifetime.maxMinutes))),
+        maxScore: num(b.maxScore, 'Maximum score', 0.01, 100_000),
+        gradingMode: (GRADING_MODES as readonly string[]).includes(str(b.gradingMode)) ? str(b.gradingMode) : lab.grading.mode,
+      };
+      const dl = await DeepLinkRequest.findOneAndUpdate(
+        { _id: str(b.request), usedAt: null, expiresAt: { $gt: new Date() } }, { $set: { usedAt: new Date() } }, { new: true, lean: true },
+      );
+      if (!dl) throw new BadRequest('unknown, used or expired deep-linking request', { publicMessage: 'This selection has expired or was already sent. Start again from your course.' });
+      const key = await d.registry.toolKey(dl.issuer, dl.clientId);
+      const jwt = await new SignJWT({
+        nonce: randomUUID(),
+        [CLAIM.messageType]: 'LtiDeepLinkingResponse',
+        [CLAIM.version]: '1.3.0',
+        [CLAIM.deploymentId]: dl.deploymentId,
+        [CLAIM.contentItems]: [contentItem(lab, options, d.urls.launch)],
+        [CLAIM.dlMsg]: `Added lab: ${lab.title}`,
+        ...(dl.data !== null ? { [CLAIM.dlData]: dl.data } : {}),
+      }).setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' }).setIssuer(dl.clientId).setAudience(dl.issuer)
+        .setIssuedAt().setExpirationTime('5m').sign(key.privateKey);
+      d.log.info({ lab: lab.id, issuer: dl.issuer }, 'lti.deep_link_returned');
+      res.type('html').send(page('Returning to your course', `<p>Returning to your course…</p>
+<form id="dlr" method="post" action="${escapeHtml(dl.returnUrl)}"><input type="hidden" name="JWT" value="${escapeHtml(jwt)}">
+<noscript><button type="submit">Continue</button></noscript></form>
+<script>document.getElementById('dlr').submit()</script>`));
+    })().catch(next);
+  });
+  return r;
+}

@@ -1,0 +1,134 @@
+/**
+ * Checks run inside ltijs's app before its own (installed through its `serverAddon` hook, after
+ * body and cookie parsing): security headers on every /lti response, the login initiation guard
+ * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state, and the
+ * id_token guard (state cookie, state consumed once, verifyIdToken, nonce recorded once).
+ * A refusal is a 4xx through the app's error handler and writes nothing.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
+import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
+import { isDuplicateKey } from '../store/database.js';
+import { LoginState, UsedNonce } from '../store/LtiLogin.js';
+import type { PlatformRegistry } from './platforms.js';
+import { verifyIdToken, type VerifyDeps } from './verifyIdToken.js';
+import { CLAIM, DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, mapRoles, str } from './claims.js';
+
+const LOGIN_TTL_MS = 10 * 60_000;
+const NONCE_TTL_MS = 2 * 3600_000;
+
+export interface GuardDeps extends VerifyDeps {
+  registry: PlatformRegistry;
+  /** Our public origin, e.g. https://labs.example.edu. */
+  publicUrl: string;
+  /** Paths (under /lti) a login's target_link_uri may point to. */
+  targetPaths: string[];
+  cookieOptions: { secure: boolean; sameSite: 'none' | 'lax'; httpOnly: true; signed: true };
+}
+
+/** Express 4 (ltijs) does not catch async errors: route them to next(). */
+function safe(fn: (req: Request, res: Response, next: NextFunction) => Promise<void>): RequestHandler {
+  return (req, res, next) => { fn(req, res, next).catch(next); };
+}
+
+export function securityHeaders(d: { registry: PlatformRegistry }): RequestHandler {
+  return (_req, res, next) => {
+    const ancestors = d.registry.frameAncestors();
+    res.setHeader('Content-Security-Policy', `frame-ancestors ${ancestors.length ? ancestors.join(' ') : "'none'"}`);
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('Cache-Control', 'no-store');
+    res.removeHeader('Access-Control-Allow-Origin');
+    next();
+  };
+}
+
+export function loginGuard(d: GuardDeps): RequestHandler {
+  return safe(async (req, res, next) => {
+    const p = { ...(req.query as Record<string, unknown>), ...((req.body ?? {}) as Record<string, unknown>) };
+    const iss = str(p.iss);
+    const targetLinkUri = str(p.target_link_uri);
+    const clientId = str(p.client_id) || null;
+    const deploymentId = str(p.lti_deployment_id) || null;
+    if (!iss || !str(p.login_hint) || !targetLinkUri) throw new BadRequest('login initiation without iss, login_hint or target_link_uri');
+    const platforms = clientId ? [await d.registry.find(iss, clientId)].filter((x) => x !== null) : await d.registry.byIssuer(iss);
+    if (!platforms.length) {
+      throw new BadRequest(`login from an unregistered platform ${iss}`, { publicMessage: 'This platform is not registered with the tool. Ask your administrator to register it.' });
+    }
+    if (deploymentId && !platforms.some((x) => x.deploymentIds.includes(deploymentId))) {
+      throw new BadRequest('login with an unregistered deployment id', { publicMessage: 'This deployment of the tool is not registered.' });
+    }
+    let target: URL;
+    try {
+      target = new URL(targetLinkUri);
+    } catch {
+      throw new BadRequest('target_link_uri is not a URL');
+    }
+    if (target.origin !== new URL(d.publicUrl).origin || !d.targetPaths.includes(target.pathname)) {
+      throw new BadRequest(`target_link_uri ${target.origin}${target.pathname} is not this tool`, { publicMessage: 'The launch points to an address that is not this tool.' });
+    }
+    // ltijs answers with a redirect to the platform's auth endpoint; bind a strong nonce to its state there
+    const redirect = res.redirect.bind(res) as (status: number, url: string) => void;
+    (res as unknown as { redirect: (u: string) => void }).redirect = (location: string) => {
+      void (async () => {
+        const u = new URL(location);
+        const state = u.searchParams.get('state') ?? '';
+        const nonce = randomBytes(24).toString('base64url');
+        u.searchParams.set('nonce', nonce);
+        await LoginState.create({ _id: state, nonce, issuer: iss, clientId, deploymentId, targetLinkUri, expiresAt: new Date(Date.now() + LOGIN_TTL_MS) });
+        redirect(302, u.toString());
+      })().catch(next);
+    };
+    next();
+  });
+}
+
+export function idTokenGuard(d: GuardDeps): RequestHandler {
+  return safe(async (req, res, next) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const idToken = str(body.id_token);
+    const state = str(body.state);
+    if (!idToken || !state) throw new BadRequest('no id_token and state posted', { publicMessage: 'Open this activity from your course.' });
+    const expected = req.path === '/deeplink' ? DEEP_LINKING_REQUEST : RESOURCE_LINK_REQUEST;
+    const cookie = (req.signedCookies as Record<string, unknown> | undefined)?.[`state${state}`];
+    const clear = () => res.clearCookie(`state${state}`, d.cookieOptions);
+    if (typeof cookie !== 'string') {
+      clear();
+      throw new Unauthorized('state cookie missing or not for this state', {
+        publicMessage: 'The launch was refused: this browser did not start it (state cookie missing). If your browser blocks third-party cookies, open the activity in a new window.',
+      });
+    }
+    const login = await LoginState.findOneAndDelete({ _id: state }).lean();
+    if (!login || login.expiresAt.getTime() < Date.now() || login.issuer !== cookie) {
+      clear();
+      throw new Unauthorized('unknown, used or expired state', { publicMessage: 'The launch was refused: it was already used or has expired. Open the activity again.' });
+    }
+    let verified;
+    try {
+      verified = await verifyIdToken(idToken, login, expected, d);
+    } catch (err) {
+      clear();
+      throw err;
+    }
+    if (expected === DEEP_LINKING_REQUEST && mapRoles(verified.claims[CLAIM.roles]) === 'learner') {
+      throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
+    }
+    try {
+      const id = createHash('sha256').update(`${login.issuer}\n${login.nonce}`).digest('base64url');
+      await UsedNonce.create({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) });
+    } catch (err) {
+      if (isDuplicateKey(err)) throw new Unauthorized('nonce already used', { publicMessage: 'The launch was refused: it was already used.' });
+      throw err;
+    }
+    res.locals.verified = verified;
+    next();
+  });
+}
+
+/** Our middleware inside ltijs's app (its serverAddon hook). */
+export function installGuards(d: GuardDeps): (app: Express) => void {
+  return (app) => {
+    app.use(securityHeaders(d));
+    app.all('/login', loginGuard(d));
+    app.post(['/', '/deeplink'], idTokenGuard(d));
+  };
+}

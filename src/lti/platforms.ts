@@ -1,0 +1,149 @@
+/**
+ * The platform registry: what we know about each LTI platform registration (issuer + client id),
+ * kept in two places that this file keeps in step: ltijs's platform record (it owns the tool's
+ * key pair for that platform, served in our JWKS) and our `lti_platforms` record (endpoints,
+ * deployment ids, how it was registered). Registering the same (issuer, client id) again updates.
+ */
+import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
+import mongoose from 'mongoose';
+import type { LtijsProvider } from 'ltijs';
+import type { Logger } from '../logger.js';
+import { ValidationFailed } from '../errors.js';
+import { retryUpsert } from '../store/database.js';
+import { Platform, type PlatformDoc } from '../store/Platform.js';
+
+export interface PlatformInput {
+  issuer: string;
+  clientId: string;
+  name?: string;
+  authUrl: string;
+  tokenUrl: string;
+  jwksUrl: string;
+  deploymentIds: string[];
+  registeredBy: 'dynamic' | 'manual';
+}
+
+function httpUrl(v: unknown, what: string, problems: string[]): string {
+  if (typeof v !== 'string' || !/^https?:\/\/[^\s]+$/.test(v)) {
+    problems.push(`${what}: expected an absolute http(s) URL`);
+    return '';
+  }
+  try {
+    new URL(v);
+    return v;
+  } catch {
+    problems.push(`${what}: not a URL`);
+    return '';
+  }
+}
+
+/** Validate a registration; throws ValidationFailed naming every problem. */
+export function validatePlatformInput(i: Partial<Record<keyof PlatformInput, unknown>>): PlatformInput {
+  const p: string[] = [];
+  const issuer = httpUrl(i.issuer, 'issuer', p);
+  const authUrl = httpUrl(i.authUrl, 'authUrl', p);
+  const tokenUrl = httpUrl(i.tokenUrl, 'tokenUrl', p);
+  const jwksUrl = httpUrl(i.jwksUrl, 'jwksUrl', p);
+  const clientId = typeof i.clientId === 'string' ? i.clientId.trim() : '';
+  if (!clientId) p.push('clientId: required');
+  const deps = Array.isArray(i.deploymentIds) ? i.deploymentIds : typeof i.deploymentIds === 'string' ? [i.deploymentIds] : [];
+  const deploymentIds = [...new Set(deps.map((d) => (typeof d === 'string' ? d.trim() : '')))];
+  if (!deploymentIds.length || deploymentIds.some((d) => !d)) p.push('deploymentIds: one or more non-empty deployment ids required');
+  if (p.length) throw new ValidationFailed(`invalid platform registration: ${p.join('; ')}`, p);
+  return {
+    issuer, clientId, authUrl, tokenUrl, jwksUrl, deploymentIds,
+    name: typeof i.name === 'string' && i.name.trim() ? i.name.trim() : new URL(issuer).host,
+    registeredBy: i.registeredBy === 'dynamic' ? 'dynamic' : 'manual',
+  };
+}
+
+export class PlatformRegistry {
+  private origins: string[] = [];
+  private readonly keyCache = new Map<string, { privateKey: KeyObject; kid: string }>();
+  private readonly inflight = new Map<string, Promise<PlatformDoc>>();
+
+  constructor(private readonly lti: LtijsProvider, private readonly log: Logger) {}
+
+  /** Create ltijs's unique indexes (platform, keys) and load the frame-ancestor origins. */
+  async init(): Promise<void> {
+    for (const name of ['platform', 'platformStatus', 'privatekey', 'publickey']) await mongoose.model(name).createIndexes();
+    await this.refreshOrigins();
+  }
+
+  /** Register or update; concurrent calls for the same platform share one. */
+  register(input: PlatformInput): Promise<PlatformDoc> {
+    const v = validatePlatformInput(input);
+    const k = `${v.issuer}\n${v.clientId}`;
+    let p = this.inflight.get(k);
+    if (!p) {
+      p = this.doRegister(v).finally(() => this.inflight.delete(k));
+      this.inflight.set(k, p);
+    }
+    return p;
+  }
+
+  private async doRegister(v: PlatformInput): Promise<PlatformDoc> {
+    const lp = await this.lti.registerPlatform({
+      url: v.issuer, name: v.name ?? v.issuer, clientId: v.clientId,
+      authenticationEndpoint: v.authUrl, accesstokenEndpoint: v.tokenUrl, authorizationServer: v.tokenUrl,
+      authConfig: { method: 'JWK_SET', key: v.jwksUrl },
+    });
+    const kid = await lp.platformKid();
+    const doc = await retryUpsert(() =>
+      Platform.findOneAndUpdate(
+        { issuer: v.issuer, clientId: v.clientId },
+        {
+          $set: { name: v.name, authUrl: v.authUrl, tokenUrl: v.tokenUrl, jwksUrl: v.jwksUrl, kid, registeredBy: v.registeredBy },
+          $addToSet: { deploymentIds: { $each: v.deploymentIds } },
+          $setOnInsert: { _id: `p${randomBytes(9).toString('base64url')}` },
+        },
+        { upsert: true, new: true, lean: true },
+      ),
+    );
+    if (!doc) throw new Error('platform upsert returned no document');
+    this.keyCache.delete(`${v.issuer}\n${v.clientId}`);
+    await this.refreshOrigins();
+    this.log.info({ issuer: v.issuer, clientId: v.clientId, deploymentIds: doc.deploymentIds, kid, registeredBy: v.registeredBy }, 'lti.platform_registered');
+    return doc as PlatformDoc;
+  }
+
+  find(issuer: string, clientId: string): Promise<PlatformDoc | null> {
+    return Platform.findOne({ issuer, clientId }).lean<PlatformDoc>().exec();
+  }
+
+  byIssuer(issuer: string): Promise<PlatformDoc[]> {
+    return Platform.find({ issuer }).lean<PlatformDoc[]>().exec();
+  }
+
+  list(): Promise<PlatformDoc[]> {
+    return Platform.find({}).sort({ createdAt: 1 }).lean<PlatformDoc[]>().exec();
+  }
+
+  /** Origins allowed to frame our pages (CSP frame-ancestors): every registered platform's. */
+  frameAncestors(): string[] {
+    return this.origins;
+  }
+
+  private async refreshOrigins(): Promise<void> {
+    const all = await Platform.find({}, { issuer: 1, authUrl: 1 }).lean();
+    const set = new Set<string>();
+    for (const p of all) for (const u of [p.issuer, p.authUrl]) {
+      try {
+        set.add(new URL(u).origin);
+      } catch { /* validated on write */ }
+    }
+    this.origins = [...set].sort();
+  }
+
+  /** The tool's private key for this platform (ltijs's, decrypted) and its kid as our JWKS shows it. */
+  async toolKey(issuer: string, clientId: string): Promise<{ privateKey: KeyObject; kid: string }> {
+    const k = `${issuer}\n${clientId}`;
+    const hit = this.keyCache.get(k);
+    if (hit) return hit;
+    const lp = await this.lti.getPlatform(issuer, clientId);
+    if (!lp) throw new Error(`no tool key: platform ${issuer} (client ${clientId}) is not registered`);
+    const key = { privateKey: createPrivateKey(await lp.platformPrivateKey()), kid: await lp.platformKid() };
+    this.keyCache.set(k, key);
+    return key;
+  }
+}

@@ -1,0 +1,304 @@
+/**
+ * The stand-in's controllers: what KubeVirt's virt-controller and virt-handler do for a
+ * VirtualMachine, reduced to one node. Level-triggered: every event on a VM or VMI enqueues its
+ * "<ns>/<name>" key and reconcile() compares the API objects with the running guests.
+ *
+ * - VM with runStrategy Always/RerunOnFailure/Once (or running: true) and no VMI: create the VMI
+ *   (owned by the VM, with KubeVirt's foreground-delete finalizer).
+ * - VMI new: phase Scheduling → Scheduled (guest booting) → Running with the Ready condition and
+ *   interfaces[0].ipAddress; guest exit → Succeeded/Failed.
+ * - VMI being deleted (VM stopped, restarted, deleted, or the namespace deleted by the
+ *   controller-manager): stop the guest, then remove the finalizer so the object goes away.
+ * - VM status: created, ready, printableStatus and the Ready condition.
+ */
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
+import { quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
+
+export const VMI_FINALIZER = 'foregroundDeleteVirtualMachine';
+export const NODE_NAME = 'kubevirt-standin';
+
+interface Condition { type: string; status: 'True' | 'False'; reason?: string; message?: string; lastProbeTime: null; lastTransitionTime: string }
+interface VmiSpec {
+  domain?: { cpu?: { cores?: number; sockets?: number; threads?: number }; memory?: { guest?: string }; resources?: { requests?: { memory?: string } } };
+  volumes?: Array<{ name: string; containerDisk?: { image?: string } }>;
+  networks?: Array<{ name: string }>;
+}
+export interface Vmi {
+  metadata: ObjectMeta;
+  spec: VmiSpec;
+  status?: { phase?: string; conditions?: Condition[]; phaseTransitionTimestamps?: Array<{ phase: string; phaseTransitionTimestamp: string }> };
+}
+export interface Vm {
+  metadata: ObjectMeta;
+  spec: { running?: boolean; runStrategy?: string; template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: VmiSpec } };
+  status?: Record<string, unknown>;
+}
+
+interface GuestState {
+  guest?: Guest;
+  uid: string;
+  ip: string;
+  paused: boolean;
+  exit?: { code: number | null; signal: string | null };
+}
+
+const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+export class StandInController {
+  readonly guests = new Map<string, GuestState>();
+  private queue = new Map<string, { running: boolean; again: boolean }>();
+  private informers: Array<k8s.Informer<k8s.KubernetesObject>> = [];
+  private ipCounter = 1;
+  /** Per VM uid: failed starts in a row and when the next may happen (KubeVirt's crash-loop backoff). */
+  private crashes = new Map<string, { count: number; until: number }>();
+  private stopped = false;
+
+  constructor(private readonly kc: k8s.KubeConfig, private readonly kube: KubeClient, private readonly runtime: GuestRuntime, private readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    const custom = this.kc.makeApiClient(k8s.CustomObjectsApi);
+    for (const plural of ['virtualmachines', 'virtualmachineinstances']) {
+      const inf = k8s.makeInformer(this.kc, `/apis/kubevirt.io/v1/${plural}`, () =>
+        custom.listClusterCustomObject({ group: 'kubevirt.io', version: 'v1', plural }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>);
+      const enqueue = (o: k8s.KubernetesObject): void => this.enqueue(`${o.metadata?.namespace}/${o.metadata?.name}`);
+      inf.on('add', enqueue);
+      inf.on('update', enqueue);
+      inf.on('delete', enqueue);
+      inf.on('error', (err: unknown) => {
+        if (this.stopped) return;
+        this.log.warn({ err: String(err), plural }, 'watch.error; restarting');
+        setTimeout(() => { if (!this.stopped) void inf.start().catch(() => undefined); }, 1000);
+      });
+      await inf.start();
+      this.informers.push(inf);
+    }
+  }
+
+  /** Stop watching and power off every guest. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.informers.map((i) => i.stop()));
+    await Promise.all([...this.guests.values()].map((g) => g.guest?.stop().catch(() => undefined)));
+    this.guests.clear();
+  }
+
+  enqueue(key: string): void {
+    if (this.stopped) return;
+    const q = this.queue.get(key);
+    if (q) { q.again = true; return; }
+    const entry = { running: true, again: false };
+    this.queue.set(key, entry);
+    void (async () => {
+      do {
+        entry.again = false;
+        const [ns, name] = key.split('/') as [string, string];
+        try {
+          await this.reconcile(ns, name);
+        } catch (err) {
+          this.log.warn({ key, err: String(err) }, 'reconcile.failed; retrying');
+          await new Promise((r) => setTimeout(r, 500));
+          entry.again = !this.stopped;
+        }
+      } while (entry.again && !this.stopped);
+      this.queue.delete(key);
+    })();
+  }
+
+  async reconcile(ns: string, name: string): Promise<void> {
+    const key = `${ns}/${name}`;
+    const [vm, vmi] = await Promise.all([this.kube.get<Vm>(vmPath(ns, name)), this.kube.get<Vmi>(vmiPath(ns, name))]);
+    let current = vmi;
+    if (current) current = await this.reconcileVmi(key, current);
+    else await this.forgetGuest(key);
+    if (vm) await this.reconcileVm(vm, current);
+  }
+
+  // ---- VirtualMachineInstance (virt-handler's part) ----
+
+  private async reconcileVmi(key: string, vmi: Vmi): Promise<Vmi | undefined> {
+    const { namespace: ns, name, uid } = vmi.metadata;
+    let state = this.guests.get(key);
+    if (state && state.uid !== uid) { await this.forgetGuest(key); state = undefined; }
+
+    if (vmi.metadata.deletionTimestamp) {
+      await this.forgetGuest(key);
+      if (vmi.metadata.finalizers?.includes(VMI_FINALIZER)) {
+        await this.kube.mergePatch(vmiPath(ns, name), { metadata: { finalizers: vmi.metadata.finalizers.filter((f) => f !== VMI_FINALIZER), resourceVersion: vmi.metadata.resourceVersion } }, [200, 404, 409]);
+      }
+      return vmi;
+    }
+    const phase = vmi.status?.phase ?? '';
+    if (phase === 'Succeeded' || phase === 'Failed') return vmi;
+    if (state?.exit) {
+      const failed = state.exit.code !== 0;
+      this.guests.delete(key);
+      return this.setVmiStatus(vmi, failed ? 'Failed' : 'Succeeded', { reason: failed ? `guest exited (${state.exit.signal ?? state.exit.code})` : undefined });
+    }
+    if (state) return this.syncRunning(vmi, state);
+
+    // A new VMI: schedule it on our one node and boot its guest.
+    let cur = await this.setVmiStatus(vmi, 'Scheduling');
+    cur = await this.setVmiStatus(cur, 'Scheduled', { nodeName: NODE_NAME });
+    const n = this.ipCounter++;
+    state = { uid, ip: `10.244.${(n >> 8) & 255}.${n & 255 || 1}`, paused: false };
+    this.guests.set(key, state);
+    const disk = vmi.spec.volumes?.find((v) => v.containerDisk?.image);
+    const cpu = vmi.spec.domain?.cpu;
+    try {
+      state.guest = await this.runtime.boot({
+        key,
+        image: disk?.containerDisk?.image ?? 'lab-tiny',
+        cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
+        memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),
+      });
+    } catch (err) {
+      this.guests.delete(key);
+      this.log.warn({ key, err: String(err) }, 'guest.boot.failed');
+      return this.setVmiStatus(cur, 'Failed', { reason: `guest failed to boot: ${String(err).slice(0, 200)}` });
+    }
+    const booted = state;
+    void booted.guest!.exited.then((exit) => {
+      if (this.guests.get(key) !== booted) return;
+      booted.exit = exit;
+      this.enqueue(key);
+    });
+    if (this.stopped) { await booted.guest!.stop(); return cur; }
+    this.log.info({ key, pid: booted.guest!.pid }, 'guest.running');
+    return this.syncRunning(cur, booted);
+  }
+
+  /** Pause/unpause from the subresource API: the guest first, then the Paused condition. */
+  async setPaused(ns: string, name: string, paused: boolean): Promise<'ok' | 'not-running' | 'already'> {
+    const key = `${ns}/${name}`;
+    const state = this.guests.get(key);
+    if (!state?.guest || state.exit) return 'not-running';
+    if (state.paused === paused) return 'already';
+    if (paused) await state.guest.pause(); else await state.guest.resume();
+    state.paused = paused;
+    this.enqueue(key);
+    return 'ok';
+  }
+
+  private async syncRunning(vmi: Vmi, state: GuestState): Promise<Vmi> {
+    const paused = vmi.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false;
+    if (vmi.status?.phase === 'Running' && paused === state.paused) return vmi;
+    const net = vmi.spec.networks?.[0]?.name ?? 'default';
+    return this.setVmiStatus(vmi, 'Running', {
+      ready: true,
+      paused: state.paused,
+      interfaces: [{ name: net, ipAddress: state.ip, ipAddresses: [state.ip], mac: macFor(state.ip), infoSource: 'domain', podInterfaceName: 'eth0', queueCount: 1 }],
+    });
+  }
+
+  private async setVmiStatus(vmi: Vmi, phase: string, o: { nodeName?: string; reason?: string; ready?: boolean; paused?: boolean; interfaces?: unknown[] } = {}): Promise<Vmi> {
+    const t = now();
+    const old = vmi.status?.conditions ?? [];
+    const cond = (type: string, status: 'True' | 'False', reason?: string, message?: string): Condition => {
+      const prev = old.find((c) => c.type === type);
+      return { type, status, ...(reason ? { reason } : {}), ...(message ? { message } : {}), lastProbeTime: null, lastTransitionTime: prev?.status === status ? prev.lastTransitionTime : t };
+    };
+    const conditions: Condition[] = [cond('Ready', o.ready ? 'True' : 'False', o.ready ? undefined : phase === 'Running' ? 'Paused' : 'GuestNotRunning')];
+    if (o.paused) conditions.push(cond('Paused', 'True', 'PausedByUser', 'VMI was paused by user'));
+    const transitions = [...(vmi.status?.phaseTransitionTimestamps ?? [])];
+    if (vmi.status?.phase !== phase) transitions.push({ phase, phaseTransitionTimestamp: t });
+    const status: Record<string, unknown> = { phase, conditions, phaseTransitionTimestamps: transitions, qosClass: 'Burstable', guestOSInfo: {} };
+    if (o.nodeName) status.nodeName = o.nodeName;
+    if (o.reason) status.reason = o.reason;
+    if (o.interfaces) status.interfaces = o.interfaces;
+    const { namespace: ns, name } = vmi.metadata;
+    const updated = await this.kube.mergePatch<Vmi>(`${vmiPath(ns, name)}/status`, { status });
+    // virt-handler labels the VMI with its node once it is scheduled.
+    if (o.nodeName) return this.kube.mergePatch<Vmi>(vmiPath(ns, name), { metadata: { labels: { 'kubevirt.io/nodeName': o.nodeName } } });
+    return updated;
+  }
+
+  private async forgetGuest(key: string): Promise<void> {
+    const state = this.guests.get(key);
+    if (!state) return;
+    this.guests.delete(key);
+    await state.guest?.stop().catch((err: unknown) => this.log.warn({ key, err: String(err) }, 'guest.stop.failed'));
+    this.log.info({ key }, 'guest.stopped');
+  }
+
+  // ---- VirtualMachine (virt-controller's part) ----
+
+  private async reconcileVm(vm: Vm, vmi: Vmi | undefined): Promise<void> {
+    const { namespace: ns, name, uid } = vm.metadata;
+    const strategy = vm.spec.runStrategy ?? (vm.spec.running ? 'Always' : 'Halted');
+    const vmiPhase = vmi?.status?.phase ?? '';
+    const finished = vmiPhase === 'Succeeded' || vmiPhase === 'Failed';
+    const deleting = !!vm.metadata.deletionTimestamp;
+    let wantRunning = !deleting && (strategy === 'Always' || strategy === 'RerunOnFailure' || strategy === 'Once');
+    if (strategy === 'RerunOnFailure' && vmiPhase === 'Succeeded') wantRunning = false;
+    if (strategy === 'Once' && finished) wantRunning = false;
+    if (strategy === 'Manual') wantRunning = !!vmi && !finished;
+
+    if (vmi && !vmi.metadata.deletionTimestamp) {
+      const stop = !wantRunning && strategy !== 'Manual' && strategy !== 'Once' && !(strategy === 'RerunOnFailure' && vmiPhase === 'Succeeded');
+      const rerun = finished && (strategy === 'Always' || (strategy === 'RerunOnFailure' && vmiPhase === 'Failed'));
+      if (rerun && !stop && !deleting && vmiPhase === 'Failed') {
+        const c = this.crashes.get(uid) ?? { count: 0, until: 0 };
+        if (c.until === 0) {
+          c.count++;
+          c.until = Date.now() + Math.min(1000 * 2 ** (c.count - 1), 60_000);
+          this.crashes.set(uid, c);
+        }
+        if (Date.now() < c.until) {
+          setTimeout(() => this.enqueue(`${ns}/${name}`), c.until - Date.now() + 10);
+          await this.setVmStatus(vm, vmi, strategy);
+          return;
+        }
+        c.until = 0;
+      }
+      if (vmiPhase === 'Running') this.crashes.delete(uid);
+      if (stop || rerun || deleting) {
+        await this.kube.must('DELETE', vmiPath(ns, name), { propagationPolicy: 'Foreground' }, [200, 202, 404]);
+        vmi = { ...vmi, metadata: { ...vmi.metadata, deletionTimestamp: now() } };
+      }
+    } else if (!vmi && wantRunning) {
+      const t = vm.spec.template;
+      const r = await this.kube.request('POST', vmiPath(ns), {
+        apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance',
+        metadata: {
+          name, namespace: ns, labels: { ...(t.metadata?.labels ?? {}), 'kubevirt.io/created-by': uid }, annotations: t.metadata?.annotations ?? {},
+          finalizers: [VMI_FINALIZER],
+          ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true, blockOwnerDeletion: true }],
+        },
+        spec: t.spec,
+      });
+      // 403: the namespace is terminating; 409: created meanwhile (the VMI event re-enqueues us).
+      if (r.status !== 201 && r.status !== 409 && r.status !== 403) throw new Error(`creating VMI ${ns}/${name}: ${r.status} ${r.text.slice(0, 300)}`);
+      if (r.status === 201) vmi = r.body as Vmi;
+    }
+    if (deleting) return;
+    await this.setVmStatus(vm, vmi, strategy);
+  }
+
+  private async setVmStatus(vm: Vm, vmi: Vmi | undefined, strategy: string): Promise<void> {
+    const phase = vmi?.status?.phase ?? '';
+    const paused = vmi?.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false;
+    const ready = phase === 'Running' && !vmi?.metadata.deletionTimestamp && (vmi?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
+    let printable = 'Stopped';
+    if (vmi?.metadata.deletionTimestamp) printable = 'Stopping';
+    else if (phase === 'Running') printable = paused ? 'Paused' : 'Running';
+    else if (phase === 'Failed') printable = 'CrashLoopBackOff';
+    else if (phase === 'Succeeded') printable = 'Stopped';
+    else if (vmi) printable = 'Starting';
+    const old = vm.status as { printableStatus?: string; ready?: boolean; created?: boolean; conditions?: Condition[] } | undefined;
+    const created = !!vmi && !vmi.metadata.deletionTimestamp;
+    if (old?.printableStatus === printable && old.ready === ready && old.created === created && old.conditions?.length) return;
+    const prev = old?.conditions?.find((c) => c.type === 'Ready');
+    const status = ready ? 'True' : 'False';
+    const conditions: Condition[] = [{ type: 'Ready', status, ...(ready ? {} : { reason: vmi ? 'NotReady' : 'VMINotExists' }), lastProbeTime: null, lastTransitionTime: prev?.status === status ? prev.lastTransitionTime : now() }];
+    await this.kube.mergePatch(`${vmPath(vm.metadata.namespace, vm.metadata.name)}/status`, {
+      status: { printableStatus: printable, ready, created, runStrategy: strategy, conditions, observedGeneration: vm.metadata.generation, desiredGeneration: vm.metadata.generation },
+    }, [200, 404]);
+  }
+}
+
+function macFor(ip: string): string {
+  const [, , c, d] = ip.split('.').map(Number) as [number, number, number, number];
+  return `52:54:00:f4:${c.toString(16).padStart(2, '0')}:${d.toString(16).padStart(2, '0')}`;
+}

@@ -1,0 +1,95 @@
+/**
+ * Starts the KubeVirt stand-in (main.ts) as a child process against a test control plane, with a
+ * serving certificate from the control plane's CA (so a client that trusts the kubeconfig's CA
+ * trusts it too). `sharedKubeVirt()` gives the run's one stand-in, stopped by the root hook.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { issueServingCert } from '../k8s/pki.js';
+import { processesMentioning, sharedControlPlane, type ControlPlane } from '../k8s/controlPlane.js';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+
+export interface StandIn {
+  /** Base URL of the subresource API (https://127.0.0.1:port); in a real cluster, the API server URL. */
+  baseUrl: string;
+  pid: number;
+  workDir: string;
+  logFile: string;
+  startupMs: number;
+  /** pids of the QEMU processes the stand-in runs right now (from /proc). */
+  guestPids(): number[];
+  stop(): Promise<void>;
+}
+
+export async function startStandIn(cp: ControlPlane): Promise<StandIn> {
+  const t0 = Date.now();
+  const workDir = fs.mkdtempSync(path.join(cp.dir, 'standin-'));
+  const tls = issueServingCert(cp.pki, 'standin', ['IP:127.0.0.1', 'DNS:localhost']);
+  const logFile = path.join(cp.dir, 'kubevirt-standin.log');
+  const fd = fs.openSync(logFile, 'a');
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'main.ts')], {
+    stdio: ['pipe', 'pipe', fd],
+    env: { ...process.env, STANDIN_KUBECONFIG: cp.kubeconfigPath, STANDIN_TLS_CERT: tls.cert, STANDIN_TLS_KEY: tls.key, STANDIN_WORK_DIR: workDir },
+  });
+  fs.closeSync(fd);
+  const killOnExit = (): void => { child.kill('SIGKILL'); };
+  process.on('exit', killOnExit);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const tail = (): string => fs.readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n');
+  const baseUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`KubeVirt stand-in did not start in 60 s:\n${tail()}`)); }, 60_000);
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      const m = /^READY (\S+)/.exec(l);
+      if (m?.[1]) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`KubeVirt stand-in exited (${code}):\n${tail()}`)); });
+  });
+  return {
+    baseUrl,
+    pid: child.pid!,
+    workDir,
+    logFile,
+    startupMs: Date.now() - t0,
+    guestPids: () => processesMentioning(workDir),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      process.off('exit', killOnExit);
+      // Belt and braces: a guest that outlived the stand-in is killed, and the test reports it.
+      const leftovers = processesMentioning(workDir);
+      for (const pid of leftovers) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      if (leftovers.length) throw new Error(`KubeVirt stand-in left processes behind: ${leftovers.join(', ')}`);
+    },
+  };
+}
+
+let shared: Promise<{ cp: ControlPlane; standIn: StandIn }> | undefined;
+
+/** The run's control plane with the stand-in running against it (both started on first use). */
+export function sharedKubeVirt(): Promise<{ cp: ControlPlane; standIn: StandIn }> {
+  if (!shared) {
+    shared = (async () => {
+      const cp = await sharedControlPlane();
+      const standIn = await startStandIn(cp);
+      process.stderr.write(`      [k8s] KubeVirt stand-in ready in ${standIn.startupMs} ms at ${standIn.baseUrl}\n`);
+      return { cp, standIn };
+    })();
+    shared.catch(() => { shared = undefined; });
+  }
+  return shared;
+}
+
+export async function stopSharedKubeVirt(): Promise<void> {
+  if (!shared) return;
+  const p = shared;
+  shared = undefined;
+  const s = await p.catch(() => undefined);
+  await s?.standIn.stop();
+}

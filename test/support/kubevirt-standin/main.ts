@@ -1,0 +1,58 @@
+/**
+ * The KubeVirt stand-in process (test infrastructure, never shipped): plays KubeVirt's controllers
+ * and virt-api against a real API server, booting real QEMU guests. Started by launcher.ts:
+ *
+ *   node --import tsx test/support/kubevirt-standin/main.ts
+ *   env: STANDIN_KUBECONFIG, STANDIN_TLS_CERT, STANDIN_TLS_KEY, STANDIN_WORK_DIR, STANDIN_PORT (0)
+ *
+ * Prints "READY <base url>" on stdout once it watches and serves. Stops every guest and exits on
+ * SIGTERM/SIGINT, or when stdin closes (the parent died).
+ */
+import * as k8s from '@kubernetes/client-node';
+import { createLogger } from '../../../src/logger.js';
+import { KubeClient } from './kube.js';
+import { StandInController } from './controller.js';
+import { SubresourceServer } from './api.js';
+import { createGuestRuntime } from './qemuGuests.js';
+
+function env(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is required`);
+  return v;
+}
+
+async function main(): Promise<void> {
+  const log = createLogger({ level: process.env.STANDIN_LOG_LEVEL ?? 'info', format: 'json', destination: process.stderr });
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(env('STANDIN_KUBECONFIG'));
+  const kube = new KubeClient(kc);
+  const runtime = await createGuestRuntime({ workDir: env('STANDIN_WORK_DIR'), log });
+  const controller = new StandInController(kc, kube, runtime, log.child({ component: 'controller' }));
+  const api = new SubresourceServer({ kube, controller, tlsCert: env('STANDIN_TLS_CERT'), tlsKey: env('STANDIN_TLS_KEY'), log: log.child({ component: 'virt-api' }) });
+  const url = await api.listen(Number(process.env.STANDIN_PORT ?? 0));
+  await controller.start();
+
+  let stopping: Promise<void> | undefined;
+  const stop = (why: string): Promise<void> => {
+    stopping ??= (async () => {
+      log.info({ why }, 'standin.stopping');
+      await api.close().catch(() => undefined);
+      await controller.stop().catch((err: unknown) => log.warn({ err: String(err) }, 'standin.stop.failed'));
+      log.info('standin.stopped');
+      process.exit(0);
+    })();
+    return stopping;
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.stdin.on('end', () => void stop('stdin closed'));
+  process.stdin.on('error', () => void stop('stdin error'));
+  process.stdin.resume();
+  log.info({ url }, 'standin.ready');
+  process.stdout.write(`READY ${url}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`kubevirt-standin: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

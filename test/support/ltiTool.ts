@@ -1,0 +1,47 @@
+/**
+ * The real tool with the development platform, the tool registered on both sides by hand (the
+ * platform's tool record and our platform record through the admin API), and the fake lab layer.
+ */
+import type { DevPlatform } from '../../src/lti/devPlatform/createDevPlatform.js';
+import type { DevPlatformActivityDoc } from '../../src/store/DevPlatform.js';
+import { startTestTool, type TestTool } from './tool.js';
+import { fakeLabs, type FakeLabs } from './fakeLabs.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface LtiTestTool {
+  tool: TestTool;
+  dp: DevPlatform;
+  fake: FakeLabs;
+  clientId: string;
+  deploymentId: string;
+  /** A resource link in the demo course, launching lab `labId` (custom lab_id), graded out of 20. */
+  activity(labId?: string | null, o?: { lineItem?: boolean }): Promise<DevPlatformActivityDoc>;
+  adminFetch(path: string, init?: RequestInit): Promise<Response>;
+}
+
+export async function startLtiTool(env: Record<string, string> = {}, o: { dbName?: string; fake?: FakeLabs } = {}): Promise<LtiTestTool> {
+  const fake = o.fake ?? fakeLabs();
+  const tool = await startTestTool({ ADMIN_TOKEN, ...env }, { labs: fake.labs, runtime: fake.runtime, ...(o.dbName ? { dbName: o.dbName } : {}) });
+  const dp = tool.devPlatform!;
+  const u = tool.lti.urls;
+  const adminFetch = (path: string, init: RequestInit = {}) =>
+    fetch(`${tool.url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...init.headers } });
+  let reg = (await dp.registerTool({ name: 'Lab Orchestrator', loginUrl: u.login, targetLinkUri: u.launch, jwksUrl: u.jwks, deepLinkUrl: u.deepLink }));
+  const res = await adminFetch('/api/admin/platforms', {
+    method: 'POST',
+    body: JSON.stringify({ issuer: dp.urls.issuer, clientId: reg._id, authUrl: dp.urls.auth, tokenUrl: dp.urls.token, jwksUrl: dp.urls.jwks, deploymentIds: [reg.deploymentId] }),
+  });
+  if (res.status !== 201 && res.status !== 200) throw new Error(`registering the dev platform failed: ${res.status} ${await res.text()}`);
+  reg = { ...reg };
+  return {
+    tool, dp, fake, clientId: reg._id, deploymentId: reg.deploymentId, adminFetch,
+    activity: (labId = 'net-101', ao = {}) => dp.createActivity({
+      clientId: reg._id, title: `Activity ${labId ?? 'without lab'}`, url: u.launch,
+      custom: labId ? { lab_id: labId } : {}, lineItem: ao.lineItem === false ? null : { scoreMaximum: 20, label: 'Lab score' },
+    }),
+  };
+}
+
+/** stopAt for launchAs: stop before following the redirect to our own pages. */
+export const atToolPage = (n: { url: string }) => /\/(lab|course)\//.test(new URL(n.url).pathname);
