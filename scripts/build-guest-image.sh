@@ -32,12 +32,20 @@ cp /bin/busybox "$root/bin/busybox"
 for a in $(/bin/busybox --list); do
   case "$a" in busybox) ;; *) ln -sf busybox "$root/bin/$a" ;; esac
 done
-# ping/traceroute for the unprivileged lab user: busybox is setuid root, and /etc/busybox.conf keeps
-# root only for these applets; every other applet drops to the caller's uid/gid at start (busybox
-# SUID_CONFIG), and the shell runs applets by re-executing busybox, so `ping` works as the user.
-chmod 6755 "$root/bin/busybox"
-printf '[SUID]\nping = ssx root.root\nping6 = ssx root.root\ntraceroute = ssx root.root\ntraceroute6 = ssx root.root\narping = ssx root.root\n' >"$root/etc/busybox.conf"
-chmod 644 "$root/etc/busybox.conf"
+# ping/traceroute for the unprivileged lab user: a setuid copy of busybox (its built-in rules drop
+# root for every applet that does not need it; no /etc/busybox.conf, which made applets of the
+# plain busybox crash); /etc/profile makes `ping` etc. call that copy (the shell would otherwise
+# run its own, unprivileged applet).
+cp /bin/busybox "$root/bin/busybox-suid"
+chmod 4755 "$root/bin/busybox-suid"
+cat >"$root/etc/profile" <<'PROFILE'
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PS1='\u@\h:\w\$ '
+if [ "$(id -u)" != 0 ]; then
+  for c in ping ping6 traceroute traceroute6 arping; do eval "$c() { /bin/busybox-suid $c \"\$@\"; }"; done
+fi
+cd "$HOME" 2>/dev/null
+PROFILE
 for a in init getty login halt poweroff reboot mdev insmod modprobe ifconfig route; do ln -sf ../bin/busybox "$root/sbin/$a"; done
 ln -sf bin/busybox "$root/init"
 
