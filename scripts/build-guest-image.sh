@@ -32,6 +32,20 @@ cp /bin/busybox "$root/bin/busybox"
 for a in $(/bin/busybox --list); do
   case "$a" in busybox) ;; *) ln -sf busybox "$root/bin/$a" ;; esac
 done
+# ping/traceroute for the unprivileged lab user: a setuid copy of busybox (its built-in rules drop
+# root for every applet that does not need it; no /etc/busybox.conf, which made applets of the
+# plain busybox crash); /etc/profile makes `ping` etc. call that copy (the shell would otherwise
+# run its own, unprivileged applet).
+cp /bin/busybox "$root/bin/busybox-suid"
+chmod 4755 "$root/bin/busybox-suid"
+cat >"$root/etc/profile" <<'PROFILE'
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PS1='\u@\h:\w\$ '
+if [ "$(id -u)" != 0 ]; then
+  for c in ping ping6 traceroute traceroute6 arping; do eval "$c() { /bin/busybox-suid $c \"\$@\"; }"; done
+fi
+cd "$HOME" 2>/dev/null
+PROFILE
 for a in init getty login halt poweroff reboot mdev insmod modprobe ifconfig route; do ln -sf ../bin/busybox "$root/sbin/$a"; done
 ln -sf bin/busybox "$root/init"
 
@@ -160,7 +174,7 @@ echo "<html><body><h1>lab-tiny</h1></body></html>" >"$root/www/index.html"
 
 mkdir -p "$out.tmp"
 cp "$kernel" "$out.tmp/vmlinuz"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/initramfs.gz"
+(cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -6) >"$out.tmp/initramfs.gz"
 # /home base disk: 256 MiB ext4 without metadata checksums (no crc32c needed), empty but for lost+found
 truncate -s 256M "$work/home.raw"
 mkfs.ext4 -q -F -L home -O ^metadata_csum,^has_journal "$work/home.raw" >/dev/null
