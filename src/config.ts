@@ -50,6 +50,12 @@ const schema = z
     DEV_PLATFORM: bool.optional(),
     GRADE_RETRY_BASE_MS: int(10, 3_600_000).default('2000'),
     GRADE_RETRY_MAX_MS: int(10, 86_400_000).default('600000'),
+    // --- backend (QEMU) ---
+    QEMU_BIN: z.string().min(1).default('qemu-system-x86_64'),
+    QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg'], { message: 'expected "auto", "kvm" or "tcg"' }).default('auto'),
+    GUEST_IMAGE_DIR: z.string().min(1).optional(),
+    QEMU_MAX_VMS: int(0, 10_000).default('8'),
+    QEMU_MAX_MEMORY_MIB: int(0, 16_777_216).default('4096'),
     DEV_PLATFORM_REGISTER: bool.optional(),
     LTI_CLOCK_SKEW_SECONDS: int(0, 300).default('5'),
     LTI_JWKS_MIN_REFETCH_MS: int(0, 3_600_000).default('30000'),

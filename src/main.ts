@@ -42,6 +42,7 @@ import { CheckRunner } from './labs/checks/CheckRunner.js';
 import { checkRoutes } from './labs/checks/checkRoutes.js';
 import type { LabBackend } from './backends/types.js';
 import { createKubeVirtBackend } from './backends/kubevirt/createKubeVirtBackend.js';
+import { createQemuBackend } from './backends/qemu/createQemuBackend.js';
 import { labApiRouter, LabCatalogCache } from './http/routes/labApi.js';
 import { courseApiRouter } from './http/routes/courseApi.js';
 import { labPagesRouter } from './http/routes/labPages.js';
@@ -176,6 +177,11 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       backend = kv;
       closers.push({ name: 'backend', close: () => kv.close() });
       readiness.push({ name: 'kubevirt', check: () => kv.ready() });
+    } else {
+      const qemu = createQemuBackend(config, { log: log.child({ component: 'backend' }) });
+      backend = qemu;
+      closers.push({ name: 'backend', close: () => qemu.close() });
+      readiness.push({ name: 'qemu', check: () => qemu.ready() });
     }
     // --- end backend ----------------------------------------------------------------------------
     const mounts: Mount[] = [...(opts.extraMounts ?? [])];

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import https from 'node:https';
-import { ControlPlane, kubectlBin, sharedControlPlane } from '../support/k8s/controlPlane.js';
+import { ControlPlane, kubectlBin, processesMentioning, sharedControlPlane } from '../support/k8s/controlPlane.js';
 import { WsBytes, rfbHandshake } from '../support/k8s/wsBytes.js';
 import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launcher.js';
 import { pidAlive, waitFor } from '../support/tool.js';
@@ -38,17 +38,6 @@ export function testVm(name: string, runStrategy = 'Always'): Record<string, unk
       },
     },
   };
-}
-
-function procCmdlines(): Array<{ pid: number; cmd: string }> {
-  const out: Array<{ pid: number; cmd: string }> = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      out.push({ pid: Number(d), cmd: fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ') });
-    } catch { /* exited meanwhile */ }
-  }
-  return out;
 }
 
 describe('Kubernetes test control plane', function () {
@@ -140,7 +129,8 @@ describe('Kubernetes test control plane', function () {
     process.stderr.write(`      [k8s] second control plane: ${other.startupMs} ms ${JSON.stringify(other.timings)}\n`);
     await other.stop();
     assert.equal(fs.existsSync(other.dir), false);
-    assert.deepEqual(procCmdlines().filter((p) => pids.includes(p.pid) || p.cmd.includes(other.dir)), []);
+    assert.deepEqual(processesMentioning(other.dir), []);
+    for (const pid of pids) assert.equal(pidAlive(pid), false);
   });
 });
 
@@ -261,6 +251,18 @@ describe('KubeVirt stand-in on the test control plane', function () {
     assert.equal(standIn.guestPids().length, 1);
   });
 
+  it('restarts through the VM restart subresource and replaces a guest that died', async () => {
+    const before = (await vmi('alpha'))!;
+    const r = await put(`${standIn.baseUrl}/apis/subresources.kubevirt.io/v1/namespaces/${ns}/virtualmachines/alpha/restart`, cp.adminToken);
+    assert.equal(r.status, 200, r.body);
+    await waitFor(async () => { const v = await vmi('alpha'); return !!v && v.metadata.uid !== before.metadata.uid && v.status?.phase === 'Running'; }, 60_000, 'a new VMI Running');
+    const [pid] = standIn.guestPids();
+    const uid = (await vmi('alpha'))!.metadata.uid;
+    process.kill(pid!, 'SIGKILL');
+    await waitFor(async () => { const v = await vmi('alpha'); return !!v && v.metadata.uid !== uid && v.status?.phase === 'Running'; }, 60_000, 'the VMI replaced after its guest died');
+    assert.equal(standIn.guestPids().length, 1);
+  });
+
   it('deleting the namespace (by the controller-manager) stops the QEMU guest', async () => {
     const pids = standIn.guestPids();
     assert.equal(pids.length, 1);
@@ -272,7 +274,7 @@ describe('KubeVirt stand-in on the test control plane', function () {
 });
 
 interface VmiObject {
-  metadata: { name: string; ownerReferences?: Array<{ kind: string }> };
+  metadata: { name: string; uid: string; ownerReferences?: Array<{ kind: string }> };
   status?: {
     phase?: string;
     conditions?: Array<{ type: string; status: string }>;

@@ -240,5 +240,22 @@ export async function stopSharedControlPlane(): Promise<void> {
   const p = shared;
   shared = undefined;
   const cp = await p.catch(() => undefined);
-  await cp?.stop();
+  if (!cp) return;
+  await cp.stop();
+  // Every process of the control plane (and the stand-in's guests) has the temp dir on its command line.
+  const left = processesMentioning(cp.dir);
+  for (const pid of left) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  if (left.length) throw new Error(`control plane processes outlived stop(): ${left.join(', ')}`);
+}
+
+/** pids (other than ours) whose command line mentions `text`. */
+export function processesMentioning(text: string): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) out.push(Number(d));
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
 }

@@ -208,10 +208,9 @@ export class StandInController {
     if (o.reason) status.reason = o.reason;
     if (o.interfaces) status.interfaces = o.interfaces;
     const { namespace: ns, name } = vmi.metadata;
-    const patch: Record<string, unknown> = { status };
-    if (o.nodeName) patch.metadata = { labels: { 'kubevirt.io/nodeName': o.nodeName } };
     const updated = await this.kube.mergePatch<Vmi>(`${vmiPath(ns, name)}/status`, { status });
-    if (o.nodeName) return this.kube.mergePatch<Vmi>(vmiPath(ns, name), { metadata: patch.metadata });
+    // virt-handler labels the VMI with its node once it is scheduled.
+    if (o.nodeName) return this.kube.mergePatch<Vmi>(vmiPath(ns, name), { metadata: { labels: { 'kubevirt.io/nodeName': o.nodeName } } });
     return updated;
   }
 

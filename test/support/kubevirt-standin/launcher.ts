@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { issueServingCert } from '../k8s/pki.js';
-import { sharedControlPlane, type ControlPlane } from '../k8s/controlPlane.js';
+import { processesMentioning, sharedControlPlane, type ControlPlane } from '../k8s/controlPlane.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 
@@ -68,18 +68,6 @@ export async function startStandIn(cp: ControlPlane): Promise<StandIn> {
       if (leftovers.length) throw new Error(`KubeVirt stand-in left processes behind: ${leftovers.join(', ')}`);
     },
   };
-}
-
-/** pids whose command line mentions `text` (QEMU guests name their sockets under the work dir). */
-export function processesMentioning(text: string): number[] {
-  const out: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) out.push(Number(d));
-    } catch { /* exited meanwhile */ }
-  }
-  return out;
 }
 
 let shared: Promise<{ cp: ControlPlane; standIn: StandIn }> | undefined;
