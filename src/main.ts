@@ -248,7 +248,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const runtime = opts.runtime ?? placeholderRuntime();
     const lti = await createLti({
       labs: ltiLabs, runtime, sessions, log, sweeper, secretKey, dbUri: uri, publicUrl,
-      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS,
+      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: grades.tokens,
     });
     grades.use(lti.gradePorts);
     mounts.push({ path: '/lti', router: lti.app });
