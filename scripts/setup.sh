@@ -4,3 +4,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_node_modules
 need_ferretdb
 need_guest_image
+need_web_bundle

@@ -8,6 +8,7 @@ bash "$ROOT/scripts/setup-test.sh"
 cd "$ROOT"
 say "type-checking"
 npx --no-install tsc -p tsconfig.test.json
+npx --no-install tsc -p public/tsconfig.json
 results="$ROOT/test-artifacts/results.json"
 mkdir -p "$ROOT/test-artifacts"; rm -f "$results"
 say "running tests"

@@ -1,5 +1,6 @@
 /** LTI 1.3 claim names and the role mapping, shared by the launch, deep-linking and registration code. */
 import type { Role } from '../auth/session.js';
+import { ourRole } from './nrps.js';
 
 const LTI = 'https://purl.imsglobal.org/spec/lti/claim/';
 export const CLAIM = {
@@ -28,17 +29,9 @@ export const TOOL_SCOPES = [
   'https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly',
 ];
 
-/**
- * LTI role URIs (or the short names some platforms send) to our three roles. Administrator wins
- * over instructor wins over learner; anything unknown, or no roles at all, is a learner.
- */
+/** LTI roles (full URIs or short names) to our three roles, the same mapping NRPS uses; unknown or none = learner. */
 export function mapRoles(roles: unknown): Role {
-  const list = Array.isArray(roles) ? roles.filter((r): r is string => typeof r === 'string') : [];
-  const names = list.map((r) => (r.includes('#') ? r.slice(r.lastIndexOf('#') + 1) : r.slice(r.lastIndexOf('/') + 1)));
-  // system, institution or context Administrator (full URI or short name)
-  if (names.includes('Administrator')) return 'administrator';
-  if (names.some((n) => ['Instructor', 'ContentDeveloper', 'TeachingAssistant'].includes(n))) return 'instructor';
-  return 'learner';
+  return ourRole(Array.isArray(roles) ? roles.filter((r): r is string => typeof r === 'string') : []);
 }
 
 export function obj(v: unknown): Record<string, unknown> {

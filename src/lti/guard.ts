@@ -7,12 +7,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
-import { BadRequest, Unauthorized } from '../errors.js';
+import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
 import { isDuplicateKey } from '../store/database.js';
 import { LoginState, UsedNonce } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
 import { verifyIdToken, type VerifyDeps } from './verifyIdToken.js';
-import { DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, str } from './claims.js';
+import { CLAIM, DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, mapRoles, str } from './claims.js';
 
 const LOGIN_TTL_MS = 10 * 60_000;
 const NONCE_TTL_MS = 2 * 3600_000;
@@ -108,6 +108,9 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
     } catch (err) {
       clear();
       throw err;
+    }
+    if (expected === DEEP_LINKING_REQUEST && mapRoles(verified.claims[CLAIM.roles]) === 'learner') {
+      throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
     }
     try {
       const id = createHash('sha256').update(`${login.issuer}\n${login.nonce}`).digest('base64url');

@@ -50,3 +50,9 @@ export async function upsertUser(u: { issuer: string; sub: string; name: string;
   if (!doc) throw new Error('user upsert returned no document');
   return doc as UserDoc;
 }
+
+/** Display names by user id (empty names left out), for teacher overviews. */
+export async function userNames(ids: string[]): Promise<Record<string, string>> {
+  const docs = await User.find({ _id: { $in: ids } }, { name: 1 }).lean();
+  return Object.fromEntries(docs.filter((d) => d.name).map((d) => [d._id, d.name]));
+}

@@ -85,8 +85,8 @@ describe('websocket proxy', function () {
 
   before(async () => {
     h = await harness({ WS_MAX_PAYLOAD_BYTES: '65536', WS_MAX_PER_USER: '4' });
-    h.rt.add({ id: 'alicelab', userId: 'alice', machines: ['web', 'db', 'm3', 'm4', 'm5'] });
-    h.rt.add({ id: 'boblab', userId: 'bob', machines: ['web'] });
+    await h.rt.add({ id: 'alicelab', userId: 'alice', machines: ['web', 'db', 'm3', 'm4', 'm5'] });
+    await h.rt.add({ id: 'boblab', userId: 'bob', machines: ['web'] });
   });
   after(async () => {
     await h?.tool.shutdown();
@@ -216,7 +216,7 @@ describe('websocket proxy', function () {
   });
 
   it('passes nothing typed on a read-only console, but shows its output', async () => {
-    h.rt.add({ id: 'carollab', userId: 'carol' });
+    await h.rt.add({ id: 'carollab', userId: 'carol' });
     let sink: net.Socket | undefined;
     const prev = h.rt.onConnection;
     h.rt.onConnection = (c) => { sink = c.socket; };
@@ -238,7 +238,7 @@ describe('websocket proxy', function () {
   });
 
   it('drops keyboard and pointer events on a view-only desktop but keeps the viewer working', async () => {
-    h.rt.add({ id: 'davelab', userId: 'dave' });
+    await h.rt.add({ id: 'davelab', userId: 'dave' });
     const prev = h.rt.onConnection;
     h.rt.onConnection = () => undefined;
     try {
@@ -260,7 +260,7 @@ describe('websocket proxy', function () {
   });
 
   it('counts only user input as activity on a desktop', async () => {
-    h.rt.add({ id: 'evelab', userId: 'eve' });
+    await h.rt.add({ id: 'evelab', userId: 'eve' });
     const ws = await open(h, '/ws/vnc/evelab/web', ticketFor(h, { user: 'eve', instance: 'evelab', channel: 'vnc' }));
     ws.send(Buffer.concat([rfbHandshake, setEncodings, updateRequest, updateRequest]));
     await waitFor(() => h.rt.connections.some((c) => c.instance === 'evelab' && c.bytes() >= rfbHandshake.length + setEncodings.length + 20), 5000, 'viewer traffic');
@@ -274,7 +274,7 @@ describe('websocket proxy', function () {
   it('keeps memory bounded for a slow reader under a 200 MB burst', async function () {
     this.timeout(120_000);
     const TOTAL = 200 * 1024 * 1024;
-    h.rt.add({ id: 'burstlab', userId: 'frank' });
+    await h.rt.add({ id: 'burstlab', userId: 'frank' });
     let sent = 0;
     let done = false;
     const prev = h.rt.onConnection;
@@ -373,7 +373,7 @@ describe('websocket proxy liveness', function () {
   let h: Harness;
   before(async () => {
     h = await harness({ WS_PING_INTERVAL_MS: '300' });
-    h.rt.add({ id: 'alicelab', userId: 'alice' });
+    await h.rt.add({ id: 'alicelab', userId: 'alice' });
   });
   after(async () => {
     await h?.tool.shutdown();

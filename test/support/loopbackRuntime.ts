@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { ChannelKind, MachineStatus } from '../../src/backends/types.js';
 import type { InstanceKey, LabEvent, LabRuntime } from '../../src/labs/contracts.js';
-import type { InstanceState, LabInstanceDoc } from '../../src/store/LabInstance.js';
+import { LabInstance, type InstanceState, type LabInstanceDoc } from '../../src/store/LabInstance.js';
 import { Conflict, NotFound } from '../../src/errors.js';
 
 export interface SinkConnection {
@@ -22,90 +22,99 @@ export interface SinkConnection {
 }
 
 export class LoopbackRuntime implements LabRuntime {
-  readonly instances = new Map<string, LabInstanceDoc>();
   readonly connections: SinkConnection[] = [];
   readonly activity: string[] = [];
   dials = 0;
   /** What the machine does with a new connection (default: echo). */
   onConnection: (c: SinkConnection) => void = (c) => c.socket.on('data', (d: Buffer) => c.socket.write(d));
   private readonly events = new EventEmitter();
-  private server: net.Server | undefined;
+  private readonly servers: Partial<Record<ChannelKind, net.Server>> = {};
 
   constructor() {
     this.events.setMaxListeners(0);
   }
 
+  /** One sink per channel kind, so a sink knows at accept time what it serves (RFB speaks first). */
   async listen(): Promise<this> {
-    this.server = net.createServer((socket) => {
-      const received: Buffer[] = [];
-      // instance/machine/channel are filled in by openChannel once it knows which socket is its own
-      const c: SinkConnection = { instance: '', machine: '', channel: 'console', socket, received, bytes: () => received.reduce((n, b) => n + b.length, 0) };
-      socket.on('data', (d: Buffer) => received.push(d));
-      socket.on('error', () => undefined);
-      this.connections.push(c);
-      this.onConnection(c);
-    });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    for (const channel of ['vnc', 'console'] as const) {
+      const server = net.createServer((socket) => {
+        const received: Buffer[] = [];
+        // instance and machine are filled in by openChannel once it knows which socket is its own
+        const c: SinkConnection = { instance: '', machine: '', channel, socket, received, bytes: () => received.reduce((n, b) => n + b.length, 0) };
+        socket.on('data', (d: Buffer) => received.push(d));
+        socket.on('error', () => undefined);
+        this.connections.push(c);
+        this.onConnection(c);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      this.servers[channel] = server;
+    }
     return this;
   }
 
   async close(): Promise<void> {
     for (const c of this.connections) c.socket.destroy();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await Promise.all(Object.values(this.servers).map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 
-  /** Add a running instance with the given machines. */
-  add(o: { id: string; userId: string; contextId?: string; machines?: string[]; state?: InstanceState; steps?: Record<string, Date> }): LabInstanceDoc {
+  /** Add a running instance with the given machines (stored in the real database, as LabService would). */
+  async add(o: { id: string; userId: string; contextId?: string; labId?: string; machines?: string[]; state?: InstanceState; steps?: Record<string, Date> }): Promise<LabInstanceDoc> {
     const now = new Date();
     const doc: LabInstanceDoc = {
-      _id: o.id, activityId: `act-${o.id}`, userId: o.userId, contextId: o.contextId ?? 'course-1', labId: 'demo-lab', labVersion: '1',
+      _id: o.id, activityId: `act-${o.id}`, userId: o.userId, contextId: o.contextId ?? 'course-1', labId: o.labId ?? 'demo-lab', labVersion: '1',
       backend: 'qemu', handle: { instanceId: o.id, backend: 'qemu', name: o.id, generation: 1 }, generation: 1,
       state: o.state ?? 'running', failureReason: null, progress: { phase: 'machines-booted', percent: 100, message: 'ready' },
       machines: Object.fromEntries((o.machines ?? ['web']).map((m) => [m, {}])), steps: o.steps ?? {},
       createdAt: now, updatedAt: now, startedAt: now, expiresAt: new Date(now.getTime() + 3600_000), lastActivityAt: null,
       lifetime: { maxMinutes: 60, idleMinutes: 30, pausable: true, warnBeforeMinutes: 5 }, warnedAt: null,
     };
-    this.instances.set(o.id, doc);
+    await LabInstance.create(doc);
     return doc;
   }
 
-  private setState(id: string, state: InstanceState): void {
-    const d = this.instances.get(id);
+  /** Force a state (and its event), e.g. 'failed', as the runtime would after a failure. */
+  setStateForTest(id: string, state: InstanceState): Promise<void> {
+    return this.setState(id, state);
+  }
+
+  private async setState(id: string, state: InstanceState): Promise<void> {
+    const d = await LabInstance.findOneAndUpdate({ _id: id }, { $set: { state } }, { new: true });
     if (!d) throw new NotFound('no such lab');
-    d.state = state;
     this.emit({ type: 'state', instanceId: id, state });
   }
 
   async ensureInstance(key: InstanceKey): Promise<LabInstanceDoc> {
-    for (const d of this.instances.values()) if (d.activityId === key.activityId && d.userId === key.userId) return d;
-    return this.add({ id: `i${this.instances.size + 1}`, userId: key.userId, contextId: key.contextId });
+    const found = (await LabInstance.findOne({ activityId: key.activityId, userId: key.userId }).lean()) as LabInstanceDoc | null;
+    return found ?? this.add({ id: `i${Date.now().toString(36)}`, userId: key.userId, contextId: key.contextId });
   }
   async start(id: string): Promise<LabInstanceDoc> {
-    this.setState(id, 'running');
-    return this.instances.get(id)!;
+    await this.setState(id, 'running');
+    return (await this.get(id))!;
   }
   async get(id: string): Promise<LabInstanceDoc | undefined> {
-    return this.instances.get(id);
+    return ((await LabInstance.findById(id).lean()) as LabInstanceDoc | null) ?? undefined;
   }
-  async pause(id: string): Promise<void> { this.setState(id, 'paused'); }
-  async resume(id: string): Promise<void> { this.setState(id, 'running'); }
-  async stop(id: string): Promise<void> { this.setState(id, 'stopped'); }
-  async reset(id: string): Promise<void> {
-    for (const c of this.connections) if (c.instance === id) c.socket.destroy();
+  async pause(id: string): Promise<void> { await this.setState(id, 'paused'); }
+  async resume(id: string): Promise<void> { await this.setState(id, 'running'); }
+  async stop(id: string): Promise<void> { await this.setState(id, 'stopped'); }
+  readonly resets: Array<{ id: string; machine: string | undefined }> = [];
+  async reset(id: string, machine?: string): Promise<void> {
+    this.resets.push({ id, machine });
+    for (const c of this.connections) if (c.instance === id && (!machine || c.machine === machine)) c.socket.destroy();
   }
-  async destroy(id: string): Promise<void> { this.setState(id, 'destroyed'); }
+  async destroy(id: string): Promise<void> { await this.setState(id, 'destroyed'); }
   async status(id: string): Promise<Record<string, MachineStatus>> {
-    const d = this.instances.get(id);
+    const d = await this.get(id);
     if (!d) throw new NotFound('no such lab');
     return Object.fromEntries(Object.keys(d.machines).map((m) => [m, { phase: d.state === 'running' ? 'running' : 'stopped' } as MachineStatus]));
   }
 
   async openChannel(id: string, machine: string, channel: ChannelKind): Promise<Duplex> {
     this.dials++;
-    const d = this.instances.get(id);
+    const d = await this.get(id);
     if (!d || !(machine in d.machines)) throw new NotFound(`no machine ${machine}`, { publicMessage: 'This machine does not exist.' });
     if (d.state !== 'running') throw new Conflict('lab not running', { publicMessage: 'lab stopped' });
-    const addr = this.server!.address() as AddressInfo;
+    const addr = this.servers[channel]!.address() as AddressInfo;
     const s = net.connect(addr.port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => {
       s.once('connect', resolve);

@@ -173,7 +173,6 @@ describe('KubeVirt manifests', () => {
           'requests.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
           'limits.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
           pods: '6',
-          'count/virtualmachines.kubevirt.io': '2',
           persistentvolumeclaims: '1',
           'requests.storage': '4Gi',
           services: '1',

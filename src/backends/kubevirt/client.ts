@@ -168,7 +168,11 @@ export class KubeClient {
     const opts = await this.authOptions({ method, headers: { accept: 'application/json' } });
     if (!ro.baseUrl || ro.baseUrl === this.server) opts.agent = this.agent;
     const payload = ro.body === undefined ? undefined : Buffer.from(JSON.stringify(ro.body));
-    if (payload) (opts.headers as Record<string, string | number>)['content-type'] = ro.contentType ?? 'application/json';
+    if (payload) {
+      const h = opts.headers as Record<string, string | number>;
+      h['content-type'] = ro.contentType ?? 'application/json';
+      h['content-length'] = payload.length;
+    }
     const mod = url.protocol === 'https:' ? https : http;
     const res = await new Promise<{ status: number; text: string; retryAfter?: string }>((resolve, reject) => {
       const req = mod.request(url, { ...opts, signal: ro.signal }, (r) => {

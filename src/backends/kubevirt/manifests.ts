@@ -226,11 +226,15 @@ function podMemoryMiB(m: MachineSpec): number {
   return m.memoryMiB + (m.kind === 'vm' ? VM_OVERHEAD_MIB : 0);
 }
 
-/** Hard limits: the sum of the machines (plus VM overhead); pods ×2 so a reset can overlap a terminating pod. */
+/**
+ * Hard limits: the sum of the machines (plus VM overhead); pods ×2 so a reset can overlap a
+ * terminating pod. Running VMs are bounded through their virt-launcher pods; no object-count quota
+ * on kubevirt.io kinds, which would refuse VM creates until the quota controller has discovered
+ * the CRD ("status unknown for quota").
+ */
 export function resourceQuota(c: BuildContext): K8sObject {
   const ms = c.spec.machines;
   const sum = (f: (m: MachineSpec) => number) => ms.reduce((a, m) => a + f(m), 0);
-  const vms = ms.filter((m) => m.kind === 'vm').length;
   const dvs = ms.filter((m) => m.kind === 'vm' && isDataVolumeSource(m.image));
   return {
     apiVersion: 'v1',
@@ -243,7 +247,6 @@ export function resourceQuota(c: BuildContext): K8sObject {
         'requests.memory': mem(sum(podMemoryMiB)),
         'limits.memory': mem(sum(podMemoryMiB)),
         pods: String(ms.length * 2),
-        'count/virtualmachines.kubevirt.io': String(vms),
         persistentvolumeclaims: String(dvs.length),
         'requests.storage': mem(1024 * dvs.reduce((a, m) => a + (m.diskGiB ?? 10), 0)),
         services: '1',

@@ -1,0 +1,75 @@
+/** Tiny DOM helpers: no framework, no innerHTML for our own text. */
+type Attrs = Record<string, string | number | boolean | undefined | null | ((e: Event) => void)>;
+type Child = Node | string | null | undefined | false;
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (typeof v === 'function') el.addEventListener(k.replace(/^on/, ''), v);
+    else if (k === 'class') el.className = String(v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
+export function clear(el: Element): void {
+  while (el.firstChild) el.removeChild(el.firstChild);
+}
+
+/** Announce a message to screen readers (and show it in the status line). */
+export function announce(text: string): void {
+  const live = document.getElementById('live');
+  if (live) live.textContent = text;
+}
+
+/** "1 h 05 min", "12 min", "45 s". */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
+}
+
+/** A modal confirmation (a <dialog>: focus trapped, Esc cancels). Resolves true on confirm. */
+export function confirmDialog(o: { title: string; message: string; confirm: string; danger?: boolean }): Promise<boolean> {
+  return new Promise((resolve) => {
+    const cancel = h('button', { type: 'button', value: 'cancel' }, 'Cancel');
+    const ok = h('button', { type: 'button', class: o.danger ? 'danger' : 'primary', value: 'ok' }, o.confirm);
+    const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-title' },
+      h('h2', { id: 'confirm-title' }, o.title), h('p', {}, o.message), h('div', { class: 'actions' }, cancel, ok));
+    const done = (v: boolean) => {
+      dlg.close();
+      dlg.remove();
+      resolve(v);
+    };
+    cancel.addEventListener('click', () => done(false));
+    ok.addEventListener('click', () => done(true));
+    dlg.addEventListener('cancel', (e) => {
+      e.preventDefault();
+      done(false);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    cancel.focus();
+  });
+}
+
+export function progressBar(label: string): { el: HTMLElement; set(percent: number, text?: string): void } {
+  const fill = h('div', { class: 'fill' });
+  const txt = h('span', { class: 'text' });
+  const el = h('div', { class: 'progress', role: 'progressbar', 'aria-label': label, 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': 0 },
+    h('div', { class: 'track' }, fill), txt);
+  return {
+    el,
+    set(percent, text) {
+      const p = Math.max(0, Math.min(100, Math.round(percent)));
+      fill.style.width = `${p}%`;
+      el.setAttribute('aria-valuenow', String(p));
+      txt.textContent = text ?? `${p} %`;
+    },
+  };
+}

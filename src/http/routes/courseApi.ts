@@ -1,0 +1,46 @@
+/**
+ * GET /api/courses/:contextId/instances — the teacher's overview of a course: every student's lab
+ * with its state, step progress and time left. Instructors (and administrators) of that course
+ * only; a learner is refused.
+ */
+import express, { type Router } from 'express';
+import type { SessionTokens } from '../../auth/session.js';
+import { requireInstructor } from '../../auth/session.js';
+import { Forbidden } from '../../errors.js';
+import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
+import { stepScore } from '../../labs/stepScore.js';
+import type { LabCatalogCache } from './labApi.js';
+
+export interface CourseApiDeps {
+  sessions: SessionTokens;
+  catalog: LabCatalogCache;
+  /** Display names for user ids (from the launches), when the LTI module provides them. */
+  userNames?: (userIds: string[]) => Promise<Record<string, string>>;
+}
+
+export function courseApiRouter(d: CourseApiDeps): Router {
+  const r = express.Router();
+  r.get('/api/courses/:contextId/instances', d.sessions.require(), requireInstructor(), (req, res, next) => {
+    void (async () => {
+      const contextId = String(req.params.contextId);
+      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.' });
+      const docs = (await LabInstance.find({ contextId }).sort({ createdAt: 1 }).limit(2000).lean()) as LabInstanceDoc[];
+      const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
+      const now = Date.now();
+      const rows = await Promise.all(docs.map(async (inst) => {
+        const steps = await d.catalog.steps(inst).catch(() => undefined);
+        const s = steps ? stepScore(steps.grading, steps.steps, inst.steps ?? {}) : undefined;
+        return {
+          id: inst._id, userId: inst.userId, name: (names as Record<string, string>)[inst.userId] ?? null, labId: inst.labId, activityId: inst.activityId,
+          state: inst.state, progress: inst.progress,
+          steps: s ? { ticked: s.ticked, total: s.total, percent: s.maxWeight > 0 ? Math.round((100 * s.weight) / s.maxWeight) : 0 } : null,
+          expiresAt: inst.expiresAt, secondsLeft: inst.expiresAt ? Math.max(0, Math.round((new Date(inst.expiresAt).getTime() - now) / 1000)) : null,
+          lastActivityAt: inst.lastActivityAt,
+        };
+      }));
+      res.setHeader('Cache-Control', 'no-store');
+      res.json({ contextId, serverTime: new Date(now).toISOString(), instances: rows });
+    })().catch(next);
+  });
+  return r;
+}

@@ -1,0 +1,239 @@
+/**
+ * The lab page's API (all behind the Bearer session):
+ *   GET  /api/instances/:id                 state, progress, machines, time left, instructions, ticks
+ *   GET  /api/instances/:id/events          server push (SSE over fetch, so the Bearer header works)
+ *   POST /api/instances/:id/tickets         {machine, channel} → a websocket ticket
+ *   POST /api/instances/:id/steps/:stepId   {done} → stored on the instance; the score is derived here
+ *   POST /api/instances/:id/{start|pause|resume|stop|reset}
+ * Owners control their lab; teachers of the course watch it (view-only) and may reset or stop it.
+ */
+import express, { type Router, type Request } from 'express';
+import { decodeJwt } from 'jose';
+import { BadRequest, NotFound } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { LabDefinitions, LabEvent, LabRuntime, RenderedInstructions } from '../../labs/contracts.js';
+import type { SessionTokens } from '../../auth/session.js';
+import type { TicketService } from '../../proxy/tickets.js';
+import type { GradeService } from '../../lti/grades/GradeService.js';
+import type { ChannelKind, MachineStatus } from '../../backends/types.js';
+import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
+import { scoreForSteps, stepScore } from '../../labs/stepScore.js';
+import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
+
+export interface LabApiDeps {
+  runtime: LabRuntime;
+  labs: LabDefinitions;
+  sessions: SessionTokens;
+  tickets: TicketService;
+  grades: GradeService;
+  log: Logger;
+  catalog?: LabCatalogCache;
+  /** Runs a write of one instance record in the runtime's per-instance order (FerretDB updates are read-modify-write). */
+  serialize?: <T>(instanceId: string, fn: () => Promise<T>) => Promise<T>;
+  /** Display names by user id (teachers see whose lab they watch). */
+  userNames?: (userIds: string[]) => Promise<Record<string, string>>;
+  /** Heartbeat on the event stream (proxies drop silent connections). */
+  heartbeatMs?: number;
+}
+
+type Handler = (req: Request, res: express.Response) => Promise<void>;
+const wrap = (h: Handler): express.RequestHandler => (req, res, next) => void h(req, res).catch(next);
+
+const STEP_ID = /^[A-Za-z0-9_-]{1,100}$/;
+
+export function labApiRouter(d: LabApiDeps): Router {
+  const r = express.Router();
+  r.use('/api/instances', d.sessions.require(), express.json({ limit: '16kb' }));
+  const serialize = d.serialize ?? (<T>(_id: string, fn: () => Promise<T>) => fn());
+  const catalog = d.catalog ?? new LabCatalogCache(d.labs);
+
+  r.get('/api/instances/:id', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    res.setHeader('Cache-Control', 'no-store');
+    res.json(await instanceView(d, catalog, a));
+  }));
+
+  r.get('/api/instances/:id/events', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', Connection: 'keep-alive' });
+    res.flushHeaders();
+    const send = (e: LabEvent | { type: 'hello' }) => res.write(`data: ${JSON.stringify(e)}\n\n`);
+    send({ type: 'hello' });
+    const unsubscribe = d.runtime.subscribe(a.inst._id, send);
+    const beat = setInterval(() => res.write(': keep-alive\n\n'), d.heartbeatMs ?? 15_000);
+    const exp = sessionExp(req);
+    const end = setTimeout(() => res.end(), Math.min(2 ** 31 - 1, Math.max(1000, (exp ?? Date.now() + 8 * 3600_000) - Date.now())));
+    req.on('close', () => {
+      unsubscribe();
+      clearInterval(beat);
+      clearTimeout(end);
+    });
+  }));
+
+  r.post('/api/instances/:id/tickets', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    const body = (req.body ?? {}) as { machine?: unknown; channel?: unknown };
+    const machine = typeof body.machine === 'string' ? body.machine : '';
+    const channel = body.channel === 'vnc' || body.channel === 'console' ? (body.channel as ChannelKind) : undefined;
+    if (!machine || !channel) throw new BadRequest('machine and channel (vnc|console) are required');
+    const machines = await catalog.machines(a.inst);
+    if (!machines.find((m) => m.name === machine)?.channels.includes(channel)) {
+      throw new NotFound(`no ${channel} on ${machine}`, { publicMessage: `This lab has no ${channel === 'vnc' ? 'desktop' : 'console'} on "${machine}".` });
+    }
+    const exp = sessionExp(req);
+    const { ticket, expiresAt } = d.tickets.issue({
+      user: a.session.userId, instance: a.inst._id, machine, channel, mode: a.mode, ...(exp ? { sessionExp: exp } : {}),
+    });
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ ticket, expiresAt, path: `/ws/${channel}/${a.inst._id}/${machine}`, protocol: 'lab.v1', mode: a.mode });
+  }));
+
+  r.post('/api/instances/:id/steps/:stepId', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    requireOwner(a);
+    const stepId = String(req.params.stepId);
+    const done = (req.body as { done?: unknown } | undefined)?.done;
+    if (typeof done !== 'boolean') throw new BadRequest('done must be true or false');
+    const { steps, grading } = await catalog.steps(a.inst);
+    if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.' });
+    const { inst, changed } = await serialize(a.inst._id, async () => {
+      const cur = await d.runtime.get(a.inst._id);
+      if (!cur) throw new NotFound('instance gone');
+      const was = cur.steps?.[stepId] !== undefined && cur.steps?.[stepId] !== null;
+      if (was === done) return { inst: cur, changed: false };
+      const update = done ? { $set: { [`steps.${stepId}`]: new Date() } } : { $unset: { [`steps.${stepId}`]: '' } };
+      const next = await LabInstance.findOneAndUpdate({ _id: cur._id }, update, { new: true, lean: true });
+      return { inst: (next as LabInstanceDoc | null) ?? cur, changed: true };
+    });
+    const score = stepScore(grading, steps, inst.steps ?? {});
+    const ticks = isoTicks(inst.steps);
+    if (changed) {
+      d.runtime.emit({ type: 'steps', instanceId: inst._id, steps: ticks });
+      if (grading.mode === 'steps') {
+        try {
+          await d.grades.publish(inst._id, scoreForSteps(score));
+        } catch (err) {
+          // the tick is kept; a lab launched without a line item simply has no grade to send
+          d.log.info({ instance: inst._id, err: (err as Error).message }, 'lab.grade_not_published');
+        }
+      }
+    }
+    res.json({ steps: ticks, progress: progressOf(score) });
+  }));
+
+  const control = (verb: 'start' | 'pause' | 'resume' | 'stop' | 'reset', teacherMay: boolean) =>
+    wrap(async (req, res) => {
+      const a = await labAccess(d.runtime, req, String(req.params.id));
+      if (a.mode !== 'control' && !teacherMay) requireOwner(a);
+      const id = a.inst._id;
+      d.log.info({ instance: id, verb, by: a.mode === 'control' ? 'owner' : 'teacher' }, 'lab.control');
+      if (verb === 'reset') {
+        const machine = (req.body as { machine?: unknown } | undefined)?.machine;
+        if (machine !== undefined && typeof machine !== 'string') throw new BadRequest('machine must be a string');
+        await d.runtime.reset(id, machine);
+      } else if (verb === 'start') await d.runtime.start(id);
+      else await d.runtime[verb](id);
+      res.json(await instanceView(d, catalog, { ...a, inst: (await d.runtime.get(id)) ?? a.inst }));
+    });
+  r.post('/api/instances/:id/start', control('start', false));
+  r.post('/api/instances/:id/pause', control('pause', false));
+  r.post('/api/instances/:id/resume', control('resume', false));
+  r.post('/api/instances/:id/stop', control('stop', true));
+  r.post('/api/instances/:id/reset', control('reset', true));
+  return r;
+}
+
+/** When the request's session token expires (ms), for closing streams and sockets in time. */
+function sessionExp(req: Request): number | undefined {
+  const h = req.get('authorization');
+  try {
+    const exp = h?.startsWith('Bearer ') ? decodeJwt(h.slice(7)).exp : undefined;
+    return typeof exp === 'number' ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isoTicks(steps: Record<string, Date | string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(steps ?? {})) if (v) out[k] = new Date(v).toISOString();
+  return out;
+}
+
+function progressOf(s: ReturnType<typeof stepScore>) {
+  return { ticked: s.ticked, total: s.total, percent: s.maxWeight > 0 ? Math.round((100 * s.weight) / s.maxWeight) : s.total ? Math.round((100 * s.ticked) / s.total) : 0, score: s.scoreGiven, maxScore: s.scoreMaximum };
+}
+
+/** Per lab version: machines and their channels, steps and grading (they do not depend on the instance). */
+export class LabCatalogCache {
+  private readonly machineCache = new Map<string, Promise<Array<{ name: string; channels: ChannelKind[] }>>>();
+  private readonly stepCache = new Map<string, Promise<Pick<RenderedInstructions, 'steps' | 'grading'>>>();
+  constructor(private readonly labs: LabDefinitions) {}
+
+  machines(inst: LabInstanceDoc): Promise<Array<{ name: string; channels: ChannelKind[] }>> {
+    return cached(this.machineCache, `${inst.labId}@${inst.labVersion}`, async () => {
+      const p = await this.labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {});
+      return p.spec.machines.map((m) => ({ name: m.name, channels: m.channels }));
+    });
+  }
+
+  steps(inst: LabInstanceDoc): Promise<Pick<RenderedInstructions, 'steps' | 'grading'>> {
+    return cached(this.stepCache, `${inst.labId}@${inst.labVersion}`, async () => {
+      const ri = await this.labs.instructions(inst.labId, inst.labVersion, { user: { name: '' }, machines: {}, lab: { expires: '' } });
+      return { steps: ri.steps, grading: ri.grading };
+    });
+  }
+}
+
+function cached<T>(m: Map<string, Promise<T>>, key: string, f: () => Promise<T>): Promise<T> {
+  let p = m.get(key);
+  if (!p) {
+    p = f();
+    m.set(key, p);
+    p.catch(() => m.delete(key));
+  }
+  return p;
+}
+
+async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAccess) {
+  const { inst } = a;
+  // a teacher reads the student's instructions: {{user.name}} is the owner's name
+  const names: Record<string, string> = a.mode === 'view' && d.userNames ? await d.userNames([inst.userId]).catch(() => ({})) : {};
+  const userName = a.mode === 'control' ? a.session.name ?? '' : names[inst.userId] ?? '';
+  const [machines, status, instructions] = await Promise.all([
+    catalog.machines(inst).catch(() => []),
+    d.runtime.status(inst._id).catch((): Record<string, MachineStatus> => ({})),
+    d.labs
+      .instructions(inst.labId, inst.labVersion, {
+        user: { name: userName },
+        machines: inst.machines ?? {},
+        lab: { expires: inst.expiresAt ? `${new Date(inst.expiresAt).toISOString().slice(11, 16)} UTC` : '' },
+      })
+      .catch((err: unknown) => {
+        d.log.warn({ err, instance: inst._id }, 'lab.instructions_failed');
+        return null;
+      }),
+  ]);
+  const score = instructions ? stepScore(instructions.grading, instructions.steps, inst.steps ?? {}) : undefined;
+  return {
+    id: inst._id,
+    labId: inst.labId,
+    labVersion: inst.labVersion,
+    title: instructions?.title ?? inst.labId,
+    state: inst.state,
+    failureReason: inst.failureReason,
+    progress: inst.progress,
+    startedAt: inst.startedAt,
+    expiresAt: inst.expiresAt,
+    serverTime: new Date().toISOString(),
+    lifetime: inst.lifetime ?? null,
+    mode: a.mode,
+    viewer: { name: a.session.name ?? null, role: a.session.role },
+    owner: a.mode === 'view' ? { userId: inst.userId, name: names[inst.userId] ?? null } : undefined,
+    machines: machines.map((m) => ({ ...m, status: status[m.name] ?? { phase: 'pending' } })),
+    instructions,
+    steps: isoTicks(inst.steps),
+    stepProgress: score ? progressOf(score) : null,
+  };
+}
+

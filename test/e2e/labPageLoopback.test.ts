@@ -1,0 +1,175 @@
+/**
+ * The lab page in headless Chromium, inside a Moodle-like iframe at 1366×768, against the real
+ * tool with a loopback runtime (its "machines" are a tiny RFB server and an echoing console).
+ * Covers the page itself — desktop, console, send to machine, steps and score, reconnect,
+ * provisioning, teacher view-only and overview — without needing QEMU.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import type { Browser, BrowserContext, FrameLocator, Page } from 'playwright-core';
+import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
+import { LoopbackRuntime } from '../support/loopbackRuntime.js';
+import { PageLabs } from '../support/pageLabs.js';
+import { serveRfb, type RfbSinkState } from '../support/rfbSink.js';
+import { launchChromium, screenshot, startFramingHost } from '../support/chromium.js';
+import { SessionTokens } from '../../src/auth/session.js';
+import { GradeOutbox } from '../../src/store/GradeOutbox.js';
+import { LabInstance } from '../../src/store/LabInstance.js';
+
+const SECRET_KEY = 'lab-page-e2e-secret-key-0123456789abcdef';
+/** The canvas as these browser-side functions use it (the test compiles without the DOM lib). */
+type Canvas = { width: number; height: number; getContext(k: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null };
+
+/** Distinct colours and bright pixels of the noVNC canvas (a blank canvas has one colour). */
+async function canvasStats(frame: FrameLocator): Promise<{ colours: number; bright: number; w: number; h: number }> {
+  return frame.locator('.host-vnc canvas').first().evaluate((el) => {
+    const c = el as unknown as Canvas;
+    const ctx = c.getContext('2d')!;
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set<number>();
+    let bright = 0;
+    for (let i = 0; i < d.length; i += 16) {
+      seen.add((d[i]! << 16) | (d[i + 1]! << 8) | d[i + 2]!);
+      if (d[i]! > 200 && d[i + 1]! > 200 && d[i + 2]! > 200) bright++;
+    }
+    return { colours: seen.size, bright, w: c.width, h: c.height };
+  });
+}
+
+describe('lab page in the browser (loopback machines)', function () {
+  this.timeout(120_000);
+  let tool: TestTool;
+  let rt: LoopbackRuntime;
+  let browser: Browser;
+  let ctx: BrowserContext;
+  let host: Awaited<ReturnType<typeof startFramingHost>>;
+  const rfb: RfbSinkState = { keys: [], pointerEvents: 0 };
+  const tok: Record<string, string> = {};
+
+  before(async () => {
+    // always the bundle of this checkout, never a stale one
+    execFileSync('node', ['scripts/build-web.mjs'], { stdio: 'inherit' });
+    rt = await new LoopbackRuntime().listen();
+    rt.onConnection = (c) => {
+      if (c.channel === 'vnc') serveRfb(c.socket, rfb);
+      else c.socket.on('data', (d: Buffer) => c.socket.write(d.toString('latin1').replace(/\r/g, '\r\n')));
+    };
+    tool = await startTestTool({ SECRET_KEY }, { runtime: rt, labs: new PageLabs() });
+    tool.grades.use({ targets: { targetFor: async (id) => ({ issuer: 'https://lms.example', clientId: 'c1', lineItemUrl: `https://lms.example/li/${id}`, userSub: `sub-${id}` }) } });
+    const sessions = new SessionTokens(SECRET_KEY);
+    tok.alice = await sessions.issue({ userId: 'alice', role: 'learner', contextId: 'course-1', name: 'Alice' });
+    tok.teacher = await sessions.issue({ userId: 'teacher', role: 'instructor', contextId: 'course-1', name: 'Teacher' });
+    await rt.add({ id: 'alicelab', userId: 'alice' });
+    host = await startFramingHost();
+    browser = await launchChromium();
+    ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+  });
+  after(async () => {
+    await ctx?.close();
+    await browser?.close();
+    await host?.close();
+    await tool?.shutdown();
+    await rt?.close();
+  });
+
+  let student: Page;
+  let frame: FrameLocator;
+
+  it('shows the desktop of a running lab inside the course iframe (canvas not blank)', async () => {
+    student = await ctx.newPage();
+    await student.goto(host.url(`${tool.url}/lab/alicelab#session=${tok.alice}`));
+    frame = student.frameLocator('#tool');
+    await frame.locator('h1', { hasText: 'Linux basics' }).waitFor();
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor({ timeout: 15_000 });
+    await waitFor(async () => (await canvasStats(frame)).colours > 20, 10_000, 'the desktop drawn');
+    const s = await canvasStats(frame);
+    assert.ok(s.bright > 100, `text band visible (${s.bright} bright pixels)`);
+    const src = await frame.locator('body').evaluate(() => (globalThis as unknown as { location: { href: string } }).location.href);
+    assert.ok(!src.includes('session='), 'the session token was removed from the URL');
+    await screenshot(student, 'loopback-student-desktop');
+  });
+
+  it('echoes typing in the console and types a code block with "Send to web"', async () => {
+    await frame.getByRole('button', { name: 'Console', exact: true }).click();
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor();
+    await frame.locator('.host-console .xterm').click();
+    await student.keyboard.type('echo lab-4242');
+    await student.keyboard.press('Enter');
+    await frame.locator('.xterm-rows', { hasText: 'echo lab-4242' }).waitFor();
+    await frame.getByRole('button', { name: 'Send to web' }).click();
+    await waitFor(() => rt.connections.some((c) => c.channel === 'console' && Buffer.concat(c.received).toString().includes('echo sent-$((6*7))\r')), 5000, 'the command sent');
+    await frame.locator('.xterm-rows', { hasText: 'echo sent-$((6*7))' }).waitFor();
+  });
+
+  it('ticks every step to 100 % and publishes the full score', async () => {
+    for (const id of ['login', 'hostname']) {
+      await frame.locator(`input[data-step="${id}"]`).check();
+      await frame.locator(`input[data-step="${id}"]:not([disabled])`).waitFor();
+    }
+    await frame.getByRole('button', { name: 'Next ›' }).click();
+    await frame.locator('input[data-step="file"]').check();
+    await frame.locator('.instructions .progress .text', { hasText: '3 of 3 steps · 100 %' }).waitFor();
+    // the other tab's view can update (server push) a moment before the score is written
+    await waitFor(async () => (await GradeOutbox.countDocuments({ instanceId: 'alicelab', 'score.activityProgress': 'Completed' })) > 0, 5000, 'the final score');
+    const last = await GradeOutbox.findOne({ instanceId: 'alicelab' }).sort({ timestamp: -1 }).lean();
+    assert.deepEqual([last?.score.scoreGiven, last?.score.scoreMaximum, last?.score.activityProgress, last?.score.gradingProgress], [10, 10, 'Completed', 'FullyGraded']);
+    await frame.getByRole('button', { name: '‹ Previous' }).click();
+    await screenshot(student, 'loopback-student-console');
+  });
+
+  it('reconnects by itself when the connection to the machine drops', async () => {
+    const dials = rt.dials;
+    for (const c of rt.connections) if (c.channel === 'console' && !c.socket.destroyed) c.socket.destroy();
+    await frame.locator('.panel:not([hidden]) .link-reconnecting').waitFor({ timeout: 5000 });
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor({ timeout: 10_000 });
+    assert.ok(rt.dials > dials, 'a new connection with a new ticket');
+  });
+
+  it('lets the teacher see progress in the overview, watch view-only (no input reaches the machine) and reset', async () => {
+    const t = await ctx.newPage();
+    await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
+    const row = t.locator('tr[data-instance="alicelab"]');
+    await row.locator('.progress .text', { hasText: '3/3 · 100 %' }).waitFor();
+    await screenshot(t, 'loopback-teacher-overview');
+    await row.getByRole('link', { name: 'Open (view only)' }).click();
+    await t.locator('.view-only').waitFor();
+    await t.locator('.panel:not([hidden]) .link-connected', { hasText: 'view only' }).waitFor({ timeout: 15_000 });
+    await waitFor(async () => (await t.locator('.host-vnc canvas').first().evaluate((el) => (el as unknown as Canvas).width)) > 0, 10_000, 'teacher canvas');
+    const keys = rfb.keys.length;
+    await t.locator('.host-vnc canvas').first().click();
+    await t.keyboard.type('rm -rf');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(rfb.keys.length, keys, 'no key reached the desktop');
+    assert.equal(await t.locator('input.step-box:not([disabled])').count(), 0, 'teachers cannot tick steps');
+    await screenshot(t, 'loopback-teacher-view');
+    await t.getByRole('button', { name: 'Reset web' }).click();
+    await t.getByRole('dialog').getByRole('button', { name: 'Reset web' }).click();
+    await waitFor(() => rt.resets.some((r) => r.id === 'alicelab' && r.machine === 'web'), 5000, 'reset requested');
+    await t.close();
+  });
+
+  it('shows provisioning progress pushed by the server, then the lab; a failure offers a retry', async () => {
+    await rt.add({ id: 'provlab', userId: 'alice', state: 'provisioning' });
+    await LabInstance.updateOne({ _id: 'provlab' }, { $set: { progress: { phase: 'queued', percent: 0, message: 'Queued' } } });
+    const p = await ctx.newPage();
+    await p.goto(host.url(`${tool.url}/lab/provlab#session=${tok.alice}`));
+    const f = p.frameLocator('#tool');
+    await f.getByRole('heading', { name: 'Preparing your lab' }).waitFor();
+    await f.locator('#app[data-live="up"]').waitFor();
+    rt.emit({ type: 'progress', instanceId: 'provlab', progress: { phase: 'disks', percent: 35, message: 'Copying the disk images' } });
+    await f.locator('.provisioning .progress .text', { hasText: '35 %' }).waitFor();
+    await f.locator('.phases li.current', { hasText: 'Preparing the disks' }).waitFor();
+    await screenshot(p, 'loopback-provisioning');
+    await LabInstance.updateOne({ _id: 'provlab' }, { $set: { failureReason: 'The machine "web" did not boot in time.' } });
+    await rt.setStateForTest('provlab', 'failed');
+    await f.getByRole('alert').getByText('did not boot in time').waitFor();
+    await f.getByRole('button', { name: 'Try again' }).click();
+    await f.locator('.workspace').waitFor();
+    await p.close();
+  });
+
+  it('tells the student when the lab is stopped', async () => {
+    await rt.stop('alicelab');
+    await frame.getByRole('heading', { name: 'Lab not running' }).waitFor({ timeout: 5000 });
+  });
+});

@@ -1,0 +1,44 @@
+/** Headless Chromium for browser tests (the system's /usr/bin/chromium through playwright-core). */
+import fs from 'node:fs';
+import path from 'node:path';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const ARTIFACTS = path.resolve('test-artifacts');
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+  });
+}
+
+export async function screenshot(page: Page, name: string): Promise<string> {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  // let progress bars finish their transition, so the picture shows the real state
+  await new Promise((r) => setTimeout(r, 600));
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/** A page on another origin that frames a URL the way Moodle does (for "inside the iframe" checks). */
+export async function startFramingHost(): Promise<{ url(frameSrc: string): string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const src = new URL(req.url ?? '/', 'http://x').searchParams.get('src') ?? '';
+    res.setHeader('content-type', 'text/html');
+    res.end(`<!doctype html><html><head><meta charset="utf-8"><title>Course: Networks 101</title><style>
+body{margin:0;font-family:sans-serif;background:#f1f1f1} header{background:#0f6cbf;color:#fff;padding:10px 16px;font-size:18px}
+nav{float:left;width:200px;height:calc(100vh - 44px);background:#fff;border-right:1px solid #ddd;padding:12px;box-sizing:border-box}
+main{margin-left:200px;padding:10px 16px} iframe{width:100%;height:calc(100vh - 90px);border:1px solid #ccc;background:#fff}
+</style></head><body><header>Moodle · Networks 101</header><nav>Course index<br><br>Week 1<br>Linux basics lab</nav>
+<main><h3 style="margin:4px 0 8px">Linux basics lab</h3><iframe id="tool" src="${src.replace(/"/g, '&quot;')}" allow="clipboard-read; clipboard-write; fullscreen"></iframe></main></body></html>`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: (frameSrc) => `http://localhost:${port}/?src=${encodeURIComponent(frameSrc)}`,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
