@@ -152,6 +152,8 @@ cat >"$root/etc/agent" <<'EOF'
 # Request (one line):  <id> <timeoutSeconds> <maxBytes> <base64 of the script>
 # Reply:  "R <id> <exit> <stdoutBytes> <stderrBytes>" then a line of base64 stdout, a line of base64 stderr.
 export PATH=/bin:/sbin HOME=/root
+# init starts us on the console: nothing of ours may ever show there
+exec </dev/null >/dev/null 2>&1
 port=
 for d in /sys/class/virtio-ports/*; do [ "$(cat "$d/name" 2>/dev/null)" = lab.agent ] && port="/dev/${d##*/}"; done
 if [ -z "$port" ]; then sleep 3600; exit 0; fi
@@ -160,7 +162,9 @@ while :; do
   while read -r id t max b64 <&3; do
     [ -n "$b64" ] || continue
     echo "$b64" | base64 -d >/tmp/.agent.cmd
-    timeout "$t" sh /tmp/.agent.cmd </dev/null >/tmp/.agent.out 2>/tmp/.agent.err
+    # 3<&-: the command (and busybox timeout's watcher, which lives for $t seconds) must not hold
+    # the port open, or the agent cannot reopen it after the host disconnects (EBUSY)
+    timeout "$t" sh /tmp/.agent.cmd </dev/null >/tmp/.agent.out 2>/tmp/.agent.err 3<&-
     rc=$?
     { echo "R $id $rc $(wc -c </tmp/.agent.out) $(wc -c </tmp/.agent.err)"
       head -c "$max" /tmp/.agent.out | base64 | tr -d '\n'; echo
