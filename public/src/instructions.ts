@@ -1,14 +1,17 @@
 /**
  * The instructions panel: pages (sanitized HTML from the server), step checkboxes stored per
  * instance, a progress bar of ticked steps, and code blocks with "Copy" and "Send to <machine>".
- * The score is computed by the server from the stored ticks; this only shows what it returns.
+ * Steps with automatic checks get a "Check" button and their latest result (hint when failed).
+ * The score is computed by the server from the stored ticks or checks; this only shows what it returns.
  */
 import { announce, h, progressBar } from './dom.js';
-import type { InstanceView, StepProgress } from './types.js';
+import type { CheckScore, InstanceView, StepChecksView, StepProgress, StepRun } from './types.js';
 
 export interface InstructionsDeps {
   view: InstanceView;
   tick(stepId: string, done: boolean): Promise<{ steps: Record<string, string>; progress: StepProgress }>;
+  /** Run the step's automatic checks now. */
+  check(stepId: string): Promise<StepRun>;
   sendTo(machine: string, text: string): Promise<boolean>;
   machines: string[];
 }
@@ -20,9 +23,14 @@ export class InstructionsPanel {
   private readonly pager = h('nav', { class: 'pager', 'aria-label': 'Instruction pages' });
   private page = 0;
   private ticks: Record<string, string>;
+  private readonly checkResults: Record<string, StepChecksView>;
+  /** Grading by checks: the bar shows the checks' score, not the ticks. */
+  private readonly byChecks: boolean;
 
   constructor(private readonly d: InstructionsDeps) {
     this.ticks = { ...d.view.steps };
+    this.checkResults = { ...(d.view.checks?.steps ?? {}) };
+    this.byChecks = d.view.instructions?.grading.mode === 'checks' && Boolean(d.view.checks);
     const ins = d.view.instructions;
     this.el = h('section', { class: 'instructions', 'aria-label': 'Instructions' },
       h('header', {}, h('h2', {}, 'Instructions'), this.bar.el),
@@ -33,7 +41,8 @@ export class InstructionsPanel {
       this.bar.el.hidden = true;
       return;
     }
-    if (d.view.stepProgress) this.setProgress(d.view.stepProgress);
+    if (this.byChecks && d.view.checks) this.setCheckScore(d.view.checks.score);
+    else if (d.view.stepProgress) this.setProgress(d.view.stepProgress);
     else this.bar.el.hidden = true;
     this.renderPage(0);
   }
@@ -88,7 +97,78 @@ export class InstructionsPanel {
       el.classList.add('step');
       el.classList.toggle('done', Boolean(this.ticks[id]));
       el.prepend(box);
+      // a heading step gets its check below the heading, a block step at its end
+      if (step?.hasChecks) {
+        const tools = this.checkTools(id, step.title);
+        if (/^H[1-6]$/.test(el.tagName)) el.after(tools);
+        else el.append(tools);
+      }
     }
+  }
+
+  /** "Check" (for the owner) and the step's latest result. */
+  private checkTools(id: string, title: string): HTMLElement {
+    const result = h('div', { class: 'check-result', 'data-check-result': id, role: 'status', 'aria-live': 'polite' });
+    const tools = h('div', { class: 'check-tools' });
+    if (this.d.view.mode === 'control') {
+      const btn = h('button', { type: 'button', class: 'small primary', 'data-check': id, 'aria-label': `Check: ${title}` }, 'Check');
+      btn.addEventListener('click', () => void this.runCheck(id, btn, result));
+      tools.append(btn);
+    }
+    tools.append(result);
+    const r = this.checkResults[id];
+    if (r) this.renderCheck(result, r);
+    return tools;
+  }
+
+  private async runCheck(id: string, btn: HTMLButtonElement, result: HTMLElement): Promise<void> {
+    btn.disabled = true;
+    result.className = 'check-result running';
+    result.textContent = 'Checking…';
+    try {
+      const run = await this.d.check(id);
+      this.setCheck(id, run);
+      announce(run.passed ? 'Check passed.' : 'Check not passed yet.');
+    } catch (err) {
+      result.className = 'check-result error';
+      result.textContent = (err as Error).message;
+      announce(`Could not check: ${(err as Error).message}`);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  /** A check result for a step (from pressing "Check" or pushed live by the server). */
+  setCheck(stepId: string, run: Pick<StepRun, 'passed' | 'at' | 'checks' | 'score'>): void {
+    this.checkResults[stepId] = { passed: run.passed, at: run.at, checks: run.checks };
+    const el = this.content.querySelector<HTMLElement>(`[data-check-result="${CSS.escape(stepId)}"]`);
+    if (el) this.renderCheck(el, this.checkResults[stepId]);
+    if (run.score && this.byChecks) this.setCheckScore(run.score);
+  }
+
+  private renderCheck(el: HTMLElement, r: StepChecksView): void {
+    const teacher = this.d.view.mode !== 'control';
+    el.replaceChildren();
+    if (!r.at) return;
+    el.className = `check-result ${r.passed ? 'passed' : 'failed'}`;
+    const when = new Date(r.at).toLocaleTimeString();
+    el.append(h('strong', {}, r.passed ? '✓ Passed' : '✗ Not yet'), h('span', { class: 'muted' }, ` · checked ${when}`));
+    const failed = r.checks.filter((c) => !c.passed);
+    if (failed.length) {
+      el.append(h('ul', { class: 'hints' }, ...failed.map((c) => h('li', {}, c.timedOut ? 'The check timed out. ' : '', c.hint ?? 'This check did not pass.'))));
+    }
+    if (teacher) {
+      for (const c of r.checks) {
+        if (c.output === undefined) continue;
+        el.append(h('details', {}, h('summary', {}, `Check ${c.index + 1} on ${c.machine}: ${c.passed ? 'passed' : c.timedOut ? 'timed out' : `exit ${c.exitCode ?? '–'}`}${c.passedAt ? ` · first passed ${new Date(c.passedAt).toLocaleTimeString()}` : ''}`), h('pre', { class: 'check-output' }, c.output || '(no output)')));
+      }
+    }
+  }
+
+  private setCheckScore(s: CheckScore): void {
+    const percent = s.max > 0 ? Math.round((100 * s.given) / s.max) : 0;
+    this.bar.el.hidden = false;
+    this.bar.set(percent, `Score ${s.given} of ${s.max}${s.complete ? ' · all checks passed' : ''}`);
   }
 
   private async toggle(id: string, box: HTMLInputElement): Promise<void> {
@@ -114,7 +194,7 @@ export class InstructionsPanel {
       box.closest('.step')?.classList.toggle('done', on);
     }
     const ins = this.d.view.instructions;
-    if (ins) {
+    if (ins && !this.byChecks) {
       const total = ins.steps.reduce((n, s) => n + Math.max(0, s.weight), 0);
       const got = ins.steps.filter((s) => this.ticks[s.id]).reduce((n, s) => n + Math.max(0, s.weight), 0);
       const ticked = ins.steps.filter((s) => this.ticks[s.id]).length;
@@ -124,6 +204,7 @@ export class InstructionsPanel {
   }
 
   private setProgress(p: StepProgress): void {
+    if (this.byChecks) return;
     this.bar.el.hidden = p.total === 0;
     this.bar.set(p.percent, `${p.ticked} of ${p.total} steps · ${p.percent} %`);
   }

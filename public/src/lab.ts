@@ -5,7 +5,7 @@
 import './lab.css';
 import { ApiError, Session } from './api.js';
 import { announce, clear, confirmDialog, formatDuration, h } from './dom.js';
-import type { InstanceView, LabEvent, StepProgress } from './types.js';
+import type { InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
 import { ProvisioningPanel, failurePanel, stoppedPanel } from './provisioning.js';
 import { Workspace } from './workspace.js';
 import { InstructionsPanel } from './instructions.js';
@@ -68,6 +68,9 @@ class LabPage {
       case 'steps':
         this.view.steps = e.steps;
         this.instructions?.setTicks(e.steps);
+        break;
+      case 'check':
+        if (e.checks) this.instructions?.setCheck(e.stepId, { passed: e.passed, at: e.at, checks: e.checks, ...(e.score ? { score: e.score } : {}) });
         break;
       default:
         break;
@@ -190,6 +193,7 @@ class LabPage {
       machines: ws.machineNames(),
       sendTo: (m, text) => ws.sendTo(m, text),
       tick: (stepId, done) => this.s.api<{ steps: Record<string, string>; progress: StepProgress }>('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}`, { done }),
+      check: (stepId) => this.s.api<StepRun>('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}/check`, {}),
     });
     const pausedNote = h('div', { class: 'paused-note', role: 'status' }, 'The lab is paused.');
     this.body.replaceChildren(h('div', { class: 'lab-grid' }, this.instructions.el, ws.el), pausedNote);
