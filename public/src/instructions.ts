@@ -7,19 +7,11 @@
 import { announce, h, progressBar } from './dom.js';
 import type { CheckScore, InstanceView, StepChecksView, StepProgress, StepRun } from './types.js';
 
-export interface CheckState {
-  passed: boolean;
-  hint?: string;
-  running?: boolean;
-}
-
 export interface InstructionsDeps {
   view: InstanceView;
   /** Run a step's automatic checks now (owner); absent when checks are not available. */
-  check?(stepId: string): Promise<{ passed: boolean; checks: Array<{ hint?: string; passed: boolean }> }>;
+  check?(stepId: string): Promise<StepRun>;
   tick(stepId: string, done: boolean): Promise<{ steps: Record<string, string>; progress: StepProgress }>;
-  /** Run the step's automatic checks now. */
-  check(stepId: string): Promise<StepRun>;
   sendTo(machine: string, text: string): Promise<boolean>;
   machines: string[];
 }
@@ -31,13 +23,11 @@ export class InstructionsPanel {
   private readonly pager = h('nav', { class: 'pager', 'aria-label': 'Instruction pages' });
   private page = 0;
   private ticks: Record<string, string>;
-<<<<<<< HEAD
+  /** Latest check result per step (from the instance view, a run here, or pushed by the server). */
   private readonly checkResults: Record<string, StepChecksView>;
+  private readonly checkRunning = new Set<string>();
   /** Grading by checks: the bar shows the checks' score, not the ticks. */
   private readonly byChecks: boolean;
-=======
-  private readonly checks = new Map<string, CheckState>();
->>>>>>> main
 
   constructor(private readonly d: InstructionsDeps) {
     this.ticks = { ...d.view.steps };
@@ -109,86 +99,13 @@ export class InstructionsPanel {
       el.classList.add('step');
       el.classList.toggle('done', Boolean(this.ticks[id]));
       el.prepend(box);
-<<<<<<< HEAD
-      // a heading step gets its check below the heading, a block step at its end
-      if (step?.hasChecks) {
-        const tools = this.checkTools(id, step.title);
-        if (/^H[1-6]$/.test(el.tagName)) el.after(tools);
-        else el.append(tools);
-=======
       if (step?.hasChecks) {
         if (el.tagName === 'LI') el.append(this.checkRow(id));
         else el.after(this.checkRow(id));
->>>>>>> main
       }
     }
   }
 
-<<<<<<< HEAD
-  /** "Check" (for the owner) and the step's latest result. */
-  private checkTools(id: string, title: string): HTMLElement {
-    const result = h('div', { class: 'check-result', 'data-check-result': id, role: 'status', 'aria-live': 'polite' });
-    const tools = h('div', { class: 'check-tools' });
-    if (this.d.view.mode === 'control') {
-      const btn = h('button', { type: 'button', class: 'small primary', 'data-check': id, 'aria-label': `Check: ${title}` }, 'Check');
-      btn.addEventListener('click', () => void this.runCheck(id, btn, result));
-      tools.append(btn);
-    }
-    tools.append(result);
-    const r = this.checkResults[id];
-    if (r) this.renderCheck(result, r);
-    return tools;
-  }
-
-  private async runCheck(id: string, btn: HTMLButtonElement, result: HTMLElement): Promise<void> {
-    btn.disabled = true;
-    result.className = 'check-result running';
-    result.textContent = 'Checking…';
-    try {
-      const run = await this.d.check(id);
-      this.setCheck(id, run);
-      announce(run.passed ? 'Check passed.' : 'Check not passed yet.');
-    } catch (err) {
-      result.className = 'check-result error';
-      result.textContent = (err as Error).message;
-      announce(`Could not check: ${(err as Error).message}`);
-    } finally {
-      btn.disabled = false;
-    }
-  }
-
-  /** A check result for a step (from pressing "Check" or pushed live by the server). */
-  setCheck(stepId: string, run: Pick<StepRun, 'passed' | 'at' | 'checks' | 'score'>): void {
-    this.checkResults[stepId] = { passed: run.passed, at: run.at, checks: run.checks };
-    const el = this.content.querySelector<HTMLElement>(`[data-check-result="${CSS.escape(stepId)}"]`);
-    if (el) this.renderCheck(el, this.checkResults[stepId]);
-    if (run.score && this.byChecks) this.setCheckScore(run.score);
-  }
-
-  private renderCheck(el: HTMLElement, r: StepChecksView): void {
-    const teacher = this.d.view.mode !== 'control';
-    el.replaceChildren();
-    if (!r.at) return;
-    el.className = `check-result ${r.passed ? 'passed' : 'failed'}`;
-    const when = new Date(r.at).toLocaleTimeString();
-    el.append(h('strong', {}, r.passed ? '✓ Passed' : '✗ Not yet'), h('span', { class: 'muted' }, ` · checked ${when}`));
-    const failed = r.checks.filter((c) => !c.passed);
-    if (failed.length) {
-      el.append(h('ul', { class: 'hints' }, ...failed.map((c) => h('li', {}, c.timedOut ? 'The check timed out. ' : '', c.hint ?? 'This check did not pass.'))));
-    }
-    if (teacher) {
-      for (const c of r.checks) {
-        if (c.output === undefined) continue;
-        el.append(h('details', {}, h('summary', {}, `Check ${c.index + 1} on ${c.machine}: ${c.passed ? 'passed' : c.timedOut ? 'timed out' : `exit ${c.exitCode ?? '–'}`}${c.passedAt ? ` · first passed ${new Date(c.passedAt).toLocaleTimeString()}` : ''}`), h('pre', { class: 'check-output' }, c.output || '(no output)')));
-      }
-    }
-  }
-
-  private setCheckScore(s: CheckScore): void {
-    const percent = s.max > 0 ? Math.round((100 * s.given) / s.max) : 0;
-    this.bar.el.hidden = false;
-    this.bar.set(percent, `Score ${s.given} of ${s.max}${s.complete ? ' · all checks passed' : ''}`);
-=======
   /** "Check my work" for a step with automatic checks, and its latest result. */
   private checkRow(stepId: string): HTMLElement {
     const row = h('div', { class: 'check-row', 'data-check': stepId });
@@ -197,35 +114,64 @@ export class InstructionsPanel {
   }
 
   private renderCheck(row: HTMLElement, stepId: string): void {
-    const st = this.checks.get(stepId);
+    const r = this.checkResults[stepId];
+    const running = this.checkRunning.has(stepId);
     row.replaceChildren();
     if (this.d.check && this.d.view.mode === 'control') {
-      const b = h('button', { type: 'button', class: 'small', disabled: st?.running }, st?.running ? 'Checking…' : 'Check my work');
+      const b = h('button', { type: 'button', class: 'small', disabled: running }, running ? 'Checking…' : 'Check my work');
       b.addEventListener('click', () => void this.runCheck(stepId));
       row.append(b);
     }
-    const status = h('span', { class: `check-status ${st && !st.running ? (st.passed ? 'passed' : 'failed') : ''}`, role: 'status' });
-    if (st && !st.running) status.append(st.passed ? '✓ Passed' : `✗ Not yet${st.hint ? `: ${st.hint}` : ''}`);
+    const status = h('div', { class: `check-status ${r?.at && !running ? (r.passed ? 'passed' : 'failed') : ''}`, role: 'status' });
     row.append(status);
+    if (!r?.at || running) return;
+    status.append(h('strong', {}, r.passed ? '✓ Passed' : '✗ Not yet'), h('span', { class: 'muted' }, ` · checked ${new Date(r.at).toLocaleTimeString()}`));
+    const failed = r.checks.filter((c) => !c.passed);
+    if (failed.length) status.append(h('ul', { class: 'hints' }, ...failed.map((c) => h('li', {}, c.timedOut ? 'The check timed out. ' : '', c.hint ?? 'This check did not pass.'))));
+    // a teacher sees what each check printed
+    for (const c of r.checks) {
+      if (c.output === undefined) continue;
+      const what = c.passed ? 'passed' : c.timedOut ? 'timed out' : `exit ${c.exitCode ?? '–'}`;
+      status.append(h('details', {}, h('summary', {}, `Check ${c.index + 1} on ${c.machine}: ${what}${c.passedAt ? ` · first passed ${new Date(c.passedAt).toLocaleTimeString()}` : ''}`), h('pre', { class: 'check-output' }, c.output || '(no output)')));
+    }
   }
 
   private async runCheck(stepId: string): Promise<void> {
-    this.setCheck(stepId, { ...(this.checks.get(stepId) ?? { passed: false }), running: true });
+    this.checkRunning.add(stepId);
+    this.redrawCheck(stepId);
     try {
-      const r = await this.d.check!(stepId);
-      const hint = r.checks.find((c) => !c.passed && c.hint)?.hint;
-      this.setCheck(stepId, { passed: r.passed, ...(hint ? { hint } : {}) });
+      const run = await this.d.check!(stepId);
+      this.checkRunning.delete(stepId);
+      this.setCheck(stepId, run);
+      announce(run.passed ? 'Check passed.' : 'Check not passed yet.');
     } catch (err) {
-      this.setCheck(stepId, { passed: false, hint: (err as Error).message });
+      this.checkRunning.delete(stepId);
+      this.redrawCheck(stepId);
+      const row = this.content.querySelector<HTMLElement>(`.check-row[data-check="${CSS.escape(stepId)}"] .check-status`);
+      if (row) {
+        row.className = 'check-status failed';
+        row.textContent = (err as Error).message;
+      }
+      announce(`Could not check: ${(err as Error).message}`);
     }
   }
 
   /** A check result (from a run here or pushed by the server). */
-  setCheck(stepId: string, st: CheckState): void {
-    this.checks.set(stepId, st);
+  setCheck(stepId: string, run: Pick<StepRun, 'passed' | 'at' | 'checks' | 'score'>): void {
+    this.checkResults[stepId] = { passed: run.passed, at: run.at, checks: run.checks };
+    this.redrawCheck(stepId);
+    if (run.score && this.byChecks) this.setCheckScore(run.score);
+  }
+
+  private redrawCheck(stepId: string): void {
     const row = this.content.querySelector<HTMLElement>(`.check-row[data-check="${CSS.escape(stepId)}"]`);
     if (row) this.renderCheck(row, stepId);
->>>>>>> main
+  }
+
+  private setCheckScore(s: CheckScore): void {
+    const percent = s.max > 0 ? Math.round((100 * s.given) / s.max) : 0;
+    this.bar.el.hidden = false;
+    this.bar.set(percent, `Score ${s.given} of ${s.max}${s.complete ? ' · all checks passed' : ''}`);
   }
 
   private async toggle(id: string, box: HTMLInputElement): Promise<void> {

@@ -58,8 +58,8 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
 
     const page: Page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
     await page.goto(`${tool.url}/lab/${inst._id}#session=${token}`);
-    const result = page.locator('[data-check-result="make-dir"]');
-    await page.locator('button[data-check="make-dir"]').click();
+    const result = page.locator('.check-row[data-check="make-dir"] .check-status');
+    await page.locator('.check-row[data-check="make-dir"] button', { hasText: 'Check my work' }).click();
     await result.filter({ hasText: 'Not yet' }).waitFor({ timeout: 20_000 });
     assert.match(await result.innerText(), /The directory \/tmp\/notes does not exist yet\. Try mkdir \/tmp\/notes/);
     await screenshot(page, 'checks-hint');
@@ -71,7 +71,7 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
 
     const navigations: string[] = [];
     page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations.push(f.url()); });
-    await page.locator('button[data-check="make-dir"]').click();
+    await page.locator('.check-row[data-check="make-dir"] button', { hasText: 'Check my work' }).click();
     await result.filter({ hasText: 'Passed' }).waitFor({ timeout: 20_000 });
     assert.doesNotMatch(await result.innerText(), /mkdir/, 'no hint once passed');
     await page.locator('.instructions .progress .text', { hasText: 'Score 12.5 of 100' }).waitFor({ timeout: 5000 });
@@ -79,7 +79,7 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     // a check run from another tab (or the background) is pushed to this page live
     const other = await fetch(`${tool.url}/api/instances/${inst._id}/steps/write-file/check`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
     assert.equal(other.status, 200);
-    await page.locator('[data-check-result="write-file"]', { hasText: 'Passed' }).waitFor({ timeout: 10_000 });
+    await page.locator('.check-row[data-check="write-file"] .check-status', { hasText: 'Passed' }).waitFor({ timeout: 10_000 });
     await page.locator('.instructions .progress .text', { hasText: 'Score 37.5 of 100' }).waitFor({ timeout: 5000 });
     assert.deepEqual(navigations, [], 'the page never reloaded');
     await screenshot(page, 'checks-passed');
