@@ -218,6 +218,20 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       runtime = labService = svc;
     } else runtime = placeholderRuntime();
     // --- end runtime ------------------------------------------------------------------------------
+    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
+    let checks: CheckRunner | undefined;
+    {
+      await ensureIndexes([CheckResult]);
+      const runner = new CheckRunner({
+        runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
+        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+      });
+      runner.start();
+      closers.push({ name: 'checks', close: () => runner.close() });
+      mounts.push({ path: '/', router: checkRoutes({ runtime, runner, sessions }) });
+      checks = runner;
+    }
+    // --- end checks ---------------------------------------------------------------------------
     // --- lab page + proxy -------------------------------------------------------------------
     const beforeClose: Array<() => void> = [];
     await ensureIndexes([TicketUse]);
@@ -240,26 +254,12 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       const pageLabs = opts.labs ?? labs;
       const catalog = new LabCatalogCache(pageLabs);
       mounts.push(
-        { path: '/', router: labApiRouter({ runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
-        { path: '/', router: courseApiRouter({ sessions, catalog, userNames }) },
+        { path: '/', router: labApiRouter({ runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, checks, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
+        { path: '/', router: courseApiRouter({ sessions, catalog, userNames, checks }) },
         { path: '/', router: labPagesRouter() },
       );
     }
     // --- end lab page + proxy ---------------------------------------------------------------
-    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
-    let checks: CheckRunner | undefined;
-    {
-      await ensureIndexes([CheckResult]);
-      const runner = new CheckRunner({
-        runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
-        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
-      });
-      runner.start();
-      closers.push({ name: 'checks', close: () => runner.close() });
-      mounts.push({ path: '/', router: checkRoutes({ runtime, runner, sessions }) });
-      checks = runner;
-    }
-    // --- end checks ---------------------------------------------------------------------------
 
     // --- lti ------------------------------------------------------------------------------------
     const ltiLabs: LabDefinitions = opts.labs ?? labs;
