@@ -53,7 +53,7 @@ interface Vmi extends K8sObject {
   status?: { phase?: string; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>; reason?: string };
 }
 interface Vm extends K8sObject {
-  spec: { runStrategy?: string; running?: boolean };
+  spec: { runStrategy?: string; running?: boolean; dataVolumeTemplates?: unknown[] };
 }
 interface Pod extends K8sObject {
   status?: { phase?: string; containerStatuses?: Array<{ ready?: boolean; state?: { waiting?: { reason?: string; message?: string } } }> };
@@ -279,29 +279,63 @@ export class KubeVirtBackend implements LabBackend {
     if (spec) await this.waitBooted(handle, spec, () => undefined);
   }
 
-  /** Recreate the machine(s) from their current definitions: containerDisks and pods start from the image again. */
+  /**
+   * Put machines back to their image. A containerDisk VM gets a new VMI (KubeVirt's restart: the
+   * VM controller boots a fresh one from the image); a VM with DataVolumes and a container pod are
+   * deleted and created again from their current definitions.
+   */
   async reset(handle: LabHandle, machine?: string): Promise<void> {
     const ns = handle.name;
     const [vms, pods] = await Promise.all([
       this.client.request<{ items: Vm[] }>('GET', vmPath(ns)),
       this.client.request<{ items: Pod[] }>('GET', podPath(ns), { query: { labelSelector: SELECTOR } }),
     ]);
-    const pick = <T extends K8sObject>(l: T[]) => l.filter((o) => machine === undefined || o.metadata.name === machine);
-    const targets = [...pick(vms.items), ...pick(pods.items)];
+    const pick = <T extends K8sObject>(l: T[], apiVersion: string, kind: string) =>
+      l.filter((o) => machine === undefined || o.metadata.name === machine).map((o) => ({ ...o, apiVersion, kind }));
+    const targets: K8sObject[] = [...pick(vms.items, 'kubevirt.io/v1', 'VirtualMachine'), ...pick(pods.items, 'v1', 'Pod')];
     if (machine !== undefined && targets.length === 0) throw new NotFound(`no machine ${machine} in ${ns}`, { publicMessage: `There is no machine ${machine}.` });
     await Promise.all(
       targets.map(async (obj) => {
-        const path = objectPath(obj, obj.metadata.name);
+        const name = obj.metadata.name;
+        const vm = obj.kind === 'VirtualMachine' ? (obj as Vm) : undefined;
+        if (vm && !vm.spec.dataVolumeTemplates?.length) {
+          const old = this.vmis.get(ns, name)?.metadata.uid;
+          await this.client.remove(`/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachineinstances/${name}`);
+          if (vm.spec.runStrategy !== 'Halted') await this.waitNewVmi(ns, name, old);
+          return;
+        }
+        const path = objectPath(obj, name);
         await this.client.remove(path, { propagation: 'Foreground' });
-        await this.waitGone(path, obj.kind === 'VirtualMachine' ? ns : undefined, obj.metadata.name);
+        await this.waitGone(path, vm ? ns : undefined, name);
         const fresh = cleanForCreate(obj);
-        if (obj.kind === 'VirtualMachine') (fresh as Vm).spec.runStrategy = 'Always';
+        if (vm) (fresh as Vm).spec.runStrategy = 'Always';
         await this.client.create(fresh);
       }),
     );
     const nsObj = await this.liveNamespace(handle);
     const spec = nsObj && this.storedSpec(nsObj);
     if (spec) await this.waitBooted(handle, { ...spec, machines: spec.machines.filter((m) => machine === undefined || m.name === machine) }, () => undefined);
+  }
+
+  /** Wait until the informer shows a VMI for the machine other than `oldUid`. */
+  private async waitNewVmi(ns: string, name: string, oldUid: string | undefined, timeoutMs = 120_000): Promise<void> {
+    const fresh = () => {
+      const v = this.vmis.get(ns, name);
+      return v !== undefined && v.metadata.uid !== oldUid;
+    };
+    if (fresh()) return;
+    await new Promise<void>((resolve, reject) => {
+      const off = this.vmis.on(() => {
+        if (fresh()) finish();
+      });
+      const t = setTimeout(() => finish(new BackendFailure(`no new VMI for ${ns}/${name}`, { publicMessage: 'Resetting the machine took too long.' })), timeoutMs);
+      function finish(err?: Error) {
+        off();
+        clearTimeout(t);
+        if (err) reject(err);
+        else resolve();
+      }
+    });
   }
 
   /** Wait until an object (and, for a VM, its VMI) is gone. */
