@@ -32,6 +32,20 @@ cp /bin/busybox "$root/bin/busybox"
 for a in $(/bin/busybox --list); do
   case "$a" in busybox) ;; *) ln -sf busybox "$root/bin/$a" ;; esac
 done
+# ping/traceroute for the unprivileged lab user: a setuid copy of busybox (its built-in rules drop
+# root for every applet that does not need it; no /etc/busybox.conf, which made applets of the
+# plain busybox crash); /etc/profile makes `ping` etc. call that copy (the shell would otherwise
+# run its own, unprivileged applet).
+cp /bin/busybox "$root/bin/busybox-suid"
+chmod 4755 "$root/bin/busybox-suid"
+cat >"$root/etc/profile" <<'PROFILE'
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PS1='\u@\h:\w\$ '
+if [ "$(id -u)" != 0 ]; then
+  for c in ping ping6 traceroute traceroute6 arping; do eval "$c() { /bin/busybox-suid $c \"\$@\"; }"; done
+fi
+cd "$HOME" 2>/dev/null
+PROFILE
 for a in init getty login halt poweroff reboot mdev insmod modprobe ifconfig route; do ln -sf ../bin/busybox "$root/sbin/$a"; done
 ln -sf bin/busybox "$root/init"
 
@@ -135,6 +149,8 @@ cat >"$root/etc/agent" <<'EOF'
 # Request (one line):  <id> <timeoutSeconds> <maxBytes> <base64 of the script>
 # Reply:  "R <id> <exit> <stdoutBytes> <stderrBytes>" then a line of base64 stdout, a line of base64 stderr.
 export PATH=/bin:/sbin HOME=/root
+# init starts us on the console: nothing of ours may ever show there
+exec </dev/null >/dev/null 2>&1
 port=
 for d in /sys/class/virtio-ports/*; do [ "$(cat "$d/name" 2>/dev/null)" = lab.agent ] && port="/dev/${d##*/}"; done
 if [ -z "$port" ]; then sleep 3600; exit 0; fi
@@ -143,7 +159,9 @@ while :; do
   while read -r id t max b64 <&3; do
     [ -n "$b64" ] || continue
     echo "$b64" | base64 -d >/tmp/.agent.cmd
-    timeout "$t" sh /tmp/.agent.cmd </dev/null >/tmp/.agent.out 2>/tmp/.agent.err
+    # 3<&-: the command (and busybox timeout's watcher, which lives for $t seconds) must not hold
+    # the port open, or the agent cannot reopen it after the host disconnects (EBUSY)
+    timeout "$t" sh /tmp/.agent.cmd </dev/null >/tmp/.agent.out 2>/tmp/.agent.err 3<&-
     rc=$?
     { echo "R $id $rc $(wc -c </tmp/.agent.out) $(wc -c </tmp/.agent.err)"
       head -c "$max" /tmp/.agent.out | base64 | tr -d '\n'; echo
@@ -160,7 +178,7 @@ echo "<html><body><h1>lab-tiny</h1></body></html>" >"$root/www/index.html"
 
 mkdir -p "$out.tmp"
 cp "$kernel" "$out.tmp/vmlinuz"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/initramfs.gz"
+(cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -6) >"$out.tmp/initramfs.gz"
 # /home base disk: 256 MiB ext4 without metadata checksums (no crc32c needed), empty but for lost+found
 truncate -s 256M "$work/home.raw"
 mkfs.ext4 -q -F -L home -O ^metadata_csum,^has_journal "$work/home.raw" >/dev/null

@@ -38,15 +38,24 @@ need_ferretdb() {
 }
 
 # Guest image "lab-tiny" (Debian kernel + busybox initramfs + /home base disk) for the QEMU backend,
-# built from installed Debian packages into $LAB_TOOLS_DIR/images/lab-tiny, rebuilt when the script changes.
+# built from installed Debian packages. Each build goes to images/lab-tiny-<hash of the recipe> and
+# images/lab-tiny is switched to it atomically: files a running or stopped lab uses are never
+# replaced (overlays point at their exact base disk). Sets GUEST_IMAGE_PATH to the version dir.
 need_guest_image() {
   need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs
-  local dir="$LAB_TOOLS_DIR/images/lab-tiny"
-  local stamp="$dir/.built-$( (cat "$ROOT/scripts/build-guest-image.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
-  if [ -f "$stamp" ]; then return 0; fi
-  say "building guest image lab-tiny (a few seconds)"
-  bash "$ROOT/scripts/build-guest-image.sh" "$dir"
-  touch "$stamp"
+  local images="$LAB_TOOLS_DIR/images" hash
+  hash="$( (cat "$ROOT/scripts/build-guest-image.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
+  GUEST_IMAGE_PATH="$images/lab-tiny-$hash"
+  mkdir -p "$images"
+  if [ ! -f "$GUEST_IMAGE_PATH/.complete" ]; then
+    say "building guest image lab-tiny (a few seconds)"
+    bash "$ROOT/scripts/build-guest-image.sh" "$GUEST_IMAGE_PATH"
+    touch "$GUEST_IMAGE_PATH/.complete"
+  fi
+  if [ "$(readlink "$images/lab-tiny" 2>/dev/null)" != "lab-tiny-$hash" ]; then
+    [ -L "$images/lab-tiny" ] || rm -rf "$images/lab-tiny"   # a plain folder from an older layout
+    ln -sfn "lab-tiny-$hash" "$images/.lab-tiny.$$" && mv -Tf "$images/.lab-tiny.$$" "$images/lab-tiny"
+  fi
 }
 
 # Kubernetes control plane for the tests (kube-apiserver, kube-controller-manager, kubectl, etcd),

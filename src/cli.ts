@@ -4,6 +4,7 @@
  */
 import { loadConfig } from './config.js';
 import { AppError, ConfigError } from './errors.js';
+import { platformCommand } from './lti/platformCommand.js';
 
 export interface Command {
   summary: string;
@@ -23,7 +24,7 @@ Stops gracefully on SIGTERM or SIGINT.`,
     const { startTool } = await import('./main.js');
     const config = loadConfig();
     const tool = await startTool(config);
-    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\n\n`);
+    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\nLTI registration URL (paste into Moodle): ${tool.lti.urls.registration}\n\n`);
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       if (++signals > 1) process.exit(1);
@@ -54,7 +55,7 @@ prints nothing and exits 0 when every lab is valid.`,
   },
 };
 
-export const COMMANDS: Record<string, Command> = { serve, validate };
+export const COMMANDS: Record<string, Command> = { serve, validate, platform: platformCommand };
 
 function help(): string {
   const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(20)} ${c.summary}`);

@@ -6,8 +6,16 @@
 import { announce, h, progressBar } from './dom.js';
 import type { InstanceView, StepProgress } from './types.js';
 
+export interface CheckState {
+  passed: boolean;
+  hint?: string;
+  running?: boolean;
+}
+
 export interface InstructionsDeps {
   view: InstanceView;
+  /** Run a step's automatic checks now (owner); absent when checks are not available. */
+  check?(stepId: string): Promise<{ passed: boolean; checks: Array<{ hint?: string; passed: boolean }> }>;
   tick(stepId: string, done: boolean): Promise<{ steps: Record<string, string>; progress: StepProgress }>;
   sendTo(machine: string, text: string): Promise<boolean>;
   machines: string[];
@@ -20,6 +28,7 @@ export class InstructionsPanel {
   private readonly pager = h('nav', { class: 'pager', 'aria-label': 'Instruction pages' });
   private page = 0;
   private ticks: Record<string, string>;
+  private readonly checks = new Map<string, CheckState>();
 
   constructor(private readonly d: InstructionsDeps) {
     this.ticks = { ...d.view.steps };
@@ -88,7 +97,49 @@ export class InstructionsPanel {
       el.classList.add('step');
       el.classList.toggle('done', Boolean(this.ticks[id]));
       el.prepend(box);
+      if (step?.hasChecks) {
+        if (el.tagName === 'LI') el.append(this.checkRow(id));
+        else el.after(this.checkRow(id));
+      }
     }
+  }
+
+  /** "Check my work" for a step with automatic checks, and its latest result. */
+  private checkRow(stepId: string): HTMLElement {
+    const row = h('div', { class: 'check-row', 'data-check': stepId });
+    this.renderCheck(row, stepId);
+    return row;
+  }
+
+  private renderCheck(row: HTMLElement, stepId: string): void {
+    const st = this.checks.get(stepId);
+    row.replaceChildren();
+    if (this.d.check && this.d.view.mode === 'control') {
+      const b = h('button', { type: 'button', class: 'small', disabled: st?.running }, st?.running ? 'Checking…' : 'Check my work');
+      b.addEventListener('click', () => void this.runCheck(stepId));
+      row.append(b);
+    }
+    const status = h('span', { class: `check-status ${st && !st.running ? (st.passed ? 'passed' : 'failed') : ''}`, role: 'status' });
+    if (st && !st.running) status.append(st.passed ? '✓ Passed' : `✗ Not yet${st.hint ? `: ${st.hint}` : ''}`);
+    row.append(status);
+  }
+
+  private async runCheck(stepId: string): Promise<void> {
+    this.setCheck(stepId, { ...(this.checks.get(stepId) ?? { passed: false }), running: true });
+    try {
+      const r = await this.d.check!(stepId);
+      const hint = r.checks.find((c) => !c.passed && c.hint)?.hint;
+      this.setCheck(stepId, { passed: r.passed, ...(hint ? { hint } : {}) });
+    } catch (err) {
+      this.setCheck(stepId, { passed: false, hint: (err as Error).message });
+    }
+  }
+
+  /** A check result (from a run here or pushed by the server). */
+  setCheck(stepId: string, st: CheckState): void {
+    this.checks.set(stepId, st);
+    const row = this.content.querySelector<HTMLElement>(`.check-row[data-check="${CSS.escape(stepId)}"]`);
+    if (row) this.renderCheck(row, stepId);
   }
 
   private async toggle(id: string, box: HTMLInputElement): Promise<void> {

@@ -69,6 +69,9 @@ class LabPage {
         this.view.steps = e.steps;
         this.instructions?.setTicks(e.steps);
         break;
+      case 'check':
+        this.instructions?.setCheck(e.stepId, { passed: e.passed, ...(e.hint ? { hint: e.hint } : {}) });
+        break;
       default:
         break;
     }
@@ -137,6 +140,20 @@ class LabPage {
     }
   }
 
+  /** Latest check results, so a reload shows what already passed. */
+  private async loadChecks(): Promise<void> {
+    try {
+      const r = await this.s.api<{ steps: Record<string, { passed: boolean; at: string | null; checks: Array<{ passed: boolean; hint?: string }> }> }>('GET', `/api/instances/${instanceId}/checks`);
+      for (const [id, st] of Object.entries(r.steps)) {
+        if (!st.at) continue;
+        const hint = st.checks.find((c) => !c.passed && c.hint)?.hint;
+        this.instructions?.setCheck(id, { passed: st.passed, ...(hint ? { hint } : {}) });
+      }
+    } catch {
+      // checks are optional: the page works without them
+    }
+  }
+
   private tickClock(): void {
     const v = this.view;
     if (!v?.expiresAt || !['running', 'paused', 'provisioning'].includes(v.state)) {
@@ -189,8 +206,10 @@ class LabPage {
       view: v,
       machines: ws.machineNames(),
       sendTo: (m, text) => ws.sendTo(m, text),
+      check: (stepId) => this.s.api('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}/check`, {}),
       tick: (stepId, done) => this.s.api<{ steps: Record<string, string>; progress: StepProgress }>('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}`, { done }),
     });
+    if (v.instructions?.steps.some((st) => st.hasChecks)) void this.loadChecks();
     const pausedNote = h('div', { class: 'paused-note', role: 'status' }, 'The lab is paused.');
     this.body.replaceChildren(h('div', { class: 'lab-grid' }, this.instructions.el, ws.el), pausedNote);
   }

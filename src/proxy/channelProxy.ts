@@ -123,7 +123,7 @@ class ProxySession {
       if (this.closed) return;
       const up = await runtime.openChannel(c.instance, c.machine, c.channel);
       if (this.closed) {
-        up.destroy();
+        destroyQuietly(up);
         return;
       }
       this.upstream = up;
@@ -226,7 +226,7 @@ class ProxySession {
     for (const t of this.timers) clearInterval(t);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.unsubscribe?.();
-    this.upstream?.destroy();
+    if (this.upstream) destroyQuietly(this.upstream);
     if (o.terminate) this.ws.terminate();
     else if (!o.fromClient) {
       // a paused socket would never read the browser's answer to our close frame
@@ -237,6 +237,12 @@ class ProxySession {
     this.onClosed?.();
     this.log.info({ code: c.code, reason: c.reason, bytesToMachine: this.bytes.up, bytesToBrowser: this.bytes.down }, 'ws.closed');
   }
+}
+
+/** Some Duplex kinds (e.g. Duplex.from) emit an AbortError when destroyed: nobody needs it once we are closing. */
+function destroyQuietly(s: Duplex): void {
+  s.on('error', () => undefined);
+  s.destroy();
 }
 
 function toBuffer(d: RawData): Buffer {

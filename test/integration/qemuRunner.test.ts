@@ -54,6 +54,8 @@ describe('QemuRunner: one lab-tiny guest under QEMU', function () {
     await con.login('student', 'pa55-word');
     assert.equal((await con.run('echo hello-$((6*7)) && hostname')).trim(), 'hello-42\nalpha');
     assert.equal((await con.run('grep alpha /etc/hosts')).trim(), '10.10.0.11 alpha');
+    assert.equal((await con.run('whoami; id -u')).trim(), 'student\n1000');
+    assert.match(await con.run('ping -c 1 -W 2 127.0.0.1'), /1 packets received/);
     con.stream.destroy();
 
     await guest.stop();

@@ -1,6 +1,7 @@
 /** The lab-tiny guest image for tests that boot real VMs (built by scripts/lib.sh need_guest_image, cached). */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { defaultToolsDir } from '../../src/config.js';
 
@@ -8,12 +9,21 @@ export function guestImageDir(): string {
   return path.join(defaultToolsDir(), 'images');
 }
 
-/** Build the image if missing or stale (about a second), then return the images directory. */
+/**
+ * Build the image this checkout describes if missing (about a second), then return an images
+ * directory whose lab-tiny is exactly that build (a temp dir with a symlink: other checkouts
+ * sharing the tools cache may switch images/lab-tiny to their own build at any time).
+ */
 export function ensureGuestImage(): string {
   const root = path.resolve(import.meta.dirname, '../..');
-  execFileSync('bash', ['-c', `source "${root}/scripts/lib.sh"; need_guest_image`], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const dir = guestImageDir();
-  if (!fs.existsSync(path.join(dir, 'lab-tiny', 'vmlinuz'))) throw new Error(`guest image missing in ${dir}`);
+  const version = execFileSync('bash', ['-c', `source "${root}/scripts/lib.sh"; need_guest_image; echo "$GUEST_IMAGE_PATH"`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).toString().trim().split('\n').pop() ?? '';
+  if (!fs.existsSync(path.join(version, 'vmlinuz'))) throw new Error(`guest image missing in ${version}`);
+  const dir = path.join(os.tmpdir(), `lab-images-${path.basename(version)}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const link = path.join(dir, 'lab-tiny');
+  if (!fs.existsSync(link)) fs.symlinkSync(version, link);
   return dir;
 }
 

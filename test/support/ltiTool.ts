@@ -6,6 +6,8 @@ import type { DevPlatform } from '../../src/lti/devPlatform/createDevPlatform.js
 import type { DevPlatformActivityDoc } from '../../src/store/DevPlatform.js';
 import { startTestTool, type TestTool } from './tool.js';
 import { fakeLabs, type FakeLabs } from './fakeLabs.js';
+import { Platform } from '../../src/store/Platform.js';
+import type { Mount } from '../../src/http/createApp.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -20,20 +22,26 @@ export interface LtiTestTool {
   adminFetch(path: string, init?: RequestInit): Promise<Response>;
 }
 
-export async function startLtiTool(env: Record<string, string> = {}, o: { dbName?: string; fake?: FakeLabs } = {}): Promise<LtiTestTool> {
+/** `register: false` reuses the registration already in the database (a restart on the same port, DATA_DIR and database). */
+export async function startLtiTool(env: Record<string, string> = {}, o: { dbName?: string; fake?: FakeLabs; register?: boolean; extraMounts?: Mount[] } = {}): Promise<LtiTestTool> {
   const fake = o.fake ?? fakeLabs();
-  const tool = await startTestTool({ ADMIN_TOKEN, ...env }, { labs: fake.labs, runtime: fake.runtime, ...(o.dbName ? { dbName: o.dbName } : {}) });
+  const tool = await startTestTool({ ADMIN_TOKEN, ...env }, { labs: fake.labs, runtime: fake.runtime, ...(o.dbName ? { dbName: o.dbName } : {}), ...(o.extraMounts ? { extraMounts: o.extraMounts } : {}) });
   const dp = tool.devPlatform!;
   const u = tool.lti.urls;
   const adminFetch = (path: string, init: RequestInit = {}) =>
     fetch(`${tool.url}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...init.headers } });
-  let reg = (await dp.registerTool({ name: 'Lab Orchestrator', loginUrl: u.login, targetLinkUri: u.launch, jwksUrl: u.jwks, deepLinkUrl: u.deepLink }));
-  const res = await adminFetch('/api/admin/platforms', {
-    method: 'POST',
-    body: JSON.stringify({ issuer: dp.urls.issuer, clientId: reg._id, authUrl: dp.urls.auth, tokenUrl: dp.urls.token, jwksUrl: dp.urls.jwks, deploymentIds: [reg.deploymentId] }),
-  });
-  if (res.status !== 201 && res.status !== 200) throw new Error(`registering the dev platform failed: ${res.status} ${await res.text()}`);
-  reg = { ...reg };
+  let reg: { _id: string; deploymentId: string };
+  if (o.register === false) {
+    const p = (await Platform.findOne({ issuer: dp.urls.issuer }).lean())!;
+    reg = { _id: p.clientId, deploymentId: p.deploymentIds[0]! };
+  } else {
+    reg = await dp.registerTool({ name: 'Lab Orchestrator', loginUrl: u.login, targetLinkUri: u.launch, jwksUrl: u.jwks, deepLinkUrl: u.deepLink });
+    const res = await adminFetch('/api/admin/platforms', {
+      method: 'POST',
+      body: JSON.stringify({ issuer: dp.urls.issuer, clientId: reg._id, authUrl: dp.urls.auth, tokenUrl: dp.urls.token, jwksUrl: dp.urls.jwks, deploymentIds: [reg.deploymentId] }),
+    });
+    if (res.status !== 201 && res.status !== 200) throw new Error(`registering the dev platform failed: ${res.status} ${await res.text()}`);
+  }
   return {
     tool, dp, fake, clientId: reg._id, deploymentId: reg.deploymentId, adminFetch,
     activity: (labId = 'net-101', ao = {}) => dp.createActivity({

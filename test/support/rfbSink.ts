@@ -3,14 +3,14 @@
  * true-colour framebuffer drawn with a pattern and a light "text" band, answered in Raw encoding.
  * Records the key events it receives, so a test can tell whether input reached the "machine".
  */
-import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export interface RfbSinkState {
   keys: number[];
   pointerEvents: number;
 }
 
-export function serveRfb(socket: net.Socket, state: RfbSinkState, size = { w: 640, h: 400 }): void {
+export function serveRfb(socket: Duplex, state: RfbSinkState, size = { w: 640, h: 400 }): void {
   let buf = Buffer.alloc(0);
   let stage: 'version' | 'security' | 'init' | 'messages' = 'version';
   socket.write('RFB 003.008\n');

@@ -141,6 +141,7 @@ export class QemuRunner {
       fs.rmSync(s, { force: true });
     }
     fs.rmSync(p.pidFile, { force: true });
+    fs.rmSync(p.consoleLog, { force: true }); // "booted" is read from this boot's console output
     const args = QemuRunner.args(o, p);
     const logFd = fs.openSync(p.qemuLog, 'a');
     const child = spawn(o.qemuBin ?? 'qemu-system-x86_64', args, { detached: true, stdio: ['ignore', logFd, logFd], cwd: o.runDir });

@@ -197,20 +197,22 @@ function cached<T>(m: Map<string, Promise<T>>, key: string, f: () => Promise<T>)
 
 async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAccess) {
   const { inst } = a;
-  const [machines, status, instructions, names] = await Promise.all([
+  // a teacher reads the student's instructions: {{user.name}} is the owner's name
+  const names: Record<string, string> = a.mode === 'view' && d.userNames ? await d.userNames([inst.userId]).catch(() => ({})) : {};
+  const userName = a.mode === 'control' ? a.session.name ?? '' : names[inst.userId] ?? '';
+  const [machines, status, instructions] = await Promise.all([
     catalog.machines(inst).catch(() => []),
     d.runtime.status(inst._id).catch((): Record<string, MachineStatus> => ({})),
     d.labs
       .instructions(inst.labId, inst.labVersion, {
-        user: { name: a.mode === 'control' ? a.session.name ?? '' : '' },
+        user: { name: userName },
         machines: inst.machines ?? {},
-        lab: { expires: inst.expiresAt ? new Date(inst.expiresAt).toISOString() : '' },
+        lab: { expires: inst.expiresAt ? `${new Date(inst.expiresAt).toISOString().slice(11, 16)} UTC` : '' },
       })
       .catch((err: unknown) => {
         d.log.warn({ err, instance: inst._id }, 'lab.instructions_failed');
         return null;
       }),
-    a.mode === 'view' && d.userNames ? d.userNames([inst.userId]).catch(() => ({})) : Promise.resolve({} as Record<string, string>),
   ]);
   const score = instructions ? stepScore(instructions.grading, instructions.steps, inst.steps ?? {}) : undefined;
   return {
@@ -227,7 +229,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     lifetime: inst.lifetime ?? null,
     mode: a.mode,
     viewer: { name: a.session.name ?? null, role: a.session.role },
-    owner: a.mode === 'view' ? { userId: inst.userId, name: (names as Record<string, string>)[inst.userId] ?? null } : undefined,
+    owner: a.mode === 'view' ? { userId: inst.userId, name: names[inst.userId] ?? null } : undefined,
     machines: machines.map((m) => ({ ...m, status: status[m.name] ?? { phase: 'pending' } })),
     instructions,
     steps: isoTicks(inst.steps),

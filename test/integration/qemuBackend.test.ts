@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
+import { PROGRESS_PHASES, type BackendLabSpec, type LabHandle, type Progress } from '../../src/backends/types.js';
+import { BadRequest, CapacityExhausted, NotFound } from '../../src/errors.js';
+import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
+import { rfbHandshake } from '../support/rfb.js';
+import { ConsoleSession } from '../support/console.js';
+
+const log = pino({ level: 'silent' });
+
+function spec(labId: string, machines: string[], pass = 'Secr3t-pw'): BackendLabSpec {
+  return {
+    labId,
+    labVersion: '1',
+    network: { internetEgress: false },
+    machines: machines.map((name) => ({
+      name, kind: 'vm' as const, image: 'lab-tiny', cpus: 1, memoryMiB: 128, channels: ['vnc' as const, 'console' as const],
+      credentials: { username: 'student', password: pass },
+    })),
+  };
+}
+const handle = (name: string): LabHandle => ({ instanceId: `inst-${name}`, backend: 'qemu', name, generation: 1 });
+
+function assertPhasesInOrder(events: Progress[]): void {
+  const idx = events.map((e) => PROGRESS_PHASES.indexOf(e.phase));
+  for (let i = 1; i < idx.length; i++) {
+    assert.ok((idx[i] ?? 0) >= (idx[i - 1] ?? 0), `phase order: ${events.map((e) => e.phase).join(' → ')}`);
+    assert.ok((events[i]?.percent ?? 0) >= (events[i - 1]?.percent ?? 0), 'percent never goes back');
+  }
+  assert.deepEqual([...new Set(events.map((e) => e.phase))], [...PROGRESS_PHASES]);
+  assert.equal(events.at(-1)?.percent, 100);
+}
+
+describe('QemuBackend: labs of real lab-tiny VMs', function () {
+  this.timeout(180_000);
+  let dataDir: string;
+  let images: string;
+  let backend: QemuBackend;
+  const labA = handle('lab-a');
+  const labB = handle('lab-b');
+  const consoles: ConsoleSession[] = [];
+
+  before(() => {
+    images = ensureGuestImage();
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qb-'));
+    backend = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 1024, log });
+  });
+  after(async () => {
+    for (const c of consoles) c.stream.destroy();
+    await backend.close();
+    killQemuUnder(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('provisions a two-machine and a one-machine lab at once, reporting the progress phases in order, and both reach running', async () => {
+    const evA: Progress[] = [];
+    const evB: Progress[] = [];
+    const t0 = Date.now();
+    await Promise.all([
+      backend.provision(spec('two-machines', ['alpha', 'beta']), labA, (p) => evA.push(p)),
+      backend.provision(spec('one-machine', ['gamma']), labB, (p) => evB.push(p)),
+    ]);
+    console.log(`      3 VMs booted in ${Date.now() - t0} ms`);
+    assertPhasesInOrder(evA);
+    assertPhasesInOrder(evB);
+    assert.deepEqual(await backend.status(labA), { alpha: { phase: 'running' }, beta: { phase: 'running' } });
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } });
+    assert.deepEqual((await backend.list()).map((h) => h.name).sort(), ['lab-a', 'lab-b']);
+    assert.deepEqual(backend.capacity(), { maxVms: 4, maxMemoryMiB: 1024, usedVms: 3, usedMemoryMiB: 384 });
+  });
+
+  it('provisioning again with the same handle creates nothing new', async () => {
+    const before = qemuProcessesUnder(dataDir).sort();
+    const ev: Progress[] = [];
+    await backend.provision(spec('two-machines', ['alpha', 'beta']), labA, (p) => ev.push(p));
+    assert.deepEqual(qemuProcessesUnder(dataDir).sort(), before);
+    assert.equal(ev.at(-1)?.phase, 'machines-booted');
+  });
+
+  it('the vnc channel is a raw RFB stream: version, security types and a framebuffer update with real pixels', async () => {
+    const vnc = await backend.openChannel(labA, 'alpha', 'vnc');
+    const rfb = await rfbHandshake(vnc);
+    vnc.destroy();
+    assert.match(rfb.serverVersion, /^RFB 003\.00\d$/);
+    assert.ok(rfb.securityTypes.length > 0);
+    assert.ok(rfb.nonZeroPixels > 100, `non-black pixels: ${rfb.nonZeroPixels} of ${rfb.totalPixels}`);
+  });
+
+  it('the console channel is the serial console: log in with the lab credentials and a typed command echoes', async () => {
+    const con = new ConsoleSession(await backend.openChannel(labA, 'alpha', 'console'));
+    consoles.push(con);
+    await con.login('student', 'Secr3t-pw');
+    assert.equal((await con.run('echo typed-$((40+2))')).trim(), 'typed-42');
+    assert.equal((await con.run('id -u; id -g; whoami')).trim(), '1000\n1000\nstudent', 'the lab user is not root (busybox is setuid only for ping)');
+  });
+
+  it('the machines of a lab reach each other by name; a machine of another lab cannot reach them', async () => {
+    const con = consoles[0]!;
+    assert.match(await con.run('ping -c 1 -W 3 beta'), /1 packets received/);
+    const other = new ConsoleSession(await backend.openChannel(labB, 'gamma', 'console'));
+    consoles.push(other);
+    await other.login('student', 'Secr3t-pw');
+    // lab-b's gamma has 10.10.0.11 too; lab-a's beta is 10.10.0.12 on lab-a's segment only
+    assert.match(await other.run('ping -c 2 -W 1 10.10.0.12'), /0 packets received/);
+    assert.match(await other.run('ping -c 1 -W 1 beta 2>&1; echo rc=$?'), /rc=1/);
+  });
+
+  it('exec runs a command out of band: exit code, stdout, stderr, never on the student console', async () => {
+    const con = consoles[0]!;
+    const mark = con.output.length;
+    const r = await backend.exec(labA, 'alpha', 'echo from-exec; echo oops >&2; hostname; exit 3', { timeoutMs: 5000, maxOutputBytes: 4096 });
+    assert.deepEqual(r, { exitCode: 3, stdout: 'from-exec\nalpha\n', stderr: 'oops\n', truncated: false, timedOut: false });
+    const big = await backend.exec(labA, 'alpha', "head -c 100000 /dev/zero | tr '\\0' x", { timeoutMs: 5000, maxOutputBytes: 1000 });
+    assert.equal(big.stdout.length, 1000);
+    assert.equal(big.truncated, true);
+    const slow = await backend.exec(labA, 'alpha', 'sleep 30', { timeoutMs: 1000, maxOutputBytes: 100 });
+    assert.equal(slow.timedOut, true);
+    assert.ok(!con.output.slice(mark).includes('from-exec'));
+  });
+
+  it('pause freezes the machines (the console stops advancing) and resume continues them', async () => {
+    const con = consoles[0]!;
+    con.send('(i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo tick$i; sleep 0.2; done) &\n');
+    await con.expect(/tick3\b/);
+    await backend.pause(labA);
+    assert.deepEqual(await backend.status(labA), { alpha: { phase: 'paused' }, beta: { phase: 'paused' } });
+    await new Promise((r) => setTimeout(r, 300));
+    const frozen = con.output.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(con.output.length, frozen, 'no console output while paused');
+    await backend.resume(labA);
+    await con.expect(/tick\d+\r?\n.*tick\d+/s, 10_000);
+    assert.ok(con.output.length > frozen);
+    assert.deepEqual(await backend.status(labA), { alpha: { phase: 'running' }, beta: { phase: 'running' } });
+    con.send('kill %1\n');
+  });
+
+  it('reset puts a machine back to its image: a file written before is gone', async () => {
+    const w = await backend.exec(labA, 'beta', 'echo keep > /home/student/notes.txt && sync && cat /home/student/notes.txt', { timeoutMs: 5000, maxOutputBytes: 100 });
+    assert.equal(w.stdout, 'keep\n');
+    await backend.reset(labA, 'beta');
+    assert.deepEqual(await backend.status(labA), { alpha: { phase: 'running' }, beta: { phase: 'running' } });
+    const r = await backend.exec(labA, 'beta', 'ls /home/student; test -e /home/student/notes.txt', { timeoutMs: 5000, maxOutputBytes: 100 });
+    assert.equal(r.exitCode, 1);
+  });
+
+  it('a restarted tool finds its labs again and re-attaches to the running QEMU processes', async () => {
+    await backend.close(); // as if the tool had exited: it let go of QMP and the consoles; the VMs keep running
+    consoles.length = 0;
+    const again = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 1024, log });
+    try {
+      assert.deepEqual((await again.list()).map((h) => h.name).sort(), ['lab-a', 'lab-b']);
+      assert.deepEqual(await again.status(labB), { gamma: { phase: 'running' } });
+      const r = await again.exec(labB, 'gamma', 'hostname', { timeoutMs: 5000, maxOutputBytes: 100 });
+      assert.equal(r.stdout, 'gamma\n');
+      const con = new ConsoleSession(await again.openChannel(labA, 'alpha', 'console'));
+      con.send('\n');
+      await con.expect(/\$ /); // still logged in from before the restart
+      con.stream.destroy();
+    } finally {
+      await again.close();
+    }
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } }); // and the first one attaches again
+  });
+
+  it('refuses a lab over the capacity limit with "capacity reached" before anything starts, and container machines by name', async () => {
+    const before = qemuProcessesUnder(dataDir).length;
+    await assert.rejects(backend.provision(spec('too-big', ['a', 'b']), handle('lab-c'), () => undefined), (e: Error) => {
+      assert.ok(e instanceof CapacityExhausted);
+      assert.match(e.message, /capacity reached/);
+      assert.match(e.publicMessage, /Capacity reached/);
+      return true;
+    });
+    assert.equal(qemuProcessesUnder(dataDir).length, before);
+    assert.ok(!fs.existsSync(path.join(dataDir, 'qemu', 'lab-c')));
+    const withContainer = spec('mixed', ['vm1']);
+    withContainer.machines.push({ name: 'db', kind: 'container', image: 'postgres:16', cpus: 1, memoryMiB: 256, channels: ['console'] });
+    await assert.rejects(backend.provision(withContainer, handle('lab-d'), () => undefined), (e: Error) => {
+      assert.ok(e instanceof BadRequest);
+      assert.match(e.message, /lab mixed: machine db is a container/);
+      return true;
+    });
+  });
+
+  it('destroy leaves no QEMU process, socket or overlay; a destroyed lab is gone and destroying again succeeds', async () => {
+    await Promise.all([backend.destroy(labA), backend.destroy(labB)]);
+    assert.deepEqual(qemuProcessesUnder(dataDir), []);
+    assert.deepEqual(fs.readdirSync(path.join(dataDir, 'qemu')), []);
+    assert.deepEqual(await backend.status(labA), {});
+    assert.deepEqual(await backend.list(), []);
+    await backend.destroy(labA);
+    await assert.rejects(backend.openChannel(labA, 'alpha', 'console'), NotFound);
+  });
+});
