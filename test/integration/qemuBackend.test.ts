@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
@@ -12,11 +14,11 @@ import { ConsoleSession } from '../support/console.js';
 
 const log = pino({ level: 'silent' });
 
-function spec(labId: string, machines: string[], pass = 'Secr3t-pw'): BackendLabSpec {
+function spec(labId: string, machines: string[], internetEgress = false, pass = 'Secr3t-pw'): BackendLabSpec {
   return {
     labId,
     labVersion: '1',
-    network: { internetEgress: false },
+    network: { internetEgress },
     machines: machines.map((name) => ({
       name, kind: 'vm' as const, image: 'lab-tiny', cpus: 1, memoryMiB: 128, channels: ['vnc' as const, 'console' as const],
       credentials: { username: 'student', password: pass },
@@ -62,7 +64,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     const t0 = Date.now();
     await Promise.all([
       backend.provision(spec('two-machines', ['alpha', 'beta']), labA, (p) => evA.push(p)),
-      backend.provision(spec('one-machine', ['gamma']), labB, (p) => evB.push(p)),
+      backend.provision(spec('one-machine', ['gamma'], true), labB, (p) => evB.push(p)),
     ]);
     console.log(`      3 VMs booted in ${Date.now() - t0} ms`);
     assertPhasesInOrder(evA);
@@ -107,6 +109,25 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     // lab-b's gamma has 10.10.0.11 too; lab-a's beta is 10.10.0.12 on lab-a's segment only
     assert.match(await other.run('ping -c 2 -W 1 10.10.0.12'), /0 packets received/);
     assert.match(await other.run('ping -c 1 -W 1 beta 2>&1; echo rc=$?'), /rc=1/);
+  });
+
+  it('internet egress only when the lab allows it, and never to the host loopback behind QEMU user networking', async () => {
+    const hostIp = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+    const server = http.createServer((_req, res) => res.end('outside-world')).listen(0, '0.0.0.0');
+    await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const [alpha, gamma] = [consoles[0]!, consoles[1]!];
+      assert.doesNotMatch(await alpha.run('ip route'), /default/);
+      assert.match(await gamma.run('ip route'), /default via 10\.0\.2\.2/);
+      if (hostIp) {
+        assert.match(await gamma.run(`timeout 5 wget -q -O - http://${hostIp}:${port}/`), /outside-world/);
+        assert.match(await alpha.run(`timeout 3 wget -q -O - http://${hostIp}:${port}/ 2>&1; echo rc=$?`), /rc=1/);
+      }
+      assert.match(await gamma.run(`timeout 3 wget -q -O - http://10.0.2.2:${port}/ 2>&1; echo rc=$?`), /rc=1/);
+    } finally {
+      server.close();
+    }
   });
 
   it('exec runs a command out of band: exit code, stdout, stderr, never on the student console', async () => {
