@@ -23,6 +23,7 @@ import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
 import { placeholderRuntime } from './labs/placeholder.js';
+import { seedDemoCourse } from './lti/devPlatform/demoSeed.js';
 import { LabService } from './labs/LabService.js';
 import { LabSupervisor } from './labs/LabSupervisor.js';
 import { createLti, type LtiModule } from './lti/createLti.js';
@@ -272,6 +273,9 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
     log.info({ url: lti.urls.registration }, 'lti.registration_url');
     // --- end lti --------------------------------------------------------------------------------
+    // the bare origin leads somewhere useful: the demo course, or the admin page with the registration URL
+    const home = devPlatform ? devPlatform.urls.page : '/admin/lti';
+    mounts.push({ path: '/', router: express.Router().get('/', (_req, res) => res.redirect(302, home)) });
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -279,6 +283,8 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     if (devPlatform && (config.DEV_PLATFORM_REGISTER ?? true)) {
       const reg = await devPlatform.ensureRegistered(lti.urls.registration);
       log.info({ clientId: reg._id, deploymentId: reg.deploymentId }, 'lti.dev_platform_registered');
+      const seeded = await seedDemoCourse(devPlatform, reg._id, await labs.list());
+      if (seeded.length) log.info({ activities: seeded }, 'devplatform.demo_course_seeded');
     }
 
     let shuttingDown: Promise<void> | undefined;
