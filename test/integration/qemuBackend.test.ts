@@ -193,6 +193,18 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } }); // and the first one attaches again
   });
 
+  it('stop keeps the disks and frees the capacity; start boots the machines again with their files', async () => {
+    await backend.exec(labB, 'gamma', 'echo kept > /home/student/kept.txt && sync', { timeoutMs: 5000, maxOutputBytes: 100 });
+    await backend.stop(labB);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
+    assert.equal(qemuProcessesUnder(path.join(dataDir, 'qemu', 'lab-b') + '/').length, 0);
+    assert.equal(backend.capacity().usedVms, 2);
+    await backend.start(labB);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } });
+    const r = await backend.exec(labB, 'gamma', 'cat /home/student/kept.txt', { timeoutMs: 5000, maxOutputBytes: 100 });
+    assert.equal(r.stdout, 'kept\n');
+  });
+
   it('refuses a lab over the capacity limit with "capacity reached" before anything starts, and container machines by name', async () => {
     const before = qemuProcessesUnder(dataDir).length;
     await assert.rejects(backend.provision(spec('too-big', ['a', 'b']), handle('lab-c'), () => undefined), (e: Error) => {
