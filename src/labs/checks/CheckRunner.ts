@@ -63,6 +63,17 @@ export interface TeacherCheckView extends CheckOutcome {
   runs: number;
 }
 
+export interface CheckOverview {
+  mode: LabChecks['mode'];
+  passed: number;
+  total: number;
+  score: number;
+  maxScore: number;
+  complete: boolean;
+  /** Passed checks, first pass first. */
+  list: Array<{ stepId: string; index: number; passedAt: string }>;
+}
+
 export const TIMED_OUT = 'timed out';
 
 /** Cut a string to at most `max` UTF-8 bytes without splitting a character. */
@@ -268,6 +279,20 @@ export class CheckRunner {
       const list = out.get(r.instanceId) ?? [];
       list.push({ stepId: r.stepId, index: r.index, passedAt: new Date(r.passedAt).toISOString() });
       out.set(r.instanceId, list);
+    }
+    return out;
+  }
+
+  /** For the teacher's course overview: per instance, score from checks and which passed when (one query for all). */
+  async overview(insts: Array<Pick<LabInstanceDoc, '_id' | 'labId' | 'labVersion'>>): Promise<Map<string, CheckOverview>> {
+    const out = new Map<string, CheckOverview>();
+    const passed = await this.passedByInstance(insts.map((i) => i._id));
+    for (const inst of insts) {
+      const lc = await this.labChecks(inst).catch(() => undefined);
+      if (!lc?.steps.length) continue;
+      const list = (passed.get(inst._id) ?? []).filter((p) => lc.steps.some((s) => s.stepId === p.stepId && s.checks.some((c) => c.index === p.index)));
+      const sc = checkScore(lc, new Set(list.map((p) => checkKey(p.stepId, p.index))));
+      out.set(inst._id, { mode: lc.mode, passed: sc.passed, total: sc.total, score: sc.scoreGiven, maxScore: sc.scoreMaximum, complete: sc.complete, list: list.sort((a, b) => a.passedAt.localeCompare(b.passedAt)) });
     }
     return out;
   }
