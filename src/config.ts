@@ -41,6 +41,7 @@ const schema = z
     FERRETDB_BIN: z.string().min(1).optional(),
     SHUTDOWN_GRACE_MS: int(0, 600_000).default('10000'),
     SWEEP_INTERVAL_MS: int(100, 3_600_000).default('30000'),
+    RECONCILE_INTERVAL_MS: int(100, 3_600_000).default('15000'),
     TEMPLATES_DIR: z.string().min(1).default('templates'),
     ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
     SECRET_KEY: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),

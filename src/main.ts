@@ -23,6 +23,9 @@ import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
 import { placeholderRuntime } from './labs/placeholder.js';
+import { seedDemoCourse } from './lti/devPlatform/demoSeed.js';
+import { LabService } from './labs/LabService.js';
+import { LabSupervisor } from './labs/LabSupervisor.js';
 import { createLti, type LtiModule } from './lti/createLti.js';
 import { ltiAdminRoutes } from './lti/adminRoutes.js';
 import { LabDefinition } from './store/LabDefinition.js';
@@ -38,6 +41,7 @@ import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
 import { CheckResult } from './store/CheckResult.js';
+import { CheckRunLock } from './store/CheckRunLock.js';
 import { CheckRunner } from './labs/checks/CheckRunner.js';
 import { checkRoutes } from './labs/checks/checkRoutes.js';
 import type { LabBackend } from './backends/types.js';
@@ -88,6 +92,9 @@ export interface RunningTool {
   checks: CheckRunner | undefined;
   /** The configured lab backend (BACKEND), when one is built here. */
   backend: LabBackend | undefined;
+  /** The lab runtime: LabService over the backend (or what StartOptions.runtime injected). */
+  runtime: LabRuntime;
+  labService: LabService | undefined;
   /** Stop accepting, let in-flight requests finish (up to the grace period), then close everything. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -199,14 +206,41 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     mounts.push({ path: '/', router: labRoutes(labs) });
     mounts.push({ path: '/api/admin/labs', router: adminLabRoutes(labs, requireAdmin(sessions, config.ADMIN_TOKEN)) });
     // --- end labs ---
+    // --- runtime: LabService over the backend, its supervisor (lifetime + reconcile) --------------
+    let runtime: LabRuntime;
+    let labService: LabService | undefined;
+    if (opts.runtime) runtime = opts.runtime;
+    else if (backend) {
+      const svc = new LabService({ backend, labs, log: log.child({ component: 'runtime' }), metrics });
+      const supervisor = new LabSupervisor({ service: svc, backend, labs, log: log.child({ component: 'supervisor' }) });
+      supervisor.start(config.RECONCILE_INTERVAL_MS);
+      // closers run in reverse: the runtime stops before the backend closes
+      closers.push({ name: 'runtime', close: async () => { await supervisor.stop(); await svc.close(); } });
+      runtime = labService = svc;
+    } else runtime = placeholderRuntime();
+    // --- end runtime ------------------------------------------------------------------------------
+    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
+    let checks: CheckRunner | undefined;
+    {
+      await ensureIndexes([CheckResult, CheckRunLock]);
+      const runner = new CheckRunner({
+        runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
+        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+      });
+      runner.start();
+      closers.push({ name: 'checks', close: () => runner.close() });
+      mounts.push({ path: '/', router: checkRoutes({ runtime, runner, sessions }) });
+      checks = runner;
+    }
+    // --- end checks ---------------------------------------------------------------------------
     // --- lab page + proxy -------------------------------------------------------------------
     const beforeClose: Array<() => void> = [];
     await ensureIndexes([TicketUse]);
     for (const rule of ticketUseExpiryRules) sweeper.add(rule);
     const tickets = new TicketService(secretKey, config.TICKET_TTL_SECONDS);
-    if (opts.runtime) {
+    {
       const proxy = new ChannelProxy({
-        runtime: opts.runtime, log: log.child({ component: 'ws-proxy' }), metrics,
+        runtime, log: log.child({ component: 'ws-proxy' }), metrics,
         pingIntervalMs: config.WS_PING_INTERVAL_MS, idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS, maxPerUser: config.WS_MAX_PER_USER,
       });
       const upgrades = attachUpgradeHandler(server, {
@@ -215,46 +249,33 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       // upgraded sockets keep server.close() waiting: close them with a reason first
       beforeClose.push(() => upgrades.close());
     }
-    if (opts.runtime) {
+    {
       // LabService serializes its writes per instance (FerretDB updates are read-modify-write); step ticks join that queue
-      const lock = (opts.runtime as { lock?: { run<T>(key: string, fn: () => Promise<T>): Promise<T> } }).lock;
+      const lock = (runtime as { lock?: { run<T>(key: string, fn: () => Promise<T>): Promise<T> } }).lock;
       const pageLabs = opts.labs ?? labs;
       const catalog = new LabCatalogCache(pageLabs);
       mounts.push(
-        { path: '/', router: labApiRouter({ runtime: opts.runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
-        { path: '/', router: courseApiRouter({ sessions, catalog, userNames }) },
+        { path: '/', router: labApiRouter({ runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, checks, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
+        { path: '/', router: courseApiRouter({ sessions, catalog, userNames, checks }) },
         { path: '/', router: labPagesRouter() },
       );
     }
     // --- end lab page + proxy ---------------------------------------------------------------
-    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
-    let checks: CheckRunner | undefined;
-    if (opts.runtime) {
-      await ensureIndexes([CheckResult]);
-      const runner = new CheckRunner({
-        runtime: opts.runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
-        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
-      });
-      runner.start();
-      closers.push({ name: 'checks', close: () => runner.close() });
-      mounts.push({ path: '/', router: checkRoutes({ runtime: opts.runtime, runner, sessions }) });
-      checks = runner;
-    }
-    // --- end checks ---------------------------------------------------------------------------
 
     // --- lti ------------------------------------------------------------------------------------
-    // PLACEHOLDER runtime until the real LabService is wired here (src/labs/placeholder.ts).
     const ltiLabs: LabDefinitions = opts.labs ?? labs;
-    const runtime = opts.runtime ?? placeholderRuntime();
     const lti = await createLti({
       labs: ltiLabs, runtime, sessions, log, sweeper, secretKey, dbUri: uri, publicUrl,
-      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS,
+      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: grades.tokens,
     });
     grades.use(lti.gradePorts);
     mounts.push({ path: '/lti', router: lti.app });
     mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
     log.info({ url: lti.urls.registration }, 'lti.registration_url');
     // --- end lti --------------------------------------------------------------------------------
+    // the bare origin leads somewhere useful: the demo course, or the admin page with the registration URL
+    const home = devPlatform ? devPlatform.urls.page : '/admin/lti';
+    mounts.push({ path: '/', router: express.Router().get('/', (_req, res) => res.redirect(302, home)) });
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -262,6 +283,8 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     if (devPlatform && (config.DEV_PLATFORM_REGISTER ?? true)) {
       const reg = await devPlatform.ensureRegistered(lti.urls.registration);
       log.info({ clientId: reg._id, deploymentId: reg.deploymentId }, 'lti.dev_platform_registered');
+      const seeded = await seedDemoCourse(devPlatform, reg._id, await labs.list());
+      if (seeded.length) log.info({ activities: seeded }, 'devplatform.demo_course_seeded');
     }
 
     let shuttingDown: Promise<void> | undefined;
@@ -276,7 +299,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       })();
       return shuttingDown;
     };
-    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, checks, backend, lti, sessions, shutdown };
+    return { config, log, server, url, publicUrl, db, sweeper, metrics, metricsUrl, embeddedMongo, devPlatform, grades, labs, checks, backend, runtime, labService, lti, sessions, shutdown };
   } catch (err) {
     await runClosers();
     throw err;

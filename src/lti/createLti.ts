@@ -30,6 +30,8 @@ import { dynamicRegistration } from './registration.js';
 import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
+import type { AccessTokens } from './grades/AccessTokens.js';
+import { courseRoster, type CourseRoster } from './roster.js';
 
 export interface LtiDeps {
   labs: LabDefinitions;
@@ -43,6 +45,8 @@ export interface LtiDeps {
   publicUrl: string;
   clockSkewSeconds: number;
   jwksMinRefetchMs: number;
+  /** Service access tokens (GradeService.tokens), for the NRPS roster. */
+  tokens: AccessTokens;
 }
 
 export interface LtiUrls {
@@ -64,6 +68,8 @@ export interface LtiModule {
   /** Origins allowed to frame tool pages (registered platforms): for CSP frame-ancestors elsewhere too. */
   frameAncestors(): string[];
   provider: LtijsProvider;
+  /** A course's roster (NRPS) for teacher views, members matched to our user ids. */
+  roster(contextKey: string): Promise<CourseRoster>;
 }
 
 export function ltiUrls(publicUrl: string): LtiUrls {
@@ -128,5 +134,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     refusal(status, err instanceof AppError ? err.publicMessage : 'Internal error')(req, res);
   });
   log.info({ registrationUrl: urls.registration, jwks: urls.jwks }, 'lti.ready');
-  return { app: lti.app, registry, urls, gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti };
+  return { app: lti.app, registry, urls, gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,
+    roster: (contextKey) => courseRoster(contextKey, d.tokens),
+  };
 }

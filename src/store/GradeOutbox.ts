@@ -5,6 +5,7 @@
  * and a stream is delivered strictly in timestamp order.
  */
 import { createHash, randomInt } from 'node:crypto';
+import { KeyedMutex } from './KeyedMutex.js';
 import mongoose, { Schema } from 'mongoose';
 import { isDuplicateKey } from './database.js';
 import type { ExpiryRule } from './ExpirySweeper.js';
@@ -79,8 +80,17 @@ export type OutboxInput = Pick<GradeOutboxDoc, 'issuer' | 'clientId' | 'lineItem
  * (clock steps, bursts within a millisecond). Concurrent appends to one stream are serialized by
  * the unique index: the loser recomputes and retries.
  */
-export async function appendToOutbox(input: OutboxInput, now = () => Date.now()): Promise<GradeOutboxDoc> {
+export function appendToOutbox(input: OutboxInput, now = () => Date.now()): Promise<GradeOutboxDoc> {
   const stream = streamKey(input.lineItemUrl, input.userSub);
+  // appends of one stream in this process take turns: each reads the latest timestamp after the
+  // previous one is written, so a score can never be stamped earlier than one already sent
+  // (the platform would refuse it with 409). The unique index still guards other replicas.
+  return appends.run(stream, () => appendOnce(input, stream, now));
+}
+
+const appends = new KeyedMutex();
+
+async function appendOnce(input: OutboxInput, stream: string, now: () => number): Promise<GradeOutboxDoc> {
   for (let attempt = 0; ; attempt++) {
     const last = await GradeOutbox.findOne({ stream }, { timestamp: 1 }).sort({ timestamp: -1 }).lean();
     // after a collision, spread contenders over a few ms so a burst does not collide again and again

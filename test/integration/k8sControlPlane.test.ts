@@ -8,13 +8,13 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import https from 'node:https';
 import { ControlPlane, kubectlBin, processesMentioning, sharedControlPlane } from '../support/k8s/controlPlane.js';
-import { WsBytes, rfbHandshake } from '../support/k8s/wsBytes.js';
+import { WsBytes, consoleLogin, rfbHandshake } from '../support/k8s/wsBytes.js';
 import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launcher.js';
 import { pidAlive, waitFor } from '../support/tool.js';
 
 const run = promisify(execFile);
 
-export function testVm(name: string, runStrategy = 'Always'): Record<string, unknown> {
+export function testVm(name: string, runStrategy = 'Always', cloudInitSecret?: string): Record<string, unknown> {
   return {
     apiVersion: 'kubevirt.io/v1',
     kind: 'VirtualMachine',
@@ -28,12 +28,15 @@ export function testVm(name: string, runStrategy = 'Always'): Record<string, unk
             cpu: { cores: 1 },
             memory: { guest: '128Mi' },
             devices: {
-              disks: [{ name: 'root', disk: { bus: 'virtio' } }],
+              disks: [{ name: 'root', disk: { bus: 'virtio' } }, ...(cloudInitSecret ? [{ name: 'cloudinit', disk: { bus: 'virtio' } }] : [])],
               interfaces: [{ name: 'default', masquerade: {} }],
             },
           },
           networks: [{ name: 'default', pod: {} }],
-          volumes: [{ name: 'root', containerDisk: { image: 'lab-tiny' } }],
+          volumes: [
+            { name: 'root', containerDisk: { image: 'registry.example/labs/lab-tiny:latest' } },
+            ...(cloudInitSecret ? [{ name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: cloudInitSecret } } }] : []),
+          ],
         },
       },
     },
@@ -135,7 +138,7 @@ describe('Kubernetes test control plane', function () {
 });
 
 describe('KubeVirt stand-in on the test control plane', function () {
-  this.timeout(120_000);
+  this.timeout(180_000);
   let cp: ControlPlane;
   let standIn: StandIn;
   const ns = `lab-${Date.now().toString(36)}`;
@@ -174,12 +177,14 @@ describe('KubeVirt stand-in on the test control plane', function () {
       metadata: { name: 'vm-user' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'vm-user' },
       subjects: [{ kind: 'ServiceAccount', name: 'lab-user', namespace: ns }],
     });
+    const userdata = '#cloud-config\nhostname: alpha-host\nuser: "ada"\npassword: "s3cret-pw"\nchpasswd: { expire: false }\n';
+    await cp.request('POST', `/api/v1/namespaces/${ns}/secrets`, { metadata: { name: 'alpha-ci' }, data: { userdata: Buffer.from(userdata).toString('base64') } });
     userToken = await cp.serviceAccountToken(ns, 'lab-user');
     nobodyToken = await cp.serviceAccountToken(ns, 'nobody');
   });
 
   it('runs a VirtualMachine: its VMI goes Scheduling → Scheduled → Running with the Ready condition and an IP, backed by a QEMU guest', async () => {
-    assert.equal((await cp.request('POST', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines`, testVm('alpha'))).status, 201);
+    assert.equal((await cp.request('POST', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines`, testVm('alpha', 'Always', 'alpha-ci'))).status, 201);
     await waitFor(async () => (await vmi('alpha'))?.status?.phase === 'Running', 60_000, 'VMI Running');
     const v = (await vmi('alpha'))!;
     assert.deepEqual(v.status!.phaseTransitionTimestamps!.map((p) => p.phase), ['Scheduling', 'Scheduled', 'Running']);
@@ -215,27 +220,30 @@ describe('KubeVirt stand-in on the test control plane', function () {
     assert.equal((await put(sub('alpha', 'pause'), nobodyToken)).status, 403);
   });
 
-  it('opens the serial console and gets an echo from the guest', async () => {
+  it('opens the serial console, logs in with the cloud-init credentials and gets an echo from the guest', async () => {
     const c = await WsBytes.open(wsUrl('alpha', 'console'), { token: userToken, ca: cp.caPem });
-    await waitFor(async () => {
-      c.send('\r');
-      return c.readUntil(/login: $/m, 2_000).then(() => true, () => false);
-    }, 60_000, 'login prompt');
-    c.send('echo-check');
-    await c.readUntil(/echo-check/, 10_000);
-    c.send('\x15'); // clear the line
+    await consoleLogin(c, 'ada', 's3cret-pw');
+    c.send('echo "sum=$((6*7))"\r');
+    await c.readUntil(/sum=42/, 10_000);
+    c.send('exit\r');
+    await c.readUntil(/login: $/, 30_000);
     c.close();
   });
 
   it('pauses and resumes the guest through the subresources', async () => {
-    assert.equal((await put(sub('alpha', 'pause'), userToken)).status, 200);
-    await waitFor(async () => (await vmi('alpha'))?.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false, 10_000, 'Paused condition');
-    assert.equal((await put(sub('alpha', 'pause'), userToken)).status, 409);
     const c = await WsBytes.open(wsUrl('alpha', 'console'), { token: userToken, ca: cp.caPem });
+    await waitFor(async () => {
+      c.send('\r');
+      return c.readUntil(/login: $/, 5_000).then(() => true, () => false);
+    }, 60_000, 'login prompt');
+    await c.drain(1000);
+    assert.equal((await put(sub('alpha', 'pause'), userToken)).status, 200);
+    await waitFor(async () => (await vmi('alpha'))?.status?.conditions?.some((x) => x.type === 'Paused' && x.status === 'True') ?? false, 10_000, 'Paused condition');
+    assert.equal((await put(sub('alpha', 'pause'), userToken)).status, 409);
     c.send('zz');
     await assert.rejects(c.readUntil(/zz/, 1500), /timed out/); // a paused guest echoes nothing
     assert.equal((await put(sub('alpha', 'unpause'), userToken)).status, 200);
-    await c.readUntil(/zz/, 10_000); // ...and catches up once resumed
+    await c.readUntil(/zz/, 15_000); // ...and catches up once resumed
     c.send('\x15');
     c.close();
     await waitFor(async () => !(await vmi('alpha'))?.status?.conditions?.some((x) => x.type === 'Paused'), 10_000, 'Paused condition cleared');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { Browser, launchAs } from '../support/ltiFlow.js';
+import { Browser, launchAs, tamperIdToken } from '../support/ltiFlow.js';
+import { LoginState, UsedNonce } from '../../src/store/LtiLogin.js';
 import { startLtiTool, atToolPage, type LtiTestTool } from '../support/ltiTool.js';
 import { LabInstance } from '../../src/store/LabInstance.js';
 import { Activity } from '../../src/store/Activity.js';
@@ -84,5 +85,62 @@ describe('LTI launch through the development platform', () => {
     const r = await launchAs(new Browser(), t.dp.urls.issuer, { activityId: a._id, user: 'student' }, { stopAt: atToolPage });
     assert.equal(r.status, 409);
     assert.match(r.body, /no lab selected/);
+  });
+
+  const ROLES = 'https://purl.imsglobal.org/spec/lti/claim/roles';
+  const launchWithRoles = async (roles: unknown) => {
+    const a = await t.activity('net-101');
+    const r = await launchAs(new Browser(), t.dp.urls.issuer, { activityId: a._id, user: 'student2' }, {
+      stopAt: atToolPage, onForm: tamperIdToken(t.dp, (c) => ({ claims: { ...c, [ROLES]: roles } })),
+    });
+    assert.equal(r.status, 302, r.body);
+    const loc = new URL(r.location!);
+    return { path: loc.pathname, session: await t.tool.sessions.verify(loc.hash.replace('#session=', '')) };
+  };
+
+  it('maps empty and unknown roles to learner', async () => {
+    for (const roles of [[], ['http://purl.imsglobal.org/vocab/lis/v2/membership#Mentor', 'urn:made-up']]) {
+      const { path, session } = await launchWithRoles(roles);
+      assert.equal(session.role, 'learner', JSON.stringify(roles));
+      assert.match(path, /^\/lab\//);
+    }
+  });
+
+  it('maps a platform administrator to administrator (course page) and a teaching assistant to instructor', async () => {
+    const admin = await launchWithRoles(['http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator', 'http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor']);
+    assert.equal(admin.session.role, 'administrator');
+    assert.match(admin.path, /^\/course\//);
+    const ta = await launchWithRoles(['http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant']);
+    assert.equal(ta.session.role, 'instructor');
+  });
+
+  it('accepts the login initiation as a GET too', async () => {
+    const b = new Browser();
+    const q = new URLSearchParams({ iss: t.dp.urls.issuer, login_hint: '101', target_link_uri: t.tool.lti.urls.launch, client_id: t.clientId, lti_deployment_id: t.deploymentId });
+    const res = await b.request(`${t.tool.lti.urls.login}?${q}`);
+    assert.equal(res.status, 302);
+    const auth = new URL(res.headers.get('location')!);
+    assert.equal(`${auth.origin}${auth.pathname}`, t.dp.urls.auth);
+    assert.equal(auth.searchParams.get('redirect_uri'), t.tool.lti.urls.launch);
+    assert.ok((auth.searchParams.get('nonce') ?? '').length >= 32, 'a strong nonce');
+    assert.ok(await LoginState.exists({ _id: auth.searchParams.get('state') ?? '', nonce: auth.searchParams.get('nonce') ?? '' }), 'nonce bound to state');
+  });
+
+  it('leaves login states and used nonces to the ExpirySweeper (FerretDB has no TTL)', async () => {
+    await LoginState.create({ _id: 'expired-state', nonce: 'n', issuer: 'i', targetLinkUri: 'u', expiresAt: new Date(Date.now() - 1000) });
+    await UsedNonce.create({ _id: 'expired-nonce', expiresAt: new Date(Date.now() - 1000) });
+    await t.tool.sweeper.sweep();
+    assert.equal(await LoginState.exists({ _id: 'expired-state' }), null);
+    assert.equal(await UsedNonce.exists({ _id: 'expired-nonce' }), null);
+  });
+
+  it('reads the course roster (NRPS) for a teacher view, members matched to our user ids', async () => {
+    const a = await t.activity('net-101');
+    const r = await launchAs(new Browser(), t.dp.urls.issuer, { activityId: a._id, user: 'teacher' }, { stopAt: atToolPage });
+    const contextKey = new URL(r.location!).pathname.split('/')[2]!;
+    const roster = await t.tool.lti.roster(contextKey);
+    assert.deepEqual(roster.members.map((m) => [m.userId, m.role]).sort(), [['101', 'learner'], ['102', 'learner'], ['201', 'instructor']]);
+    const teacher = roster.members.find((m) => m.userId === '201')!;
+    assert.equal(teacher.ourUserId, (await User.findOne({ sub: '201' }).lean())!._id);
   });
 });

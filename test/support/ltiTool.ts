@@ -7,6 +7,7 @@ import type { DevPlatformActivityDoc } from '../../src/store/DevPlatform.js';
 import { startTestTool, type TestTool } from './tool.js';
 import { fakeLabs, type FakeLabs } from './fakeLabs.js';
 import { Platform } from '../../src/store/Platform.js';
+import type { Mount } from '../../src/http/createApp.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -22,9 +23,9 @@ export interface LtiTestTool {
 }
 
 /** `register: false` reuses the registration already in the database (a restart on the same port, DATA_DIR and database). */
-export async function startLtiTool(env: Record<string, string> = {}, o: { dbName?: string; fake?: FakeLabs; register?: boolean } = {}): Promise<LtiTestTool> {
+export async function startLtiTool(env: Record<string, string> = {}, o: { dbName?: string; fake?: FakeLabs; register?: boolean; extraMounts?: Mount[] } = {}): Promise<LtiTestTool> {
   const fake = o.fake ?? fakeLabs();
-  const tool = await startTestTool({ ADMIN_TOKEN, ...env }, { labs: fake.labs, runtime: fake.runtime, ...(o.dbName ? { dbName: o.dbName } : {}) });
+  const tool = await startTestTool({ ADMIN_TOKEN, ...env }, { labs: fake.labs, runtime: fake.runtime, ...(o.dbName ? { dbName: o.dbName } : {}), ...(o.extraMounts ? { extraMounts: o.extraMounts } : {}) });
   const dp = tool.devPlatform!;
   const u = tool.lti.urls;
   const adminFetch = (path: string, init: RequestInit = {}) =>

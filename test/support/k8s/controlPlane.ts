@@ -214,7 +214,9 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     await this.stopProcs();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    // LAB_K8S_KEEP=1 keeps the logs (etcd, apiserver, controller-manager, stand-in) for debugging.
+    if (process.env.LAB_K8S_KEEP === '1') process.stderr.write(`      [k8s] kept ${this.dir}\n`);
+    else fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

@@ -77,6 +77,17 @@ export class WsBytes {
     }, timeoutMs, String(re));
   }
 
+  /** Waits until nothing has arrived for quietMs, then discards what was received. */
+  async drain(quietMs = 1000, timeoutMs = 30_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    let seen = -1;
+    while (seen !== this.buf.length && Date.now() < end) {
+      seen = this.buf.length;
+      await new Promise((r) => setTimeout(r, quietMs));
+    }
+    this.buf = Buffer.alloc(0);
+  }
+
   send(data: string | Buffer): void {
     this.ws.send(typeof data === 'string' ? Buffer.from(data) : data);
   }
@@ -107,4 +118,30 @@ export async function rfbHandshake(s: WsBytes): Promise<{ version: string; width
   const nameLen = init.readUInt32BE(20);
   const name = (await s.read(nameLen)).toString('utf8');
   return { version: version.trim(), width: init.readUInt16BE(0), height: init.readUInt16BE(2), name };
+}
+
+/**
+ * Log in on a lab-tiny serial console (busybox getty/login, ash). A slow TCG guest can drop typed-ahead
+ * input (login flushes the tty before reading the password), so each attempt starts from a fresh
+ * prompt and a failed one is retried. Resolves once the shell prompt shows.
+ */
+export async function consoleLogin(c: WsBytes, user: string, password: string, timeoutMs = 150_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  const ok = (p: Promise<unknown>): Promise<boolean> => p.then(() => true, () => false);
+  let lastErr = 'no login prompt';
+  while (Date.now() < end) {
+    c.send('\r');
+    if (!(await ok(c.readUntil(/login: $/, 5_000)))) continue;
+    await c.drain(1000);
+    c.send('\r');
+    if (!(await ok(c.readUntil(/login: $/, 10_000)))) continue;
+    c.send(`${user}\r`);
+    if (!(await ok(c.readUntil(/Password: $/, 15_000)))) { lastErr = 'no password prompt'; continue; }
+    await new Promise((r) => setTimeout(r, 1500));
+    c.send(`${password}\r`);
+    // busybox ash asks for the cursor position (ESC [6n) right after its prompt.
+    if (await ok(c.readUntil(/\$ (\x1b\[6n)?$/, 30_000))) return;
+    lastErr = 'no shell prompt after the password';
+  }
+  throw new Error(`console login as ${user} failed: ${lastErr}`);
 }

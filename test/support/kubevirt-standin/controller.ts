@@ -14,7 +14,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
-import { quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
+import { cloudConfigLogin, quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
 
 export const VMI_FINALIZER = 'foregroundDeleteVirtualMachine';
 export const NODE_NAME = 'kubevirt-standin';
@@ -22,8 +22,9 @@ export const NODE_NAME = 'kubevirt-standin';
 interface Condition { type: string; status: 'True' | 'False'; reason?: string; message?: string; lastProbeTime: null; lastTransitionTime: string }
 interface VmiSpec {
   domain?: { cpu?: { cores?: number; sockets?: number; threads?: number }; memory?: { guest?: string }; resources?: { requests?: { memory?: string } } };
-  volumes?: Array<{ name: string; containerDisk?: { image?: string } }>;
+  volumes?: Array<{ name: string; containerDisk?: { image?: string }; cloudInitNoCloud?: { userData?: string; userDataBase64?: string; secretRef?: { name?: string } } }>;
   networks?: Array<{ name: string }>;
+  hostname?: string;
 }
 export interface Vmi {
   metadata: ObjectMeta;
@@ -49,6 +50,7 @@ const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 export class StandInController {
   readonly guests = new Map<string, GuestState>();
   private queue = new Map<string, { running: boolean; again: boolean }>();
+  private running = new Set<Promise<void>>();
   private informers: Array<k8s.Informer<k8s.KubernetesObject>> = [];
   private ipCounter = 1;
   /** Per VM uid: failed starts in a row and when the next may happen (KubeVirt's crash-loop backoff). */
@@ -79,8 +81,13 @@ export class StandInController {
   /** Stop watching and power off every guest. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all(this.informers.map((i) => i.stop()));
-    await Promise.all([...this.guests.values()].map((g) => g.guest?.stop().catch(() => undefined)));
+    const within = (p: Promise<unknown>, ms: number): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, ms))]);
+    await within(Promise.all(this.informers.map((i) => i.stop())), 5_000);
+    // Let boots in flight finish (a reconcile that sees `stopped` powers its new guest off).
+    await within(Promise.all([...this.running]), 20_000);
+    const guests = [...this.guests.values()].flatMap((g) => (g.guest ? [g.guest] : []));
+    await within(Promise.all(guests.map((g) => g.stop().catch(() => undefined))), 10_000);
+    await Promise.all(guests.map((g) => g.kill().catch(() => undefined)));
     this.guests.clear();
   }
 
@@ -90,7 +97,7 @@ export class StandInController {
     if (q) { q.again = true; return; }
     const entry = { running: true, again: false };
     this.queue.set(key, entry);
-    void (async () => {
+    const work = (async () => {
       do {
         entry.again = false;
         const [ns, name] = key.split('/') as [string, string];
@@ -104,6 +111,8 @@ export class StandInController {
       } while (entry.again && !this.stopped);
       this.queue.delete(key);
     })();
+    this.running.add(work);
+    void work.finally(() => this.running.delete(work));
   }
 
   async reconcile(ns: string, name: string): Promise<void> {
@@ -147,8 +156,12 @@ export class StandInController {
     const disk = vmi.spec.volumes?.find((v) => v.containerDisk?.image);
     const cpu = vmi.spec.domain?.cpu;
     try {
+      const login = cloudConfigLogin(await this.userData(vmi));
       state.guest = await this.runtime.boot({
         key,
+        hostname: vmi.spec.hostname ?? login.hostname ?? name,
+        ...(login.user ? { user: login.user } : {}),
+        ...(login.password ? { password: login.password } : {}),
         image: disk?.containerDisk?.image ?? 'lab-tiny',
         cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
         memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),
@@ -167,6 +180,18 @@ export class StandInController {
     if (this.stopped) { await booted.guest!.stop(); return cur; }
     this.log.info({ key, pid: booted.guest!.pid }, 'guest.running');
     return this.syncRunning(cur, booted);
+  }
+
+  /** The VMI's cloud-init NoCloud user data, inline or from its Secret (key userdata or userData). */
+  private async userData(vmi: Vmi): Promise<string | undefined> {
+    const ci = vmi.spec.volumes?.find((v) => v.cloudInitNoCloud)?.cloudInitNoCloud;
+    if (!ci) return undefined;
+    if (ci.userData) return ci.userData;
+    if (ci.userDataBase64) return Buffer.from(ci.userDataBase64, 'base64').toString('utf8');
+    if (!ci.secretRef?.name) return undefined;
+    const secret = await this.kube.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${vmi.metadata.namespace}/secrets/${ci.secretRef.name}`);
+    const b64 = secret?.data?.userdata ?? secret?.data?.userData;
+    return b64 ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
   }
 
   /** Pause/unpause from the subresource API: the guest first, then the Paused condition. */

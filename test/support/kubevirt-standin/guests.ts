@@ -3,6 +3,7 @@
  * and the unix sockets of its VNC display and serial console. The real implementation boots QEMU
  * through the project's QemuRunner (qemuGuests.ts).
  */
+import YAML from 'yaml';
 
 export interface GuestRequest {
   /** "<namespace>/<name>" of the VMI; unique among running guests. */
@@ -11,6 +12,10 @@ export interface GuestRequest {
   image: string;
   cpus: number;
   memoryMiB: number;
+  /** From cloud-init NoCloud user data (hostname, user/password), like the real guest would apply it. */
+  hostname: string;
+  user?: string;
+  password?: string;
 }
 
 export interface Guest {
@@ -21,6 +26,8 @@ export interface Guest {
   resume(): Promise<void>;
   /** Power off (and kill if it does not go); resolves once the process is gone. */
   stop(): Promise<void>;
+  /** SIGKILL now; resolves when the process is gone. */
+  kill(): Promise<void>;
   /** Resolves when the guest process has exited, for whatever reason. */
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
 }
@@ -38,4 +45,21 @@ export function quantityToMiB(q: string | number | undefined, fallback: number):
   const n = Number(m[1]);
   const mult: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
   return Math.ceil((n * (m[2] ? mult[m[2]]! : 1)) / 2 ** 20);
+}
+
+/**
+ * The part of cloud-init's #cloud-config the lab-tiny guest can apply: hostname, and the login from
+ * top-level `user`/`password` or the first of `users` with `plain_text_passwd`.
+ */
+export function cloudConfigLogin(userData: string | undefined): { hostname?: string; user?: string; password?: string } {
+  if (!userData || !/^#cloud-config/.test(userData)) return {};
+  let doc: unknown;
+  try { doc = YAML.parse(userData); } catch { return {}; }
+  if (!doc || typeof doc !== 'object') return {};
+  const d = doc as { hostname?: unknown; user?: unknown; password?: unknown; users?: unknown };
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined);
+  const first = Array.isArray(d.users) ? (d.users.find((u) => u && typeof u === 'object') as { name?: unknown; plain_text_passwd?: unknown } | undefined) : undefined;
+  const user = str(d.user) ?? (typeof d.user === 'object' && d.user ? str((d.user as { name?: unknown }).name) : undefined) ?? str(first?.name);
+  const password = str(d.password) ?? str(first?.plain_text_passwd);
+  return { hostname: str(d.hostname), ...(user ? { user } : {}), ...(password ? { password } : {}) };
 }

@@ -35,7 +35,12 @@ export async function startStandIn(cp: ControlPlane): Promise<StandIn> {
     env: { ...process.env, STANDIN_KUBECONFIG: cp.kubeconfigPath, STANDIN_TLS_CERT: tls.cert, STANDIN_TLS_KEY: tls.key, STANDIN_WORK_DIR: workDir },
   });
   fs.closeSync(fd);
-  const killOnExit = (): void => { child.kill('SIGKILL'); };
+  // If the test run exits without stop() (a hook timed out), take the stand-in and its guests
+  // (detached QEMU processes, found by the work dir on their command line) down with it.
+  const killOnExit = (): void => {
+    child.kill('SIGKILL');
+    for (const pid of processesMentioning(workDir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  };
   process.on('exit', killOnExit);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const tail = (): string => fs.readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n');

@@ -22,9 +22,16 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
   let seq = 0;
   return {
     async boot(req: GuestRequest): Promise<Guest> {
-      const image = path.join(images, req.image.replace(/[^a-z0-9._-]/gi, '_'));
+      // A stand-in cannot pull container images: "registry/x/lab-tiny:tag" → images/lab-tiny, and
+      // an image we do not have boots lab-tiny (said in the log).
+      const wanted = (req.image.split('/').pop() ?? '').replace(/[:@].*$/, '').replace(/[^a-z0-9._-]/gi, '_');
+      let image = path.join(images, wanted || 'lab-tiny');
+      if (!fs.existsSync(path.join(image, 'vmlinuz'))) {
+        o.log.info({ key: req.key, image: req.image }, 'qemu.image.unknown; booting lab-tiny');
+        image = path.join(images, 'lab-tiny');
+      }
       const kernel = path.join(image, 'vmlinuz');
-      if (!fs.existsSync(kernel)) throw new Error(`guest image ${req.image} not found under ${images} (scripts/setup-test.sh builds lab-tiny)`);
+      if (!fs.existsSync(kernel)) throw new Error(`guest image lab-tiny not found under ${images} (scripts/setup-test.sh builds it)`);
       const accel = await detectAccel({ setting: 'auto', qemuBin: QEMU, kernel, log: o.log });
       // Short directory names: unix socket paths are limited to 107 bytes.
       const runDir = path.join(o.workDir, `g${++seq}`);
@@ -32,8 +39,8 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       const overlay = path.join(runDir, 'home.qcow2');
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(image, 'disk.qcow2'), overlay]);
       const config = path.join(runDir, 'config');
-      const hostname = (req.key.split('/')[1] ?? 'lab').slice(0, 63);
-      fs.writeFileSync(config, `hostname=${hostname}\nuser=student\npass=student\n`, { mode: 0o600 });
+      const line = (v: string): string => v.replace(/[\r\n]/g, '');
+      fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\n`, { mode: 0o600 });
       const g = await QemuRunner.start({
         runDir, name: req.key.replace('/', '_'), qemuBin: QEMU, accel,
         kernel, initrd: path.join(image, 'initramfs.gz'),
@@ -44,7 +51,7 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       });
       o.log.info({ key: req.key, pid: g.pid, accel }, 'qemu.started');
       const exited = g.exited.then(() => {
-        fs.rmSync(runDir, { recursive: true, force: true });
+        if (process.env.LAB_K8S_KEEP !== '1') fs.rmSync(runDir, { recursive: true, force: true });
         return { code: 0 as number | null, signal: null as string | null };
       });
       let stopping: Promise<void> | undefined;
@@ -55,6 +62,7 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
         exited,
         pause: async () => { await g.qmp.execute('stop'); },
         resume: async () => { await g.qmp.execute('cont'); },
+        kill: () => g.kill(),
         stop() {
           stopping ??= (async () => {
             await g.stop(5000);

@@ -1,0 +1,56 @@
+/**
+ * LTI launch through the real tool (ltijs + our checks + user/activity/instance upserts + session)
+ * vs its floor, the same four HTTP hops to the test mini tool (state cookie + jose verify, nothing
+ * stored). Both through the development platform in this process:
+ *   sequential launch round trip p50/p95, and 50 concurrent launches of one user and activity.
+ */
+import { Browser, launchAs } from '../test/support/ltiFlow.js';
+import { atToolPage, startLtiTool } from '../test/support/ltiTool.js';
+import { createMiniTool, MINI_TOOL_PATH } from '../test/support/miniTool.js';
+import { pct, type BenchRow } from './lib.mjs';
+
+const N = Number(process.env.LAUNCH_BENCH_N ?? 60);
+const C = Number(process.env.LAUNCH_BENCH_CONCURRENT ?? 50);
+
+export async function run(): Promise<BenchRow[]> {
+  const mini = await createMiniTool();
+  const t = await startLtiTool({ LOG_LEVEL: 'warn' }, { extraMounts: [{ path: MINI_TOOL_PATH, router: mini.router }] });
+  try {
+    const dp = t.dp;
+    const reg = await dp.registerTool({ name: 'Mini', ...mini.urls(t.tool.url) });
+    mini.clientId = reg._id;
+    mini.issuer = dp.urls.issuer;
+    const miniAct = await dp.createActivity({ clientId: reg._id, title: 'Floor' });
+    const act = await t.activity('net-101');
+    const time = async (f: () => Promise<{ status: number }>, expect: number) => {
+      const t0 = performance.now();
+      const r = await f();
+      if (r.status !== expect) throw new Error(`launch answered ${r.status}`);
+      return performance.now() - t0;
+    };
+    const floor: number[] = [];
+    const ours: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const user = i % 2 ? 'student' : 'student2';
+      floor.push(await time(() => launchAs(new Browser(), dp.urls.issuer, { activityId: miniAct._id, user }), 200));
+      ours.push(await time(() => launchAs(new Browser(), dp.urls.issuer, { activityId: act._id, user }, { stopAt: atToolPage }), 302));
+    }
+    const burst = async (activityId: string, stopAt?: typeof atToolPage) => {
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: C }, () => launchAs(new Browser(), dp.urls.issuer, { activityId, user: 'student' }, stopAt ? { stopAt } : {})));
+      return performance.now() - t0;
+    };
+    const burstFloor = await burst(miniAct._id);
+    const burstOurs = await burst(act._id, atToolPage);
+    const row = (metric: string, value: number, fl: number, goal: number): BenchRow => ({
+      bench: 'launch', metric, value, floor: fl, unit: 'ms', goal: `≤ ${goal}× floor`, meets: value <= goal * fl,
+    });
+    return [
+      row(`round trip p50 (${N} sequential)`, pct(ours, 50), pct(floor, 50), 4),
+      row(`round trip p95 (${N} sequential)`, pct(ours, 95), pct(floor, 95), 4),
+      row(`${C} concurrent launches, same user+activity (wall)`, burstOurs, burstFloor, 4),
+    ];
+  } finally {
+    await t.tool.shutdown();
+  }
+}

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
+import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
+import { validateLab } from '../../src/labs/definition/validateLab.js';
+import { LabService } from '../../src/labs/LabService.js';
+import type { LabEvent } from '../../src/labs/contracts.js';
+import { CheckResult } from '../../src/store/CheckResult.js';
+import { DevPlatformScore } from '../../src/store/DevPlatform.js';
+import { createLogger } from '../../src/logger.js';
+import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
+import { ConsoleSession } from '../support/console.js';
+import { Browser, launchAs } from '../support/ltiFlow.js';
+import { atToolPage, startLtiTool, type LtiTestTool } from '../support/ltiTool.js';
+import { waitFor } from '../support/tool.js';
+
+const log = createLogger({ level: 'fatal', format: 'json' });
+
+/** A lab of the edge cases, on the same guest image: a check that hangs, one that floods its output. */
+function edgeLab() {
+  const files = new Map(Object.entries({
+    'lab.yaml': `schemaVersion: 1
+title: Check edge cases
+machines:
+  - name: box
+    image: { qemu: lab-tiny }
+    consoles: [serial]
+    memory: 256Mi
+grading:
+  mode: checks
+  steps:
+    hang:
+      checks:
+        - command: sleep 120
+          timeoutSeconds: 2
+          hint: This check never ends.
+    flood:
+      checks:
+        - command: head -c 5000000 /dev/zero | tr '\\0' y; exit 3
+          hint: Too much output.
+`,
+    'instructions/01.md': '# Edge cases\n\n## Hang {#hang}\n\n## Flood {#flood}\n',
+  }).map(([k, v]) => [k, Buffer.from(v)]));
+  const r = validateLab('check-edges', files, 'test/check-edges');
+  assert.deepEqual(r.problems, []);
+  return r.lab!;
+}
+
+describe('automatic checks on real QEMU guests (linux-basics, exec over the virtio-serial agent)', function () {
+  this.timeout(240_000);
+  let dataDir: string;
+  let backend: QemuBackend;
+  let svc: LabService;
+  let t: LtiTestTool;
+  const catalog = new LabCatalog({ log });
+
+  before(async () => {
+    const imageDir = ensureGuestImage();
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checks-qemu-'));
+    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 2048, log });
+    svc = new LabService({ backend, labs: catalog, log });
+    t = await startLtiTool({ GRADE_RETRY_BASE_MS: '100' }, { fake: { labs: catalog, runtime: svc, started: [] } });
+    await catalog.add(edgeLab(), { source: 'admin' });
+  });
+  after(async () => {
+    await t?.tool.shutdown();
+    await svc?.close();
+    for (const h of (await backend?.list()) ?? []) await backend.destroy(h).catch(() => undefined);
+    await backend?.close();
+    killQemuUnder(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function api(method: string, p: string, token: string) {
+    const res = await fetch(`${t.tool.url}${p}`, { method, headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  }
+  const press = (id: string, step: string, token: string) => api('POST', `/api/instances/${id}/steps/${step}/check`, token);
+  const running = (id: string) => waitFor(async () => (await svc.get(id))?.state === 'running', 120_000, `lab ${id} running`);
+
+  it('fails with its hint, passes after the student types the solution on the console, and the gradebook shows the score; the console never sees the check', async () => {
+    const activity = await t.activity('linux-basics');
+    const r = await launchAs(new Browser(), t.dp.urls.issuer, { activityId: activity._id, user: 'student' }, { stopAt: atToolPage });
+    const loc = new URL(r.location!);
+    const instanceId = loc.pathname.split('/').at(-1)!;
+    const token = loc.hash.replace('#session=', '');
+    await running(instanceId);
+    const inst = (await svc.get(instanceId))!;
+    const events: LabEvent[] = [];
+    svc.subscribe(instanceId, (e) => { if (e.type === 'check') events.push(e); });
+
+    const con = new ConsoleSession(await svc.openChannel(instanceId, 'box', 'console'));
+    await con.login(inst.machines.box!.username!, inst.machines.box!.password!, 60_000);
+    const consoleBefore = con.output.length;
+
+    const t0 = Date.now();
+    const fail = await press(instanceId, 'make-dir', token);
+    const failMs = Date.now() - t0;
+    assert.equal(fail.status, 200);
+    assert.equal(fail.body.passed, false);
+    assert.equal((fail.body.checks as Array<{ hint?: string }>)[0]?.hint, 'The directory /tmp/notes does not exist yet. Try mkdir /tmp/notes');
+    const ev = events.at(-1);
+    assert.ok(ev?.type === 'check' && !ev.passed && ev.hint === 'The directory /tmp/notes does not exist yet. Try mkdir /tmp/notes', 'pushed live with the hint');
+
+    await con.run('mkdir /tmp/notes');
+    const t1 = Date.now();
+    const pass = await press(instanceId, 'make-dir', token);
+    const passMs = Date.now() - t1;
+    assert.equal(pass.body.passed, true);
+    assert.deepEqual(pass.body.score, { given: 12.5, max: 100, complete: false });
+    console.log(`      check round trips on QEMU: failing ${failMs} ms, passing ${passMs} ms`);
+
+    // the script checks (checks/sleeper-*.sh) run as they are in the guest
+    assert.equal((await press(instanceId, 'start-process', token)).body.passed, false);
+    await con.run('sleep 3000 & echo $! > /tmp/notes/sleeper.pid');
+    assert.equal((await press(instanceId, 'start-process', token)).body.passed, true);
+
+    // nothing of the check traffic reached the student's console
+    await new Promise((res) => setTimeout(res, 500));
+    const seen = con.output.slice(consoleBefore);
+    for (const s of ['test -d /tmp/notes', 'names a running', 'kill -0', 'lab.agent']) assert.ok(!seen.includes(s), `the console shows "${s}"`);
+    assert.doesNotMatch(seen, /\nR [0-9a-f]{12} -?\d+ /, 'no agent reply on the console');
+    con.stream.destroy();
+
+    // the development platform's gradebook has the score the server computed (weights 1+2 of 8 → 37.5)
+    await waitFor(async () => (await DevPlatformScore.findOne({ scoreGiven: 37.5 }).lean()) !== null, 30_000, 'score 37.5 in the gradebook');
+    const page = await (await fetch(t.dp.urls.page)).text();
+    assert.match(page, /data-user="101">37\.5 \/ 100 <small>InProgress, Pending<\/small>/);
+
+    // another student can neither run nor read this lab's checks
+    const other = await t.tool.sessions.issue({ userId: 'someone-else', role: 'learner', contextId: inst.contextId });
+    assert.equal((await press(instanceId, 'make-dir', other)).status, 403);
+    assert.equal((await api('GET', `/api/instances/${instanceId}/checks`, other)).status, 403);
+  });
+
+  it('stops a hung check at its timeout ("timed out", failed) and cuts megabytes of output', async () => {
+    const inst = await svc.ensureInstance({ activityId: 'edge-act', userId: 'edge-user', contextId: 'edge-course', labId: 'check-edges', labVersion: '1' });
+    await svc.start(inst._id);
+    await running(inst._id);
+    const token = await t.tool.sessions.issue({ userId: 'edge-user', role: 'learner', contextId: 'edge-course' });
+
+    const t0 = Date.now();
+    const hang = await press(inst._id, 'hang', token);
+    const ms = Date.now() - t0;
+    const h = (hang.body.checks as Array<{ passed: boolean; timedOut: boolean; hint?: string }>)[0]!;
+    assert.deepEqual([h.passed, h.timedOut, h.hint], [false, true, 'This check never ends.']);
+    assert.ok(ms >= 1900 && ms < 9000, `stopped after ${ms} ms`);
+    assert.match((await CheckResult.findOne({ instanceId: inst._id, stepId: 'hang' }).lean())?.output ?? '', /^timed out after 2 s/);
+
+    const t1 = Date.now();
+    const flood = await press(inst._id, 'flood', token);
+    console.log(`      5 MB of output cut in ${Date.now() - t1} ms`);
+    assert.equal(flood.body.passed, false);
+    const row = await CheckResult.findOne({ instanceId: inst._id, stepId: 'flood' }).lean();
+    assert.equal(row?.exitCode, 3);
+    assert.ok(Buffer.byteLength(row?.output ?? '') <= 4096 + 20);
+    assert.match(row?.output ?? '', /^y{100}/);
+    assert.match(row?.output ?? '', /\[output cut\]$/);
+
+    // the agent is still usable after both
+    const again = await press(inst._id, 'hang', token);
+    assert.equal(again.status, 200);
+    await svc.destroy(inst._id);
+    assert.equal(qemuProcessesUnder(path.join(dataDir, 'qemu', `lab-${inst._id}-g1`)).length, 0);
+  });
+});
