@@ -41,6 +41,7 @@ import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
 import { CheckResult } from './store/CheckResult.js';
+import { CheckRunLock } from './store/CheckRunLock.js';
 import { CheckRunner } from './labs/checks/CheckRunner.js';
 import { checkRoutes } from './labs/checks/checkRoutes.js';
 import type { LabBackend } from './backends/types.js';
@@ -221,7 +222,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
     let checks: CheckRunner | undefined;
     {
-      await ensureIndexes([CheckResult]);
+      await ensureIndexes([CheckResult, CheckRunLock]);
       const runner = new CheckRunner({
         runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
         ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
