@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
+import http from 'node:http';
+import { spawn } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
@@ -12,11 +15,11 @@ import { ConsoleSession } from '../support/console.js';
 
 const log = pino({ level: 'silent' });
 
-function spec(labId: string, machines: string[], pass = 'Secr3t-pw'): BackendLabSpec {
+function spec(labId: string, machines: string[], internetEgress = false, pass = 'Secr3t-pw'): BackendLabSpec {
   return {
     labId,
     labVersion: '1',
-    network: { internetEgress: false },
+    network: { internetEgress },
     machines: machines.map((name) => ({
       name, kind: 'vm' as const, image: 'lab-tiny', cpus: 1, memoryMiB: 128, channels: ['vnc' as const, 'console' as const],
       credentials: { username: 'student', password: pass },
@@ -62,7 +65,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     const t0 = Date.now();
     await Promise.all([
       backend.provision(spec('two-machines', ['alpha', 'beta']), labA, (p) => evA.push(p)),
-      backend.provision(spec('one-machine', ['gamma']), labB, (p) => evB.push(p)),
+      backend.provision(spec('one-machine', ['gamma'], true), labB, (p) => evB.push(p)),
     ]);
     console.log(`      3 VMs booted in ${Date.now() - t0} ms`);
     assertPhasesInOrder(evA);
@@ -109,6 +112,25 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.match(await other.run('ping -c 1 -W 1 beta 2>&1; echo rc=$?'), /rc=1/);
   });
 
+  it('internet egress only when the lab allows it, and never to the host loopback behind QEMU user networking', async () => {
+    const hostIp = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+    const server = http.createServer((_req, res) => res.end('outside-world')).listen(0, '0.0.0.0');
+    await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const [alpha, gamma] = [consoles[0]!, consoles[1]!];
+      assert.doesNotMatch(await alpha.run('ip route'), /default/);
+      assert.match(await gamma.run('ip route'), /default via 10\.0\.2\.2/);
+      if (hostIp) {
+        assert.match(await gamma.run(`timeout 5 wget -q -O - http://${hostIp}:${port}/`), /outside-world/);
+        assert.match(await alpha.run(`timeout 3 wget -q -O - http://${hostIp}:${port}/ 2>&1; echo rc=$?`), /rc=1/);
+      }
+      assert.match(await gamma.run(`timeout 3 wget -q -O - http://10.0.2.2:${port}/ 2>&1; echo rc=$?`), /rc=1/);
+    } finally {
+      server.close();
+    }
+  });
+
   it('exec runs a command out of band: exit code, stdout, stderr, never on the student console', async () => {
     const con = consoles[0]!;
     const mark = con.output.length;
@@ -119,6 +141,10 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.equal(big.truncated, true);
     const slow = await backend.exec(labA, 'alpha', 'sleep 30', { timeoutMs: 1000, maxOutputBytes: 100 });
     assert.equal(slow.timedOut, true);
+    const t0 = Date.now();
+    const next = await backend.exec(labA, 'alpha', 'echo still-there', { timeoutMs: 5000, maxOutputBytes: 100 });
+    assert.equal(next.stdout, 'still-there\n');
+    assert.ok(Date.now() - t0 < 4000, 'the agent serves the next exec right after a timed-out one');
     assert.ok(!con.output.slice(mark).includes('from-exec'));
   });
 
@@ -167,6 +193,18 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } }); // and the first one attaches again
   });
 
+  it('stop keeps the disks and frees the capacity; start boots the machines again with their files', async () => {
+    await backend.exec(labB, 'gamma', 'echo kept > /home/student/kept.txt && sync', { timeoutMs: 5000, maxOutputBytes: 100 });
+    await backend.stop(labB);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
+    assert.equal(qemuProcessesUnder(path.join(dataDir, 'qemu', 'lab-b') + '/').length, 0);
+    assert.equal(backend.capacity().usedVms, 2);
+    await backend.start(labB);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } });
+    const r = await backend.exec(labB, 'gamma', 'cat /home/student/kept.txt', { timeoutMs: 5000, maxOutputBytes: 100 });
+    assert.equal(r.stdout, 'kept\n');
+  });
+
   it('refuses a lab over the capacity limit with "capacity reached" before anything starts, and container machines by name', async () => {
     const before = qemuProcessesUnder(dataDir).length;
     await assert.rejects(backend.provision(spec('too-big', ['a', 'b']), handle('lab-c'), () => undefined), (e: Error) => {
@@ -194,5 +232,57 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.deepEqual(await backend.list(), []);
     await backend.destroy(labA);
     await assert.rejects(backend.openChannel(labA, 'alpha', 'console'), NotFound);
+  });
+});
+
+describe('QemuBackend: the tool is SIGKILLed while provisioning', function () {
+  this.timeout(180_000);
+  let dataDir: string;
+  let images: string;
+  const lab = handle('lab-crash');
+
+  before(() => {
+    images = ensureGuestImage();
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qc-'));
+  });
+  after(() => {
+    killQemuUnder(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('a new tool finds the half-provisioned lab, provisioning again converges without duplicate machines, and destroy leaves nothing', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/provisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => child.once('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      child.stdout.on('data', (c: Buffer) => {
+        buf += c.toString();
+        // killed right after the first machine's QEMU was spawned: the second was never started
+        if (/"phase":"machines-starting"/.test(buf)) { child.kill('SIGKILL'); resolve(); }
+      });
+      child.once('exit', () => reject(new Error(`child exited before machines-starting: ${buf}`)));
+    });
+    await exited;
+    assert.equal(qemuProcessesUnder(dataDir).length, 1, 'the QEMU started before the crash keeps running (to be adopted)');
+
+    const again = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 8, maxMemoryMiB: 2048, log });
+    try {
+      assert.deepEqual((await again.list()).map((h) => h.name), [lab.name]);
+      const st = await again.status(lab);
+      assert.ok(['booting', 'running'].includes(st.one?.phase ?? ''), JSON.stringify(st));
+      assert.equal(st.two?.phase, 'pending');
+      const ev: Progress[] = [];
+      await again.provision(spec('crash', ['one', 'two']), lab, (p) => ev.push(p));
+      assert.equal(ev.at(-1)?.phase, 'machines-booted');
+      assert.deepEqual(await again.status(lab), { one: { phase: 'running' }, two: { phase: 'running' } });
+      const runDir = path.join(dataDir, 'qemu', lab.name);
+      assert.equal(qemuProcessesUnder(path.join(runDir, 'm0') + '/').length, 1, 'machine one: one QEMU');
+      assert.equal(qemuProcessesUnder(path.join(runDir, 'm1') + '/').length, 1, 'machine two: one QEMU');
+      await again.destroy(lab);
+      assert.deepEqual(qemuProcessesUnder(dataDir), []);
+      assert.deepEqual(await again.list(), []);
+    } finally {
+      await again.close();
+    }
   });
 });

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { QemuRunner, type RunningGuest } from '../../src/backends/qemu/QemuRunner.js';
 import { detectAccel } from '../../src/backends/qemu/kvm.js';
+import { kernelOf } from '../../src/backends/qemu/QemuBackend.js';
 import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
 import { rfbHandshake } from '../support/rfb.js';
 import { ConsoleSession } from '../support/console.js';
@@ -27,12 +28,13 @@ describe('QemuRunner: one lab-tiny guest under QEMU', function () {
 
   it('boots to a login prompt, serves RFB on its VNC socket and a shell on its serial console, and stops leaving no process', async () => {
     const img = path.join(images, 'lab-tiny');
-    const accel = await detectAccel({ setting: 'auto', qemuBin: 'qemu-system-x86_64', kernel: path.join(img, 'vmlinuz') });
+    const kernel = kernelOf(img);
+    const accel = await detectAccel({ setting: 'auto', qemuBin: 'qemu-system-x86_64', kernel });
     const cfg = path.join(dir, 'config');
     fs.writeFileSync(cfg, 'hostname=alpha\nip=10.10.0.11/24\nuser=student\npass=pa55-word\nhost=alpha 10.10.0.11\n', { mode: 0o600 });
     const t0 = Date.now();
     guest = await QemuRunner.start({
-      runDir: path.join(dir, 'g'), name: 'alpha', accel, kernel: path.join(img, 'vmlinuz'), initrd: path.join(img, 'initramfs.gz'),
+      runDir: path.join(dir, 'g'), name: 'alpha', accel, kernel, initrd: path.join(img, 'initramfs.gz'),
       memoryMiB: 128, cpus: 1, fwCfg: { 'opt/lab/config': cfg },
     });
     assert.ok(guest.pid > 0);

@@ -163,12 +163,15 @@ export class QemuBackend implements LabBackend {
     const name = s.handle.name;
     const img = path.join(this.o.imageDir, m.image);
     const dir = this.store.machineDir(name, m);
-    const accel = await detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel: path.join(img, 'vmlinuz'), log: this.log });
+    const kernel = kernelOf(img);
+    const accel = await detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel, log: this.log });
+    // a QEMU for this dir that we could not attach to (e.g. spawned just before a crash, no pidfile yet) must not run twice
+    await killProcessesMentioning(dir);
     const nics = [{ mac: m.mac, netdev: `socket,mcast=${s.net.group}:${s.net.port},localaddr=127.0.0.1` }];
     if (s.egress) nics.push({ mac: m.mac.replace(/^52:54:00/, '52:54:01'), netdev: 'user,restrict=off' });
     const g = await QemuRunner.start({
       runDir: dir, socketDir: this.store.socketDir(name, m), name: `${name}.${m.name}`, qemuBin: this.o.qemuBin, accel,
-      kernel: path.join(img, 'vmlinuz'), initrd: path.join(img, 'initramfs.gz'), memoryMiB: m.memoryMiB, cpus: m.cpus,
+      kernel, initrd: path.join(img, 'initramfs.gz'), memoryMiB: m.memoryMiB, cpus: m.cpus,
       disk: path.join(dir, 'home.qcow2'), nics, fwCfg: { 'opt/lab/config': path.join(dir, 'config') },
       vnc: m.channels.includes('vnc'), agent: true, log: this.log,
     });
@@ -430,6 +433,12 @@ export class QemuBackend implements LabBackend {
 
 function sum(spec: BackendLabSpec): number {
   return spec.machines.reduce((n, m) => n + m.memoryMiB, 0);
+}
+
+/** The image's uncompressed PVH kernel when there is one (half the CPU of a TCG boot), else its bzImage. */
+export function kernelOf(imageDir: string): string {
+  const elf = path.join(imageDir, 'vmlinux');
+  return fs.existsSync(elf) ? elf : path.join(imageDir, 'vmlinuz');
 }
 
 function realpath(p: string): string {
