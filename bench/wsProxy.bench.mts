@@ -35,10 +35,11 @@ interface Path {
 function wsPath(tool: TestTool, rt: LoopbackRuntime, tickets: TicketService): Path {
   const origin = new URL(tool.publicUrl).origin;
   const base = tool.url.replace(/^http/, 'ws');
+  const added = new Set<string>();
   return {
     async open(i) {
       const id = `b${i}`;
-      if (!rt.instances.has(id)) rt.add({ id, userId: `u${i}`, machines: ['m'] });
+      if (!added.has(id)) { added.add(id); await rt.add({ id, userId: `u${i}`, machines: ['m'] }); }
       const { ticket } = tickets.issue({ user: `u${i}`, instance: id, machine: 'm', channel: 'console', mode: 'control' });
       const ws = new WebSocket(`${base}/ws/console/${id}/m`, ['lab.v1', `ticket.${ticket}`], { headers: { origin }, perMessageDeflate: false });
       await new Promise<void>((res, rej) => {
@@ -162,7 +163,8 @@ async function growth(p: Path, base: number): Promise<number> {
 export async function run(): Promise<BenchRow[]> {
   const rt = await new LoopbackRuntime().listen();
   const tool = await startTestTool({ SECRET_KEY, LOG_LEVEL: 'warn', WS_MAX_PER_USER: '1000' }, { runtime: rt });
-  const sinkPort = (rt as unknown as { server: net.Server }).server.address() as AddressInfo;
+  // the relay dials the same console sink the runtime's openChannel dials
+  const sinkPort = (rt as unknown as { servers: { console: net.Server } }).servers.console.address() as AddressInfo;
   const relay = await relayPath(sinkPort.port);
   const ws = wsPath(tool, rt, new TicketService(SECRET_KEY));
   const rows: BenchRow[] = [];

@@ -24,7 +24,8 @@ Stops gracefully on SIGTERM or SIGINT.`,
     const { startTool } = await import('./main.js');
     const config = loadConfig();
     const tool = await startTool(config);
-    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\nLTI registration URL (paste into Moodle): ${tool.lti.urls.registration}\n\n`);
+    const open = tool.devPlatform ? `${tool.devPlatform.urls.page} (demo course: click "Launch as student")` : `${tool.publicUrl}/`;
+    process.stdout.write(`\nLab Orchestrator is running: open ${open}\nLTI registration URL (paste into Moodle): ${tool.lti.urls.registration}\n\n`);
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       if (++signals > 1) process.exit(1);

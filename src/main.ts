@@ -23,6 +23,7 @@ import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
 import { GradeService } from './lti/grades/GradeService.js';
 import { placeholderRuntime } from './labs/placeholder.js';
+import { seedDemoCourse } from './lti/devPlatform/demoSeed.js';
 import { LabService } from './labs/LabService.js';
 import { LabSupervisor } from './labs/LabSupervisor.js';
 import { createLti, type LtiModule } from './lti/createLti.js';
@@ -40,6 +41,7 @@ import { ChannelProxy } from './proxy/channelProxy.js';
 import { attachUpgradeHandler } from './http/upgrade.js';
 import { TicketUse, ticketUseExpiryRules } from './store/TicketUse.js';
 import { CheckResult } from './store/CheckResult.js';
+import { CheckRunLock } from './store/CheckRunLock.js';
 import { CheckRunner } from './labs/checks/CheckRunner.js';
 import { checkRoutes } from './labs/checks/checkRoutes.js';
 import type { LabBackend } from './backends/types.js';
@@ -217,6 +219,20 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       runtime = labService = svc;
     } else runtime = placeholderRuntime();
     // --- end runtime ------------------------------------------------------------------------------
+    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
+    let checks: CheckRunner | undefined;
+    {
+      await ensureIndexes([CheckResult, CheckRunLock]);
+      const runner = new CheckRunner({
+        runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
+        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+      });
+      runner.start();
+      closers.push({ name: 'checks', close: () => runner.close() });
+      mounts.push({ path: '/', router: checkRoutes({ runtime, runner, sessions }) });
+      checks = runner;
+    }
+    // --- end checks ---------------------------------------------------------------------------
     // --- lab page + proxy -------------------------------------------------------------------
     const beforeClose: Array<() => void> = [];
     await ensureIndexes([TicketUse]);
@@ -239,26 +255,12 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       const pageLabs = opts.labs ?? labs;
       const catalog = new LabCatalogCache(pageLabs);
       mounts.push(
-        { path: '/', router: labApiRouter({ runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
-        { path: '/', router: courseApiRouter({ sessions, catalog, userNames }) },
+        { path: '/', router: labApiRouter({ runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, checks, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
+        { path: '/', router: courseApiRouter({ sessions, catalog, userNames, checks }) },
         { path: '/', router: labPagesRouter() },
       );
     }
     // --- end lab page + proxy ---------------------------------------------------------------
-    // --- checks: runner (exec through the runtime), POST …/steps/:stepId/check, GET …/checks ----
-    let checks: CheckRunner | undefined;
-    {
-      await ensureIndexes([CheckResult]);
-      const runner = new CheckRunner({
-        runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
-        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
-      });
-      runner.start();
-      closers.push({ name: 'checks', close: () => runner.close() });
-      mounts.push({ path: '/', router: checkRoutes({ runtime, runner, sessions }) });
-      checks = runner;
-    }
-    // --- end checks ---------------------------------------------------------------------------
 
     // --- lti ------------------------------------------------------------------------------------
     const ltiLabs: LabDefinitions = opts.labs ?? labs;
@@ -271,6 +273,9 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
     log.info({ url: lti.urls.registration }, 'lti.registration_url');
     // --- end lti --------------------------------------------------------------------------------
+    // the bare origin leads somewhere useful: the demo course, or the admin page with the registration URL
+    const home = devPlatform ? devPlatform.urls.page : '/admin/lti';
+    mounts.push({ path: '/', router: express.Router().get('/', (_req, res) => res.redirect(302, home)) });
     const app = createApp({ log, trustProxy: config.TRUST_PROXY, readiness, mounts });
     server.on('request', app);
     log.info({ url, publicUrl }, 'tool.listening');
@@ -278,6 +283,8 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     if (devPlatform && (config.DEV_PLATFORM_REGISTER ?? true)) {
       const reg = await devPlatform.ensureRegistered(lti.urls.registration);
       log.info({ clientId: reg._id, deploymentId: reg.deploymentId }, 'lti.dev_platform_registered');
+      const seeded = await seedDemoCourse(devPlatform, reg._id, await labs.list());
+      if (seeded.length) log.info({ activities: seeded }, 'devplatform.demo_course_seeded');
     }
 
     let shuttingDown: Promise<void> | undefined;

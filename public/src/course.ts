@@ -11,6 +11,8 @@ interface Row {
   progress: { phase: string; percent: number } | null;
   steps: { ticked: number; total: number; percent: number } | null;
   secondsLeft: number | null; lastActivityAt: string | null;
+  /** Automatic checks (labs that have them): which passed and when. */
+  checks: { mode: 'steps' | 'checks'; passed: number; total: number; score: number; maxScore: number; complete: boolean; list: Array<{ stepId: string; index: number; passedAt: string }> } | null;
 }
 
 const app = document.getElementById('app')!;
@@ -45,9 +47,15 @@ function render(s: Session, rows: Row[], tbody: HTMLElement): void {
   clear(tbody);
   if (!rows.length) tbody.append(h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No student has started a lab in this course yet.')));
   for (const r of rows) {
-    const bar = progressBar(`Steps done by ${r.name ?? r.userId}`);
-    if (r.steps) bar.set(r.steps.percent, `${r.steps.ticked}/${r.steps.total} · ${r.steps.percent} %`);
+    const c = r.checks;
+    const bar = progressBar(c?.mode === 'checks' ? `Checks passed by ${r.name ?? r.userId}` : `Steps done by ${r.name ?? r.userId}`);
+    if (c?.mode === 'checks') bar.set(c.maxScore > 0 ? (100 * c.score) / c.maxScore : 0, `${c.passed}/${c.total} checks · ${c.score} / ${c.maxScore}`);
+    else if (r.steps) bar.set(r.steps.percent, `${r.steps.ticked}/${r.steps.total} · ${r.steps.percent} %`);
     else bar.set(0, '—');
+    const passedList = c?.list.length
+      ? h('details', { class: 'checks-passed' }, h('summary', {}, `${c.passed} check${c.passed === 1 ? '' : 's'} passed`),
+        h('ul', {}, ...c.list.map((p) => h('li', { 'data-passed': `${p.stepId}/${p.index}` }, `${p.stepId}${p.index ? ` #${p.index + 1}` : ''} · ${new Date(p.passedAt).toLocaleTimeString()}`))))
+      : null;
     const live = ['running', 'paused', 'provisioning'].includes(r.state);
     const open = h('a', { class: 'button', href: `/lab/${encodeURIComponent(r.id)}#session=${encodeURIComponent(s.token)}`, 'data-open': r.id }, 'Open (view only)');
     const reset = h('button', { type: 'button', class: 'danger-outline', disabled: !live }, 'Reset');
@@ -57,7 +65,7 @@ function render(s: Session, rows: Row[], tbody: HTMLElement): void {
     tbody.append(h('tr', { 'data-instance': r.id },
       h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId)),
       h('td', {}, h('span', { class: `state state-${r.state}` }, r.state), r.state === 'provisioning' && r.progress ? h('div', { class: 'muted' }, `${r.progress.percent} %`) : null),
-      h('td', {}, bar.el),
+      h('td', {}, bar.el, passedList),
       h('td', {}, live && r.secondsLeft !== null ? formatDuration(r.secondsLeft) : '—'),
       h('td', {}, r.lastActivityAt ? new Date(r.lastActivityAt).toLocaleTimeString() : '—'),
       h('td', { class: 'actions' }, open, reset, stop)));

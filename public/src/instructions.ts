@@ -1,21 +1,16 @@
 /**
  * The instructions panel: pages (sanitized HTML from the server), step checkboxes stored per
  * instance, a progress bar of ticked steps, and code blocks with "Copy" and "Send to <machine>".
- * The score is computed by the server from the stored ticks; this only shows what it returns.
+ * Steps with automatic checks get a "Check" button and their latest result (hint when failed).
+ * The score is computed by the server from the stored ticks or checks; this only shows what it returns.
  */
 import { announce, h, progressBar } from './dom.js';
-import type { InstanceView, StepProgress } from './types.js';
-
-export interface CheckState {
-  passed: boolean;
-  hint?: string;
-  running?: boolean;
-}
+import type { CheckScore, InstanceView, StepChecksView, StepProgress, StepRun } from './types.js';
 
 export interface InstructionsDeps {
   view: InstanceView;
   /** Run a step's automatic checks now (owner); absent when checks are not available. */
-  check?(stepId: string): Promise<{ passed: boolean; checks: Array<{ hint?: string; passed: boolean }> }>;
+  check?(stepId: string): Promise<StepRun>;
   tick(stepId: string, done: boolean): Promise<{ steps: Record<string, string>; progress: StepProgress }>;
   sendTo(machine: string, text: string): Promise<boolean>;
   machines: string[];
@@ -28,10 +23,16 @@ export class InstructionsPanel {
   private readonly pager = h('nav', { class: 'pager', 'aria-label': 'Instruction pages' });
   private page = 0;
   private ticks: Record<string, string>;
-  private readonly checks = new Map<string, CheckState>();
+  /** Latest check result per step (from the instance view, a run here, or pushed by the server). */
+  private readonly checkResults: Record<string, StepChecksView>;
+  private readonly checkRunning = new Set<string>();
+  /** Grading by checks: the bar shows the checks' score, not the ticks. */
+  private readonly byChecks: boolean;
 
   constructor(private readonly d: InstructionsDeps) {
     this.ticks = { ...d.view.steps };
+    this.checkResults = { ...(d.view.checks?.steps ?? {}) };
+    this.byChecks = d.view.instructions?.grading.mode === 'checks' && Boolean(d.view.checks);
     const ins = d.view.instructions;
     this.el = h('section', { class: 'instructions', 'aria-label': 'Instructions' },
       h('header', {}, h('h2', {}, 'Instructions'), this.bar.el),
@@ -42,7 +43,8 @@ export class InstructionsPanel {
       this.bar.el.hidden = true;
       return;
     }
-    if (d.view.stepProgress) this.setProgress(d.view.stepProgress);
+    if (this.byChecks && d.view.checks) this.setCheckScore(d.view.checks.score);
+    else if (d.view.stepProgress) this.setProgress(d.view.stepProgress);
     else this.bar.el.hidden = true;
     this.renderPage(0);
   }
@@ -112,34 +114,64 @@ export class InstructionsPanel {
   }
 
   private renderCheck(row: HTMLElement, stepId: string): void {
-    const st = this.checks.get(stepId);
+    const r = this.checkResults[stepId];
+    const running = this.checkRunning.has(stepId);
     row.replaceChildren();
     if (this.d.check && this.d.view.mode === 'control') {
-      const b = h('button', { type: 'button', class: 'small', disabled: st?.running }, st?.running ? 'Checking…' : 'Check my work');
+      const b = h('button', { type: 'button', class: 'small', disabled: running }, running ? 'Checking…' : 'Check my work');
       b.addEventListener('click', () => void this.runCheck(stepId));
       row.append(b);
     }
-    const status = h('span', { class: `check-status ${st && !st.running ? (st.passed ? 'passed' : 'failed') : ''}`, role: 'status' });
-    if (st && !st.running) status.append(st.passed ? '✓ Passed' : `✗ Not yet${st.hint ? `: ${st.hint}` : ''}`);
+    const status = h('div', { class: `check-status ${r?.at && !running ? (r.passed ? 'passed' : 'failed') : ''}`, role: 'status' });
     row.append(status);
+    if (!r?.at || running) return;
+    status.append(h('strong', {}, r.passed ? '✓ Passed' : '✗ Not yet'), h('span', { class: 'muted' }, ` · checked ${new Date(r.at).toLocaleTimeString()}`));
+    const failed = r.checks.filter((c) => !c.passed);
+    if (failed.length) status.append(h('ul', { class: 'hints' }, ...failed.map((c) => h('li', {}, c.timedOut ? 'The check timed out. ' : '', c.hint ?? 'This check did not pass.'))));
+    // a teacher sees what each check printed
+    for (const c of r.checks) {
+      if (c.output === undefined) continue;
+      const what = c.passed ? 'passed' : c.timedOut ? 'timed out' : `exit ${c.exitCode ?? '–'}`;
+      status.append(h('details', {}, h('summary', {}, `Check ${c.index + 1} on ${c.machine}: ${what}${c.passedAt ? ` · first passed ${new Date(c.passedAt).toLocaleTimeString()}` : ''}`), h('pre', { class: 'check-output' }, c.output || '(no output)')));
+    }
   }
 
   private async runCheck(stepId: string): Promise<void> {
-    this.setCheck(stepId, { ...(this.checks.get(stepId) ?? { passed: false }), running: true });
+    this.checkRunning.add(stepId);
+    this.redrawCheck(stepId);
     try {
-      const r = await this.d.check!(stepId);
-      const hint = r.checks.find((c) => !c.passed && c.hint)?.hint;
-      this.setCheck(stepId, { passed: r.passed, ...(hint ? { hint } : {}) });
+      const run = await this.d.check!(stepId);
+      this.checkRunning.delete(stepId);
+      this.setCheck(stepId, run);
+      announce(run.passed ? 'Check passed.' : 'Check not passed yet.');
     } catch (err) {
-      this.setCheck(stepId, { passed: false, hint: (err as Error).message });
+      this.checkRunning.delete(stepId);
+      this.redrawCheck(stepId);
+      const row = this.content.querySelector<HTMLElement>(`.check-row[data-check="${CSS.escape(stepId)}"] .check-status`);
+      if (row) {
+        row.className = 'check-status failed';
+        row.textContent = (err as Error).message;
+      }
+      announce(`Could not check: ${(err as Error).message}`);
     }
   }
 
   /** A check result (from a run here or pushed by the server). */
-  setCheck(stepId: string, st: CheckState): void {
-    this.checks.set(stepId, st);
+  setCheck(stepId: string, run: Pick<StepRun, 'passed' | 'at' | 'checks' | 'score'>): void {
+    this.checkResults[stepId] = { passed: run.passed, at: run.at, checks: run.checks };
+    this.redrawCheck(stepId);
+    if (run.score && this.byChecks) this.setCheckScore(run.score);
+  }
+
+  private redrawCheck(stepId: string): void {
     const row = this.content.querySelector<HTMLElement>(`.check-row[data-check="${CSS.escape(stepId)}"]`);
     if (row) this.renderCheck(row, stepId);
+  }
+
+  private setCheckScore(s: CheckScore): void {
+    const percent = s.max > 0 ? Math.round((100 * s.given) / s.max) : 0;
+    this.bar.el.hidden = false;
+    this.bar.set(percent, `Score ${s.given} of ${s.max}${s.complete ? ' · all checks passed' : ''}`);
   }
 
   private async toggle(id: string, box: HTMLInputElement): Promise<void> {
@@ -165,7 +197,7 @@ export class InstructionsPanel {
       box.closest('.step')?.classList.toggle('done', on);
     }
     const ins = this.d.view.instructions;
-    if (ins) {
+    if (ins && !this.byChecks) {
       const total = ins.steps.reduce((n, s) => n + Math.max(0, s.weight), 0);
       const got = ins.steps.filter((s) => this.ticks[s.id]).reduce((n, s) => n + Math.max(0, s.weight), 0);
       const ticked = ins.steps.filter((s) => this.ticks[s.id]).length;
@@ -175,6 +207,7 @@ export class InstructionsPanel {
   }
 
   private setProgress(p: StepProgress): void {
+    if (this.byChecks) return;
     this.bar.el.hidden = p.total === 0;
     this.bar.set(p.percent, `${p.ticked} of ${p.total} steps · ${p.percent} %`);
   }

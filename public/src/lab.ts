@@ -5,7 +5,7 @@
 import './lab.css';
 import { ApiError, Session } from './api.js';
 import { announce, clear, confirmDialog, formatDuration, h } from './dom.js';
-import type { InstanceView, LabEvent, StepProgress } from './types.js';
+import type { InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
 import { ProvisioningPanel, failurePanel, stoppedPanel } from './provisioning.js';
 import { Workspace } from './workspace.js';
 import { InstructionsPanel } from './instructions.js';
@@ -70,7 +70,7 @@ class LabPage {
         this.instructions?.setTicks(e.steps);
         break;
       case 'check':
-        this.instructions?.setCheck(e.stepId, { passed: e.passed, ...(e.hint ? { hint: e.hint } : {}) });
+        if (e.checks) this.instructions?.setCheck(e.stepId, { passed: e.passed, at: e.at, checks: e.checks, ...(e.score ? { score: e.score } : {}) });
         break;
       default:
         break;
@@ -140,20 +140,6 @@ class LabPage {
     }
   }
 
-  /** Latest check results, so a reload shows what already passed. */
-  private async loadChecks(): Promise<void> {
-    try {
-      const r = await this.s.api<{ steps: Record<string, { passed: boolean; at: string | null; checks: Array<{ passed: boolean; hint?: string }> }> }>('GET', `/api/instances/${instanceId}/checks`);
-      for (const [id, st] of Object.entries(r.steps)) {
-        if (!st.at) continue;
-        const hint = st.checks.find((c) => !c.passed && c.hint)?.hint;
-        this.instructions?.setCheck(id, { passed: st.passed, ...(hint ? { hint } : {}) });
-      }
-    } catch {
-      // checks are optional: the page works without them
-    }
-  }
-
   private tickClock(): void {
     const v = this.view;
     if (!v?.expiresAt || !['running', 'paused', 'provisioning'].includes(v.state)) {
@@ -206,10 +192,9 @@ class LabPage {
       view: v,
       machines: ws.machineNames(),
       sendTo: (m, text) => ws.sendTo(m, text),
-      check: (stepId) => this.s.api('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}/check`, {}),
       tick: (stepId, done) => this.s.api<{ steps: Record<string, string>; progress: StepProgress }>('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}`, { done }),
+      check: (stepId) => this.s.api<StepRun>('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}/check`, {}),
     });
-    if (v.instructions?.steps.some((st) => st.hasChecks)) void this.loadChecks();
     const pausedNote = h('div', { class: 'paused-note', role: 'status' }, 'The lab is paused.');
     this.body.replaceChildren(h('div', { class: 'lab-grid' }, this.instructions.el, ws.el), pausedNote);
   }

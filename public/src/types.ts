@@ -28,7 +28,17 @@ export interface InstanceView {
   } | null;
   steps: Record<string, string>;
   stepProgress: StepProgress | null;
+  /** Latest results of the automatic checks (labs with checks). */
+  checks?: ChecksView | null;
 }
+
+/** One check's result (output and exit code only for a teacher). */
+export interface CheckOutcome { index: number; machine: string; passed: boolean; timedOut: boolean; hint?: string; at: string; passedAt?: string; output?: string; exitCode?: number | null }
+export interface StepChecksView { passed: boolean; at: string | null; checks: CheckOutcome[] }
+export interface CheckScore { given: number; max: number; complete: boolean }
+export interface ChecksView { mode: 'steps' | 'checks'; steps: Record<string, StepChecksView>; score: CheckScore & { passed: number; total: number } }
+/** POST /api/instances/:id/steps/:stepId/check */
+export interface StepRun { stepId: string; passed: boolean; at: string; checks: CheckOutcome[]; score?: CheckScore }
 
 export interface StepProgress { ticked: number; total: number; percent: number; score: number; maxScore: number }
 
@@ -39,4 +49,4 @@ export type LabEvent =
   | { type: 'machines'; instanceId: string; machines: Record<string, { phase: MachinePhase }> }
   | { type: 'expiry-warning'; instanceId: string; expiresAt: string }
   | { type: 'steps'; instanceId: string; steps: Record<string, string> }
-  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string };
+  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string; checks?: CheckOutcome[]; score?: CheckScore };

@@ -8,6 +8,9 @@ import { LabService } from '../../src/labs/LabService.js';
 import type { LabEvent, ResolvedCheck } from '../../src/labs/contracts.js';
 import { LabInstance } from '../../src/store/LabInstance.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
+import { CheckRunLock } from '../../src/store/CheckRunLock.js';
+import { CheckRunner } from '../../src/labs/checks/CheckRunner.js';
+import { Conflict } from '../../src/errors.js';
 import { GradeOutbox } from '../../src/store/GradeOutbox.js';
 import { SessionTokens, type SessionClaims } from '../../src/auth/session.js';
 import { createLogger } from '../../src/logger.js';
@@ -206,6 +209,19 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
     assert.equal(limited.status, 429);
     assert.match(String(limited.body.error), /^Too many checks: at most 6 per 60 s\. Try again in \d+ s\.$/);
     assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  });
+
+  it('runs one check at a time per lab across replicas (a lock row), and takes over a lock left by a crashed process', async () => {
+    const { inst, token } = await lab();
+    const replica = new CheckRunner({ runtime: svc, labs, log });
+    const slow = press(inst._id, 'hang', token);
+    await waitFor(async () => (await CheckRunLock.countDocuments({ _id: inst._id })) === 1, 2000, 'the lock taken');
+    await assert.rejects(replica.run(inst._id, 'make-file', { userId: 'replica-user' }), (e: unknown) => e instanceof Conflict && /already running/.test(e.publicMessage));
+    assert.equal((await slow).status, 200);
+    assert.equal(await CheckRunLock.countDocuments({ _id: inst._id }), 0, 'released');
+    await CheckRunLock.create({ _id: inst._id, owner: 'crashed', expiresAt: new Date(Date.now() - 1000) });
+    assert.equal((await replica.run(inst._id, 'make-file', { userId: 'replica-user' })).passed, false);
+    await replica.close();
   });
 
   it('refuses to check a lab that is not running', async () => {

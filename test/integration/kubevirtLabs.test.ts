@@ -71,36 +71,54 @@ describe('KubeVirt labs with real guests (stand-in)', function () {
       assert.match(hello.toString('latin1'), /^RFB 003\.00\d\n/);
       vnc.destroy();
       const con = await backend.openChannel(handle, m, 'console');
+      const poke = setInterval(() => con.write('\r'), 1000);
       con.write('\r');
-      const out = await readUntil(con, (b) => b.length > 0);
-      assert.ok(out.length > 0, `console of ${m} answers`);
+      await readUntil(con, (b) => /login: $/m.test(b.toString('latin1')), 60_000).finally(() => clearInterval(poke));
+      con.write('echo-check');
+      await readUntil(con, (b) => b.toString('latin1').includes('echo-check'), 10_000);
+      con.write('\x15');
       con.destroy();
     }
 
+    const lap = stopwatch();
     await backend.pause(handle);
     await until(async () => (await backend.status(handle)).alpha?.phase === 'paused', 'paused');
     await backend.resume(handle);
     await until(async () => (await backend.status(handle)).alpha?.phase === 'running', 'resumed');
 
+    lap('pause/resume');
     const before = (await cp.request('GET', `/apis/kubevirt.io/v1/namespaces/${handle.name}/virtualmachineinstances/beta`)).json<{ metadata: { uid: string } }>().metadata.uid;
     await backend.reset(handle, 'beta');
     const after = (await cp.request('GET', `/apis/kubevirt.io/v1/namespaces/${handle.name}/virtualmachineinstances/beta`)).json<{ metadata: { uid: string } }>().metadata.uid;
     assert.notEqual(after, before, 'reset recreates the machine');
     assert.deepEqual(await backend.status(handle), { alpha: { phase: 'running' }, beta: { phase: 'running' } });
 
+    lap('reset');
     await backend.stop(handle);
     await until(async () => (await backend.status(handle)).alpha?.phase === 'stopped', 'stopped');
     await backend.start(handle);
     assert.deepEqual(await backend.status(handle), { alpha: { phase: 'running' }, beta: { phase: 'running' } });
 
+    lap('stop/start');
     const guestsBefore = standIn.guestPids().length;
     await backend.destroy(handle);
+    lap('destroy');
+    process.stderr.write(`      [kubevirt] ${laps.join(', ')}\n`);
     assert.equal((await cp.request('GET', `/api/v1/namespaces/${handle.name}`)).status, 404);
     assert.deepEqual(await backend.status(handle), {});
     assert.ok(standIn.guestPids().length <= guestsBefore - 2, 'the guests are gone with the namespace');
     await backend.destroy(handle); // already gone = success
   });
 });
+
+const laps: string[] = [];
+function stopwatch(): (what: string) => void {
+  let t = Date.now();
+  return (what) => {
+    laps.push(`${what} ${Date.now() - t} ms`);
+    t = Date.now();
+  };
+}
 
 async function until(fn: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import http from 'node:http';
+import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 import { PROGRESS_PHASES, type BackendLabSpec, type LabHandle, type Progress } from '../../src/backends/types.js';
-import { BadRequest, CapacityExhausted, NotFound } from '../../src/errors.js';
+import { BadRequest, CapacityExhausted, Conflict, NotFound } from '../../src/errors.js';
 import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
 import { rfbHandshake } from '../support/rfb.js';
 import { ConsoleSession } from '../support/console.js';
@@ -62,8 +63,10 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     const evA: Progress[] = [];
     const evB: Progress[] = [];
     const t0 = Date.now();
+    const two = spec('two-machines', ['alpha', 'beta']);
+    two.machines[1]!.userData = '#!/bin/sh\nmkdir -p /srv && echo served-by-beta > /srv/index.html && httpd -p 8080 -h /srv\n';
     await Promise.all([
-      backend.provision(spec('two-machines', ['alpha', 'beta']), labA, (p) => evA.push(p)),
+      backend.provision(two, labA, (p) => evA.push(p)),
       backend.provision(spec('one-machine', ['gamma'], true), labB, (p) => evB.push(p)),
     ]);
     console.log(`      3 VMs booted in ${Date.now() - t0} ms`);
@@ -103,6 +106,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
   it('the machines of a lab reach each other by name; a machine of another lab cannot reach them', async () => {
     const con = consoles[0]!;
     assert.match(await con.run('ping -c 1 -W 3 beta'), /1 packets received/);
+    assert.equal((await con.run('timeout 5 wget -q -O - http://beta:8080/')).trim(), 'served-by-beta', "beta's user-data script started a web server");
     const other = new ConsoleSession(await backend.openChannel(labB, 'gamma', 'console'));
     consoles.push(other);
     await other.login('student', 'Secr3t-pw');
@@ -140,6 +144,10 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.equal(big.truncated, true);
     const slow = await backend.exec(labA, 'alpha', 'sleep 30', { timeoutMs: 1000, maxOutputBytes: 100 });
     assert.equal(slow.timedOut, true);
+    const t0 = Date.now();
+    const next = await backend.exec(labA, 'alpha', 'echo still-there', { timeoutMs: 5000, maxOutputBytes: 100 });
+    assert.equal(next.stdout, 'still-there\n');
+    assert.ok(Date.now() - t0 < 4000, 'the agent serves the next exec right after a timed-out one');
     assert.ok(!con.output.slice(mark).includes('from-exec'));
   });
 
@@ -149,6 +157,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     await con.expect(/tick3\b/);
     await backend.pause(labA);
     assert.deepEqual(await backend.status(labA), { alpha: { phase: 'paused' }, beta: { phase: 'paused' } });
+    await assert.rejects(backend.exec(labA, 'alpha', 'true', { timeoutMs: 1000, maxOutputBytes: 10 }), Conflict);
     await new Promise((r) => setTimeout(r, 300));
     const frozen = con.output.length;
     await new Promise((r) => setTimeout(r, 1500));
@@ -188,6 +197,18 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } }); // and the first one attaches again
   });
 
+  it('stop keeps the disks and frees the capacity; start boots the machines again with their files', async () => {
+    await backend.exec(labB, 'gamma', 'echo kept > /home/student/kept.txt && sync', { timeoutMs: 5000, maxOutputBytes: 100 });
+    await backend.stop(labB);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
+    assert.equal(qemuProcessesUnder(path.join(dataDir, 'qemu', 'lab-b') + '/').length, 0);
+    assert.equal(backend.capacity().usedVms, 2);
+    await backend.start(labB);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } });
+    const r = await backend.exec(labB, 'gamma', 'cat /home/student/kept.txt', { timeoutMs: 5000, maxOutputBytes: 100 });
+    assert.equal(r.stdout, 'kept\n');
+  });
+
   it('refuses a lab over the capacity limit with "capacity reached" before anything starts, and container machines by name', async () => {
     const before = qemuProcessesUnder(dataDir).length;
     await assert.rejects(backend.provision(spec('too-big', ['a', 'b']), handle('lab-c'), () => undefined), (e: Error) => {
@@ -215,5 +236,57 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.deepEqual(await backend.list(), []);
     await backend.destroy(labA);
     await assert.rejects(backend.openChannel(labA, 'alpha', 'console'), NotFound);
+  });
+});
+
+describe('QemuBackend: the tool is SIGKILLed while provisioning', function () {
+  this.timeout(180_000);
+  let dataDir: string;
+  let images: string;
+  const lab = handle('lab-crash');
+
+  before(() => {
+    images = ensureGuestImage();
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qc-'));
+  });
+  after(() => {
+    killQemuUnder(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('a new tool finds the half-provisioned lab, provisioning again converges without duplicate machines, and destroy leaves nothing', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/provisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => child.once('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      child.stdout.on('data', (c: Buffer) => {
+        buf += c.toString();
+        // killed right after the first machine's QEMU was spawned: the second was never started
+        if (/"phase":"machines-starting"/.test(buf)) { child.kill('SIGKILL'); resolve(); }
+      });
+      child.once('exit', () => reject(new Error(`child exited before machines-starting: ${buf}`)));
+    });
+    await exited;
+    assert.equal(qemuProcessesUnder(dataDir).length, 1, 'the QEMU started before the crash keeps running (to be adopted)');
+
+    const again = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 8, maxMemoryMiB: 2048, log });
+    try {
+      assert.deepEqual((await again.list()).map((h) => h.name), [lab.name]);
+      const st = await again.status(lab);
+      assert.ok(['booting', 'running'].includes(st.one?.phase ?? ''), JSON.stringify(st));
+      assert.equal(st.two?.phase, 'pending');
+      const ev: Progress[] = [];
+      await again.provision(spec('crash', ['one', 'two']), lab, (p) => ev.push(p));
+      assert.equal(ev.at(-1)?.phase, 'machines-booted');
+      assert.deepEqual(await again.status(lab), { one: { phase: 'running' }, two: { phase: 'running' } });
+      const runDir = path.join(dataDir, 'qemu', lab.name);
+      assert.equal(qemuProcessesUnder(path.join(runDir, 'm0') + '/').length, 1, 'machine one: one QEMU');
+      assert.equal(qemuProcessesUnder(path.join(runDir, 'm1') + '/').length, 1, 'machine two: one QEMU');
+      await again.destroy(lab);
+      assert.deepEqual(qemuProcessesUnder(dataDir), []);
+      assert.deepEqual(await again.list(), []);
+    } finally {
+      await again.close();
+    }
   });
 });

@@ -18,15 +18,16 @@ import type { Logger } from '../../logger.js';
 import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
 import { KubeApiError, objectPath, type KubeClient } from './client.js';
 import { Informer } from './Informer.js';
+import { DriftWatch } from './DriftWatch.js';
+import { canonical, cleanForCreate, handleOf, podStatus, vmiStatus, type Pod, type Vm, type Vmi } from './objects.js';
 import {
-  GENERATION_LABEL,
   INSTANCE_ANNOTATION,
-  INSTANCE_LABEL,
   MACHINE_LABEL,
   MANAGED_BY_LABEL,
   MANAGER,
   SPEC_ANNOTATION,
   guardObjects,
+  networkPolicies,
   planLab,
   type BuildContext,
   type K8sObject,
@@ -49,16 +50,6 @@ export interface KubeVirtBackendOptions {
   settleMs?: number;
 }
 
-interface Vmi extends K8sObject {
-  status?: { phase?: string; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>; reason?: string };
-}
-interface Vm extends K8sObject {
-  spec: { runStrategy?: string; running?: boolean };
-}
-interface Pod extends K8sObject {
-  status?: { phase?: string; containerStatuses?: Array<{ ready?: boolean; state?: { waiting?: { reason?: string; message?: string } } }> };
-}
-
 const SELECTOR = `${MANAGED_BY_LABEL}=${MANAGER}`;
 const VMI_ALL = '/apis/kubevirt.io/v1/virtualmachineinstances';
 const vmPath = (ns: string, name?: string) => `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines${name ? `/${name}` : ''}`;
@@ -68,6 +59,7 @@ export class KubeVirtBackend implements LabBackend {
   readonly kind = 'kubevirt' as const;
   readonly namespaces: Informer;
   readonly vmis: Informer<Vmi>;
+  readonly drift: DriftWatch;
   private readonly client: KubeClient;
   private readonly log: Logger;
   private readonly subresourceUrl: string;
@@ -78,6 +70,20 @@ export class KubeVirtBackend implements LabBackend {
     this.subresourceUrl = (o.subresourceUrl ?? o.client.server).replace(/\/+$/, '');
     this.namespaces = new Informer(o.client, '/api/v1/namespaces', SELECTOR, this.log).start();
     this.vmis = new Informer<Vmi>(o.client, VMI_ALL, SELECTOR, this.log).start();
+    this.drift = new DriftWatch({
+      client: o.client,
+      log: this.log,
+      selector: SELECTOR,
+      namespaces: this.namespaces,
+      handleOf,
+      expectedPolicy: (ns, name) => {
+        const h = handleOf(ns);
+        const spec = this.storedSpec(ns);
+        return h && spec ? networkPolicies(this.ctx(spec, h)).find((p) => p.metadata.name === name) : undefined;
+      },
+      repair: (h) => this.repair(h),
+      canonical,
+    });
   }
 
   private ctx(spec: BackendLabSpec, handle: LabHandle): BuildContext {
@@ -279,29 +285,63 @@ export class KubeVirtBackend implements LabBackend {
     if (spec) await this.waitBooted(handle, spec, () => undefined);
   }
 
-  /** Recreate the machine(s) from their current definitions: containerDisks and pods start from the image again. */
+  /**
+   * Put machines back to their image. A containerDisk VM gets a new VMI (KubeVirt's restart: the
+   * VM controller boots a fresh one from the image); a VM with DataVolumes and a container pod are
+   * deleted and created again from their current definitions.
+   */
   async reset(handle: LabHandle, machine?: string): Promise<void> {
     const ns = handle.name;
     const [vms, pods] = await Promise.all([
       this.client.request<{ items: Vm[] }>('GET', vmPath(ns)),
       this.client.request<{ items: Pod[] }>('GET', podPath(ns), { query: { labelSelector: SELECTOR } }),
     ]);
-    const pick = <T extends K8sObject>(l: T[]) => l.filter((o) => machine === undefined || o.metadata.name === machine);
-    const targets = [...pick(vms.items), ...pick(pods.items)];
+    const pick = <T extends K8sObject>(l: T[], apiVersion: string, kind: string) =>
+      l.filter((o) => machine === undefined || o.metadata.name === machine).map((o) => ({ ...o, apiVersion, kind }));
+    const targets: K8sObject[] = [...pick(vms.items, 'kubevirt.io/v1', 'VirtualMachine'), ...pick(pods.items, 'v1', 'Pod')];
     if (machine !== undefined && targets.length === 0) throw new NotFound(`no machine ${machine} in ${ns}`, { publicMessage: `There is no machine ${machine}.` });
     await Promise.all(
       targets.map(async (obj) => {
-        const path = objectPath(obj, obj.metadata.name);
+        const name = obj.metadata.name;
+        const vm = obj.kind === 'VirtualMachine' ? (obj as Vm) : undefined;
+        if (vm && !vm.spec.dataVolumeTemplates?.length) {
+          const old = this.vmis.get(ns, name)?.metadata.uid;
+          await this.client.remove(`/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachineinstances/${name}`);
+          if (vm.spec.runStrategy !== 'Halted') await this.waitNewVmi(ns, name, old);
+          return;
+        }
+        const path = objectPath(obj, name);
         await this.client.remove(path, { propagation: 'Foreground' });
-        await this.waitGone(path, obj.kind === 'VirtualMachine' ? ns : undefined, obj.metadata.name);
+        await this.waitGone(path, vm ? ns : undefined, name);
         const fresh = cleanForCreate(obj);
-        if (obj.kind === 'VirtualMachine') (fresh as Vm).spec.runStrategy = 'Always';
+        if (vm) (fresh as Vm).spec.runStrategy = 'Always';
         await this.client.create(fresh);
       }),
     );
     const nsObj = await this.liveNamespace(handle);
     const spec = nsObj && this.storedSpec(nsObj);
     if (spec) await this.waitBooted(handle, { ...spec, machines: spec.machines.filter((m) => machine === undefined || m.name === machine) }, () => undefined);
+  }
+
+  /** Wait until the informer shows a VMI for the machine other than `oldUid`. */
+  private async waitNewVmi(ns: string, name: string, oldUid: string | undefined, timeoutMs = 120_000): Promise<void> {
+    const fresh = () => {
+      const v = this.vmis.get(ns, name);
+      return v !== undefined && v.metadata.uid !== oldUid;
+    };
+    if (fresh()) return;
+    await new Promise<void>((resolve, reject) => {
+      const off = this.vmis.on(() => {
+        if (fresh()) finish();
+      });
+      const t = setTimeout(() => finish(new BackendFailure(`no new VMI for ${ns}/${name}`, { publicMessage: 'Resetting the machine took too long.' })), timeoutMs);
+      function finish(err?: Error) {
+        off();
+        clearTimeout(t);
+        if (err) reject(err);
+        else resolve();
+      }
+    });
   }
 
   /** Wait until an object (and, for a VM, its VMI) is gone. */
@@ -344,16 +384,7 @@ export class KubeVirtBackend implements LabBackend {
   /** Managed, not terminating namespaces, by their labels. */
   async list(): Promise<LabHandle[]> {
     await this.namespaces.synced();
-    const out: LabHandle[] = [];
-    for (const ns of this.namespaces.items()) {
-      const l = ns.metadata.labels ?? {};
-      const id = l[INSTANCE_LABEL];
-      const gen = Number(l[GENERATION_LABEL]);
-      if (!id || !Number.isInteger(gen) || ns.metadata.deletionTimestamp) continue;
-      if (ns.metadata.annotations?.[INSTANCE_ANNOTATION] !== id) continue;
-      out.push({ instanceId: id, backend: 'kubevirt', name: ns.metadata.name, generation: gen });
-    }
-    return out;
+    return this.namespaces.items().flatMap((ns) => handleOf(ns) ?? []);
   }
 
   /**
@@ -365,7 +396,14 @@ export class KubeVirtBackend implements LabBackend {
     const spec = ns && this.storedSpec(ns);
     if (!spec) return [];
     const c = this.ctx(spec, handle);
-    const want = [planLab(c).roleBinding, ...guardObjects(c)];
+    const repaired: string[] = [];
+    // the binding first: without it the tool can do nothing else in the namespace
+    const rb = planLab(c).roleBinding;
+    if (!(await this.client.get(objectPath(rb, rb.metadata.name)))) {
+      await this.client.create(rb);
+      repaired.push(`RoleBinding/${rb.metadata.name}`);
+    }
+    const want = guardObjects(c);
     const kinds = [...new Set(want.map((o) => o.kind))];
     const have = new Map<string, K8sObject>();
     await Promise.all(
@@ -375,7 +413,6 @@ export class KubeVirtBackend implements LabBackend {
         for (const o of list.items) have.set(`${kind}/${o.metadata.name}`, o);
       }),
     );
-    const repaired: string[] = [];
     await Promise.all(
       want.map(async (o) => {
         const key = `${o.kind}/${o.metadata.name}`;
@@ -394,64 +431,14 @@ export class KubeVirtBackend implements LabBackend {
   }
 
   async ready(): Promise<boolean> {
-    const failing = [this.namespaces, this.vmis].some((i) => i.failingSince !== 0 && Date.now() - i.failingSince > 30_000);
+    const failing = [this.namespaces, this.vmis, this.drift.policies].some((i) => i.failingSince !== 0 && Date.now() - i.failingSince > 30_000);
     const synced = await Promise.race([Promise.all([this.namespaces.synced(), this.vmis.synced()]).then(() => true), delay(1000, false)]);
     return synced && !failing;
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.namespaces.stop(), this.vmis.stop()]);
+    await Promise.all([this.drift.stop(), this.namespaces.stop(), this.vmis.stop()]);
     this.client.close();
   }
 }
 
-/** JSON with sorted keys: the API server returns fields in its own order. */
-export function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
-
-function cleanForCreate<T extends K8sObject>(obj: T): T {
-  const { uid: _u, resourceVersion: _r, creationTimestamp: _c, deletionTimestamp: _d, ...metadata } = obj.metadata as K8sObject['metadata'] & Record<string, unknown>;
-  const m = { ...metadata } as Record<string, unknown>;
-  delete m.managedFields;
-  delete m.generation;
-  delete m.finalizers;
-  delete m.ownerReferences;
-  delete m.deletionGracePeriodSeconds;
-  const { status: _s, ...rest } = obj as T & { status?: unknown };
-  const out = { ...rest, metadata: m } as unknown as K8sObject;
-  if (obj.kind === 'Pod') {
-    const spec = { ...(out.spec as Record<string, unknown>) };
-    delete spec.nodeName;
-    out.spec = spec;
-  }
-  return out as T;
-}
-
-export function vmiStatus(vmi: Vmi | undefined): MachineStatus {
-  if (!vmi) return { phase: 'pending' };
-  const phase = vmi.status?.phase ?? 'Pending';
-  const cond = (t: string) => vmi.status?.conditions?.find((c) => c.type === t)?.status === 'True';
-  if (phase === 'Failed') return { phase: 'failed', reason: vmi.status?.reason ?? vmi.status?.conditions?.find((c) => c.message)?.message ?? 'the VM failed' };
-  if (phase === 'Succeeded') return { phase: 'stopped' };
-  if (phase === 'Running') return cond('Paused') ? { phase: 'paused' } : cond('Ready') ? { phase: 'running' } : { phase: 'booting' };
-  if (phase === 'Scheduled' || phase === 'Scheduling') return { phase: 'booting' };
-  return { phase: 'pending' };
-}
-
-function podStatus(p: Pod): MachineStatus {
-  const phase = p.status?.phase ?? 'Pending';
-  const waiting = p.status?.containerStatuses?.[0]?.state?.waiting;
-  if (waiting && /ErrImagePull|ImagePullBackOff|InvalidImageName|CrashLoopBackOff/.test(waiting.reason ?? '')) return { phase: 'failed', reason: `${waiting.reason}: ${waiting.message ?? ''}`.trim() };
-  if (phase === 'Running') return p.status?.containerStatuses?.every((c) => c.ready) ? { phase: 'running' } : { phase: 'booting' };
-  if (phase === 'Failed') return { phase: 'failed', reason: 'the container stopped' };
-  if (phase === 'Succeeded') return { phase: 'stopped' };
-  return { phase: 'pending' };
-}

@@ -230,7 +230,14 @@ export class KubeClient {
       await this.request('POST', objectPath(obj), { body: obj, signal });
       return 'created';
     } catch (err) {
-      if (!(err instanceof KubeApiError) || err.status !== 409) throw err;
+      // quota admission runs before the storage's conflict check: a full quota answers 403 for an object that already exists
+      const quotaFull = err instanceof KubeApiError && err.status === 403 && /exceeded quota/.test(err.message);
+      if (!(err instanceof KubeApiError) || (err.status !== 409 && !quotaFull)) throw err;
+      if (quotaFull) {
+        const existing = await this.get(objectPath(obj, obj.metadata.name), signal);
+        if (existing?.metadata.annotations?.[INSTANCE_ANNOTATION] === obj.metadata.annotations?.[INSTANCE_ANNOTATION] && existing) return 'exists';
+        throw err;
+      }
     }
     const existing = await this.get(objectPath(obj, obj.metadata.name), signal);
     const mine = obj.metadata.annotations?.[INSTANCE_ANNOTATION];

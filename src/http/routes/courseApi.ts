@@ -10,12 +10,15 @@ import { Forbidden } from '../../errors.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { stepScore } from '../../labs/stepScore.js';
 import type { LabCatalogCache } from './labApi.js';
+import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 
 export interface CourseApiDeps {
   sessions: SessionTokens;
   catalog: LabCatalogCache;
   /** Display names for user ids (from the launches), when the LTI module provides them. */
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
+  /** Automatic checks: which each student passed and when (labs that have checks). */
+  checks?: Pick<CheckRunner, 'overview'>;
 }
 
 export function courseApiRouter(d: CourseApiDeps): Router {
@@ -26,6 +29,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
       if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.' });
       const docs = (await LabInstance.find({ contextId }).sort({ createdAt: 1 }).limit(2000).lean()) as LabInstanceDoc[];
       const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
+      const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
       const now = Date.now();
       const rows = await Promise.all(docs.map(async (inst) => {
         const steps = await d.catalog.steps(inst).catch(() => undefined);
@@ -36,6 +40,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
           steps: s ? { ticked: s.ticked, total: s.total, percent: s.maxWeight > 0 ? Math.round((100 * s.weight) / s.maxWeight) : 0 } : null,
           expiresAt: inst.expiresAt, secondsLeft: inst.expiresAt ? Math.max(0, Math.round((new Date(inst.expiresAt).getTime() - now) / 1000)) : null,
           lastActivityAt: inst.lastActivityAt,
+          checks: checks?.get(inst._id) ?? null,
         };
       }));
       res.setHeader('Cache-Control', 'no-store');

@@ -19,6 +19,7 @@ import type { ChannelKind, MachineStatus } from '../../backends/types.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { scoreForSteps, stepScore } from '../../labs/stepScore.js';
 import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
+import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
@@ -32,6 +33,8 @@ export interface LabApiDeps {
   serialize?: <T>(instanceId: string, fn: () => Promise<T>) => Promise<T>;
   /** Display names by user id (teachers see whose lab they watch). */
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
+  /** Automatic checks: their latest results are part of the instance view (with output for a teacher). */
+  checks?: Pick<CheckRunner, 'results'>;
   /** Heartbeat on the event stream (proxies drop silent connections). */
   heartbeatMs?: number;
 }
@@ -234,6 +237,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     instructions,
     steps: isoTicks(inst.steps),
     stepProgress: score ? progressOf(score) : null,
+    checks: d.checks && instructions?.steps.some((st) => st.hasChecks) ? await d.checks.results(inst, { teacher: a.mode === 'view' }).catch(() => null) : null,
   };
 }
 

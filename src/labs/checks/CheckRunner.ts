@@ -21,6 +21,8 @@ import type { ScoreInput } from '../../lti/grades/types.js';
 import { CheckResult, checkResultId, type CheckResultDoc } from '../../store/CheckResult.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { KeyedMutex } from '../../store/KeyedMutex.js';
+import { releaseCheckRunLock, takeCheckRunLock } from '../../store/CheckRunLock.js';
+import { randomBytes } from 'node:crypto';
 import type { CheckOutcome, LabChecks, LabDefinitions, LabRuntime, ResolvedCheck, StepChecks } from '../contracts.js';
 import { fillText, flatVariables } from '../definition/prepare.js';
 import { checkProgram } from '../definition/checks.js';
@@ -44,6 +46,8 @@ export interface CheckRunnerDeps {
   backgroundTickMs?: number;
   /** Extra time past a check's timeout before the runner gives up on the backend. */
   guardMs?: number;
+  /** Background runs only where this is true (with several replicas: the lease holder). Default: always. */
+  isLeader?: () => boolean;
   now?: () => number;
 }
 
@@ -61,6 +65,17 @@ export interface TeacherCheckView extends CheckOutcome {
   exitCode: number | null;
   output: string;
   runs: number;
+}
+
+export interface CheckOverview {
+  mode: LabChecks['mode'];
+  passed: number;
+  total: number;
+  score: number;
+  maxScore: number;
+  complete: boolean;
+  /** Passed checks, first pass first. */
+  list: Array<{ stepId: string; index: number; passedAt: string }>;
 }
 
 export const TIMED_OUT = 'timed out';
@@ -106,6 +121,8 @@ export class CheckRunner {
   }
 
   private readonly nowFn = (): number => this.d.now?.() ?? Date.now();
+  private readonly processId = randomBytes(6).toString('hex');
+  private runSeq = 0;
 
   private async labChecks(inst: Pick<LabInstanceDoc, 'labId' | 'labVersion'>): Promise<LabChecks> {
     if (!this.d.labs.checks) throw new Conflict('catalog has no checks', { publicMessage: 'Automatic checks are not available here.' });
@@ -146,6 +163,21 @@ export class CheckRunner {
   private async execute(instanceId: string, lc: LabChecks, step: StepChecks, userName: string | undefined, trigger: 'user' | 'background'): Promise<StepRun> {
     const inst = await this.d.runtime.get(instanceId);
     if (!inst || inst.state !== 'running') throw new Conflict(`instance ${instanceId} is ${inst?.state ?? 'gone'}`, { publicMessage: 'The lab is not running any more.' });
+    // across replicas too: the lock outlives the longest this run can take, in case this process dies holding it
+    const owner = `${this.processId}:${++this.runSeq}`;
+    const maxMs = step.checks.reduce((n, c) => n + c.timeoutSeconds * 1000 + (this.d.guardMs ?? 5000), 0) + 30_000;
+    if (!(await takeCheckRunLock(instanceId, owner, new Date(this.nowFn() + maxMs), new Date(this.nowFn())))) {
+      throw new Conflict(`check run lock for ${instanceId} is held`, { publicMessage: 'A check is already running for this lab; try again in a moment.' });
+    }
+    try {
+      return await this.executeLocked(inst, lc, step, userName, trigger);
+    } finally {
+      await releaseCheckRunLock(instanceId, owner).catch((err: unknown) => this.d.log.warn({ err, instance: instanceId }, 'check.lock_release_failed'));
+    }
+  }
+
+  private async executeLocked(inst: LabInstanceDoc, lc: LabChecks, step: StepChecks, userName: string | undefined, trigger: 'user' | 'background'): Promise<StepRun> {
+    const instanceId = inst._id;
     const vars = flatVariables({ user: { name: userName ?? '' }, lab: { title: lc.title }, machines: inst.machines ?? {} });
     const before = new Map((await CheckResult.find({ instanceId }).lean()).map((r) => [checkKey(r.stepId, r.index), r as CheckResultDoc]));
     const log = this.d.log.child({ instance: instanceId, step: step.stepId, trigger });
@@ -272,6 +304,20 @@ export class CheckRunner {
     return out;
   }
 
+  /** For the teacher's course overview: per instance, score from checks and which passed when (one query for all). */
+  async overview(insts: Array<Pick<LabInstanceDoc, '_id' | 'labId' | 'labVersion'>>): Promise<Map<string, CheckOverview>> {
+    const out = new Map<string, CheckOverview>();
+    const passed = await this.passedByInstance(insts.map((i) => i._id));
+    for (const inst of insts) {
+      const lc = await this.labChecks(inst).catch(() => undefined);
+      if (!lc?.steps.length) continue;
+      const list = (passed.get(inst._id) ?? []).filter((p) => lc.steps.some((s) => s.stepId === p.stepId && s.checks.some((c) => c.index === p.index)));
+      const sc = checkScore(lc, new Set(list.map((p) => checkKey(p.stepId, p.index))));
+      out.set(inst._id, { mode: lc.mode, passed: sc.passed, total: sc.total, score: sc.scoreGiven, maxScore: sc.scoreMaximum, complete: sc.complete, list: list.sort((a, b) => a.passedAt.localeCompare(b.passedAt)) });
+    }
+    return out;
+  }
+
   // --- background -------------------------------------------------------------------------------
 
   start(): void {
@@ -285,6 +331,7 @@ export class CheckRunner {
   /** One pass of the background scheduler (exported for tests): runs the not-yet-passed steps of every running lab that is due. */
   async tick(): Promise<void> {
     this.limiter.prune();
+    if (this.d.isLeader && !this.d.isLeader()) return;
     const running = (await LabInstance.find({ state: 'running' }, { labId: 1, labVersion: 1 }).lean()) as Array<Pick<LabInstanceDoc, '_id' | 'labId' | 'labVersion'>>;
     const seen = new Set<string>();
     for (const inst of running) {
