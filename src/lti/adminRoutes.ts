@@ -23,18 +23,27 @@ export function ltiAdminRoutes(d: { lti: LtiModule; sessions: SessionTokens; adm
 
   r.get('/admin/lti', (_req, res) => {
     const row = (k: string, v: string) => `<tr><th>${escapeHtml(k)}</th><td><code>${escapeHtml(v)}</code></td></tr>`;
+    // the registration URL carries a key: fetched with admin credentials from the fragment (#token= or #session=)
     res.type('html').send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LTI registration – Lab Orchestrator</title>
 <meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="/static/app.css"></head><body><main>
 <h1>Register Lab Orchestrator with your LMS</h1>
 <h2>Dynamic registration (Moodle 4.x and others)</h2>
 <p>Paste this URL as the tool URL (Moodle: Site administration → Plugins → Activity modules → External tool → Manage tools), then activate the tool in Moodle:</p>
-<p><code id="registration-url">${escapeHtml(u.registration)}</code></p>
+<p><code id="registration-url">Shown to administrators: open this page from an LTI launch as an administrator, or as /admin/lti#token=&lt;ADMIN_TOKEN&gt;. The tool also prints it at start-up.</code></p>
 <h2>Manual registration</h2>
 <table>${row('Tool URL / target link URI', u.launch)}${row('Initiate login URL', u.login)}${row('Redirection URIs', `${u.launch}\n${u.deepLink}`)}${row('Deep linking URL', u.deepLink)}${row('Public keyset (JWKS) URL', u.jwks)}</table>
 <p>Then give the platform's issuer, client id, endpoints and deployment id to the tool:
 <code>lab-orchestrator platform add --issuer … --client-id … --auth-url … --token-url … --jwks-url … --deployment-id …</code>
 or <code>POST /api/admin/platforms</code>.</p>
 <p>Moodle refuses outgoing requests to private or loopback hosts and to ports other than 80/443 by default (settings <code>curlsecurityblockedhosts</code>, <code>curlsecurityallowedport</code>): a tool on such an address fails with a 404 from <code>token.php</code>.</p>
+<script>
+(function () {
+  var h = new URLSearchParams(location.hash.slice(1)); var t = h.get('token') || h.get('session');
+  if (!t) return;
+  fetch('/api/admin/lti', { headers: { authorization: 'Bearer ' + t } }).then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (d) { if (d) document.getElementById('registration-url').textContent = d.tool.registration; });
+})();
+</script>
 </main></body></html>`);
   });
 
@@ -56,5 +65,8 @@ or <code>POST /api/admin/platforms</code>.</p>
     res.status(existed ? 200 : 201).json({ platform: platformJson(p), tool: u });
   });
   r.use('/api/admin/platforms', api);
+  r.get('/api/admin/lti', requireAdmin(d.sessions, d.adminToken), (_req, res) => {
+    res.json({ tool: u });
+  });
   return r;
 }

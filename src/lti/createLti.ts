@@ -6,6 +6,7 @@
  *   /lti       (POST)      resource-link launch       /lti/register  dynamic registration
  *   /lti/deeplink (POST)   deep-linking request       /lti/deeplink/submit  the teacher's choice → platform
  */
+import { createHmac } from 'node:crypto';
 import express, { type Express, type Router } from 'express';
 import type { LtijsProvider } from 'ltijs';
 import type { Logger } from '../logger.js';
@@ -54,7 +55,10 @@ export interface LtiUrls {
   launch: string;
   deepLink: string;
   jwks: string;
-  /** What an admin pastes into Moodle (dynamic registration). */
+  /**
+   * What an admin pastes into Moodle (dynamic registration). It carries a key derived from
+   * SECRET_KEY: without it anyone could register a platform and launch as its "administrator".
+   */
   registration: string;
 }
 
@@ -72,9 +76,17 @@ export interface LtiModule {
   roster(contextKey: string): Promise<CourseRoster>;
 }
 
-export function ltiUrls(publicUrl: string): LtiUrls {
+/** The key in the registration URL (stable for a SECRET_KEY). */
+export function registrationKey(secretKey: string): string {
+  return createHmac('sha256', secretKey).update('lti-dynamic-registration-v1').digest('base64url').slice(0, 32);
+}
+
+export function ltiUrls(publicUrl: string, secretKey: string): LtiUrls {
   const base = `${publicUrl.replace(/\/+$/, '')}/lti`;
-  return { login: `${base}/login`, launch: base, deepLink: `${base}/deeplink`, jwks: `${base}/keys`, registration: `${base}/register` };
+  return {
+    login: `${base}/login`, launch: base, deepLink: `${base}/deeplink`, jwks: `${base}/keys`,
+    registration: `${base}/register?key=${registrationKey(secretKey)}`,
+  };
 }
 
 /** ltijs's own refusals, as our error pages (its defaults echo the request body). */
@@ -90,7 +102,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   await ensureIndexes([Platform, LoginState, UsedNonce, Activity, User, DeepLinkRequest]);
   for (const rule of ltiExpiryRules) d.sweeper.add(rule);
   const log = d.log.child({ component: 'lti' });
-  const urls = ltiUrls(d.publicUrl);
+  const urls = ltiUrls(d.publicUrl, d.secretKey);
   const secure = d.publicUrl.startsWith('https:');
   const jwks = new JwksCache(log, { minRefetchMs: d.jwksMinRefetchMs });
   // the registry needs the provider and the guards need the registry: late-bound through this holder
@@ -120,7 +132,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.onUnregisteredPlatform(refusal(400, 'This platform is not registered with the tool.'));
   lti.onInactivePlatform(refusal(403, 'This platform registration is not active.'));
   lti.onDynamicRegistration((req, res, next) => {
-    dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log }).then((html) => res.type('html').send(html), next);
+    dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, key: registrationKey(d.secretKey) }).then((html) => res.type('html').send(html), next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
   lti.app.post('/deeplink', (req, res, next) => {

@@ -5,7 +5,8 @@
  * and close the platform's registration window with `org.imsglobal.lti.close`.
  */
 import type { Logger } from '../logger.js';
-import { BackendFailure, BadRequest } from '../errors.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { BackendFailure, BadRequest, Forbidden } from '../errors.js';
 import { escapeHtml } from '../http/errorHandler.js';
 import type { PlatformRegistry } from './platforms.js';
 import { TOOL_SCOPES, str, obj } from './claims.js';
@@ -14,6 +15,10 @@ import type { LtiUrls } from './createLti.js';
 const TOOL_CONFIG = 'https://purl.imsglobal.org/spec/lti-tool-configuration';
 const PLATFORM_CONFIG = 'https://purl.imsglobal.org/spec/lti-platform-configuration';
 export const TOOL_NAME = 'Lab Orchestrator';
+
+function sameSecret(a: string, b: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
 
 /** The client metadata we send (RFC 7591 + LTI tool configuration). */
 export function registrationRequest(urls: LtiUrls): Record<string, unknown> {
@@ -58,11 +63,14 @@ async function getJson(url: string, init: RequestInit, what: string): Promise<Re
 }
 
 /** Runs one dynamic registration; returns the page that closes the platform's window. */
-export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger }): Promise<string> {
+export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; key: string }): Promise<string> {
   const openidUrl = str(query.openid_configuration);
   const token = str(query.registration_token);
+  if (!sameSecret(str(query.key), d.key)) {
+    throw new Forbidden('registration without the registration key', { publicMessage: 'This registration URL is not complete. Copy the whole URL the tool prints at start-up (or shows on /admin/lti to administrators).' });
+  }
   if (!/^https?:\/\//.test(openidUrl)) {
-    throw new BadRequest('no openid_configuration', { publicMessage: `This is the tool's registration URL: paste ${d.urls.registration} into your platform's "tool URL" field (Moodle: Site administration → Plugins → Manage tools).` });
+    throw new BadRequest('no openid_configuration', { publicMessage: 'This is the tool\'s registration URL: paste it into your platform\'s "tool URL" field (Moodle: Site administration → Plugins → Manage tools) instead of opening it here.' });
   }
   const conf = await getJson(openidUrl, { headers: { accept: 'application/json' } }, 'openid-configuration');
   const issuer = str(conf.issuer);

@@ -6,7 +6,7 @@ import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
 import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';
-import type { LabEvent } from '../../src/labs/contracts.js';
+import type { InstanceMachines, LabEvent } from '../../src/labs/contracts.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
 import { DevPlatformScore } from '../../src/store/DevPlatform.js';
 import { createLogger } from '../../src/logger.js';
@@ -80,7 +80,7 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
   const press = (id: string, step: string, token: string) => api('POST', `/api/instances/${id}/steps/${step}/check`, token);
   const running = (id: string) => waitFor(async () => (await svc.get(id))?.state === 'running', 120_000, `lab ${id} running`);
 
-  it('fails with its hint, passes after the student types the solution on the console, and the gradebook shows the score; the console never sees the check', async () => {
+  it('fails with its hint, passes after the student types the solution on the console, the gradebook shows each new score up to 100 / 100 Completed, FullyGraded; the console never sees the check', async () => {
     const activity = await t.activity('linux-basics');
     const r = await launchAs(new Browser(), t.dp.urls.issuer, { activityId: activity._id, user: 'student' }, { stopAt: atToolPage });
     const loc = new URL(r.location!);
@@ -122,17 +122,59 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     const seen = con.output.slice(consoleBefore);
     for (const s of ['test -d /tmp/notes', 'names a running', 'kill -0', 'lab.agent']) assert.ok(!seen.includes(s), `the console shows "${s}"`);
     assert.doesNotMatch(seen, /\nR [0-9a-f]{12} -?\d+ /, 'no agent reply on the console');
-    con.stream.destroy();
 
     // the development platform's gradebook has the score the server computed (weights 1+2 of 8 → 37.5)
     await waitFor(async () => (await DevPlatformScore.findOne({ scoreGiven: 37.5 }).lean()) !== null, 30_000, 'score 37.5 in the gradebook');
     const page = await (await fetch(t.dp.urls.page)).text();
     assert.match(page, /data-user="101">37\.5 \/ 100 <small>InProgress, Pending<\/small>/);
 
+    // the rest of the lab, as the instructions say: every check fails before and passes after
+    for (const [step, solution] of [
+      ['write-file', 'echo hello > /tmp/notes/hello.txt'],
+      ['copy-file', 'cp /tmp/notes/hello.txt /tmp/notes/backup.txt'],
+      ['stop-process', 'kill $(cat /tmp/notes/sleeper.pid)'],
+    ] as const) {
+      assert.equal((await press(instanceId, step, token)).body.passed, false, `${step} fails before`);
+      await con.run(solution);
+      const done = await press(instanceId, step, token);
+      assert.equal(done.body.passed, true, `${step} passes after: ${JSON.stringify(done.body)}`);
+    }
+    await waitFor(async () => /data-user="101">100 \/ 100 <small>Completed, FullyGraded<\/small>/.test(await (await fetch(t.dp.urls.page)).text()), 30_000, 'Completed, FullyGraded in the gradebook');
+
+    con.stream.destroy();
+
     // another student can neither run nor read this lab's checks
     const other = await t.tool.sessions.issue({ userId: 'someone-else', role: 'learner', contextId: inst.contextId });
     assert.equal((await press(instanceId, 'make-dir', other)).status, 403);
     assert.equal((await api('GET', `/api/instances/${instanceId}/checks`, other)).status, 403);
+  });
+
+  it('two-host-network: each check fails before and passes after the documented solution, on the machine it names', async () => {
+    const inst = await svc.ensureInstance({ activityId: 'net-act', userId: 'net-user', contextId: 'net-course', labId: 'two-host-network', labVersion: '1' });
+    await svc.start(inst._id);
+    await running(inst._id);
+    const m = (await svc.get(inst._id))!.machines as InstanceMachines;
+    const token = await t.tool.sessions.issue({ userId: 'net-user', role: 'learner', contextId: 'net-course' });
+    const alpha = new ConsoleSession(await svc.openChannel(inst._id, 'alpha', 'console'));
+    const beta = new ConsoleSession(await svc.openChannel(inst._id, 'beta', 'console'));
+    await alpha.login(m.alpha!.username!, m.alpha!.password!, 60_000);
+    await beta.login(m.beta!.username!, m.beta!.password!, 60_000);
+    const steps: Array<[string, ConsoleSession, string]> = [
+      ['find-address', alpha, `echo ${m.beta!.ip} > /tmp/beta-address`],
+      ['ping-beta', alpha, 'ping -c 3 $(cat /tmp/beta-address) | tee /tmp/ping.txt'],
+      ['start-server', beta, 'mkdir -p /tmp/www && echo "hello from beta" > /tmp/www/index.html && httpd -p 8080 -h /tmp/www'],
+      ['fetch-page', alpha, "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $(cat /tmp/beta-address) 8080 | tee /tmp/page.txt"],
+    ];
+    for (const [step, con, solution] of steps) {
+      assert.equal((await press(inst._id, step, token)).body.passed, false, `${step} fails before`);
+      await con.run(solution, 20_000);
+      const done = await press(inst._id, step, token);
+      assert.equal(done.body.passed, true, `${step} passes after: ${JSON.stringify(done.body)}`);
+    }
+    assert.deepEqual((await api('GET', `/api/instances/${inst._id}/checks`, token)).body.score, { given: 100, max: 100, complete: true, passed: 4, total: 4 });
+    alpha.stream.destroy();
+    beta.stream.destroy();
+    await svc.destroy(inst._id);
   });
 
   it('stops a hung check at its timeout ("timed out", failed) and cuts megabytes of output', async () => {

@@ -12,7 +12,7 @@ describe('LTI registration: dynamic, through the development platform', () => {
   const fake = fakeLabs();
   before(async () => {
     // DEV_PLATFORM_REGISTER=true: start-up registers the tool with the dev platform, as README command (a) does
-    tool = await startTestTool({ DEV_PLATFORM_REGISTER: 'true' }, { labs: fake.labs, runtime: fake.runtime });
+    tool = await startTestTool({ DEV_PLATFORM_REGISTER: 'true', ADMIN_TOKEN }, { labs: fake.labs, runtime: fake.runtime });
   });
   after(async () => { await tool.shutdown(); });
 
@@ -33,7 +33,6 @@ describe('LTI registration: dynamic, through the development platform', () => {
     const jwks = (await (await fetch(tool.lti.urls.jwks)).json()) as { keys: Array<{ kid: string; d?: string }> };
     assert.ok(jwks.keys.some((k) => k.kid === p.kid), 'our JWKS publishes the key for this platform');
     assert.ok(jwks.keys.every((k) => k.d === undefined));
-    assert.ok(tool.logs().some((l) => l.msg === 'lti.registration_url' && l.url === `${tool.url}/lti/register`));
 
     const a = await tool.devPlatform!.createActivity({ clientId: dpTool._id, title: 'Net', custom: { lab_id: 'net-101' } });
     const r = await launchAs(new Browser(), tool.devPlatform!.urls.issuer, { activityId: a._id, user: 'student' }, { stopAt: atToolPage });
@@ -49,16 +48,32 @@ describe('LTI registration: dynamic, through the development platform', () => {
     assert.equal(await Platform.countDocuments({ issuer: tool.devPlatform!.urls.issuer }), 2, 'each dynamic registration is a new client id');
   });
 
-  it('shows the registration URL on the admin page', async () => {
-    const res = await fetch(`${tool.url}/admin/lti`);
-    assert.equal(res.status, 200);
-    assert.match(await res.text(), new RegExp(`<code id="registration-url">${tool.url}/lti/register</code>`));
+  it('shows the registration URL (it carries a key) to administrators only', async () => {
+    const page = await (await fetch(`${tool.url}/admin/lti`)).text();
+    assert.match(page, /id="registration-url"/);
+    assert.ok(!page.includes(tool.lti.urls.registration), 'the page itself does not reveal the key');
+    assert.equal((await fetch(`${tool.url}/api/admin/lti`)).status, 401);
+    const { tool: urls } = (await (await fetch(`${tool.url}/api/admin/lti`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { tool: { registration: string } };
+    assert.equal(urls.registration, tool.lti.urls.registration);
+    assert.match(urls.registration, new RegExp(`^${tool.url}/lti/register\\?key=[\\w-]{32}$`));
+    assert.ok(tool.logs().some((l) => l.msg === 'lti.registration_url' && l.url === tool.lti.urls.registration));
+  });
+
+  it('refuses a registration without the key, registering nothing', async () => {
+    const n = await Platform.countDocuments();
+    const b = new Browser();
+    for (const url of [`${tool.url}/lti/register`, `${tool.url}/lti/register?key=guessed`]) {
+      const r = await b.follow({ method: 'POST', url: `${tool.devPlatform!.urls.issuer}/register/start`, form: { url } });
+      assert.equal(r.status, 403, r.body);
+      assert.match(r.body, /not complete/);
+    }
+    assert.equal(await Platform.countDocuments(), n);
   });
 
   it('answers the registration URL opened without a platform with a 400 that says where to paste it', async () => {
     const res = await fetch(tool.lti.urls.registration, { headers: { accept: 'text/html' } });
     assert.equal(res.status, 400);
-    assert.match(await res.text(), /paste/);
+    assert.match(await res.text(), /paste it/);
   });
 });
 
