@@ -4,7 +4,6 @@
  * connection per (user, instance, machine, channel), and exactly one close with a reason the page
  * can show. Lab events close the sockets of a lab that stops, pauses or expires.
  */
-import type { Duplex } from 'node:stream';
 import type { WebSocket, RawData } from 'ws';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -12,6 +11,7 @@ import type { LabEvent, LabRuntime } from '../labs/contracts.js';
 import { AppError, wsCloseFor } from '../errors.js';
 import type { TicketClaims } from './tickets.js';
 import { RfbClientFilter } from './rfbClientFilter.js';
+import { UpstreamFanout, type FanoutSubscriber } from './UpstreamFanout.js';
 
 /** Close codes and reasons the page understands (4000–4999 are ours). */
 export const CLOSE = {
@@ -43,7 +43,31 @@ const NOTE_ACTIVITY_EVERY_MS = 5_000;
 
 export class ChannelProxy {
   private readonly sessions = new Set<ProxySession>();
+  /** Shared console connections by instance/machine (a dial in progress is a promise). */
+  private readonly consoles = new Map<string, Promise<UpstreamFanout>>();
   constructor(readonly o: ChannelProxyOptions) {}
+
+  /** The machine side for a session: a new private one for a desktop, the shared one for a console. */
+  async upstreamFor(c: TicketClaims): Promise<UpstreamFanout> {
+    const high = this.o.highWaterBytes ?? 1 << 20;
+    if (c.channel !== 'console') {
+      const up = await this.o.runtime.openChannel(c.instance, c.machine, c.channel);
+      return new UpstreamFanout(up, false, high, () => undefined);
+    }
+    const key = `${c.instance}/${c.machine}`;
+    let p = this.consoles.get(key);
+    if (!p) {
+      p = this.o.runtime.openChannel(c.instance, c.machine, 'console').then((up) => {
+        const f: UpstreamFanout = new UpstreamFanout(up, true, high, () => {
+          if (this.consoles.get(key) === p) this.consoles.delete(key);
+        });
+        return f;
+      });
+      this.consoles.set(key, p);
+      p.catch(() => { if (this.consoles.get(key) === p) this.consoles.delete(key); });
+    }
+    return p;
+  }
 
   /** Open sessions (optionally of one user), for caps and tests. */
   count(user?: string): number {
@@ -71,25 +95,26 @@ export class ChannelProxy {
   }
 }
 
-class ProxySession {
+class ProxySession implements FanoutSubscriber {
   onClosed: (() => void) | undefined;
   private closed = false;
-  private upstream: Duplex | undefined;
+  private fanout: UpstreamFanout | undefined;
   private unsubscribe: (() => void) | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
   private alive = true;
   private lastNote = 0;
   private counted = false;
-  private queued = 0;
-  private downPaused = false;
+  private queuedBytes = 0;
   private readonly filter: RfbClientFilter | undefined;
   private readonly log: Logger;
   private readonly bytes = { up: 0, down: 0 };
+  readonly controls: boolean;
 
   constructor(private readonly proxy: ChannelProxy, private readonly ws: WebSocket, readonly claims: TicketClaims) {
     this.log = proxy.o.log.child({ instance: claims.instance, machine: claims.machine, channel: claims.channel, mode: claims.mode });
     this.filter = claims.channel === 'vnc' ? new RfbClientFilter(claims.mode === 'view') : undefined;
+    this.controls = claims.mode === 'control';
   }
 
   sameSeat(c: TicketClaims): boolean {
@@ -116,57 +141,46 @@ class ProxySession {
     }
     this.resetIdle();
     this.unsubscribe = runtime.subscribe(c.instance, (e) => this.onLabEvent(e));
+    let fanout: UpstreamFanout;
     try {
       const inst = await runtime.get(c.instance);
       if (!inst) return this.close({ code: 4404, reason: 'lab not found' });
       if (c.mode === 'control' && inst.userId !== c.user) return this.close(CLOSE.notYourLab);
       if (this.closed) return;
-      const up = await runtime.openChannel(c.instance, c.machine, c.channel);
-      if (this.closed) {
-        destroyQuietly(up);
-        return;
-      }
-      this.upstream = up;
+      fanout = await this.proxy.upstreamFor(c);
     } catch (err) {
       const reason = err instanceof AppError ? err.publicMessage : 'could not reach the machine';
       if (!(err instanceof AppError)) this.log.warn({ err }, 'ws.dial_failed');
       return this.close({ code: wsCloseFor(err), reason });
     }
-    this.pipe(this.upstream);
-    this.log.info('ws.opened');
-  }
-
-  private pipe(up: Duplex): void {
-    const { metrics } = this.proxy.o;
-    const high = this.proxy.o.highWaterBytes ?? 1 << 20;
-    const channel = this.claims.channel;
-    up.on('data', (chunk: Buffer) => {
-      this.bytes.down += chunk.length;
-      metrics.wsBytes.inc({ channel, direction: 'to_browser' }, chunk.length);
-      this.queued += chunk.length;
-      this.ws.send(chunk, { binary: true }, () => {
-        this.queued -= chunk.length;
-        if (this.downPaused && this.queued <= high / 2 && !this.closed) {
-          this.downPaused = false;
-          up.resume();
-        }
-      });
-      if (this.queued > high && !this.downPaused) {
-        this.downPaused = true;
-        up.pause();
-      }
-    });
-    up.on('end', () => this.close(CLOSE.upstreamClosed));
-    up.on('close', () => this.close(CLOSE.upstreamClosed));
-    up.on('error', (err) => {
-      this.log.info({ err: err.message }, 'ws.upstream_error');
-      this.close(CLOSE.upstreamClosed);
-    });
-    this.ws.on('message', (data: RawData) => this.fromBrowser(up, toBuffer(data)));
+    this.fanout = fanout;
+    fanout.join(this);
+    if (this.closed) return fanout.leave(this);
+    this.ws.on('message', (data: RawData) => this.fromBrowser(fanout, toBuffer(data)));
     this.ws.resume();
+    this.log.info({ shared: fanout.shared && fanout.size > 1 }, 'ws.opened');
   }
 
-  private fromBrowser(up: Duplex, data: Buffer): void {
+  queued(): number {
+    return this.queuedBytes;
+  }
+
+  deliver(chunk: Buffer): void {
+    if (this.closed) return;
+    this.bytes.down += chunk.length;
+    this.proxy.o.metrics.wsBytes.inc({ channel: this.claims.channel, direction: 'to_browser' }, chunk.length);
+    this.queuedBytes += chunk.length;
+    this.ws.send(chunk, { binary: true }, () => {
+      this.queuedBytes -= chunk.length;
+      this.fanout?.drained();
+    });
+  }
+
+  upstreamEnded(): void {
+    this.close(CLOSE.upstreamClosed);
+  }
+
+  private fromBrowser(up: UpstreamFanout, data: Buffer): void {
     if (this.closed) return;
     let forward = data;
     let input = data.length > 0;
@@ -176,16 +190,16 @@ class ProxySession {
       } catch (err) {
         return this.close({ code: 1008, reason: err instanceof AppError ? err.publicMessage : 'bad VNC message' });
       }
-    } else if (this.claims.mode === 'view') {
+    } else if (!this.controls) {
       forward = Buffer.alloc(0); // a read-only console: nothing typed reaches the machine
     }
-    if (input && this.claims.mode === 'control') this.noteInput();
+    if (input && this.controls) this.noteInput();
     if (forward.length === 0) return;
     this.bytes.up += forward.length;
     this.proxy.o.metrics.wsBytes.inc({ channel: this.claims.channel, direction: 'to_machine' }, forward.length);
     if (!up.write(forward)) {
       this.ws.pause();
-      up.once('drain', () => { if (!this.closed) this.ws.resume(); });
+      up.up.once('drain', () => { if (!this.closed) this.ws.resume(); });
     }
   }
 
@@ -226,7 +240,7 @@ class ProxySession {
     for (const t of this.timers) clearInterval(t);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.unsubscribe?.();
-    if (this.upstream) destroyQuietly(this.upstream);
+    this.fanout?.leave(this);
     if (o.terminate) this.ws.terminate();
     else if (!o.fromClient) {
       // a paused socket would never read the browser's answer to our close frame
@@ -237,12 +251,6 @@ class ProxySession {
     this.onClosed?.();
     this.log.info({ code: c.code, reason: c.reason, bytesToMachine: this.bytes.up, bytesToBrowser: this.bytes.down }, 'ws.closed');
   }
-}
-
-/** Some Duplex kinds (e.g. Duplex.from) emit an AbortError when destroyed: nobody needs it once we are closing. */
-function destroyQuietly(s: Duplex): void {
-  s.on('error', () => undefined);
-  s.destroy();
 }
 
 function toBuffer(d: RawData): Buffer {

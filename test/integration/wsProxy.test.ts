@@ -237,6 +237,30 @@ describe('websocket proxy', function () {
     }
   });
 
+  it("shares one console connection between the student and a watching teacher: both see output, only the student's input goes in", async () => {
+    await h.rt.add({ id: 'gretalab', userId: 'greta' });
+    const dials = h.rt.dials;
+    const student = await open(h, '/ws/console/gretalab/web', ticketFor(h, { user: 'greta', instance: 'gretalab' }));
+    await waitFor(() => h.rt.dials === dials + 1, 5000, 'student dial');
+    const teacher = await open(h, '/ws/console/gretalab/web', ticketFor(h, { user: 'teacher', instance: 'gretalab', mode: 'view' }));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(h.rt.dials, dials + 1, 'the teacher rides on the same connection (QEMU serves one console client)');
+    const seenByTeacher = nextMessage(teacher);
+    teacher.send(Buffer.from('teacher typing\n'));
+    student.send(Buffer.from('ls\n'));
+    assert.equal((await nextMessage(student)).toString(), 'ls\n');
+    assert.equal((await seenByTeacher).toString(), 'ls\n');
+    const conn = h.rt.connections.find((c) => c.instance === 'gretalab')!;
+    assert.equal(Buffer.concat(conn.received).toString(), 'ls\n');
+    teacher.close();
+    await closed(teacher);
+    student.send(Buffer.from('pwd\n'));
+    assert.equal((await nextMessage(student)).toString(), 'pwd\n', 'the student keeps the connection when the teacher leaves');
+    student.close();
+    await closed(student);
+    await waitFor(() => conn.socket.destroyed, 5000, 'the machine side closed with the last socket');
+  });
+
   it('drops keyboard and pointer events on a view-only desktop but keeps the viewer working', async () => {
     await h.rt.add({ id: 'davelab', userId: 'dave' });
     const prev = h.rt.onConnection;
