@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { kubectlBin, type ControlPlane } from './k8s/controlPlane.js';
 import { KubeClient } from '../../src/backends/kubevirt/client.js';
+import type { Metrics } from '../../src/metrics.js';
 import type { BackendLabSpec, LabHandle, MachineSpec } from '../../src/backends/types.js';
 import { KubeVirtBackend, type KubeVirtBackendOptions } from '../../src/backends/kubevirt/KubeVirtBackend.js';
 
@@ -52,10 +53,11 @@ export function installTool(cp: ControlPlane): Promise<string> {
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-export async function toolBackend(cp: ControlPlane, o: Partial<KubeVirtBackendOptions> = {}): Promise<{ backend: KubeVirtBackend; client: KubeClient }> {
+export async function toolBackend(cp: ControlPlane, o: Partial<KubeVirtBackendOptions> & { metrics?: Metrics } = {}): Promise<{ backend: KubeVirtBackend; client: KubeClient }> {
   const kubeconfigPath = await installTool(cp);
-  const client = new KubeClient({ kubeconfigPath, log: silentLog, qps: 100 });
-  const backend = new KubeVirtBackend({ client, log: silentLog, toolNamespace: TOOL_NS, toolServiceAccount: TOOL_SA, ...o });
+  const { metrics, ...rest } = o;
+  const client = new KubeClient({ kubeconfigPath, log: silentLog, qps: 100, ...(metrics ? { metrics } : {}) });
+  const backend = new KubeVirtBackend({ client, log: silentLog, toolNamespace: TOOL_NS, toolServiceAccount: TOOL_SA, ...rest });
   return { backend, client };
 }
 
