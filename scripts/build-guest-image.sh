@@ -14,6 +14,7 @@
 #   user=student / pass=...      login created at boot (password hashed in the guest)
 #   host=beta 10.10.0.12         one line per machine of the lab, for /etc/hosts
 #   egress=1                     a second NIC (MAC 52:54:01:…) on QEMU user networking with a default route
+# and optionally opt/lab/userdata: a script (starting with #!) run as root in the background at boot.
 # Consoles: login on ttyS0 (serial, the "console" channel) and on tty1 (VGA text, the "vnc" channel).
 # Exec agent: a busybox-sh loop on the virtio-serial port named "lab.agent" (see src/backends/qemu/agent.ts).
 # On boot it prints "lab-guest: ready <hostname>" on ttyS0.
@@ -143,6 +144,12 @@ if [ -b /dev/vda ]; then mount -t ext4 /dev/vda /home || echo "lab-guest: could 
 mkdir -p "/home/$user"
 chown 1000:1000 "/home/$user"
 echo "Welcome to $hostname (lab-tiny). Log in as $user." >/etc/issue
+# the lab's user data: a script (#!...) run once per boot as root, in the background, after the network
+ud=/sys/firmware/qemu_fw_cfg/by_name/opt/lab/userdata/raw
+if [ -r "$ud" ] && [ "$(head -c 2 "$ud")" = '#!' ]; then
+  cp "$ud" /run/userdata && chmod 700 /run/userdata
+  (cd /root && /run/userdata </dev/null >/var/log/userdata.log 2>&1) &
+fi
 echo "lab-guest: ready $hostname" >/dev/ttyS0
 EOF
 

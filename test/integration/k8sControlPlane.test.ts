@@ -271,13 +271,25 @@ describe('KubeVirt stand-in on the test control plane', function () {
     assert.equal(standIn.guestPids().length, 1);
   });
 
-  it('deleting the namespace (by the controller-manager) stops the QEMU guest', async () => {
+  it('offers no VNC for a VMI without a graphics device, as KubeVirt', async () => {
+    const vm = testVm('beta');
+    const devices = (vm.spec as { template: { spec: { domain: { devices: Record<string, unknown> } } } }).template.spec.domain.devices;
+    devices.autoattachGraphicsDevice = false;
+    assert.equal((await cp.request('POST', `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines`, vm)).status, 201);
+    await waitFor(async () => (await vmi('beta'))?.status?.phase === 'Running', 60_000, 'VMI beta Running');
+    await assert.rejects(WsBytes.open(wsUrl('beta', 'vnc'), { token: userToken, ca: cp.caPem }), (err: { status?: number; body?: string }) =>
+      err.status === 400 && /No graphics devices/.test(err.body ?? ''));
+    const c = await WsBytes.open(wsUrl('beta', 'console'), { token: userToken, ca: cp.caPem });
+    c.close();
+  });
+
+  it('deleting the namespace (by the controller-manager) stops the QEMU guests', async () => {
     const pids = standIn.guestPids();
-    assert.equal(pids.length, 1);
+    assert.equal(pids.length, 2);
     assert.equal((await cp.request('DELETE', `/api/v1/namespaces/${ns}`)).status, 200);
     await waitFor(async () => (await cp.request('GET', `/api/v1/namespaces/${ns}`)).status === 404, 60_000, 'namespace gone');
     assert.deepEqual(standIn.guestPids(), []);
-    assert.equal(pidAlive(pids[0]), false);
+    for (const pid of pids) assert.equal(pidAlive(pid), false);
   });
 });
 

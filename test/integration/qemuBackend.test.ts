@@ -8,7 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 import { PROGRESS_PHASES, type BackendLabSpec, type LabHandle, type Progress } from '../../src/backends/types.js';
-import { BadRequest, CapacityExhausted, NotFound } from '../../src/errors.js';
+import { BadRequest, CapacityExhausted, Conflict, NotFound } from '../../src/errors.js';
 import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
 import { rfbHandshake } from '../support/rfb.js';
 import { ConsoleSession } from '../support/console.js';
@@ -63,8 +63,10 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     const evA: Progress[] = [];
     const evB: Progress[] = [];
     const t0 = Date.now();
+    const two = spec('two-machines', ['alpha', 'beta']);
+    two.machines[1]!.userData = '#!/bin/sh\nmkdir -p /srv && echo served-by-beta > /srv/index.html && httpd -p 8080 -h /srv\n';
     await Promise.all([
-      backend.provision(spec('two-machines', ['alpha', 'beta']), labA, (p) => evA.push(p)),
+      backend.provision(two, labA, (p) => evA.push(p)),
       backend.provision(spec('one-machine', ['gamma'], true), labB, (p) => evB.push(p)),
     ]);
     console.log(`      3 VMs booted in ${Date.now() - t0} ms`);
@@ -104,6 +106,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
   it('the machines of a lab reach each other by name; a machine of another lab cannot reach them', async () => {
     const con = consoles[0]!;
     assert.match(await con.run('ping -c 1 -W 3 beta'), /1 packets received/);
+    assert.equal((await con.run('timeout 5 wget -q -O - http://beta:8080/')).trim(), 'served-by-beta', "beta's user-data script started a web server");
     const other = new ConsoleSession(await backend.openChannel(labB, 'gamma', 'console'));
     consoles.push(other);
     await other.login('student', 'Secr3t-pw');
@@ -154,6 +157,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     await con.expect(/tick3\b/);
     await backend.pause(labA);
     assert.deepEqual(await backend.status(labA), { alpha: { phase: 'paused' }, beta: { phase: 'paused' } });
+    await assert.rejects(backend.exec(labA, 'alpha', 'true', { timeoutMs: 1000, maxOutputBytes: 10 }), Conflict);
     await new Promise((r) => setTimeout(r, 300));
     const frozen = con.output.length;
     await new Promise((r) => setTimeout(r, 1500));

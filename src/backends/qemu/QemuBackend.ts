@@ -125,6 +125,8 @@ export class QemuBackend implements LabBackend {
         const cfg = path.join(dir, 'config');
         const creds = spec.machines.find((x) => x.name === m.name)?.credentials;
         if (fresh || !fs.existsSync(cfg)) fs.writeFileSync(cfg, this.configFor(state, m, creds), { mode: 0o600 });
+        const userData = spec.machines.find((x) => x.name === m.name)?.userData;
+        if (userData && (fresh || !fs.existsSync(path.join(dir, 'userdata')))) fs.writeFileSync(path.join(dir, 'userdata'), userData, { mode: 0o600 });
         if (!fs.existsSync(path.join(dir, 'home.qcow2'))) await this.createOverlay(handle.name, m);
       }
       onProgress({ phase: 'disks', percent: 25, message: 'Disks ready' });
@@ -172,7 +174,8 @@ export class QemuBackend implements LabBackend {
     const g = await QemuRunner.start({
       runDir: dir, socketDir: this.store.socketDir(name, m), name: `${name}.${m.name}`, qemuBin: this.o.qemuBin, accel,
       kernel, initrd: path.join(img, 'initramfs.gz'), memoryMiB: m.memoryMiB, cpus: m.cpus,
-      disk: path.join(dir, 'home.qcow2'), nics, fwCfg: { 'opt/lab/config': path.join(dir, 'config') },
+      disk: path.join(dir, 'home.qcow2'), nics,
+      fwCfg: { 'opt/lab/config': path.join(dir, 'config'), ...(fs.existsSync(path.join(dir, 'userdata')) ? { 'opt/lab/userdata': path.join(dir, 'userdata') } : {}) },
       vnc: m.channels.includes('vnc'), agent: true, log: this.log,
     });
     this.guests.set(`${name}/${m.name}`, g);
@@ -247,6 +250,8 @@ export class QemuBackend implements LabBackend {
     const { m } = this.machineOf(handle, machine);
     const g = await this.guest(handle.name, m);
     if (!g) throw new Conflict(`machine ${machine} is not running`);
+    const st = await g.qmp.execute<{ status: string }>('query-status', undefined, 3000);
+    if (st.status !== 'running') throw new Conflict(`machine ${machine} is ${st.status}`, { publicMessage: `Machine ${machine} is paused` });
     // the agent port serves one client at a time: one exec per machine at a time
     return this.locked(`${handle.name}/${machine}#exec`, () => agentExec(g.agentSocket, command, opts));
   }

@@ -6,7 +6,7 @@
  * killed: a later tool start re-attaches with QemuRunner.attach() or kills it. Everything it
  * creates lives in opts.runDir; `pgrep -f <runDir>` finds it (the path is on its command line).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BackendFailure } from '../../errors.js';
@@ -56,6 +56,8 @@ export interface GuestOptions {
   agent?: boolean;
   /** Start with the vCPUs stopped (-S); `cont` over QMP starts them. */
   paused?: boolean;
+  /** seccomp sandbox (-sandbox on, no spawning, no privilege changes). Default: on when this QEMU supports it. */
+  sandbox?: boolean;
   log?: Logger;
 }
 
@@ -126,6 +128,7 @@ export class QemuRunner {
         '-device', 'virtserialport,chardev=agent,name=lab.agent');
     }
     if (o.paused) a.push('-S');
+    if (o.sandbox) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
     return a;
   }
 
@@ -142,7 +145,7 @@ export class QemuRunner {
     }
     fs.rmSync(p.pidFile, { force: true });
     fs.rmSync(p.consoleLog, { force: true }); // "booted" is read from this boot's console output
-    const args = QemuRunner.args(o, p);
+    const args = QemuRunner.args({ ...o, sandbox: o.sandbox ?? supportsSandbox(o.qemuBin ?? 'qemu-system-x86_64') }, p);
     const logFd = fs.openSync(p.qemuLog, 'a');
     const child = spawn(o.qemuBin ?? 'qemu-system-x86_64', args, { detached: true, stdio: ['ignore', logFd, logFd], cwd: o.runDir });
     fs.closeSync(logFd);
@@ -238,6 +241,21 @@ async function waitForFile(file: string, pattern: RegExp, timeoutMs: number, isG
     if (Date.now() > end) throw new BackendFailure(`guest console did not show ${String(pattern)} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+const sandboxSupport = new Map<string, boolean>();
+/** Whether this QEMU was built with seccomp (-sandbox is listed in its help only then). */
+export function supportsSandbox(qemuBin: string): boolean {
+  let ok = sandboxSupport.get(qemuBin);
+  if (ok === undefined) {
+    try {
+      ok = execFileSync(qemuBin, ['-help'], { encoding: 'utf8', timeout: 10_000 }).includes('-sandbox');
+    } catch {
+      ok = false;
+    }
+    sandboxSupport.set(qemuBin, ok);
+  }
+  return ok;
 }
 
 export function readPid(file: string): number | undefined {

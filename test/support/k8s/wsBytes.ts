@@ -137,8 +137,10 @@ export async function consoleLogin(c: WsBytes, user: string, password: string, t
     if (!(await ok(c.readUntil(/login: $/, 10_000)))) continue;
     c.send(`${user}\r`);
     if (!(await ok(c.readUntil(/Password: $/, 15_000)))) { lastErr = 'no password prompt'; continue; }
-    await new Promise((r) => setTimeout(r, 1500));
-    c.send(`${password}\r`);
+    await new Promise((r) => setTimeout(r, 1000));
+    // "\n", not "\r": if the tty lost ICRNL (getty raced with our keystrokes), login would wait for a
+    // newline forever; "\n" ends the line either way.
+    c.send(`${password}\n`);
     // busybox ash asks for the cursor position (ESC [6n) right after its prompt.
     if (await ok(c.readUntil(/\$ (\x1b\[6n)?$/, 30_000))) return;
     lastErr = 'no shell prompt after the password';

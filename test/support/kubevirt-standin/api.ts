@@ -139,6 +139,10 @@ export class SubresourceServer {
     if (!vmi) return rejectUpgrade(socket, fail(404, `virtualmachineinstance.kubevirt.io "${name}" not found`));
     const guest = this.o.controller.guests.get(`${ns}/${name}`)?.guest;
     if (vmi.status?.phase !== 'Running' || !guest) return rejectUpgrade(socket, fail(400, `Unable to connect to VM because phase is ${vmi.status?.phase || 'Pending'} instead of Running`));
+    // KubeVirt's answers when the VMI has no such device.
+    const devices = vmi.spec.domain?.devices;
+    if (kind === 'vnc' && devices?.autoattachGraphicsDevice === false) return rejectUpgrade(socket, fail(400, 'No graphics devices are present.'));
+    if (kind === 'console' && devices?.autoattachSerialConsole === false) return rejectUpgrade(socket, fail(400, 'No serial consoles are present.'));
 
     const key = `${ns}/${name}/${kind}`;
     const older = this.open.get(key);

@@ -21,7 +21,12 @@ export const NODE_NAME = 'kubevirt-standin';
 
 interface Condition { type: string; status: 'True' | 'False'; reason?: string; message?: string; lastProbeTime: null; lastTransitionTime: string }
 interface VmiSpec {
-  domain?: { cpu?: { cores?: number; sockets?: number; threads?: number }; memory?: { guest?: string }; resources?: { requests?: { memory?: string } } };
+  domain?: {
+    cpu?: { cores?: number; sockets?: number; threads?: number };
+    memory?: { guest?: string };
+    resources?: { requests?: { memory?: string } };
+    devices?: { autoattachGraphicsDevice?: boolean; autoattachSerialConsole?: boolean };
+  };
   volumes?: Array<{ name: string; containerDisk?: { image?: string }; cloudInitNoCloud?: { userData?: string; userDataBase64?: string; secretRef?: { name?: string } } }>;
   networks?: Array<{ name: string }>;
   hostname?: string;
@@ -165,6 +170,7 @@ export class StandInController {
         image: disk?.containerDisk?.image ?? 'lab-tiny',
         cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
         memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),
+        graphics: vmi.spec.domain?.devices?.autoattachGraphicsDevice !== false,
       });
     } catch (err) {
       this.guests.delete(key);

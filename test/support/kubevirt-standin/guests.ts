@@ -12,6 +12,8 @@ export interface GuestRequest {
   image: string;
   cpus: number;
   memoryMiB: number;
+  /** A VGA display on VNC (KubeVirt: domain.devices.autoattachGraphicsDevice, default true). */
+  graphics: boolean;
   /** From cloud-init NoCloud user data (hostname, user/password), like the real guest would apply it. */
   hostname: string;
   user?: string;

@@ -47,7 +47,7 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
         memoryMiB: req.memoryMiB, cpus: req.cpus, disk: overlay,
         nics: [{ mac: '52:54:00:12:34:56', netdev: 'user,restrict=on' }],
         fwCfg: { 'opt/lab/config': config },
-        vnc: true, agent: false, log: o.log,
+        vnc: req.graphics, agent: false, log: o.log,
       });
       o.log.info({ key: req.key, pid: g.pid, accel }, 'qemu.started');
       const exited = g.exited.then(() => {
