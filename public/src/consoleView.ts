@@ -23,6 +23,7 @@ export class ConsoleView extends ChannelLink {
     this.term.onData((d) => this.send(d));
     // Ctrl+Shift+C copies the selection (Ctrl+C goes to the machine)
     this.term.attachCustomKeyEventHandler((e) => {
+      if (e.ctrlKey && e.shiftKey && e.key === 'ArrowUp') return false; // leaves the screen (see Workspace)
       if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && e.code === 'KeyC') {
         void navigator.clipboard?.writeText(this.term.getSelection());
         return false;
@@ -52,11 +53,6 @@ export class ConsoleView extends ChannelLink {
 
   copySelection(): void {
     void navigator.clipboard?.writeText(this.term.getSelection());
-  }
-
-  async paste(): Promise<void> {
-    const text = await navigator.clipboard?.readText().catch(() => '');
-    if (text) this.term.paste(text);
   }
 
   focus(): void {

@@ -73,3 +73,32 @@ export function progressBar(label: string): { el: HTMLElement; set(percent: numb
     },
   };
 }
+
+/**
+ * Ask for text to paste (a <dialog> with a text area). Reading the clipboard from script is often
+ * blocked inside an LMS iframe; a paste (Ctrl+V) into a text area always works.
+ */
+export function pasteDialog(o: { title: string; confirm: string; initial?: string }): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const area = h('textarea', { rows: 6, cols: 50, 'aria-label': 'Text to send', class: 'paste-area' });
+    area.value = o.initial ?? '';
+    const cancel = h('button', { type: 'button' }, 'Cancel');
+    const ok = h('button', { type: 'button', class: 'primary' }, o.confirm);
+    const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'paste-title' },
+      h('h2', { id: 'paste-title' }, o.title), h('p', {}, 'Paste (Ctrl+V) or type the text, then send it.'), area, h('div', { class: 'actions' }, cancel, ok));
+    const done = (v: string | undefined) => {
+      dlg.close();
+      dlg.remove();
+      resolve(v);
+    };
+    cancel.addEventListener('click', () => done(undefined));
+    ok.addEventListener('click', () => done(area.value || undefined));
+    dlg.addEventListener('cancel', (e) => {
+      e.preventDefault();
+      done(undefined);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    area.focus();
+  });
+}

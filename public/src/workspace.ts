@@ -4,7 +4,7 @@
  * both — with its status, connection state and tools. Connections open when a view is first shown
  * and stay open while the lab runs.
  */
-import { announce, confirmDialog, h, clear } from './dom.js';
+import { announce, confirmDialog, h, clear, pasteDialog } from './dom.js';
 import type { Session } from './api.js';
 import type { ChannelKind, InstanceView, MachinePhase } from './types.js';
 import { ConsoleView } from './consoleView.js';
@@ -82,6 +82,14 @@ export class Workspace {
     }
     for (const c of channels) {
       const host = h('div', { class: `host host-${c}`, hidden: true });
+      // a desktop or a terminal takes every key (Tab included): Ctrl+Shift+↑ leaves it for the tab bar
+      host.addEventListener('keydown', (e) => {
+        if (e.key === 'ArrowUp' && e.ctrlKey && e.shiftKey) {
+          e.preventDefault();
+          e.stopImmediatePropagation();
+          tab.focus();
+        }
+      }, true);
       t.hosts[c] = host;
       stage.append(host);
     }
@@ -96,13 +104,13 @@ export class Workspace {
       const copy = h('button', { type: 'button', class: 'only-console', title: 'Copy the selected text (Ctrl+Shift+C)' }, 'Copy');
       copy.addEventListener('click', () => t.views.console?.copySelection());
       const paste = h('button', { type: 'button', class: 'only-console' }, 'Paste');
-      paste.addEventListener('click', () => void t.views.console?.paste());
+      paste.addEventListener('click', () => void this.pasteToConsole(t));
       tools.append(cad, pasteKeys, copy, paste);
     }
     const reset = h('button', { type: 'button', class: 'danger-outline' }, `Reset ${name}`);
     reset.addEventListener('click', () => void this.confirmReset(name));
     tools.append(fullscreen, reset);
-    toolbar.append(linkEl, tools);
+    toolbar.append(linkEl, h('span', { class: 'kbd-hint' }, 'Ctrl+Shift+↑ leaves the screen'), tools);
     return t;
   }
 
@@ -114,9 +122,21 @@ export class Workspace {
   }
 
   private async pasteAsKeys(t: MachineTab): Promise<void> {
-    const text = await navigator.clipboard?.readText().catch(() => '');
-    if (!text) return announce('The clipboard is empty or the browser did not allow reading it.');
-    await t.views.vnc?.typeText(text);
+    // the clipboard API is usually blocked in an LMS iframe: let the user paste into a text area instead
+    const fromClipboard = await navigator.clipboard?.readText().catch(() => '') ?? '';
+    const text = await pasteDialog({ title: `Type into ${t.name}`, confirm: 'Type it', initial: fromClipboard });
+    if (!text) return;
+    const ok = await t.views.vnc?.typeText(text);
+    announce(ok ? `Typed into ${t.name}.` : `${t.name} is not connected.`);
+    t.views.vnc?.focus();
+  }
+
+  private async pasteToConsole(t: MachineTab): Promise<void> {
+    const fromClipboard = await navigator.clipboard?.readText().catch(() => '') ?? '';
+    const text = await pasteDialog({ title: `Paste into ${t.name}`, confirm: 'Paste', initial: fromClipboard });
+    if (!text) return;
+    t.views.console?.term.paste(text);
+    t.views.console?.focus();
   }
 
   select(name: string, focus: boolean): void {

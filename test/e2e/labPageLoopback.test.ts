@@ -125,6 +125,36 @@ describe('lab page in the browser (loopback machines)', function () {
     assert.ok(rt.dials > dials, 'a new connection with a new ticket');
   });
 
+  it('leaves a screen with Ctrl+Shift+Up and types pasted text into the desktop as keys', async () => {
+    await frame.locator('.host-console .xterm').click();
+    await student.keyboard.press('Control+Shift+ArrowUp');
+    assert.equal(await frame.locator(':focus').getAttribute('role'), 'tab', 'focus back on the machine tab');
+    await frame.getByRole('button', { name: 'Desktop', exact: true }).click();
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor();
+    const keys = rfb.keys.length;
+    await frame.getByRole('button', { name: 'Paste as keys' }).click();
+    await frame.getByRole('dialog').getByRole('textbox').fill('ab');
+    await frame.getByRole('dialog').getByRole('button', { name: 'Type it' }).click();
+    await waitFor(() => rfb.keys.length >= keys + 2, 5000, 'the keys typed');
+    assert.deepEqual(rfb.keys.slice(keys), [0x61, 0x62]);
+    await frame.getByRole('button', { name: 'Console', exact: true }).click();
+  });
+
+  it('pauses and resumes: the screens close with the reason and come back', async () => {
+    await frame.getByRole('button', { name: 'Pause', exact: true }).click();
+    await frame.locator('.paused-note').waitFor();
+    await frame.locator('.panel:not([hidden]) .link-closed', { hasText: 'lab paused' }).waitFor({ timeout: 5000 });
+    await frame.getByRole('button', { name: 'Resume', exact: true }).click();
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor({ timeout: 10_000 });
+    assert.equal(await frame.locator('.paused-note').isVisible(), false);
+  });
+
+  it('warns before the lab expires', async () => {
+    rt.emit({ type: 'expiry-warning', instanceId: 'alicelab', expiresAt: new Date(Date.now() + 4 * 60_000).toISOString() });
+    await frame.locator('.banner.warn', { hasText: /stops in about 4 min/ }).waitFor({ timeout: 5000 });
+    await frame.locator('.time-left.warn').waitFor();
+  });
+
   it('lets the teacher see progress in the overview, watch view-only (no input reaches the machine) and reset', async () => {
     const t = await ctx.newPage();
     await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
