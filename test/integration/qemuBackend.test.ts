@@ -179,9 +179,14 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
   });
 
   it('a restarted tool finds its labs again and re-attaches to the running QEMU processes', async () => {
-    await backend.close(); // as if the tool had exited: it let go of QMP and the consoles; the VMs keep running
-    consoles.length = 0;
     const again = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 1024, log });
+    const pids = qemuProcessesUnder(dataDir).sort();
+    // while the old tool still holds QMP, the new one neither attaches nor restarts the machines
+    await assert.rejects(again.status(labB), /QMP socket does not answer/);
+    await assert.rejects(again.provision(spec('one-machine', ['gamma'], true), labB, () => undefined), /QMP socket does not answer/);
+    assert.deepEqual(qemuProcessesUnder(dataDir).sort(), pids);
+    await backend.close(); // as if the old tool had exited: it let go of QMP and the consoles; the VMs keep running
+    consoles.length = 0;
     try {
       assert.deepEqual((await again.list()).map((h) => h.name).sort(), ['lab-a', 'lab-b']);
       assert.deepEqual(await again.status(labB), { gamma: { phase: 'running' } });
