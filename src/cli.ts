@@ -24,8 +24,8 @@ Stops gracefully on SIGTERM or SIGINT.`,
     const { startTool } = await import('./main.js');
     const config = loadConfig();
     const tool = await startTool(config);
-    const open = tool.devPlatform ? `${tool.devPlatform.urls.page} (demo course: click "Launch as student")` : `${tool.publicUrl}/`;
-    process.stdout.write(`\nLab Orchestrator is running: open ${open}\nLTI registration URL (paste into Moodle): ${tool.lti.urls.registration}\n\n`);
+    const hint = tool.devPlatform ? `  (it opens the demo course: click "Launch as student")\n` : '';
+    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\n${hint}LTI registration URL (paste into Moodle): ${tool.lti.urls.registration}\n\n`);
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       if (++signals > 1) process.exit(1);
