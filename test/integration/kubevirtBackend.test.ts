@@ -196,4 +196,26 @@ describe('KubeVirt backend on a real API server, as the tool service account', f
     assert.equal((await cp.request('GET', `/api/v1/namespaces/${handle.name}`)).status, 404);
     assert.ok(requests.length > 0);
   });
+  it('runs a container machine as a pod without a service-account token, admitted under Pod Security baseline', async () => {
+    const handle = newHandle();
+    const spec = { labId: 'shell', labVersion: '1', machines: [{ name: 'shell', kind: 'container' as const, image: 'docker.io/library/alpine:3.20', cpus: 1, memoryMiB: 256, channels: ['console' as const] }], network: { internetEgress: false } };
+    const abort = new AbortController();
+    const run = backend.provision(spec, handle, () => undefined, abort.signal).catch((e: unknown) => e);
+    try {
+      const pod = await until('the pod', async () => (await adminList(cp, `/api/v1/namespaces/${handle.name}/pods`))[0]);
+      const ps = pod.spec as { automountServiceAccountToken: boolean; volumes?: Array<{ name: string }>; containers: Array<{ volumeMounts?: unknown[] }> };
+      assert.equal(ps.automountServiceAccountToken, false);
+      assert.deepEqual(ps.volumes ?? [], [], 'no projected service-account token volume');
+      assert.equal(ps.containers[0]?.volumeMounts, undefined);
+      assert.deepEqual(await backend.status(handle), { shell: { phase: 'pending' } }, 'no kubelet here: the pod never runs');
+      // the terminal path is authorised in the lab namespace only
+      assert.equal(await toolMay(cp, { verb: 'create', resource: 'pods', subresource: 'exec', namespace: handle.name }), true);
+      assert.equal(await toolMay(cp, { verb: 'get', resource: 'virtualmachineinstances', subresource: 'vnc', namespace: handle.name, group: 'subresources.kubevirt.io' }), true);
+      assert.equal(await toolMay(cp, { verb: 'list', resource: 'secrets', namespace: handle.name }), false, 'secrets: get/create/delete only');
+    } finally {
+      abort.abort();
+      await run;
+    }
+    await backend.destroy(handle);
+  });
 });

@@ -52,6 +52,8 @@ export class KubeApiError extends BackendFailure {
 }
 
 const RETRYABLE = new Set([429, 500, 502, 503, 504]);
+/** A misspelled field in one of our objects is an error, never silently dropped. */
+const STRICT = { fieldValidation: 'Strict' };
 
 /** Path of an object (or, with name undefined, its collection) from apiVersion and kind. */
 export function objectPath(o: { apiVersion: string; kind: string; metadata: { namespace?: string } }, name?: string): string {
@@ -227,7 +229,7 @@ export class KubeClient {
    */
   async create(obj: K8sObject, signal?: AbortSignal): Promise<'created' | 'exists'> {
     try {
-      await this.request('POST', objectPath(obj), { body: obj, signal });
+      await this.request('POST', objectPath(obj), { body: obj, signal, query: STRICT });
       return 'created';
     } catch (err) {
       // quota admission runs before the storage's conflict check: a full quota answers 403 for an object that already exists
@@ -263,7 +265,7 @@ export class KubeClient {
 
   /** JSON merge patch. */
   patch<T = K8sObject>(path: string, patch: unknown, signal?: AbortSignal): Promise<T> {
-    return this.request<T>('PATCH', path, { body: patch, contentType: 'application/merge-patch+json', signal });
+    return this.request<T>('PATCH', path, { body: patch, contentType: 'application/merge-patch+json', signal, query: STRICT });
   }
 
   /**

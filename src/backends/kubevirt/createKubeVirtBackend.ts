@@ -1,9 +1,11 @@
 /** Builds the KubeVirt backend from the configuration (the composition root calls this for BACKEND=kubevirt). */
+import os from 'node:os';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import { KubeClient } from './client.js';
 import { KubeVirtBackend } from './KubeVirtBackend.js';
+import { LeaderLease } from './LeaderLease.js';
 
 export function createKubeVirtBackend(config: Config, deps: { log: Logger; metrics?: Metrics }): KubeVirtBackend {
   const client = new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: deps.log, metrics: deps.metrics, qps: config.KUBEVIRT_QPS });
@@ -15,5 +17,23 @@ export function createKubeVirtBackend(config: Config, deps: { log: Logger; metri
     ...(config.KUBEVIRT_API_SERVER_CIDRS ? { apiServerCidrs: config.KUBEVIRT_API_SERVER_CIDRS.split(',') } : {}),
     ...(config.KUBEVIRT_SUBRESOURCE_URL ? { subresourceUrl: config.KUBEVIRT_SUBRESOURCE_URL } : {}),
     bootTimeoutMs: config.KUBEVIRT_BOOT_TIMEOUT_MS,
+  });
+}
+
+/**
+ * The leader election for BACKEND=kubevirt with several replicas: only the holder should run the
+ * LabSupervisor, the expiry sweeper and the grade outbox. Call start() after wiring onChange, and
+ * release() on shutdown (before closing the backend).
+ */
+export function createLeaderLease(config: Config, deps: { log: Logger; metrics?: Metrics; onChange: (leader: boolean) => void }): LeaderLease {
+  const client = new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: deps.log, metrics: deps.metrics, qps: config.KUBEVIRT_QPS });
+  return new LeaderLease({
+    client,
+    log: deps.log,
+    namespace: config.KUBEVIRT_TOOL_NAMESPACE,
+    name: 'lab-orchestrator',
+    identity: config.POD_NAME ?? `${os.hostname()}-${process.pid}`,
+    durationMs: config.LEASE_DURATION_MS,
+    onChange: deps.onChange,
   });
 }
