@@ -231,6 +231,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       const runner = new CheckRunner({
         runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
         ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+        isLeader: () => duties.isLeader,
       });
       runner.start();
       closers.push({ name: 'checks', close: () => runner.close() });
