@@ -11,6 +11,7 @@ export const REDACT_PATHS = [
   'headers.authorization', 'headers.cookie', 'headers["sec-websocket-protocol"]',
   'id_token', '*.id_token', 'access_token', '*.access_token', 'client_assertion', '*.client_assertion',
   'config.SECRET_KEY', 'config.ADMIN_TOKEN',
+  'registration_token', '*.registration_token', 'JWT', '*.JWT',
 ];
 
 export interface LoggerOptions {

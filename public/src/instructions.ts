@@ -213,7 +213,8 @@ export class InstructionsPanel {
   }
 
   private enhanceCode(): void {
-    for (const pre of Array.from(this.content.querySelectorAll<HTMLElement>('pre'))) {
+    // code blocks of the instructions only (not a check's output)
+    for (const pre of Array.from(this.content.querySelectorAll<HTMLElement>('pre:not(.check-output)'))) {
       const code = pre.querySelector('code');
       const text = (code ?? pre).textContent ?? '';
       const machine = pre.dataset.machine ?? code?.dataset.machine;

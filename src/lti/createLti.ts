@@ -110,7 +110,8 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const guardDeps = {
     get registry() { return holder.registry!; },
     jwks, clockSkewSeconds: d.clockSkewSeconds, publicUrl: d.publicUrl,
-    targetPaths: ['/lti', '/lti/', '/lti/deeplink'],
+    // PUBLIC_URL may carry a path prefix (https://host/labs → /labs/lti)
+    targetPaths: [new URL(urls.launch).pathname, `${new URL(urls.launch).pathname}/`, new URL(urls.deepLink).pathname],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
   } as GuardDeps;
   const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps) });

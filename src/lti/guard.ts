@@ -32,11 +32,12 @@ function safe(fn: (req: Request, res: Response, next: NextFunction) => Promise<v
 }
 
 export function securityHeaders(d: { registry: PlatformRegistry }): RequestHandler {
-  return (_req, res, next) => {
+  return (req, res, next) => {
     const ancestors = d.registry.frameAncestors();
     res.setHeader('Content-Security-Policy', `frame-ancestors ${ancestors.length ? ancestors.join(' ') : "'none'"}`);
     res.setHeader('Referrer-Policy', 'no-referrer');
-    res.setHeader('Cache-Control', 'no-store');
+    // our JWKS may be cached briefly by platforms; nothing else here may be
+    res.setHeader('Cache-Control', req.path === '/keys' ? 'public, max-age=300' : 'no-store');
     res.removeHeader('Access-Control-Allow-Origin');
     next();
   };

@@ -49,7 +49,7 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('shows the hint, then "Passed" and the new score after the student fixes the machine, and live results of checks run elsewhere', async () => {
+  it('shows the hint, then "Passed" and the new score after the student fixes the machine, live results of checks run elsewhere, and the teacher sees outputs and who passed what when', async () => {
     const inst = await svc.ensureInstance({ activityId: 'act-page', userId: 'ada', contextId: 'course-9', labId: 'linux-basics', labVersion: '1' });
     await svc.start(inst._id);
     await waitFor(async () => (await svc.get(inst._id))?.state === 'running', 120_000, 'lab running');
@@ -96,5 +96,14 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     await tpage.locator(`tr[data-instance="${inst._id}"] details.checks-passed summary`).click();
     await tpage.locator(`tr[data-instance="${inst._id}"] li[data-passed="write-file/0"]`).waitFor();
     await screenshot(tpage, 'checks-teacher-overview');
+
+    // watching the student's lab, the teacher sees each check's output but cannot run checks
+    const wpage = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+    await wpage.goto(`${tool.url}/lab/${inst._id}#session=${teacher}`);
+    const watched = wpage.locator('.check-row[data-check="make-dir"]');
+    await watched.locator('details summary', { hasText: 'Check 1 on box: passed' }).waitFor({ timeout: 15_000 });
+    assert.equal(await watched.locator('button').count(), 0, 'no Check button for a teacher');
+    await watched.locator('details summary').click();
+    assert.equal(await watched.locator('pre.check-output').innerText(), '(no output)');
   });
 });

@@ -203,6 +203,9 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
     assert.equal(qemuProcessesUnder(path.join(dataDir, 'qemu', 'lab-b') + '/').length, 0);
     assert.equal(backend.capacity().usedVms, 2);
+    await backend.pause(labB); // nothing runs: a no-op
+    await assert.rejects(backend.resume(labB), Conflict);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
     await backend.start(labB);
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } });
     const r = await backend.exec(labB, 'gamma', 'cat /home/student/kept.txt', { timeoutMs: 5000, maxOutputBytes: 100 });
@@ -252,6 +255,21 @@ describe('QemuBackend: the tool is SIGKILLed while provisioning', function () {
   after(() => {
     killQemuUnder(dataDir);
     fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('an aborted provision stops waiting at once; destroy then removes what it started', async () => {
+    const b = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 8, maxMemoryMiB: 2048, log });
+    const abort = new AbortController();
+    const h = handle('lab-aborted');
+    const started = Date.now();
+    await assert.rejects(
+      b.provision(spec('aborted', ['solo']), h, (p) => { if (p.phase === 'machines-starting') abort.abort(new Error('user left')); }, abort.signal),
+      /user left/,
+    );
+    assert.ok(Date.now() - started < 8000, 'did not wait for the boot');
+    await b.destroy(h);
+    assert.deepEqual(qemuProcessesUnder(dataDir), []);
+    await b.close();
   });
 
   it('a new tool finds the half-provisioned lab, provisioning again converges without duplicate machines, and destroy leaves nothing', async () => {

@@ -23,6 +23,7 @@ import { agentExec } from './agent.js';
 import { detectAccel, type AccelSetting } from './kvm.js';
 import { guestConfig, LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
+import { abortable, kernelOf, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
 
 const run = promisify(execFile);
 /** The guest prints this on ttyS0 when booted (lab-tiny); other images are booted at their login prompt. */
@@ -154,7 +155,7 @@ export class QemuBackend implements LabBackend {
     let booted = 0;
     await Promise.all(
       guests.map(async (g, k) => {
-        await g.waitForConsole(BOOTED, this.o.bootTimeoutMs ?? 180_000);
+        await abortable(g.waitForConsole(BOOTED, this.o.bootTimeoutMs ?? 180_000), signal);
         booted++;
         onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${s.machines[k]?.name ?? ''} booted (${booted} of ${guests.length})` });
       }),
@@ -259,6 +260,7 @@ export class QemuBackend implements LabBackend {
   async pause(handle: LabHandle): Promise<void> {
     await this.locked(handle.name, async () => {
       const s = this.mustRead(handle);
+      if (s.desired === 'stopped') return; // nothing runs: nothing to pause
       for (const m of s.machines) await (await this.guest(handle.name, m))?.qmp.execute('stop');
       s.desired = 'paused';
       this.store.write(s);
@@ -268,6 +270,7 @@ export class QemuBackend implements LabBackend {
   async resume(handle: LabHandle): Promise<void> {
     await this.locked(handle.name, async () => {
       const s = this.mustRead(handle);
+      if (s.desired === 'stopped') throw new Conflict(`lab ${s.labId} is stopped; start it instead of resuming`);
       for (const m of s.machines) await (await this.guest(handle.name, m))?.qmp.execute('cont');
       s.desired = 'running';
       this.store.write(s);
@@ -439,45 +442,4 @@ export class QemuBackend implements LabBackend {
 function sum(spec: BackendLabSpec): number {
   return spec.machines.reduce((n, m) => n + m.memoryMiB, 0);
 }
-
-/** The image's uncompressed PVH kernel when there is one (half the CPU of a TCG boot), else its bzImage. */
-export function kernelOf(imageDir: string): string {
-  const elf = path.join(imageDir, 'vmlinux');
-  return fs.existsSync(elf) ? elf : path.join(imageDir, 'vmlinuz');
-}
-
-function realpath(p: string): string {
-  try {
-    return fs.realpathSync(p);
-  } catch {
-    return p;
-  }
-}
-
-function readText(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function lastLine(file: string): string {
-  const l = readText(file).trim().split('\n').pop();
-  return l ? `: ${l.slice(0, 300)}` : '';
-}
-
-/** SIGKILL every process whose command line mentions dir (QEMU started for it), and wait until gone. */
-async function killProcessesMentioning(dir: string): Promise<void> {
-  const pids: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
-    try {
-      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
-      if (cmd.includes('qemu') && cmd.includes(dir + '/')) pids.push(Number(e));
-    } catch { /* exited */ }
-  }
-  for (const pid of pids) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-  const end = Date.now() + 5000;
-  while (pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
-}
+export { kernelOf } from './util.js';
