@@ -135,7 +135,7 @@ if [ "$egress" = 1 ]; then
 fi
 # users: root locked, the lab user with the given password (hashed here)
 hash='!'
-[ -n "$pass" ] && hash="$(mkpasswd -m sha512 "$pass")"
+[ -n "$pass" ] && hash="$(mkpasswd -m sha512 -- "$pass")"
 pass=
 { echo "root:!:0:0:root:/root:/bin/sh"; echo "$user:$hash:1000:1000:$user:/home/$user:/bin/sh"; } >/etc/passwd
 { echo "root:x:0:"; echo "$user:x:1000:"; } >/etc/group

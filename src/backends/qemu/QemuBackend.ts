@@ -385,6 +385,9 @@ export class QemuBackend implements LabBackend {
         );
       }
       if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(m.name)) throw new BadRequest(`lab ${spec.labId}: machine name ${JSON.stringify(m.name)} is not a DNS label`);
+      const user = m.credentials?.username;
+      if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: user name ${JSON.stringify(user)} is not a valid Linux user name`);
+      if (m.credentials && /[\r\n]/.test(m.credentials.password)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: the password contains a line break`);
       const img = path.join(this.o.imageDir, m.image);
       if (!/^[A-Za-z0-9._-]+$/.test(m.image) || !fs.existsSync(path.join(img, 'vmlinuz'))) {
         throw new BadRequest(`lab ${spec.labId}: machine ${m.name} uses image ${JSON.stringify(m.image)}, which is not in ${this.o.imageDir} (run scripts/setup.sh to build lab-tiny)`);
