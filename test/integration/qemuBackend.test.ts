@@ -64,6 +64,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     const evB: Progress[] = [];
     const t0 = Date.now();
     const two = spec('two-machines', ['alpha', 'beta']);
+    two.machines[0]!.diskGiB = 3;
     two.machines[1]!.userData = '#!/bin/sh\nmkdir -p /srv && echo served-by-beta > /srv/index.html && httpd -p 8080 -h /srv\n';
     await Promise.all([
       backend.provision(two, labA, (p) => evA.push(p)),
@@ -100,6 +101,8 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     consoles.push(con);
     await con.login('student', 'Secr3t-pw');
     assert.equal((await con.run('echo typed-$((40+2))')).trim(), 'typed-42');
+    const kib = Number((await con.run("df -k /home | tail -1 | awk '{print $2}'")).trim());
+    assert.ok(kib > 2.5 * 1024 * 1024, `/home grew to the 3 GiB disk the lab asked for (${kib} KiB)`);
     assert.equal((await con.run('id -u; id -g; whoami')).trim(), '1000\n1000\nstudent', 'the lab user is not root (busybox is setuid only for ping)');
   });
 
