@@ -97,12 +97,21 @@ copy_with_libs /sbin/resize2fs
 
 cat >"$root/etc/inittab" <<'EOF'
 ::sysinit:/etc/rc
-ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100
-tty1::respawn:/sbin/getty 38400 tty1
+ttyS0::respawn:/sbin/getty -l /sbin/lablogin -L 115200 ttyS0 vt100
+tty1::respawn:/sbin/getty -l /sbin/lablogin 38400 tty1
 ::respawn:/etc/agent
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/umount -a -r
 EOF
+
+# Terminals (xterm.js, noVNC keyboards) send CR for Enter. getty maps CR to NL only for the user
+# name it read itself; login's password prompt would wait for a NL forever. Map it for the session.
+cat >"$root/sbin/lablogin" <<'EOF'
+#!/bin/sh
+stty icrnl onlcr 2>/dev/null
+exec /sbin/login "$@"
+EOF
+chmod 755 "$root/sbin/lablogin"
 
 cat >"$root/etc/rc" <<'EOF'
 #!/bin/sh
