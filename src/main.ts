@@ -18,6 +18,10 @@ import { LabInstance, INSTANCE_STATES } from './store/LabInstance.js';
 import { LabGeneration } from './store/LabGeneration.js';
 import { Metrics } from './metrics.js';
 import express from 'express';
+import os from 'node:os';
+import { Duties } from './leadership.js';
+import { LeaderLease } from './backends/kubevirt/LeaderLease.js';
+import { KubeClient } from './backends/kubevirt/client.js';
 import { createDevPlatform, type DevPlatform } from './lti/devPlatform/createDevPlatform.js';
 import { devPlatformModels } from './store/DevPlatform.js';
 import { GradeOutbox, gradeOutboxExpiryRules } from './store/GradeOutbox.js';
@@ -28,6 +32,7 @@ import { LabService } from './labs/LabService.js';
 import { LabSupervisor } from './labs/LabSupervisor.js';
 import { createLti, type LtiModule } from './lti/createLti.js';
 import { ltiAdminRoutes } from './lti/adminRoutes.js';
+import { frameAncestors } from './lti/frameAncestors.js';
 import { LabDefinition } from './store/LabDefinition.js';
 import { LabCatalog } from './labs/definition/LabCatalog.js';
 import { labRoutes } from './labs/definition/labRoutes.js';
@@ -137,7 +142,8 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     await ensureIndexes([LabInstance, LabGeneration, ...devPlatformModels, GradeOutbox]);
 
     const sweeper = new ExpirySweeper(db.connection, log);
-    sweeper.start(config.SWEEP_INTERVAL_MS);
+    const duties = new Duties(log.child({ component: 'leadership' }));
+    duties.add({ name: 'sweeper', start: () => sweeper.start(config.SWEEP_INTERVAL_MS), stop: () => sweeper.stop() });
     closers.push({ name: 'sweeper', close: () => sweeper.stop() });
 
     // --- HTTP: listen first, so the resolved URL is known to everything wired below -------------
@@ -157,7 +163,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const metrics = new Metrics();
     const grades = new GradeService({ log, metrics, retryBaseMs: config.GRADE_RETRY_BASE_MS, retryMaxMs: config.GRADE_RETRY_MAX_MS });
     for (const rule of gradeOutboxExpiryRules) sweeper.add(rule);
-    grades.start();
+    duties.add({ name: 'grades', start: () => grades.start(), stop: () => grades.stop() });
     closers.push({ name: 'grades', close: () => grades.stop() });
 
     // --- metrics: on their own port, or on the main port behind a token, or not at all ----------
@@ -213,7 +219,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     else if (backend) {
       const svc = new LabService({ backend, labs, log: log.child({ component: 'runtime' }), metrics });
       const supervisor = new LabSupervisor({ service: svc, backend, labs, log: log.child({ component: 'supervisor' }) });
-      supervisor.start(config.RECONCILE_INTERVAL_MS);
+      duties.add({ name: 'supervisor', start: () => supervisor.start(config.RECONCILE_INTERVAL_MS), stop: () => supervisor.stop() });
       // closers run in reverse: the runtime stops before the backend closes
       closers.push({ name: 'runtime', close: async () => { await supervisor.stop(); await svc.close(); } });
       runtime = labService = svc;
@@ -226,6 +232,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       const runner = new CheckRunner({
         runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
         ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+        isLeader: () => duties.isLeader,
       });
       runner.start();
       closers.push({ name: 'checks', close: () => runner.close() });
@@ -271,6 +278,8 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     grades.use(lti.gradePorts);
     mounts.push({ path: '/lti', router: lti.app });
     mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
+    // only registered platforms may frame any page of the tool (the lab page lives in Moodle's iframe)
+    mounts.unshift({ path: '/', router: frameAncestors(() => lti.frameAncestors()) });
     log.info({ url: lti.urls.registration }, 'lti.registration_url');
     // --- end lti --------------------------------------------------------------------------------
     // the bare origin leads somewhere useful: the demo course, or the admin page with the registration URL
@@ -286,6 +295,22 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       const seeded = await seedDemoCourse(devPlatform, reg._id, await labs.list());
       if (seeded.length) log.info({ activities: seeded }, 'devplatform.demo_course_seeded');
     }
+
+    // --- leadership: the Lease holder runs the duties (KubeVirt, several replicas); alone, this process does
+    if (config.BACKEND === 'kubevirt') {
+      const lease = new LeaderLease({
+        client: new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: log.child({ component: 'lease' }), qps: config.KUBEVIRT_QPS }),
+        log: log.child({ component: 'lease' }),
+        namespace: config.KUBEVIRT_TOOL_NAMESPACE,
+        name: 'lab-orchestrator-leader',
+        identity: config.POD_NAME ?? `${os.hostname()}-${process.pid}`,
+        durationMs: config.LEASE_DURATION_MS,
+        onChange: (leader) => void duties.setLeader(leader),
+      });
+      lease.start();
+      closers.push({ name: 'lease', close: async () => { await duties.setLeader(false); await lease.release(); } });
+    } else await duties.setLeader(true);
+    // --- end leadership ---------------------------------------------------------------------------
 
     let shuttingDown: Promise<void> | undefined;
     const shutdown = (reason = 'shutdown') => {

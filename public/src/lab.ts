@@ -108,7 +108,12 @@ class LabPage {
         if (ok) await this.control('reset');
       }, 'danger-outline'));
     }
+    document.title = `${v.title} – Lab`;
+    const back = v.mode === 'view' && v.contextId
+      ? [h('a', { class: 'button small', href: `/course/${encodeURIComponent(v.contextId)}#session=${encodeURIComponent(this.s.token)}` }, '← Course overview')]
+      : [];
     this.header.append(
+      ...back,
       h('h1', {}, v.title),
       h('span', { class: `state state-${v.state}` }, v.state),
       ...(v.mode === 'view' ? [h('span', { class: 'view-only', title: 'You are watching a student’s lab' }, `View only · ${v.owner?.name || v.owner?.userId || ''}`)] : []),

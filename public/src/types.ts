@@ -19,6 +19,8 @@ export interface InstanceView {
   mode: 'control' | 'view';
   viewer: { name: string | null; role: string };
   owner?: { userId: string; name: string | null };
+  /** For teachers: the course, to go back to its overview. */
+  contextId?: string;
   machines: Array<{ name: string; channels: ChannelKind[]; status: { phase: MachinePhase; reason?: string } }>;
   instructions: {
     title: string;

@@ -97,5 +97,7 @@ describe('lab page through the development platform (stand-in machines)', functi
     await frame.getByRole('dialog').getByRole('button', { name: 'Reset box' }).click();
     await waitFor(() => [...backend.labs.values()].some((l) => l.resets > 0), 5000, 'the machine reset');
     await screenshot(page, 'launch-teacher-view-in-platform');
+    await frame.getByRole('link', { name: '← Course overview' }).click();
+    await frame.locator('tr[data-instance]').waitFor();
   });
 });

@@ -396,7 +396,7 @@ describe('websocket proxy liveness', function () {
   this.timeout(30_000);
   let h: Harness;
   before(async () => {
-    h = await harness({ WS_PING_INTERVAL_MS: '300' });
+    h = await harness({ WS_PING_INTERVAL_MS: '300', WS_IDLE_TIMEOUT_MS: '1500' });
     await h.rt.add({ id: 'alicelab', userId: 'alice' });
   });
   after(async () => {
@@ -413,9 +413,39 @@ describe('websocket proxy liveness', function () {
     await waitFor(async () => (await activeSessions(h)) === 0, 2000, 'session released');
   });
 
+  it('closes a desktop with "closed after inactivity" when only the viewer talks, not the user', async () => {
+    const idle = await open(h, '/ws/vnc/alicelab/web', ticketFor(h, { channel: 'vnc' }));
+    const t0 = Date.now();
+    const timer = setInterval(() => idle.send(updateRequest), 200);
+    idle.send(Buffer.concat([rfbHandshake, setEncodings]));
+    const c = await closed(idle);
+    clearInterval(timer);
+    assert.deepEqual([c.code, c.reason], [4004, 'closed after inactivity']);
+    assert.ok(c.at - t0 >= 1400, `closed after ${c.at - t0} ms`);
+  });
+
+  it('keeps a desktop open while the user types', async () => {
+    const busy = await open(h, '/ws/vnc/alicelab/web', ticketFor(h, { channel: 'vnc' }));
+    busy.send(Buffer.concat([rfbHandshake, setEncodings]));
+    const timer = setInterval(() => busy.send(keyEvent), 300);
+    await new Promise((r) => setTimeout(r, 2500));
+    clearInterval(timer);
+    assert.equal(busy.readyState, WebSocket.OPEN);
+    busy.close();
+    await closed(busy);
+  });
+
+  it('closes with "session expired" when the session that asked for the ticket ends', async () => {
+    const ws = await open(h, '/ws/console/alicelab/web', ticketFor(h, { sessionExp: Date.now() + 500 }));
+    const c = await closed(ws);
+    assert.deepEqual([c.code, c.reason], [4002, 'session expired']);
+  });
+
   it('keeps a client that answers pings', async () => {
     const ws = await open(h, '/ws/console/alicelab/web', ticketFor(h));
+    const typing = setInterval(() => ws.send(Buffer.from(' ')), 300); // not idle
     await new Promise((r) => setTimeout(r, 1500));
+    clearInterval(typing);
     assert.equal(ws.readyState, WebSocket.OPEN);
     ws.close();
     await closed(ws);

@@ -172,7 +172,8 @@ export class QemuRunner {
 
   /**
    * Re-attach to a guest started earlier (by this or a previous tool process): reads the pidfile,
-   * checks the process is QEMU for this runDir, connects QMP. Returns undefined if it is not running.
+   * checks the process is QEMU for this runDir, connects QMP. Returns undefined if it is not running;
+   * throws BackendFailure if it runs but its QMP socket is held by someone else.
    */
   static async attach(runDir: string, socketDir = runDir): Promise<RunningGuest | undefined> {
     const p = guestPaths(runDir, socketDir);
@@ -181,8 +182,13 @@ export class QemuRunner {
     let qmp: Qmp;
     try {
       qmp = await Qmp.connect(p.qmpSocket, 3000);
-    } catch {
-      return undefined;
+    } catch (err) {
+      if (!alive(pid)) return undefined;
+      // alive but QMP does not answer: another process holds it (QEMU serves one QMP client). Never restart it.
+      throw new BackendFailure(`QEMU ${pid} of ${runDir} runs but its QMP socket does not answer (is another tool process attached?)`, {
+        cause: err,
+        publicMessage: 'The virtual machine is busy; try again',
+      });
     }
     const exited = new Promise<void>((resolve) => {
       const check = setInterval(() => { if (!alive(pid)) { clearInterval(check); resolve(); } }, 500);

@@ -232,6 +232,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     lifetime: inst.lifetime ?? null,
     mode: a.mode,
     viewer: { name: a.session.name ?? null, role: a.session.role },
+    contextId: a.mode === 'view' ? inst.contextId : undefined,
     owner: a.mode === 'view' ? { userId: inst.userId, name: names[inst.userId] ?? null } : undefined,
     machines: machines.map((m) => ({ ...m, status: status[m.name] ?? { phase: 'pending' } })),
     instructions,
