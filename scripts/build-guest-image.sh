@@ -81,14 +81,37 @@ for rel in "${order[@]}"; do
   echo "$name" >>"$root/lib/modules/load-order"
 done
 
+# e2fsck and resize2fs (from e2fsprogs, with the shared libraries they need): /home grows to the
+# machine's disk size at boot when the lab asks for a bigger disk than the base.
+copy_with_libs() {
+  local bin="$1" lib
+  mkdir -p "$root/usr/sbin"
+  cp "$bin" "$root/usr/sbin/"
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    [ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
+  done
+}
+copy_with_libs /sbin/e2fsck
+copy_with_libs /sbin/resize2fs
+
 cat >"$root/etc/inittab" <<'EOF'
 ::sysinit:/etc/rc
-ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100
-tty1::respawn:/sbin/getty 38400 tty1
+ttyS0::respawn:/sbin/getty -l /sbin/lablogin -L 115200 ttyS0 vt100
+tty1::respawn:/sbin/getty -l /sbin/lablogin 38400 tty1
 ::respawn:/etc/agent
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/umount -a -r
 EOF
+
+# Terminals (xterm.js, noVNC keyboards) send CR for Enter. getty maps CR to NL only for the user
+# name it read itself; login's password prompt would wait for a NL forever. Map it for the session.
+cat >"$root/sbin/lablogin" <<'EOF'
+#!/bin/sh
+stty icrnl onlcr 2>/dev/null
+exec /sbin/login "$@"
+EOF
+chmod 755 "$root/sbin/lablogin"
 
 cat >"$root/etc/rc" <<'EOF'
 #!/bin/sh
@@ -135,12 +158,22 @@ if [ "$egress" = 1 ]; then
 fi
 # users: root locked, the lab user with the given password (hashed here)
 hash='!'
-[ -n "$pass" ] && hash="$(mkpasswd -m sha512 "$pass")"
+[ -n "$pass" ] && hash="$(mkpasswd -m sha512 -- "$pass")"
 pass=
 { echo "root:!:0:0:root:/root:/bin/sh"; echo "$user:$hash:1000:1000:$user:/home/$user:/bin/sh"; } >/etc/passwd
 { echo "root:x:0:"; echo "$user:x:1000:"; } >/etc/group
 chmod 644 /etc/passwd
-if [ -b /dev/vda ]; then mount -t ext4 /dev/vda /home || echo "lab-guest: could not mount /home" >/dev/ttyS0; fi
+if [ -b /dev/vda ]; then
+  # grow the file system to the disk (the overlay may be bigger than the base disk)
+  blocks=$(od -An -tu4 -j 1028 -N 4 /dev/vda | tr -d ' ')
+  logbs=$(od -An -tu4 -j 1048 -N 4 /dev/vda | tr -d ' ')
+  devbytes=$(( $(cat /sys/block/vda/size) * 512 ))
+  if [ -n "$blocks" ] && [ "$devbytes" -gt $(( blocks * (1024 << logbs) + 16777216 )) ]; then
+    /usr/sbin/e2fsck -f -p /dev/vda >/dev/null 2>&1
+    /usr/sbin/resize2fs /dev/vda >/dev/null 2>&1 || echo "lab-guest: could not grow /home" >/dev/ttyS0
+  fi
+  mount -t ext4 /dev/vda /home || echo "lab-guest: could not mount /home" >/dev/ttyS0
+fi
 mkdir -p "/home/$user"
 chown 1000:1000 "/home/$user"
 echo "Welcome to $hostname (lab-tiny). Log in as $user." >/etc/issue
@@ -199,9 +232,10 @@ if grep -q '^CONFIG_PVH=y' "/boot/config-$kver" 2>/dev/null; then
   fi
 fi
 (cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -6) >"$out.tmp/initramfs.gz"
-# /home base disk: 256 MiB ext4 without metadata checksums (no crc32c needed), empty but for lost+found
+# /home base disk: 256 MiB ext4 (journal; group descriptor checksums instead of metadata_csum, so
+# growing it initializes no inode tables), empty but for lost+found
 truncate -s 256M "$work/home.raw"
-mkfs.ext4 -q -F -L home -O ^metadata_csum,^has_journal "$work/home.raw" >/dev/null
+mkfs.ext4 -q -F -L home -O ^metadata_csum,uninit_bg -E lazy_itable_init=1 "$work/home.raw" >/dev/null
 qemu-img convert -f raw -O qcow2 "$work/home.raw" "$out.tmp/disk.qcow2"
 chmod 444 "$out.tmp/disk.qcow2"
 echo "kernel=$kver" >"$out.tmp/IMAGE"

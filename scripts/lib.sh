@@ -52,10 +52,15 @@ need_guest_image() {
     bash "$ROOT/scripts/build-guest-image.sh" "$GUEST_IMAGE_PATH"
     touch "$GUEST_IMAGE_PATH/.complete"
   fi
-  if [ "$(readlink "$images/lab-tiny" 2>/dev/null)" != "lab-tiny-$hash" ]; then
+  local prev; prev="$(readlink "$images/lab-tiny" 2>/dev/null || true)"
+  if [ "$prev" != "lab-tiny-$hash" ]; then
     [ -L "$images/lab-tiny" ] || rm -rf "$images/lab-tiny"   # a plain folder from an older layout
     ln -sfn "lab-tiny-$hash" "$images/.lab-tiny.$$" && mv -Tf "$images/.lab-tiny.$$" "$images/lab-tiny"
+    [ -n "$prev" ] && [ -d "$images/$prev" ] && touch "$images/$prev/.superseded"
   fi
+  rm -f "$GUEST_IMAGE_PATH/.superseded"
+  # versions replaced more than 14 days ago: no lab lives that long, so no overlay still uses them
+  find "$images" -maxdepth 2 -path "$images/lab-tiny-*/.superseded" -mtime +14 2>/dev/null | while read -r f; do rm -rf "$(dirname "$f")"; done
 }
 
 # Kubernetes control plane for the tests (kube-apiserver, kube-controller-manager, kubectl, etcd),

@@ -32,6 +32,7 @@ import { LabService } from './labs/LabService.js';
 import { LabSupervisor } from './labs/LabSupervisor.js';
 import { createLti, type LtiModule } from './lti/createLti.js';
 import { ltiAdminRoutes } from './lti/adminRoutes.js';
+import { frameAncestors } from './lti/frameAncestors.js';
 import { LabDefinition } from './store/LabDefinition.js';
 import { LabCatalog } from './labs/definition/LabCatalog.js';
 import { labRoutes } from './labs/definition/labRoutes.js';
@@ -277,6 +278,8 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     grades.use(lti.gradePorts);
     mounts.push({ path: '/lti', router: lti.app });
     mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
+    // only registered platforms may frame any page of the tool (the lab page lives in Moodle's iframe)
+    mounts.unshift({ path: '/', router: frameAncestors(() => lti.frameAncestors()) });
     log.info({ url: lti.urls.registration }, 'lti.registration_url');
     // --- end lti --------------------------------------------------------------------------------
     // the bare origin leads somewhere useful: the demo course, or the admin page with the registration URL

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { sharedControlPlane, type ControlPlane } from '../support/k8s/controlPlane.js';
 import { installTool, kubectl, newHandle, silentLog, toolBackend, toolMay, twoVmSpec, TOOL_NS, UNMANAGED_NS } from '../support/kubevirtTool.js';
-import { KubeClient } from '../../src/backends/kubevirt/client.js';
+import { KubeApiError, KubeClient } from '../../src/backends/kubevirt/client.js';
+import { NotFound } from '../../src/errors.js';
 import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
 import { planLab, type K8sObject } from '../../src/backends/kubevirt/manifests.js';
 import type { Progress } from '../../src/backends/types.js';
@@ -75,6 +76,7 @@ describe('KubeVirt backend on a real API server, as the tool service account', f
     cp = await sharedControlPlane();
     await installTool(cp);
     ({ backend, client } = await toolBackend(cp, { settleMs: 20_000 }));
+    assert.equal(await backend.ready(), true, 'ready once its watches are synced');
   });
   after(async () => {
     await backend?.close();
@@ -212,6 +214,16 @@ describe('KubeVirt backend on a real API server, as the tool service account', f
       assert.equal(await toolMay(cp, { verb: 'create', resource: 'pods', subresource: 'exec', namespace: handle.name }), true);
       assert.equal(await toolMay(cp, { verb: 'get', resource: 'virtualmachineinstances', subresource: 'vnc', namespace: handle.name, group: 'subresources.kubevirt.io' }), true);
       assert.equal(await toolMay(cp, { verb: 'list', resource: 'secrets', namespace: handle.name }), false, 'secrets: get/create/delete only');
+      // the terminal goes to the API server's pods/exec as the tool: authorised (not 403), refused only because no node runs the pod
+      await assert.rejects(backend.openChannel(handle, 'shell', 'console'), (e: unknown) => e instanceof KubeApiError && e.status === 400);
+      await assert.rejects(backend.openChannel(handle, 'nope', 'console'), NotFound);
+      // Pod Security baseline is enforced in the lab namespace: a pod sharing the host's PID and network namespaces is refused even for admin
+      const priv = await cp.request('POST', `/api/v1/namespaces/${handle.name}/pods?dryRun=All`, {
+        apiVersion: 'v1', kind: 'Pod', metadata: { name: 'escape' },
+        spec: { hostPID: true, hostNetwork: true, containers: [{ name: 'c', image: 'busybox' }] },
+      });
+      assert.equal(priv.status, 403, priv.body);
+      assert.match(priv.json<{ message: string }>().message, /violates PodSecurity "baseline:latest": host namespaces/);
     } finally {
       abort.abort();
       await run;

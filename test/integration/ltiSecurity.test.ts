@@ -208,6 +208,19 @@ describe('LTI security: headers', () => {
     assert.equal(pre.headers.get('access-control-allow-origin'), null);
   });
 
+  it('lets only the registered platforms frame the tool\'s pages (frame-ancestors added to each page\'s own CSP)', async () => {
+    const origin = new URL(t.tool.url).origin;
+    for (const path of ['/lab/abcdefghijklmnop', '/course/cSomeCourse', '/admin/lti']) {
+      const res = await fetch(`${t.tool.url}${path}`);
+      const csp = res.headers.get('content-security-policy') ?? '';
+      assert.match(csp, new RegExp(`(^|; )frame-ancestors ${origin}$`), `${path}: ${csp}`);
+      assert.equal(res.headers.get('x-frame-options'), null);
+    }
+    assert.match((await fetch(`${t.tool.url}/lab/abcdefghijklmnop`)).headers.get('content-security-policy') ?? '', /^default-src 'self'; /, 'the page keeps its own policy');
+    const dpPage = await fetch(`${t.tool.url}/dev-platform/`);
+    assert.match(dpPage.headers.get('content-security-policy') ?? '', /frame-ancestors 'self'$/, 'a page with its own frame-ancestors keeps it');
+  });
+
   it('sets the state cookie HttpOnly (SameSite=Lax over plain http; Secure and SameSite=None behind https)', async () => {
     const b = new Browser();
     const res = await b.request(`${t.tool.url}/lti/login`, { form: { iss: t.dp.urls.issuer, login_hint: '101', target_link_uri: `${t.tool.url}/lti`, client_id: t.clientId } });

@@ -64,6 +64,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     const evB: Progress[] = [];
     const t0 = Date.now();
     const two = spec('two-machines', ['alpha', 'beta']);
+    two.machines[0]!.diskGiB = 3;
     two.machines[1]!.userData = '#!/bin/sh\nmkdir -p /srv && echo served-by-beta > /srv/index.html && httpd -p 8080 -h /srv\n';
     await Promise.all([
       backend.provision(two, labA, (p) => evA.push(p)),
@@ -100,6 +101,8 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     consoles.push(con);
     await con.login('student', 'Secr3t-pw');
     assert.equal((await con.run('echo typed-$((40+2))')).trim(), 'typed-42');
+    const kib = Number((await con.run("df -k /home | tail -1 | awk '{print $2}'")).trim());
+    assert.ok(kib > 2.5 * 1024 * 1024, `/home grew to the 3 GiB disk the lab asked for (${kib} KiB)`);
     assert.equal((await con.run('id -u; id -g; whoami')).trim(), '1000\n1000\nstudent', 'the lab user is not root (busybox is setuid only for ping)');
   });
 
@@ -247,7 +250,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
   });
 });
 
-describe('QemuBackend: the tool is SIGKILLed while provisioning', function () {
+describe('QemuBackend: aborts, races and a SIGKILLed tool while provisioning', function () {
   this.timeout(180_000);
   let dataDir: string;
   let images: string;
@@ -273,6 +276,30 @@ describe('QemuBackend: the tool is SIGKILLed while provisioning', function () {
     );
     assert.ok(Date.now() - started < 8000, 'did not wait for the boot');
     await b.destroy(h);
+    assert.deepEqual(qemuProcessesUnder(dataDir), []);
+    await b.close();
+  });
+
+  it('two labs provisioned at once that only fit one at a time: one runs, the other is refused before it starts anything', async () => {
+    const b = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 1, maxMemoryMiB: 2048, log });
+    const [h1, h2] = [handle('lab-first'), handle('lab-second')];
+    const results = await Promise.allSettled([
+      b.provision(spec('first', ['one'], false, '-dash-first-pw'), h1, () => undefined),
+      b.provision(spec('second', ['one']), h2, () => undefined),
+    ]);
+    assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
+    assert.ok(refused.reason instanceof CapacityExhausted);
+    assert.equal(qemuProcessesUnder(dataDir).length, 1);
+    assert.equal((await b.list()).length, 1);
+    const winner = (await b.list())[0]!;
+    if (winner.name === 'lab-first') {
+      // a password starting with "-" is applied (not taken for an option of mkpasswd)
+      const con = new ConsoleSession(await b.openChannel(winner, 'one', 'console'));
+      await con.login('student', '-dash-first-pw');
+      con.stream.destroy();
+    }
+    await b.destroy(winner);
     assert.deepEqual(qemuProcessesUnder(dataDir), []);
     await b.close();
   });

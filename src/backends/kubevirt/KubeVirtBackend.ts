@@ -120,6 +120,7 @@ export class KubeVirtBackend implements LabBackend {
     onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });
     const guards = Promise.all(plan.guards.map((o) => this.createSettled(o, signal)));
     const setup = Promise.all([...plan.setup.map(withExecAgent), ...plan.vms].map((o) => this.createSettled(o, signal)));
+    setup.catch(() => undefined); // awaited below; never an unhandled rejection when the guards fail first
     await guards;
     onProgress({ phase: 'disks', percent: 35, message: 'Preparing the machines' });
     await setup;
@@ -187,7 +188,12 @@ export class KubeVirtBackend implements LabBackend {
 
   private storedSpec(ns: K8sObject): BackendLabSpec | undefined {
     const raw = ns.metadata.annotations?.[SPEC_ANNOTATION];
-    return raw ? (JSON.parse(raw) as BackendLabSpec) : undefined;
+    try {
+      return raw ? (JSON.parse(raw) as BackendLabSpec) : undefined;
+    } catch {
+      this.log.warn({ ns: ns.metadata.name }, 'kubevirt.spec_annotation_unreadable');
+      return undefined;
+    }
   }
 
   async status(handle: LabHandle): Promise<Record<string, MachineStatus>> {

@@ -111,7 +111,7 @@ export class QemuBackend implements LabBackend {
           desired: 'running',
           createdAt: new Date().toISOString(),
           machines: spec.machines.map((m, i) => ({
-            name: m.name, dir: `m${i}`, image: m.image, cpus: m.cpus, memoryMiB: m.memoryMiB,
+            name: m.name, dir: `m${i}`, image: m.image, cpus: m.cpus, memoryMiB: m.memoryMiB, ...(m.diskGiB ? { diskGiB: m.diskGiB } : {}),
             ip: `10.10.0.${11 + i}/24`, mac: `52:54:00:0a:00:${(11 + i).toString(16).padStart(2, '0')}`, channels: m.channels,
           })),
         };
@@ -385,6 +385,9 @@ export class QemuBackend implements LabBackend {
         );
       }
       if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(m.name)) throw new BadRequest(`lab ${spec.labId}: machine name ${JSON.stringify(m.name)} is not a DNS label`);
+      const user = m.credentials?.username;
+      if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: user name ${JSON.stringify(user)} is not a valid Linux user name`);
+      if (m.credentials && /[\r\n]/.test(m.credentials.password)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: the password contains a line break`);
       const img = path.join(this.o.imageDir, m.image);
       if (!/^[A-Za-z0-9._-]+$/.test(m.image) || !fs.existsSync(path.join(img, 'vmlinuz'))) {
         throw new BadRequest(`lab ${spec.labId}: machine ${m.name} uses image ${JSON.stringify(m.image)}, which is not in ${this.o.imageDir} (run scripts/setup.sh to build lab-tiny)`);
@@ -404,7 +407,9 @@ export class QemuBackend implements LabBackend {
     // the overlay names the exact base file (image folders are versioned; lab-tiny is a symlink that moves on upgrades)
     const base = realpath(path.join(this.o.imageDir, m.image, 'disk.qcow2'));
     const overlay = path.join(this.store.machineDir(name, m), 'home.qcow2');
-    const args = fs.existsSync(base) ? ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay] : ['create', '-q', '-f', 'qcow2', overlay, '1G'];
+    // a bigger virtual size than the base's: the guest grows its file system at boot
+    const size = m.diskGiB ? [`${m.diskGiB}G`] : [];
+    const args = fs.existsSync(base) ? ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay, ...size] : ['create', '-q', '-f', 'qcow2', overlay, size[0] ?? '1G'];
     try {
       await run(this.o.qemuBin.replace(/qemu-system-[^/]*$/, 'qemu-img'), args, { timeout: 30_000 });
     } catch (err) {

@@ -20,6 +20,8 @@ export interface MachineState {
   image: string;
   cpus: number;
   memoryMiB: number;
+  /** Size of the /home disk when bigger than the image's base disk. */
+  diskGiB?: number;
   /** Address on the lab network, with prefix (10.10.0.11/24). */
   ip: string;
   mac: string;
