@@ -228,6 +228,19 @@ describe('KubeVirt backend on a real API server, as the tool service account', f
       abort.abort();
       await run;
     }
+    // stop deletes the container (it keeps nothing), start creates it again from the stored spec
+    await backend.stop(handle);
+    await until('the pod deleted', async () => (await adminList(cp, `/api/v1/namespaces/${handle.name}/pods`)).length === 0 || undefined);
+    await until('reported stopped', async () => (await backend.status(handle)).shell?.phase === 'stopped');
+    const { backend: impatient } = await toolBackend(cp, { bootTimeoutMs: 1000 });
+    try {
+      await assert.rejects(impatient.start(handle), /did not boot in time/, 'no kubelet: it never boots here');
+    } finally {
+      await impatient.close();
+    }
+    const again = await adminList(cp, `/api/v1/namespaces/${handle.name}/pods`);
+    assert.deepEqual(again.map((p) => p.metadata.name), ['shell']);
+    assert.equal((again[0]?.spec as { automountServiceAccountToken: boolean }).automountServiceAccountToken, false);
     await backend.destroy(handle);
   });
 });

@@ -26,6 +26,8 @@ import {
   MANAGED_BY_LABEL,
   MANAGER,
   SPEC_ANNOTATION,
+  STOPPED_ANNOTATION,
+  containerPod,
   guardObjects,
   networkPolicies,
   planLab,
@@ -221,7 +223,7 @@ export class KubeVirtBackend implements LabBackend {
       const pods = (await this.client.request<{ items: Pod[] }>('GET', podPath(handle.name))).items;
       for (const m of containers) {
         const p = pods.find((x) => x.metadata.name === m.name);
-        out[m.name] = p ? podStatus(p) : { phase: 'gone' };
+        out[m.name] = p ? podStatus(p) : ns.metadata.annotations?.[STOPPED_ANNOTATION] === 'true' ? { phase: 'stopped' } : { phase: 'gone' };
       }
     }
     return out;
@@ -283,15 +285,29 @@ export class KubeVirtBackend implements LabBackend {
     await Promise.all(vms.map((vm) => this.client.patch(vmPath(handle.name, vm.metadata.name), { spec: { runStrategy } })));
   }
 
-  /** VMs halted (disks kept); container machines keep running (a pod has nothing to keep). */
-  stop(handle: LabHandle): Promise<void> {
-    return this.setRunStrategy(handle, 'Halted');
+  /**
+   * VMs halted (disks kept), container pods deleted (a container keeps nothing; start() creates
+   * them again from the stored spec). The namespace is annotated as stopped, so a missing pod
+   * reads as 'stopped', not 'gone'.
+   */
+  async stop(handle: LabHandle): Promise<void> {
+    const ns = await this.liveNamespace(handle);
+    const spec = ns && this.storedSpec(ns);
+    await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: 'true' } } });
+    await Promise.all([
+      this.setRunStrategy(handle, 'Halted'),
+      ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.client.remove(podPath(handle.name, m.name))),
+    ]);
   }
 
   async start(handle: LabHandle): Promise<void> {
-    await this.setRunStrategy(handle, 'Always');
     const ns = await this.liveNamespace(handle);
     const spec = ns && this.storedSpec(ns);
+    await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: null } } });
+    await Promise.all([
+      this.setRunStrategy(handle, 'Always'),
+      ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.createSettled(containerPod(this.ctx(spec as BackendLabSpec, handle), m))),
+    ]);
     if (spec) await this.waitBooted(handle, spec, () => undefined);
   }
 
