@@ -35,6 +35,8 @@ import {
   type K8sObject,
 } from './manifests.js';
 import { execInPod, openPodTerminal } from './podExec.js';
+import { withExecAgent } from './execAgent.js';
+import { execInVm } from './vmExec.js';
 
 export interface KubeVirtBackendOptions {
   client: KubeClient;
@@ -119,7 +121,7 @@ export class KubeVirtBackend implements LabBackend {
     await this.client.create(plan.roleBinding, signal);
     onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });
     const guards = Promise.all(plan.guards.map((o) => this.createSettled(o, signal)));
-    const setup = Promise.all([...plan.setup, ...plan.vms].map((o) => this.createSettled(o, signal)));
+    const setup = Promise.all([...plan.setup.map(withExecAgent), ...plan.vms].map((o) => this.createSettled(o, signal)));
     setup.catch(() => undefined); // awaited below; never an unhandled rejection when the guards fail first
     await guards;
     onProgress({ phase: 'disks', percent: 35, message: 'Preparing the machines' });
@@ -242,6 +244,8 @@ export class KubeVirtBackend implements LabBackend {
   }
 
   async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+    // VMs: the exec agent in the guest through the VMI portforward subresource (vmExec.ts)
+    if (this.vmis.get(handle.name, machine)) return execInVm({ client: this.client, subresourceUrl: this.subresourceUrl, namespace: handle.name, machine }, command, opts);
     const pod = await this.client.get(podPath(handle.name, machine));
     if (!pod) throw new Conflict(`exec needs a container machine (${machine})`, { publicMessage: 'Automatic checks on virtual machines are not available on this backend.' });
     return execInPod(this.client, handle.name, machine, command, opts);
