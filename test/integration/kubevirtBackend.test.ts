@@ -217,10 +217,30 @@ describe('KubeVirt backend on a real API server, as the tool service account', f
       // the terminal goes to the API server's pods/exec as the tool: authorised (not 403), refused only because no node runs the pod
       await assert.rejects(backend.openChannel(handle, 'shell', 'console'), (e: unknown) => e instanceof KubeApiError && e.status === 400);
       await assert.rejects(backend.openChannel(handle, 'nope', 'console'), NotFound);
+      // Pod Security baseline is enforced in the lab namespace: a pod sharing the host's PID and network namespaces is refused even for admin
+      const priv = await cp.request('POST', `/api/v1/namespaces/${handle.name}/pods?dryRun=All`, {
+        apiVersion: 'v1', kind: 'Pod', metadata: { name: 'escape' },
+        spec: { hostPID: true, hostNetwork: true, containers: [{ name: 'c', image: 'busybox' }] },
+      });
+      assert.equal(priv.status, 403, priv.body);
+      assert.match(priv.json<{ message: string }>().message, /violates PodSecurity "baseline:latest": host namespaces/);
     } finally {
       abort.abort();
       await run;
     }
+    // stop deletes the container (it keeps nothing), start creates it again from the stored spec
+    await backend.stop(handle);
+    await until('the pod deleted', async () => (await adminList(cp, `/api/v1/namespaces/${handle.name}/pods`)).length === 0 || undefined);
+    await until('reported stopped', async () => (await backend.status(handle)).shell?.phase === 'stopped');
+    const { backend: impatient } = await toolBackend(cp, { bootTimeoutMs: 1000 });
+    try {
+      await assert.rejects(impatient.start(handle), /did not boot in time/, 'no kubelet: it never boots here');
+    } finally {
+      await impatient.close();
+    }
+    const again = await adminList(cp, `/api/v1/namespaces/${handle.name}/pods`);
+    assert.deepEqual(again.map((p) => p.metadata.name), ['shell']);
+    assert.equal((again[0]?.spec as { automountServiceAccountToken: boolean }).automountServiceAccountToken, false);
     await backend.destroy(handle);
   });
 });

@@ -26,6 +26,8 @@ import {
   MANAGED_BY_LABEL,
   MANAGER,
   SPEC_ANNOTATION,
+  STOPPED_ANNOTATION,
+  containerPod,
   guardObjects,
   networkPolicies,
   planLab,
@@ -33,6 +35,8 @@ import {
   type K8sObject,
 } from './manifests.js';
 import { execInPod, openPodTerminal } from './podExec.js';
+import { withExecAgent } from './execAgent.js';
+import { execInVm } from './vmExec.js';
 
 export interface KubeVirtBackendOptions {
   client: KubeClient;
@@ -117,7 +121,8 @@ export class KubeVirtBackend implements LabBackend {
     await this.client.create(plan.roleBinding, signal);
     onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });
     const guards = Promise.all(plan.guards.map((o) => this.createSettled(o, signal)));
-    const setup = Promise.all([...plan.setup, ...plan.vms].map((o) => this.createSettled(o, signal)));
+    const setup = Promise.all([...plan.setup.map(withExecAgent), ...plan.vms].map((o) => this.createSettled(o, signal)));
+    setup.catch(() => undefined); // awaited below; never an unhandled rejection when the guards fail first
     await guards;
     onProgress({ phase: 'disks', percent: 35, message: 'Preparing the machines' });
     await setup;
@@ -185,7 +190,12 @@ export class KubeVirtBackend implements LabBackend {
 
   private storedSpec(ns: K8sObject): BackendLabSpec | undefined {
     const raw = ns.metadata.annotations?.[SPEC_ANNOTATION];
-    return raw ? (JSON.parse(raw) as BackendLabSpec) : undefined;
+    try {
+      return raw ? (JSON.parse(raw) as BackendLabSpec) : undefined;
+    } catch {
+      this.log.warn({ ns: ns.metadata.name }, 'kubevirt.spec_annotation_unreadable');
+      return undefined;
+    }
   }
 
   async status(handle: LabHandle): Promise<Record<string, MachineStatus>> {
@@ -213,7 +223,7 @@ export class KubeVirtBackend implements LabBackend {
       const pods = (await this.client.request<{ items: Pod[] }>('GET', podPath(handle.name))).items;
       for (const m of containers) {
         const p = pods.find((x) => x.metadata.name === m.name);
-        out[m.name] = p ? podStatus(p) : { phase: 'gone' };
+        out[m.name] = p ? podStatus(p) : ns.metadata.annotations?.[STOPPED_ANNOTATION] === 'true' ? { phase: 'stopped' } : { phase: 'gone' };
       }
     }
     return out;
@@ -234,6 +244,8 @@ export class KubeVirtBackend implements LabBackend {
   }
 
   async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+    // VMs: the exec agent in the guest through the VMI portforward subresource (vmExec.ts)
+    if (this.vmis.get(handle.name, machine)) return execInVm({ client: this.client, subresourceUrl: this.subresourceUrl, namespace: handle.name, machine }, command, opts);
     const pod = await this.client.get(podPath(handle.name, machine));
     if (!pod) throw new Conflict(`exec needs a container machine (${machine})`, { publicMessage: 'Automatic checks on virtual machines are not available on this backend.' });
     return execInPod(this.client, handle.name, machine, command, opts);
@@ -273,15 +285,29 @@ export class KubeVirtBackend implements LabBackend {
     await Promise.all(vms.map((vm) => this.client.patch(vmPath(handle.name, vm.metadata.name), { spec: { runStrategy } })));
   }
 
-  /** VMs halted (disks kept); container machines keep running (a pod has nothing to keep). */
-  stop(handle: LabHandle): Promise<void> {
-    return this.setRunStrategy(handle, 'Halted');
+  /**
+   * VMs halted (disks kept), container pods deleted (a container keeps nothing; start() creates
+   * them again from the stored spec). The namespace is annotated as stopped, so a missing pod
+   * reads as 'stopped', not 'gone'.
+   */
+  async stop(handle: LabHandle): Promise<void> {
+    const ns = await this.liveNamespace(handle);
+    const spec = ns && this.storedSpec(ns);
+    await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: 'true' } } });
+    await Promise.all([
+      this.setRunStrategy(handle, 'Halted'),
+      ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.client.remove(podPath(handle.name, m.name))),
+    ]);
   }
 
   async start(handle: LabHandle): Promise<void> {
-    await this.setRunStrategy(handle, 'Always');
     const ns = await this.liveNamespace(handle);
     const spec = ns && this.storedSpec(ns);
+    await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: null } } });
+    await Promise.all([
+      this.setRunStrategy(handle, 'Always'),
+      ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.createSettled(containerPod(this.ctx(spec as BackendLabSpec, handle), m))),
+    ]);
     if (spec) await this.waitBooted(handle, spec, () => undefined);
   }
 

@@ -187,7 +187,12 @@ export class KubeClient {
       req.end(payload);
     });
     this.record(verb, path, res.status);
-    const body = (res.text && res.text.startsWith('{') ? JSON.parse(res.text) : res.text) as T;
+    let body: T;
+    try {
+      body = (res.text && res.text.startsWith('{') ? JSON.parse(res.text) : res.text) as T;
+    } catch {
+      body = res.text as T; // a proxy's HTML error page, a cut-off response
+    }
     if (res.status >= 400) {
       const st = body as { reason?: string; message?: string };
       const ra = res.retryAfter ? Number(res.retryAfter) * 1000 : undefined;
@@ -296,7 +301,14 @@ export class KubeClient {
             const line = buf.slice(0, nl);
             buf = buf.slice(nl + 1);
             if (!line.trim()) continue;
-            const ev = JSON.parse(line) as { type: string; object: K8sObject & { code?: number; message?: string } };
+            let ev: { type: string; object: K8sObject & { code?: number; message?: string } };
+            try {
+              ev = JSON.parse(line) as typeof ev;
+            } catch (err) {
+              req.destroy();
+              reject(new KubeApiError(500, 'BadWatchEvent', `unparsable watch event: ${String(err)}`));
+              return;
+            }
             if (ev.type === 'ERROR') {
               req.destroy();
               reject(new KubeApiError(ev.object.code ?? 500, 'WatchError', ev.object.message ?? 'watch error'));

@@ -30,6 +30,8 @@ export const INSTANCE_ANNOTATION = 'lab-orchestrator/instance-id';
 /** The lab (template) and version this namespace was built from; used by the drift repair. */
 export const LAB_ANNOTATION = 'lab-orchestrator/lab';
 export const NETWORK_ANNOTATION = 'lab-orchestrator/internet-egress';
+/** Set on the namespace while the lab is stopped (container pods are deleted then). */
+export const STOPPED_ANNOTATION = 'lab-orchestrator/stopped';
 /** The lab spec without credentials or user data: lets the drift repair rebuild policies and quota. */
 export const SPEC_ANNOTATION = 'lab-orchestrator/spec';
 /** Per-lab ClusterRole the tool binds in each lab namespace (k8s/rbac-lab.yaml). */

@@ -5,6 +5,7 @@
  */
 import type { LabChecks } from '../contracts.js';
 import type { ScoreInput } from '../../lti/grades/types.js';
+import { agsScore, weightedScore } from '../weightedScore.js';
 
 export interface CheckScore {
   passed: number;
@@ -28,31 +29,9 @@ export function checkWeights(lc: Pick<LabChecks, 'steps'>): Map<string, number> 
 
 /** passed: keys `${stepId}/${index}` of the checks that have passed (ever). */
 export function checkScore(lc: Pick<LabChecks, 'steps' | 'maxScore'>, passed: ReadonlySet<string>): CheckScore {
-  const weights = checkWeights(lc);
-  let weight = 0;
-  let maxWeight = 0;
-  let n = 0;
-  for (const [k, w] of weights) {
-    maxWeight += w;
-    if (passed.has(k)) {
-      weight += w;
-      n++;
-    }
-  }
-  const total = weights.size;
-  const scoreMaximum = lc.maxScore > 0 ? lc.maxScore : 1;
-  const fraction = maxWeight > 0 ? weight / maxWeight : total ? n / total : 0;
-  return {
-    passed: n, total, weight, maxWeight,
-    scoreGiven: Math.round(fraction * scoreMaximum * 1000) / 1000,
-    scoreMaximum,
-    complete: total > 0 && n === total,
-  };
+  const w = weightedScore([...checkWeights(lc)].map(([k, weight]) => ({ weight, done: passed.has(k) })), lc.maxScore);
+  return { passed: w.done, total: w.total, weight: w.weight, maxWeight: w.maxWeight, scoreGiven: w.scoreGiven, scoreMaximum: w.scoreMaximum, complete: w.complete };
 }
 
 /** The AGS score: InProgress/Pending until every check has passed, then Completed/FullyGraded (as in steps mode). */
-export function scoreForChecks(s: CheckScore): ScoreInput {
-  return s.complete
-    ? { scoreGiven: s.scoreGiven, scoreMaximum: s.scoreMaximum, activityProgress: 'Completed', gradingProgress: 'FullyGraded' }
-    : { scoreGiven: s.scoreGiven, scoreMaximum: s.scoreMaximum, activityProgress: 'InProgress', gradingProgress: 'Pending' };
-}
+export const scoreForChecks: (s: CheckScore) => ScoreInput = agsScore;

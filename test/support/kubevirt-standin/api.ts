@@ -4,6 +4,9 @@
  * subresource, both against the real API server.
  *
  *   GET (websocket, subprotocol plain.kubevirt.io) .../virtualmachineinstances/{name}/vnc|console
+ *   GET (websocket, plain.kubevirt.io) .../virtualmachineinstances/{name}/portforward/{port}[/tcp]:
+ *       raw TCP bytes to that port of the guest (a QEMU user-net host forward into its network,
+ *       as virt-handler connects into the VM's network); any number of connections at once
  *   PUT .../virtualmachineinstances/{name}/pause|unpause
  *   PUT .../virtualmachines/{name}/start|stop|restart
  *
@@ -22,6 +25,7 @@ import type { StandInController, Vmi } from './controller.js';
 
 export const SUBPROTOCOL = 'plain.kubevirt.io';
 const PREFIX = '/apis/subresources.kubevirt.io/v1/namespaces/';
+const portforwardRoute = /^\/apis\/subresources\.kubevirt\.io\/v1\/namespaces\/([a-z0-9-]+)\/virtualmachineinstances\/([a-z0-9.-]+)\/portforward\/(\d{1,5})(?:\/(tcp|udp))?$/;
 const route = /^\/apis\/subresources\.kubevirt\.io\/v1\/namespaces\/([a-z0-9-]+)\/(virtualmachineinstances|virtualmachines)\/([a-z0-9.-]+)\/([a-z]+)$/;
 
 interface Failure { code: number; reason: string; message: string }
@@ -90,6 +94,7 @@ export class SubresourceServer {
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'https://x').pathname;
     if (path === '/healthz' || path === '/apis/subresources.kubevirt.io/v1/healthz') { res.end('OK'); return; }
+    if (portforwardRoute.test(path)) return this.reply(res, fail(400, 'portforward needs a websocket upgrade'));
     const m = route.exec(path);
     if (!m) return this.reply(res, fail(404, `no such path ${path.startsWith(PREFIX) ? path : '(not a KubeVirt subresource)'}`));
     const [, ns, resource, name, sub] = m as unknown as [string, string, string, string, string];
@@ -128,6 +133,8 @@ export class SubresourceServer {
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const pf = portforwardRoute.exec(new URL(req.url ?? '/', 'https://x').pathname);
+    if (pf) return this.portforward(req, socket, head, pf[1]!, pf[2]!, Number(pf[3]), pf[4] ?? 'tcp');
     const m = route.exec(new URL(req.url ?? '/', 'https://x').pathname);
     if (!m || m[2] !== 'virtualmachineinstances' || (m[4] !== 'vnc' && m[4] !== 'console')) return rejectUpgrade(socket, fail(404, 'not a websocket subresource'));
     const [, ns, , name, kind] = m as unknown as [string, string, string, string, 'vnc' | 'console'];
@@ -170,6 +177,34 @@ export class SubresourceServer {
       ws.on('close', () => { if (this.open.get(key) === entry) this.open.delete(key); sock.destroy(); });
       ws.on('error', () => sock.destroy());
       this.o.log.info({ ns, name, kind }, 'connection.open');
+    });
+  }
+
+  /** KubeVirt's VMI portforward: authorised as get virtualmachineinstances/portforward. */
+  private async portforward(req: IncomingMessage, socket: Duplex, head: Buffer, ns: string, name: string, port: number, protocol: string): Promise<void> {
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
+    if (!offered.includes(SUBPROTOCOL)) return rejectUpgrade(socket, fail(400, `subprotocol ${SUBPROTOCOL} is required`));
+    const denied = await this.authorize(req, ns, 'virtualmachineinstances', name, 'portforward', 'get');
+    if (denied) return rejectUpgrade(socket, denied);
+    if (protocol !== 'tcp' || port < 1 || port > 65535) return rejectUpgrade(socket, fail(400, `unsupported port forward ${port}/${protocol}`));
+    const vmi = await this.o.kube.get<Vmi>(vmiPath(ns, name));
+    if (!vmi) return rejectUpgrade(socket, fail(404, `virtualmachineinstance.kubevirt.io "${name}" not found`));
+    const guest = this.o.controller.guests.get(`${ns}/${name}`)?.guest;
+    if (vmi.status?.phase !== 'Running' || !guest) return rejectUpgrade(socket, fail(400, `Unable to connect to VM because phase is ${vmi.status?.phase || 'Pending'} instead of Running`));
+    const hostPort = await guest.forwardPort(port);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const sock = net.connect(hostPort, '127.0.0.1');
+      const pending: Buffer[] = [];
+      let connected = false;
+      sock.once('connect', () => { connected = true; for (const d of pending.splice(0)) sock.write(d); });
+      const done = (): void => { sock.destroy(); if (ws.readyState === ws.OPEN) ws.close(1000, 'port closed'); };
+      sock.on('data', (d: Buffer) => ws.send(d, { binary: true }));
+      sock.on('close', done);
+      sock.on('error', done);
+      ws.on('message', (d: Buffer) => { if (connected) sock.write(d); else pending.push(d); });
+      ws.on('close', () => sock.destroy());
+      ws.on('error', () => sock.destroy());
+      this.o.log.info({ ns, name, port }, 'portforward.open');
     });
   }
 

@@ -14,7 +14,8 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
-import { cloudConfigLogin, quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
+import { quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
+import { userDataLogin, userDataScript } from './cloudInit.js';
 
 export const VMI_FINALIZER = 'foregroundDeleteVirtualMachine';
 export const NODE_NAME = 'kubevirt-standin';
@@ -161,12 +162,15 @@ export class StandInController {
     const disk = vmi.spec.volumes?.find((v) => v.containerDisk?.image);
     const cpu = vmi.spec.domain?.cpu;
     try {
-      const login = cloudConfigLogin(await this.userData(vmi));
+      const userData = await this.userData(vmi);
+      const login = userDataLogin(userData);
+      const userScript = userDataScript(userData);
       state.guest = await this.runtime.boot({
         key,
         hostname: vmi.spec.hostname ?? login.hostname ?? name,
         ...(login.user ? { user: login.user } : {}),
         ...(login.password ? { password: login.password } : {}),
+        ...(userScript ? { userScript } : {}),
         image: disk?.containerDisk?.image ?? 'lab-tiny',
         cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
         memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),

@@ -18,12 +18,16 @@ export interface GuestRequest {
   hostname: string;
   user?: string;
   password?: string;
+  /** What cloud-init would run at boot (write_files, runcmd, scripts: cloudInit.ts), as one root script. */
+  userScript?: string;
 }
 
 export interface Guest {
   readonly pid: number | undefined;
   readonly vncSocket: string;
   readonly serialSocket: string;
+  /** A TCP port on 127.0.0.1 connected to the guest's `guestPort` (its network, like KubeVirt's portforward). */
+  forwardPort(guestPort: number): Promise<number>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** Power off (and kill if it does not go); resolves once the process is gone. */

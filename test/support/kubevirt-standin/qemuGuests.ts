@@ -2,10 +2,14 @@
  * Real QEMU guests for the stand-in, through the project's QemuRunner: the guest image (lab-tiny:
  * kernel, initramfs, /home base disk, built by scripts/build-guest-image.sh into
  * $LAB_TOOLS_DIR/images) with a copy-on-write overlay per VMI, its VNC display and serial console
- * on unix sockets under the stand-in's work dir. KVM when it really works, TCG otherwise.
+ * on unix sockets under the stand-in's work dir. KVM when it really works, TCG otherwise. The
+ * guest's one NIC is QEMU user networking (restricted: no way out) with address GUEST_IP, and the
+ * VMI `portforward` subresource is served through host forwards to it (forwardPort). The user data
+ * cloud-init would apply runs as lab-tiny's boot script (opt/lab/userdata, cloudInit.ts).
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -16,6 +20,29 @@ import type { Guest, GuestRequest, GuestRuntime } from './guests.js';
 
 const run = promisify(execFile);
 const QEMU = 'qemu-system-x86_64';
+/** The guest's address on QEMU user networking (its default DHCP address). */
+const GUEST_IP = '10.0.2.15';
+
+/**
+ * A QEMU user-network host forward 127.0.0.1:<free port> → guest:<port>, added to the running
+ * guest (HMP hostfwd_add; "restrict=on" does not affect explicit forwards). The free port is found
+ * by binding port 0 and releasing it; a lost race is retried.
+ */
+async function addHostForward(qmp: { execute<T>(cmd: string, args?: Record<string, unknown>): Promise<T> }, guestPort: number): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const hostPort = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const out = await qmp.execute<string>('human-monitor-command', { 'command-line': `hostfwd_add n0 tcp:127.0.0.1:${hostPort}-${GUEST_IP}:${guestPort}` });
+    if (!out.trim()) return hostPort;
+    if (attempt >= 3) throw new Error(`hostfwd_add for guest port ${guestPort}: ${out.trim()}`);
+  }
+}
 
 export async function createGuestRuntime(o: { workDir: string; log: Logger; imageDir?: string }): Promise<GuestRuntime> {
   const images = o.imageDir ?? path.join(defaultToolsDir(), 'images');
@@ -40,13 +67,19 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(image, 'disk.qcow2'), overlay]);
       const config = path.join(runDir, 'config');
       const line = (v: string): string => v.replace(/[\r\n]/g, '');
-      fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\n`, { mode: 0o600 });
+      // ip: the guest's address on QEMU user networking, so host forwards (portforward) reach it
+      fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${GUEST_IP}/24\n`, { mode: 0o600 });
+      const fwCfg: Record<string, string> = { 'opt/lab/config': config };
+      if (req.userScript) {
+        fwCfg['opt/lab/userdata'] = path.join(runDir, 'userdata');
+        fs.writeFileSync(fwCfg['opt/lab/userdata'], req.userScript, { mode: 0o600 });
+      }
       const g = await QemuRunner.start({
         runDir, name: req.key.replace('/', '_'), qemuBin: QEMU, accel,
         kernel, initrd: path.join(image, 'initramfs.gz'),
         memoryMiB: req.memoryMiB, cpus: req.cpus, disk: overlay,
         nics: [{ mac: '52:54:00:12:34:56', netdev: 'user,restrict=on' }],
-        fwCfg: { 'opt/lab/config': config },
+        fwCfg,
         vnc: req.graphics, agent: false, log: o.log,
       });
       o.log.info({ key: req.key, pid: g.pid, accel }, 'qemu.started');
@@ -55,7 +88,18 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
         return { code: 0 as number | null, signal: null as string | null };
       });
       let stopping: Promise<void> | undefined;
+      // guest port → host port of its forward on 127.0.0.1 (added on first use, over QMP/HMP)
+      const forwards = new Map<number, Promise<number>>();
       return {
+        forwardPort(guestPort: number): Promise<number> {
+          let p = forwards.get(guestPort);
+          if (!p) {
+            p = addHostForward(g.qmp, guestPort);
+            forwards.set(guestPort, p);
+            p.catch(() => forwards.delete(guestPort));
+          }
+          return p;
+        },
         pid: g.pid,
         vncSocket: g.vncSocket,
         serialSocket: g.consoleSocket,
