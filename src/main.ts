@@ -276,6 +276,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: grades.tokens,
     });
     grades.use(lti.gradePorts);
+    closers.push({ name: 'lti', close: () => lti.close() });
     mounts.push({ path: '/lti', router: lti.app });
     mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
     // only registered platforms may frame any page of the tool (the lab page lives in Moodle's iframe)

@@ -24,6 +24,7 @@ import { errorPage } from '../http/errorHandler.js';
 import { createLtijsProvider } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
+import { shareJwksWithLtijs } from './ltijsJwksShim.js';
 import { installGuards, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
@@ -74,6 +75,7 @@ export interface LtiModule {
   provider: LtijsProvider;
   /** A course's roster (NRPS) for teacher views, members matched to our user ids. */
   roster(contextKey: string): Promise<CourseRoster>;
+  close(): void;
 }
 
 /** The key in the registration URL (stable for a SECRET_KEY). */
@@ -105,6 +107,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const urls = ltiUrls(d.publicUrl, d.secretKey);
   const secure = d.publicUrl.startsWith('https:');
   const jwks = new JwksCache(log, { minRefetchMs: d.jwksMinRefetchMs });
+  const unshare = shareJwksWithLtijs(jwks);
   // the registry needs the provider and the guards need the registry: late-bound through this holder
   const holder: { registry?: PlatformRegistry } = {};
   const guardDeps = {
@@ -149,5 +152,6 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   log.info({ registrationUrl: urls.registration, jwks: urls.jwks }, 'lti.ready');
   return { app: lti.app, registry, urls, gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,
     roster: (contextKey) => courseRoster(contextKey, d.tokens),
+    close: unshare,
   };
 }

@@ -11,6 +11,8 @@ type Key = Awaited<ReturnType<typeof importJWK>>;
 
 interface Entry {
   keys: Map<string, Key>;
+  /** The set as fetched (usable keys only), for ltijs's own verification (ltijsJwksShim). */
+  raw: { keys: JWK[] };
   fetchedAt: number;
   lastRefetchAt: number;
   loading: Promise<void> | undefined;
@@ -40,7 +42,7 @@ export class JwksCache {
   async key(url: string, kid: string): Promise<Key> {
     let e = this.sets.get(url);
     if (!e) {
-      e = { keys: new Map(), fetchedAt: 0, lastRefetchAt: 0, loading: undefined };
+      e = { keys: new Map(), raw: { keys: [] }, fetchedAt: 0, lastRefetchAt: 0, loading: undefined };
       this.sets.set(url, e);
     }
     if (Date.now() - e.fetchedAt > this.maxAgeMs) await this.load(url, e, 'expired');
@@ -55,6 +57,12 @@ export class JwksCache {
     const again = e.keys.get(kid);
     if (again) return again;
     throw new Unauthorized(`unknown kid ${kid} at ${url}`, { publicMessage: 'The launch was signed with a key the platform does not publish (unknown kid).' });
+  }
+
+  /** The cached set at `url` (public keys only), if it was fetched; never fetches. */
+  cachedSet(url: string): { keys: JWK[] } | undefined {
+    const e = this.sets.get(url);
+    return e && e.fetchedAt > 0 ? e.raw : undefined;
   }
 
   private load(url: string, e: Entry, reason: string): Promise<void> {
@@ -72,15 +80,18 @@ export class JwksCache {
       throw new BackendFailure(`platform JWKS ${url} unavailable: ${(err as Error).message}`, { publicMessage: 'The platform\'s keys could not be fetched; try again shortly.' });
     }
     const keys = new Map<string, Key>();
+    const raw: JWK[] = [];
     for (const jwk of Array.isArray(body.keys) ? (body.keys as JWK[]) : []) {
       if (!jwk || typeof jwk.kid !== 'string' || jwk.kty !== 'RSA' || (jwk.use && jwk.use !== 'sig')) continue;
       try {
         keys.set(jwk.kid, await importJWK({ ...jwk, alg: 'RS256' }, 'RS256'));
+        raw.push({ kty: jwk.kty, kid: jwk.kid, n: jwk.n, e: jwk.e, alg: 'RS256', use: 'sig' });
       } catch {
         /* a key we cannot use is skipped */
       }
     }
     e.keys = keys;
+    e.raw = { keys: raw };
     e.fetchedAt = Date.now();
     this.log.info({ url, reason, kids: [...keys.keys()] }, 'lti.jwks_fetched');
   }

@@ -61,6 +61,11 @@ describe('lab page in the browser (loopback machines)', function () {
     tok.teacher = await sessions.issue({ userId: 'teacher', role: 'instructor', contextId: 'course-1', name: 'Teacher' });
     await rt.add({ id: 'alicelab', userId: 'alice' });
     host = await startFramingHost();
+    // the framing page stands for Moodle: register it as a platform, so the tool lets it frame its pages (CSP frame-ancestors)
+    await tool.lti.registry.register({
+      issuer: host.origin, clientId: 'framing-host', authUrl: `${host.origin}/auth`, tokenUrl: `${host.origin}/token`, jwksUrl: `${host.origin}/jwks`,
+      deploymentIds: ['1'], registeredBy: 'manual',
+    });
     browser = await launchChromium();
     ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
   });

@@ -6,14 +6,16 @@
 import assert from 'node:assert/strict';
 import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launcher.js';
 import type { ControlPlane } from '../support/k8s/controlPlane.js';
-import { newHandle, silentLog, toolBackend } from '../support/kubevirtTool.js';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { installTool, newHandle, silentLog, toolBackend } from '../support/kubevirtTool.js';
 import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
 import { StaticLabs } from '../support/staticLabs.js';
 import { LabService } from '../../src/labs/LabService.js';
 import { LabSupervisor } from '../../src/labs/LabSupervisor.js';
 import { LabInstance } from '../../src/store/LabInstance.js';
 import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
-import type { KubeClient } from '../../src/backends/kubevirt/client.js';
 import type { BackendLabSpec } from '../../src/backends/types.js';
 import type { K8sObject } from '../../src/backends/kubevirt/manifests.js';
 
@@ -31,7 +33,7 @@ describe('KubeVirt backend reconciliation (LabService + LabSupervisor, real API 
   let cp: ControlPlane;
   let standIn: StandIn;
   let backend: KubeVirtBackend;
-  let client: KubeClient;
+
   let svc: LabService;
   let sup: LabSupervisor;
   const labs = new StaticLabs([{ id: 'kv-pair', machines: [{ name: 'alpha', channels: ['console'] }, { name: 'beta', channels: ['console'] }] }]);
@@ -39,7 +41,7 @@ describe('KubeVirt backend reconciliation (LabService + LabSupervisor, real API 
   before(async () => {
     tool = await startTestTool();
     ({ cp, standIn } = await sharedKubeVirt());
-    ({ backend, client } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 120_000 }));
+    ({ backend } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 120_000 }));
     svc = new LabService({ backend, labs, log: silentLog });
     sup = new LabSupervisor({ service: svc, backend, labs, log: silentLog });
   });
@@ -102,23 +104,27 @@ describe('KubeVirt backend reconciliation (LabService + LabSupervisor, real API 
     assert.equal((await cp.request('GET', `/api/v1/namespaces/${ns}`)).status, 404);
   });
 
-  it('converges with no duplicates when the tool dies after any provisioning step and starts again', async () => {
+  it('converges with no duplicates when the tool process is killed after any provisioning step and starts again', async () => {
     const spec = oneVm('crashy');
-    // requests in a one-VM lab namespace: rolebinding, 4 policies, quota, limit range, secret, service, VM, start
-    const killAfter = [0, 1, 3, 8, 10];
+    // requests of a one-VM lab: namespace, rolebinding, 4 policies, quota, limit range, secret, service, VM, start
+    const killAfter = [1, 2, 4, 9, 11];
     const handles = killAfter.map(() => newHandle());
-    await Promise.all(
-      killAfter.map(async (k, i) => {
-        const h = handles[i]!;
-        const abort = new AbortController();
-        let seen = 0;
-        const off = client.onRequest((r) => {
-          if (r.path.includes(h.name) && ++seen > k) abort.abort();
-        });
-        await backend.provision(spec, h, () => undefined, abort.signal).catch(() => undefined);
-        off();
-      }),
+    const kubeconfig = await installTool(cp);
+    const seen = await Promise.all(
+      killAfter.map(
+        (k, i) =>
+          new Promise<number>((resolve, reject) => {
+            const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('test/support/provisionChild.ts'), kubeconfig, standIn.baseUrl, JSON.stringify(handles[i]), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
+            let n = 0;
+            createInterface({ input: child.stdout }).on('line', (l) => {
+              if (l.startsWith('REQ') && ++n >= k) child.kill('SIGKILL'); // dies with whatever else is in flight
+            });
+            child.once('exit', (code, sig) => (sig === 'SIGKILL' || code === 0 ? resolve(n) : reject(new Error(`child exited ${code}`))));
+          }),
+      ),
     );
+    assert.ok(seen.every((n, i) => n >= (killAfter[i] ?? 0)), `killed after ${seen.join(', ')} requests`);
+    process.stderr.write(`      [kubevirt] tool processes SIGKILLed after ${seen.join(', ')} completed requests\n`);
     // a new process: fresh client, informers and caches
     const { backend: restarted } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 120_000 });
     try {

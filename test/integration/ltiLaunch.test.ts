@@ -65,6 +65,19 @@ describe('LTI launch through the development platform', () => {
     assert.equal(ids[0], ids[1]);
   });
 
+  it('fetches the platform JWKS once for many launches: our check and ltijs\'s share one cache', async () => {
+    const a = await t.activity('net-101');
+    const jwksHits = () => t.tool.logs().filter((l) => l.msg === 'http.request' && /\/jwks$/.test(String(l.path))).length;
+    await launchAs(new Browser(), t.dp.urls.issuer, { activityId: a._id, user: 'student' }, { stopAt: atToolPage });
+    const before = jwksHits();
+    assert.ok(before >= 1, 'the platform JWKS requests are visible in the access log');
+    for (let i = 0; i < 5; i++) {
+      const r = await launchAs(new Browser(), t.dp.urls.issuer, { activityId: a._id, user: i % 2 ? 'student' : 'teacher' }, { stopAt: atToolPage });
+      assert.equal(r.status, 302, r.body);
+    }
+    assert.equal(jwksHits(), before, 'no JWKS request during the launches');
+  });
+
   it('creates exactly one lab instance for 50 concurrent launches of the same user and activity', async function () {
     this.timeout(120_000);
     const a = await t.activity('net-101');

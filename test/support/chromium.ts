@@ -24,7 +24,7 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 }
 
 /** A page on another origin that frames a URL the way Moodle does (for "inside the iframe" checks). */
-export async function startFramingHost(): Promise<{ url(frameSrc: string): string; close(): Promise<void> }> {
+export async function startFramingHost(): Promise<{ url(frameSrc: string): string; origin: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const src = new URL(req.url ?? '/', 'http://x').searchParams.get('src') ?? '';
     res.setHeader('content-type', 'text/html');
@@ -39,6 +39,7 @@ main{margin-left:200px;padding:10px 16px} iframe{width:100%;height:calc(100vh - 
   const port = (server.address() as AddressInfo).port;
   return {
     url: (frameSrc) => `http://localhost:${port}/?src=${encodeURIComponent(frameSrc)}`,
+    origin: `http://localhost:${port}`,
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }

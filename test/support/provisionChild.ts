@@ -1,21 +1,22 @@
 /**
- * Child process for crash tests: provisions a lab with the QEMU backend and prints each progress
- * event as a JSON line, so the parent can SIGKILL it at a chosen phase.
- * Usage: node --import tsx test/support/provisionChild.ts <dataDir> <imageDir> <labName> <machines,comma,separated>
+ * A tool process that provisions one lab and can be killed at any point (the "kill after each
+ * step" test): node --import tsx test/support/provisionChild.ts <kubeconfig> <subresourceUrl> <handle JSON> <spec JSON>
+ * Prints "REQ <verb> <status>" for every completed API request of the lab, then "DONE".
  */
-import pino from 'pino';
-import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
+import { pino } from 'pino';
+import { KubeClient } from '../../src/backends/kubevirt/client.js';
+import { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
+import type { BackendLabSpec, LabHandle } from '../../src/backends/types.js';
 
-const [dataDir, imageDir, name, machines] = process.argv.slice(2);
-if (!dataDir || !imageDir || !name || !machines) throw new Error('usage: provisionChild <dataDir> <imageDir> <labName> <machines>');
-const backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 8, maxMemoryMiB: 2048, log: pino({ level: 'silent' }) });
-await backend.provision(
-  {
-    labId: 'crash', labVersion: '1', network: { internetEgress: false },
-    machines: machines.split(',').map((m) => ({ name: m, kind: 'vm' as const, image: 'lab-tiny', cpus: 1, memoryMiB: 128, channels: ['console' as const], credentials: { username: 'student', password: 'pw-crash-1' } })),
-  },
-  { instanceId: `inst-${name}`, backend: 'qemu', name, generation: 1 },
-  (p) => process.stdout.write(JSON.stringify(p) + '\n'),
-);
-process.stdout.write('{"done":true}\n');
+const [kubeconfigPath, subresourceUrl, handleJson, specJson] = process.argv.slice(2);
+const handle = JSON.parse(handleJson ?? '{}') as LabHandle;
+const spec = JSON.parse(specJson ?? '{}') as BackendLabSpec;
+const log = pino({ level: 'silent' });
+const client = new KubeClient({ kubeconfigPath, log });
+client.onRequest((r) => {
+  if (r.path.includes(handle.name) || (r.verb === 'create' && r.path === '/api/v1/namespaces')) process.stdout.write(`REQ ${r.verb} ${r.status}\n`);
+});
+const backend = new KubeVirtBackend({ client, log, toolNamespace: 'lab-orchestrator', toolServiceAccount: 'lab-orchestrator', ...(subresourceUrl ? { subresourceUrl } : {}) });
+await backend.provision(spec, handle, () => undefined);
+process.stdout.write('DONE\n');
 await backend.close();
