@@ -107,6 +107,8 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     const ms = Date.now() - t0;
     assert.equal(hang.timedOut, true, JSON.stringify(hang));
     assert.ok(ms >= 1900 && ms < 9000, `stopped after ${ms} ms`);
+    const left = await svc.exec(instanceId, 'box', "ps -o args | grep -c '^sleep 120$'", { timeoutMs: 5000, maxOutputBytes: 1024 });
+    assert.equal(left.stdout, '0\n', 'the hung command is gone from the guest (its whole process group)');
 
     const t1 = Date.now();
     const flood = await svc.exec(instanceId, 'box', "head -c 5000000 /dev/zero | tr '\\0' y; echo oops >&2; exit 3", { timeoutMs: 20_000, maxOutputBytes: 4096 });
