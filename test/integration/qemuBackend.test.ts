@@ -316,7 +316,7 @@ describe('QemuBackend: aborts, races and a SIGKILLed tool while provisioning', f
   });
 
   it('a new tool finds the half-provisioned lab, provisioning again converges without duplicate machines, and destroy leaves nothing', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/provisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/qemuProvisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = new Promise((r) => child.once('exit', r));
     await new Promise<void>((resolve, reject) => {
       let buf = '';

@@ -135,6 +135,7 @@ export class QemuBackend implements LabBackend {
       onProgress({ phase: 'disks', percent: 25, message: 'Disks ready' });
       signal?.throwIfAborted();
       if (state.desired === 'stopped') {
+        this.checkCapacity(state.machines.length, state.machines.reduce((n, m) => n + m.memoryMiB, 0), state.labId);
         state.desired = 'running';
         this.store.write(state);
       }
