@@ -10,6 +10,7 @@ type Bench = { name: string; load: () => Promise<{ run: () => Promise<BenchRow[]
 const ALL: Bench[] = [
   { name: 'launch', load: () => import('./launch.bench.mjs') },
   { name: 'ws', load: () => import('./wsProxy.bench.mjs') },
+  { name: 'provision', load: () => import('./provision.bench.mjs') },
   { name: 'console', load: () => import('./console.bench.mjs') },
 ];
 const wanted = (process.env.BENCH ?? ALL.map((b) => b.name).join(',')).split(',').map((s) => s.trim());

@@ -198,7 +198,6 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
     // --- end backend ----------------------------------------------------------------------------
     const mounts: Mount[] = [...(opts.extraMounts ?? [])];
-    if (config.METRICS_PORT === undefined && config.METRICS_TOKEN) mounts.push({ path: '/', router: metrics.router(config.METRICS_TOKEN) });
     let devPlatform: DevPlatform | undefined;
     if (config.DEV_PLATFORM ?? config.LAB_MODE === 'demo') {
       devPlatform = await createDevPlatform({ publicUrl, log, sweeper });
@@ -277,12 +276,24 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     });
     grades.use(lti.gradePorts);
     closers.push({ name: 'lti', close: () => lti.close() });
-    mounts.push({ path: '/lti', router: lti.app });
+    // launch latency (id_token in → redirect or catalog out), for /metrics and the benchmarks
+    const launchTimer: express.RequestHandler = (req, res, next) => {
+      const type = req.method !== 'POST' ? undefined : req.path === '/' ? 'LtiResourceLinkRequest' : req.path === '/deeplink' ? 'LtiDeepLinkingRequest' : undefined;
+      if (type) {
+        const t0 = process.hrtime.bigint();
+        res.once('finish', () => { if (res.statusCode < 400) metrics.launchDuration.observe({ message_type: type }, Number(process.hrtime.bigint() - t0) / 1e9); });
+      }
+      next();
+    };
+    // two mounts: ltijs's Express 4 app must be mounted by the app itself (a Router would not set it up as a sub-app)
+    mounts.push({ path: '/lti', router: express.Router().use(launchTimer) }, { path: '/lti', router: lti.app });
     mounts.push({ path: '/', router: ltiAdminRoutes({ lti, sessions, adminToken: config.ADMIN_TOKEN }) });
     // only registered platforms may frame any page of the tool (the lab page lives in Moodle's iframe)
     mounts.unshift({ path: '/', router: frameAncestors(() => lti.frameAncestors()) });
     log.info({ url: lti.urls.registration }, 'lti.registration_url');
     // --- end lti --------------------------------------------------------------------------------
+    // /metrics on the public port only behind its token (mounted last: ltijs's Express 4 app must see requests first)
+    if (config.METRICS_PORT === undefined && config.METRICS_TOKEN) mounts.push({ path: '/', router: metrics.router(config.METRICS_TOKEN) });
     // the bare origin leads somewhere useful: the demo course, or the admin page with the registration URL
     const home = devPlatform ? devPlatform.urls.page : '/admin/lti';
     mounts.push({ path: '/', router: express.Router().get('/', (_req, res) => res.redirect(302, home)) });

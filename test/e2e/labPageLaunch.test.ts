@@ -38,7 +38,7 @@ describe('lab page through the development platform (stand-in machines)', functi
   before(async () => {
     execFileSync('node', ['scripts/build-web.mjs'], { stdio: 'inherit' });
     backend = new StandInBackend();
-    backend.phaseMs = 600;
+    backend.phaseMs = 1500; // slow enough that a loaded machine still renders a phase before the lab runs
     flow = await startLabPageFlow(backend);
     browser = await launchChromium();
     ctx = await browser.newContext({ viewport: { width: 1366, height: 1000 } });

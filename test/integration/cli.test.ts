@@ -19,7 +19,8 @@ function run(args: string[], env: Record<string, string> = {}) {
 }
 
 describe('CLI', function () {
-  this.timeout(60_000);
+  // the CLI runs through tsx (TypeScript compiled on the fly): on a loaded machine start-up takes a while
+  this.timeout(180_000);
 
   it('prints help for the tool and for each command', async () => {
     const top = run(['--help']);
@@ -40,7 +41,7 @@ describe('CLI', function () {
   it('serve starts with embedded FerretDB, prints the URL, and SIGTERM stops it cleanly', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-cli-'));
     const r = run(['serve'], { LAB_MODE: 'demo', PORT: '0', DATA_DIR: dataDir, FERRETDB_BIN: ferretBin(), LOG_LEVEL: 'info' });
-    await waitFor(() => /Lab Orchestrator is running: open (http:\S+)/.test(r.out()), 30_000, 'the URL line');
+    await waitFor(() => /Lab Orchestrator is running: open (http:\S+)/.test(r.out()), 120_000, 'the URL line');
     const url = new URL(/open (http:\S+)/.exec(r.out())![1]!).origin; // the line may point to a page under the origin
     assert.equal((await fetch(`${url}/readyz`)).status, 200);
     const ferretPid = Number(/"component":"ferretdb","pid":(\d+)/.exec(r.out())?.[1]);
@@ -53,7 +54,7 @@ describe('CLI', function () {
   it('leaves no FerretDB behind when the tool is SIGKILLed', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-cli-'));
     const r = run(['serve'], { LAB_MODE: 'demo', PORT: '0', DATA_DIR: dataDir, FERRETDB_BIN: ferretBin() });
-    await waitFor(() => /Lab Orchestrator is running/.test(r.out()), 30_000, 'start');
+    await waitFor(() => /Lab Orchestrator is running/.test(r.out()), 120_000, 'start');
     const ferretPid = Number(/"component":"ferretdb","pid":(\d+)/.exec(r.out())?.[1]);
     assert.ok(pidAlive(ferretPid));
     r.child.kill('SIGKILL');

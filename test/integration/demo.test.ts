@@ -3,10 +3,11 @@ import { startTestTool, type TestTool } from '../support/tool.js';
 import { DevPlatformActivity } from '../../src/store/DevPlatform.js';
 import { seedDemoCourse } from '../../src/lti/devPlatform/demoSeed.js';
 
-describe('demo start-up', () => {
+describe('demo start-up', function () {
+  this.timeout(180_000); // start-up imports the example labs and registers with the dev platform
   let tool: TestTool;
-  before(async () => { tool = await startTestTool({ LAB_MODE: 'demo', DEV_PLATFORM_REGISTER: 'true' }); });
-  after(async () => { await tool.shutdown(); });
+  before(async function () { this.timeout(180_000); tool = await startTestTool({ LAB_MODE: 'demo', DEV_PLATFORM_REGISTER: 'true' }); });
+  after(async () => { await tool?.shutdown(); });
 
   it('sends the bare origin to the demo course', async () => {
     const res = await fetch(`${tool.url}/`, { redirect: 'manual' });

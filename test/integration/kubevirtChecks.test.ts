@@ -15,6 +15,7 @@ import { SessionTokens } from '../../src/auth/session.js';
 import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
 import { AGENT_PORT } from '../../src/backends/kubevirt/execAgent.js';
 import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
+import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';
 import type { LabEvent } from '../../src/labs/contracts.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
@@ -22,6 +23,36 @@ import { createLogger } from '../../src/logger.js';
 
 const SECRET_KEY = 'kubevirt-checks-secret-key-0123456789abcdef';
 const log = createLogger({ level: 'fatal', format: 'json' });
+
+/** A one-VM lab of the edge cases: a check that hangs, one that floods its output. */
+function edgeLab() {
+  const files = new Map(Object.entries({
+    'lab.yaml': `schemaVersion: 1
+title: Check edge cases on KubeVirt
+machines:
+  - name: box
+    image: { kubevirt: quay.io/containerdisks/debian:12 }
+    consoles: [serial]
+    memory: 128Mi
+grading:
+  mode: checks
+  steps:
+    hang:
+      checks:
+        - command: sleep 120
+          timeoutSeconds: 2
+          hint: This check never ends.
+    flood:
+      checks:
+        - command: head -c 5000000 /dev/zero | tr '\\0' y; exit 3
+          hint: Too much output.
+`,
+    'instructions/01.md': '# Edge cases\n\n## Hang {#hang}\n\n## Flood {#flood}\n',
+  }).map(([k, v]) => [k, Buffer.from(v)]));
+  const r = validateLab('kv-check-edges', files, 'test/kv-check-edges');
+  assert.deepEqual(r.problems, []);
+  return r.lab!;
+}
 
 describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as the tool ServiceAccount)', function () {
   this.timeout(300_000);
@@ -33,6 +64,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
   const catalog = new LabCatalog({ log });
   const sessions = new SessionTokens(SECRET_KEY);
   let instanceId = '';
+  let edgeId = '';
   let ns = '';
   let token = '';
   let con: ConsoleSession;
@@ -42,10 +74,11 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     ({ backend } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 180_000 }));
     svc = new LabService({ backend, labs: catalog, log, activityWriteMs: 0 });
     tool = await startTestTool({ SECRET_KEY }, { runtime: svc, labs: catalog });
+    await catalog.add(edgeLab(), { source: 'admin' });
   });
   after(async () => {
     con?.stream.destroy();
-    if (instanceId) await svc?.destroy(instanceId).catch(() => undefined);
+    for (const id of [instanceId, edgeId]) if (id) await svc?.destroy(id).catch(() => undefined);
     await tool?.shutdown();
     await svc?.close();
   });
@@ -107,6 +140,8 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     const ms = Date.now() - t0;
     assert.equal(hang.timedOut, true, JSON.stringify(hang));
     assert.ok(ms >= 1900 && ms < 9000, `stopped after ${ms} ms`);
+    const left = await svc.exec(instanceId, 'box', "ps -o args | grep -c '^sleep 120$'", { timeoutMs: 5000, maxOutputBytes: 1024 });
+    assert.equal(left.stdout, '0\n', 'the hung command is gone from the guest (its whole process group)');
 
     const t1 = Date.now();
     const flood = await svc.exec(instanceId, 'box', "head -c 5000000 /dev/zero | tr '\\0' y; echo oops >&2; exit 3", { timeoutMs: 20_000, maxOutputBytes: 4096 });
@@ -117,6 +152,35 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     const guarded = await svc.exec(instanceId, 'box', 'stat -c %a /etc/lab-agent/token; id -u', { timeoutMs: 5000, maxOutputBytes: 1024 });
     assert.equal(guarded.stdout, '600\n0\n', 'the token file is root-only; checks run as root');
     assert.ok((await CheckResult.countDocuments({ instanceId })) >= 2, 'the runner stored the results of the first test');
+  });
+
+  it('through the check runner: a hung check is reported failed with "timed out" at its timeout, megabytes of output are cut for the teacher', async () => {
+    const inst = await svc.ensureInstance({ activityId: 'kv-edge-act', userId: 'kv-edge', contextId: 'kv-course', labId: 'kv-check-edges', labVersion: '1' });
+    edgeId = inst._id;
+    await svc.start(edgeId);
+    await waitFor(async () => (await svc.get(edgeId))?.state === 'running', 180_000, 'edge lab running');
+    // right after boot the agent may not listen yet: exec waits for it within the timeout
+    const t0 = Date.now();
+    assert.equal((await svc.exec(edgeId, 'box', 'echo up', { timeoutMs: 120_000, maxOutputBytes: 64 })).stdout, 'up\n');
+    process.stderr.write(`      [kubevirt] exec agent answered ${Date.now() - t0} ms after the lab was running\n`);
+    const edgeToken = await sessions.issue({ userId: 'kv-edge', role: 'learner', contextId: 'kv-course' });
+    const run = (step: string) => api('POST', `/api/instances/${edgeId}/steps/${step}/check`, edgeToken);
+
+    const t1 = Date.now();
+    const hang = await run('hang');
+    const ms = Date.now() - t1;
+    const h = (hang.body.checks as Array<{ passed: boolean; timedOut: boolean; hint?: string }>)[0]!;
+    assert.deepEqual([h.passed, h.timedOut, h.hint], [false, true, 'This check never ends.'], JSON.stringify(hang.body));
+    assert.ok(ms >= 1900 && ms < 9000, `stopped after ${ms} ms`);
+    assert.match((await CheckResult.findOne({ instanceId: edgeId, stepId: 'hang' }).lean())?.output ?? '', /^timed out after 2 s/);
+
+    const flood = await run('flood');
+    assert.equal(flood.body.passed, false);
+    const row = await CheckResult.findOne({ instanceId: edgeId, stepId: 'flood' }).lean();
+    assert.equal(row?.exitCode, 3);
+    assert.ok(Buffer.byteLength(row?.output ?? '') <= 4096 + 20, `${Buffer.byteLength(row?.output ?? '')} bytes kept`);
+    await svc.destroy(edgeId);
+    edgeId = '';
   });
 
   it('keeps the agent token in the Secret and the portforward permission in the per-lab role only; a token without it gets 403, a wrong agent token is denied', async () => {

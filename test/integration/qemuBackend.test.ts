@@ -66,10 +66,21 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     const two = spec('two-machines', ['alpha', 'beta']);
     two.machines[0]!.diskGiB = 3;
     two.machines[1]!.userData = '#!/bin/sh\nmkdir -p /srv && echo served-by-beta > /srv/index.html && httpd -p 8080 -h /srv\n';
+    // the lab page polls status (and may open channels) while the machines start
+    let polling = true;
+    const seen = new Set<string>();
+    const poll = (async () => {
+      while (polling) {
+        for (const st of [await backend.status(labA), await backend.status(labB)]) for (const v of Object.values(st)) seen.add(v.phase);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
     await Promise.all([
       backend.provision(two, labA, (p) => evA.push(p)),
       backend.provision(spec('one-machine', ['gamma'], true), labB, (p) => evB.push(p)),
-    ]);
+    ]).finally(() => { polling = false; });
+    await poll;
+    assert.ok(seen.has('booting'), [...seen].join());
     console.log(`      3 VMs booted in ${Date.now() - t0} ms`);
     assertPhasesInOrder(evA);
     assertPhasesInOrder(evB);
@@ -305,7 +316,7 @@ describe('QemuBackend: aborts, races and a SIGKILLed tool while provisioning', f
   });
 
   it('a new tool finds the half-provisioned lab, provisioning again converges without duplicate machines, and destroy leaves nothing', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/provisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/qemuProvisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = new Promise((r) => child.once('exit', r));
     await new Promise<void>((resolve, reject) => {
       let buf = '';

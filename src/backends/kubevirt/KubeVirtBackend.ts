@@ -247,7 +247,7 @@ export class KubeVirtBackend implements LabBackend {
     // VMs: the exec agent in the guest through the VMI portforward subresource (vmExec.ts)
     if (this.vmis.get(handle.name, machine)) return execInVm({ client: this.client, subresourceUrl: this.subresourceUrl, namespace: handle.name, machine }, command, opts);
     const pod = await this.client.get(podPath(handle.name, machine));
-    if (!pod) throw new Conflict(`exec needs a container machine (${machine})`, { publicMessage: 'Automatic checks on virtual machines are not available on this backend.' });
+    if (!pod) throw new Conflict(`exec: machine ${machine} has no running VMI or pod in ${handle.name}`, { publicMessage: `Machine ${machine} is not running, so it cannot be checked.` });
     return execInPod(this.client, handle.name, machine, command, opts);
   }
 

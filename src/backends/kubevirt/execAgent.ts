@@ -39,8 +39,10 @@ case "$t:$max" in *[!0-9:]*|:*|*:) echo "E bad request"; exit 0 ;; esac
 d="$(mktemp -d)" || { echo "E no temp dir"; exit 0; }
 trap 'rm -rf "$d"' EXIT
 printf '%s' "$b64" | base64 -d >"$d/cmd" 2>/dev/null || { echo "E bad script"; exit 0; }
-timeout "$t" sh "$d/cmd" </dev/null >"$d/out" 2>"$d/err"
+# its own session, so that at the timeout the whole process group goes, not only the shell
+timeout "$t" setsid sh -c 'echo $$ >"$1/pg"; exec sh "$1/cmd"' sh "$d" </dev/null >"$d/out" 2>"$d/err"
 rc=$?
+case "$rc" in 124|143) pg="$(cat "$d/pg" 2>/dev/null)"; [ -n "$pg" ] && kill -KILL "-$pg" 2>/dev/null ;; esac
 echo "R $id $rc $(wc -c <"$d/out") $(wc -c <"$d/err")"
 head -c "$max" "$d/out" | base64 | tr -d '\\n'; echo
 head -c "$max" "$d/err" | base64 | tr -d '\\n'; echo

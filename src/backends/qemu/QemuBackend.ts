@@ -55,6 +55,8 @@ export class QemuBackend implements LabBackend {
   private readonly store: LabStore;
   private readonly guests = new Map<string, RunningGuest>();
   private readonly consoles = new Map<string, net.Socket>();
+  /** Machines this process is spawning right now: never attach to them (QEMU serves one QMP client; the spawner must get it). */
+  private readonly starting = new Set<string>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly log: Logger;
 
@@ -133,6 +135,7 @@ export class QemuBackend implements LabBackend {
       onProgress({ phase: 'disks', percent: 25, message: 'Disks ready' });
       signal?.throwIfAborted();
       if (state.desired === 'stopped') {
+        this.checkCapacity(state.machines.length, state.machines.reduce((n, m) => n + m.memoryMiB, 0), state.labId);
         state.desired = 'running';
         this.store.write(state);
       }
@@ -163,6 +166,16 @@ export class QemuBackend implements LabBackend {
   }
 
   private async startMachine(s: LabState, m: MachineState): Promise<RunningGuest> {
+    const key = `${s.handle.name}/${m.name}`;
+    this.starting.add(key);
+    try {
+      return await this.spawnMachine(s, m);
+    } finally {
+      this.starting.delete(key);
+    }
+  }
+
+  private async spawnMachine(s: LabState, m: MachineState): Promise<RunningGuest> {
     const name = s.handle.name;
     const img = path.join(this.o.imageDir, m.image);
     const dir = this.store.machineDir(name, m);
@@ -190,6 +203,7 @@ export class QemuBackend implements LabBackend {
     const key = `${name}/${m.name}`;
     const known = this.guests.get(key);
     if (known && alive(known.pid)) return known;
+    if (this.starting.has(key)) return undefined;
     const g = await QemuRunner.attach(this.store.machineDir(name, m), this.store.socketDir(name, m));
     if (!g) return undefined;
     this.guests.set(key, g);
@@ -207,6 +221,7 @@ export class QemuBackend implements LabBackend {
   }
 
   private async machineStatus(s: LabState, m: MachineState): Promise<MachineStatus> {
+    if (this.starting.has(`${s.handle.name}/${m.name}`)) return { phase: 'booting' };
     const g = await this.guest(s.handle.name, m);
     if (!g) {
       if (s.desired === 'stopped') return { phase: 'stopped' };

@@ -47,6 +47,8 @@ export class SubresourceServer {
   private wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false) });
   /** "<ns>/<name>/<vnc|console>" → the open connection. */
   private open = new Map<string, { ws: WebSocket; sock: net.Socket }>();
+  /** Open portforward connections (any number per VMI). */
+  private forwards = new Set<{ ws: WebSocket; sock: net.Socket }>();
   url = '';
 
   constructor(private readonly o: SubresourceServerOptions) {
@@ -66,8 +68,9 @@ export class SubresourceServer {
   }
 
   async close(): Promise<void> {
-    for (const c of this.open.values()) { c.sock.destroy(); c.ws.terminate(); }
+    for (const c of [...this.open.values(), ...this.forwards]) { c.sock.destroy(); c.ws.terminate(); }
     this.open.clear();
+    this.forwards.clear();
     this.server.closeAllConnections();
     await new Promise((r) => this.server.close(r));
   }
@@ -194,6 +197,9 @@ export class SubresourceServer {
     const hostPort = await guest.forwardPort(port);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const sock = net.connect(hostPort, '127.0.0.1');
+      const entry = { ws, sock };
+      this.forwards.add(entry);
+      sock.once('close', () => this.forwards.delete(entry));
       const pending: Buffer[] = [];
       let connected = false;
       sock.once('connect', () => { connected = true; for (const d of pending.splice(0)) sock.write(d); });
