@@ -15,6 +15,7 @@ import mongoose from 'mongoose';
 import type { Express } from 'express';
 import ltijs, { type LtijsOptions, type LtijsProvider } from 'ltijs';
 import LtijsDatabase from 'ltijs/dist/Utils/Database.js';
+import { installAsyncToolKeys } from './ltijsKeyShim.js';
 
 const DB_EVENTS = ['connected', 'open', 'error', 'reconnected', 'disconnected'] as const;
 
@@ -57,6 +58,7 @@ export interface LtijsSetup {
 export async function createLtijsProvider(o: LtijsSetup): Promise<LtijsProvider> {
   // deploy() calls process.exit() when its setup fails: fail here first, with a clear error
   if (mongoose.connection.readyState !== 1) throw new Error('ltijs: the database connection must be open before the LTI module starts');
+  installAsyncToolKeys();
   const Ctor = Object.getPrototypeOf(ltijs.Provider).constructor as new () => LtijsProvider;
   const lti = new Ctor();
   const options: LtijsOptions = {

@@ -33,6 +33,8 @@ describe('LTI registration: dynamic, through the development platform', () => {
     const jwks = (await (await fetch(tool.lti.urls.jwks)).json()) as { keys: Array<{ kid: string; d?: string }> };
     assert.ok(jwks.keys.some((k) => k.kid === p.kid), 'our JWKS publishes the key for this platform');
     assert.ok(jwks.keys.every((k) => k.d === undefined));
+    const mine = jwks.keys.find((k) => k.kid === p.kid) as { n: string } | undefined;
+    assert.equal(Buffer.from(mine!.n, 'base64url').length * 8, 2048, 'a 2048-bit RSA tool key, generated off the event loop');
 
     const a = await tool.devPlatform!.createActivity({ clientId: dpTool._id, title: 'Net', custom: { lab_id: 'net-101' } });
     const r = await launchAs(new Browser(), tool.devPlatform!.urls.issuer, { activityId: a._id, user: 'student' }, { stopAt: atToolPage });
