@@ -47,6 +47,11 @@ export function handleName(instanceId: string, generation: number): string {
   return `lab-${instanceId}-g${generation}`;
 }
 
+/** The teacher's activity time limit caps the lab's own maximum (never extends it). */
+export function withTimeLimit<T extends { maxMinutes: number }>(lifetime: T, limit: number | null | undefined): T {
+  return limit && limit > 0 && limit < lifetime.maxMinutes ? { ...lifetime, maxMinutes: limit } : lifetime;
+}
+
 function reasonOf(err: unknown): string {
   if (err instanceof AppError) return err.publicMessage;
   return err instanceof Error ? err.message : String(err);
@@ -140,7 +145,7 @@ export class LabService implements LabRuntime {
           failureReason: null,
           progress: { phase: 'queued', percent: 0, message: 'Waiting to start' },
           machines: prepared.machines,
-          lifetime: prepared.lifetime,
+          lifetime: withTimeLimit(prepared.lifetime, inst.timeLimitMinutes),
           startedAt: null,
           expiresAt: null,
           warnedAt: null,

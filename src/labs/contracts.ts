@@ -162,6 +162,8 @@ export interface InstanceKey {
   contextId: string;
   labId: string;
   labVersion: string;
+  /** The teacher's time limit for the activity (minutes), set when the instance is created; caps the lab's maximum duration. */
+  timeLimitMinutes?: number | null;
 }
 
 /** The runtime (src/labs/LabService.ts) as the LTI launch and the lab page use it. */

@@ -74,7 +74,10 @@ export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> 
   }
   const lab = await d.labs.latest(activity.labId);
   if (!lab) throw new NotFound(`lab ${activity.labId} not found`, { publicMessage: `The lab "${activity.labId}" of this activity is no longer available. Ask your teacher.` });
-  const inst = await d.runtime.ensureInstance({ activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version });
+  const inst = await d.runtime.ensureInstance({
+    activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
+    timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,
+  });
   await d.runtime.start(inst._id);
   log.info({ instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
   return `/lab/${encodeURIComponent(inst._id)}#session=${await d.sessions.issue({ ...base, instanceId: inst._id })}`;

@@ -40,6 +40,8 @@ export interface LabInstanceDoc {
   lifetime: { maxMinutes: number; idleMinutes: number; pausable: boolean; warnBeforeMinutes: number } | null;
   /** When the expiry warning was sent for the current expiresAt (null = not yet). */
   warnedAt: Date | null;
+  /** The teacher's time limit for the activity (deep-linking option), minutes; caps the lab's own maximum. */
+  timeLimitMinutes: number | null;
 }
 
 /** Instance ids are DNS-1123 friendly (lowercase base32), 16 chars, no personal data. */
@@ -69,6 +71,7 @@ const schema = new Schema<LabInstanceDoc>(
     lastActivityAt: { type: Date, default: null },
     lifetime: { type: Schema.Types.Mixed, default: null },
     warnedAt: { type: Date, default: null },
+    timeLimitMinutes: { type: Number, default: null },
   },
   { timestamps: true, minimize: false, versionKey: false },
 );
@@ -88,12 +91,13 @@ export async function ensureInstanceRecord(key: {
   contextId: string;
   labId: string;
   labVersion: string;
+  timeLimitMinutes?: number | null;
 }): Promise<LabInstanceDoc> {
   const doc = await retryUpsert(() =>
     LabInstance.findOneAndUpdate(
       { activityId: key.activityId, userId: key.userId },
       {
-        $setOnInsert: { _id: newInstanceId(), contextId: key.contextId, labId: key.labId, labVersion: key.labVersion, state: 'requested' },
+        $setOnInsert: { _id: newInstanceId(), contextId: key.contextId, labId: key.labId, labVersion: key.labVersion, state: 'requested', timeLimitMinutes: key.timeLimitMinutes ?? null },
       },
       { upsert: true, new: true, lean: true },
     ),

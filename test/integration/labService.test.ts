@@ -73,6 +73,16 @@ describe('LabService life cycle', () => {
     assert.deepEqual(second.machines, first.machines, 'credentials of the instance survive a relaunch');
   });
 
+  it('caps the lab\'s maximum duration with the teacher\'s activity time limit, never extends it', async () => {
+    const short = await svc.ensureInstance({ ...key(), timeLimitMinutes: 5 });
+    const long = await svc.ensureInstance({ ...key(), timeLimitMinutes: 600 });
+    await Promise.all([svc.start(short._id), svc.start(long._id)]);
+    const [a, b] = [await running(short._id), await running(long._id)];
+    assert.equal(a.lifetime?.maxMinutes, 5);
+    assert.ok(Math.abs(a.expiresAt!.getTime() - a.startedAt!.getTime() - 5 * 60_000) < 5000, 'expires 5 min after start');
+    assert.equal(b.lifetime?.maxMinutes, 60, 'the lab\'s own maximum (60) stays when the activity allows more');
+  });
+
   it('fails with the backend reason and cleans up, and starts again with the next generation', async () => {
     backend.failNext = new BackendFailure('boom', { publicMessage: 'The disk image is missing.' });
     const inst = await svc.ensureInstance(key());

@@ -66,7 +66,7 @@ export class LoopbackRuntime implements LabRuntime {
       state: o.state ?? 'running', failureReason: null, progress: { phase: 'machines-booted', percent: 100, message: 'ready' },
       machines: Object.fromEntries((o.machines ?? ['web']).map((m) => [m, {}])), steps: o.steps ?? {},
       createdAt: now, updatedAt: now, startedAt: now, expiresAt: new Date(now.getTime() + 3600_000), lastActivityAt: null,
-      lifetime: { maxMinutes: 60, idleMinutes: 30, pausable: true, warnBeforeMinutes: 5 }, warnedAt: null,
+      lifetime: { maxMinutes: 60, idleMinutes: 30, pausable: true, warnBeforeMinutes: 5 }, warnedAt: null, timeLimitMinutes: null,
     };
     await LabInstance.create(doc);
     return doc;
