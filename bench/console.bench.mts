@@ -13,6 +13,7 @@ import WebSocket from 'ws';
 import { startTestTool, waitFor } from '../test/support/tool.js';
 import { Browser, launchAs } from '../test/support/ltiFlow.js';
 import { detectAccel } from '../src/backends/qemu/kvm.js';
+import { kernelOf } from '../src/backends/qemu/util.js';
 import { guestConfig } from '../src/backends/qemu/labState.js';
 import { defaultToolsDir } from '../src/config.js';
 import { pct, type BenchRow } from './lib.mjs';
@@ -27,7 +28,7 @@ async function bareBoot(img: string, accel: string): Promise<number> {
   const t0 = performance.now();
   const q = spawn('qemu-system-x86_64', [
     '-nodefaults', '-no-user-config', '-machine', 'pc', '-accel', accel, '-smp', '1', '-m', '512',
-    '-kernel', path.join(img, 'vmlinuz'), '-initrd', path.join(img, 'initramfs.gz'), '-append', 'console=ttyS0 quiet panic=5',
+    '-kernel', kernelOf(img), '-initrd', path.join(img, 'initramfs.gz'), '-append', 'console=ttyS0 quiet panic=5',
     '-serial', 'stdio', '-vga', 'std', '-display', 'none',
     '-drive', `file=${path.join(dir, 'home.qcow2')},if=virtio,format=qcow2`,
     '-netdev', 'user,restrict=on,id=n0', '-device', 'virtio-net-pci,netdev=n0,mac=52:54:00:0a:00:0b',
@@ -50,7 +51,7 @@ async function bareBoot(img: string, accel: string): Promise<number> {
 export async function run(): Promise<BenchRow[]> {
   const img = path.join(defaultToolsDir(), 'images', 'lab-tiny');
   if (!fs.existsSync(path.join(img, 'vmlinuz'))) throw new Error(`no guest image at ${img} (run scripts/setup.sh)`);
-  const accel = await detectAccel({ setting: 'auto', qemuBin: 'qemu-system-x86_64', kernel: path.join(img, 'vmlinuz') });
+  const accel = await detectAccel({ setting: 'auto', qemuBin: 'qemu-system-x86_64', kernel: kernelOf(img) });
   const floors: number[] = [];
   for (let i = 0; i < RUNS; i++) floors.push(await bareBoot(img, accel));
 

@@ -35,6 +35,11 @@ export async function run(): Promise<BenchRow[]> {
       floor.push(await time(() => launchAs(new Browser(), dp.urls.issuer, { activityId: miniAct._id, user }), 200));
       ours.push(await time(() => launchAs(new Browser(), dp.urls.issuer, { activityId: act._id, user }, { stopAt: atToolPage }), 302));
     }
+    // tool-side handling of the launch POST (id_token in → redirect out), from the same histogram /metrics serves
+    const h = (await t.tool.metrics.launchDuration.get()).values.filter((v) => v.labels.message_type === 'LtiResourceLinkRequest');
+    const sum = h.find((v) => v.metricName?.endsWith('_sum'))?.value ?? NaN;
+    const count = h.find((v) => v.metricName?.endsWith('_count'))?.value ?? NaN;
+    const toolSideMeanMs = (sum / count) * 1000;
     const burst = async (activityId: string, stopAt?: typeof atToolPage) => {
       const t0 = performance.now();
       await Promise.all(Array.from({ length: C }, () => launchAs(new Browser(), dp.urls.issuer, { activityId, user: 'student' }, stopAt ? { stopAt } : {})));
@@ -46,9 +51,10 @@ export async function run(): Promise<BenchRow[]> {
       bench: 'launch', metric, value, floor: fl, unit: 'ms', goal: `≤ ${goal}× floor`, meets: value <= goal * fl,
     });
     return [
-      row(`round trip p50 (${N} sequential)`, pct(ours, 50), pct(floor, 50), 4),
-      row(`round trip p95 (${N} sequential)`, pct(ours, 95), pct(floor, 95), 4),
-      row(`${C} concurrent launches, same user+activity (wall)`, burstOurs, burstFloor, 4),
+      { bench: 'launch', metric: `tool-side launch handling, mean of ${count} (lab_lti_launch_duration_seconds)`, value: toolSideMeanMs, unit: 'ms', goal: '≤ 5 ms', meets: toolSideMeanMs <= 5 },
+      row(`round trip p50 (${N} sequential, 4 HTTP hops)`, pct(ours, 50), pct(floor, 50), 2),
+      row(`round trip p95 (${N} sequential, 4 HTTP hops)`, pct(ours, 95), pct(floor, 95), 2),
+      row(`${C} concurrent launches, same user+activity (wall)`, burstOurs, burstFloor, 2),
     ];
   } finally {
     await t.tool.shutdown();
