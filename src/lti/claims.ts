@@ -2,23 +2,7 @@
 import type { Role } from '../auth/session.js';
 import { ourRole } from './nrps.js';
 
-const LTI = 'https://purl.imsglobal.org/spec/lti/claim/';
-export const CLAIM = {
-  messageType: `${LTI}message_type`,
-  version: `${LTI}version`,
-  deploymentId: `${LTI}deployment_id`,
-  targetLinkUri: `${LTI}target_link_uri`,
-  roles: `${LTI}roles`,
-  context: `${LTI}context`,
-  resourceLink: `${LTI}resource_link`,
-  custom: `${LTI}custom`,
-  ags: 'https://purl.imsglobal.org/spec/lti-ags/claim/endpoint',
-  nrps: 'https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice',
-  deepLinkingSettings: 'https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings',
-  contentItems: 'https://purl.imsglobal.org/spec/lti-dl/claim/content_items',
-  dlData: 'https://purl.imsglobal.org/spec/lti-dl/claim/data',
-  dlMsg: 'https://purl.imsglobal.org/spec/lti-dl/claim/msg',
-} as const;
+export { CLAIM } from './claimNames.js';
 
 export const RESOURCE_LINK_REQUEST = 'LtiResourceLinkRequest';
 export const DEEP_LINKING_REQUEST = 'LtiDeepLinkingRequest';
