@@ -10,7 +10,14 @@ COPY scripts ./scripts
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
+# The local QEMU backend (the default) and its lab-tiny guest image, built from Debian packages only.
+# On a cluster (BACKEND=kubevirt) these are unused; drop them there to slim the image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils zstd file \
+ && rm -rf /var/lib/apt/lists/*
+COPY scripts/build-guest-image.sh /tmp/build-guest-image.sh
+RUN bash /tmp/build-guest-image.sh /opt/lab-images/lab-tiny && rm /tmp/build-guest-image.sh
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 GUEST_IMAGE_DIR=/opt/lab-images
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
