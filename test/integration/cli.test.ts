@@ -8,8 +8,13 @@ import { ferretBin } from '../support/ferret.js';
 
 const BIN = path.resolve('bin/lab-orchestrator.js');
 
+/** Every child a test started; killed after each test, so a failing test leaves no tool running. */
+const children = new Set<ReturnType<typeof spawn>>();
+
 function run(args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: os.homedir(), ...env } });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
@@ -19,6 +24,9 @@ function run(args: string[], env: Record<string, string> = {}) {
 }
 
 describe('CLI', function () {
+  afterEach(() => {
+    for (const c of children) c.kill('SIGTERM');
+  });
   // the CLI runs through tsx (TypeScript compiled on the fly): on a loaded machine start-up takes a while
   this.timeout(180_000);
 
