@@ -136,7 +136,7 @@ export class LabSupervisor {
         continue;
       }
       if (!running.has(inst._id)) {
-        await this.vanished(inst, `The lab's machines are gone (${inst.state} lab not found on the ${backend.kind} backend).`);
+        await service.markVanished(inst, `The lab's machines are gone (${inst.state} lab not found on the ${backend.kind} backend).`);
         report.vanished.push(inst._id);
         continue;
       }
@@ -144,15 +144,11 @@ export class LabSupervisor {
         const status = await backend.status(inst.handle as LabHandle);
         const gone = Object.entries(status).filter(([, s]) => s.phase === 'gone' || s.phase === 'failed');
         if (gone.length > 0) {
-          await this.vanished(inst, `Machine ${gone.map(([m]) => m).join(', ')} stopped unexpectedly.`);
+          await service.markVanished(inst, `Machine ${gone.map(([m]) => m).join(', ')} stopped unexpectedly.`);
           report.vanished.push(inst._id);
         }
       }
     }
-  }
-
-  private async vanished(inst: LabInstanceDoc, reason: string): Promise<void> {
-    await this.deps.service.markVanished(inst, reason);
   }
 
   start(intervalMs: number): void {

@@ -10,7 +10,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { BackendKind, BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
-import type { InstanceState, LabInstanceDoc } from '../store/LabInstance.js';
+import type { InstanceState, LabInstanceDoc, LabInstanceKey } from '../store/LabInstance.js';
 
 /** What the deep-linking catalog and the API show about a lab (no secrets, no instructions). */
 export interface LabSummary {
@@ -156,15 +156,7 @@ export type LabEvent =
       score?: { given: number; max: number; complete: boolean };
     };
 
-export interface InstanceKey {
-  activityId: string;
-  userId: string;
-  contextId: string;
-  labId: string;
-  labVersion: string;
-  /** The teacher's time limit for the activity (minutes), set when the instance is created; caps the lab's maximum duration. */
-  timeLimitMinutes?: number | null;
-}
+export type InstanceKey = LabInstanceKey;
 
 /** The runtime (src/labs/LabService.ts) as the LTI launch and the lab page use it. */
 export interface LabRuntime {

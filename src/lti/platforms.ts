@@ -11,6 +11,7 @@ import type { Logger } from '../logger.js';
 import { ValidationFailed } from '../errors.js';
 import { retryUpsert } from '../store/database.js';
 import { Platform, type PlatformDoc } from '../store/Platform.js';
+import { httpUrl } from './httpUrl.js';
 
 export interface PlatformInput {
   issuer: string;
@@ -21,20 +22,6 @@ export interface PlatformInput {
   jwksUrl: string;
   deploymentIds: string[];
   registeredBy: 'dynamic' | 'manual';
-}
-
-function httpUrl(v: unknown, what: string, problems: string[]): string {
-  if (typeof v !== 'string' || !/^https?:\/\/[^\s]+$/.test(v)) {
-    problems.push(`${what}: expected an absolute http(s) URL`);
-    return '';
-  }
-  try {
-    new URL(v);
-    return v;
-  } catch {
-    problems.push(`${what}: not a URL`);
-    return '';
-  }
 }
 
 /** Validate a registration; throws ValidationFailed naming every problem. */

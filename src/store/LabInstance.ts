@@ -44,6 +44,17 @@ export interface LabInstanceDoc {
   timeLimitMinutes: number | null;
 }
 
+/** What identifies a user's instance for an activity, and what it is created with. */
+export interface LabInstanceKey {
+  activityId: string;
+  userId: string;
+  contextId: string;
+  labId: string;
+  labVersion: string;
+  /** The teacher's time limit for the activity (minutes), set when the instance is created; caps the lab's maximum duration. */
+  timeLimitMinutes?: number | null;
+}
+
 /** Instance ids are DNS-1123 friendly (lowercase base32), 16 chars, no personal data. */
 export function newInstanceId(): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -85,14 +96,7 @@ export const LabInstance = mongoose.model<LabInstanceDoc>('LabInstance', schema)
  * The user's instance for the activity, created if missing — exactly one even when called
  * concurrently (upsert on the unique keys; a duplicate-key race is retried and finds the winner).
  */
-export async function ensureInstanceRecord(key: {
-  activityId: string;
-  userId: string;
-  contextId: string;
-  labId: string;
-  labVersion: string;
-  timeLimitMinutes?: number | null;
-}): Promise<LabInstanceDoc> {
+export async function ensureInstanceRecord(key: LabInstanceKey): Promise<LabInstanceDoc> {
   const doc = await retryUpsert(() =>
     LabInstance.findOneAndUpdate(
       { activityId: key.activityId, userId: key.userId },

@@ -10,6 +10,7 @@ import {
 import { isDuplicateKey } from '../../store/database.js';
 import { ValidationFailed } from '../../errors.js';
 import { ALL_SCOPES, DEMO_COURSE } from './claims.js';
+import { httpUrl } from '../httpUrl.js';
 
 export interface ToolRegistration {
   /** Keep an existing client id (re-registration updates that tool); omitted = a new one. */
@@ -27,29 +28,15 @@ export interface ToolRegistration {
   registrationUrl?: string | null;
 }
 
-function absoluteUrl(v: unknown, what: string, problems: string[]): string {
-  if (typeof v !== 'string' || !/^https?:\/\//.test(v)) {
-    problems.push(`${what}: expected an absolute http(s) URL`);
-    return '';
-  }
-  try {
-    new URL(v);
-    return v;
-  } catch {
-    problems.push(`${what}: not a URL`);
-    return '';
-  }
-}
-
 /** Register a tool or update the one with `clientId`. Throws ValidationFailed listing every problem. */
 export async function registerTool(r: ToolRegistration): Promise<DevPlatformToolDoc> {
   const problems: string[] = [];
-  const loginUrl = absoluteUrl(r.loginUrl, 'loginUrl', problems);
-  const targetLinkUri = absoluteUrl(r.targetLinkUri, 'targetLinkUri', problems);
-  const jwksUrl = absoluteUrl(r.jwksUrl, 'jwksUrl', problems);
-  const deepLinkUrl = r.deepLinkUrl ? absoluteUrl(r.deepLinkUrl, 'deepLinkUrl', problems) : null;
+  const loginUrl = httpUrl(r.loginUrl, 'loginUrl', problems);
+  const targetLinkUri = httpUrl(r.targetLinkUri, 'targetLinkUri', problems);
+  const jwksUrl = httpUrl(r.jwksUrl, 'jwksUrl', problems);
+  const deepLinkUrl = r.deepLinkUrl ? httpUrl(r.deepLinkUrl, 'deepLinkUrl', problems) : null;
   const redirectUris = (r.redirectUris?.length ? r.redirectUris : [targetLinkUri, ...(deepLinkUrl ? [deepLinkUrl] : [])])
-    .map((u, i) => absoluteUrl(u, `redirectUris[${i}]`, problems));
+    .map((u, i) => httpUrl(u, `redirectUris[${i}]`, problems));
   if (!r.name?.trim()) problems.push('name: required');
   if (problems.length) throw new ValidationFailed(`invalid tool registration: ${problems.join('; ')}`, problems);
   const fields = {
