@@ -62,7 +62,7 @@ async function viaBackend(cp: ControlPlane): Promise<{ ms: number; objects: numb
 }
 
 function ctx(cp: ControlPlane, h: LabHandle): BuildContext {
-  return { handle: h, spec, toolNamespace: 'lab-orchestrator', toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [`${new URL(cp.server).hostname}/32`] };
+  return { handle: h, spec, toolNamespace: 'lab-orchestrator', toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [`${new URL(cp.server).hostname}/32`], disks: { imageNamespace: 'lab-images' } };
 }
 
 async function viaBareClient(cp: ControlPlane, prefix = 'f', labs = LABS): Promise<number> {

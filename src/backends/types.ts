@@ -66,6 +66,16 @@ export interface Progress {
   message: string;
 }
 
+/**
+ * Where the other machines of the lab reach a machine: its address on the lab network and a name
+ * that resolves inside the lab. Reported by the backend once the machine runs (ip is null until
+ * the backend knows it).
+ */
+export interface MachineAddress {
+  ip: string | null;
+  host: string;
+}
+
 export interface ExecResult {
   exitCode: number;
   stdout: string;
@@ -89,6 +99,9 @@ export interface LabBackend {
 
   /** Run a command on a machine out of band (not on the student's console). */
   exec?(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult>;
+
+  /** Each machine's address as the other machines of the lab see it (machines not running yet: ip null). */
+  addresses?(handle: LabHandle): Promise<Record<string, MachineAddress>>;
 
   pause(handle: LabHandle): Promise<void>;
   resume(handle: LabHandle): Promise<void>;

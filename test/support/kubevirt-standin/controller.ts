@@ -3,19 +3,24 @@
  * VirtualMachine, reduced to one node. Level-triggered: every event on a VM or VMI enqueues its
  * "<ns>/<name>" key and reconcile() compares the API objects with the running guests.
  *
- * - VM with runStrategy Always/RerunOnFailure/Once (or running: true) and no VMI: create the VMI
- *   (owned by the VM, with KubeVirt's foreground-delete finalizer).
+ * - VM with runStrategy Always/RerunOnFailure/Once (or running: true) and no VMI: create its
+ *   DataVolumes (vmDisks.ts), and once they have Succeeded the VMI (owned by the VM, with
+ *   KubeVirt's foreground-delete finalizer and the VM's stable firmware UUID).
  * - VMI new: phase Scheduling → Scheduled (guest booting) → Running with the Ready condition and
  *   interfaces[0].ipAddress; guest exit → Succeeded/Failed.
  * - VMI being deleted (VM stopped, restarted, deleted, or the namespace deleted by the
  *   controller-manager): stop the guest, then remove the finalizer so the object goes away.
- * - VM status: created, ready, printableStatus and the Ready condition.
+ * - VM status: created, ready, printableStatus and the Ready condition (Failure and
+ *   DataVolumeError when a DataVolume cannot be created or cloned).
+ * - A VMI's dataVolume volume boots from its PVC's backing file (cdi.ts), so what the guest writes
+ *   survives a stop and start; a containerDisk gets a fresh overlay per VMI, as in KubeVirt.
  */
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
 import { quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
 import { userDataLogin, userDataScript } from './cloudInit.js';
+import { dataVolumeDisk, ensureVmDataVolumes, firmwareUuid, type DisksState } from './vmDisks.js';
 
 export const VMI_FINALIZER = 'foregroundDeleteVirtualMachine';
 export const NODE_NAME = 'kubevirt-standin';
@@ -25,10 +30,11 @@ interface VmiSpec {
   domain?: {
     cpu?: { cores?: number; sockets?: number; threads?: number };
     memory?: { guest?: string };
+    firmware?: { uuid?: string };
     resources?: { requests?: { memory?: string } };
     devices?: { autoattachGraphicsDevice?: boolean; autoattachSerialConsole?: boolean };
   };
-  volumes?: Array<{ name: string; containerDisk?: { image?: string }; cloudInitNoCloud?: { userData?: string; userDataBase64?: string; secretRef?: { name?: string } } }>;
+  volumes?: Array<{ name: string; containerDisk?: { image?: string }; dataVolume?: { name: string }; cloudInitNoCloud?: { userData?: string; userDataBase64?: string; secretRef?: { name?: string } } }>;
   networks?: Array<{ name: string }>;
   hostname?: string;
 }
@@ -160,8 +166,11 @@ export class StandInController {
     state = { uid, ip: `10.244.${(n >> 8) & 255}.${n & 255 || 1}`, paused: false };
     this.guests.set(key, state);
     const disk = vmi.spec.volumes?.find((v) => v.containerDisk?.image);
+    const dvName = vmi.spec.volumes?.find((v) => v.dataVolume)?.dataVolume?.name;
     const cpu = vmi.spec.domain?.cpu;
     try {
+      const dvDisk = dvName ? await dataVolumeDisk(this.kube, ns, dvName) : undefined;
+      if (dvName && !dvDisk) throw new Error(`PVC ${dvName} is not bound`);
       const userData = await this.userData(vmi);
       const login = userDataLogin(userData);
       const userScript = userDataScript(userData);
@@ -172,6 +181,7 @@ export class StandInController {
         ...(login.password ? { password: login.password } : {}),
         ...(userScript ? { userScript } : {}),
         image: disk?.containerDisk?.image ?? 'lab-tiny',
+        ...(dvDisk ? { disk: dvDisk } : {}),
         cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
         memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),
         graphics: vmi.spec.domain?.devices?.autoattachGraphicsDevice !== false,
@@ -293,6 +303,12 @@ export class StandInController {
         vmi = { ...vmi, metadata: { ...vmi.metadata, deletionTimestamp: now() } };
       }
     } else if (!vmi && wantRunning) {
+      const disks = await ensureVmDataVolumes(this.kube, vm);
+      if (disks.state !== 'ready') {
+        if (disks.state === 'error') setTimeout(() => this.enqueue(`${ns}/${name}`), 5000).unref();
+        await this.setVmStatus(vm, undefined, strategy, disks);
+        return;
+      }
       const t = vm.spec.template;
       const r = await this.kube.request('POST', vmiPath(ns), {
         apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance',
@@ -301,7 +317,7 @@ export class StandInController {
           finalizers: [VMI_FINALIZER],
           ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true, blockOwnerDeletion: true }],
         },
-        spec: t.spec,
+        spec: { ...t.spec, domain: { ...t.spec.domain, firmware: { ...t.spec.domain?.firmware, uuid: t.spec.domain?.firmware?.uuid ?? firmwareUuid(name) } } },
       });
       // 403: the namespace is terminating; 409: created meanwhile (the VMI event re-enqueues us).
       if (r.status !== 201 && r.status !== 409 && r.status !== 403) throw new Error(`creating VMI ${ns}/${name}: ${r.status} ${r.text.slice(0, 300)}`);
@@ -311,7 +327,7 @@ export class StandInController {
     await this.setVmStatus(vm, vmi, strategy);
   }
 
-  private async setVmStatus(vm: Vm, vmi: Vmi | undefined, strategy: string): Promise<void> {
+  private async setVmStatus(vm: Vm, vmi: Vmi | undefined, strategy: string, disks?: DisksState): Promise<void> {
     const phase = vmi?.status?.phase ?? '';
     const paused = vmi?.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false;
     const ready = phase === 'Running' && !vmi?.metadata.deletionTimestamp && (vmi?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
@@ -321,12 +337,17 @@ export class StandInController {
     else if (phase === 'Failed') printable = 'CrashLoopBackOff';
     else if (phase === 'Succeeded') printable = 'Stopped';
     else if (vmi) printable = 'Starting';
+    else if (disks?.state === 'error') printable = 'DataVolumeError';
+    else if (disks?.state === 'waiting') printable = 'Provisioning';
     const old = vm.status as { printableStatus?: string; ready?: boolean; created?: boolean; conditions?: Condition[] } | undefined;
     const created = !!vmi && !vmi.metadata.deletionTimestamp;
-    if (old?.printableStatus === printable && old.ready === ready && old.created === created && old.conditions?.length) return;
+    const failure = disks?.state === 'error' ? disks : undefined;
+    const oldFailure = old?.conditions?.find((c) => c.type === 'Failure');
+    if (old?.printableStatus === printable && old.ready === ready && old.created === created && old.conditions?.length && oldFailure?.message === failure?.message) return;
     const prev = old?.conditions?.find((c) => c.type === 'Ready');
     const status = ready ? 'True' : 'False';
     const conditions: Condition[] = [{ type: 'Ready', status, ...(ready ? {} : { reason: vmi ? 'NotReady' : 'VMINotExists' }), lastProbeTime: null, lastTransitionTime: prev?.status === status ? prev.lastTransitionTime : now() }];
+    if (failure) conditions.push({ type: 'Failure', status: 'True', reason: failure.reason, message: failure.message, lastProbeTime: null, lastTransitionTime: oldFailure?.lastTransitionTime ?? now() });
     await this.kube.mergePatch(`${vmPath(vm.metadata.namespace, vm.metadata.name)}/status`, {
       status: { printableStatus: printable, ready, created, runStrategy: strategy, conditions, observedGeneration: vm.metadata.generation, desiredGeneration: vm.metadata.generation },
     }, [200, 404]);

@@ -20,6 +20,8 @@ export interface GuestRequest {
   password?: string;
   /** What cloud-init would run at boot (write_files, runcmd, scripts: cloudInit.ts), as one root script. */
   userScript?: string;
+  /** A DataVolume root disk: boot from this file (kept after the guest stops) and this guest image's kernel; else a fresh overlay of `image`. */
+  disk?: { file: string; imageDir: string };
 }
 
 export interface Guest {

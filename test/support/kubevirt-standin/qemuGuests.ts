@@ -52,8 +52,8 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       // A stand-in cannot pull container images: "registry/x/lab-tiny:tag" → images/lab-tiny, and
       // an image we do not have boots lab-tiny (said in the log).
       const wanted = (req.image.split('/').pop() ?? '').replace(/[:@].*$/, '').replace(/[^a-z0-9._-]/gi, '_');
-      let image = path.join(images, wanted || 'lab-tiny');
-      if (!fs.existsSync(path.join(image, 'vmlinuz'))) {
+      let image = req.disk?.imageDir ?? path.join(images, wanted || 'lab-tiny');
+      if (!req.disk && !fs.existsSync(path.join(image, 'vmlinuz'))) {
         o.log.info({ key: req.key, image: req.image }, 'qemu.image.unknown; booting lab-tiny');
         image = path.join(images, 'lab-tiny');
       }
@@ -63,8 +63,9 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       // Short directory names: unix socket paths are limited to 107 bytes.
       const runDir = path.join(o.workDir, `g${++seq}`);
       fs.mkdirSync(runDir, { recursive: true });
-      const overlay = path.join(runDir, 'home.qcow2');
-      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(image, 'disk.qcow2'), overlay]);
+      // a DataVolume's file is the VM's own disk (kept across boots); a containerDisk gets a fresh overlay
+      const overlay = req.disk?.file ?? path.join(runDir, 'home.qcow2');
+      if (!req.disk) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(image, 'disk.qcow2'), overlay]);
       const config = path.join(runDir, 'config');
       const line = (v: string): string => v.replace(/[\r\n]/g, '');
       // ip: the guest's address on QEMU user networking, so host forwards (portforward) reach it
