@@ -284,13 +284,14 @@ export class KubeVirtBackend implements LabBackend {
   /**
    * VMs: the VMI's first interface address (the pod address, which the lab's other machines reach
    * under masquerade); containers: the pod IP. The name is the machine's record in the lab's
-   * headless Service (`<machine>.lab.<namespace>.svc`, resolvable from every pod and VM of the lab).
+   * headless Service, `<machine>.lab`: the namespace is in every pod's DNS search path (and KubeVirt
+   * adds `lab.<namespace>.svc…` to a VM's, so `<machine>` alone resolves from VMs too).
    */
   async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
     const ns = await this.liveNamespace(handle);
     const spec = ns && this.storedSpec(ns);
     if (!spec) return {};
-    const host = (m: string) => `${m}.${SUBDOMAIN}.${handle.name}.svc`;
+    const host = (m: string) => `${m}.${SUBDOMAIN}`;
     const out: Record<string, MachineAddress> = {};
     const containers = spec.machines.filter((m) => m.kind === 'container');
     const pods = containers.length > 0 ? (await this.client.request<{ items: Pod[] }>('GET', podPath(handle.name))).items : [];

@@ -37,6 +37,7 @@ interface VmiSpec {
   volumes?: Array<{ name: string; containerDisk?: { image?: string }; dataVolume?: { name: string }; cloudInitNoCloud?: { userData?: string; userDataBase64?: string; secretRef?: { name?: string } } }>;
   networks?: Array<{ name: string }>;
   hostname?: string;
+  subdomain?: string;
 }
 export interface Vmi {
   metadata: ObjectMeta;
@@ -64,7 +65,8 @@ export class StandInController {
   private queue = new Map<string, { running: boolean; again: boolean }>();
   private running = new Set<Promise<void>>();
   private informers: Array<k8s.Informer<k8s.KubernetesObject>> = [];
-  private ipCounter = 1;
+  /** Lab namespaces in the order first seen: namespace i gets the pod addresses 10.244.i.0/24. */
+  private nsIndex = new Map<string, number>();
   /** Per VM uid: failed starts in a row and when the next may happen (KubeVirt's crash-loop backoff). */
   private crashes = new Map<string, { count: number; until: number }>();
   private stopped = false;
@@ -162,8 +164,8 @@ export class StandInController {
     // A new VMI: schedule it on our one node and boot its guest.
     let cur = await this.setVmiStatus(vmi, 'Scheduling');
     cur = await this.setVmiStatus(cur, 'Scheduled', { nodeName: NODE_NAME });
-    const n = this.ipCounter++;
-    state = { uid, ip: `10.244.${(n >> 8) & 255}.${n & 255 || 1}`, paused: false };
+    const lab = await this.labNetwork(ns, name);
+    state = { uid, ip: lab.ip, paused: false };
     this.guests.set(key, state);
     const disk = vmi.spec.volumes?.find((v) => v.containerDisk?.image);
     const dvName = vmi.spec.volumes?.find((v) => v.dataVolume)?.dataVolume?.name;
@@ -182,6 +184,7 @@ export class StandInController {
         ...(userScript ? { userScript } : {}),
         image: disk?.containerDisk?.image ?? 'lab-tiny',
         ...(dvDisk ? { disk: dvDisk } : {}),
+        lab,
         cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
         memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),
         graphics: vmi.spec.domain?.devices?.autoattachGraphicsDevice !== false,
@@ -200,6 +203,28 @@ export class StandInController {
     if (this.stopped) { await booted.guest!.stop(); return cur; }
     this.log.info({ key, pid: booted.guest!.pid }, 'guest.running');
     return this.syncRunning(cur, booted);
+  }
+
+  /**
+   * The VMI's address and the lab's names, as the cluster network would give them: a stable
+   * address per VM (10.244.<namespace>.<10 + its place among the namespace's VMs>) and, per VM of
+   * the namespace, `<vm>` and `<vm>.<subdomain>` (KubeVirt puts the subdomain in the guest's DNS
+   * search path; the headless Service resolves it).
+   */
+  private async labNetwork(ns: string, name: string): Promise<{ segment: string; ip: string; prefixLength: number; hosts: Array<{ name: string; ip: string }> }> {
+    if (!this.nsIndex.has(ns)) this.nsIndex.set(ns, this.nsIndex.size + 1);
+    const i = this.nsIndex.get(ns)! % 250;
+    const list = (await this.kube.get<{ items: Vm[] }>(vmPath(ns)))?.items ?? [];
+    const vms = list.map((v) => v.metadata.name);
+    if (!vms.includes(name)) vms.push(name); // a VMI without a VM
+    vms.sort();
+    const ipOf = (vm: string) => `10.244.${i}.${10 + vms.indexOf(vm)}`;
+    const hosts = vms.flatMap((vm) => {
+      const t = list.find((v) => v.metadata.name === vm)?.spec.template.spec;
+      const names = [t?.hostname ?? vm, ...(t?.subdomain ? [`${t.hostname ?? vm}.${t.subdomain}`] : [])];
+      return names.map((n) => ({ name: n, ip: ipOf(vm) }));
+    });
+    return { segment: ns, ip: ipOf(name), prefixLength: 16, hosts };
   }
 
   /** The VMI's cloud-init NoCloud user data, inline or from its Secret (key userdata or userData). */

@@ -20,6 +20,12 @@ export interface GuestRequest {
   password?: string;
   /** What cloud-init would run at boot (write_files, runcmd, scripts: cloudInit.ts), as one root script. */
   userScript?: string;
+  /**
+   * The lab network, as the cluster network looks from a lab VM: one segment per namespace (the
+   * guests of one lab share it, other labs cannot reach it), the VMI's address on it, and the
+   * names the cluster DNS would resolve for the lab's machines (`beta`, `beta.lab`).
+   */
+  lab: { segment: string; ip: string; prefixLength: number; hosts: Array<{ name: string; ip: string }> };
   /** A DataVolume root disk: boot from this file (kept after the guest stops) and this guest image's kernel; else a fresh overlay of `image`. */
   disk?: { file: string; imageDir: string };
 }

@@ -2,12 +2,17 @@
  * Real QEMU guests for the stand-in, through the project's QemuRunner: the guest image (lab-tiny:
  * kernel, initramfs, /home base disk, built by scripts/build-guest-image.sh into
  * $LAB_TOOLS_DIR/images) with a copy-on-write overlay per VMI, its VNC display and serial console
- * on unix sockets under the stand-in's work dir. KVM when it really works, TCG otherwise. The
- * guest's one NIC is QEMU user networking (restricted: no way out) with address GUEST_IP, and the
- * VMI `portforward` subresource is served through host forwards to it (forwardPort). The user data
- * cloud-init would apply runs as lab-tiny's boot script (opt/lab/userdata, cloudInit.ts).
+ * on unix sockets under the stand-in's work dir. KVM when it really works, TCG otherwise.
+ *
+ * Two NICs: the lab network (a QEMU socket multicast segment on 127.0.0.1, one per namespace, so
+ * the VMs of one lab reach each other at their VMI addresses and other labs' VMs cannot), and QEMU
+ * user networking (restricted: no way out) at GUEST_IP, through which the VMI `portforward`
+ * subresource reaches the guest (host forwards, forwardPort) as virt-handler reaches into the
+ * pod. The user data cloud-init would apply runs as lab-tiny's boot script (opt/lab/userdata,
+ * cloudInit.ts).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -22,6 +27,24 @@ const run = promisify(execFile);
 const QEMU = 'qemu-system-x86_64';
 /** The guest's address on QEMU user networking (its default DHCP address). */
 const GUEST_IP = '10.0.2.15';
+/** QemuRunner names NIC i's netdev "n<i>": the lab segment is n0, user networking n1. */
+const POD_NETDEV = 'n1';
+
+/** A multicast group and port per lab namespace, random like the QEMU backend's (other runs on this host use the same loopback). */
+function segmentAllocator(): (segment: string) => { group: string; port: number } {
+  const segments = new Map<string, { group: string; port: number }>();
+  return (segment) => {
+    const known = segments.get(segment);
+    if (known) return known;
+    let s: { group: string; port: number };
+    do {
+      const b = randomBytes(4);
+      s = { group: `230.${b[0]}.${b[1]}.${b[2]}`, port: 20000 + (b.readUInt16BE(2) % 20000) };
+    } while ([...segments.values()].some((o) => o.group === s.group && o.port === s.port));
+    segments.set(segment, s);
+    return s;
+  };
+}
 
 /**
  * A QEMU user-network host forward 127.0.0.1:<free port> → guest:<port>, added to the running
@@ -38,7 +61,7 @@ async function addHostForward(qmp: { execute<T>(cmd: string, args?: Record<strin
         srv.close(() => resolve(port));
       });
     });
-    const out = await qmp.execute<string>('human-monitor-command', { 'command-line': `hostfwd_add n0 tcp:127.0.0.1:${hostPort}-${GUEST_IP}:${guestPort}` });
+    const out = await qmp.execute<string>('human-monitor-command', { 'command-line': `hostfwd_add ${POD_NETDEV} tcp:127.0.0.1:${hostPort}-${GUEST_IP}:${guestPort}` });
     if (!out.trim()) return hostPort;
     if (attempt >= 3) throw new Error(`hostfwd_add for guest port ${guestPort}: ${out.trim()}`);
   }
@@ -47,6 +70,7 @@ async function addHostForward(qmp: { execute<T>(cmd: string, args?: Record<strin
 export async function createGuestRuntime(o: { workDir: string; log: Logger; imageDir?: string }): Promise<GuestRuntime> {
   const images = o.imageDir ?? path.join(defaultToolsDir(), 'images');
   let seq = 0;
+  const segmentOf = segmentAllocator();
   return {
     async boot(req: GuestRequest): Promise<Guest> {
       // A stand-in cannot pull container images: "registry/x/lab-tiny:tag" → images/lab-tiny, and
@@ -68,18 +92,23 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       if (!req.disk) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(image, 'disk.qcow2'), overlay]);
       const config = path.join(runDir, 'config');
       const line = (v: string): string => v.replace(/[\r\n]/g, '');
-      // ip: the guest's address on QEMU user networking, so host forwards (portforward) reach it
-      fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${GUEST_IP}/24\n`, { mode: 0o600 });
+      // ip: the VMI address on the lab segment; egress=1: GUEST_IP on user networking, where host forwards (portforward) reach it
+      const hosts = req.lab.hosts.map((h) => `host=${line(h.name)} ${line(h.ip)}\n`).join('');
+      fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${req.lab.ip}/${req.lab.prefixLength}\negress=1\n${hosts}`, { mode: 0o600 });
       const fwCfg: Record<string, string> = { 'opt/lab/config': config };
       if (req.userScript) {
         fwCfg['opt/lab/userdata'] = path.join(runDir, 'userdata');
         fs.writeFileSync(fwCfg['opt/lab/userdata'], req.userScript, { mode: 0o600 });
       }
+      const segment = segmentOf(req.lab.segment);
       const g = await QemuRunner.start({
         runDir, name: req.key.replace('/', '_'), qemuBin: QEMU, accel,
         kernel, initrd: path.join(image, 'initramfs.gz'),
         memoryMiB: req.memoryMiB, cpus: req.cpus, disk: overlay,
-        nics: [{ mac: '52:54:00:12:34:56', netdev: 'user,restrict=on' }],
+        nics: [
+          { mac: macFor('52:54:00', req.lab.ip), netdev: `socket,mcast=${segment.group}:${segment.port},localaddr=127.0.0.1` },
+          { mac: macFor('52:54:01', req.lab.ip), netdev: 'user,restrict=on' },
+        ],
         fwCfg,
         vnc: req.graphics, agent: false, log: o.log,
       });
@@ -118,4 +147,9 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       };
     },
   };
+}
+
+/** A MAC from the guest's lab address (unique on its segment); lab-tiny finds its NICs by prefix. */
+function macFor(prefix: string, ip: string): string {
+  return `${prefix}:${ip.split('.').slice(1).map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
 }
