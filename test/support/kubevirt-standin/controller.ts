@@ -18,7 +18,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
-import { quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
+import { quantityToMiB, type Guest, type GuestRuntime, type LabNetwork } from './guests.js';
 import { userDataLogin, userDataScript } from './cloudInit.js';
 import { dataVolumeDisk, ensureVmDataVolumes, firmwareUuid, type DisksState } from './vmDisks.js';
 
@@ -211,7 +211,7 @@ export class StandInController {
    * the namespace, `<vm>` and `<vm>.<subdomain>` (KubeVirt puts the subdomain in the guest's DNS
    * search path; the headless Service resolves it).
    */
-  private async labNetwork(ns: string, name: string): Promise<{ segment: string; ip: string; prefixLength: number; hosts: Array<{ name: string; ip: string }> }> {
+  private async labNetwork(ns: string, name: string): Promise<LabNetwork> {
     if (!this.nsIndex.has(ns)) this.nsIndex.set(ns, this.nsIndex.size + 1);
     const i = this.nsIndex.get(ns)! % 250;
     const list = (await this.kube.get<{ items: Vm[] }>(vmPath(ns)))?.items ?? [];
@@ -219,12 +219,13 @@ export class StandInController {
     if (!vms.includes(name)) vms.push(name); // a VMI without a VM
     vms.sort();
     const ipOf = (vm: string) => `10.244.${i}.${10 + vms.indexOf(vm)}`;
-    const hosts = vms.flatMap((vm) => {
+    const hosts = vms.map((vm) => {
       const t = list.find((v) => v.metadata.name === vm)?.spec.template.spec;
-      const names = [t?.hostname ?? vm, ...(t?.subdomain ? [`${t.hostname ?? vm}.${t.subdomain}`] : [])];
-      return names.map((n) => ({ name: n, ip: ipOf(vm) }));
+      return { ip: ipOf(vm), hostname: t?.hostname ?? vm, ...(t?.subdomain ? { subdomain: t.subdomain } : {}) };
     });
-    return { segment: ns, ip: ipOf(name), prefixLength: 16, hosts };
+    const sub = hosts.find((h) => h.ip === ipOf(name))?.subdomain;
+    const search = [...(sub ? [`${sub}.${ns}.svc.cluster.local`] : []), `${ns}.svc.cluster.local`, 'svc.cluster.local', 'cluster.local'];
+    return { segment: ns, ip: ipOf(name), prefixLength: 16, gateway: `10.244.${i}.1`, search, hosts };
   }
 
   /** The VMI's cloud-init NoCloud user data, inline or from its Secret (key userdata or userData). */

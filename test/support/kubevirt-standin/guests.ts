@@ -25,9 +25,22 @@ export interface GuestRequest {
    * guests of one lab share it, other labs cannot reach it), the VMI's address on it, and the
    * names the cluster DNS would resolve for the lab's machines (`beta`, `beta.lab`).
    */
-  lab: { segment: string; ip: string; prefixLength: number; hosts: Array<{ name: string; ip: string }> };
+  lab: LabNetwork;
   /** A DataVolume root disk: boot from this file (kept after the guest stops) and this guest image's kernel; else a fresh overlay of `image`. */
   disk?: { file: string; imageDir: string };
+}
+
+/** A VMI's place on its lab segment (controller.ts: labNetwork). */
+export interface LabNetwork {
+  /** The namespace: one segment each. */
+  segment: string;
+  ip: string;
+  prefixLength: number;
+  /** The segment's gateway address (the stand-in's DHCP and DNS) and the guest's DNS search path. */
+  gateway: string;
+  search: string[];
+  /** Every VM of the namespace (this one included). */
+  hosts: Array<{ ip: string; hostname: string; subdomain?: string }>;
 }
 
 export interface Guest {

@@ -21,7 +21,8 @@ import type { Logger } from 'pino';
 import { defaultToolsDir } from '../../../src/config.js';
 import { QemuRunner } from '../../../src/backends/qemu/QemuRunner.js';
 import { detectAccel } from '../../../src/backends/qemu/kvm.js';
-import type { Guest, GuestRequest, GuestRuntime } from './guests.js';
+import type { Guest, GuestRequest, GuestRuntime, LabNetwork } from './guests.js';
+import { LabSegment } from './labSegment.js';
 
 const run = promisify(execFile);
 const QEMU = 'qemu-system-x86_64';
@@ -30,20 +31,33 @@ const GUEST_IP = '10.0.2.15';
 /** QemuRunner names NIC i's netdev "n<i>": the lab segment is n0, user networking n1. */
 const POD_NETDEV = 'n1';
 
-/** A multicast group and port per lab namespace, random like the QEMU backend's (other runs on this host use the same loopback). */
-function segmentAllocator(): (segment: string) => { group: string; port: number } {
-  const segments = new Map<string, { group: string; port: number }>();
-  return (segment) => {
-    const known = segments.get(segment);
-    if (known) return known;
-    let s: { group: string; port: number };
-    do {
-      const b = randomBytes(4);
-      s = { group: `230.${b[0]}.${b[1]}.${b[2]}`, port: 20000 + (b.readUInt16BE(2) % 20000) };
-    } while ([...segments.values()].some((o) => o.group === s.group && o.port === s.port));
-    segments.set(segment, s);
-    return s;
+/**
+ * A multicast group and port per lab namespace, random like the QEMU backend's (other runs on this
+ * host use the same loopback), with the stand-in's DHCP and DNS on it (labSegment.ts).
+ */
+function segmentAllocator(log: Logger): (lab: LabNetwork) => Promise<{ group: string; port: number }> {
+  const segments = new Map<string, { group: string; port: number; service: Promise<LabSegment> }>();
+  return async (lab) => {
+    let s = segments.get(lab.segment);
+    if (!s) {
+      let addr: { group: string; port: number };
+      do {
+        const b = randomBytes(4);
+        addr = { group: `230.${b[0]}.${b[1]}.${b[2]}`, port: 20000 + (b.readUInt16BE(2) % 20000) };
+      } while ([...segments.values()].some((o) => o.group === addr.group && o.port === addr.port));
+      const service = new LabSegment({ ...addr, gateway: lab.gateway, netmask: prefixMask(lab.prefixLength), search: lab.search }, log.child({ segment: lab.segment }));
+      s = { ...addr, service: service.start().then(() => service) };
+      segments.set(lab.segment, s);
+    }
+    const fqdn = (h: LabNetwork['hosts'][number]) => (h.subdomain ? [`${h.hostname}.${h.subdomain}.${lab.segment}.svc.cluster.local`] : []);
+    (await s.service).setHosts(lab.hosts.map((h) => ({ mac: macFor('52:54:00', h.ip), ip: h.ip, names: fqdn(h) })));
+    return { group: s.group, port: s.port };
   };
+}
+
+function prefixMask(bits: number): string {
+  const n = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+  return [24, 16, 8, 0].map((sh) => (n >>> sh) & 255).join('.');
 }
 
 /**
@@ -70,7 +84,7 @@ async function addHostForward(qmp: { execute<T>(cmd: string, args?: Record<strin
 export async function createGuestRuntime(o: { workDir: string; log: Logger; imageDir?: string }): Promise<GuestRuntime> {
   const images = o.imageDir ?? path.join(defaultToolsDir(), 'images');
   let seq = 0;
-  const segmentOf = segmentAllocator();
+  const segmentOf = segmentAllocator(o.log);
   return {
     async boot(req: GuestRequest): Promise<Guest> {
       // A stand-in cannot pull container images: "registry/x/lab-tiny:tag" → images/lab-tiny, and
@@ -93,14 +107,15 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       const config = path.join(runDir, 'config');
       const line = (v: string): string => v.replace(/[\r\n]/g, '');
       // ip: the VMI address on the lab segment; egress=1: GUEST_IP on user networking, where host forwards (portforward) reach it
-      const hosts = req.lab.hosts.map((h) => `host=${line(h.name)} ${line(h.ip)}\n`).join('');
+      const names = (h: LabNetwork['hosts'][number]) => [h.hostname, ...(h.subdomain ? [`${h.hostname}.${h.subdomain}`] : [])];
+      const hosts = req.lab.hosts.flatMap((h) => names(h).map((n) => `host=${line(n)} ${line(h.ip)}\n`)).join('');
       fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${req.lab.ip}/${req.lab.prefixLength}\negress=1\n${hosts}`, { mode: 0o600 });
       const fwCfg: Record<string, string> = { 'opt/lab/config': config };
       if (req.userScript) {
         fwCfg['opt/lab/userdata'] = path.join(runDir, 'userdata');
         fs.writeFileSync(fwCfg['opt/lab/userdata'], req.userScript, { mode: 0o600 });
       }
-      const segment = segmentOf(req.lab.segment);
+      const segment = await segmentOf(req.lab);
       const g = await QemuRunner.start({
         runDir, name: req.key.replace('/', '_'), qemuBin: QEMU, accel,
         kernel, initrd: path.join(image, 'initramfs.gz'),
