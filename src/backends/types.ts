@@ -66,16 +66,6 @@ export interface Progress {
   message: string;
 }
 
-/**
- * Where the other machines of the lab reach a machine: its address on the lab network and a name
- * that resolves inside the lab. Reported by the backend once the machine runs (ip is null until
- * the backend knows it).
- */
-export interface MachineAddress {
-  ip: string | null;
-  host: string;
-}
-
 export interface ExecResult {
   exitCode: number;
   stdout: string;
@@ -125,9 +115,6 @@ export interface LabBackend {
    * reach it ({{machines.X.ip}} / {{machines.X.host}} are filled from these). Machines whose
    * address is not known yet are missing. Throws NotFound for a lab that does not exist.
    */
-  addresses?(handle: LabHandle): Promise<Record<string, MachineAddress>>;
-
-  /** Each machine's address as the other machines of the lab see it (machines not running yet: ip null). */
   addresses?(handle: LabHandle): Promise<Record<string, MachineAddress>>;
 
   pause(handle: LabHandle): Promise<void>;

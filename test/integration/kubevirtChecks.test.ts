@@ -13,7 +13,7 @@ import { ConsoleSession } from '../support/console.js';
 import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
 import { SessionTokens } from '../../src/auth/session.js';
 import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
-import { AGENT_PORT } from '../../src/backends/kubevirt/execAgent.js';
+import { AGENT_TCP_PORT as AGENT_PORT } from '../../src/backends/kubevirt/vmAgent.js';
 import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
 import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';

@@ -240,6 +240,7 @@ describe('KubeVirt manifests', () => {
             hostname: 'web',
             subdomain: 'lab',
             terminationGracePeriodSeconds: 5,
+            readinessProbe: { tcpSocket: { port: 1022 }, periodSeconds: 2 },
             domain: {
               cpu: { cores: 2 },
               resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } },

@@ -18,7 +18,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { BackendFailure, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
-import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
+import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { KubeApiError, objectPath, type KubeClient } from './client.js';
 import { Informer } from './Informer.js';
 import { DriftWatch } from './DriftWatch.js';
@@ -39,8 +39,8 @@ import {
   type K8sObject,
 } from './manifests.js';
 import { execInPod, openPodTerminal } from './podExec.js';
-import { withExecAgent } from './execAgent.js';
-import { execInVm } from './vmExec.js';
+import { execInVm, withAgent } from './vmAgent.js';
+import { envFile } from '../guest/agentProtocol.js';
 import { checkClones, checkGoldenImages, storedBytesByState } from './diskState.js';
 import type { DiskOptions } from './disks.js';
 
@@ -140,7 +140,7 @@ export class KubeVirtBackend implements LabBackend {
     await this.client.create(plan.roleBinding, signal);
     onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });
     const guards = Promise.all(plan.guards.map((o) => this.createSettled(o, signal)));
-    const setup = Promise.all([...plan.setup.map(withExecAgent), ...plan.vms].map((o) => this.createSettled(o, signal)));
+    const setup = Promise.all([...plan.setup.map((o) => withAgent(o, spec.machines)), ...plan.vms].map((o) => this.createSettled(o, signal)));
     setup.catch(() => undefined); // awaited below; never an unhandled rejection when the guards fail first
     await guards;
     onProgress({ phase: 'disks', percent: 35, message: 'Preparing the machines' });
@@ -273,16 +273,17 @@ export class KubeVirtBackend implements LabBackend {
     throw new NotFound(`no ${channel} for ${ns}/${machine}`, { publicMessage: `Machine ${machine} has no ${channel === 'vnc' ? 'desktop' : 'console'} right now.` });
   }
 
-  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
-    // VMs: the exec agent in the guest through the VMI portforward subresource (vmExec.ts)
+  async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
+    // VMs: the check agent in the guest through the VMI portforward subresource (vmAgent.ts)
     if (this.vmis.get(handle.name, machine)) return execInVm({ client: this.client, subresourceUrl: this.subresourceUrl, namespace: handle.name, machine }, command, opts);
     const pod = await this.client.get(podPath(handle.name, machine));
     if (!pod) throw new Conflict(`exec: machine ${machine} has no running VMI or pod in ${handle.name}`, { publicMessage: `Machine ${machine} is not running, so it cannot be checked.` });
-    return execInPod(this.client, handle.name, machine, command, opts);
+    // containers: values as an env file of quoted exports before the command, never spliced into it
+    return execInPod(this.client, handle.name, machine, opts.env ? `${envFile(opts.env)}${command}` : command, opts);
   }
 
   /**
-   * VMs: the VMI's first interface address (the pod address, which the lab's other machines reach
+   * Machines with a known address (running). VMs: the VMI's first interface address (the pod address, which the lab's other machines reach
    * under masquerade); containers: the pod IP. The name is the machine's record in the lab's
    * headless Service, `<machine>.lab`: the namespace is in every pod's DNS search path (and KubeVirt
    * adds `lab.<namespace>.svc…` to a VM's, so `<machine>` alone resolves from VMs too).
@@ -290,14 +291,14 @@ export class KubeVirtBackend implements LabBackend {
   async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
     const ns = await this.liveNamespace(handle);
     const spec = ns && this.storedSpec(ns);
-    if (!spec) return {};
+    if (!spec) throw new NotFound(`no lab ${handle.name}`, { publicMessage: 'This lab does not exist (any more).' });
     const host = (m: string) => `${m}.${SUBDOMAIN}`;
     const out: Record<string, MachineAddress> = {};
     const containers = spec.machines.filter((m) => m.kind === 'container');
     const pods = containers.length > 0 ? (await this.client.request<{ items: Pod[] }>('GET', podPath(handle.name))).items : [];
     for (const m of spec.machines) {
       const ip = m.kind === 'vm' ? vmiAddress(this.vmis.get(handle.name, m.name)) : (pods.find((p) => p.metadata.name === m.name)?.status as { podIP?: string } | undefined)?.podIP;
-      out[m.name] = { ip: ip ?? null, host: host(m.name) };
+      if (ip) out[m.name] = { ip, host: host(m.name) };
     }
     return out;
   }

@@ -20,6 +20,7 @@
  */
 import type { BackendLabSpec, LabHandle, MachineSpec } from '../types.js';
 import { rootDataVolumeTemplate, rootDiskName, storageQuota, type DiskOptions } from './disks.js';
+import { AGENT_TCP_PORT } from '../guest/cloudInit.js';
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGER = 'lab-orchestrator';
@@ -360,6 +361,8 @@ export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: Run
           hostname: m.name,
           subdomain: SUBDOMAIN,
           terminationGracePeriodSeconds: 5,
+          // Ready once cloud-init has started the check agent, not merely when the domain runs
+          readinessProbe: { tcpSocket: { port: AGENT_TCP_PORT }, periodSeconds: 2 },
           domain: {
             cpu: { cores: m.cpus },
             resources,

@@ -16,6 +16,7 @@
  *   survives a stop and start; a containerDisk gets a fresh overlay per VMI, as in KubeVirt.
  */
 import * as k8s from '@kubernetes/client-node';
+import net from 'node:net';
 import type { Logger } from 'pino';
 import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
 import { quantityToMiB, type Guest, type GuestRuntime, type LabNetwork } from './guests.js';
@@ -34,11 +35,22 @@ interface VmiSpec {
     resources?: { requests?: { memory?: string } };
     devices?: { autoattachGraphicsDevice?: boolean; autoattachSerialConsole?: boolean };
   };
-  volumes?: Array<{ name: string; containerDisk?: { image?: string }; dataVolume?: { name: string }; cloudInitNoCloud?: { userData?: string; userDataBase64?: string; secretRef?: { name?: string } } }>;
+  volumes?: Array<{ name: string; containerDisk?: { image?: string }; dataVolume?: { name: string }; cloudInitNoCloud?: NoCloudSource }>;
   networks?: Array<{ name: string }>;
   hostname?: string;
   subdomain?: string;
+  readinessProbe?: { tcpSocket?: { port: number }; periodSeconds?: number; initialDelaySeconds?: number };
 }
+/** KubeVirt's cloudInitNoCloud volume source (the fields of its real schema). */
+interface NoCloudSource {
+  userData?: string;
+  userDataBase64?: string;
+  secretRef?: { name?: string };
+  networkData?: string;
+  networkDataBase64?: string;
+  networkDataSecretRef?: { name?: string };
+}
+
 export interface Vmi {
   metadata: ObjectMeta;
   spec: VmiSpec;
@@ -55,6 +67,8 @@ interface GuestState {
   uid: string;
   ip: string;
   paused: boolean;
+  /** The readiness probe passed (or the VMI has none). */
+  ready: boolean;
   exit?: { code: number | null; signal: string | null };
 }
 
@@ -165,7 +179,8 @@ export class StandInController {
     let cur = await this.setVmiStatus(vmi, 'Scheduling');
     cur = await this.setVmiStatus(cur, 'Scheduled', { nodeName: NODE_NAME });
     const lab = await this.labNetwork(ns, name);
-    state = { uid, ip: lab.ip, paused: false };
+    const probePort = vmi.spec.readinessProbe?.tcpSocket?.port;
+    state = { uid, ip: lab.ip, paused: false, ready: probePort === undefined };
     this.guests.set(key, state);
     const disk = vmi.spec.volumes?.find((v) => v.containerDisk?.image);
     const dvName = vmi.spec.volumes?.find((v) => v.dataVolume)?.dataVolume?.name;
@@ -173,7 +188,7 @@ export class StandInController {
     try {
       const dvDisk = dvName ? await dataVolumeDisk(this.kube, ns, dvName) : undefined;
       if (dvName && !dvDisk) throw new Error(`PVC ${dvName} is not bound`);
-      const userData = await this.userData(vmi);
+      const { userData, networkData } = await this.cloudInitData(vmi);
       const login = userDataLogin(userData);
       const userScript = userDataScript(userData);
       state.guest = await this.runtime.boot({
@@ -185,6 +200,13 @@ export class StandInController {
         image: disk?.containerDisk?.image ?? 'lab-tiny',
         ...(dvDisk ? { disk: dvDisk } : {}),
         lab,
+        cloudInit: {
+          // KubeVirt's meta-data: instance-id = the firmware UUID (stable per VM), local-hostname
+          instanceId: vmi.spec.domain?.firmware?.uuid ?? uid,
+          hostname: vmi.spec.hostname ?? name,
+          ...(userData !== undefined ? { userData } : {}),
+          ...(networkData !== undefined ? { networkData } : {}),
+        },
         cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
         memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),
         graphics: vmi.spec.domain?.devices?.autoattachGraphicsDevice !== false,
@@ -202,6 +224,7 @@ export class StandInController {
     });
     if (this.stopped) { await booted.guest!.stop(); return cur; }
     this.log.info({ key, pid: booted.guest!.pid }, 'guest.running');
+    if (probePort !== undefined) void this.probeUntilReady(key, booted, probePort, (vmi.spec.readinessProbe?.periodSeconds ?? 10) * 1000);
     return this.syncRunning(cur, booted);
   }
 
@@ -228,16 +251,48 @@ export class StandInController {
     return { segment: ns, ip: ipOf(name), prefixLength: 16, gateway: `10.244.${i}.1`, search, hosts };
   }
 
-  /** The VMI's cloud-init NoCloud user data, inline or from its Secret (key userdata or userData). */
-  private async userData(vmi: Vmi): Promise<string | undefined> {
+  /**
+   * The VMI's cloud-init NoCloud user data and network data, as virt-launcher reads them: inline,
+   * base64 or from a Secret (keys userdata/userData, networkdata/networkData).
+   */
+  private async cloudInitData(vmi: Vmi): Promise<{ userData?: string; networkData?: string }> {
     const ci = vmi.spec.volumes?.find((v) => v.cloudInitNoCloud)?.cloudInitNoCloud;
-    if (!ci) return undefined;
-    if (ci.userData) return ci.userData;
-    if (ci.userDataBase64) return Buffer.from(ci.userDataBase64, 'base64').toString('utf8');
-    if (!ci.secretRef?.name) return undefined;
-    const secret = await this.kube.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${vmi.metadata.namespace}/secrets/${ci.secretRef.name}`);
-    const b64 = secret?.data?.userdata ?? secret?.data?.userData;
-    return b64 ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
+    if (!ci) return {};
+    const secret = async (ref: { name?: string } | undefined, keys: string[]) => {
+      if (!ref?.name) return undefined;
+      const s = await this.kube.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${vmi.metadata.namespace}/secrets/${ref.name}`);
+      const b64 = keys.map((k) => s?.data?.[k]).find((v) => v !== undefined);
+      return b64 !== undefined ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
+    };
+    const unb64 = (v: string | undefined) => (v !== undefined ? Buffer.from(v, 'base64').toString('utf8') : undefined);
+    const userData = ci.userData ?? unb64(ci.userDataBase64) ?? (await secret(ci.secretRef, ['userdata', 'userData']));
+    const networkData = ci.networkData ?? unb64(ci.networkDataBase64) ?? (await secret(ci.networkDataSecretRef, ['networkdata', 'networkData']));
+    return { ...(userData !== undefined ? { userData } : {}), ...(networkData !== undefined ? { networkData } : {}) };
+  }
+
+  /**
+   * A tcpSocket readiness probe, as the kubelet runs it against the pod address (which masquerade
+   * forwards to the guest): here through the guest's portforward path. The user-mode forward
+   * accepts at once and closes when the guest refuses, so a connection still open after a second
+   * counts as accepted.
+   */
+  private async probeUntilReady(key: string, state: GuestState, port: number, periodMs: number): Promise<void> {
+    while (!this.stopped && this.guests.get(key) === state && !state.exit) {
+      const ok = await state.guest!.forwardPort(port).then((hostPort) => new Promise<boolean>((resolve) => {
+        const sock = net.connect(hostPort, '127.0.0.1');
+        const done = (v: boolean) => { clearTimeout(t); sock.destroy(); resolve(v); };
+        const t = setTimeout(() => done(true), 1000);
+        sock.once('close', () => done(false));
+        sock.once('error', () => done(false));
+      }), () => false);
+      if (ok) {
+        state.ready = true;
+        this.log.info({ key, port }, 'guest.ready');
+        this.enqueue(key);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, periodMs));
+    }
   }
 
   /** Pause/unpause from the subresource API: the guest first, then the Paused condition. */
@@ -254,10 +309,11 @@ export class StandInController {
 
   private async syncRunning(vmi: Vmi, state: GuestState): Promise<Vmi> {
     const paused = vmi.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false;
-    if (vmi.status?.phase === 'Running' && paused === state.paused) return vmi;
+    const ready = vmi.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    if (vmi.status?.phase === 'Running' && paused === state.paused && ready === (state.ready && !state.paused)) return vmi;
     const net = vmi.spec.networks?.[0]?.name ?? 'default';
     return this.setVmiStatus(vmi, 'Running', {
-      ready: true,
+      ready: state.ready && !state.paused,
       paused: state.paused,
       interfaces: [{ name: net, ipAddress: state.ip, ipAddresses: [state.ip], mac: macFor(state.ip), infoSource: 'domain', podInterfaceName: 'eth0', queueCount: 1 }],
     });

@@ -22,6 +22,8 @@ import { defaultToolsDir } from '../../../src/config.js';
 import { QemuRunner } from '../../../src/backends/qemu/QemuRunner.js';
 import { detectAccel } from '../../../src/backends/qemu/kvm.js';
 import type { Guest, GuestRequest, GuestRuntime, LabNetwork } from './guests.js';
+import { writeSeedDisk } from '../../../src/backends/qemu/seedDisk.js';
+import type { GuestOptions } from '../../../src/backends/qemu/QemuRunner.js';
 import { LabSegment } from './labSegment.js';
 
 const run = promisify(execFile);
@@ -87,45 +89,24 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
   const segmentOf = segmentAllocator(o.log);
   return {
     async boot(req: GuestRequest): Promise<Guest> {
-      // A stand-in cannot pull container images: "registry/x/lab-tiny:tag" → images/lab-tiny, and
-      // an image we do not have boots lab-tiny (said in the log).
-      const wanted = (req.image.split('/').pop() ?? '').replace(/[:@].*$/, '').replace(/[^a-z0-9._-]/gi, '_');
-      let image = req.disk?.imageDir ?? path.join(images, wanted || 'lab-tiny');
-      if (!req.disk && !fs.existsSync(path.join(image, 'vmlinuz'))) {
-        o.log.info({ key: req.key, image: req.image }, 'qemu.image.unknown; booting lab-tiny');
-        image = path.join(images, 'lab-tiny');
-      }
-      const kernel = path.join(image, 'vmlinuz');
-      if (!fs.existsSync(kernel)) throw new Error(`guest image lab-tiny not found under ${images} (scripts/setup-test.sh builds it)`);
-      const accel = await detectAccel({ setting: 'auto', qemuBin: QEMU, kernel, log: o.log });
+      const image = resolveImage(req, images, o.log);
+      const accel = await detectAccel({ setting: 'auto', qemuBin: QEMU, kernel: image.kernel, log: o.log });
       // Short directory names: unix socket paths are limited to 107 bytes.
       const runDir = path.join(o.workDir, `g${++seq}`);
       fs.mkdirSync(runDir, { recursive: true });
       // a DataVolume's file is the VM's own disk (kept across boots); a containerDisk gets a fresh overlay
-      const overlay = req.disk?.file ?? path.join(runDir, 'home.qcow2');
-      if (!req.disk) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(image, 'disk.qcow2'), overlay]);
-      const config = path.join(runDir, 'config');
-      const line = (v: string): string => v.replace(/[\r\n]/g, '');
-      // ip: the VMI address on the lab segment; egress=1: GUEST_IP on user networking, where host forwards (portforward) reach it
-      const names = (h: LabNetwork['hosts'][number]) => [h.hostname, ...(h.subdomain ? [`${h.hostname}.${h.subdomain}`] : [])];
-      const hosts = req.lab.hosts.flatMap((h) => names(h).map((n) => `host=${line(n)} ${line(h.ip)}\n`)).join('');
-      fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${req.lab.ip}/${req.lab.prefixLength}\negress=1\n${hosts}`, { mode: 0o600 });
-      const fwCfg: Record<string, string> = { 'opt/lab/config': config };
-      if (req.userScript) {
-        fwCfg['opt/lab/userdata'] = path.join(runDir, 'userdata');
-        fs.writeFileSync(fwCfg['opt/lab/userdata'], req.userScript, { mode: 0o600 });
-      }
+      const disk = req.disk?.file ?? path.join(runDir, 'disk.qcow2');
+      if (!req.disk) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', image.disk, disk]);
       const segment = await segmentOf(req.lab);
+      const labNic = { mac: macFor('52:54:00', req.lab.ip), netdev: `socket,mcast=${segment.group}:${segment.port},localaddr=127.0.0.1` };
+      const podNic = { mac: macFor('52:54:01', req.lab.ip), netdev: 'user,restrict=on' };
+      const specific = image.cloudInit ? await cloudImageOptions(req, image, runDir, labNic.mac, podNic.mac) : labTinyOptions(req, image, runDir);
       const g = await QemuRunner.start({
         runDir, name: req.key.replace('/', '_'), qemuBin: QEMU, accel,
-        kernel, initrd: path.join(image, 'initramfs.gz'),
-        memoryMiB: req.memoryMiB, cpus: req.cpus, disk: overlay,
-        nics: [
-          { mac: macFor('52:54:00', req.lab.ip), netdev: `socket,mcast=${segment.group}:${segment.port},localaddr=127.0.0.1` },
-          { mac: macFor('52:54:01', req.lab.ip), netdev: 'user,restrict=on' },
-        ],
-        fwCfg,
+        memoryMiB: req.memoryMiB, cpus: req.cpus, disk,
+        nics: [labNic, podNic],
         vnc: req.graphics, agent: false, log: o.log,
+        ...specific,
       });
       o.log.info({ key: req.key, pid: g.pid, accel }, 'qemu.started');
       const exited = g.exited.then(() => {
@@ -167,4 +148,76 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
 /** A MAC from the guest's lab address (unique on its segment); lab-tiny finds its NICs by prefix. */
 function macFor(prefix: string, ip: string): string {
   return `${prefix}:${ip.split('.').slice(1).map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
+}
+
+interface StandInImage {
+  dir: string;
+  disk: string;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /** A cloud image (image.json: Debian): cloud-init from a NoCloud seed disk; else lab-tiny (fw_cfg settings). */
+  cloudInit: boolean;
+}
+
+/**
+ * The guest image for a VMI: its DataVolume's image, or the containerDisk reference mapped to a
+ * local image ("registry/x/debian-12:tag" → images/debian-12; the stand-in pulls nothing), lab-tiny
+ * when there is none (logged).
+ */
+function resolveImage(req: GuestRequest, images: string, log: Logger): StandInImage {
+  const wanted = (req.image.split('/').pop() ?? '').replace(/[:@].*$/, '').replace(/[^a-z0-9._-]/gi, '_');
+  let dir = req.disk?.imageDir ?? path.join(images, wanted || 'lab-tiny');
+  const usable = (d: string) => fs.existsSync(path.join(d, 'image.json')) || fs.existsSync(path.join(d, 'initramfs.gz'));
+  if (!usable(dir)) {
+    log.info({ key: req.key, image: req.image }, 'qemu.image.unknown; booting lab-tiny');
+    dir = path.join(images, 'lab-tiny');
+  }
+  dir = fs.realpathSync(dir);
+  const manifest = path.join(dir, 'image.json');
+  if (fs.existsSync(manifest)) {
+    const m = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { disk: string; kernel: string; vmlinux?: string | null; initrd: string; cmdline?: string };
+    // the uncompressed kernel boots faster under TCG
+    return { dir, disk: path.join(dir, m.disk), kernel: path.join(dir, m.vmlinux ?? m.kernel), initrd: path.join(dir, m.initrd), cmdline: m.cmdline ?? '', cloudInit: true };
+  }
+  const kernel = path.join(dir, 'vmlinuz');
+  if (!fs.existsSync(kernel)) throw new Error(`guest image lab-tiny not found under ${images} (scripts/setup-test.sh builds it)`);
+  return { dir, disk: path.join(dir, 'disk.qcow2'), kernel, initrd: path.join(dir, 'initramfs.gz'), cmdline: '', cloudInit: false };
+}
+
+/** lab-tiny: no cloud-init; its settings (login, lab address, names) and the user data as a boot script over fw_cfg. */
+function labTinyOptions(req: GuestRequest, image: StandInImage, runDir: string): Pick<GuestOptions, 'kernel' | 'initrd' | 'fwCfg'> {
+  const config = path.join(runDir, 'config');
+  const line = (v: string): string => v.replace(/[\r\n]/g, '');
+  // ip: the VMI address on the lab segment; egress=1: GUEST_IP on user networking, where host forwards (portforward) reach it
+  const names = (h: LabNetwork['hosts'][number]) => [h.hostname, ...(h.subdomain ? [`${h.hostname}.${h.subdomain}`] : [])];
+  const hosts = req.lab.hosts.flatMap((h) => names(h).map((n) => `host=${line(n)} ${line(h.ip)}\n`)).join('');
+  fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${req.lab.ip}/${req.lab.prefixLength}\negress=1\n${hosts}`, { mode: 0o600 });
+  const fwCfg: Record<string, string> = { 'opt/lab/config': config };
+  if (req.userScript) {
+    fwCfg['opt/lab/userdata'] = path.join(runDir, 'userdata');
+    fs.writeFileSync(fwCfg['opt/lab/userdata'], req.userScript, { mode: 0o600 });
+  }
+  return { kernel: image.kernel, initrd: image.initrd, fwCfg };
+}
+
+/**
+ * A cloud image with the NoCloud seed as virt-launcher builds it: a "cidata" ISO holding the VMI's
+ * user-data and network-config as given and KubeVirt's own meta-data (JSON: instance-id from the
+ * VM's firmware UUID, local-hostname). When the VMI has no network data, the stand-in's guest has
+ * a NIC a real pod network would not (the portforward one), so the seed configures both: eth0 (the
+ * lab segment) by DHCP — what KubeVirt's default gives — and eth1 at GUEST_IP.
+ */
+async function cloudImageOptions(req: GuestRequest, image: StandInImage, runDir: string, labMac: string, podMac: string): Promise<Pick<GuestOptions, 'kernel' | 'initrd' | 'append' | 'drives'>> {
+  const seed = path.join(runDir, 'seed.iso');
+  const ci = req.cloudInit;
+  const networkConfig = ci.networkData ?? [
+    'version: 1',
+    'config:',
+    `  - {type: physical, name: eth0, mac_address: "${labMac}", subnets: [{type: dhcp}]}`,
+    `  - {type: physical, name: eth1, mac_address: "${podMac}", subnets: [{type: static, address: ${GUEST_IP}/24}]}`,
+    '',
+  ].join('\n');
+  await writeSeedDisk({ metaData: JSON.stringify({ 'instance-id': ci.instanceId, 'local-hostname': ci.hostname }), userData: ci.userData ?? '', networkConfig }, seed);
+  return { kernel: image.kernel, initrd: image.initrd, append: image.cmdline, drives: [{ file: seed, format: 'raw', readonly: true }] };
 }
