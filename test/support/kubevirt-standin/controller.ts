@@ -273,15 +273,17 @@ export class StandInController {
   /**
    * A tcpSocket readiness probe, as the kubelet runs it against the pod address (which masquerade
    * forwards to the guest): here through the guest's portforward path. The user-mode forward
-   * accepts at once and closes when the guest refuses, so a connection still open after a second
-   * counts as accepted.
+   * accepts on the host side at once, whether or not the guest does, so the stand-in sends an empty
+   * line and counts the connection as accepted by the guest once anything comes back (the check
+   * agent, the port the tool probes, answers it with an error line).
    */
   private async probeUntilReady(key: string, state: GuestState, port: number, periodMs: number): Promise<void> {
     while (!this.stopped && this.guests.get(key) === state && !state.exit) {
       const ok = await state.guest!.forwardPort(port).then((hostPort) => new Promise<boolean>((resolve) => {
-        const sock = net.connect(hostPort, '127.0.0.1');
+        const sock = net.connect(hostPort, '127.0.0.1', () => sock.write('\n'));
         const done = (v: boolean) => { clearTimeout(t); sock.destroy(); resolve(v); };
-        const t = setTimeout(() => done(true), 1000);
+        const t = setTimeout(() => done(false), 3000);
+        sock.once('data', () => done(true));
         sock.once('close', () => done(false));
         sock.once('error', () => done(false));
       }), () => false);

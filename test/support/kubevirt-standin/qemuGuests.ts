@@ -32,6 +32,13 @@ const QEMU = 'qemu-system-x86_64';
 const GUEST_IP = '10.0.2.15';
 /** QemuRunner names NIC i's netdev "n<i>": the lab segment is n0, user networking n1. */
 const POD_NETDEV = 'n1';
+/**
+ * MAC prefixes. lab-tiny configures its 52:54:00 NIC from fw_cfg (`ip=`): that is the user-mode
+ * one (GUEST_IP, no blackholed gateway: forwarded connections come from it); the lab NIC is set up
+ * by the boot script the stand-in writes.
+ */
+const POD_MAC = '52:54:00';
+const LAB_MAC = '52:54:02';
 
 /**
  * A multicast group and port per lab namespace, random like the QEMU backend's (other runs on this
@@ -52,7 +59,7 @@ function segmentAllocator(log: Logger): (lab: LabNetwork) => Promise<{ group: st
       segments.set(lab.segment, s);
     }
     const fqdn = (h: LabNetwork['hosts'][number]) => (h.subdomain ? [`${h.hostname}.${h.subdomain}.${lab.segment}.svc.cluster.local`] : []);
-    (await s.service).setHosts(lab.hosts.map((h) => ({ mac: macFor('52:54:00', h.ip), ip: h.ip, names: fqdn(h) })));
+    (await s.service).setHosts(lab.hosts.map((h) => ({ mac: macFor(LAB_MAC, h.ip), ip: h.ip, names: fqdn(h) })));
     return { group: s.group, port: s.port };
   };
 }
@@ -98,8 +105,8 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       const disk = req.disk?.file ?? path.join(runDir, 'disk.qcow2');
       if (!req.disk) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', image.disk, disk]);
       const segment = await segmentOf(req.lab);
-      const labNic = { mac: macFor('52:54:00', req.lab.ip), netdev: `socket,mcast=${segment.group}:${segment.port},localaddr=127.0.0.1` };
-      const podNic = { mac: macFor('52:54:01', req.lab.ip), netdev: 'user,restrict=on' };
+      const labNic = { mac: macFor(LAB_MAC, req.lab.ip), netdev: `socket,mcast=${segment.group}:${segment.port},localaddr=127.0.0.1` };
+      const podNic = { mac: macFor(POD_MAC, req.lab.ip), netdev: 'user,restrict=on' };
       const specific = image.cloudInit ? await cloudImageOptions(req, image, runDir, labNic.mac, podNic.mac) : labTinyOptions(req, image, runDir);
       const g = await QemuRunner.start({
         runDir, name: req.key.replace('/', '_'), qemuBin: QEMU, accel,
@@ -189,15 +196,18 @@ function resolveImage(req: GuestRequest, images: string, log: Logger): StandInIm
 function labTinyOptions(req: GuestRequest, image: StandInImage, runDir: string): Pick<GuestOptions, 'kernel' | 'initrd' | 'fwCfg'> {
   const config = path.join(runDir, 'config');
   const line = (v: string): string => v.replace(/[\r\n]/g, '');
-  // ip: the VMI address on the lab segment; egress=1: GUEST_IP on user networking, where host forwards (portforward) reach it
+  // ip: GUEST_IP on the user-mode NIC, where host forwards (portforward) reach it; host: the lab's names
   const names = (h: LabNetwork['hosts'][number]) => [h.hostname, ...(h.subdomain ? [`${h.hostname}.${h.subdomain}`] : [])];
   const hosts = req.lab.hosts.flatMap((h) => names(h).map((n) => `host=${line(n)} ${line(h.ip)}\n`)).join('');
-  fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${req.lab.ip}/${req.lab.prefixLength}\negress=1\n${hosts}`, { mode: 0o600 });
-  const fwCfg: Record<string, string> = { 'opt/lab/config': config };
-  if (req.userScript) {
-    fwCfg['opt/lab/userdata'] = path.join(runDir, 'userdata');
-    fs.writeFileSync(fwCfg['opt/lab/userdata'], req.userScript, { mode: 0o600 });
-  }
+  fs.writeFileSync(config, `hostname=${line(req.hostname).slice(0, 63)}\nuser=${line(req.user ?? 'student')}\npass=${line(req.password ?? 'student')}\nip=${GUEST_IP}/24\n${hosts}`, { mode: 0o600 });
+  // the lab NIC at the VMI address first (the pod network is up before anything in the guest runs), then what cloud-init would do
+  const labNic = [
+    '#!/bin/sh',
+    `for n in /sys/class/net/*; do case "$(cat "$n/address")" in ${LAB_MAC}:*) ip link set "\${n##*/}" up && ip addr add ${req.lab.ip}/${req.lab.prefixLength} dev "\${n##*/}" ;; esac; done`,
+  ].join('\n');
+  const script = req.userScript ? `${labNic}\n${req.userScript.replace(/^#![^\n]*\n/, '')}` : `${labNic}\n`;
+  const fwCfg: Record<string, string> = { 'opt/lab/config': config, 'opt/lab/userdata': path.join(runDir, 'userdata') };
+  fs.writeFileSync(fwCfg['opt/lab/userdata']!, script, { mode: 0o600 });
   return { kernel: image.kernel, initrd: image.initrd, fwCfg };
 }
 
