@@ -80,6 +80,8 @@ export class KubeVirtBackend implements LabBackend {
   private readonly log: Logger;
   private readonly subresourceUrl: string;
   private readonly disks: DiskOptions;
+  /** Golden disks found ready, until when (diskState.ts). */
+  private readonly goldenSeen = new Map<string, number>();
 
   constructor(private readonly o: KubeVirtBackendOptions) {
     this.disks = { imageNamespace: DEFAULT_IMAGE_NAMESPACE, ...o.disks };
@@ -133,7 +135,7 @@ export class KubeVirtBackend implements LabBackend {
     const ns = handle.name;
     const log = this.log.child({ instance: handle.instanceId, ns });
     if (signal) setMaxListeners(0, signal); // one listener per in-flight request
-    await checkGoldenImages(this.client, spec.machines.filter((m) => m.kind === 'vm'), this.disks.imageNamespace, signal);
+    await checkGoldenImages(this.client, spec.machines.filter((m) => m.kind === 'vm'), this.disks.imageNamespace, signal, this.goldenSeen);
     onProgress({ phase: 'network', percent: 5, message: 'Creating the lab network' });
     const existing = (await this.client.create(plan.namespace, signal)) === 'exists' ? await this.client.get(objectPath(plan.namespace, ns), signal) : undefined;
     if (existing?.metadata.deletionTimestamp) throw new BackendFailure(`namespace ${ns} is terminating`, { publicMessage: 'The previous lab is still being removed; try again in a minute.' });

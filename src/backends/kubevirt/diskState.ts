@@ -22,17 +22,20 @@ interface Pvc extends K8sObject {
   status?: { phase?: string; capacity?: { storage?: string } };
 }
 
+/** How long a golden disk found ready is not asked for again. */
+const GOLDEN_CACHE_MS = 30_000;
 const dsPath = (ns: string, name: string) => `/apis/${CDI_API}/namespaces/${ns}/datasources/${name}`;
 
 /**
  * Every VM's golden DataSource exists and is Ready; otherwise a BackendFailure naming the image,
  * the DataSource and how an administrator provides it.
  */
-export async function checkGoldenImages(client: KubeClient, vms: MachineSpec[], imageNamespace: string, signal?: AbortSignal): Promise<void> {
+export async function checkGoldenImages(client: KubeClient, vms: MachineSpec[], imageNamespace: string, signal?: AbortSignal, seen?: Map<string, number>): Promise<void> {
   const images = [...new Set(vms.map((m) => m.image))];
   await Promise.all(
     images.map(async (image) => {
       const name = goldenName(image);
+      if ((seen?.get(name) ?? 0) > Date.now()) return; // found ready a moment ago: a class launching at once asks once
       const ds = await client.get<DataSource>(dsPath(imageNamespace, name), signal);
       const where = `DataSource ${imageNamespace}/${name}`;
       if (!ds) {
@@ -46,6 +49,7 @@ export async function checkGoldenImages(client: KubeClient, vms: MachineSpec[], 
           publicMessage: `Image ${image} is not ready on this cluster: its golden disk (${where}) is not ready${ready.message ? ` (${ready.message})` : ''}.`,
         });
       }
+      seen?.set(name, Date.now() + GOLDEN_CACHE_MS);
     }),
   );
 }
