@@ -18,16 +18,20 @@ import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { BackendFailure, BadRequest, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
+import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
+import { READY_LINE } from '../guest/cloudInit.js';
 import { agentExec, machineAgentToken } from './agent.js';
-import { detectAccel, type AccelSetting } from './kvm.js';
+import { readSecrets, secretsFile, startCloudMachine, templateSpec, writeSeed } from './cloudStart.js';
+import { localImage, type LocalImage } from './image.js';
+import { detectAccel, type Accel, type AccelSetting } from './kvm.js';
+import { SavedStates } from './savedStates.js';
 import { guestConfig, LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
 import { abortable, kernelOf, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
 
 const run = promisify(execFile);
-/** The guest prints this on ttyS0 when booted (lab-tiny); other images are booted at their login prompt. */
-const BOOTED = /lab-guest: ready|login: /;
+/** Every guest prints this on ttyS0 once booted and its check agent listens (lab-tiny's rc, cloud-init's runcmd, the identity step). */
+const BOOTED = new RegExp(READY_LINE);
 
 export interface QemuBackendOptions {
   /** Run dirs go under dataDir/qemu. */
@@ -41,6 +45,10 @@ export interface QemuBackendOptions {
   maxMemoryMiB: number;
   log: Logger;
   bootTimeoutMs?: number;
+  /** Start cloud-image machines from saved running states (built in the background after a first cold boot). Default true. */
+  savedStates?: boolean;
+  /** Saved states unused this long are removed (default 7 days). */
+  savedStateMaxIdleMs?: number;
 }
 
 export interface Capacity {
@@ -59,10 +67,16 @@ export class QemuBackend implements LabBackend {
   private readonly starting = new Set<string>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly log: Logger;
+  readonly states: SavedStates | undefined;
 
   constructor(private readonly o: QemuBackendOptions) {
     this.store = new LabStore(path.join(o.dataDir, 'qemu'));
     this.log = o.log.child({ backend: 'qemu' });
+    this.states = o.savedStates === false ? undefined : new SavedStates({ root: path.join(o.dataDir, 'qemu-states'), qemuBin: o.qemuBin, log: this.log, bootTimeoutMs: this.bootTimeoutMs });
+  }
+
+  private get bootTimeoutMs(): number {
+    return this.o.bootTimeoutMs ?? 180_000;
   }
 
   /**
@@ -115,6 +129,7 @@ export class QemuBackend implements LabBackend {
           machines: spec.machines.map((m, i) => ({
             name: m.name, dir: `m${i}`, image: m.image, cpus: m.cpus, memoryMiB: m.memoryMiB, ...(m.diskGiB ? { diskGiB: m.diskGiB } : {}),
             ip: `10.10.0.${11 + i}/24`, mac: `52:54:00:0a:00:${(11 + i).toString(16).padStart(2, '0')}`, channels: m.channels,
+            kind: localImage(this.o.imageDir, m.image).kind,
           })),
         };
         this.store.write(s); // first, so list() finds the lab whatever happens next
@@ -122,16 +137,7 @@ export class QemuBackend implements LabBackend {
       const state = s;
       onProgress({ phase: 'network', percent: 10, message: `Private network ${state.net.group}:${state.net.port}` });
       signal?.throwIfAborted();
-      for (const m of state.machines) {
-        const dir = this.store.machineDir(handle.name, m);
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        const cfg = path.join(dir, 'config');
-        const creds = spec.machines.find((x) => x.name === m.name)?.credentials;
-        if (fresh || !fs.existsSync(cfg)) fs.writeFileSync(cfg, this.configFor(state, m, creds), { mode: 0o600 });
-        const userData = spec.machines.find((x) => x.name === m.name)?.userData;
-        if (userData && (fresh || !fs.existsSync(path.join(dir, 'userdata')))) fs.writeFileSync(path.join(dir, 'userdata'), userData, { mode: 0o600 });
-        if (!fs.existsSync(path.join(dir, 'home.qcow2'))) await this.createOverlay(handle.name, m);
-      }
+      for (const m of state.machines) await this.prepareMachine(state, m, spec, fresh);
       onProgress({ phase: 'disks', percent: 25, message: 'Disks ready' });
       signal?.throwIfAborted();
       if (state.desired === 'stopped') {
@@ -142,6 +148,25 @@ export class QemuBackend implements LabBackend {
       await this.bringUp(state, onProgress, signal);
       onProgress({ phase: 'machines-booted', percent: 100, message: 'All machines are running' });
     });
+  }
+
+  /** A machine's files before its first start: settings (lab-tiny: fw_cfg file and /home disk; cloud images: seed and secrets). */
+  private async prepareMachine(s: LabState, m: MachineState, spec: BackendLabSpec, fresh: boolean): Promise<void> {
+    const dir = this.store.machineDir(s.handle.name, m);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const ms = spec.machines.find((x) => x.name === m.name);
+    const creds = ms?.credentials;
+    if (m.kind === 'cloud') {
+      if (fresh || !fs.existsSync(secretsFile(dir))) {
+        fs.writeFileSync(secretsFile(dir), JSON.stringify({ ...(creds ? { user: { name: creds.username, password: creds.password } } : {}), ...(ms?.userData ? { labUserData: ms.userData } : {}) }), { mode: 0o600 });
+      }
+      if (fresh || !fs.existsSync(path.join(dir, 'seed.iso'))) await writeSeed(s, m, dir, readSecrets(dir));
+      return;
+    }
+    const cfg = path.join(dir, 'config');
+    if (fresh || !fs.existsSync(cfg)) fs.writeFileSync(cfg, this.configFor(s, m, creds), { mode: 0o600 });
+    if (ms?.userData && (fresh || !fs.existsSync(path.join(dir, 'userdata')))) fs.writeFileSync(path.join(dir, 'userdata'), ms.userData, { mode: 0o600 });
+    if (!fs.existsSync(path.join(dir, 'home.qcow2'))) await this.createOverlay(s.handle.name, m);
   }
 
   /** Start every machine of the lab that is not running and wait until all have booted. */
@@ -156,13 +181,94 @@ export class QemuBackend implements LabBackend {
       signal?.throwIfAborted();
     }
     let booted = 0;
-    await Promise.all(
-      guests.map(async (g, k) => {
-        await abortable(g.waitForConsole(BOOTED, this.o.bootTimeoutMs ?? 180_000), signal);
-        booted++;
-        onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${s.machines[k]?.name ?? ''} booted (${booted} of ${guests.length})` });
-      }),
-    );
+    const deadline = Date.now() + this.bootTimeoutMs;
+    try {
+      await Promise.all(
+        guests.map(async (g, k) => {
+          const m = s.machines[k]!;
+          await abortable(this.waitBooted(s, m, g, deadline), signal);
+          booted++;
+          onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${m.name} booted (${booted} of ${guests.length})` });
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof BackendFailure)) throw err;
+      // a lab that did not come up in time runs nothing: its disks stay for destroy (or another try)
+      for (const m of s.machines) await this.killMachine(s.handle.name, m);
+      this.log.warn({ lab: name, err: err.message }, 'qemu.boot_failed');
+      throw err;
+    }
+    this.store.write(s); // which machines were restored from a saved state
+    if (this.states) void this.buildSavedStates(s);
+  }
+
+  /** Booted = the console said so and the check agent answers, before the deadline. */
+  private async waitBooted(s: LabState, m: MachineState, g: RunningGuest, deadline: number): Promise<void> {
+    const secs = Math.round(this.bootTimeoutMs / 1000);
+    try {
+      await g.waitForConsole(BOOTED, Math.max(0, deadline - Date.now()));
+    } catch (err) {
+      throw new BackendFailure(`machine ${m.name} did not finish booting within ${secs} s: ${(err as Error).message}${lastLine(g.qemuLog)}`, { cause: err, publicMessage: `Machine ${m.name} did not start in time.` });
+    }
+    const token = machineAgentToken(this.store.machineDir(s.handle.name, m));
+    for (;;) {
+      const left = deadline - Date.now();
+      let why = 'no answer';
+      if (left > 0) {
+        try {
+          const r = await this.locked(`${s.handle.name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, 'true', { timeoutMs: Math.min(5000, Math.max(1000, left - 5000)), maxOutputBytes: 64 }));
+          if (!r.timedOut && r.exitCode === 0) return;
+          why = r.timedOut ? 'no answer' : `exit ${r.exitCode}`;
+        } catch (err) {
+          why = (err as Error).message;
+        }
+      }
+      if (Date.now() >= deadline) {
+        throw new BackendFailure(`machine ${m.name} booted but its check agent never answered within ${secs} s (${why})`, { publicMessage: `Machine ${m.name} did not start in time.` });
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** After a lab booted: build the saved states its cloud machines could start from next time (one at a time, in the background). */
+  private async buildSavedStates(s: LabState): Promise<void> {
+    for (const m of s.machines) {
+      if (m.kind !== 'cloud' || m.diskGiB || !this.states) continue;
+      try {
+        const image = localImage(this.o.imageDir, m.image);
+        await this.states.ensure(templateSpec(s, m, image, { accel: await this.accelFor(image), qemuVersion: await this.qemuVersion() }));
+      } catch (err) {
+        this.log.warn({ lab: s.handle.name, machine: m.name, err: (err as Error).message }, 'qemu.saved_state_skipped');
+      }
+    }
+  }
+
+  /** Build (or find) the saved state lab machines of this size would start from; for benchmarks and tests. */
+  async prepareSavedState(machine: { image: string; memoryMiB: number; cpus: number }, egress: boolean): Promise<boolean> {
+    if (!this.states) return false;
+    const image = localImage(this.o.imageDir, machine.image);
+    if (image.kind !== 'cloud') return false;
+    const t = { image, memoryMiB: machine.memoryMiB, cpus: machine.cpus, egress, accel: await this.accelFor(image), qemuVersion: await this.qemuVersion() };
+    return (await this.states.ensure(t)) !== undefined;
+  }
+
+  private accelFor(image: LocalImage): Promise<Accel> {
+    return detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel: image.kernel, log: this.log });
+  }
+
+  private qemuVersionP: Promise<string> | undefined;
+  private qemuVersion(): Promise<string> {
+    this.qemuVersionP ??= run(this.o.qemuBin, ['--version'], { timeout: 10_000 }).then((r) => r.stdout.split('\n')[0] ?? '', () => 'unknown');
+    return this.qemuVersionP;
+  }
+
+  private async killMachine(name: string, m: MachineState): Promise<void> {
+    const key = `${name}/${m.name}`;
+    this.consoles.get(key)?.destroy();
+    const g = this.guests.get(key);
+    if (g) await g.kill();
+    else await QemuRunner.killStray(this.store.machineDir(name, m));
+    this.guests.delete(key);
   }
 
   private async startMachine(s: LabState, m: MachineState): Promise<RunningGuest> {
@@ -177,23 +283,33 @@ export class QemuBackend implements LabBackend {
 
   private async spawnMachine(s: LabState, m: MachineState): Promise<RunningGuest> {
     const name = s.handle.name;
-    const img = path.join(this.o.imageDir, m.image);
+    const image = localImage(this.o.imageDir, m.image);
     const dir = this.store.machineDir(name, m);
-    const kernel = kernelOf(img);
-    const accel = await detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel, log: this.log });
+    const accel = await this.accelFor(image);
     // a QEMU for this dir that we could not attach to (e.g. spawned just before a crash, no pidfile yet) must not run twice
     await killProcessesMentioning(dir);
+    const track = (g: RunningGuest) => {
+      this.guests.set(`${name}/${m.name}`, g);
+      void g.exited.then(() => { if (this.guests.get(`${name}/${m.name}`) === g) this.guests.delete(`${name}/${m.name}`); });
+    };
+    if (image.kind === 'cloud') {
+      const g = await startCloudMachine(s, m, image, {
+        qemuBin: this.o.qemuBin, accel, qemuVersion: await this.qemuVersion(), dir, socketDir: this.store.socketDir(name, m),
+        ...(this.states ? { states: this.states } : {}), log: this.log, track,
+      });
+      this.log.info({ lab: name, machine: m.name, pid: g.pid, accel, savedState: m.savedState }, 'qemu.machine_started');
+      return g;
+    }
     const nics = [{ mac: m.mac, netdev: `socket,mcast=${s.net.group}:${s.net.port},localaddr=127.0.0.1` }];
     if (s.egress) nics.push({ mac: m.mac.replace(/^52:54:00/, '52:54:01'), netdev: 'user,restrict=off' });
     const g = await QemuRunner.start({
       runDir: dir, socketDir: this.store.socketDir(name, m), name: `${name}.${m.name}`, qemuBin: this.o.qemuBin, accel,
-      kernel, initrd: path.join(img, 'initramfs.gz'), memoryMiB: m.memoryMiB, cpus: m.cpus,
+      kernel: image.kernel, initrd: image.initrd, memoryMiB: m.memoryMiB, cpus: m.cpus,
       disk: path.join(dir, 'home.qcow2'), nics,
       fwCfg: { 'opt/lab/config': path.join(dir, 'config'), ...(fs.existsSync(path.join(dir, 'userdata')) ? { 'opt/lab/userdata': path.join(dir, 'userdata') } : {}) },
       vnc: m.channels.includes('vnc'), agent: true, log: this.log,
     });
-    this.guests.set(`${name}/${m.name}`, g);
-    void g.exited.then(() => { if (this.guests.get(`${name}/${m.name}`) === g) this.guests.delete(`${name}/${m.name}`); });
+    track(g);
     this.log.info({ lab: name, machine: m.name, pid: g.pid, accel }, 'qemu.machine_started');
     return g;
   }
@@ -333,10 +449,12 @@ export class QemuBackend implements LabBackend {
         const g = await this.guest(handle.name, m);
         await g?.kill();
         this.guests.delete(`${handle.name}/${m.name}`);
-        fs.rmSync(path.join(this.store.machineDir(handle.name, m), 'home.qcow2'), { force: true });
-        await this.createOverlay(handle.name, m);
+        const dir = this.store.machineDir(handle.name, m);
+        fs.rmSync(path.join(dir, 'home.qcow2'), { force: true });
+        fs.rmSync(path.join(dir, 'root.qcow2'), { force: true }); // cloud images: made again at start (from a saved state when there is one)
+        if (m.kind !== 'cloud') await this.createOverlay(handle.name, m);
       }
-      if (s.desired === 'stopped') return;
+      if (s.desired === 'stopped') return this.store.write(s);
       await this.bringUp(s, () => undefined);
       if (s.desired === 'paused') for (const m of targets) await (await this.guest(handle.name, m))?.qmp.execute('stop');
     });
@@ -349,18 +467,28 @@ export class QemuBackend implements LabBackend {
   /** Kill every QEMU of the lab (SIGKILL: its disks are thrown away) and remove its files. */
   private async teardown(name: string): Promise<void> {
     const s = this.store.read(name);
-    for (const m of s?.machines ?? []) {
-      const key = `${name}/${m.name}`;
-      this.consoles.get(key)?.destroy();
-      const g = this.guests.get(key);
-      if (g) await g.kill();
-      else await QemuRunner.killStray(this.store.machineDir(name, m));
-      this.guests.delete(key);
-    }
+    for (const m of s?.machines ?? []) await this.killMachine(name, m);
     // anything else started for this run dir (a crash between spawn and pidfile)
     await killProcessesMentioning(this.store.runDir(name));
     this.store.remove(s, name);
     this.log.info({ lab: name }, 'qemu.lab_destroyed');
+    this.gcSavedStates();
+  }
+
+  /** Remove saved states no lab is built on that are unused, set aside, or of an image version no longer current. */
+  gcSavedStates(): void {
+    if (!this.states) return;
+    const inUse = new Set(this.store.all().flatMap((s) => s.machines.flatMap((m) => (m.savedState ? [m.savedState] : []))));
+    const current = new Set<string>();
+    try {
+      for (const n of fs.readdirSync(this.o.imageDir)) current.add(realpath(path.join(this.o.imageDir, n)));
+    } catch { /* no images */ }
+    this.states.gc(inUse, this.o.savedStateMaxIdleMs ?? 7 * 24 * 3600_000, current);
+  }
+
+  async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
+    const s = this.mustRead(handle);
+    return Object.fromEntries(s.machines.map((m) => [m.name, { ip: m.ip.split('/')[0] ?? m.ip, host: m.name }]));
   }
 
   async list(): Promise<LabHandle[]> {
@@ -404,9 +532,11 @@ export class QemuBackend implements LabBackend {
       const user = m.credentials?.username;
       if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: user name ${JSON.stringify(user)} is not a valid Linux user name`);
       if (m.credentials && /[\r\n]/.test(m.credentials.password)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: the password contains a line break`);
-      const img = path.join(this.o.imageDir, m.image);
-      if (!/^[A-Za-z0-9._-]+$/.test(m.image) || !fs.existsSync(path.join(img, 'vmlinuz'))) {
-        throw new BadRequest(`lab ${spec.labId}: machine ${m.name} uses image ${JSON.stringify(m.image)}, which is not in ${this.o.imageDir} (run scripts/setup.sh to build lab-tiny)`);
+      try {
+        localImage(this.o.imageDir, m.image);
+      } catch (err) {
+        if (err instanceof BadRequest) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: ${err.message}`, { publicMessage: err.publicMessage });
+        throw err;
       }
     }
   }
