@@ -42,7 +42,7 @@ describe('QemuBackend on debian-12: saved running state, identity, cold boot', f
   before(() => {
     const images = ensureCloudImage('debian-12');
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qd-'));
-    backend = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 4 * MEM, log, bootTimeoutMs: 900_000 });
+    backend = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 4 * MEM, log, bootTimeoutMs: 900_000, autoBuildSavedStates: false });
   });
   after(async () => {
     await backend?.close();

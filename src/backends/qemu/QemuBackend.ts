@@ -2,8 +2,10 @@
  * LabBackend on local QEMU: each VM machine is one qemu-system-x86_64 process (QemuRunner).
  *
  * Per lab, DATA_DIR/qemu/<handle.name>/ holds state.json (LabStore) and one dir per machine
- * (m0, m1, …) with its copy-on-write overlay home.qcow2 over the image's disk.qcow2, its fw_cfg
- * settings file, pidfile, logs and unix sockets (VNC, serial console, QMP, exec agent). Nothing
+ * (m0, m1, …): its copy-on-write disk overlay (lab-tiny: home.qcow2 over the image's /home disk,
+ * settings through fw_cfg; cloud images such as debian-12: root.qcow2 over the system disk or
+ * over a saved running state's frozen disk, identity from a NoCloud seed.iso — cloudStart.ts),
+ * pidfile, logs and unix sockets (VNC, serial console, QMP, check agent). Nothing
  * listens on TCP. The machines of a lab share a private segment (QEMU socket netdev, multicast
  * group+port of their own on 127.0.0.1) at 10.10.0.11, .12, … and reach each other by name; a
  * second NIC with QEMU user networking exists only when the lab allows internet egress.
@@ -16,22 +18,21 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
-import { BackendFailure, BadRequest, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
+import { BackendFailure, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
-import { READY_LINE } from '../guest/cloudInit.js';
 import { agentExec, machineAgentToken } from './agent.js';
-import { readSecrets, secretsFile, startCloudMachine, templateSpec, writeSeed } from './cloudStart.js';
+import { startCloudMachine, templateSpec } from './cloudStart.js';
 import { localImage, type LocalImage } from './image.js';
-import { detectAccel, type Accel, type AccelSetting } from './kvm.js';
+import { detectAccel, reapStrayProbe, type Accel, type AccelSetting } from './kvm.js';
 import { SavedStates } from './savedStates.js';
-import { guestConfig, LabStore, type LabState, type MachineState } from './labState.js';
+import { LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
-import { abortable, kernelOf, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
+import { validateSpec, prepareMachine, createHomeOverlay } from './machineFiles.js';
+import { BOOTED, waitBooted } from './bootWait.js';
+import { abortable, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
 
 const run = promisify(execFile);
-/** Every guest prints this on ttyS0 once booted and its check agent listens (lab-tiny's rc, cloud-init's runcmd, the identity step). */
-const BOOTED = new RegExp(READY_LINE);
 
 export interface QemuBackendOptions {
   /** Run dirs go under dataDir/qemu. */
@@ -47,6 +48,8 @@ export interface QemuBackendOptions {
   bootTimeoutMs?: number;
   /** Start cloud-image machines from saved running states (built in the background after a first cold boot). Default true. */
   savedStates?: boolean;
+  /** Build missing saved states in the background after a lab booted (default true; false: only prepareSavedState builds them). */
+  autoBuildSavedStates?: boolean;
   /** Saved states unused this long are removed (default 7 days). */
   savedStateMaxIdleMs?: number;
 }
@@ -72,6 +75,7 @@ export class QemuBackend implements LabBackend {
   constructor(private readonly o: QemuBackendOptions) {
     this.store = new LabStore(path.join(o.dataDir, 'qemu'));
     this.log = o.log.child({ backend: 'qemu' });
+    reapStrayProbe(this.store.root, this.log); // a tool killed while probing KVM
     this.states = o.savedStates === false ? undefined : new SavedStates({ root: path.join(o.dataDir, 'qemu-states'), qemuBin: o.qemuBin, log: this.log, bootTimeoutMs: this.bootTimeoutMs });
   }
 
@@ -106,7 +110,7 @@ export class QemuBackend implements LabBackend {
   }
 
   async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
-    this.validate(spec);
+    validateSpec(spec, this.o.imageDir);
     await this.locked(handle.name, async () => {
       onProgress({ phase: 'queued', percent: 0, message: 'Preparing the lab' });
       let s = this.store.read(handle.name);
@@ -137,7 +141,7 @@ export class QemuBackend implements LabBackend {
       const state = s;
       onProgress({ phase: 'network', percent: 10, message: `Private network ${state.net.group}:${state.net.port}` });
       signal?.throwIfAborted();
-      for (const m of state.machines) await this.prepareMachine(state, m, spec, fresh);
+      for (const m of state.machines) await prepareMachine({ dir: this.store.machineDir(handle.name, m), qemuBin: this.o.qemuBin, imageDir: this.o.imageDir }, state, m, spec, fresh);
       onProgress({ phase: 'disks', percent: 25, message: 'Disks ready' });
       signal?.throwIfAborted();
       if (state.desired === 'stopped') {
@@ -148,25 +152,6 @@ export class QemuBackend implements LabBackend {
       await this.bringUp(state, onProgress, signal);
       onProgress({ phase: 'machines-booted', percent: 100, message: 'All machines are running' });
     });
-  }
-
-  /** A machine's files before its first start: settings (lab-tiny: fw_cfg file and /home disk; cloud images: seed and secrets). */
-  private async prepareMachine(s: LabState, m: MachineState, spec: BackendLabSpec, fresh: boolean): Promise<void> {
-    const dir = this.store.machineDir(s.handle.name, m);
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const ms = spec.machines.find((x) => x.name === m.name);
-    const creds = ms?.credentials;
-    if (m.kind === 'cloud') {
-      if (fresh || !fs.existsSync(secretsFile(dir))) {
-        fs.writeFileSync(secretsFile(dir), JSON.stringify({ ...(creds ? { user: { name: creds.username, password: creds.password } } : {}), ...(ms?.userData ? { labUserData: ms.userData } : {}) }), { mode: 0o600 });
-      }
-      if (fresh || !fs.existsSync(path.join(dir, 'seed.iso'))) await writeSeed(s, m, dir, readSecrets(dir));
-      return;
-    }
-    const cfg = path.join(dir, 'config');
-    if (fresh || !fs.existsSync(cfg)) fs.writeFileSync(cfg, this.configFor(s, m, creds), { mode: 0o600 });
-    if (ms?.userData && (fresh || !fs.existsSync(path.join(dir, 'userdata')))) fs.writeFileSync(path.join(dir, 'userdata'), ms.userData, { mode: 0o600 });
-    if (!fs.existsSync(path.join(dir, 'home.qcow2'))) await this.createOverlay(s.handle.name, m);
   }
 
   /** Start every machine of the lab that is not running and wait until all have booted. */
@@ -186,7 +171,9 @@ export class QemuBackend implements LabBackend {
       await Promise.all(
         guests.map(async (g, k) => {
           const m = s.machines[k]!;
-          await abortable(this.waitBooted(s, m, g, deadline), signal);
+          const token = machineAgentToken(this.store.machineDir(name, m));
+          const ping = (timeoutMs: number) => this.locked(`${name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, 'true', { timeoutMs, maxOutputBytes: 64 }));
+          await abortable(waitBooted(m.name, g, ping, deadline, this.bootTimeoutMs), signal);
           booted++;
           onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${m.name} booted (${booted} of ${guests.length})` });
         }),
@@ -199,35 +186,7 @@ export class QemuBackend implements LabBackend {
       throw err;
     }
     this.store.write(s); // which machines were restored from a saved state
-    if (this.states) void this.buildSavedStates(s);
-  }
-
-  /** Booted = the console said so and the check agent answers, before the deadline. */
-  private async waitBooted(s: LabState, m: MachineState, g: RunningGuest, deadline: number): Promise<void> {
-    const secs = Math.round(this.bootTimeoutMs / 1000);
-    try {
-      await g.waitForConsole(BOOTED, Math.max(0, deadline - Date.now()));
-    } catch (err) {
-      throw new BackendFailure(`machine ${m.name} did not finish booting within ${secs} s: ${(err as Error).message}${lastLine(g.qemuLog)}`, { cause: err, publicMessage: `Machine ${m.name} did not start in time.` });
-    }
-    const token = machineAgentToken(this.store.machineDir(s.handle.name, m));
-    for (;;) {
-      const left = deadline - Date.now();
-      let why = 'no answer';
-      if (left > 0) {
-        try {
-          const r = await this.locked(`${s.handle.name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, 'true', { timeoutMs: Math.min(5000, Math.max(1000, left - 5000)), maxOutputBytes: 64 }));
-          if (!r.timedOut && r.exitCode === 0) return;
-          why = r.timedOut ? 'no answer' : `exit ${r.exitCode}`;
-        } catch (err) {
-          why = (err as Error).message;
-        }
-      }
-      if (Date.now() >= deadline) {
-        throw new BackendFailure(`machine ${m.name} booted but its check agent never answered within ${secs} s (${why})`, { publicMessage: `Machine ${m.name} did not start in time.` });
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    if (this.states && this.o.autoBuildSavedStates !== false) void this.buildSavedStates(s);
   }
 
   /** After a lab booted: build the saved states its cloud machines could start from next time (one at a time, in the background). */
@@ -253,7 +212,7 @@ export class QemuBackend implements LabBackend {
   }
 
   private accelFor(image: LocalImage): Promise<Accel> {
-    return detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel: image.kernel, log: this.log });
+    return detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel: image.kernel, runDir: this.store.root, log: this.log });
   }
 
   private qemuVersionP: Promise<string> | undefined;
@@ -452,7 +411,7 @@ export class QemuBackend implements LabBackend {
         const dir = this.store.machineDir(handle.name, m);
         fs.rmSync(path.join(dir, 'home.qcow2'), { force: true });
         fs.rmSync(path.join(dir, 'root.qcow2'), { force: true }); // cloud images: made again at start (from a saved state when there is one)
-        if (m.kind !== 'cloud') await this.createOverlay(handle.name, m);
+        if (m.kind !== 'cloud') await createHomeOverlay(dir, this.o.qemuBin, this.o.imageDir, m);
       }
       if (s.desired === 'stopped') return this.store.write(s);
       await this.bringUp(s, () => undefined);
@@ -518,50 +477,6 @@ export class QemuBackend implements LabBackend {
   }
 
   // --- helpers ---------------------------------------------------------------------------------
-
-  private validate(spec: BackendLabSpec): void {
-    if (spec.machines.length === 0) throw new BadRequest(`lab ${spec.labId} has no machines`);
-    if (spec.machines.length > 200) throw new BadRequest(`lab ${spec.labId} has more than 200 machines`);
-    for (const m of spec.machines) {
-      if (m.kind === 'container') {
-        throw new BadRequest(
-          `lab ${spec.labId}: machine ${m.name} is a container; the local QEMU backend runs only VMs (use BACKEND=kubevirt for container machines)`,
-        );
-      }
-      if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(m.name)) throw new BadRequest(`lab ${spec.labId}: machine name ${JSON.stringify(m.name)} is not a DNS label`);
-      const user = m.credentials?.username;
-      if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: user name ${JSON.stringify(user)} is not a valid Linux user name`);
-      if (m.credentials && /[\r\n]/.test(m.credentials.password)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: the password contains a line break`);
-      try {
-        localImage(this.o.imageDir, m.image);
-      } catch (err) {
-        if (err instanceof BadRequest) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: ${err.message}`, { publicMessage: err.publicMessage });
-        throw err;
-      }
-    }
-  }
-
-  private configFor(s: LabState, m: MachineState, creds?: { username: string; password: string }): string {
-    return guestConfig({
-      hostname: m.name, ip: m.ip, egress: s.egress, agentToken: machineAgentToken(this.store.machineDir(s.handle.name, m)),
-      ...(creds ? { user: creds.username, pass: creds.password } : {}),
-      hosts: s.machines.map((x) => ({ name: x.name, ip: x.ip })),
-    });
-  }
-
-  private async createOverlay(name: string, m: MachineState): Promise<void> {
-    // the overlay names the exact base file (image folders are versioned; lab-tiny is a symlink that moves on upgrades)
-    const base = realpath(path.join(this.o.imageDir, m.image, 'disk.qcow2'));
-    const overlay = path.join(this.store.machineDir(name, m), 'home.qcow2');
-    // a bigger virtual size than the base's: the guest grows its file system at boot
-    const size = m.diskGiB ? [`${m.diskGiB}G`] : [];
-    const args = fs.existsSync(base) ? ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay, ...size] : ['create', '-q', '-f', 'qcow2', overlay, size[0] ?? '1G'];
-    try {
-      await run(this.o.qemuBin.replace(/qemu-system-[^/]*$/, 'qemu-img'), args, { timeout: 30_000 });
-    } catch (err) {
-      throw new BackendFailure(`qemu-img create for ${m.name}: ${(err as Error).message}`, { cause: err });
-    }
-  }
 
   private mustRead(handle: LabHandle): LabState {
     const s = this.store.read(handle.name);
