@@ -9,7 +9,7 @@
  * Only types live here.
  */
 import type { Duplex } from 'node:stream';
-import type { BackendKind, BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
+import type { BackendKind, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, MachineStatus, Progress } from '../backends/types.js';
 import type { InstanceState, LabInstanceDoc, LabInstanceKey } from '../store/LabInstance.js';
 
 /** What the deep-linking catalog and the API show about a lab (no secrets, no instructions). */
@@ -40,7 +40,14 @@ export interface LabLifetime {
 }
 
 /** Per-instance machine variables: generated or fixed credentials. Stored on LabInstance.machines. */
-export type InstanceMachines = Record<string, { username?: string; password?: string; /** Lab network address ({{machines.NAME.ip}}): 10.10.0.11, .12, … by machine order (the QEMU convention). */ ip?: string }>;
+export type InstanceMachines = Record<string, {
+  username?: string;
+  password?: string;
+  /** Where the lab's other machines reach it ({{machines.NAME.ip}}): as the backend reported it once provisioned (before that, the QEMU convention 10.10.0.11, .12, … by machine order). */
+  ip?: string;
+  /** A name that resolves to it inside the lab ({{machines.NAME.host}}), as the backend reported it. */
+  host?: string;
+}>;
 
 /** Everything the runtime needs to run one instance of one lab version. */
 export interface PreparedLab {
@@ -173,7 +180,8 @@ export interface LabRuntime {
   status(instanceId: string): Promise<Record<string, MachineStatus>>;
   /** A raw byte stream to a machine of a running instance. Throws NotFound/Conflict with a message the page can show. */
   openChannel(instanceId: string, machine: string, channel: ChannelKind): Promise<Duplex>;
-  exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult>;
+  /** Run a command on a machine out of band; opts.env carries values as environment variables (never spliced into the command). */
+  exec?(instanceId: string, machine: string, command: string, opts: ExecOptions): Promise<ExecResult>;
   /** User input seen on a channel (resets the idle timer; throttled internally). */
   noteActivity(instanceId: string): void;
   /** Live events for one instance; returns the unsubscribe function. */

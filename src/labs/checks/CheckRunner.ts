@@ -239,7 +239,8 @@ export class CheckRunner {
       guard = setTimeout(() => resolve('guard'), timeoutMs + (this.d.guardMs ?? 5000));
     });
     try {
-      const r = await Promise.race([exec(instanceId, c.machine, checkProgram(c, vars), { timeoutMs, maxOutputBytes: this.maxOutput }), guardFired]);
+      const program = checkProgram(c, vars);
+      const r = await Promise.race([exec(instanceId, c.machine, program.command, { timeoutMs, maxOutputBytes: this.maxOutput, env: program.env }), guardFired]);
       if (r === 'guard') return { passed: false, timedOut: true, exitCode: null, output: `${TIMED_OUT} after ${c.timeoutSeconds} s`, result: 'timed_out' };
       // a backend that does not honour the cap still cannot flood the database
       const stdout = cutBytes(r.stdout, this.maxOutput);
