@@ -15,7 +15,7 @@ import type { Accel } from './kvm.js';
 import type { LabState, MachineState } from './labState.js';
 import { loadState } from './migration.js';
 import { QemuRunner, type RunningGuest } from './QemuRunner.js';
-import { TEMPLATE_USER, type SavedState, type SavedStates, type TemplateSpec } from './savedStates.js';
+import { TEMPLATE_ADDRESS, TEMPLATE_USER, type SavedState, type SavedStates, type TemplateSpec } from './savedStates.js';
 
 /** What a cloud machine needs besides its state: kept in its run dir (0600) so reset and restart find it. */
 export interface MachineSecrets {
@@ -115,7 +115,7 @@ async function restore(s: LabState, m: MachineState, l: CloudLaunch, st: SavedSt
     await g.qmp.execute('cont');
     const id = identityCommand({
       hostname: m.name, ...(secrets.user ? { user: secrets.user } : {}), mac: m.mac, address: m.ip,
-      hosts: s.machines.map((x) => ({ name: x.name, ip: x.ip })), agentToken: machineAgentToken(c.dir),
+      hosts: s.machines.map((x) => ({ name: x.name, ip: x.ip })), agentToken: machineAgentToken(c.dir), templateAddress: TEMPLATE_ADDRESS,
     });
     const r = await agentExec(g.agentSocket, st.token, id.command, { timeoutMs: 30_000, maxOutputBytes: 4096, env: id.env }, `${s.handle.name}/${m.name}`);
     if (r.exitCode !== 0 || r.timedOut) throw new Error(`identity step exited ${r.exitCode}${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.slice(0, 300)}`);

@@ -27,6 +27,8 @@ export interface Identity {
   hosts: Array<{ name: string; ip: string }>;
   /** The lab's agent token, replacing the template's. */
   agentToken: string;
+  /** The template's lab NIC address (with prefix), replaced in the network configuration. */
+  templateAddress: string;
 }
 
 const SCRIPT = `set -u
@@ -39,6 +41,8 @@ if [ -n "\${LAB_USER:-}" ]; then
   printf '%s:%s\\n' "$LAB_USER" "$LAB_PASSWORD" | chpasswd
 fi
 ip link set eth0 down && ip link set eth0 address "$LAB_MAC" && ip addr flush dev eth0 && ip addr add "$LAB_ADDRESS" dev eth0 && ip link set eth0 up
+# what ifupdown would bring back (until cloud-init rewrites it from the lab's seed at a reboot)
+sed -i "s#^\\([[:space:]]*address[[:space:]]*\\)$LAB_TEMPLATE_ADDRESS\\$#\\1$LAB_ADDRESS#" /etc/network/interfaces.d/50-cloud-init 2>/dev/null
 rm -f /etc/machine-id && systemd-machine-id-setup >/dev/null 2>&1
 (umask 077; printf '%s\\n' "$LAB_AGENT_TOKEN" >/etc/lab-agent/token)
 if [ -d /etc/ssh ]; then
@@ -62,6 +66,7 @@ export function identityCommand(i: Identity, now = Date.now()): { command: strin
     LAB_MAC: i.mac,
     LAB_ADDRESS: i.address,
     LAB_AGENT_TOKEN: i.agentToken,
+    LAB_TEMPLATE_ADDRESS: i.templateAddress,
   };
   if (i.user) Object.assign(env, { LAB_USER: i.user.name, LAB_PASSWORD: i.user.password });
   return { command: SCRIPT, env };

@@ -30,6 +30,7 @@ import { QemuRunner, type RunningGuest } from './QemuRunner.js';
 /** The template's NICs: a restored machine changes these to its own inside the guest. */
 export const TEMPLATE_MAC = '52:54:00:0a:00:fe';
 export const TEMPLATE_EGRESS_MAC = '52:54:01:0a:00:fe';
+export const TEMPLATE_ADDRESS = '10.10.0.254/24';
 /** The lab user the template has (a lab with another user name boots cold). */
 export const TEMPLATE_USER = 'student';
 /** Bumped when what a template boots with changes (seed contents, device set). */
@@ -162,7 +163,7 @@ export class SavedStates {
         instanceId: `template-${key}`, hostname: 'lab-template',
         user: { name: TEMPLATE_USER, password: crypto.randomBytes(12).toString('base64url') },
         agentToken: token, hosts: [],
-        lab: { mac: TEMPLATE_MAC, address: '10.10.0.254/24' }, ...(t.egress ? { egress: { mac: TEMPLATE_EGRESS_MAC } } : {}),
+        lab: { mac: TEMPLATE_MAC, address: TEMPLATE_ADDRESS }, ...(t.egress ? { egress: { mac: TEMPLATE_EGRESS_MAC } } : {}),
       }, seed);
       g = await QemuRunner.start({ ...cloudGuestOptions({
         image: t.image, runDir: tmp, socketDir, name: `template.${key}`, qemuBin: this.o.qemuBin, accel: t.accel,
