@@ -35,6 +35,7 @@ import { ltiAdminRoutes } from './lti/adminRoutes.js';
 import { frameAncestors } from './lti/frameAncestors.js';
 import { LabDefinition } from './store/LabDefinition.js';
 import { LabCatalog } from './labs/definition/LabCatalog.js';
+import { ImageCatalog } from './images/ImageCatalog.js';
 import { labRoutes } from './labs/definition/labRoutes.js';
 import { resolveTemplatesDir } from './labs/definition/templatesDir.js';
 import { adminLabRoutes } from './labs/definition/adminLabRoutes.js';
@@ -206,7 +207,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     }
     // --- labs: catalog imported from TEMPLATES_DIR, public catalog + media routes, admin API -------
     await ensureIndexes([LabDefinition]);
-    const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
+    const labs = new LabCatalog({ log: log.child({ component: 'labs' }), images: ImageCatalog.load(config.IMAGE_CATALOG) });
     await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
     mounts.push({ path: '/', router: labRoutes(labs) });
     mounts.push({ path: '/api/admin/labs', router: adminLabRoutes(labs, requireAdmin(sessions, config.ADMIN_TOKEN)) });
