@@ -29,12 +29,20 @@ work="$(mktemp -d "${TMPDIR:-/var/tmp}/lab-image.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 t0=$SECONDS
+# before the kernel is installed: its initramfs gets only the recipe's modules
+cat >"$work/essential-hook.sh" <<HOOK
+set -e
+mkdir -p "\$1/etc/initramfs-tools/conf.d" "\$1/usr/share/initramfs-tools/modules.d"
+printf '%s\\n' MODULES=list COMPRESS=zstd >"\$1/etc/initramfs-tools/conf.d/lab-guest.conf"
+printf '%s\\n' ${INITRAMFS_MODULES[*]} >"\$1/usr/share/initramfs-tools/modules.d/lab-guest"
+HOOK
 echo "building $name: mmdebstrap $SUITE (${#PACKAGES[@]} packages and their dependencies)" >&2
 # documentation and translations are left out (copyright files stay); mmdebstrap reads its sources
 # from the arguments, never from stdin (it would, were none given and stdin not a terminal)
 mmdebstrap --variant=minbase --mode=root --format=directory \
   --include="$(IFS=,; echo "${PACKAGES[*]}")" \
   --aptopt='Acquire::Retries "3"' \
+  --essential-hook="sh $work/essential-hook.sh \"\$1\"" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
@@ -45,6 +53,9 @@ customize "$root"
 
 kver="$(ls "$root/lib/modules" | sort -V | tail -n1)"
 [ -r "$root/boot/vmlinuz-$kver" ] && [ -r "$root/boot/initrd.img-$kver" ] || { echo "no kernel/initrd for $kver in the tree" >&2; exit 1; }
+for m in virtio_blk ext4; do
+  chroot "$root" lsinitramfs "/boot/initrd.img-$kver" | grep -q "/$m\.ko" || { echo "the initramfs has no $m module" >&2; exit 1; }
+done
 mkdir -p "$work/out"
 cp "$root/boot/vmlinuz-$kver" "$work/out/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$work/out/initrd.img"
@@ -53,8 +64,9 @@ if grep -q '^CONFIG_PVH=y' "$root/boot/config-$kver" 2>/dev/null; then
   if [ -n "$off" ]; then tail -c +$((off + 1)) "$work/out/vmlinuz" | xz -dc >"$work/out/vmlinux" 2>/dev/null || true; fi
   head -c 4 "$work/out/vmlinux" 2>/dev/null | grep -q ELF || rm -f "$work/out/vmlinux"
 fi
-# net.ifnames=0: eth0, eth1… in NIC order on every backend, so instructions can name them
-cmdline="root=LABEL=lab-root rw net.ifnames=0 console=tty0 console=ttyS0,115200n8"
+# net.ifnames=0: eth0, eth1… in NIC order on every backend, so instructions can name them;
+# quiet: boot messages cost CPU time on an emulated screen and students need only the login prompt
+cmdline="root=LABEL=lab-root rw net.ifnames=0 quiet console=tty0 console=ttyS0,115200n8"
 
 # partition 1: FAT with syslinux (installed through mtools: no loop device, no mount)
 boot_mib=128
