@@ -9,6 +9,8 @@
 # boots to a login prompt on ttyS0 and tty1.
 # Usage: build-debian-image.sh <image name> <output dir>   (need_image in lib.sh calls it, by recipe hash)
 set -euo pipefail
+# the whole script is read before it runs: editing it (or a checkout) during a build cannot break the build
+{
 name="${1:?usage: build-debian-image.sh <image name> <output dir>}"
 out="${2:?usage: build-debian-image.sh <image name> <output dir>}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -107,3 +109,5 @@ PY
 rm -rf "$out"
 mv "$work/out" "$out"
 echo "built $name in $((SECONDS - t0)) s (mmdebstrap $t_strap s): tree $tree_mib MiB, disk.qcow2 $qcow_mib MiB, in $out" >&2
+exit
+}

@@ -5,6 +5,8 @@
 #   skopeo copy oci-archive:<archive> docker://<registry>/<repo>:<tag>
 # Usage: package-containerdisk.sh <image folder> <image name>   (writes <folder>/containerdisk.oci.tar)
 set -euo pipefail
+# the whole script is read before it runs: editing it (or a checkout) during a build cannot break the build
+{
 dir="${1:?usage: package-containerdisk.sh <image folder> <image name>}"
 name="${2:?usage: package-containerdisk.sh <image folder> <image name>}"
 [ -f "$dir/disk.qcow2" ] || { echo "no disk.qcow2 in $dir" >&2; exit 1; }
@@ -28,3 +30,5 @@ skopeo inspect --raw "oci-archive:$work/containerdisk.oci.tar" >/dev/null
 chmod 444 "$work/containerdisk.oci.tar"
 mv -f "$work/containerdisk.oci.tar" "$dir/containerdisk.oci.tar"
 echo "containerDisk $name:$version packaged in $((SECONDS - t0)) s: $(du -m "$dir/containerdisk.oci.tar" | cut -f1) MiB" >&2
+exit
+}
