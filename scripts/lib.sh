@@ -109,6 +109,15 @@ need_image() {
   switch_image_link "$name" "$hash"
 }
 
+# The images the labs under a templates folder name (`image: <name>` of their VM machines), each
+# built if missing. Container images (OCI references, with a "/") are not ours to build.
+need_lab_images() {
+  local dir="${1:-$ROOT/templates}" name
+  for name in $(grep -ho '^ *image: *[a-z0-9][a-z0-9._-]* *$' "$dir"/*/lab.yaml 2>/dev/null | sed 's/.*image: *//; s/ *$//' | sort -u); do
+    need_image "$name"
+  done
+}
+
 # need_containerdisk <name>: after need_image, the image packaged as a KubeVirt containerDisk OCI
 # archive (IMAGE_PATH/containerdisk.oci.tar; /disk/disk.qcow2 owned by uid 107), made once per version.
 need_containerdisk() {
