@@ -6,7 +6,7 @@
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../auth/session.js';
 import { requireAdmin } from '../auth/admin.js';
-import { escapeHtml } from '../http/errorHandler.js';
+import { escapeHtml } from '../html.js';
 import type { PlatformDoc } from '../store/Platform.js';
 import type { LtiModule } from './createLti.js';
 

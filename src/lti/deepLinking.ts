@@ -10,7 +10,7 @@ import { SignJWT } from 'jose';
 import type { Logger } from '../logger.js';
 import type { LabDefinitions, LabSummary } from '../labs/contracts.js';
 import { BadRequest, Forbidden, NotFound } from '../errors.js';
-import { escapeHtml } from '../http/errorHandler.js';
+import { escapeHtml } from '../html.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
 import { GRADING_MODES } from '../store/Activity.js';
 import { upsertUser } from '../store/User.js';

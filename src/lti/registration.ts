@@ -7,7 +7,7 @@
 import type { Logger } from '../logger.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BackendFailure, BadRequest, Forbidden } from '../errors.js';
-import { escapeHtml } from '../http/errorHandler.js';
+import { escapeHtml } from '../html.js';
 import type { PlatformRegistry } from './platforms.js';
 import { TOOL_SCOPES, str, obj } from './claims.js';
 import type { LtiUrls } from './createLti.js';
