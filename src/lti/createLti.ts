@@ -6,7 +6,6 @@
  *   /lti       (POST)      resource-link launch       /lti/register  dynamic registration
  *   /lti/deeplink (POST)   deep-linking request       /lti/deeplink/submit  the teacher's choice → platform
  */
-import { createHmac } from 'node:crypto';
 import express, { type Express, type Router } from 'express';
 import type { LtijsProvider } from 'ltijs';
 import type { Logger } from '../logger.js';
@@ -20,6 +19,7 @@ import { Activity } from '../store/Activity.js';
 import { User } from '../store/User.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
 import { BadRequest, Forbidden, Unauthorized, type AppError } from '../errors.js';
+import { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
 import { createLtijsProvider } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
@@ -52,17 +52,7 @@ export interface LtiDeps {
   tokens: AccessTokens;
 }
 
-export interface LtiUrls {
-  login: string;
-  launch: string;
-  deepLink: string;
-  jwks: string;
-  /**
-   * What an admin pastes into Moodle (dynamic registration). It carries a key derived from
-   * SECRET_KEY: without it anyone could register a platform and launch as its "administrator".
-   */
-  registration: string;
-}
+export { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
 
 export interface LtiModule {
   /** ltijs's express app with our routes: mount at /lti. */
@@ -77,19 +67,6 @@ export interface LtiModule {
   /** A course's roster (NRPS) for teacher views, members matched to our user ids. */
   roster(contextKey: string): Promise<CourseRoster>;
   close(): void;
-}
-
-/** The key in the registration URL (stable for a SECRET_KEY). */
-export function registrationKey(secretKey: string): string {
-  return createHmac('sha256', secretKey).update('lti-dynamic-registration-v1').digest('base64url').slice(0, 32);
-}
-
-export function ltiUrls(publicUrl: string, secretKey: string): LtiUrls {
-  const base = `${publicUrl.replace(/\/+$/, '')}/lti`;
-  return {
-    login: `${base}/login`, launch: base, deepLink: `${base}/deeplink`, jwks: `${base}/keys`,
-    registration: `${base}/register?key=${registrationKey(secretKey)}`,
-  };
 }
 
 export async function createLti(d: LtiDeps): Promise<LtiModule> {

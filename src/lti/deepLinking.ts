@@ -18,7 +18,7 @@ import { CLAIM, mapRoles, obj, str } from './claims.js';
 import { displayName } from './launch.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
-import type { LtiUrls } from './createLti.js';
+import type { LtiUrls } from './urls.js';
 
 const REQUEST_TTL_MS = 3600_000;
 export const LINE_ITEM_TAG = 'lab-orchestrator';

@@ -4,7 +4,7 @@ import { Browser, launchAs } from '../support/ltiFlow.js';
 import { fakeLabs } from '../support/fakeLabs.js';
 import { atToolPage, startLtiTool, ADMIN_TOKEN, type LtiTestTool } from '../support/ltiTool.js';
 import { Platform } from '../../src/store/Platform.js';
-import { DevPlatformTool } from '../../src/store/DevPlatform.js';
+import { DevPlatformTool } from '../../src/devPlatform/models.js';
 import { TOOL_SCOPES } from '../../src/lti/claims.js';
 
 describe('LTI registration: dynamic, through the development platform', () => {
