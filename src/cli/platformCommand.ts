@@ -15,7 +15,7 @@ import { connectDatabase, ensureIndexes } from '../store/database.js';
 import { Platform } from '../store/Platform.js';
 import { createLtijsProvider } from '../lti/ltijsProvider.js';
 import { PlatformRegistry } from '../lti/platforms.js';
-import { platformJson } from '../lti/adminRoutes.js';
+import { platformJson } from '../http/routes/ltiAdminRoutes.js';
 import { ltiUrls } from '../lti/urls.js';
 
 const USAGE = `lab-orchestrator platform add --issuer URL --client-id ID --auth-url URL --token-url URL --jwks-url URL --deployment-id ID [--deployment-id ID …] [--name NAME]

@@ -8,9 +8,9 @@
 import express, { type Request, type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
 import { Forbidden, NotFound, Unauthorized } from '../../errors.js';
-import type { LabRuntime } from '../contracts.js';
+import type { LabRuntime } from '../../labs/contracts.js';
 import type { LabInstanceDoc } from '../../store/LabInstance.js';
-import type { CheckRunner } from './CheckRunner.js';
+import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 
 export interface CheckRoutesDeps {
   runtime: LabRuntime;
