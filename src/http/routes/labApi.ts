@@ -17,7 +17,7 @@ import type { TicketService } from '../../proxy/tickets.js';
 import type { GradeService } from '../../lti/grades/GradeService.js';
 import type { ChannelKind, MachineStatus } from '../../backends/types.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
-import { scoreForSteps, stepScore } from '../../labs/stepScore.js';
+import { agsScore, stepScore } from '../../labs/score.js';
 import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 
@@ -114,7 +114,7 @@ export function labApiRouter(d: LabApiDeps): Router {
       d.runtime.emit({ type: 'steps', instanceId: inst._id, steps: ticks });
       if (grading.mode === 'steps') {
         try {
-          await d.grades.publish(inst._id, scoreForSteps(score));
+          await d.grades.publish(inst._id, agsScore(score));
         } catch (err) {
           // the tick is kept; a lab launched without a line item simply has no grade to send
           d.log.info({ instance: inst._id, err: (err as Error).message }, 'lab.grade_not_published');
