@@ -11,9 +11,10 @@
 import express, { type Router } from 'express';
 import { SignJWT, type JWK, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { Logger } from '../logger.js';
+import { ensureIndexes } from '../store/database.js';
 import type { ExpirySweeper } from '../store/ExpirySweeper.js';
 import {
-  devPlatformExpiryRules, DevPlatformLineItem, DevPlatformScore, DevPlatformTool, type DevPlatformScoreDoc, type DevPlatformToolDoc,
+  devPlatformExpiryRules, devPlatformModels, DevPlatformLineItem, DevPlatformScore, DevPlatformTool, type DevPlatformScoreDoc, type DevPlatformToolDoc,
 } from './models.js';
 import { loadOrCreatePlatformKey, ToolJwtVerifier, type PlatformKey } from './keys.js';
 import { ALL_SCOPES } from './claims.js';
@@ -86,6 +87,7 @@ export async function createDevPlatform(deps: DevPlatformDeps): Promise<DevPlatf
     secureCookies: urls.issuer.startsWith('https:'),
     scoresAvailable: true,
   };
+  await ensureIndexes(devPlatformModels);
   for (const rule of devPlatformExpiryRules) deps.sweeper.add(rule);
 
   const router = express.Router();

@@ -11,6 +11,7 @@
 import type { Duplex } from 'node:stream';
 import type { BackendKind, BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
 import type { InstanceState, LabInstanceDoc, LabInstanceKey } from '../store/LabInstance.js';
+import type { StepScore } from './score.js';
 
 /** What the deep-linking catalog and the API show about a lab (no secrets, no instructions). */
 export type { LabSummary, LabLifetime } from '../store/LabDefinition.js';
@@ -156,6 +157,16 @@ export interface LabRuntime {
   noteActivity(instanceId: string): void;
   /** Live events for one instance; returns the unsubscribe function. */
   subscribe(instanceId: string, listener: (e: LabEvent) => void): () => void;
-  /** Publish an event (e.g. steps ticked by the page) to the instance's subscribers. */
+  /** Publish an event to the instance's subscribers. */
   emit(event: LabEvent): void;
+  /** Tick or untick a step (serialized with the instance's other writes); publishes the event and, in steps mode, the score. */
+  tickStep(instanceId: string, stepId: string, done: boolean, lab: Pick<RenderedInstructions, 'steps' | 'grading'>): Promise<StepTickResult>;
+}
+
+/** What a step tick did: the instance after it, whether anything changed, all ticks (ISO times), the derived score. */
+export interface StepTickResult {
+  inst: LabInstanceDoc;
+  changed: boolean;
+  ticks: Record<string, string>;
+  score: StepScore;
 }

@@ -11,13 +11,6 @@ import type { LtijsProvider } from 'ltijs';
 import type { Logger } from '../logger.js';
 import type { SessionTokens } from '../auth/session.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
-import { ensureIndexes } from '../store/database.js';
-import type { ExpirySweeper } from '../store/ExpirySweeper.js';
-import { Platform } from '../store/Platform.js';
-import { LoginState, UsedNonce, ltiExpiryRules } from '../store/LtiLogin.js';
-import { Activity } from '../store/Activity.js';
-import { User } from '../store/User.js';
-import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
 import { BadRequest, Forbidden, Unauthorized, type AppError } from '../errors.js';
 import { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
 import { createLtijsProvider } from './ltijsProvider.js';
@@ -41,7 +34,6 @@ export interface LtiDeps {
   runtime: LabRuntime;
   sessions: SessionTokens;
   log: Logger;
-  sweeper: ExpirySweeper;
   secretKey: string;
   dbUri: string;
   /** Our public origin (PUBLIC_URL or the listening URL). */
@@ -72,8 +64,6 @@ export interface LtiModule {
 export async function createLti(d: LtiDeps): Promise<LtiModule> {
   /** ltijs's own refusals, through the app's one error handler (its defaults echo the request body). */
   const refusal = (err: AppError) => (req: express.Request, res: express.Response) => d.respondWithError(err, req, res);
-  await ensureIndexes([Platform, LoginState, UsedNonce, Activity, User, DeepLinkRequest]);
-  for (const rule of ltiExpiryRules) d.sweeper.add(rule);
   const log = d.log.child({ component: 'lti' });
   const urls = ltiUrls(d.publicUrl, d.secretKey);
   const secure = d.publicUrl.startsWith('https:');
