@@ -5,7 +5,18 @@
  * (0..maxScore), rounded to 3 decimals. No weights at all: every item counts the same.
  * This module owns the score type the grade outbox publishes (ScoreInput).
  */
-import type { LabChecks, RenderedInstructions } from './contracts.js';
+
+/** What steps mode scores: the lab's steps with their weights, and its scale. */
+export interface StepsToScore {
+  grading: { maxScore: number };
+  steps: ReadonlyArray<{ id: string; weight: number }>;
+}
+
+/** What checks mode scores: each step's checks with their weights, and the lab's scale. */
+export interface ChecksToScore {
+  maxScore: number;
+  steps: ReadonlyArray<{ stepId: string; checks: ReadonlyArray<{ index: number; weight: number }> }>;
+}
 
 export const ACTIVITY_PROGRESS = ['Initialized', 'Started', 'InProgress', 'Submitted', 'Completed'] as const;
 export const GRADING_PROGRESS = ['FullyGraded', 'Pending', 'PendingManual', 'Failed', 'NotReady'] as const;
@@ -75,7 +86,7 @@ export interface StepScore {
   complete: boolean;
 }
 
-export function stepScore(grading: RenderedInstructions['grading'], steps: RenderedInstructions['steps'], ticks: Record<string, unknown>): StepScore {
+export function stepScore(grading: StepsToScore['grading'], steps: StepsToScore['steps'], ticks: Record<string, unknown>): StepScore {
   const w = weightedScore(steps.map((st) => ({ weight: st.weight, done: ticks[st.id] !== undefined && ticks[st.id] !== null })), grading.maxScore);
   return { ticked: w.done, total: w.total, weight: w.weight, maxWeight: w.maxWeight, scoreGiven: w.scoreGiven, scoreMaximum: w.scoreMaximum, complete: w.complete };
 }
@@ -95,14 +106,14 @@ export interface CheckScore {
 export const checkKey = (stepId: string, index: number): string => `${stepId}/${index}`;
 
 /** The weight of each check (key `${stepId}/${index}`). */
-export function checkWeights(lc: Pick<LabChecks, 'steps'>): Map<string, number> {
+export function checkWeights(lc: Pick<ChecksToScore, 'steps'>): Map<string, number> {
   const out = new Map<string, number>();
   for (const s of lc.steps) for (const c of s.checks) out.set(checkKey(s.stepId, c.index), Number.isFinite(c.weight) && c.weight > 0 ? c.weight : 0);
   return out;
 }
 
 /** passed: keys `${stepId}/${index}` of the checks that have passed (ever). */
-export function checkScore(lc: Pick<LabChecks, 'steps' | 'maxScore'>, passed: ReadonlySet<string>): CheckScore {
+export function checkScore(lc: ChecksToScore, passed: ReadonlySet<string>): CheckScore {
   const w = weightedScore([...checkWeights(lc)].map(([k, weight]) => ({ weight, done: passed.has(k) })), lc.maxScore);
   return { passed: w.done, total: w.total, weight: w.weight, maxWeight: w.maxWeight, scoreGiven: w.scoreGiven, scoreMaximum: w.scoreMaximum, complete: w.complete };
 }

@@ -108,7 +108,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     d.respondWithError(err, req, res);
   });
-  log.info({ registrationUrl: urls.registration, jwks: urls.jwks }, 'lti.ready');
+  log.info({ jwks: urls.jwks }, 'lti.ready');
   return { app: lti.app, registry, urls, gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,
     roster: (contextKey) => courseRoster(contextKey, d.tokens),
     close: unshare,
