@@ -62,7 +62,7 @@ export function adminLabRoutes(catalog: LabCatalog, requireAdmin: RequestHandler
 
   const addOrUpdate: RequestHandler = async (req, res) => {
     const { id, files, prefix } = await labFromRequest(req);
-    const { lab, problems } = validateLab(id, files, prefix);
+    const { lab, problems } = validateLab(id, files, prefix, catalog.images);
     if (!lab) {
       const lines = sortProblems(problems).map(formatProblem);
       req.log?.info({ lab: id, problems: lines }, 'labs.admin_rejected');
