@@ -26,6 +26,7 @@ COPY --from=build /app/public ./public
 COPY package.json ./
 COPY bin ./bin
 COPY templates ./templates
+COPY images ./images
 USER node
 EXPOSE 3000
 HEALTHCHECK CMD node -e "fetch('http://127.0.0.1:3000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

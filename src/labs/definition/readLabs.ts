@@ -2,6 +2,7 @@
  * Read lab folders from disk into LabFiles and validate them. Symlinks are not followed (a lab
  * folder can never pull in files from elsewhere on the server); sizes are bounded.
  */
+import type { ImageCatalog } from '../../images/ImageCatalog.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { formatProblem, sortProblems, type Problem } from './problems.js';
@@ -41,7 +42,7 @@ export interface DirResult {
  * Validate every lab under `dir` (each sub-folder is a lab; folders without lab.yaml are
  * reported). `display` is how the folder is named in messages (e.g. "templates").
  */
-export async function validateDir(dir: string, display = dir): Promise<DirResult> {
+export async function validateDir(dir: string, display = dir, images?: ImageCatalog): Promise<DirResult> {
   const out: DirResult = { labs: [], problems: [], invalid: [] };
   let entries;
   try {
@@ -55,7 +56,7 @@ export async function validateDir(dir: string, display = dir): Promise<DirResult
     let problems: Problem[];
     let lab: ValidLab | undefined;
     try {
-      ({ lab, problems } = validateLab(e.name, await readLabDir(path.join(dir, e.name)), prefix));
+      ({ lab, problems } = validateLab(e.name, await readLabDir(path.join(dir, e.name)), prefix, images));
     } catch (err) {
       problems = [{ file: prefix, line: 1, col: 1, path: '(folder)', message: `expected a readable lab folder, got ${(err as Error).message}` }];
     }
