@@ -40,6 +40,7 @@ import { resolveTemplatesDir } from './labs/definition/templatesDir.js';
 import { adminLabRoutes } from './labs/definition/adminLabRoutes.js';
 import { requireAdmin } from './auth/admin.js';
 import { SessionTokens } from './auth/session.js';
+import { RateLimits } from './rateLimits.js';
 import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
 import { TicketService } from './proxy/tickets.js';
 import { ChannelProxy } from './proxy/channelProxy.js';
@@ -123,6 +124,14 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
   try {
     const secretKey = resolveSecretKey(config);
     const sessions = new SessionTokens(secretKey);
+    const limits = new RateLimits({
+      launchPerUser: config.RATE_LAUNCH_PER_USER, launchPerPlatform: config.RATE_LAUNCH_PER_PLATFORM,
+      ticketPerUser: config.RATE_TICKET_PER_USER, ticketPerPlatform: config.RATE_TICKET_PER_PLATFORM,
+      checkPerPlatform: config.RATE_CHECK_PER_PLATFORM,
+    });
+    const pruneLimits = setInterval(() => limits.prune(), 60_000);
+    pruneLimits.unref();
+    closers.push({ name: 'rate-limits', close: () => clearInterval(pruneLimits) });
 
     // --- database ---------------------------------------------------------------------------
     let embeddedMongo: EmbeddedMongo | undefined;
@@ -230,7 +239,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       await ensureIndexes([CheckResult, CheckRunLock]);
       const runner = new CheckRunner({
         runtime, labs: opts.labs ?? labs, grades, log: log.child({ component: 'checks' }), metrics,
-        ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+        ratePerMinute: config.CHECK_RATE_PER_MINUTE, platformLimit: limits.checkPerPlatform, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
         isLeader: () => duties.isLeader,
       });
       runner.start();
@@ -261,7 +270,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       const pageLabs = opts.labs ?? labs;
       const catalog = new LabCatalogCache(pageLabs);
       mounts.push(
-        { path: '/', router: labApiRouter({ runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, checks, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
+        { path: '/', router: labApiRouter({ runtime, labs: pageLabs, sessions, tickets, grades, log, catalog, userNames, checks, ticketLimit: limits.ticket, ...(lock ? { serialize: (id, fn) => lock.run(id, fn) } : {}) }) },
         { path: '/', router: courseApiRouter({ sessions, catalog, userNames, checks }) },
         { path: '/', router: labPagesRouter() },
       );
@@ -272,7 +281,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const ltiLabs: LabDefinitions = opts.labs ?? labs;
     const lti = await createLti({
       labs: ltiLabs, runtime, sessions, log, sweeper, secretKey, dbUri: uri, publicUrl,
-      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: grades.tokens,
+      clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: grades.tokens, limits,
     });
     grades.use(lti.gradePorts);
     closers.push({ name: 'lti', close: () => lti.close() });

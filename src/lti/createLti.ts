@@ -19,7 +19,7 @@ import { LoginState, UsedNonce, ltiExpiryRules } from '../store/LtiLogin.js';
 import { Activity } from '../store/Activity.js';
 import { User } from '../store/User.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
-import { AppError, httpStatusFor } from '../errors.js';
+import { AppError, TooManyRequests, httpStatusFor } from '../errors.js';
 import { errorPage } from '../http/errorHandler.js';
 import { createLtijsProvider } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
@@ -34,6 +34,7 @@ import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
 import { courseRoster, type CourseRoster } from './roster.js';
+import type { RateLimits } from '../rateLimits.js';
 
 export interface LtiDeps {
   labs: LabDefinitions;
@@ -49,6 +50,8 @@ export interface LtiDeps {
   jwksMinRefetchMs: number;
   /** Service access tokens (GradeService.tokens), for the NRPS roster. */
   tokens: AccessTokens;
+  /** Launches (resource link and deep linking) per user and per platform. */
+  limits?: RateLimits;
 }
 
 export interface LtiUrls {
@@ -124,7 +127,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
 
   lti.onConnect(async (_token, req, res, next) => {
     try {
-      res.redirect(302, await launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log }));
+      res.redirect(302, await launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ...(d.limits ? { limit: d.limits.launch } : {}) }));
     } catch (err) {
       next(err);
     }
@@ -140,13 +143,20 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
   lti.app.post('/deeplink', (req, res, next) => {
-    renderCatalog(res.locals.verified as VerifiedLaunch, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);
+    const v = res.locals.verified as VerifiedLaunch;
+    try {
+      d.limits?.launch.take(v.sub, v.platform._id);
+    } catch (err) {
+      return next(err);
+    }
+    renderCatalog(v, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);
   });
   lti.app.use(deepLinkingRoutes({ labs: d.labs, registry, log, urls }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     const status = httpStatusFor(err);
     if (status >= 500) req.log?.error({ err }, 'http.error');
+    if (err instanceof TooManyRequests) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
     refusal(status, err instanceof AppError ? err.publicMessage : 'Internal error')(req, res);
   });
   log.info({ registrationUrl: urls.registration, jwks: urls.jwks }, 'lti.ready');
