@@ -16,7 +16,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils zstd file \
  && rm -rf /var/lib/apt/lists/*
 COPY scripts/build-guest-image.sh /tmp/build-guest-image.sh
-RUN bash /tmp/build-guest-image.sh /opt/lab-images/lab-tiny && rm /tmp/build-guest-image.sh
+COPY src/backends/guest/lab-agent.sh /tmp/lab-agent.sh
+RUN LAB_AGENT_SCRIPT=/tmp/lab-agent.sh bash /tmp/build-guest-image.sh /opt/lab-images/lab-tiny && rm /tmp/build-guest-image.sh /tmp/lab-agent.sh
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 GUEST_IMAGE_DIR=/opt/lab-images
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules

@@ -23,7 +23,7 @@ const PROMPT = /login: /;
 
 async function bareBoot(img: string, accel: string): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-qemu-'));
-  fs.writeFileSync(path.join(dir, 'config'), guestConfig({ hostname: 'box', ip: '10.10.0.11/24', user: 'student', pass: 'bench', egress: false, hosts: [{ name: 'box', ip: '10.10.0.11' }] }));
+  fs.writeFileSync(path.join(dir, 'config'), guestConfig({ hostname: 'box', ip: '10.10.0.11/24', user: 'student', pass: 'bench', egress: false, agentToken: 'bench', hosts: [{ name: 'box', ip: '10.10.0.11' }] }));
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', path.join(img, 'disk.qcow2'), '-F', 'qcow2', path.join(dir, 'home.qcow2')]);
   const t0 = performance.now();
   const q = spawn('qemu-system-x86_64', [

@@ -16,7 +16,8 @@
 #   egress=1                     a second NIC (MAC 52:54:01:…) on QEMU user networking with a default route
 # and optionally opt/lab/userdata: a script (starting with #!) run as root in the background at boot.
 # Consoles: login on ttyS0 (serial, the "console" channel) and on tty1 (VGA text, the "vnc" channel).
-# Exec agent: a busybox-sh loop on the virtio-serial port named "lab.agent" (see src/backends/qemu/agent.ts).
+#   agenttoken=...               the check agent's token (src/backends/guest/lab-agent.sh)
+# Check agent: the shared lab-agent.sh serving the virtio-serial port named "lab.agent".
 # On boot it prints "lab-guest: ready <hostname>" on ttyS0.
 set -euo pipefail
 out="${1:?usage: build-guest-image.sh <output dir>}"
@@ -99,7 +100,7 @@ cat >"$root/etc/inittab" <<'EOF'
 ::sysinit:/etc/rc
 ttyS0::respawn:/sbin/getty -l /sbin/lablogin -L 115200 ttyS0 vt100
 tty1::respawn:/sbin/getty -l /sbin/lablogin 38400 tty1
-::respawn:/etc/agent
+::respawn:/bin/sh /etc/lab-agent.sh port
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/umount -a -r
 EOF
@@ -125,7 +126,7 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </lib/modules/load-order
 cfg=/sys/firmware/qemu_fw_cfg/by_name/opt/lab/config/raw
-hostname=lab; ip=; user=student; pass=; egress=0
+hostname=lab; ip=; user=student; pass=; egress=0; agenttoken=
 : >/tmp/hosts
 if [ -r "$cfg" ]; then
   while IFS='=' read -r k v; do
@@ -135,11 +136,15 @@ if [ -r "$cfg" ]; then
       user) user="$v" ;;
       pass) pass="$v" ;;
       egress) egress="$v" ;;
+      agenttoken) agenttoken="$v" ;;
       host) echo "${v#* } ${v%% *}" >>/tmp/hosts ;;
     esac
   done <"$cfg"
 fi
 hostname "$hostname"
+mkdir -p /etc/lab-agent
+(umask 077; printf '%s\n' "$agenttoken" >/etc/lab-agent/token)
+agenttoken=
 echo "$hostname" >/etc/hostname
 { echo "127.0.0.1 localhost"; cat /tmp/hosts; } >/etc/hosts
 rm -f /tmp/hosts
@@ -186,40 +191,16 @@ fi
 echo "lab-guest: ready $hostname" >/dev/ttyS0
 EOF
 
-cat >"$root/etc/agent" <<'EOF'
-#!/bin/sh
-# Exec agent on the virtio-serial port "lab.agent" (not a console: students never see it).
-# Request (one line):  <id> <timeoutSeconds> <maxBytes> <base64 of the script>
-# Reply:  "R <id> <exit> <stdoutBytes> <stderrBytes>" then a line of base64 stdout, a line of base64 stderr.
-export PATH=/bin:/sbin HOME=/root
-# init starts us on the console: nothing of ours may ever show there
-exec </dev/null >/dev/null 2>&1
-port=
-for d in /sys/class/virtio-ports/*; do [ "$(cat "$d/name" 2>/dev/null)" = lab.agent ] && port="/dev/${d##*/}"; done
-if [ -z "$port" ]; then sleep 3600; exit 0; fi
-while :; do
-  exec 3<>"$port" || { sleep 1; continue; }
-  while read -r id t max b64 <&3; do
-    [ -n "$b64" ] || continue
-    # files per request: a late reply or a second agent can never mix up or delete another's output
-    f="/tmp/.agent.$id"
-    echo "$b64" | base64 -d >"$f.cmd"
-    # 3<&-: the command (and busybox timeout's watcher, which lives for $t seconds) must not hold
-    # the port open, or the agent cannot reopen it after the host disconnects (EBUSY)
-    timeout "$t" sh "$f.cmd" </dev/null >"$f.out" 2>"$f.err" 3<&-
-    rc=$?
-    sync
-    { echo "R $id $rc $(wc -c <"$f.out") $(wc -c <"$f.err")"
-      head -c "$max" "$f.out" | base64 | tr -d '\n'; echo
-      head -c "$max" "$f.err" | base64 | tr -d '\n'; echo
-    } >&3
-    rm -f "$f.cmd" "$f.out" "$f.err"
-  done
-  exec 3<&-
-  sleep 0.5
-done
-EOF
-chmod 755 "$root/etc/rc" "$root/etc/agent"
+# The check agent: the one script both backends use (src/backends/guest/lab-agent.sh), serving the
+# virtio-serial port "lab.agent" here (init respawns it); /usr/local/sbin/lab-agent is the same
+# script for listeners that run one request per connection.
+agent_src="${LAB_AGENT_SCRIPT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/src/backends/guest/lab-agent.sh}"
+[ -r "$agent_src" ] || { echo "no agent script $agent_src" >&2; exit 1; }
+mkdir -p "$root/usr/local/sbin" "$root/etc/lab-agent"
+cp "$agent_src" "$root/etc/lab-agent.sh"
+cp "$agent_src" "$root/usr/local/sbin/lab-agent"
+chmod 755 "$root/etc/lab-agent.sh" "$root/usr/local/sbin/lab-agent"
+chmod 755 "$root/etc/rc"
 echo "<html><body><h1>lab-tiny</h1></body></html>" >"$root/www/index.html"
 
 mkdir -p "$out.tmp"

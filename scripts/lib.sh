@@ -44,7 +44,7 @@ need_ferretdb() {
 need_guest_image() {
   need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils
   local images="$LAB_TOOLS_DIR/images" hash
-  hash="$( (cat "$ROOT/scripts/build-guest-image.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
+  hash="$( (cat "$ROOT/scripts/build-guest-image.sh" "$ROOT/src/backends/guest/lab-agent.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
   GUEST_IMAGE_PATH="$images/lab-tiny-$hash"
   mkdir -p "$images"
   if [ ! -f "$GUEST_IMAGE_PATH/.complete" ]; then

@@ -75,6 +75,26 @@ export interface ExecResult {
   timedOut: boolean;
 }
 
+/** Options of LabBackend.exec. */
+export interface ExecOptions {
+  timeoutMs: number;
+  /** Per stream (stdout, stderr); backends cap it at 1 MiB. */
+  maxOutputBytes: number;
+  /**
+   * Environment variables for the command (names: [A-Za-z_][A-Za-z0-9_]*). Values filled in from
+   * the lab's variables go here, never into the command's text: the guest shell never parses them.
+   */
+  env?: Record<string, string>;
+}
+
+/** Where the other machines of a lab reach one machine, as the backend set it up. */
+export interface MachineAddress {
+  /** IPv4 address without prefix (QEMU: the lab segment address; KubeVirt: the VMI's pod address). */
+  ip: string;
+  /** A name that resolves to it inside the lab (QEMU: /etc/hosts; KubeVirt: the headless Service's DNS name). */
+  host: string;
+}
+
 export interface LabBackend {
   readonly kind: BackendKind;
 
@@ -88,7 +108,14 @@ export interface LabBackend {
   openChannel(handle: LabHandle, machine: string, channel: ChannelKind): Promise<Duplex>;
 
   /** Run a command on a machine out of band (not on the student's console). */
-  exec?(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult>;
+  exec?(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult>;
+
+  /**
+   * The address of every machine of a provisioned lab, by machine name, as the other machines
+   * reach it ({{machines.X.ip}} / {{machines.X.host}} are filled from these). Machines whose
+   * address is not known yet are missing. Throws NotFound for a lab that does not exist.
+   */
+  addresses?(handle: LabHandle): Promise<Record<string, MachineAddress>>;
 
   pause(handle: LabHandle): Promise<void>;
   resume(handle: LabHandle): Promise<void>;

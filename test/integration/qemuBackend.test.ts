@@ -166,6 +166,9 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.equal(next.stdout, 'still-there\n');
     assert.ok(Date.now() - t0 < 4000, 'the agent serves the next exec right after a timed-out one');
     assert.ok(!con.output.slice(mark).includes('from-exec'));
+    const hostile = 'x" ; touch /tmp/inj ; echo "$(touch /tmp/inj)';
+    const v = await backend.exec(labA, 'alpha', 'printf "%s" "$LAB_USER_NAME"; test ! -e /tmp/inj', { timeoutMs: 5000, maxOutputBytes: 1000, env: { LAB_USER_NAME: hostile } });
+    assert.deepEqual([v.exitCode, v.stdout], [0, hostile], 'a value passed as environment is data, never code');
   });
 
   it('pause freezes the machines (the console stops advancing) and resume continues them', async () => {

@@ -18,8 +18,8 @@ import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { BackendFailure, BadRequest, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
-import { agentExec } from './agent.js';
+import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
+import { agentExec, machineAgentToken } from './agent.js';
 import { detectAccel, type AccelSetting } from './kvm.js';
 import { guestConfig, LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
@@ -262,14 +262,15 @@ export class QemuBackend implements LabBackend {
     return sock;
   }
 
-  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+  async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
     const { m } = this.machineOf(handle, machine);
     const g = await this.guest(handle.name, m);
     if (!g) throw new Conflict(`machine ${machine} is not running`);
     const st = await g.qmp.execute<{ status: string }>('query-status', undefined, 3000);
     if (st.status !== 'running') throw new Conflict(`machine ${machine} is ${st.status}`, { publicMessage: `Machine ${machine} is paused` });
     // the agent port serves one client at a time: one exec per machine at a time
-    return this.locked(`${handle.name}/${machine}#exec`, () => agentExec(g.agentSocket, command, opts));
+    const token = machineAgentToken(this.store.machineDir(handle.name, m));
+    return this.locked(`${handle.name}/${machine}#exec`, () => agentExec(g.agentSocket, token, command, opts, `${handle.name}/${machine}`));
   }
 
   async pause(handle: LabHandle): Promise<void> {
@@ -307,7 +308,7 @@ export class QemuBackend implements LabBackend {
     // flush the guest's page cache to its disk before QEMU quits (QEMU flushes its own)
     try {
       await g.qmp.execute('cont');
-      await agentExec(g.agentSocket, 'sync', { timeoutMs: 3000, maxOutputBytes: 1024 });
+      await agentExec(g.agentSocket, machineAgentToken(this.store.machineDir(s.handle.name, m)), 'sync', { timeoutMs: 3000, maxOutputBytes: 1024 });
     } catch { /* no agent: quit anyway */ }
     await g.stop(5000);
     this.guests.delete(`${s.handle.name}/${m.name}`);
@@ -412,7 +413,7 @@ export class QemuBackend implements LabBackend {
 
   private configFor(s: LabState, m: MachineState, creds?: { username: string; password: string }): string {
     return guestConfig({
-      hostname: m.name, ip: m.ip, egress: s.egress,
+      hostname: m.name, ip: m.ip, egress: s.egress, agentToken: machineAgentToken(this.store.machineDir(s.handle.name, m)),
       ...(creds ? { user: creds.username, pass: creds.password } : {}),
       hosts: s.machines.map((x) => ({ name: x.name, ip: x.ip })),
     });

@@ -46,6 +46,12 @@ export interface GuestOptions {
   cpus: number;
   /** A qcow2 disk attached as virtio /dev/vda (e.g. an overlay over the image's disk.qcow2). */
   disk?: string;
+  /** More virtio disks after it (/dev/vdb, …), e.g. the read-only cloud-init seed. */
+  drives?: Array<{ file: string; format: 'qcow2' | 'raw'; readonly?: boolean }>;
+  /** Start from a saved state instead of booting: QEMU's -incoming URI (e.g. "exec:cat state"). The guest is paused after loading. */
+  incoming?: string;
+  /** A VM generation ID device: a restored guest's kernel sees a new ID and reseeds its random number generator. */
+  vmgenid?: boolean;
   /** Network interfaces, in order (virtio-net). None = no network at all. */
   nics?: NicOptions[];
   /** Files passed through fw_cfg: name (e.g. "opt/lab/config") → host file path. The lab-tiny guest reads its settings from opt/lab/config. */
@@ -119,6 +125,8 @@ export class QemuRunner {
     ];
     if (o.vnc ?? true) a.push('-vnc', `unix:${p.vncSocket}`);
     if (o.disk) a.push('-drive', `file=${o.disk},if=virtio,format=qcow2,cache=writeback,discard=unmap`);
+    for (const d of o.drives ?? []) a.push('-drive', `file=${d.file},if=virtio,format=${d.format}${d.readonly ? ',readonly=on' : ''}`);
+    if (o.vmgenid) a.push('-device', 'vmgenid,guid=auto');
     (o.nics ?? []).forEach((nic, i) => {
       a.push('-netdev', `${nic.netdev},id=n${i}`, '-device', `virtio-net-pci,netdev=n${i},mac=${nic.mac}`);
     });
@@ -128,6 +136,7 @@ export class QemuRunner {
         '-device', 'virtserialport,chardev=agent,name=lab.agent');
     }
     if (o.paused) a.push('-S');
+    if (o.incoming) a.push('-incoming', o.incoming);
     if (o.sandbox) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
     return a;
   }

@@ -105,12 +105,13 @@ export class LabStore {
 }
 
 /** The lab-tiny guest settings file (fw_cfg opt/lab/config). Values must not contain newlines. */
-export function guestConfig(o: { hostname: string; ip: string; user?: string; pass?: string; egress: boolean; hosts: Array<{ name: string; ip: string }> }): string {
+export function guestConfig(o: { hostname: string; ip: string; user?: string; pass?: string; egress: boolean; agentToken: string; hosts: Array<{ name: string; ip: string }> }): string {
   const clean = (v: string) => v.replace(/[\r\n]/g, '');
   const lines = [`hostname=${clean(o.hostname)}`, `ip=${clean(o.ip)}`];
   if (o.user) lines.push(`user=${clean(o.user)}`);
   if (o.pass) lines.push(`pass=${clean(o.pass)}`);
   if (o.egress) lines.push('egress=1');
+  lines.push(`agenttoken=${clean(o.agentToken)}`);
   for (const h of o.hosts) lines.push(`host=${clean(h.name)} ${clean(h.ip.split('/')[0] ?? h.ip)}`);
   return lines.join('\n') + '\n';
 }
