@@ -15,7 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import type { ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../backends/types.js';
+import type { ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../backends/types.js';
 import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -311,7 +311,7 @@ export class LabService implements LabRuntime {
     return this.backend.openChannel(inst.handle, machine, channel);
   }
 
-  async exec(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+  async exec(instanceId: string, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
     const inst = await this.mustGet(instanceId);
     if (!this.backend.exec) throw new Conflict('backend has no exec', { publicMessage: 'Automatic checks are not available on this backend.' });
     if (!inst.handle || inst.state !== 'running') throw new Conflict(`instance ${instanceId} is ${inst.state}`, { publicMessage: `The lab is not running (it is ${inst.state}).` });

@@ -40,6 +40,14 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
       },
     },
     {
+      id: 'named',
+      machines: [{ name: 'box' }],
+      checks: {
+        mode: 'checks', maxScore: 1,
+        steps: [{ stepId: 'sign', checks: [check(0, 'grep -qx "{{user.name}}" owner.txt', { hint: 'Write {{user.name}} into owner.txt.' }), check(1, "test \"$(cat owner.txt)\" = '{{user.name}}'")] }],
+      },
+    },
+    {
       id: 'watched',
       machines: [{ name: 'box' }],
       checks: { mode: 'checks', maxScore: 1, checkEverySeconds: 1, steps: [{ stepId: 'flag', checks: [check(0, 'test -f flag')] }] },
@@ -220,6 +228,23 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
     assert.ok(Number(limited.headers.get('retry-after')) >= 1);
     const other = await lab('files', { platformId: 'platform-b' });
     assert.equal((await press(other.inst._id, 'make-file', other.token)).status, 200);
+  });
+
+  it('compares a hostile LMS name as data: it runs nothing and cannot fake the check', async () => {
+    const name = 'x" owner.txt ; touch INJ ; echo "';
+    const { inst, token, dir } = await lab('named', { name });
+    const r1 = await press(inst._id, 'sign', token);
+    assert.equal(r1.status, 200);
+    assert.equal(r1.body.passed, false, 'the name does not make the check pass');
+    assert.equal((r1.body.checks as Array<{ hint?: string }>)[0]?.hint, `Write ${name} into owner.txt.`);
+    assert.equal(fs.existsSync(path.join(dir, 'INJ')), false, 'the name ran as code');
+    const call = backend.execCalls.at(-1)!;
+    assert.ok(!call.command.includes(name) && !call.command.includes('touch'), `the command carries the name: ${call.command}`);
+    assert.equal(call.opts.env?.LAB_USER_NAME, name);
+    fs.writeFileSync(path.join(dir, 'owner.txt'), `${name}\n`);
+    const r2 = await press(inst._id, 'sign', token);
+    assert.equal(r2.body.passed, true, JSON.stringify(r2.body));
+    assert.equal(fs.existsSync(path.join(dir, 'INJ')), false);
   });
 
   it('runs one check at a time per lab across replicas (a lock row), and takes over a lock left by a crashed process', async () => {

@@ -25,7 +25,7 @@ import { releaseCheckRunLock, takeCheckRunLock } from '../../store/CheckRunLock.
 import { randomBytes } from 'node:crypto';
 import type { CheckOutcome, LabChecks, LabDefinitions, LabRuntime, ResolvedCheck, StepChecks } from '../contracts.js';
 import { fillText, flatVariables } from '../definition/prepare.js';
-import { checkProgram } from '../definition/checks.js';
+import { checkProgram } from './checkProgram.js';
 import { RateLimiter } from './RateLimiter.js';
 import type { RateLimit } from '../../rateLimits.js';
 import { checkKey, checkScore, scoreForChecks, type CheckScore } from './score.js';
@@ -243,7 +243,8 @@ export class CheckRunner {
       guard = setTimeout(() => resolve('guard'), timeoutMs + (this.d.guardMs ?? 5000));
     });
     try {
-      const r = await Promise.race([exec(instanceId, c.machine, checkProgram(c, vars), { timeoutMs, maxOutputBytes: this.maxOutput }), guardFired]);
+      const program = checkProgram(c, vars);
+      const r = await Promise.race([exec(instanceId, c.machine, program.command, { timeoutMs, maxOutputBytes: this.maxOutput, env: program.env }), guardFired]);
       if (r === 'guard') return { passed: false, timedOut: true, exitCode: null, output: `${TIMED_OUT} after ${c.timeoutSeconds} s`, result: 'timed_out' };
       // a backend that does not honour the cap still cannot flood the database
       const stdout = cutBytes(r.stdout, this.maxOutput);
