@@ -9,7 +9,8 @@ import { SignJWT, jwtVerify } from 'jose';
 import type { RequestHandler } from 'express';
 import { Unauthorized, Forbidden } from '../errors.js';
 
-export type Role = 'learner' | 'instructor' | 'administrator';
+export type { Role } from '../store/User.js';
+import type { Role } from '../store/User.js';
 
 export interface SessionClaims {
   /** Our internal user id (never the platform's sub). */

@@ -20,11 +20,13 @@ import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
-import type { InstanceKey, LabDefinitions, LabEvent, LabRuntime } from './contracts.js';
+import type { InstanceKey, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
 import { KeyedMutex } from '../store/KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
+import { StepTicks } from './StepTicks.js';
+import type { ScorePublisher } from './score.js';
 
 export interface LabServiceDeps {
   backend: LabBackend;
@@ -33,6 +35,8 @@ export interface LabServiceDeps {
   metrics?: Metrics;
   /** While queued for capacity, try again at least this often (ms). */
   capacityRetryMs?: number;
+  /** Where step scores go (the grade outbox); unset = ticks are stored but not graded. */
+  grades?: ScorePublisher;
   /** lastActivityAt is written at most this often per instance (ms). */
   activityWriteMs?: number;
   now?: () => Date;
@@ -71,11 +75,13 @@ export class LabService implements LabRuntime {
   /** Every write of an instance record in this process is serialized per instance (see KeyedMutex). */
   readonly lock = new KeyedMutex();
   readonly queue: CapacityQueue;
+  private readonly stepTicks: StepTicks;
   private closed = false;
 
   constructor(private readonly deps: LabServiceDeps) {
     this.events.setMaxListeners(0);
     this.queue = new CapacityQueue(deps.capacityRetryMs ?? 5000);
+    this.stepTicks = new StepTicks({ lock: this.lock, emit: (e) => this.emit(e), log: deps.log, ...(deps.grades ? { grades: deps.grades } : {}) });
   }
 
   private get backend(): LabBackend {
@@ -331,6 +337,10 @@ export class LabService implements LabRuntime {
     this.lock.run(instanceId, () => LabInstance.updateOne({ _id: instanceId, state: 'running' }, { $set: { lastActivityAt: new Date(now) } })).catch((err: unknown) =>
       this.deps.log.warn({ err, instance: instanceId }, 'lab.activity_write_failed'),
     );
+  }
+
+  tickStep(instanceId: string, stepId: string, done: boolean, lab: Pick<RenderedInstructions, 'steps' | 'grading'>): Promise<StepTickResult> {
+    return this.stepTicks.tick(instanceId, stepId, done, lab);
   }
 
   subscribe(instanceId: string, listener: (e: LabEvent) => void): () => void {

@@ -6,7 +6,33 @@
  * versions still resolve for running instances.
  */
 import mongoose, { Schema } from 'mongoose';
-import type { LabSummary } from '../labs/contracts.js';
+
+/** A lab version as the catalog lists it (persisted with the version, so the store owns the shape). */
+export interface LabSummary {
+  id: string;
+  version: string;
+  title: string;
+  description: string;
+  tags: string[];
+  /** Estimated time for a student, minutes. */
+  durationMinutes: number;
+  machines: Array<{ name: string; kind: 'vm' | 'container'; cpus: number; memoryMiB: number; consoles: string[] }>;
+  /** Sum over machines, for "estimated resources". */
+  resources: { cpus: number; memoryMiB: number };
+  grading: { mode: 'steps' | 'checks'; maxScore: number };
+  lifetime: LabLifetime;
+}
+
+export interface LabLifetime {
+  /** Hard limit from start; the sweeper expires the lab after it. */
+  maxMinutes: number;
+  /** No user input on any console/desktop channel for this long → the lab is stopped (or expired if not pausable). */
+  idleMinutes: number;
+  /** May be paused and resumed later. */
+  pausable: boolean;
+  /** A warning event is sent this long before expiry. */
+  warnBeforeMinutes: number;
+}
 
 export interface LabDefinitionDoc {
   /** `${labId}@${version}` — unique, so concurrent imports of the same version cannot both win. */

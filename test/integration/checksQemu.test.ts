@@ -8,7 +8,7 @@ import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';
 import type { InstanceMachines, LabEvent } from '../../src/labs/contracts.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
-import { DevPlatformScore } from '../../src/store/DevPlatform.js';
+import { DevPlatformScore } from '../../src/devPlatform/models.js';
 import { createLogger } from '../../src/logger.js';
 import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
 import { ConsoleSession } from '../support/console.js';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { validateDir } from '../../src/labs/definition/readLabs.js';
 import { fillChecks, resolveChecks } from '../../src/labs/definition/checks.js';
 import { checkProgram } from '../../src/labs/checks/checkProgram.js';
-import { checkScore, checkWeights, scoreForChecks } from '../../src/labs/checks/score.js';
+import { agsScore as scoreForChecks, checkScore, checkWeights } from '../../src/labs/score.js';
 import { RateLimiter } from '../../src/labs/checks/RateLimiter.js';
 import { cutBytes, outputExcerpt } from '../../src/labs/checks/CheckRunner.js';
 import { TooManyRequests, httpStatusFor } from '../../src/errors.js';

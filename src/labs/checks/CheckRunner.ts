@@ -17,7 +17,7 @@ import { AppError, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import type { ExecResult } from '../../backends/types.js';
-import type { ScoreInput } from '../../lti/grades/types.js';
+import type { ScorePublisher } from '../score.js';
 import { CheckResult, checkResultId, type CheckResultDoc } from '../../store/CheckResult.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { KeyedMutex } from '../../store/KeyedMutex.js';
@@ -28,13 +28,13 @@ import { fillText, flatVariables } from '../definition/prepare.js';
 import { checkProgram } from './checkProgram.js';
 import { RateLimiter } from './RateLimiter.js';
 import type { RateLimit } from '../../rateLimits.js';
-import { checkKey, checkScore, scoreForChecks, type CheckScore } from './score.js';
+import { agsScore, checkKey, checkScore, type CheckScore } from '../score.js';
 
 export interface CheckRunnerDeps {
   runtime: LabRuntime;
   labs: LabDefinitions;
   /** Where scores go (GradeService); absent = checks are run and stored but not graded. */
-  grades?: { publish(instanceId: string, score: ScoreInput): Promise<unknown> };
+  grades?: ScorePublisher;
   log: Logger;
   metrics?: Metrics;
   /** Per stream (stdout, stderr) cap asked of the backend. */
@@ -225,7 +225,7 @@ export class CheckRunner {
   private async publish(instanceId: string, score: CheckScore, log: Logger): Promise<void> {
     if (!this.d.grades) return;
     try {
-      await this.d.grades.publish(instanceId, scoreForChecks(score));
+      await this.d.grades.publish(instanceId, agsScore(score));
       log.info({ score: score.scoreGiven, max: score.scoreMaximum, complete: score.complete }, 'check.grade_queued');
     } catch (err) {
       // the results are kept; a lab launched without a line item simply has no grade to send

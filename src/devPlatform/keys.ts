@@ -8,9 +8,9 @@ import {
   createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, importJWK, jwtVerify,
   type JWK, type JWTPayload, type CryptoKey,
 } from 'jose';
-import { DevPlatformKey, DevPlatformTool, type DevPlatformToolDoc } from '../../store/DevPlatform.js';
-import { isDuplicateKey } from '../../store/database.js';
-import { Unauthorized } from '../../errors.js';
+import { DevPlatformKey, DevPlatformTool, type DevPlatformToolDoc } from './models.js';
+import { isDuplicateKey } from '../store/database.js';
+import { Unauthorized } from '../errors.js';
 
 export interface PlatformKey {
   kid: string;

@@ -3,9 +3,9 @@
  * the first click (a teacher can still add more through deep linking). Idempotent: the resource
  * link id is derived from the lab id, and an existing activity is left as it is.
  */
-import type { LabSummary } from '../../labs/contracts.js';
-import { DevPlatformActivity } from '../../store/DevPlatform.js';
-import type { DevPlatform } from './createDevPlatform.js';
+import type { LabSummary } from '../labs/contracts.js';
+import { DevPlatformActivity } from './models.js';
+import type { DevPlatform } from './context.js';
 
 export async function seedDemoCourse(dp: DevPlatform, clientId: string, labs: LabSummary[]): Promise<string[]> {
   const created: string[] = [];

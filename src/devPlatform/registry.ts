@@ -6,11 +6,11 @@ import { randomBytes } from 'node:crypto';
 import {
   DevPlatformActivity, DevPlatformLineItem, DevPlatformTool,
   type DevPlatformActivityDoc, type DevPlatformLineItemDoc, type DevPlatformToolDoc,
-} from '../../store/DevPlatform.js';
-import { isDuplicateKey } from '../../store/database.js';
-import { ValidationFailed } from '../../errors.js';
+} from './models.js';
+import { isDuplicateKey } from '../store/database.js';
+import { ValidationFailed } from '../errors.js';
 import { ALL_SCOPES, DEMO_COURSE } from './claims.js';
-import { httpUrl } from '../httpUrl.js';
+import { httpUrl } from '../lti/httpUrl.js';
 
 export interface ToolRegistration {
   /** Keep an existing client id (re-registration updates that tool); omitted = a new one. */

@@ -1,12 +1,11 @@
 /**
- * PLACEHOLDER lab catalog and runtime, so LTI launches work end to end before the real
- * LabDefinitions (src/labs/definition/) and LabService (src/labs/LabService.ts) are wired in
- * src/main.ts. The catalog has one demo lab; the runtime only stores the instance record
- * (exactly one per activity and user) and starts nothing. Replace, do not extend.
+ * A stand-in lab catalog and runtime for LTI tests that need launches but no machines: the catalog
+ * has one demo lab; the runtime only stores the instance record (exactly one per activity and
+ * user) and starts nothing.
  */
-import { ensureInstanceRecord, LabInstance, type LabInstanceDoc } from '../store/LabInstance.js';
-import { BackendFailure, NotFound } from '../errors.js';
-import type { LabDefinitions, LabRuntime, LabSummary } from './contracts.js';
+import { ensureInstanceRecord, LabInstance, type LabInstanceDoc } from '../../src/store/LabInstance.js';
+import { BackendFailure, NotFound } from '../../src/errors.js';
+import type { LabDefinitions, LabRuntime, LabSummary } from '../../src/labs/contracts.js';
 
 export const PLACEHOLDER_LAB: LabSummary = {
   id: 'placeholder-demo',
@@ -52,5 +51,6 @@ export function placeholderRuntime(): LabRuntime {
     noteActivity: () => {},
     subscribe: () => () => {},
     emit: () => {},
+    tickStep: none,
   };
 }

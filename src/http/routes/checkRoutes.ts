@@ -7,10 +7,10 @@
  */
 import express, { type Request, type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
-import { Forbidden, NotFound, Unauthorized } from '../../errors.js';
-import type { LabRuntime } from '../contracts.js';
-import type { LabInstanceDoc } from '../../store/LabInstance.js';
-import type { CheckRunner } from './CheckRunner.js';
+import { NotFound } from '../../errors.js';
+import type { LabRuntime } from '../../labs/contracts.js';
+import { labAccess, requireOwner } from './labAccess.js';
+import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 
 export interface CheckRoutesDeps {
   runtime: LabRuntime;
@@ -23,21 +23,11 @@ const wrap = (h: Handler): express.RequestHandler => (req, res, next) => void h(
 
 const STEP_ID = /^[A-Za-z0-9_-]{1,100}$/;
 
-async function access(runtime: LabRuntime, req: Request): Promise<{ inst: LabInstanceDoc; owner: boolean }> {
-  const s = req.session;
-  if (!s) throw new Unauthorized('no session');
-  const inst = await runtime.get(String(req.params.id));
-  if (!inst) throw new NotFound('instance not found', { publicMessage: 'This lab does not exist.' });
-  if (inst.userId === s.userId) return { inst, owner: true };
-  if ((s.role === 'instructor' || s.role === 'administrator') && s.contextId === inst.contextId) return { inst, owner: false };
-  throw new Forbidden('not your lab', { publicMessage: 'not your lab' });
-}
-
 export function checkRoutes(d: CheckRoutesDeps): Router {
   const r = express.Router();
   r.post('/api/instances/:id/steps/:stepId/check', d.sessions.require(), wrap(async (req, res) => {
-    const a = await access(d.runtime, req);
-    if (!a.owner) throw new Forbidden('owner only', { publicMessage: 'Only the student who owns this lab can run its checks.' });
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    requireOwner(a);
     const stepId = String(req.params.stepId);
     if (!STEP_ID.test(stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.' });
     const run = await d.runner.run(a.inst._id, stepId, {
@@ -47,9 +37,9 @@ export function checkRoutes(d: CheckRoutesDeps): Router {
     res.json(run);
   }));
   r.get('/api/instances/:id/checks', d.sessions.require(), wrap(async (req, res) => {
-    const a = await access(d.runtime, req);
+    const a = await labAccess(d.runtime, req, String(req.params.id));
     res.setHeader('Cache-Control', 'no-store');
-    res.json(await d.runner.results(a.inst, { teacher: !a.owner }));
+    res.json(await d.runner.results(a.inst, { teacher: a.mode !== 'control' }));
   }));
   return r;
 }

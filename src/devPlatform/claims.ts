@@ -4,7 +4,7 @@
  * `exp = iat + 60`, AGS line item URLs with `?type_id=`, NRPS, iframe presentation.
  */
 
-import { LTI, CLAIM } from '../claimNames.js';
+import { LTI, CLAIM } from '../lti/claimNames.js';
 export { LTI, CLAIM };
 
 export const SCOPE = {

@@ -7,12 +7,12 @@ import express, { type Router } from 'express';
 import {
   DevPlatformActivity, DevPlatformLineItem, DevPlatformTool,
   type DevPlatformActivityDoc, type DevPlatformLineItemDoc, type DevPlatformToolDoc,
-} from '../../store/DevPlatform.js';
+} from './models.js';
 import { DEMO_COURSE, DEMO_USERS, fullName } from './claims.js';
 import { latestScores } from './agsRoutes.js';
 import { createActivity, registerTool } from './registry.js';
 import { escapeHtml as h, page, sendHtml } from './html.js';
-import type { PlatformContext } from './createDevPlatform.js';
+import type { PlatformContext } from './context.js';
 
 const LAUNCH_BUTTONS: Array<[string, string]> = [['student', 'Launch as student'], ['student2', 'Launch as second student'], ['teacher', 'Launch as teacher']];
 

@@ -4,11 +4,11 @@
  * (ADMIN_TOKEN or an administrator session). Posting the same issuer + client id again updates.
  */
 import express, { type Router } from 'express';
-import type { SessionTokens } from '../auth/session.js';
-import { requireAdmin } from '../auth/admin.js';
-import { escapeHtml } from '../http/errorHandler.js';
-import type { PlatformDoc } from '../store/Platform.js';
-import type { LtiModule } from './createLti.js';
+import type { SessionTokens } from '../../auth/session.js';
+import { requireAdmin } from '../../auth/admin.js';
+import { escapeHtml } from '../../html.js';
+import type { PlatformDoc } from '../../store/Platform.js';
+import type { LtiModule } from '../../lti/createLti.js';
 
 export function platformJson(p: PlatformDoc): Record<string, unknown> {
   return {

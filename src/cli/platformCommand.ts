@@ -5,7 +5,7 @@
  * and encrypted with SECRET_KEY, so the server must run with the same SECRET_KEY (or DATA_DIR in demo mode).
  */
 import path from 'node:path';
-import type { Command } from '../cli.js';
+import type { Command } from './command.js';
 import { loadConfig } from '../config.js';
 import { ValidationFailed } from '../errors.js';
 import { createLogger } from '../logger.js';
@@ -13,10 +13,10 @@ import { resolveSecretKey } from '../secrets.js';
 import { EmbeddedMongo, defaultFerretBin } from '../db/EmbeddedMongo.js';
 import { connectDatabase, ensureIndexes } from '../store/database.js';
 import { Platform } from '../store/Platform.js';
-import { createLtijsProvider } from './ltijsProvider.js';
-import { PlatformRegistry } from './platforms.js';
-import { platformJson } from './adminRoutes.js';
-import { ltiUrls } from './createLti.js';
+import { createLtijsProvider } from '../lti/ltijsProvider.js';
+import { PlatformRegistry } from '../lti/platforms.js';
+import { platformJson } from '../http/routes/ltiAdminRoutes.js';
+import { ltiUrls } from '../lti/urls.js';
 
 const USAGE = `lab-orchestrator platform add --issuer URL --client-id ID --auth-url URL --token-url URL --jwks-url URL --deployment-id ID [--deployment-id ID …] [--name NAME]
 lab-orchestrator platform list

@@ -1,7 +1,7 @@
 /** HTML helpers for the development platform's server-rendered pages. */
 import { randomBytes } from 'node:crypto';
 import type { Response } from 'express';
-import { escapeHtml } from '../../http/errorHandler.js';
+import { escapeHtml } from '../html.js';
 
 export { escapeHtml };
 

@@ -5,15 +5,15 @@
  * older than the last stored one for that user with 409, like Moodle.
  */
 import express, { type Request, type Response, type Router } from 'express';
-import { BadRequest, Conflict, Forbidden, NotFound } from '../../errors.js';
+import { BadRequest, Conflict, Forbidden, NotFound } from '../errors.js';
 import {
   DevPlatformLineItem, DevPlatformScore, type DevPlatformLineItemDoc, type DevPlatformToolDoc,
-} from '../../store/DevPlatform.js';
-import { isDuplicateKey } from '../../store/database.js';
+} from './models.js';
+import { isDuplicateKey } from '../store/database.js';
 import { DEMO_COURSE, DEMO_USERS, SCOPE, demoUser, fullName, serviceUrls } from './claims.js';
 import { createLineItem, lineItemFields } from './registry.js';
 import { requireScope } from './tokenRoutes.js';
-import type { PlatformContext } from './createDevPlatform.js';
+import type { PlatformContext } from './context.js';
 
 const ACTIVITY = ['Initialized', 'Started', 'InProgress', 'Submitted', 'Completed'];
 const GRADING = ['FullyGraded', 'Pending', 'PendingManual', 'Failed', 'NotReady'];

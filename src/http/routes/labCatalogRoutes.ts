@@ -7,7 +7,7 @@
 import express, { type Router } from 'express';
 import path from 'node:path';
 import { NotFound } from '../../errors.js';
-import type { LabCatalog } from './LabCatalog.js';
+import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
 
 const TYPES: Record<string, string> = {
   '.png': 'image/png',

@@ -4,9 +4,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import express, { type RequestHandler, type Response, type Router } from 'express';
-import { DevPlatformGrant, DevPlatformTool, type DevPlatformToolDoc } from '../../store/DevPlatform.js';
-import { isDuplicateKey } from '../../store/database.js';
-import type { PlatformContext } from './createDevPlatform.js';
+import { DevPlatformGrant, DevPlatformTool, type DevPlatformToolDoc } from './models.js';
+import { isDuplicateKey } from '../store/database.js';
+import type { PlatformContext } from './context.js';
 
 export const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const ACCESS_TTL_S = 3600;

@@ -6,14 +6,14 @@
  * the item's custom parameters and, when it has a `lineItem`, its gradebook column.
  */
 import express, { type Router } from 'express';
-import { BadRequest, NotFound, Unauthorized } from '../../errors.js';
-import { DevPlatformContentItem, DevPlatformLaunch, type DevPlatformContentItemDoc } from '../../store/DevPlatform.js';
+import { BadRequest, NotFound, Unauthorized } from '../errors.js';
+import { DevPlatformContentItem, DevPlatformLaunch, type DevPlatformContentItemDoc } from './models.js';
 import { CLAIM } from './claims.js';
 import { createActivity, newId, stringRecord } from './registry.js';
 import { useOnce } from './tokenRoutes.js';
 import { escapeHtml, page, sendHtml } from './html.js';
-import type { PlatformContext } from './createDevPlatform.js';
-import { KeyedMutex } from '../../store/KeyedMutex.js';
+import type { PlatformContext } from './context.js';
+import { KeyedMutex } from '../store/KeyedMutex.js';
 
 export function deepLinkRoutes(ctx: PlatformContext): Router {
   const r = express.Router();

@@ -5,7 +5,7 @@
  * trusts a record past its `expiresAt` even if the sweeper has not run yet.
  */
 import mongoose, { Schema } from 'mongoose';
-import type { ExpiryRule } from './ExpirySweeper.js';
+import type { ExpiryRule } from '../store/ExpirySweeper.js';
 
 /** The platform's RS256 key pair, generated once (`_id: 'platform'`). */
 export interface DevPlatformKeyDoc {

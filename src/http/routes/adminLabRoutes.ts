@@ -15,11 +15,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { BadRequest } from '../../errors.js';
-import type { LabCatalog } from './LabCatalog.js';
-import { formatProblem, sortProblems } from './problems.js';
-import { readLabDir } from './readLabs.js';
-import { MAX_ARCHIVE_BYTES, readTarArchive } from './tarArchive.js';
-import { MAX_LAB_YAML_BYTES, validateLab, type LabFiles } from './validateLab.js';
+import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
+import { formatProblem, sortProblems } from '../../labs/definition/problems.js';
+import { readLabDir } from '../../labs/definition/readLabs.js';
+import { MAX_ARCHIVE_BYTES, readTarArchive } from '../../labs/definition/tarArchive.js';
+import { MAX_LAB_YAML_BYTES, validateLab, type LabFiles } from '../../labs/definition/validateLab.js';
 
 const ARCHIVE_TYPES = ['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/x-gtar', 'application/octet-stream'];
 

@@ -6,12 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import express, { type Router } from 'express';
-import { BackendFailure, BadRequest } from '../../errors.js';
-import { DevPlatformGrant, DevPlatformTool, type DevPlatformToolDoc } from '../../store/DevPlatform.js';
+import { BackendFailure, BadRequest } from '../errors.js';
+import { DevPlatformGrant, DevPlatformTool, type DevPlatformToolDoc } from './models.js';
 import { ALL_SCOPES, TOOL_CONFIG, registrationProblems } from './claims.js';
 import { registerTool, stringRecord } from './registry.js';
 import { sha256 } from './tokenRoutes.js';
-import type { PlatformContext } from './createDevPlatform.js';
+import type { PlatformContext } from './context.js';
 
 const REG_TTL_MS = 3600_000;
 

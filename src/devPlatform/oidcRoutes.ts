@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import express, { type Request, type Response, type Router } from 'express';
 import { SignJWT } from 'jose';
-import { BadRequest, NotFound } from '../../errors.js';
-import { DevPlatformActivity, DevPlatformLaunch, DevPlatformTool, type DevPlatformLaunchDoc } from '../../store/DevPlatform.js';
+import { BadRequest, NotFound } from '../errors.js';
+import { DevPlatformActivity, DevPlatformLaunch, DevPlatformTool, type DevPlatformLaunchDoc } from './models.js';
 import { DEMO_COURSE, demoUser, launchClaims } from './claims.js';
 import { autoSubmitForm } from './html.js';
-import type { PlatformContext } from './createDevPlatform.js';
+import type { PlatformContext } from './context.js';
 
 export const SESSION_COOKIE = 'dp_session';
 const LAUNCH_TTL_MS = 5 * 60_000;
