@@ -69,6 +69,12 @@ const schema = z
     WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
     WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
     WS_MAX_PER_USER: int(1, 1000).default('8'),
+    // --- rate limits (per minute; a burst of the same size passes) ---
+    RATE_LAUNCH_PER_USER: int(1, 100_000).default('10'),
+    RATE_LAUNCH_PER_PLATFORM: int(1, 1_000_000).default('600'),
+    RATE_TICKET_PER_USER: int(1, 100_000).default('60'),
+    RATE_TICKET_PER_PLATFORM: int(1, 1_000_000).default('2400'),
+    RATE_CHECK_PER_PLATFORM: int(1, 1_000_000).default('600'),
     // --- checks ---
     CHECK_RATE_PER_MINUTE: int(1, 10_000).default('10'),
     CHECK_OUTPUT_MAX_BYTES: int(1024, 16 * 1024 * 1024).default('65536'),

@@ -65,7 +65,13 @@ export class LabService implements LabRuntime {
   private readonly events = new EventEmitter();
   /** Provisioning runs owned by this process, by instance id. */
   private readonly inFlight = new Map<string, { generation: number; abort: AbortController; done: Promise<void> }>();
+  /**
+   * When lastActivityAt was last written, by instance. An entry older than the write interval says
+   * nothing (the next note writes anyway), so entries go when their lab leaves `running` and stale
+   * ones are swept as notes come in: the map holds at most the labs active in the last interval.
+   */
   private readonly lastActivityWrite = new Map<string, number>();
+  private activitySweepAt = 0;
   /** Every write of an instance record in this process is serialized per instance (see KeyedMutex). */
   readonly lock = new KeyedMutex();
   readonly queue: CapacityQueue;
@@ -111,6 +117,7 @@ export class LabService implements LabRuntime {
     );
     if (!doc) return undefined;
     const d = doc as LabInstanceDoc;
+    if (d.state !== 'running') this.lastActivityWrite.delete(d._id);
     this.emit({ type: 'state', instanceId: d._id, state: d.state, ...(d.failureReason ? { reason: d.failureReason } : {}) });
     return d;
   }
@@ -339,8 +346,13 @@ export class LabService implements LabRuntime {
 
   noteActivity(instanceId: string): void {
     const now = this.now().getTime();
+    const interval = this.deps.activityWriteMs ?? 30_000;
     const last = this.lastActivityWrite.get(instanceId) ?? 0;
-    if (now - last < (this.deps.activityWriteMs ?? 30_000)) return;
+    if (now - last < interval) return;
+    if (now - this.activitySweepAt >= interval) {
+      this.activitySweepAt = now;
+      for (const [id, t] of this.lastActivityWrite) if (now - t >= interval) this.lastActivityWrite.delete(id);
+    }
     this.lastActivityWrite.set(instanceId, now);
     this.lock.run(instanceId, () => LabInstance.updateOne({ _id: instanceId, state: 'running' }, { $set: { lastActivityAt: new Date(now) } })).catch((err: unknown) =>
       this.deps.log.warn({ err, instance: instanceId }, 'lab.activity_write_failed'),
@@ -358,6 +370,11 @@ export class LabService implements LabRuntime {
 
   emit(event: LabEvent): void {
     this.events.emit(event.instanceId, event);
+  }
+
+  /** Instances whose activity this process remembers (bounded by the labs active in the last write interval). */
+  get activityTracked(): number {
+    return this.lastActivityWrite.size;
   }
 
   /** Provisioning runs owned by this process (the reconciler leaves these alone). */

@@ -9,7 +9,7 @@
  * Only types live here.
  */
 import type { Duplex } from 'node:stream';
-import type { BackendKind, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, MachineStatus, Progress } from '../backends/types.js';
+import type { BackendKind, BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
 import type { InstanceState, LabInstanceDoc, LabInstanceKey } from '../store/LabInstance.js';
 import type { StepScore } from './score.js';
 
@@ -63,6 +63,8 @@ export interface ResolvedCheck {
   machine: string;
   /** The program run with sh on the machine: the lab's `command` (templated), or the content of its `script` (as it is). */
   command: string;
+  /** For one instance (LabDefinitions.checks with variables): the values its `${LAB_…}` references stand for. */
+  env?: Record<string, string>;
   /** The script file it came from (checks/x.sh), if any. */
   script?: string;
   timeoutSeconds: number;
@@ -159,8 +161,8 @@ export interface LabRuntime {
   status(instanceId: string): Promise<Record<string, MachineStatus>>;
   /** A raw byte stream to a machine of a running instance. Throws NotFound/Conflict with a message the page can show. */
   openChannel(instanceId: string, machine: string, channel: ChannelKind): Promise<Duplex>;
-  /** Run a command on a machine out of band; opts.env carries values as environment variables (never spliced into the command). */
-  exec?(instanceId: string, machine: string, command: string, opts: ExecOptions): Promise<ExecResult>;
+  /** Run a command on a machine; `env` holds values the command refers to (never spliced into its text). */
+  exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number; env?: Record<string, string> }): Promise<ExecResult>;
   /** User input seen on a channel (resets the idle timer; throttled internally). */
   noteActivity(instanceId: string): void;
   /** Live events for one instance; returns the unsubscribe function. */

@@ -196,6 +196,28 @@ describe('LabService life cycle', () => {
     assert.equal((await svc.get(a._id))?.state, 'stopped');
   });
 
+  it('forgets an instance\'s activity when it leaves running, and activity older than the write interval', async () => {
+    let now = new Date();
+    svc = new LabService({ backend, labs, log, now: () => now, activityWriteMs: 1000 });
+    const a = await svc.ensureInstance(key('one'));
+    const b = await svc.ensureInstance(key('idle'));
+    await Promise.all([svc.start(a._id), svc.start(b._id)]);
+    await running(a._id);
+    await running(b._id);
+    svc.noteActivity(a._id);
+    svc.noteActivity(b._id);
+    assert.equal(svc.activityTracked, 2);
+    await svc.stop(b._id);
+    assert.equal(svc.activityTracked, 1, 'a stopped lab is forgotten');
+    await svc.destroy(a._id);
+    assert.equal(svc.activityTracked, 0, 'a destroyed lab is forgotten');
+    // labs that end elsewhere (another replica) age out as other activity comes in
+    for (let i = 0; i < 50; i++) svc.noteActivity(`elsewhere-${i}`);
+    now = new Date(now.getTime() + 1000);
+    svc.noteActivity('still-here');
+    assert.equal(svc.activityTracked, 1);
+  });
+
   it('reconciles: destroys what no instance owns, fails what vanished, finishes an abandoned provisioning', async () => {
     const sup = new LabSupervisor({ service: svc, backend, labs, log });
     const a = await svc.ensureInstance(key());
