@@ -23,7 +23,7 @@ import type { BackendLabSpec } from '../src/backends/types.js';
 import { createLogger } from '../src/logger.js';
 import type { BenchRow } from './lib.mjs';
 
-const run = promisify(execFile);
+const exec = promisify(execFile);
 const log = createLogger({ level: 'fatal', format: 'json' });
 const IMAGE = 'registry.invalid/labs/debian-12:bench';
 
@@ -32,7 +32,7 @@ async function bareBoot(): Promise<number> {
   const m = JSON.parse(fs.readFileSync(path.join(dir, 'image.json'), 'utf8')) as { disk: string; kernel: string; vmlinux?: string; initrd: string; cmdline: string };
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kvb-'));
   try {
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(dir, m.disk), path.join(work, 'root.qcow2')]);
+    await exec('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(dir, m.disk), path.join(work, 'root.qcow2')]);
     const seed = noCloudSeed({ instanceId: 'bench', hostname: 'box', user: { name: 'student', password: 'pw' }, agent: { token: 't', transport: 'tcp' } });
     await writeSeedDisk(seed, path.join(work, 'seed.iso'));
     const kernel = path.join(dir, m.vmlinux ?? m.kernel);

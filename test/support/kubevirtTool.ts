@@ -14,6 +14,8 @@ import type { Metrics } from '../../src/metrics.js';
 import type { BackendLabSpec, LabHandle, MachineSpec } from '../../src/backends/types.js';
 import { KubeVirtBackend, type KubeVirtBackendOptions } from '../../src/backends/kubevirt/KubeVirtBackend.js';
 import { goldenName } from '../../src/backends/kubevirt/disks.js';
+import YAML from 'yaml';
+import { STANDIN_IMAGE_CATALOG } from './imageCatalog.js';
 
 const run = promisify(execFile);
 /** A namespace the tool did not create (made by admin), for the admission tests. */
@@ -54,8 +56,12 @@ export function installTool(cp: ControlPlane): Promise<string> {
   return p;
 }
 
-/** Images the tests' labs use: lab-tiny and the example labs' KubeVirt image. */
-export const DEFAULT_GOLDEN_IMAGES = ['lab-tiny', 'quay.io/containerdisks/debian:12'];
+/** Images the tests' labs use: lab-tiny by name, and every containerDisk of the stand-in's image catalog. */
+export const DEFAULT_GOLDEN_IMAGES = [
+  'lab-tiny',
+  ...Object.values((YAML.parse(fs.readFileSync(STANDIN_IMAGE_CATALOG, 'utf8')) as { images: Record<string, { kubevirt?: { containerDisk?: string } }> }).images)
+    .flatMap((e) => (e.kubevirt?.containerDisk ? [e.kubevirt.containerDisk] : [])),
+];
 export const IMAGE_NS = 'lab-images';
 
 /**
