@@ -26,8 +26,8 @@ describe('debian-12 on KubeVirt (stand-in): cloud-init seed as KubeVirt builds i
   before(async () => {
     await run('bash', ['scripts/build-image.sh', 'debian-12'], { maxBuffer: 64 << 20, timeout: 40 * 60_000 });
     const { cp, standIn } = await sharedKubeVirt();
-    await installGoldenImages(cp, [IMAGE]);
     ({ backend } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 900_000 }));
+    await installGoldenImages(cp, [IMAGE]);
   });
   after(async () => {
     await backend?.destroy(h).catch(() => undefined); // stops its guest
