@@ -47,6 +47,7 @@ export function knownVariables(def: { machines: Array<Pick<MachineYaml, 'name' |
       vars.add(`machines.${m.name}.password`);
     }
     vars.add(`machines.${m.name}.ip`);
+    vars.add(`machines.${m.name}.host`);
   }
   return vars;
 }
