@@ -19,6 +19,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { BackendFailure, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
+import { KeyedMutex } from '../../KeyedMutex.js';
 import type { Logger } from '../../logger.js';
 import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { agentExec, machineAgentToken } from './agent.js';
@@ -68,7 +69,7 @@ export class QemuBackend implements LabBackend {
   private readonly consoles = new Map<string, net.Socket>();
   /** Machines this process is spawning right now: never attach to them (QEMU serves one QMP client; the spawner must get it). */
   private readonly starting = new Set<string>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedMutex();
   private readonly log: Logger;
   readonly states: SavedStates | undefined;
 
@@ -494,15 +495,7 @@ export class QemuBackend implements LabBackend {
 
   /** Run fn after every earlier call for the same key (provisions, pause, stop … of one lab never interleave). */
   private locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const next = prev.then(
-      () => fn(),
-      () => fn(),
-    );
-    const settled = next.catch(() => undefined);
-    this.locks.set(key, settled);
-    void settled.then(() => { if (this.locks.get(key) === settled) this.locks.delete(key); });
-    return next;
+    return this.locks.run(key, fn);
   }
 }
 
