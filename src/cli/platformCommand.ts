@@ -83,7 +83,7 @@ export const platformCommand: Command = {
         return 0;
       }
       try {
-        const p = await registry.register({ ...(input as unknown as Parameters<PlatformRegistry['register']>[0]), registeredBy: 'manual' });
+        const p = await registry.register({ ...(input as unknown as Parameters<PlatformRegistry['register']>[0]), registeredBy: 'manual' }, { byOperator: true });
         process.stdout.write(`${JSON.stringify({ platform: platformJson(p), tool: urls }, null, 2)}\n`);
         return 0;
       } catch (err) {
