@@ -74,7 +74,7 @@ export const platformCommand: Command = {
     try {
       await ensureIndexes([Platform]);
       const publicUrl = config.PUBLIC_URL ?? `http://localhost:${config.PORT}`;
-      const urls = ltiUrls(publicUrl, secretKey);
+      const urls = ltiUrls(publicUrl);
       const lti = await createLtijsProvider({ secretKey, dbUri: uri, secureCookies: publicUrl.startsWith('https:'), baseUrl: urls.launch, serverAddon: () => {} });
       const registry = new PlatformRegistry(lti, log);
       await registry.init();

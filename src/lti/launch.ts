@@ -13,7 +13,7 @@ import { upsertActivity, GRADING_MODES, type ActivitySettings, type GradingMode 
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { UserAndPlatformLimit } from '../rateLimits.js';
-import { isOperatorUser } from '../auth/tenancy.js';
+import { isOperatorUser, mayUseLab } from '../auth/tenancy.js';
 
 export interface LaunchDeps {
   labs: LabDefinitions;
@@ -80,7 +80,9 @@ export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> 
   if (!activity.labId) {
     throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).' });
   }
-  const lab = await d.labs.latest(activity.labId);
+  const found = await d.labs.latest(activity.labId);
+  // a lab another platform owns does not exist for this one
+  const lab = found && mayUseLab({ kind: 'platform', platformId: v.platform._id }, found.owner ?? null) ? found : undefined;
   if (!lab) throw new NotFound(`lab ${activity.labId} not found`, { publicMessage: `The lab "${activity.labId}" of this activity is no longer available. Ask your teacher.` });
   const inst = await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
