@@ -59,8 +59,12 @@ const schema = z
     QEMU_BIN: z.string().min(1).default('qemu-system-x86_64'),
     QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg'], { message: 'expected "auto", "kvm" or "tcg"' }).default('auto'),
     GUEST_IMAGE_DIR: z.string().min(1).optional(),
+    /** An admin's image catalog file (images/catalog.yaml format): adds images or overrides fields of the built-in ones. */
+    IMAGE_CATALOG: z.string().min(1).optional(),
     QEMU_MAX_VMS: int(0, 10_000).default('8'),
     QEMU_MAX_MEMORY_MIB: int(0, 16_777_216).default('4096'),
+    /** Start Debian machines from saved running states (seconds instead of a cold boot). */
+    QEMU_SAVED_STATES: bool.default('true'),
     DEV_PLATFORM_REGISTER: bool.optional(),
     LTI_CLOCK_SKEW_SECONDS: int(0, 300).default('5'),
     LTI_JWKS_MIN_REFETCH_MS: int(0, 3_600_000).default('30000'),

@@ -7,6 +7,7 @@ import type { LabBackend } from '../backends/types.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import type { ScorePublisher } from '../labs/score.js';
 import { LabCatalog } from '../labs/definition/LabCatalog.js';
+import { ImageCatalog } from '../images/ImageCatalog.js';
 import { resolveTemplatesDir } from '../labs/definition/templatesDir.js';
 import { LabService } from '../labs/LabService.js';
 import { LabSupervisor } from '../labs/LabSupervisor.js';
@@ -15,7 +16,7 @@ import type { Closers } from './Closers.js';
 import type { RateLimits } from '../rateLimits.js';
 
 export async function buildCatalog(config: Config, log: Logger): Promise<LabCatalog> {
-  const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
+  const labs = new LabCatalog({ log: log.child({ component: 'labs' }), images: ImageCatalog.load(config.IMAGE_CATALOG) });
   await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
   return labs;
 }

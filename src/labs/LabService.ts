@@ -20,7 +20,7 @@ import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
-import type { InstanceKey, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
+import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
 import { KeyedMutex } from '../store/KeyedMutex.js';
@@ -227,13 +227,33 @@ export class LabService implements LabRuntime {
     const maxMinutes = fresh?.lifetime?.maxMinutes ?? inst.lifetime?.maxMinutes;
     // a restart after stop keeps the original expiry; a new generation gets a new one
     const expiresAt = fresh?.expiresAt ?? (maxMinutes ? new Date(now.getTime() + maxMinutes * 60_000) : null);
+    const machines = await this.reportedAddresses(fresh ?? inst);
     return this.transition(inst, ['provisioning'], {
       state: 'running',
+      ...(machines ? { machines } : {}),
       startedAt: fresh?.startedAt ?? now,
       expiresAt,
       lastActivityAt: now,
       progress: { phase: 'machines-booted', percent: 100, message: 'Your lab is ready' },
     });
+  }
+
+  /**
+   * The instance's machines with the addresses the backend reports for them (what
+   * {{machines.X.ip}} / {{machines.X.host}} are filled from); undefined when it reports none.
+   */
+  private async reportedAddresses(inst: LabInstanceDoc): Promise<InstanceMachines | undefined> {
+    if (!this.backend.addresses || !inst.handle) return undefined;
+    let reported: Awaited<ReturnType<NonNullable<LabBackend['addresses']>>>;
+    try {
+      reported = await this.backend.addresses(inst.handle);
+    } catch (err) {
+      this.deps.log.warn({ instance: inst._id, err }, 'lab.addresses_unknown');
+      return undefined;
+    }
+    const machines: InstanceMachines = { ...(inst.machines ?? {}) };
+    for (const [name, a] of Object.entries(reported)) machines[name] = { ...machines[name], ip: a.ip, host: a.host };
+    return machines;
   }
 
   /** The backend lost the instance's resources: fail it with a reason and clean up what is left. Returns false when the record had moved on. */

@@ -19,7 +19,14 @@ import type { LabSummary, LabLifetime } from '../store/LabDefinition.js';
 
 
 /** Per-instance machine variables: generated or fixed credentials. Stored on LabInstance.machines. */
-export type InstanceMachines = Record<string, { username?: string; password?: string; /** Lab network address ({{machines.NAME.ip}}): 10.10.0.11, .12, … by machine order (the QEMU convention). */ ip?: string }>;
+export type InstanceMachines = Record<string, {
+  username?: string;
+  password?: string;
+  /** Where the lab's other machines reach it ({{machines.NAME.ip}}): as the backend reported it once provisioned (before that, the QEMU convention 10.10.0.11, .12, … by machine order). */
+  ip?: string;
+  /** A name that resolves to it inside the lab ({{machines.NAME.host}}), as the backend reported it. */
+  host?: string;
+}>;
 
 /** Everything the runtime needs to run one instance of one lab version. */
 export interface PreparedLab {

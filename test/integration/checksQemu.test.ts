@@ -25,7 +25,7 @@ function edgeLab() {
 title: Check edge cases
 machines:
   - name: box
-    image: { qemu: lab-tiny }
+    image: lab-tiny
     consoles: [serial]
     memory: 256Mi
 grading:

@@ -4,6 +4,8 @@
  * `portforward` subresource to the exec agent cloud-init installed in the guest, authenticated
  * with the machine's token from its Secret — never on the serial console.
  */
+import { ImageCatalog } from '../../src/images/ImageCatalog.js';
+import { STANDIN_IMAGE_CATALOG } from '../support/imageCatalog.js';
 import assert from 'node:assert/strict';
 import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launcher.js';
 import type { ControlPlane } from '../support/k8s/controlPlane.js';
@@ -31,7 +33,7 @@ function edgeLab() {
 title: Check edge cases on KubeVirt
 machines:
   - name: box
-    image: { kubevirt: quay.io/containerdisks/debian:12 }
+    image: lab-tiny
     consoles: [serial]
     memory: 128Mi
 grading:
@@ -61,7 +63,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
   let backend: KubeVirtBackend;
   let svc: LabService;
   let tool: TestTool;
-  const catalog = new LabCatalog({ log });
+  const catalog = new LabCatalog({ log, images: ImageCatalog.load(STANDIN_IMAGE_CATALOG) });
   const sessions = new SessionTokens(SECRET_KEY);
   let instanceId = '';
   let edgeId = '';

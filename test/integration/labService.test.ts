@@ -57,6 +57,14 @@ describe('LabService life cycle', () => {
     assert.deepEqual(states, ['provisioning', 'running']);
   });
 
+  it('fills each machine\'s address and host name from what the backend reports once the lab runs', async () => {
+    const inst = await svc.ensureInstance(key('two'));
+    await svc.start(inst._id);
+    const doc = await running(inst._id);
+    assert.deepEqual([doc.machines.alpha?.ip, doc.machines.alpha?.host, doc.machines.beta?.ip, doc.machines.beta?.host], ['10.244.7.20', 'alpha.lab.svc', '10.244.7.21', 'beta.lab.svc']);
+    assert.ok(doc.machines.alpha?.password, 'credentials kept');
+  });
+
   it('persists the handle before provisioning and keeps credentials across restarts', async () => {
     backend.phaseMs = 50;
     const inst = await svc.ensureInstance(key());

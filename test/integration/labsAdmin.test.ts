@@ -24,7 +24,7 @@ describe('lab catalog: start-up import and GET /api/labs', function () {
     dir = copyTemplates();
     // an invalid lab next to the valid ones: reported and skipped
     fs.mkdirSync(path.join(dir, 'broken', 'instructions'), { recursive: true });
-    fs.writeFileSync(path.join(dir, 'broken', 'lab.yaml'), 'schemaVersion: 1\ntitle: Broken\nmachines:\n  - name: a\n    image: { qemu: lab-tiny }\n    cpus: many\n');
+    fs.writeFileSync(path.join(dir, 'broken', 'lab.yaml'), 'schemaVersion: 1\ntitle: Broken\nmachines:\n  - name: a\n    image: lab-tiny\n    cpus: many\n');
     fs.writeFileSync(path.join(dir, 'broken', 'instructions', 'a.md'), '# A\n');
   });
   afterEach(async () => {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../../src/backends/types.js';
+import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../../src/backends/types.js';
 import { CapacityExhausted, NotFound } from '../../src/errors.js';
 
 interface Lab {
@@ -47,6 +47,13 @@ export class MemoryBackend implements LabBackend {
       }
     }
     this.labs.set(handle.name, { handle, spec, phase: 'running', resets: 0 });
+  }
+
+  /** Addresses as a pod network would give them (not the QEMU convention): the lab layer must take these. */
+  async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
+    const lab = this.labs.get(handle.name);
+    if (!lab) throw new NotFound(`no lab ${handle.name}`);
+    return Object.fromEntries(lab.spec.machines.map((m, i) => [m.name, { ip: `10.244.7.${20 + i}`, host: `${m.name}.lab.svc` }]));
   }
 
   /** Every exec call, in order. */

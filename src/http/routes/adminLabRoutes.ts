@@ -72,7 +72,7 @@ export function adminLabRoutes(catalog: LabCatalog, requireAdmin: RequestHandler
   const addOrUpdate: RequestHandler = async (req, res) => {
     const { id, files, prefix } = await labFromRequest(req);
     mustManageLab(req.actor!, id, await catalog.ownerOf(id), { adding: true });
-    const { lab, problems } = validateLab(id, files, prefix);
+    const { lab, problems } = validateLab(id, files, prefix, catalog.images);
     if (!lab) {
       const lines = sortProblems(problems).map(formatProblem);
       req.log?.info({ lab: id, problems: lines }, 'labs.admin_rejected');

@@ -3,6 +3,7 @@
  * folder can never pull in files from elsewhere on the server); sizes, entry counts and nesting
  * are bounded as they are for uploaded archives.
  */
+import type { ImageCatalog } from '../../images/ImageCatalog.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../../errors.js';
@@ -46,7 +47,7 @@ export interface DirResult {
  * Validate every lab under `dir` (each sub-folder is a lab; folders without lab.yaml are
  * reported). `display` is how the folder is named in messages (e.g. "templates").
  */
-export async function validateDir(dir: string, display = dir): Promise<DirResult> {
+export async function validateDir(dir: string, display = dir, images?: ImageCatalog): Promise<DirResult> {
   const out: DirResult = { labs: [], problems: [], invalid: [] };
   let entries;
   try {
@@ -60,7 +61,7 @@ export async function validateDir(dir: string, display = dir): Promise<DirResult
     let problems: Problem[];
     let lab: ValidLab | undefined;
     try {
-      ({ lab, problems } = validateLab(e.name, await readLabDir(path.join(dir, e.name)), prefix));
+      ({ lab, problems } = validateLab(e.name, await readLabDir(path.join(dir, e.name)), prefix, images));
     } catch (err) {
       const why = err instanceof AppError ? err.publicMessage : (err as Error).message;
       problems = [{ file: prefix, line: 1, col: 1, path: '(folder)', message: `expected a readable lab folder, got ${why}` }];

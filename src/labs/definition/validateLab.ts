@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { z } from 'zod';
+import { ImageCatalog } from '../../images/ImageCatalog.js';
 import { LabSchema, NAME_RE, type LabYaml, type MachineYaml } from './schema.js';
 import { describeValue, YamlPositions, type Problem, type YamlPath } from './problems.js';
 import { scanPage, VARIABLE, type ScannedStep } from './scanInstructions.js';
@@ -46,6 +47,7 @@ export function knownVariables(def: { machines: Array<Pick<MachineYaml, 'name' |
       vars.add(`machines.${m.name}.password`);
     }
     vars.add(`machines.${m.name}.ip`);
+    vars.add(`machines.${m.name}.host`);
   }
   return vars;
 }
@@ -56,7 +58,8 @@ export function contentHash(files: LabFiles): string {
   return h.digest('hex');
 }
 
-export function validateLab(id: string, all: LabFiles, prefix: string): { lab?: ValidLab; problems: Problem[] } {
+/** `images`: the catalog VM image names are checked against (default: the repository's catalog). */
+export function validateLab(id: string, all: LabFiles, prefix: string, images: ImageCatalog = ImageCatalog.builtIn()): { lab?: ValidLab; problems: Problem[] } {
   const yamlFile = `${prefix}/lab.yaml`;
   const problems: Problem[] = [];
   const files: LabFiles = new Map([...all].filter(([p]) => STORED.test(p)));
@@ -105,6 +108,9 @@ export function validateLab(id: string, all: LabFiles, prefix: string): { lab?: 
   if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...pos.fromZod(issue, (p) => objectKeys(LabSchema, p)));
   const def = parsed.success ? parsed.data : undefined;
   if (def?.id !== undefined && def.id !== id) problems.push(pos.problem(['id'], `expected the folder name "${id}", got "${def.id}"`));
+  def?.machines.forEach((m, i) => {
+    if (m.kind === 'vm' && !images.has(m.image)) problems.push(pos.problem(['machines', i, 'image'], `expected an image from the image catalog (${images.names().join(', ')}), got "${m.image}"`));
+  });
 
   // instructions are scanned even when lab.yaml has problems (with what can be read from it), so every problem shows at once
   const machineList = def?.machines ?? bestEffortMachines(rawMachines);
