@@ -21,7 +21,8 @@ import { shareJwksWithLtijs } from './ltijsJwksShim.js';
 import { installGuards, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
-import { dynamicRegistration } from './registration.js';
+import { dynamicRegistration, registeringOrigin } from './registration.js';
+import { frameAncestorsDirective } from './frameAncestors.js';
 import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
@@ -108,7 +109,13 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.onUnregisteredPlatform(refusal(new BadRequest('This platform is not registered with the tool.')));
   lti.onInactivePlatform(refusal(new Forbidden('This platform registration is not active.')));
   lti.onDynamicRegistration((req, res, next) => {
-    dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, keys }).then((html) => res.type('html').send(html), next);
+    const q = req.query as Record<string, unknown>;
+    (async () => {
+      // the registering platform frames these pages before it is registered (Moodle's dialog)
+      const framer = await registeringOrigin(q, keys);
+      if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
+      res.type('html').send(await dynamicRegistration(q, { registry, urls, log, keys }));
+    })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
   lti.app.post('/deeplink', (req, res, next) => {
