@@ -42,7 +42,7 @@ need_ferretdb() {
 # images/lab-tiny is switched to it atomically: files a running or stopped lab uses are never
 # replaced (overlays point at their exact base disk). Sets GUEST_IMAGE_PATH to the version dir.
 need_guest_image() {
-  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils
+  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils genisoimage
   local images="$LAB_TOOLS_DIR/images" hash
   hash="$( (cat "$ROOT/scripts/build-guest-image.sh" "$ROOT/src/backends/guest/lab-agent.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
   GUEST_IMAGE_PATH="$images/lab-tiny-$hash"

@@ -26,6 +26,7 @@ import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
 import { courseRoster, type CourseRoster } from './roster.js';
+import type { RateLimits } from '../rateLimits.js';
 
 export interface LtiDeps {
   /** The app's one error handler, injected so ltijs's own app renders errors the same way. */
@@ -42,6 +43,8 @@ export interface LtiDeps {
   jwksMinRefetchMs: number;
   /** Service access tokens (GradeService.tokens), for the NRPS roster. */
   tokens: AccessTokens;
+  /** Launches (resource link and deep linking) per user and per platform. */
+  limits?: RateLimits;
 }
 
 export { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
@@ -85,7 +88,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
 
   lti.onConnect(async (_token, req, res, next) => {
     try {
-      res.redirect(302, await launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log }));
+      res.redirect(302, await launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ...(d.limits ? { limit: d.limits.launch } : {}) }));
     } catch (err) {
       next(err);
     }
@@ -101,7 +104,13 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
   lti.app.post('/deeplink', (req, res, next) => {
-    renderCatalog(res.locals.verified as VerifiedLaunch, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);
+    const v = res.locals.verified as VerifiedLaunch;
+    try {
+      d.limits?.launch.take(v.sub, v.platform._id);
+    } catch (err) {
+      return next(err);
+    }
+    renderCatalog(v, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);
   });
   lti.app.use(deepLinkingRoutes({ labs: d.labs, registry, log, urls }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
