@@ -13,6 +13,7 @@ import { upsertActivity, GRADING_MODES, type ActivitySettings, type GradingMode 
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { UserAndPlatformLimit } from '../rateLimits.js';
+import { isOperatorUser, mayUseLab } from '../auth/tenancy.js';
 
 export interface LaunchDeps {
   labs: LabDefinitions;
@@ -21,6 +22,8 @@ export interface LaunchDeps {
   log: Logger;
   /** Launches per user and per platform (counted before anything is written). */
   limit?: UserAndPlatformLimit;
+  /** OPERATOR_USERS (see auth/tenancy.ts). */
+  operators?: ReadonlySet<string>;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -68,7 +71,8 @@ export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> 
     },
   );
   const log = d.log.child({ activity: activity._id, user: user._id, role });
-  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id };
+  const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
+  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}) };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
@@ -76,7 +80,9 @@ export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> 
   if (!activity.labId) {
     throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).' });
   }
-  const lab = await d.labs.latest(activity.labId);
+  const found = await d.labs.latest(activity.labId);
+  // a lab another platform owns does not exist for this one
+  const lab = found && mayUseLab({ kind: 'platform', platformId: v.platform._id }, found.owner ?? null) ? found : undefined;
   if (!lab) throw new NotFound(`lab ${activity.labId} not found`, { publicMessage: `The lab "${activity.labId}" of this activity is no longer available. Ask your teacher.` });
   const inst = await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
