@@ -21,7 +21,7 @@ import type { Duplex } from 'node:stream';
 import { BackendFailure, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
 import { KeyedMutex } from '../../KeyedMutex.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
+import type { BackendCapacity, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { agentExec, machineAgentToken } from './agent.js';
 import { startCloudMachine, templateSpec } from './cloudStart.js';
 import { localImage, type LocalImage } from './image.js';
@@ -55,13 +55,6 @@ export interface QemuBackendOptions {
   savedStateMaxIdleMs?: number;
 }
 
-export interface Capacity {
-  maxVms: number;
-  maxMemoryMiB: number;
-  usedVms: number;
-  usedMemoryMiB: number;
-}
-
 export class QemuBackend implements LabBackend {
   readonly kind = 'qemu' as const;
   private readonly store: LabStore;
@@ -89,7 +82,7 @@ export class QemuBackend implements LabBackend {
    * Host capacity in use: every lab whose state file says running or paused (provisions under way
    * included: the state is written, synchronously after the check, before anything starts).
    */
-  capacity(): Capacity {
+  capacity(): Required<BackendCapacity> {
     let usedVms = 0;
     let usedMemoryMiB = 0;
     for (const s of this.store.all()) {
