@@ -39,46 +39,54 @@ export function displayName(c: Record<string, unknown>): string {
   return str(c.name) || [str(c.given_name), str(c.family_name)].filter(Boolean).join(' ') || 'Unnamed user';
 }
 
-/** Handle the launch; returns the URL to redirect to. */
+/**
+ * Handle the launch; returns the URL to redirect to. The user, the activity and (for learners) the
+ * lab are written and read side by side; the instance record the upsert returns is the one start()
+ * works from (nothing is read twice).
+ */
 export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> {
   const c = v.claims;
   const role = mapRoles(c[CLAIM.roles]);
-  const user = await upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role });
   const link = obj(c[CLAIM.resourceLink]);
   const context = obj(c[CLAIM.context]);
   const custom = obj(c[CLAIM.custom]);
   const ags = obj(c[CLAIM.ags]);
   const nrps = obj(c[CLAIM.nrps]);
   const resourceLinkId = str(link.id);
-  const activity = await upsertActivity(
-    { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, contextId: str(context.id) || `link:${resourceLinkId}`, resourceLinkId },
-    {
-      contextTitle: str(context.title) || str(context.label),
-      title: str(link.title),
-      labId: str(custom.lab_id) || null,
-      settings: settingsFrom(custom),
-      lineItemUrl: str(ags.lineitem) || null,
-      lineItemsUrl: str(ags.lineitems) || null,
-      agsScopes: Array.isArray(ags.scope) ? ags.scope.filter((s): s is string => typeof s === 'string') : [],
-      membershipsUrl: str(nrps.context_memberships_url) || null,
-    },
-  );
+  // the activity's lab is the custom lab_id of this very launch (the upsert below sets it)
+  const labId = str(custom.lab_id) || null;
+  const [user, activity, lab] = await Promise.all([
+    upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role }),
+    upsertActivity(
+      { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, contextId: str(context.id) || `link:${resourceLinkId}`, resourceLinkId },
+      {
+        contextTitle: str(context.title) || str(context.label),
+        title: str(link.title),
+        labId,
+        settings: settingsFrom(custom),
+        lineItemUrl: str(ags.lineitem) || null,
+        lineItemsUrl: str(ags.lineitems) || null,
+        agsScopes: Array.isArray(ags.scope) ? ags.scope.filter((s): s is string => typeof s === 'string') : [],
+        membershipsUrl: str(nrps.context_memberships_url) || null,
+      },
+    ),
+    role === 'learner' && labId ? d.labs.latest(labId) : Promise.resolve(undefined),
+  ]);
   const log = d.log.child({ activity: activity._id, user: user._id, role });
   const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
   }
-  if (!activity.labId) {
+  if (!labId) {
     throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).' });
   }
-  const lab = await d.labs.latest(activity.labId);
-  if (!lab) throw new NotFound(`lab ${activity.labId} not found`, { publicMessage: `The lab "${activity.labId}" of this activity is no longer available. Ask your teacher.` });
-  const inst = await d.runtime.ensureInstance({
+  if (!lab) throw new NotFound(`lab ${labId} not found`, { publicMessage: `The lab "${labId}" of this activity is no longer available. Ask your teacher.` });
+  const created = await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
     timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,
   });
-  await d.runtime.start(inst._id);
+  const inst = await d.runtime.start(created._id, created);
   log.info({ instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
   return `/lab/${encodeURIComponent(inst._id)}#session=${await d.sessions.issue({ ...base, instanceId: inst._id })}`;
 }
