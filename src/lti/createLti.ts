@@ -19,6 +19,7 @@ import { JwksCache } from './jwks.js';
 import { shareJwksWithLtijs } from './ltijsJwksShim.js';
 import { installGuards, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
+import { LaunchIds } from './LaunchIds.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
 import { dynamicRegistration } from './registration.js';
 import { gradePorts } from './gradePorts.js';
@@ -78,9 +79,10 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     targetPaths: [new URL(urls.launch).pathname, `${new URL(urls.launch).pathname}/`, new URL(urls.deepLink).pathname],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
   } as GuardDeps;
+  const ids = new LaunchIds();
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
-      launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log }).then((to) => res.redirect(302, to), next);
+      launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids }).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       renderCatalog(res.locals.verified as VerifiedLaunch, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);

@@ -2,22 +2,20 @@
  * Checks run inside ltijs's app before its own (installed through its `serverAddon` hook, after
  * body and cookie parsing): security headers on every /lti response, the login initiation guard
  * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state, and the
- * id_token guard (state cookie, state consumed once, verifyIdToken, nonce recorded once) in front
+ * id_token guard (state cookie, state and with it its nonce consumed once, verifyIdToken) in front
  * of the launch and deep-linking handlers.
  * A refusal is a 4xx through the app's error handler and writes nothing.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
-import { isDuplicateKey } from '../store/database.js';
-import { LoginState, UsedNonce } from '../store/LtiLogin.js';
+import { LoginState } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { PlatformDoc } from '../store/Platform.js';
 import { verifyIdToken, type VerifyDeps } from './verifyIdToken.js';
 import { CLAIM, DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, mapRoles, str } from './claims.js';
 
 const LOGIN_TTL_MS = 10 * 60_000;
-const NONCE_TTL_MS = 2 * 3600_000;
 
 export interface GuardDeps extends VerifyDeps {
   registry: PlatformRegistry;
@@ -121,13 +119,7 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
     if (expected === DEEP_LINKING_REQUEST && mapRoles(verified.claims[CLAIM.roles]) === 'learner') {
       throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
     }
-    try {
-      const id = createHash('sha256').update(`${login.issuer}\n${login.nonce}`).digest('base64url');
-      await UsedNonce.create({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) });
-    } catch (err) {
-      if (isDuplicateKey(err)) throw new Unauthorized('nonce already used', { publicMessage: 'The launch was refused: it was already used.' });
-      throw err;
-    }
+    // the nonce is used once: it is ours, bound to this one state, and the state was consumed atomically above
     res.locals.verified = verified;
     next();
   });
