@@ -17,7 +17,7 @@ import { createLtijsProvider } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
 import { shareJwksWithLtijs } from './ltijsJwksShim.js';
-import { installGuards, type GuardDeps } from './guard.js';
+import { installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { LaunchIds } from './LaunchIds.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
@@ -82,10 +82,12 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const ids = new LaunchIds();
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
-      launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids }).then((to) => res.redirect(302, to), next);
+      const { verified, nonceRecorded } = verifiedLaunch(res);
+      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids }).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
-      renderCatalog(res.locals.verified as VerifiedLaunch, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);
+      const { verified, nonceRecorded } = verifiedLaunch(res);
+      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, log, urls })).then((html) => res.type('html').send(html), next);
     },
   };
   const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });

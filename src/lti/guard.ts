@@ -2,20 +2,22 @@
  * Checks run inside ltijs's app before its own (installed through its `serverAddon` hook, after
  * body and cookie parsing): security headers on every /lti response, the login initiation guard
  * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state, and the
- * id_token guard (state cookie, state and with it its nonce consumed once, verifyIdToken) in front
+ * id_token guard (state cookie, state consumed, verifyIdToken, nonce recorded once) in front
  * of the launch and deep-linking handlers.
  * A refusal is a 4xx through the app's error handler and writes nothing.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
-import { LoginState } from '../store/LtiLogin.js';
+import { isDuplicateKey } from '../store/database.js';
+import { LoginState, UsedNonce } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { PlatformDoc } from '../store/Platform.js';
-import { verifyIdToken, type VerifyDeps } from './verifyIdToken.js';
+import { verifyIdToken, type VerifiedLaunch, type VerifyDeps } from './verifyIdToken.js';
 import { CLAIM, DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, mapRoles, str } from './claims.js';
 
 const LOGIN_TTL_MS = 10 * 60_000;
+const NONCE_TTL_MS = 2 * 3600_000;
 
 export interface GuardDeps extends VerifyDeps {
   registry: PlatformRegistry;
@@ -119,10 +121,34 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
     if (expected === DEEP_LINKING_REQUEST && mapRoles(verified.claims[CLAIM.roles]) === 'learner') {
       throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
     }
-    // the nonce is used once: it is ours, bound to this one state, and the state was consumed atomically above
     res.locals.verified = verified;
+    res.locals.nonceRecorded = recordNonce(login.issuer, login.nonce);
     next();
   });
+}
+
+/**
+ * The one atomic once-only gate (an insert on a unique _id: FerretDB's findOneAndDelete above is
+ * not compare-and-set, so two posts of one id_token can both read the state). The route awaits
+ * it beside its first reads and writes (which repeat the winner's idempotent upserts at most) and
+ * before anything else; a rejection is handled there.
+ */
+function recordNonce(issuer: string, nonce: string): Promise<void> {
+  const id = createHash('sha256').update(`${issuer}\n${nonce}`).digest('base64url');
+  const p = UsedNonce.create({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) }).then(
+    () => undefined,
+    (err: unknown) => {
+      if (isDuplicateKey(err)) throw new Unauthorized('nonce already used', { publicMessage: 'The launch was refused: it was already used.' });
+      throw err;
+    },
+  );
+  p.catch(() => undefined); // awaited by the route; this only keeps a route that failed first from leaving it unhandled
+  return p;
+}
+
+/** What idTokenGuard leaves for the route: the verified launch and its nonce record (await it). */
+export function verifiedLaunch(res: Response): { verified: VerifiedLaunch; nonceRecorded: Promise<void> } {
+  return { verified: res.locals.verified as VerifiedLaunch, nonceRecorded: res.locals.nonceRecorded as Promise<void> };
 }
 
 /** What runs after a verified id_token: the launch and the deep-linking catalog. */

@@ -49,9 +49,10 @@ const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.depl
 /**
  * Handle the launch; returns the URL to redirect to. The user, the activity, the lab and (when
  * their ids are known from an earlier launch) the user's instance are written and read side by
- * side in one round trip; the instance record read there is the one start() works from.
+ * side in one round trip, beside the nonce record (the once-only gate, awaited before anything else);
+ * the instance record read there is the one start() works from.
  */
-export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> {
+export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps): Promise<string> {
   const c = v.claims;
   const role = mapRoles(c[CLAIM.roles]);
   const link = obj(c[CLAIM.resourceLink]);
@@ -80,6 +81,8 @@ export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> 
     }),
     learnerLab ? d.labs.latest(learnerLab) : Promise.resolve(undefined),
     learnerLab && knownUser && knownActivity ? findInstanceRecord(knownActivity, knownUser) : Promise.resolve(null),
+    // a second post of this id_token stops here (its upserts above only repeated the first one's)
+    nonceRecorded,
   ]);
   d.ids?.set(userKey(v), user._id);
   d.ids?.set(activityKey(key), activity._id);
