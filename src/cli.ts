@@ -37,7 +37,8 @@ const validate: Command = {
   summary: 'Check lab definitions (lab.yaml, instructions, media); prints every problem.',
   usage: `lab-orchestrator validate [dir]
 
-Validates every lab folder under dir (default: TEMPLATES_DIR, i.e. the repository's templates/).
+Validates every lab folder under dir (default: TEMPLATES_DIR, i.e. the repository's templates/),
+VM image names against the image catalog (images/catalog.yaml plus the IMAGE_CATALOG file).
 Prints one line per problem, "file:line:col path: expected …, got …", and exits 1 if there is any;
 prints nothing and exits 0 when every lab is valid.`,
   async run(args) {
@@ -46,7 +47,15 @@ prints nothing and exits 0 when every lab is valid.`,
     const arg = args.find((a) => !a.startsWith('-'));
     const display = arg ?? process.env.TEMPLATES_DIR ?? 'templates';
     const dir = arg ? arg : resolveTemplatesDir(display);
-    const res = await validateDir(dir, display);
+    const { ImageCatalog } = await import('./images/ImageCatalog.js');
+    let images;
+    try {
+      images = ImageCatalog.load(process.env.IMAGE_CATALOG || undefined);
+    } catch (err) {
+      process.stdout.write(`${(err as Error).message}\n`);
+      return 1;
+    }
+    const res = await validateDir(dir, display, images);
     for (const p of res.problems) process.stdout.write(`${p}\n`);
     return res.problems.length ? 1 : 0;
   },

@@ -37,6 +37,7 @@ import { buildBackend, startLeadership } from './compose/backend.js';
 import { buildCatalog, buildChecks, buildRuntime } from './compose/labs.js';
 import { buildLabPage } from './compose/labPage.js';
 import { buildLti } from './compose/lti.js';
+import { buildRateLimits } from './compose/rateLimits.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -93,6 +94,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
   try {
     const secretKey = resolveSecretKey(config);
     const sessions = new SessionTokens(secretKey);
+    const limits = buildRateLimits(config, closers);
     const { db, uri, embeddedMongo } = await buildDatabase(config, log, opts.dbName ?? 'lab_orchestrator', closers);
     const duties = new Duties(log.child({ component: 'leadership' }));
     const sweeper = new ExpirySweeper(db.connection, log);
@@ -119,9 +121,9 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     // an injected runtime replaces LabService entirely (its supervisor would reconcile records it does not own)
     const labService = opts.runtime ? undefined : buildRuntime(config, { backend, labs: catalog, grades, log, metrics, duties }, closers);
     const runtime: LabRuntime = opts.runtime ?? (labService as LabService);
-    const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties }, closers);
-    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, checks, log, metrics });
-    const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl }, closers);
+    const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties, limits }, closers);
+    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, checks, log, metrics, limits });
+    const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl, limits }, closers);
     const devPlatform = config.DEV_PLATFORM ?? config.LAB_MODE === 'demo' ? await createDevPlatform({ publicUrl, log, sweeper }) : undefined;
 
     const mounts: Mount[] = [

@@ -21,12 +21,14 @@ import { installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { LaunchIds } from './LaunchIds.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
-import { dynamicRegistration } from './registration.js';
+import { dynamicRegistration, registeringOrigin } from './registration.js';
+import { frameAncestorsDirective } from './frameAncestors.js';
 import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
 import { courseRoster, type CourseRoster } from './roster.js';
+import type { RateLimits } from '../rateLimits.js';
 
 export interface LtiDeps {
   /** The app's one error handler, injected so ltijs's own app renders errors the same way. */
@@ -43,6 +45,8 @@ export interface LtiDeps {
   jwksMinRefetchMs: number;
   /** Service access tokens (GradeService.tokens), for the NRPS roster. */
   tokens: AccessTokens;
+  /** Launches (resource link and deep linking) per user and per platform. */
+  limits?: RateLimits;
 }
 
 export { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
@@ -83,10 +87,15 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids }).then((to) => res.redirect(302, to), next);
+      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}) }).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
+      try {
+        d.limits?.launch.take(verified.sub, verified.platform._id);
+      } catch (err) {
+        return next(err);
+      }
       nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, log, urls })).then((html) => res.type('html').send(html), next);
     },
   };
@@ -105,6 +114,9 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.onUnregisteredPlatform(refusal(new BadRequest('This platform is not registered with the tool.')));
   lti.onInactivePlatform(refusal(new Forbidden('This platform registration is not active.')));
   lti.onDynamicRegistration((req, res, next) => {
+    // the registering platform frames these pages before it is registered (Moodle's dialog)
+    const framer = registeringOrigin(req.query as Record<string, unknown>, registrationKey(d.secretKey));
+    if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
     dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, key: registrationKey(d.secretKey) }).then((html) => res.type('html').send(html), next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });

@@ -14,6 +14,7 @@ import { findInstanceRecord } from '../store/LabInstance.js';
 import type { LaunchIds } from './LaunchIds.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
+import type { UserAndPlatformLimit } from '../rateLimits.js';
 
 export interface LaunchDeps {
   labs: LabDefinitions;
@@ -22,6 +23,8 @@ export interface LaunchDeps {
   log: Logger;
   /** Ids remembered from earlier launches (one per process). */
   ids?: LaunchIds;
+  /** Launches per user and per platform (counted before anything is written). */
+  limit?: UserAndPlatformLimit;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -54,6 +57,7 @@ const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.depl
  */
 export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps): Promise<string> {
   const c = v.claims;
+  d.limit?.take(v.sub, v.platform._id);
   const role = mapRoles(c[CLAIM.roles]);
   const link = obj(c[CLAIM.resourceLink]);
   const context = obj(c[CLAIM.context]);
@@ -87,7 +91,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   d.ids?.set(userKey(v), user._id);
   d.ids?.set(activityKey(key), activity._id);
   const log = d.log.child({ activity: activity._id, user: user._id, role });
-  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name };
+  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;

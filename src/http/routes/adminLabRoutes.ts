@@ -19,13 +19,15 @@ import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
 import { formatProblem, sortProblems } from '../../labs/definition/problems.js';
 import { readLabDir } from '../../labs/definition/readLabs.js';
 import { MAX_ARCHIVE_BYTES, readTarArchive } from '../../labs/definition/tarArchive.js';
-import { validateLab, type LabFiles } from '../../labs/definition/validateLab.js';
+import { MAX_LAB_YAML_BYTES, validateLab, type LabFiles } from '../../labs/definition/validateLab.js';
 
 const ARCHIVE_TYPES = ['application/gzip', 'application/x-gzip', 'application/x-tar', 'application/x-gtar', 'application/octet-stream'];
 
 function yamlId(files: LabFiles): string | undefined {
+  const text = files.get('lab.yaml');
+  if (!text || text.length > MAX_LAB_YAML_BYTES) return undefined;
   try {
-    const doc = parse(files.get('lab.yaml')?.toString('utf8') ?? '') as { id?: unknown } | null;
+    const doc = parse(text.toString('utf8')) as { id?: unknown } | null;
     return typeof doc?.id === 'string' ? doc.id : undefined;
   } catch {
     return undefined;
@@ -35,7 +37,7 @@ function yamlId(files: LabFiles): string | undefined {
 async function labFromRequest(req: Request): Promise<{ id: string; files: LabFiles; prefix: string }> {
   const fixedId = typeof req.params.id === 'string' ? req.params.id : typeof req.query.id === 'string' ? req.query.id : undefined;
   if (Buffer.isBuffer(req.body)) {
-    const { files, topFolder } = readTarArchive(req.body);
+    const { files, topFolder } = await readTarArchive(req.body);
     const id = fixedId ?? topFolder ?? yamlId(files);
     if (!id) throw new BadRequest('no lab id', { publicMessage: 'Name the lab: PUT /api/admin/labs/<id>, ?id=<id>, a single top folder in the archive, or id: in lab.yaml.' });
     return { id, files, prefix: id };
@@ -62,7 +64,7 @@ export function adminLabRoutes(catalog: LabCatalog, requireAdmin: RequestHandler
 
   const addOrUpdate: RequestHandler = async (req, res) => {
     const { id, files, prefix } = await labFromRequest(req);
-    const { lab, problems } = validateLab(id, files, prefix);
+    const { lab, problems } = validateLab(id, files, prefix, catalog.images);
     if (!lab) {
       const lines = sortProblems(problems).map(formatProblem);
       req.log?.info({ lab: id, problems: lines }, 'labs.admin_rejected');

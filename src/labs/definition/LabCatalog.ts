@@ -5,9 +5,10 @@
  */
 import type { BackendKind } from '../../backends/types.js';
 import { NotFound } from '../../errors.js';
+import { ImageCatalog } from '../../images/ImageCatalog.js';
 import type { Logger } from '../../logger.js';
 import { isDuplicateKey } from '../../store/database.js';
-import { LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
+import { insertLabVersion, LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
 import type { InstanceMachines, InstructionVariables, LabChecks, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
 import { fillChecks, resolveChecks } from './checks.js';
 import { flatVariables, prepareLab } from './prepare.js';
@@ -47,13 +48,17 @@ export class LabCatalog implements LabDefinitions {
   private readonly rendered = new Map<string, RenderedInstructions>();
   private readonly checkCache = new Map<string, LabChecks>();
 
-  constructor(o: { log: Logger }) {
+  /** The image catalog labs are validated against and their machines' images resolved through. */
+  readonly images: ImageCatalog;
+
+  constructor(o: { log: Logger; images?: ImageCatalog }) {
     this.log = o.log;
+    this.images = o.images ?? ImageCatalog.builtIn();
   }
 
   /** Import every valid lab under dir; invalid ones are logged with every message and skipped. */
   async importDir(dir: string, display: string): Promise<{ imported: Array<{ id: string; version: string; created: boolean }>; invalid: string[]; problems: string[] }> {
-    const res = await validateDir(dir, display);
+    const res = await validateDir(dir, display, this.images);
     if (res.problems.length) this.log.warn({ dir, invalid: res.invalid, problems: res.problems }, 'labs.invalid_skipped');
     const imported = [];
     for (const lab of res.labs) imported.push({ id: lab.id, ...(await this.add(lab, { source: 'templates' })) });
@@ -75,7 +80,7 @@ export class LabCatalog implements LabDefinitions {
       const seq = (newest?.seq ?? 0) + 1;
       const version = String(seq);
       try {
-        await LabDefinition.create({
+        await insertLabVersion({
           _id: `${lab.id}@${version}`,
           labId: lab.id,
           version,
@@ -141,7 +146,7 @@ export class LabCatalog implements LabDefinitions {
 
   async prepare(labId: string, version: string, existing: InstanceMachines, opts: { backend?: BackendKind } = {}): Promise<PreparedLab> {
     const v = await this.version(labId, version);
-    return prepareLab(labId, version, v.definition as unknown as LabYaml, existing, opts.backend);
+    return prepareLab(labId, version, v.definition as unknown as LabYaml, existing, opts.backend, this.images);
   }
 
   async instructions(labId: string, version: string, vars: InstructionVariables): Promise<RenderedInstructions> {
