@@ -49,13 +49,16 @@ serve_port() { # the virtio-serial port "lab.agent"; gives up quietly when the m
     n=$((n + 1)); [ "$n" -ge 60 ] && exit 0
     sleep 1
   done
+  until exec 3<>"$port"; do sleep 1; done
+  # The port stays open for good: closing it drops what the host sent meanwhile (a request written
+  # the moment the host connected would be lost). While no host is connected, reads end at once.
+  # 3<&-: the command (and busybox timeout's watcher) must not hold the port.
   while :; do
-    exec 3<>"$port" || { sleep 1; continue; }
-    # 3<&-: the command (and busybox timeout's watcher) must not hold the port open, or the port
-    # cannot be opened again after the host disconnects (EBUSY)
-    while IFS= read -r line <&3; do handle "$line" >&3 3<&-; done
-    exec 3<&-
-    sleep 0.5 # the host is not connected: reads end at once until it is
+    if IFS= read -r line <&3; then
+      handle "$line" >&3 3<&-
+    else
+      sleep 0.2
+    fi
   done
 }
 
