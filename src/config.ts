@@ -91,6 +91,9 @@ const schema = z
       .optional(),
     KUBEVIRT_QPS: int(50, 10_000).default('100'),
     KUBEVIRT_BOOT_TIMEOUT_MS: int(1000, 3_600_000).default('600000'),
+    KUBEVIRT_IMAGE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'expected a namespace name' }).default('lab-images'),
+    KUBEVIRT_STORAGE_CLASS: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { message: 'expected a storage class name' }).optional(),
+    KUBEVIRT_MAX_LAB_STORAGE_GIB: int(1, 100_000).optional(),
     LEASE_DURATION_MS: int(2000, 600_000).default('15000'),
     POD_NAME: z.string().min(1).optional(),
   })

@@ -50,15 +50,13 @@ serve_port() { # the virtio-serial port "lab.agent"; gives up quietly when the m
     sleep 1
   done
   until exec 3<>"$port"; do sleep 1; done
-  # The port stays open for good: closing it drops what the host sent meanwhile (a request written
-  # the moment the host connected would be lost). While no host is connected, reads end at once.
-  # 3<&-: the command (and busybox timeout's watcher) must not hold the port.
+  # The port stays open for good. The host connects anew for each request, right after the last
+  # reply; closing the port between two connections would lose a request that arrived meanwhile
+  # (the guest kernel discards a port's unread data when it is closed).
   while :; do
-    if IFS= read -r line <&3; then
-      handle "$line" >&3 3<&-
-    else
-      sleep 0.2
-    fi
+    # 3<&-: the command (and busybox timeout's watcher) must not hold the port
+    while IFS= read -r line <&3; do handle "$line" >&3 3<&-; done
+    sleep 0.2 # no host connected: reads end at once until one is (short: a request waits at most this long)
   done
 }
 
