@@ -44,6 +44,10 @@ const schema = z
     RECONCILE_INTERVAL_MS: int(100, 3_600_000).default('15000'),
     TEMPLATES_DIR: z.string().min(1).default('templates'),
     ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
+    OPERATOR_USERS: z
+      .string()
+      .regex(/^\s*https?:\/\/[^#,\s]+#[^,]+(,\s*https?:\/\/[^#,\s]+#[^,]+)*\s*$/, { message: 'expected comma-separated <issuer>#<user id>, e.g. https://moodle.example.edu#2' })
+      .optional(),
     SECRET_KEY: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
     METRICS_PORT: int(0, 65535).optional(),
     METRICS_HOST: z.string().min(1).default('127.0.0.1'),

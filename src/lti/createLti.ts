@@ -12,7 +12,8 @@ import type { Logger } from '../logger.js';
 import type { SessionTokens } from '../auth/session.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import { BadRequest, Forbidden, Unauthorized, type AppError } from '../errors.js';
-import { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
+import { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
+import { RegistrationKeys } from './registrationKey.js';
 import { createLtijsProvider } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
@@ -47,15 +48,21 @@ export interface LtiDeps {
   tokens: AccessTokens;
   /** Launches (resource link and deep linking) per user and per platform. */
   limits?: RateLimits;
+  /** Users the operator named in OPERATOR_USERS (`<issuer>#<sub>`): their sessions administer the tool. */
+  operators?: ReadonlySet<string>;
 }
 
-export { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
+export { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
 
 export interface LtiModule {
   /** ltijs's express app with our routes: mount at /lti. */
   app: Express;
   registry: PlatformRegistry;
   urls: LtiUrls;
+  /** The registration URL with the current key: for operators only, never for a log line. */
+  registrationUrl(): Promise<string>;
+  /** A new registration key (the operator's); returns the new URL. */
+  rotateRegistrationKey(): Promise<string>;
   /** For GradeService.use(). */
   gradePorts: GradePorts;
   /** Origins allowed to frame tool pages (registered platforms): for CSP frame-ancestors elsewhere too. */
@@ -70,7 +77,8 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   /** ltijs's own refusals, through the app's one error handler (its defaults echo the request body). */
   const refusal = (err: AppError) => (req: express.Request, res: express.Response) => d.respondWithError(err, req, res);
   const log = d.log.child({ component: 'lti' });
-  const urls = ltiUrls(d.publicUrl, d.secretKey);
+  const urls = ltiUrls(d.publicUrl);
+  const keys = new RegistrationKeys();
   const secure = d.publicUrl.startsWith('https:');
   const jwks = new JwksCache(log, { minRefetchMs: d.jwksMinRefetchMs });
   const unshare = shareJwksWithLtijs(jwks);
@@ -87,7 +95,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}) }).then((to) => res.redirect(302, to), next);
+      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}) }).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
@@ -114,10 +122,13 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.onUnregisteredPlatform(refusal(new BadRequest('This platform is not registered with the tool.')));
   lti.onInactivePlatform(refusal(new Forbidden('This platform registration is not active.')));
   lti.onDynamicRegistration((req, res, next) => {
-    // the registering platform frames these pages before it is registered (Moodle's dialog)
-    const framer = registeringOrigin(req.query as Record<string, unknown>, registrationKey(d.secretKey));
-    if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
-    dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, key: registrationKey(d.secretKey) }).then((html) => res.type('html').send(html), next);
+    const q = req.query as Record<string, unknown>;
+    (async () => {
+      // the registering platform frames these pages before it is registered (Moodle's dialog)
+      const framer = await registeringOrigin(q, keys);
+      if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
+      res.type('html').send(await dynamicRegistration(q, { registry, urls, log, keys }));
+    })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
   lti.app.use(deepLinkingRoutes({ labs: d.labs, registry, log, urls }) as Router);
@@ -126,7 +137,10 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     d.respondWithError(err, req, res);
   });
   log.info({ jwks: urls.jwks }, 'lti.ready');
-  return { app: lti.app, registry, urls, gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,
+  return { app: lti.app, registry, urls,
+    registrationUrl: async () => registrationUrl(urls, await keys.current()),
+    rotateRegistrationKey: async () => registrationUrl(urls, await keys.rotate()),
+    gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,
     roster: (contextKey) => courseRoster(contextKey, d.tokens),
     close: unshare,
   };

@@ -15,6 +15,7 @@ import type { LaunchIds } from './LaunchIds.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { UserAndPlatformLimit } from '../rateLimits.js';
+import { isOperatorUser, mayUseLab } from '../auth/tenancy.js';
 
 export interface LaunchDeps {
   labs: LabDefinitions;
@@ -25,6 +26,8 @@ export interface LaunchDeps {
   ids?: LaunchIds;
   /** Launches per user and per platform (counted before anything is written). */
   limit?: UserAndPlatformLimit;
+  /** OPERATOR_USERS (see auth/tenancy.ts). */
+  operators?: ReadonlySet<string>;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -71,7 +74,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   const key: ActivityKey = { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, contextId: str(context.id) || `link:${resourceLinkId}`, resourceLinkId };
   const knownUser = d.ids?.get(userKey(v));
   const knownActivity = d.ids?.get(activityKey(key));
-  const [user, activity, lab, found] = await Promise.all([
+  const [user, activity, labFound, found] = await Promise.all([
     upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role }),
     upsertActivity(key, {
       contextTitle: str(context.title) || str(context.label),
@@ -91,7 +94,8 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   d.ids?.set(userKey(v), user._id);
   d.ids?.set(activityKey(key), activity._id);
   const log = d.log.child({ activity: activity._id, user: user._id, role });
-  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id };
+  const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
+  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}) };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
@@ -99,6 +103,8 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   if (!labId) {
     throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).' });
   }
+  // a lab another platform owns does not exist for this one
+  const lab = labFound && mayUseLab({ kind: 'platform', platformId: v.platform._id }, labFound.owner ?? null) ? labFound : undefined;
   if (!lab) throw new NotFound(`lab ${labId} not found`, { publicMessage: `The lab "${labId}" of this activity is no longer available. Ask your teacher.` });
   const current = found && found.userId === user._id && found.activityId === activity._id ? found : await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,

@@ -2,13 +2,16 @@
  * The platform registry: what we know about each LTI platform registration (issuer + client id),
  * kept in two places that this file keeps in step: ltijs's platform record (it owns the tool's
  * key pair for that platform, served in our JWKS) and our `lti_platforms` record (endpoints,
- * deployment ids, how it was registered). Registering the same (issuer, client id) again updates.
+ * deployment ids, how it was registered). Registering the same (issuer, client id) again updates
+ * it, but only for the operator: anyone else (a dynamic registration) gets a Conflict unless the
+ * registration is exactly the stored one, so nobody can swap a platform's JWKS or endpoints and
+ * sign launches as its users.
  */
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import mongoose from 'mongoose';
 import type { LtijsProvider } from 'ltijs';
 import type { Logger } from '../logger.js';
-import { ValidationFailed } from '../errors.js';
+import { Conflict, ValidationFailed } from '../errors.js';
 import { retryUpsert } from '../store/database.js';
 import { Platform, type PlatformDoc } from '../store/Platform.js';
 import { httpUrl } from './httpUrl.js';
@@ -64,16 +67,33 @@ export class PlatformRegistry {
     await this.reload();
   }
 
-  /** Register or update; concurrent calls for the same platform share one. */
-  register(input: PlatformInput): Promise<PlatformDoc> {
+  /**
+   * Register, or update an existing registration when `byOperator` (the admin API behind the
+   * operator's credentials, the CLI). Otherwise an existing (issuer, client id) is returned as it
+   * is when nothing would change, and refused with Conflict when something would. Concurrent
+   * calls for the same platform share one.
+   */
+  register(input: PlatformInput, o: { byOperator?: boolean } = {}): Promise<PlatformDoc> {
     const v = validatePlatformInput(input);
     const k = `${v.issuer}\n${v.clientId}`;
     let p = this.inflight.get(k);
     if (!p) {
-      p = this.doRegister(v).finally(() => this.inflight.delete(k));
+      p = this.guarded(v, o.byOperator === true).finally(() => this.inflight.delete(k));
       this.inflight.set(k, p);
     }
     return p;
+  }
+
+  private async guarded(v: PlatformInput, byOperator: boolean): Promise<PlatformDoc> {
+    const existing = await this.find(v.issuer, v.clientId);
+    if (!existing || byOperator) return this.doRegister(v);
+    const same = existing.authUrl === v.authUrl && existing.tokenUrl === v.tokenUrl && existing.jwksUrl === v.jwksUrl
+      && v.deploymentIds.every((d) => existing.deploymentIds.includes(d));
+    if (same) return existing;
+    this.log.warn({ issuer: v.issuer, clientId: v.clientId, registeredBy: v.registeredBy }, 'lti.platform_change_refused');
+    throw new Conflict(`platform ${v.issuer} (client ${v.clientId}) is already registered`, {
+      publicMessage: 'This platform and client id are already registered with the tool. Only the operator of the tool can change a registration.',
+    });
   }
 
   private async doRegister(v: PlatformInput): Promise<PlatformDoc> {
