@@ -122,8 +122,8 @@ export class LabService implements LabRuntime {
     return d;
   }
 
-  async start(instanceId: string): Promise<LabInstanceDoc> {
-    const inst = await this.mustGet(instanceId);
+  async start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc> {
+    const inst = current?._id === instanceId ? current : await this.mustGet(instanceId);
     if (RESTARTABLE.includes(inst.state)) return this.beginProvision(inst);
     if (inst.state === 'stopped' && inst.handle) {
       const handle = inst.handle;

@@ -16,6 +16,7 @@ import { upsertUser } from '../store/User.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import { displayName } from './launch.js';
 import type { PlatformRegistry } from './platforms.js';
+import { mayUseLab } from '../auth/tenancy.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { LtiUrls } from './urls.js';
 
@@ -62,7 +63,9 @@ export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise
     returnUrl: str(settings.deep_link_return_url), data: typeof settings.data === 'string' ? settings.data : null,
     acceptTypes, userId: user._id, expiresAt: new Date(Date.now() + REQUEST_TTL_MS),
   });
-  const labs = await d.labs.list();
+  // the operator's labs and the platform's own, never another platform's
+  const viewer = { kind: 'platform' as const, platformId: v.platform._id };
+  const labs = (await d.labs.list()).filter((l) => mayUseLab(viewer, l.owner ?? null));
   d.log.info({ user: user._id, labs: labs.length }, 'lti.deep_link_catalog');
   const cards = labs.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`)).join('\n');
   return page('Choose a lab', `<h1>Choose a lab for this activity</h1>${cards || '<p>No labs are available yet.</p>'}`);
@@ -101,6 +104,8 @@ export function deepLinkingRoutes(d: DeepLinkDeps & { registry: PlatformRegistry
         { _id: str(b.request), usedAt: null, expiresAt: { $gt: new Date() } }, { $set: { usedAt: new Date() } }, { new: true, lean: true },
       );
       if (!dl) throw new BadRequest('unknown, used or expired deep-linking request', { publicMessage: 'This selection has expired or was already sent. Start again from your course.' });
+      const platform = await d.registry.find(dl.issuer, dl.clientId);
+      if (!platform || !mayUseLab({ kind: 'platform', platformId: platform._id }, lab.owner ?? null)) throw new NotFound('lab of another platform', { publicMessage: 'That lab does not exist (any more).' });
       const key = await d.registry.toolKey(dl.issuer, dl.clientId);
       const jwt = await new SignJWT({
         nonce: randomUUID(),

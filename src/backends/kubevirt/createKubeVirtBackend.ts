@@ -17,6 +17,12 @@ export function createKubeVirtBackend(config: Config, deps: { log: Logger; metri
     ...(config.KUBEVIRT_API_SERVER_CIDRS ? { apiServerCidrs: config.KUBEVIRT_API_SERVER_CIDRS.split(',') } : {}),
     ...(config.KUBEVIRT_SUBRESOURCE_URL ? { subresourceUrl: config.KUBEVIRT_SUBRESOURCE_URL } : {}),
     bootTimeoutMs: config.KUBEVIRT_BOOT_TIMEOUT_MS,
+    disks: {
+      imageNamespace: config.KUBEVIRT_IMAGE_NAMESPACE,
+      ...(config.KUBEVIRT_STORAGE_CLASS ? { storageClass: config.KUBEVIRT_STORAGE_CLASS } : {}),
+      ...(config.KUBEVIRT_MAX_LAB_STORAGE_GIB !== undefined ? { maxLabStorageGiB: config.KUBEVIRT_MAX_LAB_STORAGE_GIB } : {}),
+    },
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
   });
 }
 
