@@ -19,8 +19,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { BackendFailure, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
+import { KeyedMutex } from '../../KeyedMutex.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
+import type { BackendCapacity, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { agentExec, machineAgentToken } from './agent.js';
 import { startCloudMachine, templateSpec } from './cloudStart.js';
 import { localImage, type LocalImage } from './image.js';
@@ -57,13 +58,6 @@ export interface QemuBackendOptions {
   savedStateMaxIdleMs?: number;
 }
 
-export interface Capacity {
-  maxVms: number;
-  maxMemoryMiB: number;
-  usedVms: number;
-  usedMemoryMiB: number;
-}
-
 export class QemuBackend implements LabBackend {
   readonly kind = 'qemu' as const;
   private readonly store: LabStore;
@@ -71,7 +65,7 @@ export class QemuBackend implements LabBackend {
   private readonly consoles = new Map<string, net.Socket>();
   /** Machines this process is spawning right now: never attach to them (QEMU serves one QMP client; the spawner must get it). */
   private readonly starting = new Set<string>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedMutex();
   private readonly log: Logger;
   readonly states: SavedStates | undefined;
 
@@ -91,7 +85,7 @@ export class QemuBackend implements LabBackend {
    * Host capacity in use: every lab whose state file says running or paused (provisions under way
    * included: the state is written, synchronously after the check, before anything starts).
    */
-  capacity(): Capacity {
+  capacity(): Required<BackendCapacity> {
     let usedVms = 0;
     let usedMemoryMiB = 0;
     for (const s of this.store.all()) {
@@ -501,15 +495,7 @@ export class QemuBackend implements LabBackend {
 
   /** Run fn after every earlier call for the same key (provisions, pause, stop … of one lab never interleave). */
   private locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const next = prev.then(
-      () => fn(),
-      () => fn(),
-    );
-    const settled = next.catch(() => undefined);
-    this.locks.set(key, settled);
-    void settled.then(() => { if (this.locks.get(key) === settled) this.locks.delete(key); });
-    return next;
+    return this.locks.run(key, fn);
   }
 }
 
