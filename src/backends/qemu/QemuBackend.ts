@@ -259,6 +259,7 @@ export class QemuBackend implements LabBackend {
         qemuBin: this.o.qemuBin, accel, qemuVersion: await this.qemuVersion(), dir, socketDir: this.store.socketDir(name, m),
         ...(this.states ? { states: this.states } : {}), log: this.log, track,
       });
+      this.store.write(s); // which saved state its disk is built on, before anything can collect it
       this.log.info({ lab: name, machine: m.name, pid: g.pid, accel, savedState: m.savedState }, 'qemu.machine_started');
       return g;
     }
