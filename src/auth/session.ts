@@ -22,6 +22,8 @@ export interface SessionClaims {
   instanceId?: string;
   /** Display name, for the page header. */
   name?: string;
+  /** The launch's locale (launch_presentation.locale), for the pages' language. */
+  locale?: string;
 }
 
 declare module 'express-serve-static-core' {
@@ -51,7 +53,7 @@ export class SessionTokens {
   async verify(token: string): Promise<SessionClaims> {
     try {
       const { payload } = await jwtVerify(token, this.key, { audience: AUDIENCE, algorithms: ['HS256'] });
-      const { userId, role, contextId, activityId, instanceId, name } = payload as Record<string, unknown>;
+      const { userId, role, contextId, activityId, instanceId, name, locale } = payload as Record<string, unknown>;
       if (typeof userId !== 'string' || typeof contextId !== 'string' || !['learner', 'instructor', 'administrator'].includes(String(role))) {
         throw new Error('malformed claims');
       }
@@ -62,9 +64,10 @@ export class SessionTokens {
         ...(typeof activityId === 'string' ? { activityId } : {}),
         ...(typeof instanceId === 'string' ? { instanceId } : {}),
         ...(typeof name === 'string' ? { name } : {}),
+        ...(typeof locale === 'string' ? { locale } : {}),
       };
     } catch (err) {
-      throw new Unauthorized('invalid or expired session', { cause: err, publicMessage: 'Your session has expired. Open the activity again from your course.' });
+      throw new Unauthorized('invalid or expired session', { cause: err, publicMessage: 'Your session has expired. Open the activity again from your course.', messageKey: 'err.sessionExpired' });
     }
   }
 
@@ -73,7 +76,7 @@ export class SessionTokens {
     return (req, _res, next) => {
       const h = req.get('authorization');
       const token = h?.startsWith('Bearer ') ? h.slice(7) : undefined;
-      if (!token) return next(new Unauthorized('no session', { publicMessage: 'Open the activity from your course to start.' }));
+      if (!token) return next(new Unauthorized('no session', { publicMessage: 'Open the activity from your course to start.', messageKey: 'err.noSession' }));
       this.verify(token).then(
         (s) => {
           req.session = s;
@@ -89,6 +92,6 @@ export class SessionTokens {
 export function requireInstructor(): RequestHandler {
   return (req, _res, next) => {
     if (req.session?.role === 'instructor' || req.session?.role === 'administrator') return next();
-    next(new Forbidden('instructor role required', { publicMessage: 'Only teachers of this course can see this.' }));
+    next(new Forbidden('instructor role required', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' }));
   };
 }

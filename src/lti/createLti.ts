@@ -21,6 +21,7 @@ import { installGuards, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
 import { dynamicRegistration } from './registration.js';
+import { acceptLanguages, pickLanguage } from '../i18n.js';
 import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
@@ -97,7 +98,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.onUnregisteredPlatform(refusal(new BadRequest('This platform is not registered with the tool.')));
   lti.onInactivePlatform(refusal(new Forbidden('This platform registration is not active.')));
   lti.onDynamicRegistration((req, res, next) => {
-    dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, key: registrationKey(d.secretKey) }).then((html) => res.type('html').send(html), next);
+    dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, key: registrationKey(d.secretKey), lang: pickLanguage(acceptLanguages(req.get('accept-language'))) }).then((html) => res.type('html').send(html), next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
   lti.app.post('/deeplink', (req, res, next) => {

@@ -39,6 +39,12 @@ export function displayName(c: Record<string, unknown>): string {
   return str(c.name) || [str(c.given_name), str(c.family_name)].filter(Boolean).join(' ') || 'Unnamed user';
 }
 
+/** The user's language from a launch: launch_presentation.locale, else the OIDC `locale` claim. */
+export function launchLocale(c: Record<string, unknown>): string | undefined {
+  const l = str(obj(c[CLAIM.launchPresentation]).locale) || str(c.locale);
+  return l && l.length <= 35 ? l : undefined;
+}
+
 /** Handle the launch; returns the URL to redirect to. */
 export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> {
   const c = v.claims;
@@ -64,16 +70,17 @@ export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> 
     },
   );
   const log = d.log.child({ activity: activity._id, user: user._id, role });
-  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name };
+  const locale = launchLocale(c);
+  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, ...(locale ? { locale } : {}) };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
   }
   if (!activity.labId) {
-    throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).' });
+    throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).', messageKey: 'err.noLabSelected' });
   }
   const lab = await d.labs.latest(activity.labId);
-  if (!lab) throw new NotFound(`lab ${activity.labId} not found`, { publicMessage: `The lab "${activity.labId}" of this activity is no longer available. Ask your teacher.` });
+  if (!lab) throw new NotFound(`lab ${activity.labId} not found`, { publicMessage: `The lab "${activity.labId}" of this activity is no longer available. Ask your teacher.`, messageKey: 'err.labGone', messageVars: { lab: activity.labId } });
   const inst = await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
     timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,

@@ -4,6 +4,7 @@
  * only for the scopes we use and both message types, store the platform and its deployment id,
  * and close the platform's registration window with `org.imsglobal.lti.close`.
  */
+import { translator } from '../i18n.js';
 import type { Logger } from '../logger.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BackendFailure, BadRequest, Forbidden } from '../errors.js';
@@ -63,7 +64,7 @@ async function getJson(url: string, init: RequestInit, what: string): Promise<Re
 }
 
 /** Runs one dynamic registration; returns the page that closes the platform's window. */
-export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; key: string }): Promise<string> {
+export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; key: string; lang?: string }): Promise<string> {
   const openidUrl = str(query.openid_configuration);
   const token = str(query.registration_token);
   if (!sameSecret(str(query.key), d.key)) {
@@ -93,7 +94,9 @@ export async function dynamicRegistration(query: Record<string, unknown>, d: { r
     authUrl: str(conf.authorization_endpoint), tokenUrl: str(conf.token_endpoint), jwksUrl: str(conf.jwks_uri),
     deploymentIds: deploymentId ? [deploymentId] : [],
   });
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Registered</title></head><body>
-<p>${escapeHtml(TOOL_NAME)} is registered with ${escapeHtml(p.issuer)} (client id ${escapeHtml(p.clientId)}). You can close this window.</p>
+  const lang = d.lang ?? 'en';
+  const t = translator(lang);
+  return `<!doctype html><html lang="${escapeHtml(lang)}"><head><meta charset="utf-8"><title>${escapeHtml(t('reg.doneTitle'))}</title></head><body>
+<main><p>${escapeHtml(t('reg.done', { tool: TOOL_NAME, issuer: p.issuer, clientId: p.clientId }))}</p></main>
 <script>(window.opener || window.parent).postMessage({ subject: 'org.imsglobal.lti.close' }, '*');</script></body></html>`;
 }

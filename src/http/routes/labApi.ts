@@ -94,7 +94,7 @@ export function labApiRouter(d: LabApiDeps): Router {
     const done = (req.body as { done?: unknown } | undefined)?.done;
     if (typeof done !== 'boolean') throw new BadRequest('done must be true or false');
     const { steps, grading } = await catalog.steps(a.inst);
-    if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.' });
+    if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.', messageKey: 'err.noSuchStep' });
     const { ticks, score } = await d.runtime.tickStep(a.inst._id, stepId, done, { steps, grading });
     res.json({ steps: ticks, progress: progressOf(score) });
   }));
