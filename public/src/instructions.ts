@@ -55,6 +55,7 @@ export class InstructionsPanel {
     this.page = Math.max(0, Math.min(ins.pages.length - 1, i));
     const page = ins.pages[this.page]!;
     this.content.innerHTML = page.html; // sanitized on the server (lab definitions)
+    if (ins.language) this.content.lang = ins.language;
     this.content.setAttribute('aria-label', page.title);
     this.enhanceSteps();
     this.enhanceCode();
