@@ -62,7 +62,7 @@ async function viaBackend(cp: ControlPlane): Promise<{ ms: number; objects: numb
 }
 
 function ctx(cp: ControlPlane, h: LabHandle): BuildContext {
-  return { handle: h, spec, toolNamespace: 'lab-orchestrator', toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [`${new URL(cp.server).hostname}/32`] };
+  return { handle: h, spec, toolNamespace: 'lab-orchestrator', toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [`${new URL(cp.server).hostname}/32`], disks: { imageNamespace: 'lab-images' } };
 }
 
 async function viaBareClient(cp: ControlPlane, prefix = 'f', labs = LABS): Promise<number> {
@@ -84,6 +84,9 @@ async function cleanup(cp: ControlPlane, prefix: string, labs = LABS): Promise<v
 export async function run(): Promise<BenchRow[]> {
   const cp = await sharedControlPlane();
   try {
+    // the golden disk every VM is cloned from (an administrator's one-time import)
+    await cp.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'lab-images' } });
+    await cp.request('POST', '/apis/cdi.kubevirt.io/v1beta1/namespaces/lab-images/datasources', { apiVersion: 'cdi.kubevirt.io/v1beta1', kind: 'DataSource', metadata: { name: 'debian-12', namespace: 'lab-images' }, spec: { source: { pvc: { name: 'debian-12', namespace: 'lab-images' } } } });
     await viaBareClient(cp, 'w', 3); // warm-up: first objects of each kind, connections, discovery
     const floorMs = await viaBareClient(cp);
     const b = await viaBackend(cp);

@@ -42,7 +42,7 @@ need_ferretdb() {
 # images/lab-tiny is switched to it atomically: files a running or stopped lab uses are never
 # replaced (overlays point at their exact base disk). Sets GUEST_IMAGE_PATH to the version dir.
 need_guest_image() {
-  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils
+  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils genisoimage
   local images="$LAB_TOOLS_DIR/images" hash
   hash="$( (cat "$ROOT/scripts/build-guest-image.sh" "$ROOT/src/backends/guest/lab-agent.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
   GUEST_IMAGE_PATH="$images/lab-tiny-$hash"
@@ -52,15 +52,80 @@ need_guest_image() {
     bash "$ROOT/scripts/build-guest-image.sh" "$GUEST_IMAGE_PATH"
     touch "$GUEST_IMAGE_PATH/.complete"
   fi
-  local prev; prev="$(readlink "$images/lab-tiny" 2>/dev/null || true)"
-  if [ "$prev" != "lab-tiny-$hash" ]; then
-    [ -L "$images/lab-tiny" ] || rm -rf "$images/lab-tiny"   # a plain folder from an older layout
-    ln -sfn "lab-tiny-$hash" "$images/.lab-tiny.$$" && mv -Tf "$images/.lab-tiny.$$" "$images/lab-tiny"
+  switch_image_link lab-tiny "$hash"
+}
+
+# Points images/<name> at images/<name>-<hash> atomically and marks the version it replaces; files a
+# running or stopped lab uses are never replaced (overlays point at their exact base disk). Versions
+# replaced more than 14 days ago are removed: no lab lives that long, so no overlay still uses them.
+switch_image_link() {
+  local name="$1" hash="$2" images="$LAB_TOOLS_DIR/images" prev
+  prev="$(readlink "$images/$name" 2>/dev/null || true)"
+  if [ "$prev" != "$name-$hash" ]; then
+    [ -L "$images/$name" ] || rm -rf "$images/$name"   # a plain folder from an older layout
+    ln -sfn "$name-$hash" "$images/.$name.$$" && mv -Tf "$images/.$name.$$" "$images/$name"
     [ -n "$prev" ] && [ -d "$images/$prev" ] && touch "$images/$prev/.superseded"
   fi
-  rm -f "$GUEST_IMAGE_PATH/.superseded"
-  # versions replaced more than 14 days ago: no lab lives that long, so no overlay still uses them
-  find "$images" -maxdepth 2 -path "$images/lab-tiny-*/.superseded" -mtime +14 2>/dev/null | while read -r f; do rm -rf "$(dirname "$f")"; done
+  rm -f "$images/$name-$hash/.superseded"
+  find "$images" -maxdepth 2 -path "$images/$name-*/.superseded" -mtime +14 2>/dev/null | while read -r f; do rm -rf "$(dirname "$f")"; done
+}
+
+# Debian guest images built from Debian's package repository with mmdebstrap (recipes in
+# scripts/images/<name>.recipe, a recipe may build on another with BASE=<name>). The version is a hash
+# of the builder and the recipes, so an edited recipe builds a new version and a cached one is reused.
+debian_image_hash() {
+  local n="$1" files=("$ROOT/scripts/images/build-debian-image.sh")
+  while [ -n "$n" ]; do
+    [ -f "$ROOT/scripts/images/$n.recipe" ] || { echo "unknown image $1 (no scripts/images/$n.recipe)" >&2; return 2; }
+    files+=("$ROOT/scripts/images/$n.recipe")
+    n="$(sed -n 's/^BASE=//p' "$ROOT/scripts/images/$n.recipe")"
+  done
+  cat "${files[@]}" | sha256sum | cut -c1-12
+}
+
+# need_image <name>: the image is built (first time only: minutes) and IMAGE_PATH is its version
+# folder. lab-tiny is built by need_guest_image; the others by scripts/images/build-debian-image.sh.
+need_image() {
+  local name="$1" images="$LAB_TOOLS_DIR/images" hash
+  case "$name" in
+    lab-tiny) need_guest_image; IMAGE_PATH="$GUEST_IMAGE_PATH"; return 0 ;;
+    */*|*..*|"") echo "bad image name '$name'" >&2; return 2 ;;
+  esac
+  hash="$(debian_image_hash "$name")"
+  IMAGE_PATH="$images/$name-$hash"
+  mkdir -p "$images"
+  if [ ! -f "$IMAGE_PATH/.complete" ]; then
+    need_apt mmdebstrap qemu-utils e2fsprogs dosfstools mtools syslinux syslinux-common fdisk xz-utils zstd cpio initramfs-tools python3
+    # one build per image at a time, machine-wide; a second caller waits and then finds it built
+    exec 9>"$images/.build-$name.lock"
+    flock 9
+    if [ ! -f "$IMAGE_PATH/.complete" ]; then
+      say "building guest image $name (first time only, a few minutes)"
+      bash "$ROOT/scripts/images/build-debian-image.sh" "$name" "$IMAGE_PATH"
+      touch "$IMAGE_PATH/.complete"
+    fi
+    exec 9>&-
+  fi
+  switch_image_link "$name" "$hash"
+}
+
+# The images the labs under a templates folder name (`image: <name>` of their VM machines), each
+# built if missing. Container images (OCI references, with a "/") are not ours to build.
+need_lab_images() {
+  local dir="${1:-$ROOT/templates}" name
+  for name in $(grep -ho '^ *image: *[a-z0-9][a-z0-9._-]* *$' "$dir"/*/lab.yaml 2>/dev/null | sed 's/.*image: *//; s/ *$//' | sort -u); do
+    need_image "$name"
+  done
+}
+
+# need_containerdisk <name>: after need_image, the image packaged as a KubeVirt containerDisk OCI
+# archive (IMAGE_PATH/containerdisk.oci.tar; /disk/disk.qcow2 owned by uid 107), made once per version.
+need_containerdisk() {
+  local name="$1"
+  [ -f "$IMAGE_PATH/containerdisk.oci.tar" ] && return 0
+  need_apt umoci skopeo
+  say "packaging $name as a KubeVirt containerDisk"
+  bash "$ROOT/scripts/images/package-containerdisk.sh" "$IMAGE_PATH" "$name"
 }
 
 # Kubernetes control plane for the tests (kube-apiserver, kube-controller-manager, kubectl, etcd),

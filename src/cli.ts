@@ -21,7 +21,9 @@ Stops gracefully on SIGTERM or SIGINT.`,
     const config = loadConfig();
     const tool = await startTool(config);
     const hint = tool.devPlatform ? `  (it opens the demo course: click "Launch as student")\n` : '';
-    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\n${hint}LTI registration URL (paste into Moodle): ${tool.lti.urls.registration}\n\n`);
+    // the registration URL carries a key: printed for the demo on its own terminal, never in production (stdout is a log there)
+    const reg = config.LAB_MODE === 'demo' ? `LTI registration URL (paste into Moodle): ${await tool.lti.registrationUrl()}\n` : `LTI registration URL: open ${tool.publicUrl}/admin/lti#token=<ADMIN_TOKEN>\n`;
+    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\n${hint}${reg}\n`);
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       if (++signals > 1) process.exit(1);
@@ -37,7 +39,8 @@ const validate: Command = {
   summary: 'Check lab definitions (lab.yaml, instructions, media); prints every problem.',
   usage: `lab-orchestrator validate [dir]
 
-Validates every lab folder under dir (default: TEMPLATES_DIR, i.e. the repository's templates/).
+Validates every lab folder under dir (default: TEMPLATES_DIR, i.e. the repository's templates/),
+VM image names against the image catalog (images/catalog.yaml plus the IMAGE_CATALOG file).
 Prints one line per problem, "file:line:col path: expected …, got …", and exits 1 if there is any;
 prints nothing and exits 0 when every lab is valid.`,
   async run(args) {
@@ -46,7 +49,15 @@ prints nothing and exits 0 when every lab is valid.`,
     const arg = args.find((a) => !a.startsWith('-'));
     const display = arg ?? process.env.TEMPLATES_DIR ?? 'templates';
     const dir = arg ? arg : resolveTemplatesDir(display);
-    const res = await validateDir(dir, display);
+    const { ImageCatalog } = await import('./images/ImageCatalog.js');
+    let images;
+    try {
+      images = ImageCatalog.load(process.env.IMAGE_CATALOG || undefined);
+    } catch (err) {
+      process.stdout.write(`${(err as Error).message}\n`);
+      return 1;
+    }
+    const res = await validateDir(dir, display, images);
     for (const p of res.problems) process.stdout.write(`${p}\n`);
     return res.problems.length ? 1 : 0;
   },

@@ -44,6 +44,10 @@ const schema = z
     RECONCILE_INTERVAL_MS: int(100, 3_600_000).default('15000'),
     TEMPLATES_DIR: z.string().min(1).default('templates'),
     ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
+    OPERATOR_USERS: z
+      .string()
+      .regex(/^\s*https?:\/\/[^#,\s]+#[^,]+(,\s*https?:\/\/[^#,\s]+#[^,]+)*\s*$/, { message: 'expected comma-separated <issuer>#<user id>, e.g. https://moodle.example.edu#2' })
+      .optional(),
     SECRET_KEY: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
     METRICS_PORT: int(0, 65535).optional(),
     METRICS_HOST: z.string().min(1).default('127.0.0.1'),
@@ -55,8 +59,12 @@ const schema = z
     QEMU_BIN: z.string().min(1).default('qemu-system-x86_64'),
     QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg'], { message: 'expected "auto", "kvm" or "tcg"' }).default('auto'),
     GUEST_IMAGE_DIR: z.string().min(1).optional(),
+    /** An admin's image catalog file (images/catalog.yaml format): adds images or overrides fields of the built-in ones. */
+    IMAGE_CATALOG: z.string().min(1).optional(),
     QEMU_MAX_VMS: int(0, 10_000).default('8'),
     QEMU_MAX_MEMORY_MIB: int(0, 16_777_216).default('4096'),
+    /** Start Debian machines from saved running states (seconds instead of a cold boot). */
+    QEMU_SAVED_STATES: bool.default('true'),
     DEV_PLATFORM_REGISTER: bool.optional(),
     LTI_CLOCK_SKEW_SECONDS: int(0, 300).default('5'),
     LTI_JWKS_MIN_REFETCH_MS: int(0, 3_600_000).default('30000'),
@@ -65,6 +73,12 @@ const schema = z
     WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
     WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
     WS_MAX_PER_USER: int(1, 1000).default('8'),
+    // --- rate limits (per minute; a burst of the same size passes) ---
+    RATE_LAUNCH_PER_USER: int(1, 100_000).default('10'),
+    RATE_LAUNCH_PER_PLATFORM: int(1, 1_000_000).default('600'),
+    RATE_TICKET_PER_USER: int(1, 100_000).default('60'),
+    RATE_TICKET_PER_PLATFORM: int(1, 1_000_000).default('2400'),
+    RATE_CHECK_PER_PLATFORM: int(1, 1_000_000).default('600'),
     // --- checks ---
     CHECK_RATE_PER_MINUTE: int(1, 10_000).default('10'),
     CHECK_OUTPUT_MAX_BYTES: int(1024, 16 * 1024 * 1024).default('65536'),
@@ -81,6 +95,12 @@ const schema = z
       .optional(),
     KUBEVIRT_QPS: int(50, 10_000).default('100'),
     KUBEVIRT_BOOT_TIMEOUT_MS: int(1000, 3_600_000).default('600000'),
+    KUBEVIRT_IMAGE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'expected a namespace name' }).default('lab-images'),
+    KUBEVIRT_STORAGE_CLASS: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { message: 'expected a storage class name' }).optional(),
+    KUBEVIRT_MAX_LAB_STORAGE_GIB: int(1, 100_000).optional(),
+    /** What the operator lets the tool run at once on the cluster (labs over it wait in the capacity queue). */
+    KUBEVIRT_MAX_VMS: int(1, 1_000_000).optional(),
+    KUBEVIRT_MAX_MEMORY_MIB: int(1, 1_000_000_000).optional(),
     LEASE_DURATION_MS: int(2000, 600_000).default('15000'),
     POD_NAME: z.string().min(1).optional(),
   })

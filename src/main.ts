@@ -28,7 +28,7 @@ import type { LabService } from './labs/LabService.js';
 import type { CheckRunner } from './labs/checks/CheckRunner.js';
 import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
 import type { LabBackend } from './backends/types.js';
-import { requireAdmin } from './auth/admin.js';
+import { requireAdmin } from './auth/tenancy.js';
 import { SessionTokens } from './auth/session.js';
 import { Closers } from './compose/Closers.js';
 import { buildDatabase } from './compose/database.js';
@@ -37,6 +37,7 @@ import { buildBackend, startLeadership } from './compose/backend.js';
 import { buildCatalog, buildChecks, buildRuntime } from './compose/labs.js';
 import { buildLabPage } from './compose/labPage.js';
 import { buildLti } from './compose/lti.js';
+import { buildRateLimits } from './compose/rateLimits.js';
 
 export interface StartOptions {
   /** Tests capture logs here. */
@@ -93,6 +94,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
   try {
     const secretKey = resolveSecretKey(config);
     const sessions = new SessionTokens(secretKey);
+    const limits = buildRateLimits(config, closers);
     const { db, uri, embeddedMongo } = await buildDatabase(config, log, opts.dbName ?? 'lab_orchestrator', closers);
     const duties = new Duties(log.child({ component: 'leadership' }));
     const sweeper = new ExpirySweeper(db.connection, log);
@@ -119,16 +121,16 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     // an injected runtime replaces LabService entirely (its supervisor would reconcile records it does not own)
     const labService = opts.runtime ? undefined : buildRuntime(config, { backend, labs: catalog, grades, log, metrics, duties }, closers);
     const runtime: LabRuntime = opts.runtime ?? (labService as LabService);
-    const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties }, closers);
-    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, checks, log, metrics });
-    const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl }, closers);
+    const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties, limits }, closers);
+    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, checks, log, metrics, limits });
+    const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl, limits }, closers);
     const devPlatform = config.DEV_PLATFORM ?? config.LAB_MODE === 'demo' ? await createDevPlatform({ publicUrl, log, sweeper }) : undefined;
 
     const mounts: Mount[] = [
       lti.first,
       ...(opts.extraMounts ?? []),
       ...(devPlatform ? [{ path: '/dev-platform', router: devPlatform.router }] : []),
-      { path: '/', router: labCatalogRoutes(catalog) },
+      { path: '/', router: labCatalogRoutes(catalog, sessions) },
       { path: '/api/admin/labs', router: adminLabRoutes(catalog, requireAdmin(sessions, config.ADMIN_TOKEN)) },
       ...page.mounts,
       ...lti.mounts,
@@ -170,7 +172,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
 
 /** The demo: the development platform registers the tool dynamically and gets a course with every lab (README command (a)). */
 async function registerDevPlatform(devPlatform: DevPlatform, lti: LtiModule, catalog: LabCatalog, log: Logger): Promise<void> {
-  const reg = await devPlatform.ensureRegistered(lti.urls.registration);
+  const reg = await devPlatform.ensureRegistered(await lti.registrationUrl());
   log.info({ clientId: reg._id, deploymentId: reg.deploymentId }, 'lti.dev_platform_registered');
   const seeded = await seedDemoCourse(devPlatform, reg._id, await catalog.list());
   if (seeded.length) log.info({ activities: seeded }, 'devplatform.demo_course_seeded');

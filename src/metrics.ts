@@ -74,6 +74,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly labStorageBytes = new Gauge({
+    name: 'lab_storage_bytes',
+    help: 'Bytes of lab disks kept by the backend, by the state of their lab (running includes paused and provisioning)',
+    labelNames: ['backend', 'state'] as const,
+    registers: [this.registry],
+  });
+
   private readonly collectors: Array<() => Promise<void>> = [];
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {

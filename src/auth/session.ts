@@ -24,6 +24,10 @@ export interface SessionClaims {
   name?: string;
   /** The launch's locale (launch_presentation.locale), for the pages' language. */
   locale?: string;
+  /** The platform registration (our id) the launch came from: the tenant of this session. */
+  platformId?: string;
+  /** A user the operator named in OPERATOR_USERS: administers the whole tool. */
+  operator?: boolean;
 }
 
 declare module 'express-serve-static-core' {
@@ -53,7 +57,7 @@ export class SessionTokens {
   async verify(token: string): Promise<SessionClaims> {
     try {
       const { payload } = await jwtVerify(token, this.key, { audience: AUDIENCE, algorithms: ['HS256'] });
-      const { userId, role, contextId, activityId, instanceId, name, locale } = payload as Record<string, unknown>;
+      const { userId, role, contextId, activityId, instanceId, name, platformId, operator, locale } = payload as Record<string, unknown>;
       if (typeof userId !== 'string' || typeof contextId !== 'string' || !['learner', 'instructor', 'administrator'].includes(String(role))) {
         throw new Error('malformed claims');
       }
@@ -64,6 +68,8 @@ export class SessionTokens {
         ...(typeof activityId === 'string' ? { activityId } : {}),
         ...(typeof instanceId === 'string' ? { instanceId } : {}),
         ...(typeof name === 'string' ? { name } : {}),
+        ...(typeof platformId === 'string' ? { platformId } : {}),
+        ...(operator === true ? { operator: true } : {}),
         ...(typeof locale === 'string' ? { locale } : {}),
       };
     } catch (err) {

@@ -15,6 +15,7 @@ import { courseApiRouter } from '../http/routes/courseApi.js';
 import { labPagesRouter } from '../http/routes/labPages.js';
 import { checkRoutes } from '../http/routes/checkRoutes.js';
 import { userNames } from '../store/User.js';
+import type { RateLimits } from '../rateLimits.js';
 
 export interface LabPageDeps {
   server: http.Server;
@@ -26,6 +27,7 @@ export interface LabPageDeps {
   checks: CheckRunner;
   log: Logger;
   metrics: Metrics;
+  limits: RateLimits;
 }
 
 /** Returns the routes to mount and what to run before the server closes (upgraded sockets keep close() waiting). */
@@ -41,7 +43,7 @@ export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[];
   const catalog = new LabCatalogCache(d.labs);
   const mounts: Mount[] = [
     { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
-    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks }) },
+    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket }) },
     { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks }) },
     { path: '/', router: labPagesRouter() },
   ];

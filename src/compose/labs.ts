@@ -7,14 +7,16 @@ import type { LabBackend } from '../backends/types.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import type { ScorePublisher } from '../labs/score.js';
 import { LabCatalog } from '../labs/definition/LabCatalog.js';
+import { ImageCatalog } from '../images/ImageCatalog.js';
 import { resolveTemplatesDir } from '../labs/definition/templatesDir.js';
 import { LabService } from '../labs/LabService.js';
 import { LabSupervisor } from '../labs/LabSupervisor.js';
 import { CheckRunner } from '../labs/checks/CheckRunner.js';
 import type { Closers } from './Closers.js';
+import type { RateLimits } from '../rateLimits.js';
 
 export async function buildCatalog(config: Config, log: Logger): Promise<LabCatalog> {
-  const labs = new LabCatalog({ log: log.child({ component: 'labs' }) });
+  const labs = new LabCatalog({ log: log.child({ component: 'labs' }), images: ImageCatalog.load(config.IMAGE_CATALOG) });
   await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
   return labs;
 }
@@ -41,10 +43,10 @@ export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): 
   return svc;
 }
 
-export function buildChecks(config: Config, d: { runtime: LabRuntime; labs: LabDefinitions; grades: ScorePublisher; log: Logger; metrics: Metrics; duties: Duties }, closers: Closers): CheckRunner {
+export function buildChecks(config: Config, d: { runtime: LabRuntime; labs: LabDefinitions; grades: ScorePublisher; log: Logger; metrics: Metrics; duties: Duties; limits: RateLimits }, closers: Closers): CheckRunner {
   const runner = new CheckRunner({
     runtime: d.runtime, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'checks' }), metrics: d.metrics,
-    ratePerMinute: config.CHECK_RATE_PER_MINUTE, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+    ratePerMinute: config.CHECK_RATE_PER_MINUTE, platformLimit: d.limits.checkPerPlatform, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
     isLeader: () => d.duties.isLeader,
   });
   runner.start();

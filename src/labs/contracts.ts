@@ -19,7 +19,14 @@ import type { LabSummary, LabLifetime } from '../store/LabDefinition.js';
 
 
 /** Per-instance machine variables: generated or fixed credentials. Stored on LabInstance.machines. */
-export type InstanceMachines = Record<string, { username?: string; password?: string; /** Lab network address ({{machines.NAME.ip}}): 10.10.0.11, .12, … by machine order (the QEMU convention). */ ip?: string }>;
+export type InstanceMachines = Record<string, {
+  username?: string;
+  password?: string;
+  /** Where the lab's other machines reach it ({{machines.NAME.ip}}): as the backend reported it once provisioned (before that, the QEMU convention 10.10.0.11, .12, … by machine order). */
+  ip?: string;
+  /** A name that resolves to it inside the lab ({{machines.NAME.host}}), as the backend reported it. */
+  host?: string;
+}>;
 
 /** Everything the runtime needs to run one instance of one lab version. */
 export interface PreparedLab {
@@ -59,6 +66,8 @@ export interface ResolvedCheck {
   machine: string;
   /** The program run with sh on the machine: the lab's `command` (templated), or the content of its `script` (as it is). */
   command: string;
+  /** For one instance (LabDefinitions.checks with variables): the values its `${LAB_…}` references stand for. */
+  env?: Record<string, string>;
   /** The script file it came from (checks/x.sh), if any. */
   script?: string;
   timeoutSeconds: number;
@@ -146,8 +155,11 @@ export type InstanceKey = LabInstanceKey;
 export interface LabRuntime {
   /** Exactly one instance per (activity, user), even under concurrent calls. */
   ensureInstance(key: InstanceKey): Promise<LabInstanceDoc>;
-  /** Start (or restart a finished) instance; returns at once, provisioning runs in the background. Idempotent. */
-  start(instanceId: string): Promise<LabInstanceDoc>;
+  /**
+   * Start (or restart a finished) instance; returns at once, provisioning runs in the background. Idempotent.
+   * `current`: the record as the caller just read or wrote it, so start() need not read it again.
+   */
+  start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc>;
   get(instanceId: string): Promise<LabInstanceDoc | undefined>;
   pause(instanceId: string): Promise<void>;
   resume(instanceId: string): Promise<void>;
@@ -157,7 +169,8 @@ export interface LabRuntime {
   status(instanceId: string): Promise<Record<string, MachineStatus>>;
   /** A raw byte stream to a machine of a running instance. Throws NotFound/Conflict with a message the page can show. */
   openChannel(instanceId: string, machine: string, channel: ChannelKind): Promise<Duplex>;
-  exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult>;
+  /** Run a command on a machine; `env` holds values the command refers to (never spliced into its text). */
+  exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number; env?: Record<string, string> }): Promise<ExecResult>;
   /** User input seen on a channel (resets the idle timer; throttled internally). */
   noteActivity(instanceId: string): void;
   /** Live events for one instance; returns the unsubscribe function. */

@@ -255,7 +255,7 @@ export const de: Catalog = {
   'reg.heading': 'Lab Orchestrator bei Ihrem LMS registrieren',
   'reg.dynamic': 'Dynamische Registrierung (Moodle 4.x und andere)',
   'reg.dynamicHelp': 'Fügen Sie diese URL als Tool-URL ein (Moodle: Website-Administration → Plugins → Aktivitäten → Externes Tool → Tools verwalten) und aktivieren Sie das Tool dann in Moodle:',
-  'reg.urlHidden': 'Nur für Administrator/innen sichtbar: Öffnen Sie diese Seite aus einem LTI-Start als Administrator/in oder als /admin/lti#token=<ADMIN_TOKEN>. Das Werkzeug gibt sie auch beim Start aus.',
+  'reg.urlHidden': 'Nur für den Betreiber des Werkzeugs sichtbar: Öffnen Sie diese Seite als /admin/lti#token=<ADMIN_TOKEN>.',
   'reg.manual': 'Manuelle Registrierung',
   'reg.toolUrl': 'Tool-URL / Ziel-Link-URI',
   'reg.loginUrl': 'URL für die Login-Initiierung',

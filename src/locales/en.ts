@@ -269,7 +269,7 @@ export const en = {
   'reg.heading': 'Register Lab Orchestrator with your LMS',
   'reg.dynamic': 'Dynamic registration (Moodle 4.x and others)',
   'reg.dynamicHelp': 'Paste this URL as the tool URL (Moodle: Site administration → Plugins → Activity modules → External tool → Manage tools), then activate the tool in Moodle:',
-  'reg.urlHidden': 'Shown to administrators: open this page from an LTI launch as an administrator, or as /admin/lti#token=<ADMIN_TOKEN>. The tool also prints it at start-up.',
+  'reg.urlHidden': 'Shown to the operator of the tool: open this page as /admin/lti#token=<ADMIN_TOKEN>.',
   'reg.manual': 'Manual registration',
   'reg.toolUrl': 'Tool URL / target link URI',
   'reg.loginUrl': 'Initiate login URL',

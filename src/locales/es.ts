@@ -255,7 +255,7 @@ export const es: Catalog = {
   'reg.heading': 'Registrar Lab Orchestrator en su LMS',
   'reg.dynamic': 'Registro dinámico (Moodle 4.x y otros)',
   'reg.dynamicHelp': 'Pegue esta URL como URL de la herramienta (Moodle: Administración del sitio → Extensiones → Módulos de actividad → Herramienta externa → Gestionar herramientas) y active después la herramienta en Moodle:',
-  'reg.urlHidden': 'Visible para administradores: abra esta página desde un lanzamiento LTI como administrador, o como /admin/lti#token=<ADMIN_TOKEN>. La herramienta también la muestra al arrancar.',
+  'reg.urlHidden': 'Visible para el operador de la herramienta: abra esta página como /admin/lti#token=<ADMIN_TOKEN>.',
   'reg.manual': 'Registro manual',
   'reg.toolUrl': 'URL de la herramienta / URI del enlace de destino',
   'reg.loginUrl': 'URL de inicio de sesión',

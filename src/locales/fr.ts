@@ -255,7 +255,7 @@ export const fr: Catalog = {
   'reg.heading': 'Enregistrer Lab Orchestrator dans votre LMS',
   'reg.dynamic': 'Enregistrement dynamique (Moodle 4.x et autres)',
   'reg.dynamicHelp': 'Collez cette URL comme URL de l’outil (Moodle : Administration du site → Plugins → Modules d’activité → Outil externe → Gérer les outils), puis activez l’outil dans Moodle :',
-  'reg.urlHidden': 'Visible par les administrateurs : ouvrez cette page depuis un lancement LTI en tant qu’administrateur, ou comme /admin/lti#token=<ADMIN_TOKEN>. L’outil l’affiche aussi au démarrage.',
+  'reg.urlHidden': 'Visible par l’opérateur de l’outil : ouvrez cette page comme /admin/lti#token=<ADMIN_TOKEN>.',
   'reg.manual': 'Enregistrement manuel',
   'reg.toolUrl': 'URL de l’outil / URI du lien cible',
   'reg.loginUrl': 'URL d’initiation de connexion',

@@ -18,6 +18,7 @@ import { CLAIM, mapRoles, obj, str } from './claims.js';
 import { displayName, launchLocale } from './launch.js';
 import { formatDuration, pickLanguage, translator, type Translate } from '../i18n.js';
 import type { PlatformRegistry } from './platforms.js';
+import { mayUseLab } from '../auth/tenancy.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { LtiUrls } from './urls.js';
 
@@ -66,7 +67,9 @@ export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise
     returnUrl: str(settings.deep_link_return_url), data: typeof settings.data === 'string' ? settings.data : null,
     acceptTypes, userId: user._id, expiresAt: new Date(Date.now() + REQUEST_TTL_MS),
   });
-  const labs = await d.labs.list();
+  // the operator's labs and the platform's own, never another platform's
+  const viewer = { kind: 'platform' as const, platformId: v.platform._id };
+  const labs = (await d.labs.list()).filter((l) => mayUseLab(viewer, l.owner ?? null));
   d.log.info({ user: user._id, labs: labs.length }, 'lti.deep_link_catalog');
   const lang = pickLanguage([launchLocale(v.claims)]);
   const t = translator(lang);
@@ -108,6 +111,8 @@ export function deepLinkingRoutes(d: DeepLinkDeps & { registry: PlatformRegistry
         { _id: str(b.request), usedAt: null, expiresAt: { $gt: new Date() } }, { $set: { usedAt: new Date() } }, { new: true, lean: true },
       );
       if (!dl) throw new BadRequest('unknown, used or expired deep-linking request', { publicMessage: 'This selection has expired or was already sent. Start again from your course.', messageKey: 'err.selectionExpired' });
+      const platform = await d.registry.find(dl.issuer, dl.clientId);
+      if (!platform || !mayUseLab({ kind: 'platform', platformId: platform._id }, lab.owner ?? null)) throw new NotFound('lab of another platform', { publicMessage: 'That lab does not exist (any more).' });
       const key = await d.registry.toolKey(dl.issuer, dl.clientId);
       const jwt = await new SignJWT({
         nonce: randomUUID(),

@@ -4,22 +4,18 @@
  * only for the scopes we use and both message types, store the platform and its deployment id,
  * and close the platform's registration window with `org.imsglobal.lti.close`.
  */
-import { translator } from '../i18n.js';
 import type { Logger } from '../logger.js';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { BackendFailure, BadRequest, Forbidden } from '../errors.js';
 import { escapeHtml } from '../html.js';
 import type { PlatformRegistry } from './platforms.js';
 import { TOOL_SCOPES, str, obj } from './claims.js';
 import type { LtiUrls } from './urls.js';
+import type { RegistrationKeys } from './registrationKey.js';
 
 const TOOL_CONFIG = 'https://purl.imsglobal.org/spec/lti-tool-configuration';
 const PLATFORM_CONFIG = 'https://purl.imsglobal.org/spec/lti-platform-configuration';
 export const TOOL_NAME = 'Lab Orchestrator';
 
-function sameSecret(a: string, b: string): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
-}
 
 /** The client metadata we send (RFC 7591 + LTI tool configuration). */
 export function registrationRequest(urls: LtiUrls): Record<string, unknown> {
@@ -63,12 +59,27 @@ async function getJson(url: string, init: RequestInit, what: string): Promise<Re
   }
 }
 
+/**
+ * The origin allowed to frame a registration page: the platform that is registering, read from the
+ * `openid_configuration` URL it handed us (Moodle runs registration inside a dialog iframe, before
+ * the platform exists in our registry). Only with the right registration key; null otherwise.
+ */
+export async function registeringOrigin(query: Record<string, unknown>, keys: RegistrationKeys): Promise<string | null> {
+  const openidUrl = str(query.openid_configuration);
+  if (!/^https?:\/\//.test(openidUrl) || !(await keys.matches(str(query.key)))) return null;
+  try {
+    return new URL(openidUrl).origin;
+  } catch {
+    return null;
+  }
+}
+
 /** Runs one dynamic registration; returns the page that closes the platform's window. */
-export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; key: string; lang?: string }): Promise<string> {
+export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; keys: RegistrationKeys }): Promise<string> {
   const openidUrl = str(query.openid_configuration);
   const token = str(query.registration_token);
-  if (!sameSecret(str(query.key), d.key)) {
-    throw new Forbidden('registration without the registration key', { publicMessage: 'This registration URL is not complete. Copy the whole URL the tool prints at start-up (or shows on /admin/lti to administrators).' });
+  if (!(await d.keys.matches(str(query.key)))) {
+    throw new Forbidden('registration without the registration key', { publicMessage: 'This registration URL is not complete or no longer valid. Ask the operator of the tool for the current one (shown on /admin/lti to operators).' });
   }
   if (!/^https?:\/\//.test(openidUrl)) {
     throw new BadRequest('no openid_configuration', { publicMessage: 'This is the tool\'s registration URL: paste it into your platform\'s "tool URL" field (Moodle: Site administration → Plugins → Manage tools) instead of opening it here.' });
@@ -94,9 +105,12 @@ export async function dynamicRegistration(query: Record<string, unknown>, d: { r
     authUrl: str(conf.authorization_endpoint), tokenUrl: str(conf.token_endpoint), jwksUrl: str(conf.jwks_uri),
     deploymentIds: deploymentId ? [deploymentId] : [],
   });
-  const lang = d.lang ?? 'en';
-  const t = translator(lang);
-  return `<!doctype html><html lang="${escapeHtml(lang)}"><head><meta charset="utf-8"><title>${escapeHtml(t('reg.doneTitle'))}</title></head><body>
-<main><p>${escapeHtml(t('reg.done', { tool: TOOL_NAME, issuer: p.issuer, clientId: p.clientId }))}</p></main>
-<script>(window.opener || window.parent).postMessage({ subject: 'org.imsglobal.lti.close' }, '*');</script></body></html>`;
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Registered</title></head><body>
+<p>${escapeHtml(TOOL_NAME)} is registered with ${escapeHtml(p.issuer)} (client id ${escapeHtml(p.clientId)}). You can close this window.</p>
+<script>(window.opener || window.parent).postMessage({ subject: 'org.imsglobal.lti.close' }, ${escapeScriptString(new URL(openidUrl).origin)});</script></body></html>`;
+}
+
+/** A JSON string literal safe inside an inline script. */
+function escapeScriptString(v: string): string {
+  return JSON.stringify(v).replace(/</g, '\\u003c');
 }

@@ -21,6 +21,8 @@ export interface LabSummary {
   resources: { cpus: number; memoryMiB: number };
   grading: { mode: 'steps' | 'checks'; maxScore: number };
   lifetime: LabLifetime;
+  /** The platform (our id) whose lab this is; null or absent: the operator's, for every platform. */
+  owner?: string | null;
 }
 
 export interface LabLifetime {
@@ -47,6 +49,8 @@ export interface LabDefinitionDoc {
   pages: Array<{ id: string; name: string; title: string }>;
   steps: Array<{ id: string; pageId: string; title: string }>;
   files: Array<{ path: string; data: Buffer }>;
+  /** Whose lab: a platform's id, or null for the operator's (every platform may use it). Fixed by the first version. */
+  owner?: string | null;
   /** Where it came from: "templates" (start-up import) or "admin". */
   source: string;
   removedAt: Date | null;
@@ -64,8 +68,10 @@ const schema = new Schema<LabDefinitionDoc>(
     summary: { type: Schema.Types.Mixed, required: true },
     pages: { type: Schema.Types.Mixed, default: [] },
     steps: { type: Schema.Types.Mixed, default: [] },
-    files: [{ _id: false, path: { type: String, required: true }, data: { type: Buffer, required: true } }],
+    // an empty file is content too (mongoose's `required` would refuse a zero-length Buffer)
+    files: [{ _id: false, path: { type: String, required: true }, data: { type: Buffer, default: () => Buffer.alloc(0) } }],
     source: { type: String, default: 'templates' },
+    owner: { type: String, default: null },
     removedAt: { type: Date, default: null },
   },
   { timestamps: { createdAt: true, updatedAt: false }, minimize: false, versionKey: false },
@@ -73,3 +79,12 @@ const schema = new Schema<LabDefinitionDoc>(
 schema.index({ labId: 1, seq: -1 });
 
 export const LabDefinition = mongoose.model<LabDefinitionDoc>('LabDefinition', schema);
+
+/**
+ * Insert one version. Through the driver, not a mongoose document: casting a thousand file
+ * subdocuments (and cloning their bytes) held the event loop for most of a second on an 8 MiB lab.
+ * Throws the driver's duplicate-key error when the version exists.
+ */
+export async function insertLabVersion(doc: Omit<LabDefinitionDoc, 'createdAt'>): Promise<void> {
+  await LabDefinition.collection.insertOne({ ...doc, createdAt: new Date() } as never);
+}

@@ -28,7 +28,7 @@ export interface LabInstanceDoc {
   failureReason: string | null;
   progress: { phase: ProgressPhase; percent: number; message: string } | null;
   /** Per machine: generated or fixed credentials, and anything else templated per instance. */
-  machines: Record<string, { username?: string; password?: string }>;
+  machines: Record<string, { username?: string; password?: string; ip?: string; host?: string }>;
   /** Step id → when it was ticked. */
   steps: Record<string, Date>;
   createdAt: Date;
@@ -91,6 +91,11 @@ schema.index({ contextId: 1, activityId: 1 });
 schema.index({ state: 1, expiresAt: 1 });
 
 export const LabInstance = mongoose.model<LabInstanceDoc>('LabInstance', schema);
+
+/** The user's instance for the activity, if there is one. */
+export async function findInstanceRecord(activityId: string, userId: string): Promise<LabInstanceDoc | null> {
+  return (await LabInstance.findOne({ activityId, userId }).lean()) as LabInstanceDoc | null;
+}
 
 /**
  * The user's instance for the activity, created if missing — exactly one even when called

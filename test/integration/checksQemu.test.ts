@@ -25,7 +25,7 @@ function edgeLab() {
 title: Check edge cases
 machines:
   - name: box
-    image: { qemu: lab-tiny }
+    image: lab-tiny
     consoles: [serial]
     memory: 256Mi
 grading:
@@ -40,8 +40,12 @@ grading:
       checks:
         - command: head -c 5000000 /dev/zero | tr '\\0' y; exit 3
           hint: Too much output.
+    named:
+      checks:
+        - command: grep -qx "{{user.name}}" /tmp/owner
+          hint: Write your name into /tmp/owner.
 `,
-    'instructions/01.md': '# Edge cases\n\n## Hang {#hang}\n\n## Flood {#flood}\n',
+    'instructions/01.md': '# Edge cases\n\n## Hang {#hang}\n\n## Flood {#flood}\n\n## Named {#named}\n',
   }).map(([k, v]) => [k, Buffer.from(v)]));
   const r = validateLab('check-edges', files, 'test/check-edges');
   assert.deepEqual(r.problems, []);
@@ -126,7 +130,7 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     // the development platform's gradebook has the score the server computed (weights 1+2 of 8 → 37.5)
     await waitFor(async () => (await DevPlatformScore.findOne({ scoreGiven: 37.5 }).lean()) !== null, 30_000, 'score 37.5 in the gradebook');
     const page = await (await fetch(t.dp.urls.page)).text();
-    assert.match(page, /data-user="101">37\.5 \/ 100 <small>InProgress, Pending<\/small>/);
+    assert.match(page, /data-user="101">37\.5 \/ 100 <small>InProgress, FullyGraded<\/small>/);
 
     // the rest of the lab, as the instructions say: every check fails before and passes after
     for (const [step, solution] of [
@@ -204,6 +208,15 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     // the agent is still usable after both
     const again = await press(inst._id, 'hang', token);
     assert.equal(again.status, 200);
+
+    // a hostile LMS name reaches the guest (where checks run as root) as data, never as code
+    const name = 'x" /tmp/owner ; touch /tmp/inj ; echo "';
+    const named = await t.tool.sessions.issue({ userId: 'edge-user', role: 'learner', contextId: 'edge-course', name });
+    assert.equal((await press(inst._id, 'named', named)).body.passed, false, 'the name alone does not pass');
+    const injected = await svc.exec(inst._id, 'box', 'test -e /tmp/inj', { timeoutMs: 10_000, maxOutputBytes: 1024 });
+    assert.equal(injected.exitCode, 1, 'the name ran as code in the guest');
+    await svc.exec(inst._id, 'box', 'printf "%s\\n" "$N" > /tmp/owner', { timeoutMs: 10_000, maxOutputBytes: 1024, env: { N: name } });
+    assert.equal((await press(inst._id, 'named', named)).body.passed, true, 'the exact name passes');
     await svc.destroy(inst._id);
     assert.equal(qemuProcessesUnder(path.join(dataDir, 'qemu', `lab-${inst._id}-g1`)).length, 0);
   });

@@ -161,7 +161,7 @@ describe('KubeVirt backend on a real API server, as the tool service account', f
         throw new Error(`${String(e)}; seen ${JSON.stringify(rec.events)}; requests ${requests.join(', ')}`);
       });
       // as read back by admin from the API server
-      const plan = planLab({ handle, spec, toolNamespace: TOOL_NS, toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [] });
+      const plan = planLab({ handle, spec, toolNamespace: TOOL_NS, toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [], disks: { imageNamespace: 'lab-images' } });
       const names = async (p: string) => (await adminList(cp, p)).map((o) => o.metadata.name).sort();
       assert.deepEqual((await adminList(cp, '/api/v1/namespaces')).filter((n) => n.metadata.name === handle.name).length, 1);
       assert.deepEqual(await names(`/apis/networking.k8s.io/v1/namespaces/${handle.name}/networkpolicies`), ['allow-dns', 'allow-internet', 'allow-same-namespace-egress', 'allow-same-namespace-ingress', 'default-deny']);

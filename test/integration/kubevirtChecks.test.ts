@@ -4,6 +4,8 @@
  * `portforward` subresource to the exec agent cloud-init installed in the guest, authenticated
  * with the machine's token from its Secret — never on the serial console.
  */
+import { ImageCatalog } from '../../src/images/ImageCatalog.js';
+import { STANDIN_IMAGE_CATALOG } from '../support/imageCatalog.js';
 import assert from 'node:assert/strict';
 import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launcher.js';
 import type { ControlPlane } from '../support/k8s/controlPlane.js';
@@ -13,7 +15,7 @@ import { ConsoleSession } from '../support/console.js';
 import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
 import { SessionTokens } from '../../src/auth/session.js';
 import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
-import { AGENT_PORT } from '../../src/backends/kubevirt/execAgent.js';
+import { AGENT_TCP_PORT as AGENT_PORT } from '../../src/backends/kubevirt/vmAgent.js';
 import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
 import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';
@@ -31,7 +33,7 @@ function edgeLab() {
 title: Check edge cases on KubeVirt
 machines:
   - name: box
-    image: { kubevirt: quay.io/containerdisks/debian:12 }
+    image: lab-tiny
     consoles: [serial]
     memory: 128Mi
 grading:
@@ -61,7 +63,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
   let backend: KubeVirtBackend;
   let svc: LabService;
   let tool: TestTool;
-  const catalog = new LabCatalog({ log });
+  const catalog = new LabCatalog({ log, images: ImageCatalog.load(STANDIN_IMAGE_CATALOG) });
   const sessions = new SessionTokens(SECRET_KEY);
   let instanceId = '';
   let edgeId = '';
@@ -188,7 +190,8 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     const secret = (await cp.request('GET', `/api/v1/namespaces/${ns}/secrets/machine-box`)).json<{ data: Record<string, string> }>();
     const agentToken = Buffer.from(secret.data.agenttoken ?? '', 'base64').toString();
     assert.match(agentToken, /^[A-Za-z0-9_-]{32}$/);
-    assert.match(Buffer.from(secret.data.userdata ?? '', 'base64').toString(), /^Content-Type: multipart\/mixed; boundary=/);
+    // the shared generator's cloud-config (a multipart with the lab's own part when the lab has user data)
+    assert.match(Buffer.from(secret.data.userdata ?? '', 'base64').toString(), /^#cloud-config\n[^]*lab-agent/);
     assert.equal(await toolMay(cp, { verb: 'get', group: 'subresources.kubevirt.io', resource: 'virtualmachineinstances', subresource: 'portforward', namespace: ns }), true);
     assert.equal(await toolMay(cp, { verb: 'get', group: 'subresources.kubevirt.io', resource: 'virtualmachineinstances', subresource: 'portforward', namespace: 'default' }), false, 'not outside lab namespaces');
 

@@ -43,7 +43,7 @@ describe('KubeVirt backend at scale', function () {
       const statuses = await Promise.all(handles.map((h) => backend.status(h)));
       for (const st of statuses) assert.deepEqual(st, { node: { phase: 'running' } });
 
-      const p = planLab({ handle: handles[0]!, spec, toolNamespace: 'lab-orchestrator', toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [] });
+      const p = planLab({ handle: handles[0]!, spec, toolNamespace: 'lab-orchestrator', toolServiceAccount: 'lab-orchestrator', apiServerCidrs: [], disks: { imageNamespace: 'lab-images' } });
       const objects = 2 + p.guards.length + p.setup.length + p.vms.length + p.pods.length; // + namespace + rolebinding
       const counts = [...perLab.values()].map((c) => c + 1); // + its namespace create
       assert.equal(namespaceCreates, LABS);

@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
 import { Browser, launchAs } from '../support/ltiFlow.js';
 import { sharedKubeVirt } from '../support/kubevirt-standin/launcher.js';
+import { STANDIN_IMAGE_CATALOG } from '../support/imageCatalog.js';
 import { installTool, TOOL_NS, TOOL_SA } from '../support/kubevirtTool.js';
 
 const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
@@ -44,6 +45,7 @@ describe('/metrics after a launch and a lab run (KubeVirt backend)', function ()
       LAB_MODE: 'demo', DEV_PLATFORM_REGISTER: 'true', METRICS_TOKEN, LOG_LEVEL: 'info',
       BACKEND: 'kubevirt', KUBECONFIG: kubeconfig, KUBEVIRT_SUBRESOURCE_URL: standIn.baseUrl,
       KUBEVIRT_TOOL_NAMESPACE: TOOL_NS, KUBEVIRT_SERVICE_ACCOUNT: TOOL_SA, KUBEVIRT_BOOT_TIMEOUT_MS: '180000',
+      IMAGE_CATALOG: STANDIN_IMAGE_CATALOG,
     });
   });
   after(async () => {

@@ -13,6 +13,9 @@ import { KubeClient } from '../../src/backends/kubevirt/client.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { BackendLabSpec, LabHandle, MachineSpec } from '../../src/backends/types.js';
 import { KubeVirtBackend, type KubeVirtBackendOptions } from '../../src/backends/kubevirt/KubeVirtBackend.js';
+import { goldenName } from '../../src/backends/kubevirt/disks.js';
+import YAML from 'yaml';
+import { STANDIN_IMAGE_CATALOG } from './imageCatalog.js';
 
 const run = promisify(execFile);
 /** A namespace the tool did not create (made by admin), for the admission tests. */
@@ -34,6 +37,8 @@ export function installTool(cp: ControlPlane): Promise<string> {
   if (!p) {
     p = (async () => {
       await kubectl(cp, 'apply', '-k', 'k8s/');
+      await kubectl(cp, 'apply', '-k', 'k8s/images/');
+      await installGoldenImages(cp, DEFAULT_GOLDEN_IMAGES);
       const token = await cp.serviceAccountToken(TOOL_NS, TOOL_SA, 7200);
       const file = path.join(cp.dir, 'tool.kubeconfig');
       fs.writeFileSync(file, cp.kubeconfigYaml(token, 'lab-orchestrator'), { mode: 0o600 });
@@ -49,6 +54,34 @@ export function installTool(cp: ControlPlane): Promise<string> {
     installed.set(cp, p);
   }
   return p;
+}
+
+/** Images the tests' labs use: lab-tiny by name, and every containerDisk of the stand-in's image catalog. */
+export const DEFAULT_GOLDEN_IMAGES = [
+  'lab-tiny',
+  ...Object.values((YAML.parse(fs.readFileSync(STANDIN_IMAGE_CATALOG, 'utf8')) as { images: Record<string, { kubevirt?: { containerDisk?: string } }> }).images)
+    .flatMap((e) => (e.kubevirt?.containerDisk ? [e.kubevirt.containerDisk] : [])),
+];
+export const IMAGE_NS = 'lab-images';
+
+/**
+ * What an administrator does once per image version (k8s/images/golden-image.example.yaml), as
+ * admin: a DataVolume importing the image from the registry and a DataSource named
+ * goldenName(image) pointing at its PVC. The stand-in's CDI fills it from the local guest image.
+ */
+export async function installGoldenImages(cp: ControlPlane, images: string[], sizeGi = 1): Promise<void> {
+  for (const image of images) {
+    const name = goldenName(image);
+    const url = `docker://${image.includes('/') ? image : `registry.invalid/${image}:latest`}`;
+    const objs = [
+      { apiVersion: 'cdi.kubevirt.io/v1beta1', kind: 'DataVolume', metadata: { name, namespace: IMAGE_NS }, spec: { source: { registry: { url } }, storage: { resources: { requests: { storage: `${sizeGi}Gi` } } } } },
+      { apiVersion: 'cdi.kubevirt.io/v1beta1', kind: 'DataSource', metadata: { name, namespace: IMAGE_NS }, spec: { source: { pvc: { name, namespace: IMAGE_NS } } } },
+    ];
+    for (const o of objs) {
+      const r = await cp.request('POST', `/apis/cdi.kubevirt.io/v1beta1/namespaces/${IMAGE_NS}/${o.kind.toLowerCase()}s?fieldValidation=Strict`, o);
+      if (r.status !== 201 && r.status !== 409) throw new Error(`creating golden ${o.kind} ${name}: ${r.status} ${r.body}`);
+    }
+  }
 }
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

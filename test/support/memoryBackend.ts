@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
-import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../../src/backends/types.js';
+import type { BackendCapacity, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../../src/backends/types.js';
 import { CapacityExhausted, NotFound } from '../../src/errors.js';
 
 interface Lab {
@@ -26,15 +26,19 @@ export class MemoryBackend implements LabBackend {
   destroyCalls = 0;
   /** Milliseconds each progress phase takes. */
   phaseMs = 5;
-  /** Max concurrent labs; undefined = unlimited. */
-  capacity: number | undefined;
+  /** Max concurrent labs (one VM each as capacity counts it); undefined = unlimited. */
+  maxLabs: number | undefined;
   /** Throw this from the next provision (once). */
   failNext: Error | undefined;
+
+  capacity(): BackendCapacity {
+    return { ...(this.maxLabs !== undefined ? { maxVms: this.maxLabs } : {}), usedVms: this.labs.size, usedMemoryMiB: 0 };
+  }
 
   async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
     this.provisionCalls++;
     if (this.labs.has(handle.name)) return;
-    if (this.capacity !== undefined && this.labs.size >= this.capacity) throw new CapacityExhausted('full', { publicMessage: 'All lab machines are in use.' });
+    if (this.maxLabs !== undefined && this.labs.size >= this.maxLabs) throw new CapacityExhausted('full', { publicMessage: 'All lab machines are in use.' });
     const steps: Array<[Progress['phase'], number]> = [['network', 10], ['disks', 30], ['machines-starting', 60], ['machines-booted', 100]];
     for (const [phase, percent] of steps) {
       if (signal?.aborted) throw new Error('aborted');
@@ -49,8 +53,15 @@ export class MemoryBackend implements LabBackend {
     this.labs.set(handle.name, { handle, spec, phase: 'running', resets: 0 });
   }
 
+  /** Addresses as a pod network would give them (not the QEMU convention): the lab layer must take these. */
+  async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
+    const lab = this.labs.get(handle.name);
+    if (!lab) throw new NotFound(`no lab ${handle.name}`);
+    return Object.fromEntries(lab.spec.machines.map((m, i) => [m.name, { ip: `10.244.7.${20 + i}`, host: `${m.name}.lab.svc` }]));
+  }
+
   /** Every exec call, in order. */
-  readonly execCalls: Array<{ lab: string; machine: string; command: string; opts: { timeoutMs: number; maxOutputBytes: number } }> = [];
+  readonly execCalls: Array<{ lab: string; machine: string; command: string; opts: ExecOptions }> = [];
   /** Most exec calls running at the same time. */
   maxConcurrentExec = 0;
   private execRunning = 0;
@@ -63,7 +74,7 @@ export class MemoryBackend implements LabBackend {
   }
 
   /** Runs the command with the local sh in the machine's directory: real processes, real timeouts, real output. */
-  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+  async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
     const lab = this.must(handle);
     if (!lab.spec.machines.some((m) => m.name === machine)) throw new NotFound(`no machine ${machine}`);
     this.execCalls.push({ lab: handle.name, machine, command, opts });
@@ -71,7 +82,7 @@ export class MemoryBackend implements LabBackend {
     this.maxConcurrentExec = Math.max(this.maxConcurrentExec, this.execRunning);
     try {
       const dir = this.machineDir(handle, machine);
-      const child = spawn('sh', ['-c', command], { cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('sh', ['-c', command], { cwd: dir, env: { ...opts.env, PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       const out = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), truncated: false };
       const collect = (which: 'stdout' | 'stderr') => (c: Buffer) => {
         const room = opts.maxOutputBytes - out[which].length;

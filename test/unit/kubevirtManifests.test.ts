@@ -14,6 +14,7 @@ import {
   type BuildContext,
 } from '../../src/backends/kubevirt/manifests.js';
 import type { MachineSpec } from '../../src/backends/types.js';
+import { dataVolumeState, goldenName } from '../../src/backends/kubevirt/disks.js';
 
 const web: MachineSpec = {
   name: 'web',
@@ -34,6 +35,7 @@ function ctx(machines: MachineSpec[], internetEgress = false, apiServerCidrs: st
     toolNamespace: 'lab-orchestrator',
     toolServiceAccount: 'lab-orchestrator',
     apiServerCidrs,
+    disks: { imageNamespace: 'lab-images' },
   };
 }
 
@@ -161,7 +163,7 @@ describe('KubeVirt manifests', () => {
     });
   });
 
-  it('sizes the quota from the machines, with VM overhead, and allows no load balancers or node ports', () => {
+  it('sizes the quota from the machines, with VM overhead and one disk per VM plus CDI overhead, and allows no load balancers or node ports', () => {
     assert.deepStrictEqual(resourceQuota(ctx([web, db, shell])), {
       apiVersion: 'v1',
       kind: 'ResourceQuota',
@@ -173,8 +175,9 @@ describe('KubeVirt manifests', () => {
           'requests.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
           'limits.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
           pods: '6',
-          persistentvolumeclaims: '1',
-          'requests.storage': '4Gi',
+          persistentvolumeclaims: '2',
+          // web 10 GiB (default) + db 4 GiB, plus 10 % for CDI's filesystem overhead
+          'requests.storage': `${Math.ceil(14 * 1024 * 1.1)}Mi`,
           services: '1',
           'services.loadbalancers': '0',
           'services.nodeports': '0',
@@ -207,7 +210,14 @@ describe('KubeVirt manifests', () => {
     assert.deepStrictEqual(machineSecret(ctx([db]), { ...db, userData: '#cloud-config\n{}\n' }).data, { userdata: b64('#cloud-config\n{}\n') });
   });
 
-  it('builds a halted containerDisk VM with cloud-init from its secret and no host or service-account volumes', () => {
+  it('caps the storage quota at the operator maximum per lab', () => {
+    const c = { ...ctx([web, db]), disks: { imageNamespace: 'lab-images', maxLabStorageGiB: 8 } };
+    const hard = (resourceQuota(c).spec as { hard: Record<string, string> }).hard;
+    assert.equal(hard['requests.storage'], '8Gi');
+    assert.equal(hard.persistentvolumeclaims, '2');
+  });
+
+  it('builds a halted VM booting its own disk cloned from the golden image, with cloud-init from its secret and no host or service-account volumes', () => {
     const vmLabels = { ...labels, 'lab-orchestrator/machine': 'web' };
     assert.deepStrictEqual(virtualMachine(ctx([web]), web), {
       apiVersion: 'kubevirt.io/v1',
@@ -215,12 +225,22 @@ describe('KubeVirt manifests', () => {
       metadata: m('web', { 'lab-orchestrator/machine': 'web' }),
       spec: {
         runStrategy: 'Halted',
+        dataVolumeTemplates: [
+          {
+            metadata: { name: 'web-root', labels: vmLabels },
+            spec: {
+              sourceRef: { kind: 'DataSource', name: 'debian-12', namespace: 'lab-images' },
+              storage: { resources: { requests: { storage: '10Gi' } } },
+            },
+          },
+        ],
         template: {
           metadata: { labels: vmLabels },
           spec: {
             hostname: 'web',
             subdomain: 'lab',
             terminationGracePeriodSeconds: 5,
+            readinessProbe: { tcpSocket: { port: 1022 }, periodSeconds: 2 },
             domain: {
               cpu: { cores: 2 },
               resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } },
@@ -236,7 +256,7 @@ describe('KubeVirt manifests', () => {
             },
             networks: [{ name: 'default', pod: {} }],
             volumes: [
-              { name: 'root', containerDisk: { image: 'quay.io/containerdisks/debian:12' } },
+              { name: 'root', dataVolume: { name: 'web-root' } },
               { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: 'machine-web' } } },
             ],
           },
@@ -245,15 +265,16 @@ describe('KubeVirt manifests', () => {
     });
   });
 
-  it('imports an http image through a CDI DataVolume template sized from the machine disk', () => {
-    const vm = virtualMachine(ctx([db]), db, 'Always');
+  it('clones an http image from its golden DataSource too, sized from the machine disk, in the configured storage class', () => {
+    const vm = virtualMachine({ ...ctx([db]), disks: { imageNamespace: 'golden', storageClass: 'ceph-rbd' } }, db, 'Always');
     assert.equal(vm.spec.runStrategy, 'Always');
     assert.deepStrictEqual(vm.spec.dataVolumeTemplates, [
       {
         metadata: { name: 'db-root', labels: { ...labels, 'lab-orchestrator/machine': 'db' } },
-        spec: { source: { http: { url: 'https://images.example.edu/db.qcow2' } }, storage: { resources: { requests: { storage: '4Gi' } } } },
+        spec: { sourceRef: { kind: 'DataSource', name: goldenName(db.image), namespace: 'golden' }, storage: { storageClassName: 'ceph-rbd', resources: { requests: { storage: '4Gi' } } } },
       },
     ]);
+    assert.match(goldenName(db.image), /^db-[0-9a-f]{8}$/);
     assert.deepStrictEqual((vm.spec.template.spec.volumes as unknown[])[0], { name: 'root', dataVolume: { name: 'db-root' } });
     assert.equal((vm.spec.template.spec.domain as { devices: { autoattachGraphicsDevice: boolean } }).devices.autoattachGraphicsDevice, false);
   });
@@ -307,5 +328,26 @@ describe('KubeVirt manifests', () => {
     assert.deepStrictEqual(plan.setup.map((o) => `${o.kind}/${o.metadata.name}`), ['Secret/machine-web', 'Service/lab']);
     assert.deepStrictEqual(plan.vms.map((v) => [v.metadata.name, v.spec.runStrategy]), [['web', 'Halted']]);
     assert.deepStrictEqual(plan.pods.map((p) => p.metadata.name), ['shell']);
+  });
+
+  it('names one golden disk per image version, DNS-safe and at most 63 characters', () => {
+    assert.equal(goldenName('quay.io/containerdisks/debian:12'), 'debian-12');
+    assert.equal(goldenName('registry.example.edu/labs/debian-12:3f9c2a1b'), 'debian-12-3f9c2a1b');
+    assert.equal(goldenName('lab-tiny'), 'lab-tiny');
+    assert.equal(goldenName('r.example/x/Img_Name@sha256:0123456789abcdef0123'), 'img-name-0123456789ab');
+    const long = goldenName(`r.example/${'x'.repeat(80)}:v1`);
+    assert.ok(long.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(long), long);
+    assert.notEqual(goldenName(`r.example/${'x'.repeat(80)}:v1`), goldenName(`r.example/${'x'.repeat(80)}:v2`));
+  });
+
+  it('reads a clone over quota, a failed clone and a finished one as KubeVirt does', () => {
+    const dv = (status: object) => ({ metadata: { name: 'web-root' }, status });
+    const quota = dataVolumeState(dv({ phase: 'Pending', conditions: [{ type: 'Bound', status: 'Unknown', reason: 'ErrExceededQuota', message: 'exceeded quota: lab, requested: requests.storage=11Gi' }] }), 'web');
+    assert.equal(quota.state, 'failed');
+    assert.match((quota as { reason: string }).reason, /storage quota.*exceeded quota: lab/);
+    const failed = dataVolumeState(dv({ phase: 'Failed', conditions: [{ type: 'Running', status: 'False', reason: 'Error', message: 'target resources requests storage size is smaller than the source' }] }), 'web');
+    assert.match((failed as { reason: string }).reason, /could not be cloned \(target resources/);
+    assert.deepEqual(dataVolumeState(dv({ phase: 'CloneInProgress' }), 'web'), { state: 'pending' });
+    assert.deepEqual(dataVolumeState(dv({ phase: 'Succeeded' }), 'web'), { state: 'ready' });
   });
 });

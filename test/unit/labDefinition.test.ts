@@ -6,6 +6,7 @@ import path from 'node:path';
 import { validateLab, type LabFiles } from '../../src/labs/definition/validateLab.js';
 import { formatProblem, sortProblems } from '../../src/labs/definition/problems.js';
 import { validateDir } from '../../src/labs/definition/readLabs.js';
+import { ImageCatalog } from '../../src/images/ImageCatalog.js';
 
 function files(f: Record<string, string>): LabFiles {
   return new Map(Object.entries(f).map(([k, v]) => [k, Buffer.from(v)]));
@@ -15,7 +16,7 @@ const YAML = `schemaVersion: 1
 title: Networks
 machines:
   - name: web
-    image: { qemu: lab-tiny, kubevirt: quay.io/containerdisks/debian:12 }
+    image: debian-12
 `;
 const PAGE = `# Intro
 
@@ -28,8 +29,8 @@ function problems(f: Record<string, string>): string[] {
   return sortProblems(validateLab('net', files({ 'lab.yaml': YAML, 'instructions/01-intro.md': PAGE, ...f }), 'templates/net').problems).map(formatProblem);
 }
 
-function runCli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [path.resolve('bin/lab-orchestrator.js'), ...args], { env: { PATH: process.env.PATH ?? '', HOME: os.homedir() } });
+function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [path.resolve('bin/lab-orchestrator.js'), ...args], { env: { PATH: process.env.PATH ?? '', HOME: os.homedir(), ...env } });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
@@ -75,7 +76,7 @@ describe('lab definitions: validation', () => {
   });
 
   it('reports a missing required key at the map that lacks it', () => {
-    assert.deepEqual(problems({ 'lab.yaml': 'schemaVersion: 1\nmachines:\n  - name: web\n    image: { qemu: lab-tiny }\n' }), [
+    assert.deepEqual(problems({ 'lab.yaml': 'schemaVersion: 1\nmachines:\n  - name: web\n    image: lab-tiny\n' }), [
       'templates/net/lab.yaml:1:1 title: expected a title, got nothing',
     ]);
   });
@@ -89,7 +90,7 @@ describe('lab definitions: validation', () => {
   });
 
   it('reports duplicate machine names at the second name, together with schema problems', () => {
-    const y = `${YAML}  - name: web\n    image: { qemu: lab-tiny }\n    cpus: 0\n`;
+    const y = `${YAML}  - name: web\n    image: lab-tiny\n    cpus: 0\n`;
     assert.deepEqual(problems({ 'lab.yaml': y }), [
       'templates/net/lab.yaml:6:11 machines[1].name: expected a unique machine name, got "web" (also machines[0].name)',
       'templates/net/lab.yaml:8:11 machines[1].cpus: expected an integer from 1 to 16, got 0',
@@ -100,7 +101,7 @@ describe('lab definitions: validation', () => {
     const md = `${PAGE}\nBye {{user.nam}} and {{machines.db.password}}.\n`;
     const out = problems({ 'instructions/01-intro.md': md });
     assert.equal(out.length, 2);
-    assert.match(out[0]!, /^templates\/net\/instructions\/01-intro\.md:7:5 variable: expected one of \{\{user\.name\}\}, .*\{\{machines\.web\.password\}\}, \{\{machines\.web\.ip\}\}, got \{\{user\.nam\}\}$/);
+    assert.match(out[0]!, /^templates\/net\/instructions\/01-intro\.md:7:5 variable: expected one of \{\{user\.name\}\}, .*\{\{machines\.web\.password\}\}, \{\{machines\.web\.ip\}\}, \{\{machines\.web\.host\}\}, got \{\{user\.nam\}\}$/);
     assert.match(out[1]!, /^templates\/net\/instructions\/01-intro\.md:7:22 variable: .*got \{\{machines\.db\.password\}\}$/);
   });
 
@@ -124,7 +125,7 @@ describe('lab definitions: validation', () => {
   it('ignores step markers, images and boxes inside code blocks but checks variables there', () => {
     const md = `${PAGE}\n\`\`\`md\n## Not a step {#first}\n![x](media/none.png)\n{{nope}}\n\`\`\`\n`;
     assert.deepEqual(problems({ 'instructions/01-intro.md': md }), [
-      'templates/net/instructions/01-intro.md:10:1 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, got {{nope}}',
+      'templates/net/instructions/01-intro.md:10:1 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, {{machines.web.host}}, got {{nope}}',
     ]);
   });
 
@@ -159,18 +160,46 @@ describe('lab definitions: validation', () => {
       'templates/net/lab.yaml:11:20 grading.steps.first.checks[0].machine: expected one of web, got "db"',
       'templates/net/lab.yaml:12:19 grading.steps.first.checks[0].script: expected a file under checks/ in the lab folder, got "checks/missing.sh"',
       'templates/net/lab.yaml:14:11 grading.steps.first.checks[1]: expected exactly one of script, command, got both',
-      'templates/net/lab.yaml:16:17 grading.steps.first.checks[1].hint: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, got {{machines.web.pasword}}',
+      'templates/net/lab.yaml:16:17 grading.steps.first.checks[1].hint: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, {{machines.web.host}}, got {{machines.web.pasword}}',
       'templates/net/lab.yaml:17:5 grading.steps.nope: expected a step id from the instructions (first), got "nope"',
     ]);
   });
 
-  it('requires a container image on a container machine and no VM consoles on it', () => {
-    const y = `${YAML}  - name: db\n    kind: container\n    image: { qemu: lab-tiny }\n    consoles: [vnc]\n`;
+  it('requires an OCI image reference on a container machine and no VM consoles on it', () => {
+    const y = `${YAML}  - name: db\n    kind: container\n    image: "-nginx"\n    consoles: [vnc]\n`;
     assert.deepEqual(problems({ 'lab.yaml': y }), [
-      'templates/net/lab.yaml:8:12 machines[1].image: expected a container image for a container machine ({ container: docker.io/library/nginx:1.27-alpine }), got a map',
-      'templates/net/lab.yaml:8:20 machines[1].image.qemu: expected no qemu image on a container machine, got "lab-tiny"',
+      'templates/net/lab.yaml:8:12 machines[1].image: expected an OCI image reference such as docker.io/library/nginx:1.27-alpine, got "-nginx"',
       'templates/net/lab.yaml:9:16 machines[1].consoles[0]: expected terminal for a container, got "vnc"',
     ]);
+  });
+
+  it('refuses a VM image the catalog does not have, naming the ones it has', () => {
+    const y = YAML.replace('image: debian-12', 'image: debian-13');
+    assert.deepEqual(problems({ 'lab.yaml': y }), [
+      'templates/net/lab.yaml:5:12 machines[0].image: expected an image from the image catalog (debian-12, debian-12-desktop, lab-tiny), got "debian-13"',
+    ]);
+  });
+
+  it('refuses an image name that is a path or a registry reference, with its position', () => {
+    for (const bad of ['../debian-12', 'quay.io/containerdisks/debian:12', 'debian..12']) {
+      assert.deepEqual(problems({ 'lab.yaml': YAML.replace('image: debian-12', `image: "${bad}"`) }), [
+        `templates/net/lab.yaml:5:12 machines[0].image: expected an image name from the image catalog, not a path or a registry reference (no "/" or ".."), got "${bad}"`,
+      ], bad);
+    }
+  });
+
+  it('refuses the per-backend image map of older labs with a message saying what to write', () => {
+    assert.deepEqual(problems({ 'lab.yaml': YAML.replace('image: debian-12', 'image: { qemu: lab-tiny, kubevirt: quay.io/containerdisks/debian:12 }') }), [
+      'templates/net/lab.yaml:5:12 machines[0].image: expected an image name such as debian-12 (one name from the image catalog for every backend; a container: an OCI image reference), got a map',
+    ]);
+  });
+
+  it('checks image names against the catalog it is given (an admin\'s own image)', () => {
+    const images = ImageCatalog.builtIn().with('ubuntu-24', { description: 'Ubuntu' });
+    const y = YAML.replace('image: debian-12', 'image: ubuntu-24');
+    const r = validateLab('net', files({ 'lab.yaml': y, 'instructions/01-intro.md': PAGE }), 'templates/net', images);
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.lab?.def.machines[0]?.image, 'ubuntu-24');
   });
 
   it('requires the id in lab.yaml to match the folder name', () => {
@@ -217,10 +246,28 @@ describe('lab definitions: the shipped examples and `validate`', function () {
     assert.equal(r.code, 1);
     assert.equal(r.out, [
       `${dir}/empty/lab.yaml:1:1 (file): expected a lab.yaml file, got nothing`,
-      `${dir}/net/instructions/a.md:1:4 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, got {{who}}`,
+      `${dir}/net/instructions/a.md:1:4 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, {{machines.web.host}}, got {{who}}`,
       `${dir}/net/lab.yaml:6:13 machines[0].memory: expected a "512Mi"-style quantity (Mi or Gi), got "1G"`,
       '',
     ].join('\n'));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('`validate` checks image names against the catalog plus the IMAGE_CATALOG file, and reports a bad catalog file', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'labs-'));
+    fs.mkdirSync(path.join(dir, 'net', 'instructions'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'net', 'lab.yaml'), YAML.replace('image: debian-12', 'image: ubuntu-24'));
+    fs.writeFileSync(path.join(dir, 'net', 'instructions', 'a.md'), PAGE);
+    const unknown = await runCli(['validate', dir]);
+    assert.equal(unknown.code, 1);
+    assert.equal(unknown.out, `${dir}/net/lab.yaml:5:12 machines[0].image: expected an image from the image catalog (debian-12, debian-12-desktop, lab-tiny), got "ubuntu-24"\n`);
+    const catalog = path.join(dir, 'images.yaml');
+    fs.writeFileSync(catalog, 'schemaVersion: 1\nimages:\n  ubuntu-24:\n    kubevirt: { containerDisk: registry.example.edu/labs/ubuntu:24.04 }\n');
+    assert.deepEqual(await runCli(['validate', dir], { IMAGE_CATALOG: catalog }), { code: 0, out: '', err: '' });
+    fs.writeFileSync(catalog, 'schemaVersion: 1\nimages:\n  ubuntu/24: {}\n');
+    const bad = await runCli(['validate', dir], { IMAGE_CATALOG: catalog });
+    assert.equal(bad.code, 1);
+    assert.equal(bad.out, `Invalid image catalog:\n  ${catalog}:3:3 images.ubuntu/24: expected an image name from the image catalog, not a path or a registry reference (no "/" or ".."), got "ubuntu/24"\n`);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

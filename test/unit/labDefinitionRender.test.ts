@@ -1,3 +1,5 @@
+import { ImageCatalog } from '../../src/images/ImageCatalog.js';
+import { Conflict } from '../../src/errors.js';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fillInstructions, renderTemplate, type RenderInput } from '../../src/labs/definition/render.js';
@@ -102,9 +104,10 @@ describe('lab definitions: prepare() per instance', () => {
     assert.equal(p.machines.alpha!.ip, '10.10.0.11');
     assert.equal(p.machines.beta!.ip, '10.10.0.12');
     assert.deepEqual(p.lifetime, { maxMinutes: 120, idleMinutes: 30, pausable: true, warnBeforeMinutes: 10 });
-    const k = prepareLab('vm-and-container', '1', lab('vm-and-container').def, {}, 'kubevirt');
+    const images = ImageCatalog.builtIn().with('lab-tiny', { kubevirt: { containerDisk: 'registry.example.edu/labs/lab-tiny:1' } });
+    const k = prepareLab('vm-and-container', '1', lab('vm-and-container').def, {}, 'kubevirt', images);
     assert.deepEqual(k.spec.machines.map((m) => [m.name, m.kind, m.image, m.memoryMiB, m.channels.join('+'), m.ports]), [
-      ['client', 'vm', 'quay.io/containerdisks/debian:12', 512, 'console', undefined],
+      ['client', 'vm', 'registry.example.edu/labs/lab-tiny:1', 512, 'console', undefined],
       ['web', 'container', 'docker.io/library/nginx:1.27-alpine', 128, 'console', [80]],
     ]);
     assert.equal(k.spec.machines[1]!.credentials, undefined, 'a container has no login');
@@ -156,15 +159,36 @@ describe('lab definitions: prepare() per instance', () => {
     assert.deepEqual(c2.steps[0], {
       stepId: 'find-address',
       checks: [{
-        index: 0, machine: 'alpha', command: 'grep -qx "10.10.0.12" /tmp/beta-address', timeoutSeconds: 30, weight: 1,
+        index: 0, machine: 'alpha', command: 'grep -qx "${LAB_MACHINES_BETA_IP}" /tmp/beta-address', env: { LAB_MACHINES_BETA_IP: '10.10.0.12' }, timeoutSeconds: 30, weight: 1,
         hint: "/tmp/beta-address on alpha should contain beta's IPv4 address and nothing else (no /24).",
       }],
     });
   });
 
-  it('refuses a backend the lab has no image for', () => {
+  it('refuses KubeVirt for an image with no containerDisk, saying how to provide one, before anything is created', () => {
     const def = structuredClone(lab('linux-basics').def);
-    delete def.machines[0]!.image.kubevirt;
+    def.machines[0]!.image = 'debian-12';
+    assert.throws(() => prepareLab('linux-basics', '1', def, {}, 'kubevirt'), (err: Error) => {
+      assert.equal(err.name, 'ImageMissing');
+      assert.ok(err instanceof Conflict);
+      assert.match(err.message, /image "debian-12" has no KubeVirt containerDisk: package it with `scripts\/build-image.sh debian-12 --containerdisk`, push the archive to your registry and set images.debian-12.kubevirt.containerDisk in the IMAGE_CATALOG file/);
+      return true;
+    });
+    assert.equal(prepareLab('linux-basics', '1', def, {}, 'qemu').spec.machines[0]!.image, 'debian-12', 'QEMU gets the catalog name');
+  });
+
+  it('refuses an image a stored version names that the catalog no longer has', () => {
+    const def = structuredClone(lab('linux-basics').def);
+    def.machines[0]!.image = 'gone-image';
+    assert.throws(() => prepareLab('linux-basics', '1', def, {}, 'qemu'), { name: 'ImageMissing', message: /image "gone-image" is not in the image catalog \(known: debian-12, debian-12-desktop, lab-tiny\)/ });
+  });
+
+  it('still runs versions stored with the older per-backend image map', () => {
+    const def = structuredClone(lab('linux-basics').def);
+    (def.machines[0] as { image: unknown }).image = { qemu: 'lab-tiny', kubevirt: 'quay.io/containerdisks/debian:12' };
+    assert.equal(prepareLab('linux-basics', '1', def, {}, 'qemu').spec.machines[0]!.image, 'lab-tiny');
+    assert.equal(prepareLab('linux-basics', '1', def, {}, 'kubevirt').spec.machines[0]!.image, 'quay.io/containerdisks/debian:12');
+    delete (def.machines[0] as { image: { kubevirt?: string } }).image.kubevirt;
     assert.throws(() => prepareLab('linux-basics', '1', def, {}, 'kubevirt'), { name: 'Conflict', message: /machine box has no kubevirt image/ });
   });
 });

@@ -1,11 +1,13 @@
 /**
  * LabBackend on Kubernetes + KubeVirt: one namespace per lab generation (handle.name).
  *
- * provision: namespace → RoleBinding (the tool's per-lab role) → in parallel policies, quota, limit
+ * provision: the images' golden disks checked (nothing is created for a lab whose image is
+ * missing) → namespace → RoleBinding (the tool's per-lab role) → in parallel policies, quota, limit
  * range, secrets, headless service and the VMs (Halted) → once all exist, VMs set to
- * runStrategy Always and container pods created → wait for every VMI Running+Ready (shared VMI
- * informer) and every pod Running. Each step is idempotent, so a second call (a restart after a
- * crash at any step) converges without duplicates.
+ * runStrategy Always (KubeVirt clones each VM's root disk, then boots it) and container pods
+ * created → wait for every VMI Running+Ready (shared VMI informer) and every pod Running; a clone
+ * that cannot succeed (quota, failed clone) fails the lab with its reason. Each step is
+ * idempotent, so a second call (a restart after a crash at any step) converges without duplicates.
  *
  * Requests per lab on the happy path: one per object + one patch per VM (+ retries). Progress and
  * status come from two cluster-wide informers (managed namespaces, managed VMIs), not polling.
@@ -15,11 +17,13 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BackendFailure, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
+import type { Metrics } from '../../metrics.js';
+import type { BackendCapacity, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { KubeApiError, objectPath, type KubeClient } from './client.js';
 import { Informer } from './Informer.js';
+import { CapacityLedger, type KubeVirtLimits } from './capacity.js';
 import { DriftWatch } from './DriftWatch.js';
-import { canonical, cleanForCreate, handleOf, podStatus, vmiStatus, type Pod, type Vm, type Vmi } from './objects.js';
+import { canonical, cleanForCreate, handleOf, podStatus, vmiAddress, vmiStatus, type Pod, type Vm, type Vmi } from './objects.js';
 import {
   INSTANCE_ANNOTATION,
   MACHINE_LABEL,
@@ -27,6 +31,7 @@ import {
   MANAGER,
   SPEC_ANNOTATION,
   STOPPED_ANNOTATION,
+  SUBDOMAIN,
   containerPod,
   guardObjects,
   networkPolicies,
@@ -35,8 +40,10 @@ import {
   type K8sObject,
 } from './manifests.js';
 import { execInPod, openPodTerminal } from './podExec.js';
-import { withExecAgent } from './execAgent.js';
-import { execInVm } from './vmExec.js';
+import { execInVm, withAgent } from './vmAgent.js';
+import { envFile } from '../guest/agentProtocol.js';
+import { checkClones, checkGoldenImages, storedBytesByState } from './diskState.js';
+import type { DiskOptions } from './disks.js';
 
 export interface KubeVirtBackendOptions {
   client: KubeClient;
@@ -52,7 +59,15 @@ export interface KubeVirtBackendOptions {
   destroyTimeoutMs?: number;
   /** 403s right after the RoleBinding (RBAC cache) or a new quota ("status unknown") are retried this long. */
   settleMs?: number;
+  /** Golden disks and per-VM disks (default: image namespace `lab-images`, the default storage class, no per-lab ceiling). */
+  disks?: Partial<DiskOptions>;
+  /** Stored bytes by lab state are reported here on every scrape. */
+  metrics?: Metrics;
+  /** What the operator lets the tool run at once (default: no limit of its own). */
+  limits?: KubeVirtLimits;
 }
+
+export const DEFAULT_IMAGE_NAMESPACE = 'lab-images';
 
 const SELECTOR = `${MANAGED_BY_LABEL}=${MANAGER}`;
 const VMI_ALL = '/apis/kubevirt.io/v1/virtualmachineinstances';
@@ -67,13 +82,21 @@ export class KubeVirtBackend implements LabBackend {
   private readonly client: KubeClient;
   private readonly log: Logger;
   private readonly subresourceUrl: string;
+  private readonly disks: DiskOptions;
+  /** Golden disks found ready, until when (diskState.ts). */
+  private readonly goldenSeen = new Map<string, number>();
+  private readonly ledger: CapacityLedger;
 
   constructor(private readonly o: KubeVirtBackendOptions) {
+    this.disks = { imageNamespace: DEFAULT_IMAGE_NAMESPACE, ...o.disks };
     this.client = o.client;
     this.log = o.log.child({ backend: 'kubevirt' });
     this.subresourceUrl = (o.subresourceUrl ?? o.client.server).replace(/\/+$/, '');
     this.namespaces = new Informer(o.client, '/api/v1/namespaces', SELECTOR, this.log).start();
     this.vmis = new Informer<Vmi>(o.client, VMI_ALL, SELECTOR, this.log).start();
+    this.ledger = new CapacityLedger(o.limits ?? {}, () => this.namespaces.items().map((ns) => ({
+      name: ns.metadata.name, spec: this.storedSpec(ns), stopped: ns.metadata.annotations?.[STOPPED_ANNOTATION] === 'true',
+    })));
     this.drift = new DriftWatch({
       client: o.client,
       log: this.log,
@@ -88,12 +111,16 @@ export class KubeVirtBackend implements LabBackend {
       repair: (h) => this.repair(h),
       canonical,
     });
+    o.metrics?.onCollect(async () => {
+      const bytes = await storedBytesByState(this.client, SELECTOR, this.namespaces.items());
+      for (const [state, n] of Object.entries(bytes)) o.metrics?.labStorageBytes.set({ backend: 'kubevirt', state }, n);
+    });
   }
 
   private ctx(spec: BackendLabSpec, handle: LabHandle): BuildContext {
     const host = new URL(this.client.server).hostname.replace(/^\[|\]$/g, '');
     const ipHost = /^[\d.]+$/.test(host) ? [`${host}/32`] : host.includes(':') ? [`${host}/128`] : [];
-    return { handle, spec, toolNamespace: this.o.toolNamespace, toolServiceAccount: this.o.toolServiceAccount, apiServerCidrs: this.o.apiServerCidrs ?? ipHost };
+    return { handle, spec, toolNamespace: this.o.toolNamespace, toolServiceAccount: this.o.toolServiceAccount, apiServerCidrs: this.o.apiServerCidrs ?? ipHost, disks: this.disks };
   }
 
   /** Create in a lab namespace, riding out the short 403 windows after the RoleBinding and a new quota. */
@@ -110,23 +137,37 @@ export class KubeVirtBackend implements LabBackend {
     }
   }
 
+  capacity(): BackendCapacity {
+    return this.ledger.current();
+  }
+
   async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
+    this.ledger.admit(handle.name, spec);
+    try {
+      await this.provisionAdmitted(spec, handle, onProgress, signal);
+    } finally {
+      this.ledger.release(handle.name);
+    }
+  }
+
+  private async provisionAdmitted(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
     const plan = planLab(this.ctx(spec, handle));
     const ns = handle.name;
     const log = this.log.child({ instance: handle.instanceId, ns });
     if (signal) setMaxListeners(0, signal); // one listener per in-flight request
+    await checkGoldenImages(this.client, spec.machines.filter((m) => m.kind === 'vm'), this.disks.imageNamespace, signal, this.goldenSeen);
     onProgress({ phase: 'network', percent: 5, message: 'Creating the lab network' });
     const existing = (await this.client.create(plan.namespace, signal)) === 'exists' ? await this.client.get(objectPath(plan.namespace, ns), signal) : undefined;
     if (existing?.metadata.deletionTimestamp) throw new BackendFailure(`namespace ${ns} is terminating`, { publicMessage: 'The previous lab is still being removed; try again in a minute.' });
     await this.client.create(plan.roleBinding, signal);
     onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });
     const guards = Promise.all(plan.guards.map((o) => this.createSettled(o, signal)));
-    const setup = Promise.all([...plan.setup.map(withExecAgent), ...plan.vms].map((o) => this.createSettled(o, signal)));
+    const setup = Promise.all([...plan.setup.map((o) => withAgent(o, spec.machines)), ...plan.vms].map((o) => this.createSettled(o, signal)));
     setup.catch(() => undefined); // awaited below; never an unhandled rejection when the guards fail first
     await guards;
     onProgress({ phase: 'disks', percent: 35, message: 'Preparing the machines' });
     await setup;
-    onProgress({ phase: 'machines-starting', percent: 50, message: 'Starting the machines' });
+    onProgress({ phase: 'disks', percent: 40, message: 'Cloning the machines’ disks' });
     await Promise.all([
       ...plan.vms.map((vm) => this.client.patch(vmPath(ns, vm.metadata.name), { spec: { runStrategy: 'Always' } }, signal)),
       ...plan.pods.map((p) => this.createSettled(p, signal)),
@@ -138,14 +179,25 @@ export class KubeVirtBackend implements LabBackend {
 
   private async waitBooted(handle: LabHandle, spec: BackendLabSpec, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
     const ns = handle.name;
-    const vms = spec.machines.filter((m) => m.kind === 'vm').map((m) => m.name);
+    const vmSpecs = spec.machines.filter((m) => m.kind === 'vm');
+    const vms = vmSpecs.map((m) => m.name);
     const pods = spec.machines.filter((m) => m.kind === 'container').map((m) => m.name);
     const total = vms.length + pods.length;
     const deadline = Date.now() + (this.o.bootTimeoutMs ?? 600_000);
     await this.vmis.synced();
     let lastBooted = -1;
+    let lastDisks = -1;
     for (;;) {
       signal?.throwIfAborted();
+      const withoutVmi = vmSpecs.filter((m) => !this.vmis.get(ns, m.name));
+      if (withoutVmi.length > 0) {
+        // a VMI exists only once its disks are cloned: until then, the clones say how far along (or why not)
+        const disks = await checkClones(this.client, ns, withoutVmi, signal);
+        if (disks.ready !== lastDisks && disks.ready < disks.total) {
+          lastDisks = disks.ready;
+          onProgress({ phase: 'disks', percent: 40 + Math.floor((10 * disks.ready) / disks.total), message: `${disks.ready} of ${disks.total} disks cloned` });
+        }
+      }
       let booted = 0;
       for (const name of vms) {
         const st = vmiStatus(this.vmis.get(ns, name));
@@ -167,7 +219,7 @@ export class KubeVirtBackend implements LabBackend {
         const off = this.vmis.on((_t, o) => {
           if (o.metadata.namespace === ns) done();
         });
-        const t = setTimeout(done, pods.length > 0 ? 2000 : 5000);
+        const t = setTimeout(done, pods.length > 0 || withoutVmi.length > 0 ? 2000 : 5000);
         const onAbort = () => done();
         signal?.addEventListener('abort', onAbort, { once: true });
         function done() {
@@ -243,12 +295,34 @@ export class KubeVirtBackend implements LabBackend {
     throw new NotFound(`no ${channel} for ${ns}/${machine}`, { publicMessage: `Machine ${machine} has no ${channel === 'vnc' ? 'desktop' : 'console'} right now.` });
   }
 
-  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
-    // VMs: the exec agent in the guest through the VMI portforward subresource (vmExec.ts)
+  async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
+    // VMs: the check agent in the guest through the VMI portforward subresource (vmAgent.ts)
     if (this.vmis.get(handle.name, machine)) return execInVm({ client: this.client, subresourceUrl: this.subresourceUrl, namespace: handle.name, machine }, command, opts);
     const pod = await this.client.get(podPath(handle.name, machine));
     if (!pod) throw new Conflict(`exec: machine ${machine} has no running VMI or pod in ${handle.name}`, { publicMessage: `Machine ${machine} is not running, so it cannot be checked.` });
-    return execInPod(this.client, handle.name, machine, command, opts);
+    // containers: values as an env file of quoted exports before the command, never spliced into it
+    return execInPod(this.client, handle.name, machine, opts.env ? `${envFile(opts.env)}${command}` : command, opts);
+  }
+
+  /**
+   * Machines with a known address (running). VMs: the VMI's first interface address (the pod address, which the lab's other machines reach
+   * under masquerade); containers: the pod IP. The name is the machine's record in the lab's
+   * headless Service, `<machine>.lab`: the namespace is in every pod's DNS search path (and KubeVirt
+   * adds `lab.<namespace>.svc…` to a VM's, so `<machine>` alone resolves from VMs too).
+   */
+  async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
+    const ns = await this.liveNamespace(handle);
+    const spec = ns && this.storedSpec(ns);
+    if (!spec) throw new NotFound(`no lab ${handle.name}`, { publicMessage: 'This lab does not exist (any more).' });
+    const host = (m: string) => `${m}.${SUBDOMAIN}`;
+    const out: Record<string, MachineAddress> = {};
+    const containers = spec.machines.filter((m) => m.kind === 'container');
+    const pods = containers.length > 0 ? (await this.client.request<{ items: Pod[] }>('GET', podPath(handle.name))).items : [];
+    for (const m of spec.machines) {
+      const ip = m.kind === 'vm' ? vmiAddress(this.vmis.get(handle.name, m.name)) : (pods.find((p) => p.metadata.name === m.name)?.status as { podIP?: string } | undefined)?.podIP;
+      if (ip) out[m.name] = { ip, host: host(m.name) };
+    }
+    return out;
   }
 
   private async runningVmis(handle: LabHandle): Promise<string[]> {
@@ -303,7 +377,12 @@ export class KubeVirtBackend implements LabBackend {
   async start(handle: LabHandle): Promise<void> {
     const ns = await this.liveNamespace(handle);
     const spec = ns && this.storedSpec(ns);
-    await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: null } } });
+    if (spec) this.ledger.admit(handle.name, spec); // a stopped lab held nothing: it must fit again
+    try {
+      await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: null } } });
+    } finally {
+      this.ledger.release(handle.name); // the namespace, no longer stopped, counts it from here
+    }
     await Promise.all([
       this.setRunStrategy(handle, 'Always'),
       ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.createSettled(containerPod(this.ctx(spec as BackendLabSpec, handle), m))),

@@ -19,6 +19,8 @@
  * through the API server (KubeVirt's vnc/console subresources, pods/exec), never pod-to-pod.
  */
 import type { BackendLabSpec, LabHandle, MachineSpec } from '../types.js';
+import { rootDataVolumeTemplate, rootDiskName, storageQuota, type DiskOptions } from './disks.js';
+import { AGENT_TCP_PORT } from '../guest/cloudInit.js';
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGER = 'lab-orchestrator';
@@ -55,6 +57,8 @@ export interface BuildContext {
   toolServiceAccount: string;
   /** API server addresses (CIDRs) excluded from internet egress, e.g. ["203.0.113.10/32"]. */
   apiServerCidrs: string[];
+  /** Where the golden disks live and how the per-VM disks are made (disks.ts). */
+  disks: DiskOptions;
 }
 
 export type Labels = Record<string, string>;
@@ -230,14 +234,14 @@ function podMemoryMiB(m: MachineSpec): number {
 
 /**
  * Hard limits: the sum of the machines (plus VM overhead); pods ×2 so a reset can overlap a
- * terminating pod. Running VMs are bounded through their virt-launcher pods; no object-count quota
- * on kubevirt.io kinds, which would refuse VM creates until the quota controller has discovered
- * the CRD ("status unknown for quota").
+ * terminating pod; one PVC per VM and their disk sizes (disks.ts: storageQuota). Running VMs are
+ * bounded through their virt-launcher pods; no object-count quota on kubevirt.io kinds, which
+ * would refuse VM creates until the quota controller has discovered the CRD ("status unknown for
+ * quota").
  */
 export function resourceQuota(c: BuildContext): K8sObject {
   const ms = c.spec.machines;
   const sum = (f: (m: MachineSpec) => number) => ms.reduce((a, m) => a + f(m), 0);
-  const dvs = ms.filter((m) => m.kind === 'vm' && isDataVolumeSource(m.image));
   return {
     apiVersion: 'v1',
     kind: 'ResourceQuota',
@@ -249,8 +253,7 @@ export function resourceQuota(c: BuildContext): K8sObject {
         'requests.memory': mem(sum(podMemoryMiB)),
         'limits.memory': mem(sum(podMemoryMiB)),
         pods: String(ms.length * 2),
-        persistentvolumeclaims: String(dvs.length),
-        'requests.storage': mem(1024 * dvs.reduce((a, m) => a + (m.diskGiB ?? 10), 0)),
+        ...storageQuota(ms.filter((m) => m.kind === 'vm'), c.disks),
         services: '1',
         'services.loadbalancers': '0',
         'services.nodeports': '0',
@@ -321,11 +324,6 @@ export function headlessService(c: BuildContext): K8sObject {
   };
 }
 
-/** `http(s)://…` images are imported by CDI into a DataVolume; anything else is a containerDisk image. */
-export function isDataVolumeSource(image: string): boolean {
-  return /^https?:\/\//.test(image);
-}
-
 export type RunStrategy = 'Always' | 'Halted' | 'Manual' | 'RerunOnFailure';
 
 /** kubevirt.io/v1 VirtualMachine, only the fields we set. */
@@ -340,10 +338,12 @@ export interface VirtualMachine extends K8sObject {
   };
 }
 
-/** A VM machine; created Halted, set to Always once quota and policies exist. */
+/**
+ * A VM machine; created Halted, set to Always once quota and policies exist. Its root disk is its
+ * own DataVolume cloned from the image's golden disk (disks.ts), kept while the VM is halted.
+ */
 export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: RunStrategy = 'Halted'): VirtualMachine {
   const labels = { ...labLabels(c.handle), [MACHINE_LABEL]: m.name };
-  const dv = isDataVolumeSource(m.image);
   const resources = {
     requests: { cpu: milli(m.cpus * CPU_REQUEST_MILLI_PER_CPU), memory: mem(m.memoryMiB) },
     limits: { cpu: String(m.cpus), memory: mem(m.memoryMiB) },
@@ -354,22 +354,15 @@ export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: Run
     metadata: meta(c, m.name, { [MACHINE_LABEL]: m.name }),
     spec: {
       runStrategy,
-      ...(dv
-        ? {
-            dataVolumeTemplates: [
-              {
-                metadata: { name: `${m.name}-root`, labels },
-                spec: { source: { http: { url: m.image } }, storage: { resources: { requests: { storage: mem(1024 * (m.diskGiB ?? 10)) } } } },
-              },
-            ],
-          }
-        : {}),
+      dataVolumeTemplates: [rootDataVolumeTemplate(m, labels, c.disks)],
       template: {
         metadata: { labels },
         spec: {
           hostname: m.name,
           subdomain: SUBDOMAIN,
           terminationGracePeriodSeconds: 5,
+          // Ready once cloud-init has started the check agent, not merely when the domain runs
+          readinessProbe: { tcpSocket: { port: AGENT_TCP_PORT }, periodSeconds: 2 },
           domain: {
             cpu: { cores: m.cpus },
             resources,
@@ -385,7 +378,7 @@ export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: Run
           },
           networks: [{ name: 'default', pod: {} }],
           volumes: [
-            dv ? { name: 'root', dataVolume: { name: `${m.name}-root` } } : { name: 'root', containerDisk: { image: m.image } },
+            { name: 'root', dataVolume: { name: rootDiskName(m) } },
             { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: secretName(m) } } },
           ],
         },

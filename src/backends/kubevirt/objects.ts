@@ -3,7 +3,12 @@ import type { LabHandle, MachineStatus } from '../types.js';
 import { GENERATION_LABEL, INSTANCE_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, type K8sObject } from './manifests.js';
 
 export interface Vmi extends K8sObject {
-  status?: { phase?: string; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>; reason?: string };
+  status?: {
+    phase?: string;
+    conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>;
+    reason?: string;
+    interfaces?: Array<{ name?: string; ipAddress?: string; ipAddresses?: string[] }>;
+  };
 }
 export interface Vm extends K8sObject {
   spec: { runStrategy?: string; running?: boolean; dataVolumeTemplates?: unknown[] };
@@ -71,4 +76,12 @@ export function podStatus(p: Pod): MachineStatus {
   if (phase === 'Failed') return { phase: 'failed', reason: 'the container stopped' };
   if (phase === 'Succeeded') return { phase: 'stopped' };
   return { phase: 'pending' };
+}
+
+/** The address of a running VMI's first interface (IPv4 preferred), as KubeVirt reports it. */
+export function vmiAddress(vmi: Vmi | undefined): string | undefined {
+  if (vmi?.status?.phase !== 'Running') return undefined;
+  const iface = vmi.status.interfaces?.[0];
+  const all = [iface?.ipAddress, ...(iface?.ipAddresses ?? [])].filter((x): x is string => !!x);
+  return all.find((a) => !a.includes(':')) ?? all[0];
 }

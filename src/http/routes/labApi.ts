@@ -21,6 +21,7 @@ import { stepScore } from '../../labs/score.js';
 import { isoTicks } from '../../labs/StepTicks.js';
 import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
+import type { UserAndPlatformLimit } from '../../rateLimits.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
@@ -35,6 +36,8 @@ export interface LabApiDeps {
   checks?: Pick<CheckRunner, 'results'>;
   /** Heartbeat on the event stream (proxies drop silent connections). */
   heartbeatMs?: number;
+  /** Websocket tickets per user and per platform. */
+  ticketLimit?: UserAndPlatformLimit;
 }
 
 type Handler = (req: Request, res: express.Response) => Promise<void>;
@@ -76,6 +79,7 @@ export function labApiRouter(d: LabApiDeps): Router {
     const machine = typeof body.machine === 'string' ? body.machine : '';
     const channel = body.channel === 'vnc' || body.channel === 'console' ? (body.channel as ChannelKind) : undefined;
     if (!machine || !channel) throw new BadRequest('machine and channel (vnc|console) are required');
+    d.ticketLimit?.take(a.session.userId, a.session.platformId);
     const machines = await catalog.machines(a.inst);
     if (!machines.find((m) => m.name === machine)?.channels.includes(channel)) {
       throw new NotFound(`no ${channel} on ${machine}`, { publicMessage: `This lab has no ${channel === 'vnc' ? 'desktop' : 'console'} on "${machine}".` });

@@ -4,10 +4,11 @@
  * immutable, so their parsed form and rendered instructions are cached in memory by version.
  */
 import type { BackendKind } from '../../backends/types.js';
-import { NotFound } from '../../errors.js';
+import { Conflict, NotFound } from '../../errors.js';
+import { ImageCatalog } from '../../images/ImageCatalog.js';
 import type { Logger } from '../../logger.js';
 import { isDuplicateKey } from '../../store/database.js';
-import { LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
+import { insertLabVersion, LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
 import type { InstanceMachines, InstructionVariables, LabChecks, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
 import { fillChecks, resolveChecks } from './checks.js';
 import { flatVariables, prepareLab } from './prepare.js';
@@ -50,16 +51,27 @@ export class LabCatalog implements LabDefinitions {
   private readonly rendered = new Map<string, RenderedInstructions>();
   private readonly checkCache = new Map<string, LabChecks>();
 
-  constructor(o: { log: Logger }) {
+  /** The image catalog labs are validated against and their machines' images resolved through. */
+  readonly images: ImageCatalog;
+
+  constructor(o: { log: Logger; images?: ImageCatalog }) {
     this.log = o.log;
+    this.images = o.images ?? ImageCatalog.builtIn();
   }
 
   /** Import every valid lab under dir; invalid ones are logged with every message and skipped. */
   async importDir(dir: string, display: string): Promise<{ imported: Array<{ id: string; version: string; created: boolean }>; invalid: string[]; problems: string[] }> {
-    const res = await validateDir(dir, display);
+    const res = await validateDir(dir, display, this.images);
     if (res.problems.length) this.log.warn({ dir, invalid: res.invalid, problems: res.problems }, 'labs.invalid_skipped');
     const imported = [];
-    for (const lab of res.labs) imported.push({ id: lab.id, ...(await this.add(lab, { source: 'templates' })) });
+    for (const lab of res.labs) {
+      try {
+        imported.push({ id: lab.id, ...(await this.add(lab, { source: 'templates', owner: null })) });
+      } catch (err) {
+        if (!(err instanceof Conflict)) throw err;
+        this.log.warn({ lab: lab.id, err: err.message }, 'labs.template_skipped');
+      }
+    }
     this.log.info({ dir, labs: imported.map((l) => `${l.id}@${l.version}${l.created ? ' (new)' : ''}`) }, 'labs.imported');
     return { imported, invalid: res.invalid, problems: res.problems };
   }
@@ -67,10 +79,14 @@ export class LabCatalog implements LabDefinitions {
   /**
    * Store a validated lab. Same content as the newest version = no new version (an admin add also
    * makes a removed lab startable again); otherwise version n+1. Safe under concurrent calls.
+   * A lab keeps the owner of its first version (null: the operator's; else a platform's id): an
+   * add by another owner is a Conflict (who may add is decided by auth/tenancy.ts beforehand).
    */
-  async add(lab: ValidLab, o: { source: 'templates' | 'admin' }): Promise<{ version: string; created: boolean }> {
+  async add(lab: ValidLab, o: { source: 'templates' | 'admin'; owner?: string | null }): Promise<{ version: string; created: boolean }> {
+    const owner = o.owner ?? null;
     for (let attempt = 0; ; attempt++) {
-      const newest = await LabDefinition.findOne({ labId: lab.id }, { seq: 1, version: 1, contentHash: 1, removedAt: 1 }).sort({ seq: -1 }).lean();
+      const newest = await LabDefinition.findOne({ labId: lab.id }, { seq: 1, version: 1, contentHash: 1, removedAt: 1, owner: 1 }).sort({ seq: -1 }).lean();
+      if (newest && (newest.owner ?? null) !== owner) throw new Conflict(`lab ${lab.id} has another owner`, { publicMessage: `The lab id "${lab.id}" is taken; choose another one.` });
       if (newest && newest.contentHash === lab.contentHash) {
         if (newest.removedAt && o.source === 'admin') await LabDefinition.updateOne({ _id: newest._id }, { $set: { removedAt: null } });
         return { version: newest.version, created: false };
@@ -78,18 +94,19 @@ export class LabCatalog implements LabDefinitions {
       const seq = (newest?.seq ?? 0) + 1;
       const version = String(seq);
       try {
-        await LabDefinition.create({
+        await insertLabVersion({
           _id: `${lab.id}@${version}`,
           labId: lab.id,
           version,
           seq,
           contentHash: lab.contentHash,
           definition: lab.def as unknown as Record<string, unknown>,
-          summary: summaryOf(lab, version),
+          summary: { ...summaryOf(lab, version), owner },
           pages: lab.pages,
           steps: lab.steps,
           files: [...lab.files].map(([path, data]) => ({ path, data })),
           source: o.source,
+          owner,
           removedAt: null,
         });
         this.log.info({ lab: lab.id, version, source: o.source }, 'labs.version_added');
@@ -121,9 +138,15 @@ export class LabCatalog implements LabDefinitions {
   }
 
   /** Every version of every lab, newest first, for the admin API. */
-  async versionsOf(labId?: string): Promise<Array<{ id: string; version: string; title: string; source: string; createdAt: Date; removedAt: Date | null }>> {
-    const rows = await LabDefinition.find(labId ? { labId } : {}, { labId: 1, version: 1, seq: 1, summary: 1, source: 1, createdAt: 1, removedAt: 1 }).sort({ labId: 1, seq: -1 }).lean();
-    return rows.map((r) => ({ id: r.labId, version: r.version, title: r.summary.title, source: r.source, createdAt: r.createdAt, removedAt: r.removedAt }));
+  async versionsOf(labId?: string): Promise<Array<{ id: string; version: string; title: string; source: string; owner: string | null; createdAt: Date; removedAt: Date | null }>> {
+    const rows = await LabDefinition.find(labId ? { labId } : {}, { labId: 1, version: 1, seq: 1, summary: 1, source: 1, owner: 1, createdAt: 1, removedAt: 1 }).sort({ labId: 1, seq: -1 }).lean();
+    return rows.map((r) => ({ id: r.labId, version: r.version, title: r.summary.title, source: r.source, owner: r.owner ?? null, createdAt: r.createdAt, removedAt: r.removedAt }));
+  }
+
+  /** The owner of a lab (its first version's): null for the operator's, a platform id, or undefined for no such lab. */
+  async ownerOf(labId: string): Promise<string | null | undefined> {
+    const r = await LabDefinition.findOne({ labId }, { owner: 1 }).sort({ seq: -1 }).lean();
+    return r ? (r.owner ?? null) : undefined;
   }
 
   private version(labId: string, version: string): Promise<Version> {
@@ -144,7 +167,7 @@ export class LabCatalog implements LabDefinitions {
 
   async prepare(labId: string, version: string, existing: InstanceMachines, opts: { backend?: BackendKind } = {}): Promise<PreparedLab> {
     const v = await this.version(labId, version);
-    return prepareLab(labId, version, v.definition as unknown as LabYaml, existing, opts.backend);
+    return prepareLab(labId, version, v.definition as unknown as LabYaml, existing, opts.backend, this.images);
   }
 
   async instructions(labId: string, version: string, vars: InstructionVariables, languages: ReadonlyArray<string | undefined> = []): Promise<RenderedInstructions> {

@@ -5,6 +5,7 @@
 import { randomInt } from 'node:crypto';
 import type { BackendKind, ChannelKind, MachineSpec } from '../../backends/types.js';
 import { Conflict } from '../../errors.js';
+import { ImageCatalog } from '../../images/ImageCatalog.js';
 import type { InstanceMachines, PreparedLab } from '../contracts.js';
 import { quantityMiB, type LabYaml, type MachineYaml } from './schema.js';
 import { hasCredentials } from './validateLab.js';
@@ -30,9 +31,23 @@ function channels(m: MachineYaml): ChannelKind[] {
   return [...out];
 }
 
-function imageFor(labId: string, m: MachineYaml, backend: BackendKind | undefined): string {
-  if (m.kind === 'container') return m.image.container ?? '';
-  const img = backend ? m.image[backend] : (m.image.qemu ?? m.image.kubevirt);
+/** Versions stored before images were one catalog name per machine hold a map per backend. */
+type LegacyImage = { qemu?: string; kubevirt?: string; container?: string };
+
+/**
+ * The machine's image for the backend: QEMU gets the catalog name (it finds the files on this host),
+ * KubeVirt the name's containerDisk reference; containers their OCI reference. An image the catalog
+ * does not have (or has no containerDisk for) throws ImageMissing before anything is created.
+ */
+function imageFor(labId: string, m: MachineYaml, backend: BackendKind | undefined, images: ImageCatalog): string {
+  const stored = m.image as string | LegacyImage;
+  if (typeof stored === 'string') {
+    if (m.kind === 'container') return stored;
+    images.require(stored);
+    return backend === 'kubevirt' ? images.kubevirtContainerDisk(stored) : stored;
+  }
+  if (m.kind === 'container') return stored.container ?? '';
+  const img = backend ? stored[backend] : (stored.qemu ?? stored.kubevirt);
   if (!img) {
     throw new Conflict(`lab ${labId} machine ${m.name} has no ${backend} image`, {
       publicMessage: `This lab cannot run here: its machine "${m.name}" has no image for the ${backend} backend.`,
@@ -46,13 +61,14 @@ export function fillText(text: string, vars: Record<string, string | undefined>)
   return text.replace(VARIABLE, (all, name: string) => vars[name] ?? all);
 }
 
-/** Flat variable map: user.name, lab.title, lab.expires, machines.NAME.{username,password,ip}. */
+/** Flat variable map: user.name, lab.title, lab.expires, machines.NAME.{username,password,ip,host}. */
 export function flatVariables(o: { user?: { name: string }; lab: { title?: string; expires?: string }; machines: InstanceMachines }): Record<string, string | undefined> {
   const v: Record<string, string | undefined> = { 'user.name': o.user?.name, 'lab.title': o.lab.title, 'lab.expires': o.lab.expires };
   for (const [name, m] of Object.entries(o.machines)) {
     v[`machines.${name}.username`] = m.username;
     v[`machines.${name}.password`] = m.password;
     v[`machines.${name}.ip`] = m.ip;
+    v[`machines.${name}.host`] = m.host ?? name;
   }
   return v;
 }
@@ -72,7 +88,7 @@ export function instanceMachines(def: LabYaml, existing: InstanceMachines): Inst
   return out;
 }
 
-export function prepareLab(labId: string, version: string, def: LabYaml, existing: InstanceMachines, backend?: BackendKind): PreparedLab {
+export function prepareLab(labId: string, version: string, def: LabYaml, existing: InstanceMachines, backend?: BackendKind, images: ImageCatalog = ImageCatalog.builtIn()): PreparedLab {
   const machines = instanceMachines(def, existing);
   const vars = flatVariables({ lab: { title: def.title }, machines });
   const specs: MachineSpec[] = def.machines.map((m) => {
@@ -80,7 +96,7 @@ export function prepareLab(labId: string, version: string, def: LabYaml, existin
     const spec: MachineSpec = {
       name: m.name,
       kind: m.kind,
-      image: imageFor(labId, m, backend),
+      image: imageFor(labId, m, backend, images),
       cpus: m.cpus,
       memoryMiB: quantityMiB(m.memory),
       channels: channels(m),

@@ -7,9 +7,13 @@
  *   title: Linux shell basics
  *   machines:
  *     - name: box
- *       image: { qemu: lab-tiny, kubevirt: quay.io/containerdisks/debian:12 }
+ *       image: debian-12
+ *
+ * A VM's image is a name from the image catalog (src/images), the same on every backend; validateLab
+ * checks the name against the catalog. A container's image is an OCI image reference.
  */
 import { z } from 'zod';
+import { imageNameProblem } from '../../images/ImageCatalog.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -37,7 +41,8 @@ export function quantityMiB(q: string): number {
 const quantity = (example: string) =>
   str(`a "${example}"-style quantity`).regex(/^[1-9]\d{0,6}(Mi|Gi)$/, { message: `expected a "${example}"-style quantity (Mi or Gi)` });
 
-const imageRef = str('an image reference').min(1, { message: 'expected an image reference' }).max(300, { message: 'expected at most 300 characters' });
+const imageMsg = 'expected an image name such as debian-12 (one name from the image catalog for every backend; a container: an OCI image reference)';
+const image = z.string({ invalid_type_error: imageMsg, required_error: imageMsg }).min(1, { message: imageMsg }).max(300, { message: 'expected at most 300 characters' });
 
 export const CheckSchema = z
   .object({
@@ -65,8 +70,8 @@ export const MachineSchema = z
   .object({
     name,
     kind: z.enum(['vm', 'container'], { message: 'expected one of vm, container' }).default('vm'),
-    /** Per backend: qemu = guest image name (e.g. lab-tiny); kubevirt = containerDisk image or DataVolume source; container = OCI image (container machines). */
-    image: z.object({ qemu: imageRef.optional(), kubevirt: imageRef.optional(), container: imageRef.optional() }, { invalid_type_error: 'expected a map such as { qemu: lab-tiny, kubevirt: quay.io/containerdisks/debian:12 }', required_error: 'expected an image map such as { qemu: lab-tiny, kubevirt: quay.io/containerdisks/debian:12 }' }).strict(),
+    /** vm: a name from the image catalog (debian-12, debian-12-desktop, an admin's own); container: an OCI image reference. */
+    image,
     cpus: int(1, 16).default(1),
     memory: quantity('512Mi').default('512Mi'),
     disk: quantity('2Gi').optional(),
@@ -90,13 +95,11 @@ export const MachineSchema = z
   .superRefine((m, ctx) => {
     const bad = (path: Array<string | number>, message: string) => ctx.addIssue({ code: 'custom', path, message });
     if (m.kind === 'vm') {
-      if (!m.image.qemu && !m.image.kubevirt) bad(['image'], 'expected a qemu and/or kubevirt image for a vm');
-      if (m.image.container) bad(['image', 'container'], 'expected no container image on a vm (use kind: container)');
+      const problem = imageNameProblem(m.image);
+      if (problem) bad(['image'], problem);
       m.consoles?.forEach((c, i) => { if (c === 'terminal') bad(['consoles', i], 'expected vnc or serial for a vm'); });
     } else {
-      if (!m.image.container) bad(['image'], 'expected a container image for a container machine ({ container: docker.io/library/nginx:1.27-alpine })');
-      if (m.image.qemu) bad(['image', 'qemu'], 'expected no qemu image on a container machine');
-      if (m.image.kubevirt) bad(['image', 'kubevirt'], 'expected no kubevirt image on a container machine');
+      if (!/^[a-z0-9][\w.\-/:@]*$/i.test(m.image)) bad(['image'], 'expected an OCI image reference such as docker.io/library/nginx:1.27-alpine');
       m.consoles?.forEach((c, i) => { if (c !== 'terminal') bad(['consoles', i], 'expected terminal for a container'); });
       if (m.userData !== undefined) bad(['userData'], 'expected no cloud-init user data on a container machine');
       if (m.disk !== undefined) bad(['disk'], 'expected no disk on a container machine');

@@ -3,19 +3,25 @@
  * VirtualMachine, reduced to one node. Level-triggered: every event on a VM or VMI enqueues its
  * "<ns>/<name>" key and reconcile() compares the API objects with the running guests.
  *
- * - VM with runStrategy Always/RerunOnFailure/Once (or running: true) and no VMI: create the VMI
- *   (owned by the VM, with KubeVirt's foreground-delete finalizer).
+ * - VM with runStrategy Always/RerunOnFailure/Once (or running: true) and no VMI: create its
+ *   DataVolumes (vmDisks.ts), and once they have Succeeded the VMI (owned by the VM, with
+ *   KubeVirt's foreground-delete finalizer and the VM's stable firmware UUID).
  * - VMI new: phase Scheduling → Scheduled (guest booting) → Running with the Ready condition and
  *   interfaces[0].ipAddress; guest exit → Succeeded/Failed.
  * - VMI being deleted (VM stopped, restarted, deleted, or the namespace deleted by the
  *   controller-manager): stop the guest, then remove the finalizer so the object goes away.
- * - VM status: created, ready, printableStatus and the Ready condition.
+ * - VM status: created, ready, printableStatus and the Ready condition (Failure and
+ *   DataVolumeError when a DataVolume cannot be created or cloned).
+ * - A VMI's dataVolume volume boots from its PVC's backing file (cdi.ts), so what the guest writes
+ *   survives a stop and start; a containerDisk gets a fresh overlay per VMI, as in KubeVirt.
  */
 import * as k8s from '@kubernetes/client-node';
+import net from 'node:net';
 import type { Logger } from 'pino';
 import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
-import { quantityToMiB, type Guest, type GuestRuntime } from './guests.js';
+import { quantityToMiB, type Guest, type GuestRuntime, type LabNetwork } from './guests.js';
 import { userDataLogin, userDataScript } from './cloudInit.js';
+import { dataVolumeDisk, ensureVmDataVolumes, firmwareUuid, type DisksState } from './vmDisks.js';
 
 export const VMI_FINALIZER = 'foregroundDeleteVirtualMachine';
 export const NODE_NAME = 'kubevirt-standin';
@@ -25,13 +31,26 @@ interface VmiSpec {
   domain?: {
     cpu?: { cores?: number; sockets?: number; threads?: number };
     memory?: { guest?: string };
+    firmware?: { uuid?: string };
     resources?: { requests?: { memory?: string } };
     devices?: { autoattachGraphicsDevice?: boolean; autoattachSerialConsole?: boolean };
   };
-  volumes?: Array<{ name: string; containerDisk?: { image?: string }; cloudInitNoCloud?: { userData?: string; userDataBase64?: string; secretRef?: { name?: string } } }>;
+  volumes?: Array<{ name: string; containerDisk?: { image?: string }; dataVolume?: { name: string }; cloudInitNoCloud?: NoCloudSource }>;
   networks?: Array<{ name: string }>;
   hostname?: string;
+  subdomain?: string;
+  readinessProbe?: { tcpSocket?: { port: number }; periodSeconds?: number; initialDelaySeconds?: number };
 }
+/** KubeVirt's cloudInitNoCloud volume source (the fields of its real schema). */
+interface NoCloudSource {
+  userData?: string;
+  userDataBase64?: string;
+  secretRef?: { name?: string };
+  networkData?: string;
+  networkDataBase64?: string;
+  networkDataSecretRef?: { name?: string };
+}
+
 export interface Vmi {
   metadata: ObjectMeta;
   spec: VmiSpec;
@@ -48,6 +67,8 @@ interface GuestState {
   uid: string;
   ip: string;
   paused: boolean;
+  /** The readiness probe passed (or the VMI has none). */
+  ready: boolean;
   exit?: { code: number | null; signal: string | null };
 }
 
@@ -58,7 +79,8 @@ export class StandInController {
   private queue = new Map<string, { running: boolean; again: boolean }>();
   private running = new Set<Promise<void>>();
   private informers: Array<k8s.Informer<k8s.KubernetesObject>> = [];
-  private ipCounter = 1;
+  /** Lab namespaces in the order first seen: namespace i gets the pod addresses 10.244.i.0/24. */
+  private nsIndex = new Map<string, number>();
   /** Per VM uid: failed starts in a row and when the next may happen (KubeVirt's crash-loop backoff). */
   private crashes = new Map<string, { count: number; until: number }>();
   private stopped = false;
@@ -156,13 +178,17 @@ export class StandInController {
     // A new VMI: schedule it on our one node and boot its guest.
     let cur = await this.setVmiStatus(vmi, 'Scheduling');
     cur = await this.setVmiStatus(cur, 'Scheduled', { nodeName: NODE_NAME });
-    const n = this.ipCounter++;
-    state = { uid, ip: `10.244.${(n >> 8) & 255}.${n & 255 || 1}`, paused: false };
+    const lab = await this.labNetwork(ns, name);
+    const probePort = vmi.spec.readinessProbe?.tcpSocket?.port;
+    state = { uid, ip: lab.ip, paused: false, ready: probePort === undefined };
     this.guests.set(key, state);
     const disk = vmi.spec.volumes?.find((v) => v.containerDisk?.image);
+    const dvName = vmi.spec.volumes?.find((v) => v.dataVolume)?.dataVolume?.name;
     const cpu = vmi.spec.domain?.cpu;
     try {
-      const userData = await this.userData(vmi);
+      const dvDisk = dvName ? await dataVolumeDisk(this.kube, ns, dvName) : undefined;
+      if (dvName && !dvDisk) throw new Error(`PVC ${dvName} is not bound`);
+      const { userData, networkData } = await this.cloudInitData(vmi);
       const login = userDataLogin(userData);
       const userScript = userDataScript(userData);
       state.guest = await this.runtime.boot({
@@ -172,6 +198,15 @@ export class StandInController {
         ...(login.password ? { password: login.password } : {}),
         ...(userScript ? { userScript } : {}),
         image: disk?.containerDisk?.image ?? 'lab-tiny',
+        ...(dvDisk ? { disk: dvDisk } : {}),
+        lab,
+        cloudInit: {
+          // KubeVirt's meta-data: instance-id = the firmware UUID (stable per VM), local-hostname
+          instanceId: vmi.spec.domain?.firmware?.uuid ?? uid,
+          hostname: vmi.spec.hostname ?? name,
+          ...(userData !== undefined ? { userData } : {}),
+          ...(networkData !== undefined ? { networkData } : {}),
+        },
         cpus: Math.max(1, (cpu?.cores ?? 1) * (cpu?.sockets ?? 1) * (cpu?.threads ?? 1)),
         memoryMiB: quantityToMiB(vmi.spec.domain?.memory?.guest ?? vmi.spec.domain?.resources?.requests?.memory, 128),
         graphics: vmi.spec.domain?.devices?.autoattachGraphicsDevice !== false,
@@ -189,19 +224,77 @@ export class StandInController {
     });
     if (this.stopped) { await booted.guest!.stop(); return cur; }
     this.log.info({ key, pid: booted.guest!.pid }, 'guest.running');
+    if (probePort !== undefined) void this.probeUntilReady(key, booted, probePort, (vmi.spec.readinessProbe?.periodSeconds ?? 10) * 1000);
     return this.syncRunning(cur, booted);
   }
 
-  /** The VMI's cloud-init NoCloud user data, inline or from its Secret (key userdata or userData). */
-  private async userData(vmi: Vmi): Promise<string | undefined> {
+  /**
+   * The VMI's address and the lab's names, as the cluster network would give them: a stable
+   * address per VM (10.244.<namespace>.<10 + its place among the namespace's VMs>) and, per VM of
+   * the namespace, `<vm>` and `<vm>.<subdomain>` (KubeVirt puts the subdomain in the guest's DNS
+   * search path; the headless Service resolves it).
+   */
+  private async labNetwork(ns: string, name: string): Promise<LabNetwork> {
+    if (!this.nsIndex.has(ns)) this.nsIndex.set(ns, this.nsIndex.size + 1);
+    const i = this.nsIndex.get(ns)! % 250;
+    const list = (await this.kube.get<{ items: Vm[] }>(vmPath(ns)))?.items ?? [];
+    const vms = list.map((v) => v.metadata.name);
+    if (!vms.includes(name)) vms.push(name); // a VMI without a VM
+    vms.sort();
+    const ipOf = (vm: string) => `10.244.${i}.${10 + vms.indexOf(vm)}`;
+    const hosts = vms.map((vm) => {
+      const t = list.find((v) => v.metadata.name === vm)?.spec.template.spec;
+      return { ip: ipOf(vm), hostname: t?.hostname ?? vm, ...(t?.subdomain ? { subdomain: t.subdomain } : {}) };
+    });
+    const sub = hosts.find((h) => h.ip === ipOf(name))?.subdomain;
+    const search = [...(sub ? [`${sub}.${ns}.svc.cluster.local`] : []), `${ns}.svc.cluster.local`, 'svc.cluster.local', 'cluster.local'];
+    return { segment: ns, ip: ipOf(name), prefixLength: 16, gateway: `10.244.${i}.1`, search, hosts };
+  }
+
+  /**
+   * The VMI's cloud-init NoCloud user data and network data, as virt-launcher reads them: inline,
+   * base64 or from a Secret (keys userdata/userData, networkdata/networkData).
+   */
+  private async cloudInitData(vmi: Vmi): Promise<{ userData?: string; networkData?: string }> {
     const ci = vmi.spec.volumes?.find((v) => v.cloudInitNoCloud)?.cloudInitNoCloud;
-    if (!ci) return undefined;
-    if (ci.userData) return ci.userData;
-    if (ci.userDataBase64) return Buffer.from(ci.userDataBase64, 'base64').toString('utf8');
-    if (!ci.secretRef?.name) return undefined;
-    const secret = await this.kube.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${vmi.metadata.namespace}/secrets/${ci.secretRef.name}`);
-    const b64 = secret?.data?.userdata ?? secret?.data?.userData;
-    return b64 ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
+    if (!ci) return {};
+    const secret = async (ref: { name?: string } | undefined, keys: string[]) => {
+      if (!ref?.name) return undefined;
+      const s = await this.kube.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${vmi.metadata.namespace}/secrets/${ref.name}`);
+      const b64 = keys.map((k) => s?.data?.[k]).find((v) => v !== undefined);
+      return b64 !== undefined ? Buffer.from(b64, 'base64').toString('utf8') : undefined;
+    };
+    const unb64 = (v: string | undefined) => (v !== undefined ? Buffer.from(v, 'base64').toString('utf8') : undefined);
+    const userData = ci.userData ?? unb64(ci.userDataBase64) ?? (await secret(ci.secretRef, ['userdata', 'userData']));
+    const networkData = ci.networkData ?? unb64(ci.networkDataBase64) ?? (await secret(ci.networkDataSecretRef, ['networkdata', 'networkData']));
+    return { ...(userData !== undefined ? { userData } : {}), ...(networkData !== undefined ? { networkData } : {}) };
+  }
+
+  /**
+   * A tcpSocket readiness probe, as the kubelet runs it against the pod address (which masquerade
+   * forwards to the guest): here through the guest's portforward path. The user-mode forward
+   * accepts on the host side at once, whether or not the guest does, so the stand-in sends an empty
+   * line and counts the connection as accepted by the guest once anything comes back (the check
+   * agent, the port the tool probes, answers it with an error line).
+   */
+  private async probeUntilReady(key: string, state: GuestState, port: number, periodMs: number): Promise<void> {
+    while (!this.stopped && this.guests.get(key) === state && !state.exit) {
+      const ok = await state.guest!.forwardPort(port).then((hostPort) => new Promise<boolean>((resolve) => {
+        const sock = net.connect(hostPort, '127.0.0.1', () => sock.write('\n'));
+        const done = (v: boolean) => { clearTimeout(t); sock.destroy(); resolve(v); };
+        const t = setTimeout(() => done(false), 3000);
+        sock.once('data', () => done(true));
+        sock.once('close', () => done(false));
+        sock.once('error', () => done(false));
+      }), () => false);
+      if (ok) {
+        state.ready = true;
+        this.log.info({ key, port }, 'guest.ready');
+        this.enqueue(key);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, periodMs));
+    }
   }
 
   /** Pause/unpause from the subresource API: the guest first, then the Paused condition. */
@@ -218,10 +311,11 @@ export class StandInController {
 
   private async syncRunning(vmi: Vmi, state: GuestState): Promise<Vmi> {
     const paused = vmi.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false;
-    if (vmi.status?.phase === 'Running' && paused === state.paused) return vmi;
+    const ready = vmi.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    if (vmi.status?.phase === 'Running' && paused === state.paused && ready === (state.ready && !state.paused)) return vmi;
     const net = vmi.spec.networks?.[0]?.name ?? 'default';
     return this.setVmiStatus(vmi, 'Running', {
-      ready: true,
+      ready: state.ready && !state.paused,
       paused: state.paused,
       interfaces: [{ name: net, ipAddress: state.ip, ipAddresses: [state.ip], mac: macFor(state.ip), infoSource: 'domain', podInterfaceName: 'eth0', queueCount: 1 }],
     });
@@ -293,6 +387,12 @@ export class StandInController {
         vmi = { ...vmi, metadata: { ...vmi.metadata, deletionTimestamp: now() } };
       }
     } else if (!vmi && wantRunning) {
+      const disks = await ensureVmDataVolumes(this.kube, vm);
+      if (disks.state !== 'ready') {
+        if (disks.state === 'error') setTimeout(() => this.enqueue(`${ns}/${name}`), 5000).unref();
+        await this.setVmStatus(vm, undefined, strategy, disks);
+        return;
+      }
       const t = vm.spec.template;
       const r = await this.kube.request('POST', vmiPath(ns), {
         apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance',
@@ -301,7 +401,7 @@ export class StandInController {
           finalizers: [VMI_FINALIZER],
           ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true, blockOwnerDeletion: true }],
         },
-        spec: t.spec,
+        spec: { ...t.spec, domain: { ...t.spec.domain, firmware: { ...t.spec.domain?.firmware, uuid: t.spec.domain?.firmware?.uuid ?? firmwareUuid(name) } } },
       });
       // 403: the namespace is terminating; 409: created meanwhile (the VMI event re-enqueues us).
       if (r.status !== 201 && r.status !== 409 && r.status !== 403) throw new Error(`creating VMI ${ns}/${name}: ${r.status} ${r.text.slice(0, 300)}`);
@@ -311,7 +411,7 @@ export class StandInController {
     await this.setVmStatus(vm, vmi, strategy);
   }
 
-  private async setVmStatus(vm: Vm, vmi: Vmi | undefined, strategy: string): Promise<void> {
+  private async setVmStatus(vm: Vm, vmi: Vmi | undefined, strategy: string, disks?: DisksState): Promise<void> {
     const phase = vmi?.status?.phase ?? '';
     const paused = vmi?.status?.conditions?.some((c) => c.type === 'Paused' && c.status === 'True') ?? false;
     const ready = phase === 'Running' && !vmi?.metadata.deletionTimestamp && (vmi?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
@@ -321,12 +421,17 @@ export class StandInController {
     else if (phase === 'Failed') printable = 'CrashLoopBackOff';
     else if (phase === 'Succeeded') printable = 'Stopped';
     else if (vmi) printable = 'Starting';
+    else if (disks?.state === 'error') printable = 'DataVolumeError';
+    else if (disks?.state === 'waiting') printable = 'Provisioning';
     const old = vm.status as { printableStatus?: string; ready?: boolean; created?: boolean; conditions?: Condition[] } | undefined;
     const created = !!vmi && !vmi.metadata.deletionTimestamp;
-    if (old?.printableStatus === printable && old.ready === ready && old.created === created && old.conditions?.length) return;
+    const failure = disks?.state === 'error' ? disks : undefined;
+    const oldFailure = old?.conditions?.find((c) => c.type === 'Failure');
+    if (old?.printableStatus === printable && old.ready === ready && old.created === created && old.conditions?.length && oldFailure?.message === failure?.message) return;
     const prev = old?.conditions?.find((c) => c.type === 'Ready');
     const status = ready ? 'True' : 'False';
     const conditions: Condition[] = [{ type: 'Ready', status, ...(ready ? {} : { reason: vmi ? 'NotReady' : 'VMINotExists' }), lastProbeTime: null, lastTransitionTime: prev?.status === status ? prev.lastTransitionTime : now() }];
+    if (failure) conditions.push({ type: 'Failure', status: 'True', reason: failure.reason, message: failure.message, lastProbeTime: null, lastTransitionTime: oldFailure?.lastTransitionTime ?? now() });
     await this.kube.mergePatch(`${vmPath(vm.metadata.namespace, vm.metadata.name)}/status`, {
       status: { printableStatus: printable, ready, created, runStrategy: strategy, conditions, observedGeneration: vm.metadata.generation, desiredGeneration: vm.metadata.generation },
     }, [200, 404]);

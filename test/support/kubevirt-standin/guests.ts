@@ -20,6 +20,29 @@ export interface GuestRequest {
   password?: string;
   /** What cloud-init would run at boot (write_files, runcmd, scripts: cloudInit.ts), as one root script. */
   userScript?: string;
+  /**
+   * The lab network, as the cluster network looks from a lab VM: one segment per namespace (the
+   * guests of one lab share it, other labs cannot reach it), the VMI's address on it, and the
+   * names the cluster DNS would resolve for the lab's machines (`beta`, `beta.lab`).
+   */
+  lab: LabNetwork;
+  /** The VMI's NoCloud data, for images with cloud-init (lab-tiny gets login/userScript instead). */
+  cloudInit: { instanceId: string; hostname: string; userData?: string; networkData?: string };
+  /** A DataVolume root disk: boot from this file (kept after the guest stops) and this guest image's kernel; else a fresh overlay of `image`. */
+  disk?: { file: string; imageDir: string };
+}
+
+/** A VMI's place on its lab segment (controller.ts: labNetwork). */
+export interface LabNetwork {
+  /** The namespace: one segment each. */
+  segment: string;
+  ip: string;
+  prefixLength: number;
+  /** The segment's gateway address (the stand-in's DHCP and DNS) and the guest's DNS search path. */
+  gateway: string;
+  search: string[];
+  /** Every VM of the namespace (this one included). */
+  hosts: Array<{ ip: string; hostname: string; subdomain?: string }>;
 }
 
 export interface Guest {
@@ -55,17 +78,21 @@ export function quantityToMiB(q: string | number | undefined, fallback: number):
 
 /**
  * The part of cloud-init's #cloud-config the lab-tiny guest can apply: hostname, and the login from
- * top-level `user`/`password` or the first of `users` with `plain_text_passwd`.
+ * top-level `user`/`password`, or the first of `users` with `plain_text_passwd` or its text
+ * password in `chpasswd.users`.
  */
 export function cloudConfigLogin(userData: string | undefined): { hostname?: string; user?: string; password?: string } {
   if (!userData || !/^#cloud-config/.test(userData)) return {};
   let doc: unknown;
   try { doc = YAML.parse(userData); } catch { return {}; }
   if (!doc || typeof doc !== 'object') return {};
-  const d = doc as { hostname?: unknown; user?: unknown; password?: unknown; users?: unknown };
+  const d = doc as { hostname?: unknown; user?: unknown; password?: unknown; users?: unknown; chpasswd?: { users?: unknown } };
   const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined);
   const first = Array.isArray(d.users) ? (d.users.find((u) => u && typeof u === 'object') as { name?: unknown; plain_text_passwd?: unknown } | undefined) : undefined;
   const user = str(d.user) ?? (typeof d.user === 'object' && d.user ? str((d.user as { name?: unknown }).name) : undefined) ?? str(first?.name);
-  const password = str(d.password) ?? str(first?.plain_text_passwd);
+  // chpasswd.users (cloud-init ≥ 22.2): [{ name, password, type: text }]
+  const chpasswd = Array.isArray(d.chpasswd?.users) ? (d.chpasswd.users as Array<{ name?: unknown; password?: unknown; type?: unknown }>) : [];
+  const fromChpasswd = chpasswd.find((u) => str(u.name) === user && (u.type === undefined || u.type === 'text'));
+  const password = str(d.password) ?? str(first?.plain_text_passwd) ?? str(fromChpasswd?.password);
   return { hostname: str(d.hostname), ...(user ? { user } : {}), ...(password ? { password } : {}) };
 }

@@ -3,7 +3,8 @@
  * and virt-api against a real API server, booting real QEMU guests. Started by launcher.ts:
  *
  *   node --import tsx test/support/kubevirt-standin/main.ts
- *   env: STANDIN_KUBECONFIG, STANDIN_TLS_CERT, STANDIN_TLS_KEY, STANDIN_WORK_DIR, STANDIN_PORT (0)
+ *   env: STANDIN_KUBECONFIG, STANDIN_TLS_CERT, STANDIN_TLS_KEY, STANDIN_WORK_DIR, STANDIN_PORT (0),
+ *        STANDIN_IMAGE_DIR (default: the guest images in the tools cache)
  *
  * Prints "READY <base url>" on stdout once it watches and serves. Stops every guest and exits on
  * SIGTERM/SIGINT, or when stdin closes (the parent died).
@@ -14,6 +15,9 @@ import { KubeClient } from './kube.js';
 import { StandInController } from './controller.js';
 import { SubresourceServer } from './api.js';
 import { createGuestRuntime } from './qemuGuests.js';
+import { StandInCdi } from './cdi.js';
+import path from 'node:path';
+import { defaultToolsDir } from '../../../src/config.js';
 
 function env(name: string): string {
   const v = process.env[name];
@@ -31,12 +35,24 @@ async function main(): Promise<void> {
   const api = new SubresourceServer({ kube, controller, tlsCert: env('STANDIN_TLS_CERT'), tlsKey: env('STANDIN_TLS_KEY'), log: log.child({ component: 'virt-api' }) });
   const url = await api.listen(Number(process.env.STANDIN_PORT ?? 0));
   await controller.start();
+  const cdi = new StandInCdi(kc, kube, {
+    workDir: env('STANDIN_WORK_DIR'),
+    imagesDir: process.env.STANDIN_IMAGE_DIR ?? path.join(defaultToolsDir(), 'images'),
+    log: log.child({ component: 'cdi' }),
+    // KubeVirt's VM controller watches the DataVolumes it owns
+    onDataVolume: (dv) => {
+      const owner = dv.metadata.ownerReferences?.find((r) => r.kind === 'VirtualMachine');
+      if (owner) controller.enqueue(`${dv.metadata.namespace}/${owner.name}`);
+    },
+  });
+  await cdi.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (why: string): Promise<void> => {
     stopping ??= (async () => {
       log.info({ why }, 'standin.stopping');
       await api.close().catch(() => undefined);
+      await cdi.stop().catch(() => undefined);
       await controller.stop().catch((err: unknown) => log.warn({ err: String(err) }, 'standin.stop.failed'));
       log.info('standin.stopped');
       process.exit(0);
