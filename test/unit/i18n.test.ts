@@ -61,7 +61,7 @@ const YAML = `schemaVersion: 1
 title: Networks
 machines:
   - name: web
-    image: { qemu: lab-tiny, kubevirt: quay.io/containerdisks/debian:12 }
+    image: debian-12
 `;
 const PAGE = '# Intro\n\n## First step {#first}\n\n- [ ] Second {#second}\n';
 
