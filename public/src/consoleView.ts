@@ -14,7 +14,7 @@ export class ConsoleView extends ChannelLink {
   constructor(session: Session, instanceId: string, machine: string, viewOnly: boolean, readonly el: HTMLElement, screenReader = false, hintId?: string) {
     super(session, instanceId, machine, 'console', viewOnly);
     this.term = new Terminal({
-      disableStdin: viewOnly, scrollback: 5000, cursorBlink: !viewOnly, fontSize: 14, convertEol: false, screenReaderMode: screenReader,
+      disableStdin: viewOnly, scrollback: 5000, cursorBlink: !viewOnly && !matchMedia('(prefers-reduced-motion: reduce)').matches, fontSize: 14, convertEol: false, screenReaderMode: screenReader,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
       theme: { background: '#0f1419', foreground: '#e6e6e6' },
     });
