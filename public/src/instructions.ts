@@ -20,7 +20,7 @@ export interface InstructionsDeps {
 export class InstructionsPanel {
   readonly el: HTMLElement;
   private readonly bar = progressBar(t('ins.stepsDone'));
-  private readonly content = h('div', { class: 'page-content' });
+  private readonly content = h('div', { class: 'page-content', role: 'region' });
   private readonly pager = h('nav', { class: 'pager', 'aria-label': t('ins.pages') });
   private page = 0;
   private ticks: Record<string, string>;
