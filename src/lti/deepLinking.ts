@@ -8,11 +8,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import express, { type Router } from 'express';
 import { SignJWT } from 'jose';
 import type { Logger } from '../logger.js';
-import type { LabDefinitions, LabSummary } from '../labs/contracts.js';
+import type { LabDefinitions, LabRuntime, LabSummary } from '../labs/contracts.js';
 import { BadRequest, Forbidden, NotFound } from '../errors.js';
 import { escapeHtml } from '../html.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
-import { GRADING_MODES } from '../store/Activity.js';
 import { upsertUser } from '../store/User.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import { displayName, launchLocale } from './launch.js';
@@ -31,25 +30,26 @@ function page(title: string, body: string, lang = 'en'): string {
 <body><main>${body}</main></body></html>`;
 }
 
-function labCard(lab: LabSummary, requestId: string, submitUrl: string, t: Translate, lang: string): string {
+function labCard(lab: LabSummary, requestId: string, submitUrl: string, unavailable: string | null, t: Translate, lang: string): string {
   const e = (s: string) => escapeHtml(s);
   const machines = lab.machines.map((m) => e(t('pick.machine', { name: m.name, kind: m.kind, cpus: m.cpus, memory: m.memoryMiB }))).join(', ');
-  const modes = GRADING_MODES.map((m) => `<option value="${m}"${m === lab.grading.mode ? ' selected' : ''}>${e(m === 'steps' ? t('pick.gradingSteps') : t('pick.gradingChecks'))}</option>`).join('');
   return `<article class="lab" data-lab-id="${e(lab.id)}">
 <h2>${e(lab.title)}</h2><p>${e(lab.description)}</p>
 <dl><dt>${e(t('pick.machines'))}</dt><dd>${machines || e(t('pick.noMachines'))}</dd>
 <dt>${e(t('pick.resources'))}</dt><dd>${e(t('pick.resourcesValue', { cpus: lab.resources.cpus, memory: lab.resources.memoryMiB }))}</dd>
-<dt>${e(t('pick.duration'))}</dt><dd>${e(t('pick.durationValue', { duration: formatDuration(lab.durationMinutes * 60, lang) }))}</dd></dl>
-<form method="post" action="${e(submitUrl)}">
+<dt>${e(t('pick.duration'))}</dt><dd>${e(t('pick.durationValue', { duration: formatDuration(lab.durationMinutes * 60, lang) }))}</dd>
+<dt>${e(t('pick.grading'))}</dt><dd>${e(lab.grading.mode === 'steps' ? t('pick.gradingSteps') : t('pick.gradingChecks'))} ${e(t('pick.setByLab'))}</dd></dl>
+${unavailable ? `<p class="unavailable" role="note"><strong>${e(t('pick.unavailable'))}</strong> ${e(unavailable)}.</p></article>` : `<form method="post" action="${e(submitUrl)}">
 <input type="hidden" name="request" value="${e(requestId)}"><input type="hidden" name="labId" value="${e(lab.id)}"><input type="hidden" name="lang" value="${e(lang)}">
 <label>${e(t('pick.timeLimit'))} <input name="timeLimitMinutes" type="number" min="1" max="${Math.max(1, lab.lifetime.maxMinutes)}" value="${lab.lifetime.maxMinutes}"></label>
 <label>${e(t('pick.maxScore'))} <input name="maxScore" type="number" min="1" step="any" value="${lab.grading.maxScore}"></label>
-<label>${e(t('pick.grading'))} <select name="gradingMode">${modes}</select></label>
-<button type="submit" aria-label="${e(t('pick.addLabel', { title: lab.title }))}">${e(t('pick.add'))}</button></form></article>`;
+<button type="submit" aria-label="${e(t('pick.addLabel', { title: lab.title }))}">${e(t('pick.add'))}</button></form></article>`}`;
 }
 
 export interface DeepLinkDeps {
   labs: LabDefinitions;
+  /** Says which labs this deployment cannot run (they are listed with the reason, not offered). */
+  runtime?: Pick<LabRuntime, 'unavailableReason'>;
   log: Logger;
   urls: LtiUrls;
 }
@@ -73,7 +73,10 @@ export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise
   d.log.info({ user: user._id, labs: labs.length }, 'lti.deep_link_catalog');
   const lang = pickLanguage([launchLocale(v.claims)]);
   const t = translator(lang);
-  const cards = labs.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`, t, lang)).join('\n');
+  const why = (l: LabSummary) => d.runtime?.unavailableReason?.(l) ?? null;
+  // the labs this deployment can run first; the others only say why not
+  const ordered = [...labs.filter((l) => !why(l)), ...labs.filter((l) => why(l))];
+  const cards = ordered.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`, why(l), t, lang)).join('\n');
   return page(t('pick.title'), `<h1>${escapeHtml(t('pick.heading'))}</h1>${cards || `<p>${escapeHtml(t('pick.none'))}</p>`}`, lang);
 }
 
@@ -84,13 +87,13 @@ function num(v: unknown, what: string, min: number, max: number): number {
 }
 
 /** The content item for a lab with the teacher's options. */
-export function contentItem(lab: LabSummary, o: { timeLimitMinutes: number; maxScore: number; gradingMode: string }, launchUrl: string): Record<string, unknown> {
+export function contentItem(lab: LabSummary, o: { timeLimitMinutes: number; maxScore: number }, launchUrl: string): Record<string, unknown> {
   return {
     type: 'ltiResourceLink',
     title: lab.title,
     text: lab.description,
     url: launchUrl,
-    custom: { lab_id: lab.id, time_limit_minutes: String(o.timeLimitMinutes), max_score: String(o.maxScore), grading_mode: o.gradingMode },
+    custom: { lab_id: lab.id, time_limit_minutes: String(o.timeLimitMinutes), max_score: String(o.maxScore) },
     lineItem: { scoreMaximum: o.maxScore, label: lab.title, resourceId: lab.id, tag: LINE_ITEM_TAG },
   };
 }
@@ -102,10 +105,11 @@ export function deepLinkingRoutes(d: DeepLinkDeps & { registry: PlatformRegistry
       const b = (req.body ?? {}) as Record<string, unknown>;
       const lab = await d.labs.latest(str(b.labId));
       if (!lab) throw new NotFound('no such lab', { publicMessage: 'That lab does not exist (any more).' });
+      const unavailable = d.runtime?.unavailableReason?.(lab);
+      if (unavailable) throw new BadRequest(`lab ${lab.id} cannot run here`, { publicMessage: `That lab cannot run on this server: ${unavailable}.` });
       const options = {
         timeLimitMinutes: Math.round(num(b.timeLimitMinutes, 'Time limit', 1, Math.max(1, lab.lifetime.maxMinutes))),
         maxScore: num(b.maxScore, 'Maximum score', 0.01, 100_000),
-        gradingMode: (GRADING_MODES as readonly string[]).includes(str(b.gradingMode)) ? str(b.gradingMode) : lab.grading.mode,
       };
       const dl = await DeepLinkRequest.findOneAndUpdate(
         { _id: str(b.request), usedAt: null, expiresAt: { $gt: new Date() } }, { $set: { usedAt: new Date() } }, { new: true, lean: true },
