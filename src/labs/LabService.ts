@@ -23,7 +23,7 @@ import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstance
 import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
-import { KeyedMutex } from '../store/KeyedMutex.js';
+import { KeyedMutex } from '../KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
 import { StepTicks } from './StepTicks.js';
 import type { ScorePublisher } from './score.js';

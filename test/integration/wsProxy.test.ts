@@ -261,6 +261,32 @@ describe('websocket proxy', function () {
     await waitFor(() => conn.socket.destroyed, 5000, 'the machine side closed with the last socket');
   });
 
+  it("replays the console's recent output to each socket that joins: the teacher's first bytes show the guest's last prompt", async () => {
+    await h.rt.add({ id: 'hanslab', userId: 'hans' });
+    const echo = h.rt.onConnection;
+    h.rt.onConnection = (c) => {
+      c.socket.write('Debian GNU/Linux 12 web ttyS0\r\n\r\nweb login: ');
+      echo(c);
+    };
+    try {
+      const student = await open(h, '/ws/console/hanslab/web', ticketFor(h, { user: 'hans', instance: 'hanslab' }));
+      const first = (await nextMessage(student)).toString();
+      assert.match(first, /web login: $/, 'the student sees the login prompt the guest printed on its own');
+      student.send(Buffer.from('student@web:~$ '));
+      assert.equal((await nextMessage(student)).toString(), 'student@web:~$ ');
+      const teacher = await open(h, '/ws/console/hanslab/web', ticketFor(h, { user: 'teacher', instance: 'hanslab', mode: 'view' }));
+      const replay = (await nextMessage(teacher)).toString();
+      assert.equal(replay, 'Debian GNU/Linux 12 web ttyS0\r\n\r\nweb login: student@web:~$ ', 'the first bytes end with the last prompt');
+      student.send(Buffer.from('x'));
+      assert.equal((await nextMessage(teacher)).toString(), 'x', 'then live output, nothing twice');
+      teacher.close();
+      student.close();
+      await Promise.all([closed(teacher), closed(student)]);
+    } finally {
+      h.rt.onConnection = echo;
+    }
+  });
+
   it('drops keyboard and pointer events on a view-only desktop but keeps the viewer working', async () => {
     await h.rt.add({ id: 'davelab', userId: 'dave' });
     const prev = h.rt.onConnection;
