@@ -95,7 +95,7 @@ need_image() {
   IMAGE_PATH="$images/$name-$hash"
   mkdir -p "$images"
   if [ ! -f "$IMAGE_PATH/.complete" ]; then
-    need_apt mmdebstrap qemu-utils e2fsprogs dosfstools mtools syslinux syslinux-common fdisk xz-utils python3
+    need_apt mmdebstrap qemu-utils e2fsprogs dosfstools mtools syslinux syslinux-common fdisk xz-utils zstd cpio initramfs-tools python3
     # one build per image at a time, machine-wide; a second caller waits and then finds it built
     exec 9>"$images/.build-$name.lock"
     flock 9

@@ -137,8 +137,8 @@ export function parseCatalog(text: string, file: string, base?: Entries): Entrie
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const problems: string[] = [];
-  const at = (p: Array<string | number>) => {
-    const { line, col } = positionOf(doc, lines, p);
+  const at = (p: Array<string | number>, o: { key?: boolean } = {}) => {
+    const { line, col } = positionOf(doc, lines, p, o.key);
     return `${file}:${line}:${col} ${p.join('.') || '(document)'}`;
   };
   for (const e of doc.errors) {
@@ -152,7 +152,7 @@ export function parseCatalog(text: string, file: string, base?: Entries): Entrie
 }
 
 interface ReadCtx {
-  at: (p: Array<string | number>) => string;
+  at: (p: Array<string | number>, o?: { key?: boolean }) => string;
   problems: string[];
   out: Entries;
   base?: Entries;
@@ -173,7 +173,7 @@ function readEntries(raw: unknown, c: ReadCtx): void {
 function readEntry(name: string, v: unknown, c: ReadCtx): void {
   const p = ['images', name];
   const nameProblem = imageNameProblem(name);
-  if (nameProblem) c.problems.push(`${c.at(p)}: ${nameProblem}, got "${name}"`);
+  if (nameProblem) c.problems.push(`${c.at(p, { key: true })}: ${nameProblem}, got "${name}"`);
   if (!v || typeof v !== 'object' || Array.isArray(v)) return void c.problems.push(`${c.at(p)}: expected a map such as { description: ..., recipe: ... }`);
   const r = v as RawEntry & Record<string, unknown>;
   for (const k of Object.keys(r)) if (!ENTRY_KEYS.has(k)) c.problems.push(`${c.at([...p, k])}: expected one of ${[...ENTRY_KEYS].join(', ')}, got "${k}"`);
@@ -203,16 +203,17 @@ function readEntry(name: string, v: unknown, c: ReadCtx): void {
   });
 }
 
-/** Line and column of the node at path, or of its deepest existing ancestor. */
-function positionOf(doc: Document.Parsed, lines: LineCounter, p: Array<string | number>): { line: number; col: number } {
+/** Line and column of the node at path (with key: of its map key), or of its deepest existing ancestor. */
+function positionOf(doc: Document.Parsed, lines: LineCounter, p: Array<string | number>, key = false): { line: number; col: number } {
   let node: unknown = doc.contents;
   let offset = isNode(node) ? (node.range?.[0] ?? 0) : 0;
-  for (const seg of p) {
+  for (const [i, seg] of p.entries()) {
     if (!isMap(node)) break;
     const pair = node.items.find((it) => isNode(it.key) && (it.key as { value?: unknown }).value === seg);
     if (!pair) break;
     node = pair.value;
-    const r = isNode(pair.value) ? pair.value.range : isNode(pair.key) ? pair.key.range : undefined;
+    const atKey = key && i === p.length - 1;
+    const r = isNode(pair.value) && !atKey ? pair.value.range : isNode(pair.key) ? pair.key.range : undefined;
     if (r) offset = r[0];
   }
   return lines.linePos(offset);

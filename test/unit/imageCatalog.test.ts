@@ -57,7 +57,7 @@ extra: 1
         'Invalid image catalog:',
         '  admin/images.yaml:1:16 schemaVersion: expected 1, got 2',
         '  admin/images.yaml:9:8 extra: expected one of schemaVersion, images, got "extra"',
-        '  admin/images.yaml:4:5 images.../etc: expected an image name from the image catalog, not a path or a registry reference (no "/" or ".."), got "../etc"',
+        '  admin/images.yaml:3:3 images.../etc: expected an image name from the image catalog, not a path or a registry reference (no "/" or ".."), got "../etc"',
         '  admin/images.yaml:6:13 images.debian-12.colour: expected one of description, recipe, testOnly, qemu, kubevirt, got "colour"',
         '  admin/images.yaml:8:15 images.debian-12.testOnly: expected true or false, got "maybe"',
         '  admin/images.yaml:7:32 images.debian-12.kubevirt.containerDisk: expected a container image reference such as registry.example.edu/labs/debian-12:1, got "not a reference"',

@@ -29,8 +29,8 @@ function problems(f: Record<string, string>): string[] {
   return sortProblems(validateLab('net', files({ 'lab.yaml': YAML, 'instructions/01-intro.md': PAGE, ...f }), 'templates/net').problems).map(formatProblem);
 }
 
-function runCli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [path.resolve('bin/lab-orchestrator.js'), ...args], { env: { PATH: process.env.PATH ?? '', HOME: os.homedir() } });
+function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [path.resolve('bin/lab-orchestrator.js'), ...args], { env: { PATH: process.env.PATH ?? '', HOME: os.homedir(), ...env } });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
@@ -250,6 +250,24 @@ describe('lab definitions: the shipped examples and `validate`', function () {
       `${dir}/net/lab.yaml:6:13 machines[0].memory: expected a "512Mi"-style quantity (Mi or Gi), got "1G"`,
       '',
     ].join('\n'));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('`validate` checks image names against the catalog plus the IMAGE_CATALOG file, and reports a bad catalog file', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'labs-'));
+    fs.mkdirSync(path.join(dir, 'net', 'instructions'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'net', 'lab.yaml'), YAML.replace('image: debian-12', 'image: ubuntu-24'));
+    fs.writeFileSync(path.join(dir, 'net', 'instructions', 'a.md'), PAGE);
+    const unknown = await runCli(['validate', dir]);
+    assert.equal(unknown.code, 1);
+    assert.equal(unknown.out, `${dir}/net/lab.yaml:5:12 machines[0].image: expected an image from the image catalog (debian-12, debian-12-desktop, lab-tiny), got "ubuntu-24"\n`);
+    const catalog = path.join(dir, 'images.yaml');
+    fs.writeFileSync(catalog, 'schemaVersion: 1\nimages:\n  ubuntu-24:\n    kubevirt: { containerDisk: registry.example.edu/labs/ubuntu:24.04 }\n');
+    assert.deepEqual(await runCli(['validate', dir], { IMAGE_CATALOG: catalog }), { code: 0, out: '', err: '' });
+    fs.writeFileSync(catalog, 'schemaVersion: 1\nimages:\n  ubuntu/24: {}\n');
+    const bad = await runCli(['validate', dir], { IMAGE_CATALOG: catalog });
+    assert.equal(bad.code, 1);
+    assert.equal(bad.out, `Invalid image catalog:\n  ${catalog}:3:3 images.ubuntu/24: expected an image name from the image catalog, not a path or a registry reference (no "/" or ".."), got "ubuntu/24"\n`);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
