@@ -109,7 +109,7 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     const pass = await press(instanceId, 'make-dir', token);
     const passMs = Date.now() - t1;
     assert.equal(pass.body.passed, true);
-    assert.deepEqual(pass.body.score, { given: 12.5, max: 100, complete: false });
+    assert.deepEqual(pass.body.score, { given: 10, max: 100, complete: false });
     console.log(`      check round trips on QEMU: failing ${failMs} ms, passing ${passMs} ms`);
 
     // the script checks (checks/sleeper-*.sh) run as they are in the guest
@@ -123,16 +123,18 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     for (const s of ['test -d /tmp/notes', 'names a running', 'kill -0', 'lab.agent']) assert.ok(!seen.includes(s), `the console shows "${s}"`);
     assert.doesNotMatch(seen, /\nR [0-9a-f]{12} -?\d+ /, 'no agent reply on the console');
 
-    // the development platform's gradebook has the score the server computed (weights 1+2 of 8 → 37.5)
-    await waitFor(async () => (await DevPlatformScore.findOne({ scoreGiven: 37.5 }).lean()) !== null, 30_000, 'score 37.5 in the gradebook');
+    // the development platform's gradebook has the score the server computed (weights 1+2 of 10 → 30)
+    await waitFor(async () => (await DevPlatformScore.findOne({ scoreGiven: 30 }).lean()) !== null, 30_000, 'score 30 in the gradebook');
     const page = await (await fetch(t.dp.urls.page)).text();
-    assert.match(page, /data-user="101">37\.5 \/ 100 <small>InProgress, Pending<\/small>/);
+    assert.match(page, /data-user="101">30 \/ 100 <small>InProgress, Pending<\/small>/);
 
     // the rest of the lab, as the instructions say: every check fails before and passes after
     for (const [step, solution] of [
       ['write-file', 'echo hello > /tmp/notes/hello.txt'],
       ['copy-file', 'cp /tmp/notes/hello.txt /tmp/notes/backup.txt'],
       ['stop-process', 'kill $(cat /tmp/notes/sleeper.pid)'],
+      ['ssh-service', 'systemctl show -p MainPID --value ssh > /tmp/notes/sshd.pid'],
+      ['ssh-port', 'echo 22 > /tmp/notes/ssh-port'],
     ] as const) {
       assert.equal((await press(instanceId, step, token)).body.passed, false, `${step} fails before`);
       await con.run(solution);
@@ -162,8 +164,8 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     const steps: Array<[string, ConsoleSession, string]> = [
       ['find-address', alpha, `echo ${m.beta!.ip} > /tmp/beta-address`],
       ['ping-beta', alpha, 'ping -c 3 $(cat /tmp/beta-address) | tee /tmp/ping.txt'],
-      ['start-server', beta, 'mkdir -p /tmp/www && echo "hello from beta" > /tmp/www/index.html && httpd -p 8080 -h /tmp/www'],
-      ['fetch-page', alpha, "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $(cat /tmp/beta-address) 8080 | tee /tmp/page.txt"],
+      ['start-server', beta, 'mkdir -p /tmp/www && echo "hello from beta" > /tmp/www/index.html && (python3 -m http.server 8080 --directory /tmp/www > /tmp/www.log 2>&1 &) && sleep 3 && ss -ltn'],
+      ['fetch-page', alpha, 'curl -i http://$(cat /tmp/beta-address):8080/ | tee /tmp/page.txt'],
     ];
     for (const [step, con, solution] of steps) {
       assert.equal((await press(inst._id, step, token)).body.passed, false, `${step} fails before`);

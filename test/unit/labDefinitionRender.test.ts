@@ -151,7 +151,7 @@ describe('lab definitions: prepare() per instance', () => {
     const c1 = resolveChecks(one.def, one.steps.map((s) => s.id), (p) => one.files.get(p));
     assert.deepEqual(c1.steps.flatMap((s) => s.checks.map((c) => [s.stepId, c.machine, c.weight])), [
       ['make-dir', 'box', 1], ['write-file', 'box', 2], ['copy-file', 'box', 1], ['start-process', 'box', 2], ['stop-process', 'box', 2],
-      ['ssh-service', 'box', 2], ['ssh-port', 'box', 2],
+      ['ssh-service', 'box', 1], ['ssh-port', 'box', 1],
     ]);
     assert.match(c1.steps[3]!.checks[0]!.command, /^#!\/bin\/sh\n# Passes when \/tmp\/notes\/sleeper.pid names a running "sleep" process/);
     const two = lab('two-host-network');
