@@ -13,7 +13,7 @@ FROM node:20-bookworm-slim
 # The local QEMU backend (the default) and its lab-tiny guest image, built from Debian packages only.
 # On a cluster (BACKEND=kubevirt) these are unused; drop them there to slim the image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils zstd file \
+ && apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils genisoimage busybox-static linux-image-amd64 cpio e2fsprogs xz-utils zstd file \
  && rm -rf /var/lib/apt/lists/*
 COPY scripts/build-guest-image.sh /tmp/build-guest-image.sh
 COPY src/backends/guest/lab-agent.sh /tmp/lab-agent.sh

@@ -54,7 +54,10 @@ ln -sf bin/busybox "$root/init"
 
 # Kernel modules, dependencies first (resolved from modules.dep), decompressed for busybox insmod.
 moddir="/lib/modules/$kver"
-wanted="virtio_pci virtio_blk virtio_net virtio_console ext4 qemu_fw_cfg crc32c_generic"
+# bochs: the DRM driver of QEMU's std VGA. With it the kernel's framebuffer console (and tty1's login)
+# is on the screen the Desktop tab shows; without it that screen keeps the BIOS's last text forever
+# (the PVH entry of vmlinux never sets up the VGA text mode).
+wanted="virtio_pci virtio_blk virtio_net virtio_console ext4 qemu_fw_cfg crc32c_generic bochs"
 declare -A seen=()
 order=()
 add_mod() { # $1 = path relative to $moddir

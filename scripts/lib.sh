@@ -42,7 +42,7 @@ need_ferretdb() {
 # images/lab-tiny is switched to it atomically: files a running or stopped lab uses are never
 # replaced (overlays point at their exact base disk). Sets GUEST_IMAGE_PATH to the version dir.
 need_guest_image() {
-  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils
+  need_apt qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio e2fsprogs xz-utils genisoimage
   local images="$LAB_TOOLS_DIR/images" hash
   hash="$( (cat "$ROOT/scripts/build-guest-image.sh" "$ROOT/src/backends/guest/lab-agent.sh"; ls /lib/modules) | sha256sum | cut -c1-12)"
   GUEST_IMAGE_PATH="$images/lab-tiny-$hash"
@@ -107,6 +107,15 @@ need_image() {
     exec 9>&-
   fi
   switch_image_link "$name" "$hash"
+}
+
+# The images the labs under a templates folder name (`image: <name>` of their VM machines), each
+# built if missing. Container images (OCI references, with a "/") are not ours to build.
+need_lab_images() {
+  local dir="${1:-$ROOT/templates}" name
+  for name in $(grep -ho '^ *image: *[a-z0-9][a-z0-9._-]* *$' "$dir"/*/lab.yaml 2>/dev/null | sed 's/.*image: *//; s/ *$//' | sort -u); do
+    need_image "$name"
+  done
 }
 
 # need_containerdisk <name>: after need_image, the image packaged as a KubeVirt containerDisk OCI

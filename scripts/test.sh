@@ -9,11 +9,15 @@ cd "$ROOT"
 say "type-checking"
 npx --no-install tsc -p tsconfig.test.json
 npx --no-install tsc -p public/tsconfig.json
+say "checking the layers (imports point down, no cycles)"
+npm run --silent lint:layers
 results="$ROOT/test-artifacts/results.json"
 mkdir -p "$ROOT/test-artifacts"; rm -f "$results"
 say "running tests"
 set +e
-if [ $# -eq 0 ]; then set -- "test/unit/**/*.test.ts" "test/integration/**/*.test.ts" "test/e2e/**/*.test.ts"; fi
+if [ $# -eq 0 ]; then set -- test/unit test/integration test/e2e; fi
+# a folder stands for every test file under it (mocha alone would look for .js files only)
+specs=(); for a in "$@"; do if [ -d "$a" ]; then specs+=("${a%/}/**/*.test.ts"); else specs+=("$a"); fi; done; set -- "${specs[@]}"
 LAB_TEST_RESULTS="$results" npx --no-install mocha "$@"
 rc=$?
 set -e

@@ -4,14 +4,10 @@
  */
 import { loadConfig } from './config.js';
 import { AppError, ConfigError } from './errors.js';
-import { platformCommand } from './lti/platformCommand.js';
+import type { Command } from './cli/command.js';
+import { platformCommand } from './cli/platformCommand.js';
 
-export interface Command {
-  summary: string;
-  usage: string;
-  /** Returns the process exit code. */
-  run(args: string[]): Promise<number>;
-}
+export type { Command } from './cli/command.js';
 
 const serve: Command = {
   summary: 'Start the tool (HTTP server, database, lab backends).',

@@ -59,6 +59,8 @@ const schema = z
     IMAGE_CATALOG: z.string().min(1).optional(),
     QEMU_MAX_VMS: int(0, 10_000).default('8'),
     QEMU_MAX_MEMORY_MIB: int(0, 16_777_216).default('4096'),
+    /** Start Debian machines from saved running states (seconds instead of a cold boot). */
+    QEMU_SAVED_STATES: bool.default('true'),
     DEV_PLATFORM_REGISTER: bool.optional(),
     LTI_CLOCK_SKEW_SECONDS: int(0, 300).default('5'),
     LTI_JWKS_MIN_REFETCH_MS: int(0, 3_600_000).default('30000'),
@@ -67,6 +69,12 @@ const schema = z
     WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
     WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
     WS_MAX_PER_USER: int(1, 1000).default('8'),
+    // --- rate limits (per minute; a burst of the same size passes) ---
+    RATE_LAUNCH_PER_USER: int(1, 100_000).default('10'),
+    RATE_LAUNCH_PER_PLATFORM: int(1, 1_000_000).default('600'),
+    RATE_TICKET_PER_USER: int(1, 100_000).default('60'),
+    RATE_TICKET_PER_PLATFORM: int(1, 1_000_000).default('2400'),
+    RATE_CHECK_PER_PLATFORM: int(1, 1_000_000).default('600'),
     // --- checks ---
     CHECK_RATE_PER_MINUTE: int(1, 10_000).default('10'),
     CHECK_OUTPUT_MAX_BYTES: int(1024, 16 * 1024 * 1024).default('65536'),

@@ -2,6 +2,8 @@
  * Typed domain errors. Code throws these; exactly one place (httpStatusFor / wsCloseFor)
  * maps them to HTTP statuses and websocket close codes.
  */
+import { CLOSE } from './closeCodes.js';
+
 export class AppError extends Error {
   /** A message that is safe to show to the user (never a stack or a secret). */
   readonly publicMessage: string;
@@ -51,9 +53,9 @@ export function httpStatusFor(err: unknown): number {
 
 /** The websocket close code for an error (4000-4999 are application codes the page understands). */
 export function wsCloseFor(err: unknown): number {
-  if (err instanceof Unauthorized) return 4401;
-  if (err instanceof Forbidden) return 4403;
-  if (err instanceof NotFound) return 4404;
-  if (err instanceof Conflict) return 4409;
-  return 1011;
+  if (err instanceof Unauthorized) return CLOSE.unauthorized.code;
+  if (err instanceof Forbidden) return CLOSE.notYourLab.code;
+  if (err instanceof NotFound) return CLOSE.notFound.code;
+  if (err instanceof Conflict) return CLOSE.conflict.code;
+  return CLOSE.internal.code;
 }

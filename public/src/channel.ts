@@ -6,6 +6,7 @@
  */
 import { ApiError, type Session } from './api.js';
 import type { ChannelKind } from './types.js';
+import { CLOSE, FINAL_CLOSE } from '../../src/closeCodes.js';
 
 export type LinkState =
   | { kind: 'idle' }
@@ -14,8 +15,6 @@ export type LinkState =
   | { kind: 'reconnecting'; inMs: number; why: string }
   | { kind: 'closed'; reason: string; canRetry: boolean };
 
-/** Server close codes that end a connection for good (src/proxy/channelProxy.ts CLOSE). */
-const FINAL: Record<number, boolean> = { 4001: false, 4002: false, 4003: true, 4403: false, 4404: false, 4409: false, 4429: true, 4401: false, 1008: true };
 
 export abstract class ChannelLink {
   state: LinkState = { kind: 'idle' };
@@ -85,9 +84,9 @@ export abstract class ChannelLink {
       this.ws = undefined;
       this.detach();
       if (!this.wanted) return;
-      const final = FINAL[e.code];
-      if (final !== undefined) this.set({ kind: 'closed', reason: e.reason || `closed (${e.code})`, canRetry: final });
-      else this.retry(e.code === 1001 ? 'the tool is restarting' : e.reason || 'connection lost');
+      const final = FINAL_CLOSE[e.code];
+      if (final !== undefined) this.set({ kind: 'closed', reason: e.reason || `closed (${e.code})`, canRetry: final.userCanRetry });
+      else this.retry(e.code === CLOSE.shutdown.code ? 'the tool is restarting' : e.reason || 'connection lost');
     });
     this.attach(ws);
   }

@@ -9,7 +9,8 @@ import { SignJWT, jwtVerify } from 'jose';
 import type { RequestHandler } from 'express';
 import { Unauthorized, Forbidden } from '../errors.js';
 
-export type Role = 'learner' | 'instructor' | 'administrator';
+export type { Role } from '../store/User.js';
+import type { Role } from '../store/User.js';
 
 export interface SessionClaims {
   /** Our internal user id (never the platform's sub). */
@@ -21,6 +22,8 @@ export interface SessionClaims {
   instanceId?: string;
   /** Display name, for the page header. */
   name?: string;
+  /** The platform registration (our id) the launch came from: the tenant of this session. */
+  platformId?: string;
 }
 
 declare module 'express-serve-static-core' {
@@ -50,7 +53,7 @@ export class SessionTokens {
   async verify(token: string): Promise<SessionClaims> {
     try {
       const { payload } = await jwtVerify(token, this.key, { audience: AUDIENCE, algorithms: ['HS256'] });
-      const { userId, role, contextId, activityId, instanceId, name } = payload as Record<string, unknown>;
+      const { userId, role, contextId, activityId, instanceId, name, platformId } = payload as Record<string, unknown>;
       if (typeof userId !== 'string' || typeof contextId !== 'string' || !['learner', 'instructor', 'administrator'].includes(String(role))) {
         throw new Error('malformed claims');
       }
@@ -61,6 +64,7 @@ export class SessionTokens {
         ...(typeof activityId === 'string' ? { activityId } : {}),
         ...(typeof instanceId === 'string' ? { instanceId } : {}),
         ...(typeof name === 'string' ? { name } : {}),
+        ...(typeof platformId === 'string' ? { platformId } : {}),
       };
     } catch (err) {
       throw new Unauthorized('invalid or expired session', { cause: err, publicMessage: 'Your session has expired. Open the activity again from your course.' });

@@ -1,38 +1,32 @@
 /** The one place errors become HTTP responses. 5xx are logged with their cause; clients never see stacks. */
-import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, TooManyRequests, httpStatusFor } from '../errors.js';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import { AppError, TooManyRequests, ValidationFailed, httpStatusFor } from '../errors.js';
+import { errorPage } from '../html.js';
+
+/** Express-independent shape so ltijs's own (Express 4) app can render through the same handler. */
+export type ErrorResponder = (err: unknown, req: Request, res: Response) => void;
 
 export const notFoundHandler: RequestHandler = (req, res) => {
-  sendError(req.accepts(['json', 'html']) === 'html', res, 404, 'Not found');
+  sendError(req, res, 404, 'Not found', []);
 };
 
-export const errorHandler: ErrorRequestHandler = (err: unknown, req, res, _next) => {
+export const respondWithError: ErrorResponder = (err, req, res) => {
   let status = httpStatusFor(err);
   // body-parser and friends carry a status of their own
   const own = (err as { status?: unknown; statusCode?: unknown } | null)?.status;
   if (status === 500 && typeof own === 'number' && own >= 400 && own < 500) status = own;
   const message = err instanceof AppError ? err.publicMessage : status < 500 ? String((err as Error).message ?? 'Bad request') : 'Internal error';
+  const problems = err instanceof ValidationFailed ? err.problems : [];
   if (status >= 500) req.log?.error({ err }, 'http.error');
-  else req.log?.info({ status, error: (err as Error)?.name, message }, 'http.refused');
+  else req.log?.info({ status, error: (err as Error)?.name, message, ...(problems.length ? { problems } : {}) }, 'http.refused');
   if (res.headersSent) return;
   if (err instanceof TooManyRequests) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
-  sendError(req.accepts(['json', 'html']) === 'html', res, status, message);
+  sendError(req, res, status, message, problems);
 };
 
-function sendError(html: boolean, res: Parameters<RequestHandler>[1], status: number, message: string): void {
-  if (html) {
-    res.status(status).type('html').send(errorPage(status, message));
-  } else {
-    res.status(status).json({ error: message, status });
-  }
-}
+export const errorHandler: ErrorRequestHandler = (err: unknown, req, res, _next) => respondWithError(err, req, res);
 
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
-
-export function errorPage(status: number, message: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${status} – Lab Orchestrator</title>
-<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="/static/app.css"></head>
-<body class="error-page"><main><h1>Something went wrong (${status})</h1><p>${escapeHtml(message)}</p></main></body></html>`;
+function sendError(req: Request, res: Response, status: number, message: string, problems: readonly string[]): void {
+  if (req.accepts(['json', 'html']) === 'html') res.status(status).type('html').send(errorPage(status, message, problems));
+  else res.status(status).json({ error: message, status, ...(problems.length ? { problems } : {}) });
 }

@@ -15,16 +15,18 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import type { ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../backends/types.js';
+import type { ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../backends/types.js';
 import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
-import type { InstanceKey, LabDefinitions, LabEvent, LabRuntime } from './contracts.js';
+import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
 import { KeyedMutex } from '../store/KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
+import { StepTicks } from './StepTicks.js';
+import type { ScorePublisher } from './score.js';
 
 export interface LabServiceDeps {
   backend: LabBackend;
@@ -33,6 +35,8 @@ export interface LabServiceDeps {
   metrics?: Metrics;
   /** While queued for capacity, try again at least this often (ms). */
   capacityRetryMs?: number;
+  /** Where step scores go (the grade outbox); unset = ticks are stored but not graded. */
+  grades?: ScorePublisher;
   /** lastActivityAt is written at most this often per instance (ms). */
   activityWriteMs?: number;
   now?: () => Date;
@@ -61,15 +65,23 @@ export class LabService implements LabRuntime {
   private readonly events = new EventEmitter();
   /** Provisioning runs owned by this process, by instance id. */
   private readonly inFlight = new Map<string, { generation: number; abort: AbortController; done: Promise<void> }>();
+  /**
+   * When lastActivityAt was last written, by instance. An entry older than the write interval says
+   * nothing (the next note writes anyway), so entries go when their lab leaves `running` and stale
+   * ones are swept as notes come in: the map holds at most the labs active in the last interval.
+   */
   private readonly lastActivityWrite = new Map<string, number>();
+  private activitySweepAt = 0;
   /** Every write of an instance record in this process is serialized per instance (see KeyedMutex). */
   readonly lock = new KeyedMutex();
   readonly queue: CapacityQueue;
+  private readonly stepTicks: StepTicks;
   private closed = false;
 
   constructor(private readonly deps: LabServiceDeps) {
     this.events.setMaxListeners(0);
     this.queue = new CapacityQueue(deps.capacityRetryMs ?? 5000);
+    this.stepTicks = new StepTicks({ lock: this.lock, emit: (e) => this.emit(e), log: deps.log, ...(deps.grades ? { grades: deps.grades } : {}) });
   }
 
   private get backend(): LabBackend {
@@ -105,6 +117,7 @@ export class LabService implements LabRuntime {
     );
     if (!doc) return undefined;
     const d = doc as LabInstanceDoc;
+    if (d.state !== 'running') this.lastActivityWrite.delete(d._id);
     this.emit({ type: 'state', instanceId: d._id, state: d.state, ...(d.failureReason ? { reason: d.failureReason } : {}) });
     return d;
   }
@@ -214,13 +227,33 @@ export class LabService implements LabRuntime {
     const maxMinutes = fresh?.lifetime?.maxMinutes ?? inst.lifetime?.maxMinutes;
     // a restart after stop keeps the original expiry; a new generation gets a new one
     const expiresAt = fresh?.expiresAt ?? (maxMinutes ? new Date(now.getTime() + maxMinutes * 60_000) : null);
+    const machines = await this.reportedAddresses(fresh ?? inst);
     return this.transition(inst, ['provisioning'], {
       state: 'running',
+      ...(machines ? { machines } : {}),
       startedAt: fresh?.startedAt ?? now,
       expiresAt,
       lastActivityAt: now,
       progress: { phase: 'machines-booted', percent: 100, message: 'Your lab is ready' },
     });
+  }
+
+  /**
+   * The instance's machines with the addresses the backend reports for them (what
+   * {{machines.X.ip}} / {{machines.X.host}} are filled from); undefined when it reports none.
+   */
+  private async reportedAddresses(inst: LabInstanceDoc): Promise<InstanceMachines | undefined> {
+    if (!this.backend.addresses || !inst.handle) return undefined;
+    let reported: Awaited<ReturnType<NonNullable<LabBackend['addresses']>>>;
+    try {
+      reported = await this.backend.addresses(inst.handle);
+    } catch (err) {
+      this.deps.log.warn({ instance: inst._id, err }, 'lab.addresses_unknown');
+      return undefined;
+    }
+    const machines: InstanceMachines = { ...(inst.machines ?? {}) };
+    for (const [name, a] of Object.entries(reported)) machines[name] = { ...machines[name], ip: a.ip, host: a.host };
+    return machines;
   }
 
   /** The backend lost the instance's resources: fail it with a reason and clean up what is left. Returns false when the record had moved on. */
@@ -304,7 +337,7 @@ export class LabService implements LabRuntime {
     return this.backend.openChannel(inst.handle, machine, channel);
   }
 
-  async exec(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+  async exec(instanceId: string, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
     const inst = await this.mustGet(instanceId);
     if (!this.backend.exec) throw new Conflict('backend has no exec', { publicMessage: 'Automatic checks are not available on this backend.' });
     if (!inst.handle || inst.state !== 'running') throw new Conflict(`instance ${instanceId} is ${inst.state}`, { publicMessage: `The lab is not running (it is ${inst.state}).` });
@@ -313,12 +346,21 @@ export class LabService implements LabRuntime {
 
   noteActivity(instanceId: string): void {
     const now = this.now().getTime();
+    const interval = this.deps.activityWriteMs ?? 30_000;
     const last = this.lastActivityWrite.get(instanceId) ?? 0;
-    if (now - last < (this.deps.activityWriteMs ?? 30_000)) return;
+    if (now - last < interval) return;
+    if (now - this.activitySweepAt >= interval) {
+      this.activitySweepAt = now;
+      for (const [id, t] of this.lastActivityWrite) if (now - t >= interval) this.lastActivityWrite.delete(id);
+    }
     this.lastActivityWrite.set(instanceId, now);
     this.lock.run(instanceId, () => LabInstance.updateOne({ _id: instanceId, state: 'running' }, { $set: { lastActivityAt: new Date(now) } })).catch((err: unknown) =>
       this.deps.log.warn({ err, instance: instanceId }, 'lab.activity_write_failed'),
     );
+  }
+
+  tickStep(instanceId: string, stepId: string, done: boolean, lab: Pick<RenderedInstructions, 'steps' | 'grading'>): Promise<StepTickResult> {
+    return this.stepTicks.tick(instanceId, stepId, done, lab);
   }
 
   subscribe(instanceId: string, listener: (e: LabEvent) => void): () => void {
@@ -328,6 +370,11 @@ export class LabService implements LabRuntime {
 
   emit(event: LabEvent): void {
     this.events.emit(event.instanceId, event);
+  }
+
+  /** Instances whose activity this process remembers (bounded by the labs active in the last write interval). */
+  get activityTracked(): number {
+    return this.lastActivityWrite.size;
   }
 
   /** Provisioning runs owned by this process (the reconciler leaves these alone). */

@@ -11,36 +11,22 @@
 import type { Duplex } from 'node:stream';
 import type { BackendKind, BackendLabSpec, ChannelKind, ExecResult, MachineStatus, Progress } from '../backends/types.js';
 import type { InstanceState, LabInstanceDoc, LabInstanceKey } from '../store/LabInstance.js';
+import type { StepScore } from './score.js';
 
 /** What the deep-linking catalog and the API show about a lab (no secrets, no instructions). */
-export interface LabSummary {
-  id: string;
-  version: string;
-  title: string;
-  description: string;
-  tags: string[];
-  /** Estimated time for a student, minutes. */
-  durationMinutes: number;
-  machines: Array<{ name: string; kind: 'vm' | 'container'; cpus: number; memoryMiB: number; consoles: string[] }>;
-  /** Sum over machines, for "estimated resources". */
-  resources: { cpus: number; memoryMiB: number };
-  grading: { mode: 'steps' | 'checks'; maxScore: number };
-  lifetime: LabLifetime;
-}
+export type { LabSummary, LabLifetime } from '../store/LabDefinition.js';
+import type { LabSummary, LabLifetime } from '../store/LabDefinition.js';
 
-export interface LabLifetime {
-  /** Hard limit from start; the sweeper expires the lab after it. */
-  maxMinutes: number;
-  /** No user input on any console/desktop channel for this long → the lab is stopped (or expired if not pausable). */
-  idleMinutes: number;
-  /** May be paused and resumed later. */
-  pausable: boolean;
-  /** A warning event is sent this long before expiry. */
-  warnBeforeMinutes: number;
-}
 
 /** Per-instance machine variables: generated or fixed credentials. Stored on LabInstance.machines. */
-export type InstanceMachines = Record<string, { username?: string; password?: string; /** Lab network address ({{machines.NAME.ip}}): 10.10.0.11, .12, … by machine order (the QEMU convention). */ ip?: string }>;
+export type InstanceMachines = Record<string, {
+  username?: string;
+  password?: string;
+  /** Where the lab's other machines reach it ({{machines.NAME.ip}}): as the backend reported it once provisioned (before that, the QEMU convention 10.10.0.11, .12, … by machine order). */
+  ip?: string;
+  /** A name that resolves to it inside the lab ({{machines.NAME.host}}), as the backend reported it. */
+  host?: string;
+}>;
 
 /** Everything the runtime needs to run one instance of one lab version. */
 export interface PreparedLab {
@@ -77,6 +63,8 @@ export interface ResolvedCheck {
   machine: string;
   /** The program run with sh on the machine: the lab's `command` (templated), or the content of its `script` (as it is). */
   command: string;
+  /** For one instance (LabDefinitions.checks with variables): the values its `${LAB_…}` references stand for. */
+  env?: Record<string, string>;
   /** The script file it came from (checks/x.sh), if any. */
   script?: string;
   timeoutSeconds: number;
@@ -173,11 +161,22 @@ export interface LabRuntime {
   status(instanceId: string): Promise<Record<string, MachineStatus>>;
   /** A raw byte stream to a machine of a running instance. Throws NotFound/Conflict with a message the page can show. */
   openChannel(instanceId: string, machine: string, channel: ChannelKind): Promise<Duplex>;
-  exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult>;
+  /** Run a command on a machine; `env` holds values the command refers to (never spliced into its text). */
+  exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number; env?: Record<string, string> }): Promise<ExecResult>;
   /** User input seen on a channel (resets the idle timer; throttled internally). */
   noteActivity(instanceId: string): void;
   /** Live events for one instance; returns the unsubscribe function. */
   subscribe(instanceId: string, listener: (e: LabEvent) => void): () => void;
-  /** Publish an event (e.g. steps ticked by the page) to the instance's subscribers. */
+  /** Publish an event to the instance's subscribers. */
   emit(event: LabEvent): void;
+  /** Tick or untick a step (serialized with the instance's other writes); publishes the event and, in steps mode, the score. */
+  tickStep(instanceId: string, stepId: string, done: boolean, lab: Pick<RenderedInstructions, 'steps' | 'grading'>): Promise<StepTickResult>;
+}
+
+/** What a step tick did: the instance after it, whether anything changed, all ticks (ISO times), the derived score. */
+export interface StepTickResult {
+  inst: LabInstanceDoc;
+  changed: boolean;
+  ticks: Record<string, string>;
+  score: StepScore;
 }

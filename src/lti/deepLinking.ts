@@ -10,7 +10,7 @@ import { SignJWT } from 'jose';
 import type { Logger } from '../logger.js';
 import type { LabDefinitions, LabSummary } from '../labs/contracts.js';
 import { BadRequest, Forbidden, NotFound } from '../errors.js';
-import { escapeHtml } from '../http/errorHandler.js';
+import { escapeHtml } from '../html.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
 import { GRADING_MODES } from '../store/Activity.js';
 import { upsertUser } from '../store/User.js';
@@ -18,7 +18,7 @@ import { CLAIM, mapRoles, obj, str } from './claims.js';
 import { displayName } from './launch.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
-import type { LtiUrls } from './createLti.js';
+import type { LtiUrls } from './urls.js';
 
 const REQUEST_TTL_MS = 3600_000;
 export const LINE_ITEM_TAG = 'lab-orchestrator';

@@ -12,12 +12,15 @@ import { upsertUser } from '../store/User.js';
 import { upsertActivity, GRADING_MODES, type ActivitySettings, type GradingMode } from '../store/Activity.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
+import type { UserAndPlatformLimit } from '../rateLimits.js';
 
 export interface LaunchDeps {
   labs: LabDefinitions;
   runtime: LabRuntime;
   sessions: SessionTokens;
   log: Logger;
+  /** Launches per user and per platform (counted before anything is written). */
+  limit?: UserAndPlatformLimit;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -42,6 +45,7 @@ export function displayName(c: Record<string, unknown>): string {
 /** Handle the launch; returns the URL to redirect to. */
 export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> {
   const c = v.claims;
+  d.limit?.take(v.sub, v.platform._id);
   const role = mapRoles(c[CLAIM.roles]);
   const user = await upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role });
   const link = obj(c[CLAIM.resourceLink]);
@@ -64,7 +68,7 @@ export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> 
     },
   );
   const log = d.log.child({ activity: activity._id, user: user._id, role });
-  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name };
+  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;

@@ -7,10 +7,10 @@
 import type { Logger } from '../logger.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BackendFailure, BadRequest, Forbidden } from '../errors.js';
-import { escapeHtml } from '../http/errorHandler.js';
+import { escapeHtml } from '../html.js';
 import type { PlatformRegistry } from './platforms.js';
 import { TOOL_SCOPES, str, obj } from './claims.js';
-import type { LtiUrls } from './createLti.js';
+import type { LtiUrls } from './urls.js';
 
 const TOOL_CONFIG = 'https://purl.imsglobal.org/spec/lti-tool-configuration';
 const PLATFORM_CONFIG = 'https://purl.imsglobal.org/spec/lti-platform-configuration';

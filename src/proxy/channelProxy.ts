@@ -11,21 +11,10 @@ import type { LabEvent, LabRuntime } from '../labs/contracts.js';
 import { AppError, wsCloseFor } from '../errors.js';
 import type { TicketClaims } from './tickets.js';
 import { RfbClientFilter } from './rfbClientFilter.js';
+import { CLOSE } from '../closeCodes.js';
 import { UpstreamFanout, type FanoutSubscriber } from './UpstreamFanout.js';
 
-/** Close codes and reasons the page understands (4000–4999 are ours). */
-export const CLOSE = {
-  labStopped: { code: 4001, reason: 'lab stopped' },
-  labPaused: { code: 4001, reason: 'lab paused' },
-  labExpired: { code: 4001, reason: 'lab expired' },
-  sessionExpired: { code: 4002, reason: 'session expired' },
-  otherTab: { code: 4003, reason: 'opened in another tab' },
-  idle: { code: 4004, reason: 'closed after inactivity' },
-  upstreamClosed: { code: 4010, reason: 'machine disconnected' },
-  notYourLab: { code: 4403, reason: 'not your lab' },
-  tooMany: { code: 4429, reason: 'too many open connections' },
-  shutdown: { code: 1001, reason: 'server restarting' },
-} as const;
+export { CLOSE } from '../closeCodes.js';
 
 export interface ChannelProxyOptions {
   runtime: LabRuntime;
@@ -144,7 +133,7 @@ class ProxySession implements FanoutSubscriber {
     let fanout: UpstreamFanout;
     try {
       const inst = await runtime.get(c.instance);
-      if (!inst) return this.close({ code: 4404, reason: 'lab not found' });
+      if (!inst) return this.close(CLOSE.notFound);
       if (c.mode === 'control' && inst.userId !== c.user) return this.close(CLOSE.notYourLab);
       if (this.closed) return;
       fanout = await this.proxy.upstreamFor(c);
@@ -188,7 +177,7 @@ class ProxySession implements FanoutSubscriber {
       try {
         ({ forward, input } = this.filter.push(data));
       } catch (err) {
-        return this.close({ code: 1008, reason: err instanceof AppError ? err.publicMessage : 'bad VNC message' });
+        return this.close({ code: CLOSE.policy.code, reason: err instanceof AppError ? err.publicMessage : 'bad VNC message' });
       }
     } else if (!this.controls) {
       forward = Buffer.alloc(0); // a read-only console: nothing typed reaches the machine

@@ -6,7 +6,33 @@
  * versions still resolve for running instances.
  */
 import mongoose, { Schema } from 'mongoose';
-import type { LabSummary } from '../labs/contracts.js';
+
+/** A lab version as the catalog lists it (persisted with the version, so the store owns the shape). */
+export interface LabSummary {
+  id: string;
+  version: string;
+  title: string;
+  description: string;
+  tags: string[];
+  /** Estimated time for a student, minutes. */
+  durationMinutes: number;
+  machines: Array<{ name: string; kind: 'vm' | 'container'; cpus: number; memoryMiB: number; consoles: string[] }>;
+  /** Sum over machines, for "estimated resources". */
+  resources: { cpus: number; memoryMiB: number };
+  grading: { mode: 'steps' | 'checks'; maxScore: number };
+  lifetime: LabLifetime;
+}
+
+export interface LabLifetime {
+  /** Hard limit from start; the sweeper expires the lab after it. */
+  maxMinutes: number;
+  /** No user input on any console/desktop channel for this long → the lab is stopped (or expired if not pausable). */
+  idleMinutes: number;
+  /** May be paused and resumed later. */
+  pausable: boolean;
+  /** A warning event is sent this long before expiry. */
+  warnBeforeMinutes: number;
+}
 
 export interface LabDefinitionDoc {
   /** `${labId}@${version}` — unique, so concurrent imports of the same version cannot both win. */
@@ -38,7 +64,8 @@ const schema = new Schema<LabDefinitionDoc>(
     summary: { type: Schema.Types.Mixed, required: true },
     pages: { type: Schema.Types.Mixed, default: [] },
     steps: { type: Schema.Types.Mixed, default: [] },
-    files: [{ _id: false, path: { type: String, required: true }, data: { type: Buffer, required: true } }],
+    // an empty file is content too (mongoose's `required` would refuse a zero-length Buffer)
+    files: [{ _id: false, path: { type: String, required: true }, data: { type: Buffer, default: () => Buffer.alloc(0) } }],
     source: { type: String, default: 'templates' },
     removedAt: { type: Date, default: null },
   },
@@ -47,3 +74,12 @@ const schema = new Schema<LabDefinitionDoc>(
 schema.index({ labId: 1, seq: -1 });
 
 export const LabDefinition = mongoose.model<LabDefinitionDoc>('LabDefinition', schema);
+
+/**
+ * Insert one version. Through the driver, not a mongoose document: casting a thousand file
+ * subdocuments (and cloning their bytes) held the event loop for most of a second on an 8 MiB lab.
+ * Throws the driver's duplicate-key error when the version exists.
+ */
+export async function insertLabVersion(doc: Omit<LabDefinitionDoc, 'createdAt'>): Promise<void> {
+  await LabDefinition.collection.insertOne({ ...doc, createdAt: new Date() } as never);
+}

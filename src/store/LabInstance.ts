@@ -28,7 +28,7 @@ export interface LabInstanceDoc {
   failureReason: string | null;
   progress: { phase: ProgressPhase; percent: number; message: string } | null;
   /** Per machine: generated or fixed credentials, and anything else templated per instance. */
-  machines: Record<string, { username?: string; password?: string }>;
+  machines: Record<string, { username?: string; password?: string; ip?: string; host?: string }>;
   /** Step id → when it was ticked. */
   steps: Record<string, Date>;
   createdAt: Date;

@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import mongoose, { Schema } from 'mongoose';
 import { retryUpsert } from './database.js';
-import type { Role } from '../auth/session.js';
+/** The tool's role for a user in a context, mapped from LTI roles at launch. */
+export type Role = 'learner' | 'instructor' | 'administrator';
 
 export interface UserDoc {
   _id: string;

@@ -58,7 +58,7 @@ export async function connectDatabase(uri: string, dbName: string | undefined, l
  * Create every model's indexes and wait for them. Unique indexes are what make our
  * upserts race-free (FerretDB 1.x has no transactions), so a failure here stops start-up.
  */
-export async function ensureIndexes(models: Array<{ createIndexes(): Promise<unknown> }>): Promise<void> {
+export async function ensureIndexes(models: ReadonlyArray<{ createIndexes(): Promise<unknown> }>): Promise<void> {
   for (const m of models) await m.createIndexes();
 }
 

@@ -56,6 +56,7 @@ describe('lab page in the browser (loopback machines)', function () {
     };
     tool = await startTestTool({ SECRET_KEY }, { runtime: rt, labs: new PageLabs() });
     tool.grades.use({ targets: { targetFor: async (id) => ({ issuer: 'https://lms.example', clientId: 'c1', lineItemUrl: `https://lms.example/li/${id}`, userSub: `sub-${id}` }) } });
+    rt.grades = tool.grades;
     const sessions = new SessionTokens(SECRET_KEY);
     tok.alice = await sessions.issue({ userId: 'alice', role: 'learner', contextId: 'course-1', name: 'Alice' });
     tok.teacher = await sessions.issue({ userId: 'teacher', role: 'instructor', contextId: 'course-1', name: 'Teacher' });

@@ -40,6 +40,14 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
       },
     },
     {
+      id: 'named',
+      machines: [{ name: 'box' }],
+      checks: {
+        mode: 'checks', maxScore: 1,
+        steps: [{ stepId: 'sign', checks: [check(0, 'grep -qx "{{user.name}}" owner.txt', { hint: 'Write {{user.name}} into owner.txt.' }), check(1, "test \"$(cat owner.txt)\" = '{{user.name}}'")] }],
+      },
+    },
+    {
       id: 'watched',
       machines: [{ name: 'box' }],
       checks: { mode: 'checks', maxScore: 1, checkEverySeconds: 1, steps: [{ stepId: 'flag', checks: [check(0, 'test -f flag')] }] },
@@ -49,7 +57,7 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
   before(async () => {
     backend = new MemoryBackend();
     svc = new LabService({ backend, labs, log, activityWriteMs: 0 });
-    tool = await startTestTool({ SECRET_KEY, CHECK_RATE_PER_MINUTE: '6', CHECK_BACKGROUND_TICK_MS: '200' }, { runtime: svc, labs });
+    tool = await startTestTool({ SECRET_KEY, CHECK_RATE_PER_MINUTE: '6', RATE_CHECK_PER_PLATFORM: '4', CHECK_BACKGROUND_TICK_MS: '200' }, { runtime: svc, labs });
     tool.grades.use({ targets: { targetFor: async (id) => ({ issuer: 'https://lms.example', clientId: 'c1', lineItemUrl: `https://lms.example/li/${id}`, userSub: `sub-${id}` }) } });
   });
   after(async () => {
@@ -209,6 +217,34 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
     assert.equal(limited.status, 429);
     assert.match(String(limited.body.error), /^Too many checks: at most 6 per 60 s\. Try again in \d+ s\.$/);
     assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  });
+
+  it('rate-limits the check presses of one platform\'s students together (429 + Retry-After); another platform is not affected', async () => {
+    const labsA = await Promise.all([1, 2, 3, 4, 5].map(() => lab('files', { platformId: 'platform-a' })));
+    for (const l of labsA.slice(0, 4)) assert.equal((await press(l.inst._id, 'make-file', l.token)).status, 200);
+    const limited = await press(labsA[4]!.inst._id, 'make-file', labsA[4]!.token);
+    assert.equal(limited.status, 429);
+    assert.match(String(limited.body.error), /^Too many checks from this platform: at most 4 a minute\. Try again in \d+ s\.$/);
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+    const other = await lab('files', { platformId: 'platform-b' });
+    assert.equal((await press(other.inst._id, 'make-file', other.token)).status, 200);
+  });
+
+  it('compares a hostile LMS name as data: it runs nothing and cannot fake the check', async () => {
+    const name = 'x" owner.txt ; touch INJ ; echo "';
+    const { inst, token, dir } = await lab('named', { name });
+    const r1 = await press(inst._id, 'sign', token);
+    assert.equal(r1.status, 200);
+    assert.equal(r1.body.passed, false, 'the name does not make the check pass');
+    assert.equal((r1.body.checks as Array<{ hint?: string }>)[0]?.hint, `Write ${name} into owner.txt.`);
+    assert.equal(fs.existsSync(path.join(dir, 'INJ')), false, 'the name ran as code');
+    const call = backend.execCalls.at(-1)!;
+    assert.ok(!call.command.includes(name) && !call.command.includes('touch'), `the command carries the name: ${call.command}`);
+    assert.equal(call.opts.env?.LAB_USER_NAME, name);
+    fs.writeFileSync(path.join(dir, 'owner.txt'), `${name}\n`);
+    const r2 = await press(inst._id, 'sign', token);
+    assert.equal(r2.body.passed, true, JSON.stringify(r2.body));
+    assert.equal(fs.existsSync(path.join(dir, 'INJ')), false);
   });
 
   it('runs one check at a time per lab across replicas (a lock row), and takes over a lock left by a crashed process', async () => {

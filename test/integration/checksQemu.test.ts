@@ -8,7 +8,7 @@ import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';
 import type { InstanceMachines, LabEvent } from '../../src/labs/contracts.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
-import { DevPlatformScore } from '../../src/store/DevPlatform.js';
+import { DevPlatformScore } from '../../src/devPlatform/models.js';
 import { createLogger } from '../../src/logger.js';
 import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
 import { ConsoleSession } from '../support/console.js';
@@ -40,8 +40,12 @@ grading:
       checks:
         - command: head -c 5000000 /dev/zero | tr '\\0' y; exit 3
           hint: Too much output.
+    named:
+      checks:
+        - command: grep -qx "{{user.name}}" /tmp/owner
+          hint: Write your name into /tmp/owner.
 `,
-    'instructions/01.md': '# Edge cases\n\n## Hang {#hang}\n\n## Flood {#flood}\n',
+    'instructions/01.md': '# Edge cases\n\n## Hang {#hang}\n\n## Flood {#flood}\n\n## Named {#named}\n',
   }).map(([k, v]) => [k, Buffer.from(v)]));
   const r = validateLab('check-edges', files, 'test/check-edges');
   assert.deepEqual(r.problems, []);
@@ -206,6 +210,15 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     // the agent is still usable after both
     const again = await press(inst._id, 'hang', token);
     assert.equal(again.status, 200);
+
+    // a hostile LMS name reaches the guest (where checks run as root) as data, never as code
+    const name = 'x" /tmp/owner ; touch /tmp/inj ; echo "';
+    const named = await t.tool.sessions.issue({ userId: 'edge-user', role: 'learner', contextId: 'edge-course', name });
+    assert.equal((await press(inst._id, 'named', named)).body.passed, false, 'the name alone does not pass');
+    const injected = await svc.exec(inst._id, 'box', 'test -e /tmp/inj', { timeoutMs: 10_000, maxOutputBytes: 1024 });
+    assert.equal(injected.exitCode, 1, 'the name ran as code in the guest');
+    await svc.exec(inst._id, 'box', 'printf "%s\\n" "$N" > /tmp/owner', { timeoutMs: 10_000, maxOutputBytes: 1024, env: { N: name } });
+    assert.equal((await press(inst._id, 'named', named)).body.passed, true, 'the exact name passes');
     await svc.destroy(inst._id);
     assert.equal(qemuProcessesUnder(path.join(dataDir, 'qemu', `lab-${inst._id}-g1`)).length, 0);
   });

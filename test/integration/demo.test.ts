@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { startTestTool, type TestTool } from '../support/tool.js';
-import { DevPlatformActivity } from '../../src/store/DevPlatform.js';
-import { seedDemoCourse } from '../../src/lti/devPlatform/demoSeed.js';
+import { DevPlatformActivity } from '../../src/devPlatform/models.js';
+import { seedDemoCourse } from '../../src/devPlatform/demoSeed.js';
 
 describe('demo start-up', function () {
   this.timeout(180_000); // start-up imports the example labs and registers with the dev platform

@@ -3,8 +3,8 @@ import { decodeJwt, decodeProtectedHeader, generateKeyPair } from 'jose';
 import { startTestTool, type TestTool } from '../support/tool.js';
 import { createMiniTool, MINI_TOOL_PATH, type MiniTool } from '../support/miniTool.js';
 import { Browser, launchAs, parseForms, tamperIdToken } from '../support/ltiFlow.js';
-import type { DevPlatform } from '../../src/lti/devPlatform/createDevPlatform.js';
-import { DevPlatformLaunch } from '../../src/store/DevPlatform.js';
+import type { DevPlatform } from '../../src/devPlatform/createDevPlatform.js';
+import { DevPlatformLaunch } from '../../src/devPlatform/models.js';
 
 const LTI = 'https://purl.imsglobal.org/spec/lti/claim/';
 

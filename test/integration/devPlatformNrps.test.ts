@@ -4,7 +4,7 @@ import { createMiniTool, MINI_TOOL_PATH, type MiniTool } from '../support/miniTo
 import { Browser, launchAs } from '../support/ltiFlow.js';
 import { keyProviderFrom } from '../../src/lti/grades/clientAssertion.js';
 import { readRoster } from '../../src/lti/nrps.js';
-import { DevPlatformGrant } from '../../src/store/DevPlatform.js';
+import { DevPlatformGrant } from '../../src/devPlatform/models.js';
 
 describe('NRPS client against the development platform', () => {
   let tool: TestTool;

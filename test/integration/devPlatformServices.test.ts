@@ -3,8 +3,8 @@ import { generateKeyPair } from 'jose';
 import { startTestTool, type TestTool } from '../support/tool.js';
 import { createMiniTool, MINI_TOOL_PATH, type MiniTool } from '../support/miniTool.js';
 import { Browser, launchAs, parseForms } from '../support/ltiFlow.js';
-import type { DevPlatform } from '../../src/lti/devPlatform/createDevPlatform.js';
-import { DevPlatformActivity, DevPlatformTool } from '../../src/store/DevPlatform.js';
+import type { DevPlatform } from '../../src/devPlatform/createDevPlatform.js';
+import { DevPlatformActivity, DevPlatformTool } from '../../src/devPlatform/models.js';
 
 const S = {
   lineItem: 'https://purl.imsglobal.org/spec/lti-ags/scope/lineitem',

@@ -4,7 +4,7 @@ import { uniqueDbName } from '../support/ferret.js';
 import { createMiniTool, MINI_TOOL_PATH, type MiniTool } from '../support/miniTool.js';
 import { Browser, launchAs } from '../support/ltiFlow.js';
 import { GradeOutbox } from '../../src/store/GradeOutbox.js';
-import { DevPlatformGrant } from '../../src/store/DevPlatform.js';
+import { DevPlatformGrant } from '../../src/devPlatform/models.js';
 import { keyProviderFrom } from '../../src/lti/grades/clientAssertion.js';
 import type { GradePorts } from '../../src/lti/grades/GradeService.js';
 import type { GradeTarget } from '../../src/lti/grades/types.js';

@@ -41,6 +41,7 @@ describe('lab page API', function () {
     await rt.add({ id: 'alicelab', userId: 'alice' });
     await rt.add({ id: 'boblab', userId: 'bob' });
     tool.grades.use({ targets: { targetFor: async (id) => ({ issuer: 'https://lms.example', clientId: 'c1', lineItemUrl: `https://lms.example/li/${id}`, userSub: `sub-${id}` }) } });
+    rt.grades = tool.grades;
   });
   after(async () => {
     await tool?.shutdown();

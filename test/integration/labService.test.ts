@@ -57,6 +57,14 @@ describe('LabService life cycle', () => {
     assert.deepEqual(states, ['provisioning', 'running']);
   });
 
+  it('fills each machine\'s address and host name from what the backend reports once the lab runs', async () => {
+    const inst = await svc.ensureInstance(key('two'));
+    await svc.start(inst._id);
+    const doc = await running(inst._id);
+    assert.deepEqual([doc.machines.alpha?.ip, doc.machines.alpha?.host, doc.machines.beta?.ip, doc.machines.beta?.host], ['10.244.7.20', 'alpha.lab.svc', '10.244.7.21', 'beta.lab.svc']);
+    assert.ok(doc.machines.alpha?.password, 'credentials kept');
+  });
+
   it('persists the handle before provisioning and keeps credentials across restarts', async () => {
     backend.phaseMs = 50;
     const inst = await svc.ensureInstance(key());
@@ -186,6 +194,28 @@ describe('LabService life cycle', () => {
     now = new Date(now.getTime() + 5 * 60_000);
     await sup.pass();
     assert.equal((await svc.get(a._id))?.state, 'stopped');
+  });
+
+  it('forgets an instance\'s activity when it leaves running, and activity older than the write interval', async () => {
+    let now = new Date();
+    svc = new LabService({ backend, labs, log, now: () => now, activityWriteMs: 1000 });
+    const a = await svc.ensureInstance(key('one'));
+    const b = await svc.ensureInstance(key('idle'));
+    await Promise.all([svc.start(a._id), svc.start(b._id)]);
+    await running(a._id);
+    await running(b._id);
+    svc.noteActivity(a._id);
+    svc.noteActivity(b._id);
+    assert.equal(svc.activityTracked, 2);
+    await svc.stop(b._id);
+    assert.equal(svc.activityTracked, 1, 'a stopped lab is forgotten');
+    await svc.destroy(a._id);
+    assert.equal(svc.activityTracked, 0, 'a destroyed lab is forgotten');
+    // labs that end elsewhere (another replica) age out as other activity comes in
+    for (let i = 0; i < 50; i++) svc.noteActivity(`elsewhere-${i}`);
+    now = new Date(now.getTime() + 1000);
+    svc.noteActivity('still-here');
+    assert.equal(svc.activityTracked, 1);
   });
 
   it('reconciles: destroys what no instance owns, fails what vanished, finishes an abandoned provisioning', async () => {

@@ -197,7 +197,7 @@ describe('admin API for lab definitions', function () {
     assert.equal((await fetch(`${tool.url}/labs/net-101/1/media/network.svg`)).status, 200);
     const checks = await tool.labs.checks('net-101', '1', { user: { name: 'A' }, machines: p.machines, lab: { expires: 'x' } });
     assert.deepEqual(checks.steps.flatMap((s) => s.checks.map((c) => `${s.stepId}@${c.machine}`)), ['find-address@alpha', 'ping-beta@alpha', 'start-server@beta', 'fetch-page@alpha']);
-    assert.match(checks.steps[0]!.checks[0]!.command, /10\.10\.0\.12/);
+    assert.deepEqual(checks.steps[0]!.checks[0]!.env, { LAB_MACHINES_BETA_IP: '10.10.0.12' });
     assert.equal((await send('DELETE', '/api/admin/labs/nope')).status, 404);
     const versions = ((await (await send('GET', '/api/admin/labs')).json()) as { versions: Array<{ id: string; version: string; removedAt: string | null }> }).versions;
     assert.deepEqual(versions.filter((v) => v.id === 'net-101').map((v) => [v.version, v.removedAt !== null]), [['2', true], ['1', true]]);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { Browser, launchAs, parseForms } from '../support/ltiFlow.js';
 import { atToolPage, startLtiTool, type LtiTestTool } from '../support/ltiTool.js';
-import { DevPlatformContentItem, DevPlatformLineItem } from '../../src/store/DevPlatform.js';
+import { DevPlatformContentItem, DevPlatformLineItem } from '../../src/devPlatform/models.js';
 import { Activity } from '../../src/store/Activity.js';
 import { DeepLinkRequest } from '../../src/store/DeepLinkRequest.js';
 

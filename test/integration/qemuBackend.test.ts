@@ -105,6 +105,8 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.match(rfb.serverVersion, /^RFB 003\.00\d$/);
     assert.ok(rfb.securityTypes.length > 0);
     assert.ok(rfb.nonZeroPixels > 100, `non-black pixels: ${rfb.nonZeroPixels} of ${rfb.totalPixels}`);
+    // the guest's own framebuffer console (tty1's login), not the BIOS's 720x400 text screen
+    assert.ok(rfb.width >= 800 && rfb.height >= 600, `screen ${rfb.width}x${rfb.height}`);
   });
 
   it('the console channel is the serial console: log in with the lab credentials and a typed command echoes', async () => {

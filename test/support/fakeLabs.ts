@@ -4,7 +4,7 @@
  * start() counted instead of provisioning anything.
  */
 import type { LabDefinitions, LabRuntime, LabSummary } from '../../src/labs/contracts.js';
-import { placeholderLabs, placeholderRuntime, PLACEHOLDER_LAB } from '../../src/labs/placeholder.js';
+import { placeholderLabs, placeholderRuntime, PLACEHOLDER_LAB } from './placeholderLabs.js';
 
 export const NET_LAB: LabSummary = {
   ...PLACEHOLDER_LAB,

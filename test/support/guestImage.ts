@@ -46,3 +46,21 @@ export function qemuProcessesUnder(dir: string): number[] {
 export function killQemuUnder(dir: string): void {
   for (const pid of qemuProcessesUnder(dir)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
 }
+
+/**
+ * An images directory holding the cloud image `name` (debian-12, …), built by scripts/build-image.sh
+ * if missing (minutes, first time only). LAB_TEST_IMAGE_DIR names a directory that already has it.
+ */
+export function ensureCloudImage(name: string): string {
+  const given = process.env.LAB_TEST_IMAGE_DIR;
+  if (given && fs.existsSync(path.join(given, name, 'image.json'))) return given;
+  const root = path.resolve(import.meta.dirname, '../..');
+  const version = execFileSync('bash', [path.join(root, 'scripts/build-image.sh'), name], { stdio: ['ignore', 'pipe', 'inherit'] })
+    .toString().trim().split('\n').pop() ?? '';
+  if (!fs.existsSync(path.join(version, 'image.json'))) throw new Error(`image ${name} missing in ${version}`);
+  const dir = path.join(os.tmpdir(), `lab-images-${path.basename(version)}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const link = path.join(dir, name);
+  if (!fs.existsSync(link)) fs.symlinkSync(version, link);
+  return dir;
+}

@@ -10,7 +10,7 @@ import { startTestTool, waitFor, type TestTool } from './tool.js';
 import { LabService } from '../../src/labs/LabService.js';
 import type { LabBackend } from '../../src/backends/types.js';
 import type { LabDefinitions } from '../../src/labs/contracts.js';
-import type { DevPlatformActivityDoc } from '../../src/store/DevPlatform.js';
+import type { DevPlatformActivityDoc } from '../../src/devPlatform/models.js';
 import { createLogger } from '../../src/logger.js';
 
 export const E2E_ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';

@@ -8,9 +8,13 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { ChannelKind, MachineStatus } from '../../src/backends/types.js';
-import type { InstanceKey, LabEvent, LabRuntime } from '../../src/labs/contracts.js';
+import type { InstanceKey, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from '../../src/labs/contracts.js';
 import { LabInstance, type InstanceState, type LabInstanceDoc } from '../../src/store/LabInstance.js';
 import { Conflict, NotFound } from '../../src/errors.js';
+import { pino } from 'pino';
+import { KeyedMutex } from '../../src/store/KeyedMutex.js';
+import { StepTicks } from '../../src/labs/StepTicks.js';
+import type { ScorePublisher } from '../../src/labs/score.js';
 
 export interface SinkConnection {
   instance: string;
@@ -28,6 +32,12 @@ export class LoopbackRuntime implements LabRuntime {
   /** What the machine does with a new connection (default: echo). */
   onConnection: (c: SinkConnection) => void = (c) => c.socket.on('data', (d: Buffer) => c.socket.write(d));
   private readonly events = new EventEmitter();
+  /** Where step scores go: a test plugs the tool's grade service in, as the composition root does for LabService. */
+  grades: ScorePublisher | undefined;
+  private readonly stepTicks = new StepTicks({
+    lock: new KeyedMutex(), emit: (e) => this.emit(e), log: pino({ level: 'silent' }),
+    grades: { publish: (id, score) => (this.grades ? this.grades.publish(id, score) : Promise.reject(new Error('no grades plugged in'))) },
+  });
   private readonly servers: Partial<Record<ChannelKind, net.Server>> = {};
 
   constructor() {
@@ -103,6 +113,9 @@ export class LoopbackRuntime implements LabRuntime {
     for (const c of this.connections) if (c.instance === id && (!machine || c.machine === machine)) c.socket.destroy();
   }
   async destroy(id: string): Promise<void> { await this.setState(id, 'destroyed'); }
+  tickStep(id: string, stepId: string, done: boolean, lab: Pick<RenderedInstructions, 'steps' | 'grading'>): Promise<StepTickResult> {
+    return this.stepTicks.tick(id, stepId, done, lab);
+  }
   async status(id: string): Promise<Record<string, MachineStatus>> {
     const d = await this.get(id);
     if (!d) throw new NotFound('no such lab');

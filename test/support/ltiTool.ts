@@ -2,8 +2,8 @@
  * The real tool with the development platform, the tool registered on both sides by hand (the
  * platform's tool record and our platform record through the admin API), and the fake lab layer.
  */
-import type { DevPlatform } from '../../src/lti/devPlatform/createDevPlatform.js';
-import type { DevPlatformActivityDoc } from '../../src/store/DevPlatform.js';
+import type { DevPlatform } from '../../src/devPlatform/createDevPlatform.js';
+import type { DevPlatformActivityDoc } from '../../src/devPlatform/models.js';
 import { startTestTool, type TestTool } from './tool.js';
 import { fakeLabs, type FakeLabs } from './fakeLabs.js';
 import { Platform } from '../../src/store/Platform.js';

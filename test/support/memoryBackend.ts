@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
-import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../../src/backends/types.js';
+import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../../src/backends/types.js';
 import { CapacityExhausted, NotFound } from '../../src/errors.js';
 
 interface Lab {
@@ -49,8 +49,15 @@ export class MemoryBackend implements LabBackend {
     this.labs.set(handle.name, { handle, spec, phase: 'running', resets: 0 });
   }
 
+  /** Addresses as a pod network would give them (not the QEMU convention): the lab layer must take these. */
+  async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
+    const lab = this.labs.get(handle.name);
+    if (!lab) throw new NotFound(`no lab ${handle.name}`);
+    return Object.fromEntries(lab.spec.machines.map((m, i) => [m.name, { ip: `10.244.7.${20 + i}`, host: `${m.name}.lab.svc` }]));
+  }
+
   /** Every exec call, in order. */
-  readonly execCalls: Array<{ lab: string; machine: string; command: string; opts: { timeoutMs: number; maxOutputBytes: number } }> = [];
+  readonly execCalls: Array<{ lab: string; machine: string; command: string; opts: ExecOptions }> = [];
   /** Most exec calls running at the same time. */
   maxConcurrentExec = 0;
   private execRunning = 0;
@@ -63,7 +70,7 @@ export class MemoryBackend implements LabBackend {
   }
 
   /** Runs the command with the local sh in the machine's directory: real processes, real timeouts, real output. */
-  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+  async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
     const lab = this.must(handle);
     if (!lab.spec.machines.some((m) => m.name === machine)) throw new NotFound(`no machine ${machine}`);
     this.execCalls.push({ lab: handle.name, machine, command, opts });
@@ -71,7 +78,7 @@ export class MemoryBackend implements LabBackend {
     this.maxConcurrentExec = Math.max(this.maxConcurrentExec, this.execRunning);
     try {
       const dir = this.machineDir(handle, machine);
-      const child = spawn('sh', ['-c', command], { cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('sh', ['-c', command], { cwd: dir, env: { ...opts.env, PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       const out = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), truncated: false };
       const collect = (which: 'stdout' | 'stderr') => (c: Buffer) => {
         const room = opts.maxOutputBytes - out[which].length;

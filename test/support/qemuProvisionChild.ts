@@ -1,14 +1,14 @@
 /**
  * Child process for crash tests: provisions a lab with the QEMU backend and prints each progress
  * event as a JSON line, so the parent can SIGKILL it at a chosen phase.
- * Usage: node --import tsx test/support/qemuProvisionChild.ts <dataDir> <imageDir> <labName> <machines,comma,separated>
+ * Usage: node --import tsx test/support/qemuProvisionChild.ts <dataDir> <imageDir> <labName> <machines,comma,separated> [qemuBin]
  */
 import pino from 'pino';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 
-const [dataDir, imageDir, name, machines] = process.argv.slice(2);
+const [dataDir, imageDir, name, machines, qemuBin = 'qemu-system-x86_64'] = process.argv.slice(2);
 if (!dataDir || !imageDir || !name || !machines) throw new Error('usage: provisionChild <dataDir> <imageDir> <labName> <machines>');
-const backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 8, maxMemoryMiB: 2048, log: pino({ level: 'silent' }) });
+const backend = new QemuBackend({ dataDir, imageDir, qemuBin, accel: 'auto', maxVms: 8, maxMemoryMiB: 2048, log: pino({ level: 'silent' }) });
 await backend.provision(
   {
     labId: 'crash', labVersion: '1', network: { internetEgress: false },

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { validateDir } from '../../src/labs/definition/readLabs.js';
-import { checkProgram, fillChecks, resolveChecks } from '../../src/labs/definition/checks.js';
-import { checkScore, checkWeights, scoreForChecks } from '../../src/labs/checks/score.js';
+import { fillChecks, resolveChecks } from '../../src/labs/definition/checks.js';
+import { checkProgram } from '../../src/labs/checks/checkProgram.js';
+import { agsScore as scoreForChecks, checkScore, checkWeights } from '../../src/labs/score.js';
 import { RateLimiter } from '../../src/labs/checks/RateLimiter.js';
 import { cutBytes, outputExcerpt } from '../../src/labs/checks/CheckRunner.js';
 import { TooManyRequests, httpStatusFor } from '../../src/errors.js';
@@ -90,14 +91,15 @@ describe('checks: from the lab definition', () => {
     assert.equal(running?.timeoutSeconds, 30);
   });
 
-  it('fills in commands and hints for one instance, and leaves scripts as they are', async () => {
+  it('fills in hints for one instance, passes values to commands as environment variables, and leaves scripts as they are', async () => {
     const r = await validateDir(path.resolve('templates'), 'templates');
     const l = r.labs.find((x) => x.id === 'two-host-network');
     assert.ok(l);
     const lc = fillChecks(resolveChecks(l.def, l.steps.map((s) => s.id), (p) => l.files.get(p)), { 'machines.beta.ip': '10.10.0.12' });
     const find = lc.steps.find((s) => s.stepId === 'find-address')?.checks[0];
     assert.equal(find?.machine, 'alpha');
-    assert.match(find?.command ?? '', /grep -qx "10\.10\.0\.12" \/tmp\/beta-address/);
-    assert.equal(checkProgram({ index: 0, machine: 'm', command: 'echo {{x}}', script: 'checks/a.sh', timeoutSeconds: 1, weight: 1 }, { x: 'y' }), 'echo {{x}}');
+    assert.match(find?.command ?? '', /grep -qx "\$\{LAB_MACHINES_BETA_IP\}" \/tmp\/beta-address/);
+    assert.equal(find?.env?.LAB_MACHINES_BETA_IP, '10.10.0.12');
+    assert.deepEqual(checkProgram({ command: 'echo {{x}}', script: 'checks/a.sh' }, { x: 'y' }), { command: 'echo {{x}}', env: { LAB_X: 'y' } });
 });
 });

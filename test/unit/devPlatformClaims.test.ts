@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { launchClaims, serviceUrls, demoUser, CLAIM, registrationProblems } from '../../src/lti/devPlatform/claims.js';
+import { launchClaims, serviceUrls, demoUser, CLAIM, registrationProblems } from '../../src/devPlatform/claims.js';
 
 describe('development platform: pure parts', () => {
   const base = {

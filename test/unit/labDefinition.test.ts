@@ -101,7 +101,7 @@ describe('lab definitions: validation', () => {
     const md = `${PAGE}\nBye {{user.nam}} and {{machines.db.password}}.\n`;
     const out = problems({ 'instructions/01-intro.md': md });
     assert.equal(out.length, 2);
-    assert.match(out[0]!, /^templates\/net\/instructions\/01-intro\.md:7:5 variable: expected one of \{\{user\.name\}\}, .*\{\{machines\.web\.password\}\}, \{\{machines\.web\.ip\}\}, got \{\{user\.nam\}\}$/);
+    assert.match(out[0]!, /^templates\/net\/instructions\/01-intro\.md:7:5 variable: expected one of \{\{user\.name\}\}, .*\{\{machines\.web\.password\}\}, \{\{machines\.web\.ip\}\}, \{\{machines\.web\.host\}\}, got \{\{user\.nam\}\}$/);
     assert.match(out[1]!, /^templates\/net\/instructions\/01-intro\.md:7:22 variable: .*got \{\{machines\.db\.password\}\}$/);
   });
 
@@ -125,7 +125,7 @@ describe('lab definitions: validation', () => {
   it('ignores step markers, images and boxes inside code blocks but checks variables there', () => {
     const md = `${PAGE}\n\`\`\`md\n## Not a step {#first}\n![x](media/none.png)\n{{nope}}\n\`\`\`\n`;
     assert.deepEqual(problems({ 'instructions/01-intro.md': md }), [
-      'templates/net/instructions/01-intro.md:10:1 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, got {{nope}}',
+      'templates/net/instructions/01-intro.md:10:1 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, {{machines.web.host}}, got {{nope}}',
     ]);
   });
 
@@ -160,7 +160,7 @@ describe('lab definitions: validation', () => {
       'templates/net/lab.yaml:11:20 grading.steps.first.checks[0].machine: expected one of web, got "db"',
       'templates/net/lab.yaml:12:19 grading.steps.first.checks[0].script: expected a file under checks/ in the lab folder, got "checks/missing.sh"',
       'templates/net/lab.yaml:14:11 grading.steps.first.checks[1]: expected exactly one of script, command, got both',
-      'templates/net/lab.yaml:16:17 grading.steps.first.checks[1].hint: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, got {{machines.web.pasword}}',
+      'templates/net/lab.yaml:16:17 grading.steps.first.checks[1].hint: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, {{machines.web.host}}, got {{machines.web.pasword}}',
       'templates/net/lab.yaml:17:5 grading.steps.nope: expected a step id from the instructions (first), got "nope"',
     ]);
   });
@@ -246,7 +246,7 @@ describe('lab definitions: the shipped examples and `validate`', function () {
     assert.equal(r.code, 1);
     assert.equal(r.out, [
       `${dir}/empty/lab.yaml:1:1 (file): expected a lab.yaml file, got nothing`,
-      `${dir}/net/instructions/a.md:1:4 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, got {{who}}`,
+      `${dir}/net/instructions/a.md:1:4 variable: expected one of {{user.name}}, {{lab.title}}, {{lab.expires}}, {{machines.web.username}}, {{machines.web.password}}, {{machines.web.ip}}, {{machines.web.host}}, got {{who}}`,
       `${dir}/net/lab.yaml:6:13 machines[0].memory: expected a "512Mi"-style quantity (Mi or Gi), got "1G"`,
       '',
     ].join('\n'));

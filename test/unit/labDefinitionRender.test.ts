@@ -160,7 +160,7 @@ describe('lab definitions: prepare() per instance', () => {
     assert.deepEqual(c2.steps[0], {
       stepId: 'find-address',
       checks: [{
-        index: 0, machine: 'alpha', command: 'grep -qx "10.10.0.12" /tmp/beta-address', timeoutSeconds: 30, weight: 1,
+        index: 0, machine: 'alpha', command: 'grep -qx "${LAB_MACHINES_BETA_IP}" /tmp/beta-address', env: { LAB_MACHINES_BETA_IP: '10.10.0.12' }, timeoutSeconds: 30, weight: 1,
         hint: "/tmp/beta-address on alpha should contain beta's IPv4 address and nothing else (no /24).",
       }],
     });

@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BackendFailure, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
+import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
 import { KubeApiError, objectPath, type KubeClient } from './client.js';
 import { Informer } from './Informer.js';
 import { DriftWatch } from './DriftWatch.js';
@@ -37,6 +37,7 @@ import {
 import { execInPod, openPodTerminal } from './podExec.js';
 import { withExecAgent } from './execAgent.js';
 import { execInVm } from './vmExec.js';
+import { envFile } from '../guest/agentProtocol.js';
 
 export interface KubeVirtBackendOptions {
   client: KubeClient;
@@ -243,7 +244,9 @@ export class KubeVirtBackend implements LabBackend {
     throw new NotFound(`no ${channel} for ${ns}/${machine}`, { publicMessage: `Machine ${machine} has no ${channel === 'vnc' ? 'desktop' : 'console'} right now.` });
   }
 
-  async exec(handle: LabHandle, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number }): Promise<ExecResult> {
+  async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
+    // the values travel shell-quoted in export lines ahead of the command (the same env file the shared agent sources), never inside its text
+    if (opts.env && Object.keys(opts.env).length) command = `${envFile(opts.env)}${command}`;
     // VMs: the exec agent in the guest through the VMI portforward subresource (vmExec.ts)
     if (this.vmis.get(handle.name, machine)) return execInVm({ client: this.client, subresourceUrl: this.subresourceUrl, namespace: handle.name, machine }, command, opts);
     const pod = await this.client.get(podPath(handle.name, machine));

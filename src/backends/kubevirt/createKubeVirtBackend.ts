@@ -20,6 +20,9 @@ export function createKubeVirtBackend(config: Config, deps: { log: Logger; metri
   });
 }
 
+/** The Lease the replicas compete for (k8s/rbac-tool.yaml grants the tool exactly this one). */
+export const LEASE_NAME = 'lab-orchestrator-leader';
+
 /**
  * The leader election for BACKEND=kubevirt with several replicas: only the holder should run the
  * LabSupervisor, the expiry sweeper and the grade outbox. Call start() after wiring onChange, and
@@ -31,7 +34,7 @@ export function createLeaderLease(config: Config, deps: { log: Logger; metrics?:
     client,
     log: deps.log,
     namespace: config.KUBEVIRT_TOOL_NAMESPACE,
-    name: 'lab-orchestrator',
+    name: LEASE_NAME,
     identity: config.POD_NAME ?? `${os.hostname()}-${process.pid}`,
     durationMs: config.LEASE_DURATION_MS,
     onChange: deps.onChange,

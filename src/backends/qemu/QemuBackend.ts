@@ -2,8 +2,10 @@
  * LabBackend on local QEMU: each VM machine is one qemu-system-x86_64 process (QemuRunner).
  *
  * Per lab, DATA_DIR/qemu/<handle.name>/ holds state.json (LabStore) and one dir per machine
- * (m0, m1, …) with its copy-on-write overlay home.qcow2 over the image's disk.qcow2, its fw_cfg
- * settings file, pidfile, logs and unix sockets (VNC, serial console, QMP, exec agent). Nothing
+ * (m0, m1, …): its copy-on-write disk overlay (lab-tiny: home.qcow2 over the image's /home disk,
+ * settings through fw_cfg; cloud images such as debian-12: root.qcow2 over the system disk or
+ * over a saved running state's frozen disk, identity from a NoCloud seed.iso — cloudStart.ts),
+ * pidfile, logs and unix sockets (VNC, serial console, QMP, check agent). Nothing
  * listens on TCP. The machines of a lab share a private segment (QEMU socket netdev, multicast
  * group+port of their own on 127.0.0.1) at 10.10.0.11, .12, … and reach each other by name; a
  * second NIC with QEMU user networking exists only when the lab allows internet egress.
@@ -16,18 +18,21 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
-import { BackendFailure, BadRequest, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
+import { BackendFailure, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineStatus, Progress } from '../types.js';
+import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { agentExec, machineAgentToken } from './agent.js';
-import { detectAccel, type AccelSetting } from './kvm.js';
-import { guestConfig, LabStore, type LabState, type MachineState } from './labState.js';
+import { startCloudMachine, templateSpec } from './cloudStart.js';
+import { localImage, type LocalImage } from './image.js';
+import { detectAccel, reapStrayProbe, type Accel, type AccelSetting } from './kvm.js';
+import { SavedStates } from './savedStates.js';
+import { LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
-import { abortable, kernelOf, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
+import { validateSpec, prepareMachine, createHomeOverlay } from './machineFiles.js';
+import { BOOTED, waitBooted } from './bootWait.js';
+import { abortable, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
 
 const run = promisify(execFile);
-/** The guest prints this on ttyS0 when booted (lab-tiny); other images are booted at their login prompt. */
-const BOOTED = /lab-guest: ready|login: /;
 
 export interface QemuBackendOptions {
   /** Run dirs go under dataDir/qemu. */
@@ -41,6 +46,12 @@ export interface QemuBackendOptions {
   maxMemoryMiB: number;
   log: Logger;
   bootTimeoutMs?: number;
+  /** Start cloud-image machines from saved running states (built in the background after a first cold boot). Default true. */
+  savedStates?: boolean;
+  /** Build missing saved states in the background after a lab booted (default true; false: only prepareSavedState builds them). */
+  autoBuildSavedStates?: boolean;
+  /** Saved states unused this long are removed (default 7 days). */
+  savedStateMaxIdleMs?: number;
 }
 
 export interface Capacity {
@@ -59,10 +70,17 @@ export class QemuBackend implements LabBackend {
   private readonly starting = new Set<string>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly log: Logger;
+  readonly states: SavedStates | undefined;
 
   constructor(private readonly o: QemuBackendOptions) {
     this.store = new LabStore(path.join(o.dataDir, 'qemu'));
     this.log = o.log.child({ backend: 'qemu' });
+    reapStrayProbe(this.store.root, this.log); // a tool killed while probing KVM
+    this.states = o.savedStates === false ? undefined : new SavedStates({ root: path.join(o.dataDir, 'qemu-states'), qemuBin: o.qemuBin, log: this.log, bootTimeoutMs: this.bootTimeoutMs });
+  }
+
+  private get bootTimeoutMs(): number {
+    return this.o.bootTimeoutMs ?? 180_000;
   }
 
   /**
@@ -92,7 +110,7 @@ export class QemuBackend implements LabBackend {
   }
 
   async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
-    this.validate(spec);
+    validateSpec(spec, this.o.imageDir);
     await this.locked(handle.name, async () => {
       onProgress({ phase: 'queued', percent: 0, message: 'Preparing the lab' });
       let s = this.store.read(handle.name);
@@ -115,6 +133,7 @@ export class QemuBackend implements LabBackend {
           machines: spec.machines.map((m, i) => ({
             name: m.name, dir: `m${i}`, image: m.image, cpus: m.cpus, memoryMiB: m.memoryMiB, ...(m.diskGiB ? { diskGiB: m.diskGiB } : {}),
             ip: `10.10.0.${11 + i}/24`, mac: `52:54:00:0a:00:${(11 + i).toString(16).padStart(2, '0')}`, channels: m.channels,
+            kind: localImage(this.o.imageDir, m.image).kind,
           })),
         };
         this.store.write(s); // first, so list() finds the lab whatever happens next
@@ -122,16 +141,7 @@ export class QemuBackend implements LabBackend {
       const state = s;
       onProgress({ phase: 'network', percent: 10, message: `Private network ${state.net.group}:${state.net.port}` });
       signal?.throwIfAborted();
-      for (const m of state.machines) {
-        const dir = this.store.machineDir(handle.name, m);
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        const cfg = path.join(dir, 'config');
-        const creds = spec.machines.find((x) => x.name === m.name)?.credentials;
-        if (fresh || !fs.existsSync(cfg)) fs.writeFileSync(cfg, this.configFor(state, m, creds), { mode: 0o600 });
-        const userData = spec.machines.find((x) => x.name === m.name)?.userData;
-        if (userData && (fresh || !fs.existsSync(path.join(dir, 'userdata')))) fs.writeFileSync(path.join(dir, 'userdata'), userData, { mode: 0o600 });
-        if (!fs.existsSync(path.join(dir, 'home.qcow2'))) await this.createOverlay(handle.name, m);
-      }
+      for (const m of state.machines) await prepareMachine({ dir: this.store.machineDir(handle.name, m), qemuBin: this.o.qemuBin, imageDir: this.o.imageDir }, state, m, spec, fresh);
       onProgress({ phase: 'disks', percent: 25, message: 'Disks ready' });
       signal?.throwIfAborted();
       if (state.desired === 'stopped') {
@@ -156,13 +166,68 @@ export class QemuBackend implements LabBackend {
       signal?.throwIfAborted();
     }
     let booted = 0;
-    await Promise.all(
-      guests.map(async (g, k) => {
-        await abortable(g.waitForConsole(BOOTED, this.o.bootTimeoutMs ?? 180_000), signal);
-        booted++;
-        onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${s.machines[k]?.name ?? ''} booted (${booted} of ${guests.length})` });
-      }),
-    );
+    const deadline = Date.now() + this.bootTimeoutMs;
+    try {
+      await Promise.all(
+        guests.map(async (g, k) => {
+          const m = s.machines[k]!;
+          const token = machineAgentToken(this.store.machineDir(name, m));
+          const ping = (timeoutMs: number) => this.locked(`${name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, 'true', { timeoutMs, maxOutputBytes: 64 }));
+          await abortable(waitBooted(m.name, g, ping, deadline, this.bootTimeoutMs), signal);
+          booted++;
+          onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${m.name} booted (${booted} of ${guests.length})` });
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof BackendFailure)) throw err;
+      // a lab that did not come up in time runs nothing: its disks stay for destroy (or another try)
+      for (const m of s.machines) await this.killMachine(s.handle.name, m);
+      this.log.warn({ lab: name, err: err.message }, 'qemu.boot_failed');
+      throw err;
+    }
+    this.store.write(s); // which machines were restored from a saved state
+    if (this.states && this.o.autoBuildSavedStates !== false) void this.buildSavedStates(s);
+  }
+
+  /** After a lab booted: build the saved states its cloud machines could start from next time (one at a time, in the background). */
+  private async buildSavedStates(s: LabState): Promise<void> {
+    for (const m of s.machines) {
+      if (m.kind !== 'cloud' || m.diskGiB || !this.states) continue;
+      try {
+        const image = localImage(this.o.imageDir, m.image);
+        await this.states.ensure(templateSpec(s, m, image, { accel: await this.accelFor(image), qemuVersion: await this.qemuVersion() }));
+      } catch (err) {
+        this.log.warn({ lab: s.handle.name, machine: m.name, err: (err as Error).message }, 'qemu.saved_state_skipped');
+      }
+    }
+  }
+
+  /** Build (or find) the saved state lab machines of this size would start from; for benchmarks and tests. */
+  async prepareSavedState(machine: { image: string; memoryMiB: number; cpus: number }, egress: boolean): Promise<boolean> {
+    if (!this.states) return false;
+    const image = localImage(this.o.imageDir, machine.image);
+    if (image.kind !== 'cloud') return false;
+    const t = { image, memoryMiB: machine.memoryMiB, cpus: machine.cpus, egress, accel: await this.accelFor(image), qemuVersion: await this.qemuVersion() };
+    return (await this.states.ensure(t)) !== undefined;
+  }
+
+  private accelFor(image: LocalImage): Promise<Accel> {
+    return detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel: image.kernel, runDir: this.store.root, log: this.log });
+  }
+
+  private qemuVersionP: Promise<string> | undefined;
+  private qemuVersion(): Promise<string> {
+    this.qemuVersionP ??= run(this.o.qemuBin, ['--version'], { timeout: 10_000 }).then((r) => r.stdout.split('\n')[0] ?? '', () => 'unknown');
+    return this.qemuVersionP;
+  }
+
+  private async killMachine(name: string, m: MachineState): Promise<void> {
+    const key = `${name}/${m.name}`;
+    this.consoles.get(key)?.destroy();
+    const g = this.guests.get(key);
+    if (g) await g.kill();
+    else await QemuRunner.killStray(this.store.machineDir(name, m));
+    this.guests.delete(key);
   }
 
   private async startMachine(s: LabState, m: MachineState): Promise<RunningGuest> {
@@ -177,23 +242,33 @@ export class QemuBackend implements LabBackend {
 
   private async spawnMachine(s: LabState, m: MachineState): Promise<RunningGuest> {
     const name = s.handle.name;
-    const img = path.join(this.o.imageDir, m.image);
+    const image = localImage(this.o.imageDir, m.image);
     const dir = this.store.machineDir(name, m);
-    const kernel = kernelOf(img);
-    const accel = await detectAccel({ setting: this.o.accel, qemuBin: this.o.qemuBin, kernel, log: this.log });
+    const accel = await this.accelFor(image);
     // a QEMU for this dir that we could not attach to (e.g. spawned just before a crash, no pidfile yet) must not run twice
     await killProcessesMentioning(dir);
+    const track = (g: RunningGuest) => {
+      this.guests.set(`${name}/${m.name}`, g);
+      void g.exited.then(() => { if (this.guests.get(`${name}/${m.name}`) === g) this.guests.delete(`${name}/${m.name}`); });
+    };
+    if (image.kind === 'cloud') {
+      const g = await startCloudMachine(s, m, image, {
+        qemuBin: this.o.qemuBin, accel, qemuVersion: await this.qemuVersion(), dir, socketDir: this.store.socketDir(name, m),
+        ...(this.states ? { states: this.states } : {}), log: this.log, track,
+      });
+      this.log.info({ lab: name, machine: m.name, pid: g.pid, accel, savedState: m.savedState }, 'qemu.machine_started');
+      return g;
+    }
     const nics = [{ mac: m.mac, netdev: `socket,mcast=${s.net.group}:${s.net.port},localaddr=127.0.0.1` }];
     if (s.egress) nics.push({ mac: m.mac.replace(/^52:54:00/, '52:54:01'), netdev: 'user,restrict=off' });
     const g = await QemuRunner.start({
       runDir: dir, socketDir: this.store.socketDir(name, m), name: `${name}.${m.name}`, qemuBin: this.o.qemuBin, accel,
-      kernel, initrd: path.join(img, 'initramfs.gz'), memoryMiB: m.memoryMiB, cpus: m.cpus,
+      kernel: image.kernel, initrd: image.initrd, memoryMiB: m.memoryMiB, cpus: m.cpus,
       disk: path.join(dir, 'home.qcow2'), nics,
       fwCfg: { 'opt/lab/config': path.join(dir, 'config'), ...(fs.existsSync(path.join(dir, 'userdata')) ? { 'opt/lab/userdata': path.join(dir, 'userdata') } : {}) },
       vnc: m.channels.includes('vnc'), agent: true, log: this.log,
     });
-    this.guests.set(`${name}/${m.name}`, g);
-    void g.exited.then(() => { if (this.guests.get(`${name}/${m.name}`) === g) this.guests.delete(`${name}/${m.name}`); });
+    track(g);
     this.log.info({ lab: name, machine: m.name, pid: g.pid, accel }, 'qemu.machine_started');
     return g;
   }
@@ -333,10 +408,12 @@ export class QemuBackend implements LabBackend {
         const g = await this.guest(handle.name, m);
         await g?.kill();
         this.guests.delete(`${handle.name}/${m.name}`);
-        fs.rmSync(path.join(this.store.machineDir(handle.name, m), 'home.qcow2'), { force: true });
-        await this.createOverlay(handle.name, m);
+        const dir = this.store.machineDir(handle.name, m);
+        fs.rmSync(path.join(dir, 'home.qcow2'), { force: true });
+        fs.rmSync(path.join(dir, 'root.qcow2'), { force: true }); // cloud images: made again at start (from a saved state when there is one)
+        if (m.kind !== 'cloud') await createHomeOverlay(dir, this.o.qemuBin, this.o.imageDir, m);
       }
-      if (s.desired === 'stopped') return;
+      if (s.desired === 'stopped') return this.store.write(s);
       await this.bringUp(s, () => undefined);
       if (s.desired === 'paused') for (const m of targets) await (await this.guest(handle.name, m))?.qmp.execute('stop');
     });
@@ -349,18 +426,28 @@ export class QemuBackend implements LabBackend {
   /** Kill every QEMU of the lab (SIGKILL: its disks are thrown away) and remove its files. */
   private async teardown(name: string): Promise<void> {
     const s = this.store.read(name);
-    for (const m of s?.machines ?? []) {
-      const key = `${name}/${m.name}`;
-      this.consoles.get(key)?.destroy();
-      const g = this.guests.get(key);
-      if (g) await g.kill();
-      else await QemuRunner.killStray(this.store.machineDir(name, m));
-      this.guests.delete(key);
-    }
+    for (const m of s?.machines ?? []) await this.killMachine(name, m);
     // anything else started for this run dir (a crash between spawn and pidfile)
     await killProcessesMentioning(this.store.runDir(name));
     this.store.remove(s, name);
     this.log.info({ lab: name }, 'qemu.lab_destroyed');
+    this.gcSavedStates();
+  }
+
+  /** Remove saved states no lab is built on that are unused, set aside, or of an image version no longer current. */
+  gcSavedStates(): void {
+    if (!this.states) return;
+    const inUse = new Set(this.store.all().flatMap((s) => s.machines.flatMap((m) => (m.savedState ? [m.savedState] : []))));
+    const current = new Set<string>();
+    try {
+      for (const n of fs.readdirSync(this.o.imageDir)) current.add(realpath(path.join(this.o.imageDir, n)));
+    } catch { /* no images */ }
+    this.states.gc(inUse, this.o.savedStateMaxIdleMs ?? 7 * 24 * 3600_000, current);
+  }
+
+  async addresses(handle: LabHandle): Promise<Record<string, MachineAddress>> {
+    const s = this.mustRead(handle);
+    return Object.fromEntries(s.machines.map((m) => [m.name, { ip: m.ip.split('/')[0] ?? m.ip, host: m.name }]));
   }
 
   async list(): Promise<LabHandle[]> {
@@ -390,48 +477,6 @@ export class QemuBackend implements LabBackend {
   }
 
   // --- helpers ---------------------------------------------------------------------------------
-
-  private validate(spec: BackendLabSpec): void {
-    if (spec.machines.length === 0) throw new BadRequest(`lab ${spec.labId} has no machines`);
-    if (spec.machines.length > 200) throw new BadRequest(`lab ${spec.labId} has more than 200 machines`);
-    for (const m of spec.machines) {
-      if (m.kind === 'container') {
-        throw new BadRequest(
-          `lab ${spec.labId}: machine ${m.name} is a container; the local QEMU backend runs only VMs (use BACKEND=kubevirt for container machines)`,
-        );
-      }
-      if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(m.name)) throw new BadRequest(`lab ${spec.labId}: machine name ${JSON.stringify(m.name)} is not a DNS label`);
-      const user = m.credentials?.username;
-      if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: user name ${JSON.stringify(user)} is not a valid Linux user name`);
-      if (m.credentials && /[\r\n]/.test(m.credentials.password)) throw new BadRequest(`lab ${spec.labId}: machine ${m.name}: the password contains a line break`);
-      const img = path.join(this.o.imageDir, m.image);
-      if (!/^[A-Za-z0-9._-]+$/.test(m.image) || !fs.existsSync(path.join(img, 'vmlinuz'))) {
-        throw new BadRequest(`lab ${spec.labId}: machine ${m.name} uses image ${JSON.stringify(m.image)}, which is not in ${this.o.imageDir} (run scripts/setup.sh to build lab-tiny)`);
-      }
-    }
-  }
-
-  private configFor(s: LabState, m: MachineState, creds?: { username: string; password: string }): string {
-    return guestConfig({
-      hostname: m.name, ip: m.ip, egress: s.egress, agentToken: machineAgentToken(this.store.machineDir(s.handle.name, m)),
-      ...(creds ? { user: creds.username, pass: creds.password } : {}),
-      hosts: s.machines.map((x) => ({ name: x.name, ip: x.ip })),
-    });
-  }
-
-  private async createOverlay(name: string, m: MachineState): Promise<void> {
-    // the overlay names the exact base file (image folders are versioned; lab-tiny is a symlink that moves on upgrades)
-    const base = realpath(path.join(this.o.imageDir, m.image, 'disk.qcow2'));
-    const overlay = path.join(this.store.machineDir(name, m), 'home.qcow2');
-    // a bigger virtual size than the base's: the guest grows its file system at boot
-    const size = m.diskGiB ? [`${m.diskGiB}G`] : [];
-    const args = fs.existsSync(base) ? ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay, ...size] : ['create', '-q', '-f', 'qcow2', overlay, size[0] ?? '1G'];
-    try {
-      await run(this.o.qemuBin.replace(/qemu-system-[^/]*$/, 'qemu-img'), args, { timeout: 30_000 });
-    } catch (err) {
-      throw new BackendFailure(`qemu-img create for ${m.name}: ${(err as Error).message}`, { cause: err });
-    }
-  }
 
   private mustRead(handle: LabHandle): LabState {
     const s = this.store.read(handle.name);

@@ -12,6 +12,7 @@ export function createQemuBackend(config: Config, deps: { log: Logger }): QemuBa
     accel: config.QEMU_ACCEL,
     maxVms: config.QEMU_MAX_VMS,
     maxMemoryMiB: config.QEMU_MAX_MEMORY_MIB,
+    savedStates: config.QEMU_SAVED_STATES,
     log: deps.log,
   });
 }

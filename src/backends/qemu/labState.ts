@@ -26,6 +26,10 @@ export interface MachineState {
   ip: string;
   mac: string;
   channels: ChannelKind[];
+  /** The image's layout (absent: 'tiny', labs made before cloud images). */
+  kind?: 'tiny' | 'cloud';
+  /** The saved state (key) this machine's disk overlay is built on, when it was restored from one. */
+  savedState?: string;
 }
 
 export interface LabState {

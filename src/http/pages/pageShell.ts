@@ -4,7 +4,7 @@
  * URL fragment. Served with a strict CSP; framing is allowed (the pages live in Moodle's iframe).
  */
 import type { RequestHandler } from 'express';
-import { escapeHtml } from '../errorHandler.js';
+import { escapeHtml } from '../../html.js';
 
 /** Scripts only from us; xterm and noVNC set styles at run time, hence style-src 'unsafe-inline'. */
 export const PAGE_CSP = [

@@ -8,7 +8,7 @@ import type { SessionTokens } from '../../auth/session.js';
 import { requireInstructor } from '../../auth/session.js';
 import { Forbidden } from '../../errors.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
-import { stepScore } from '../../labs/stepScore.js';
+import { stepScore } from '../../labs/score.js';
 import type { LabCatalogCache } from './labApi.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 

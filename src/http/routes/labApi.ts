@@ -14,29 +14,29 @@ import type { Logger } from '../../logger.js';
 import type { LabDefinitions, LabEvent, LabRuntime, RenderedInstructions } from '../../labs/contracts.js';
 import type { SessionTokens } from '../../auth/session.js';
 import type { TicketService } from '../../proxy/tickets.js';
-import type { GradeService } from '../../lti/grades/GradeService.js';
 import type { ChannelKind, MachineStatus } from '../../backends/types.js';
-import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
-import { scoreForSteps, stepScore } from '../../labs/stepScore.js';
+import type { LabInstanceDoc } from '../../store/LabInstance.js';
+import { stepScore } from '../../labs/score.js';
+import { isoTicks } from '../../labs/StepTicks.js';
 import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
+import type { UserAndPlatformLimit } from '../../rateLimits.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
   labs: LabDefinitions;
   sessions: SessionTokens;
   tickets: TicketService;
-  grades: GradeService;
   log: Logger;
   catalog?: LabCatalogCache;
-  /** Runs a write of one instance record in the runtime's per-instance order (FerretDB updates are read-modify-write). */
-  serialize?: <T>(instanceId: string, fn: () => Promise<T>) => Promise<T>;
   /** Display names by user id (teachers see whose lab they watch). */
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
   /** Automatic checks: their latest results are part of the instance view (with output for a teacher). */
   checks?: Pick<CheckRunner, 'results'>;
   /** Heartbeat on the event stream (proxies drop silent connections). */
   heartbeatMs?: number;
+  /** Websocket tickets per user and per platform. */
+  ticketLimit?: UserAndPlatformLimit;
 }
 
 type Handler = (req: Request, res: express.Response) => Promise<void>;
@@ -47,7 +47,6 @@ const STEP_ID = /^[A-Za-z0-9_-]{1,100}$/;
 export function labApiRouter(d: LabApiDeps): Router {
   const r = express.Router();
   r.use('/api/instances', d.sessions.require(), express.json({ limit: '16kb' }));
-  const serialize = d.serialize ?? (<T>(_id: string, fn: () => Promise<T>) => fn());
   const catalog = d.catalog ?? new LabCatalogCache(d.labs);
 
   r.get('/api/instances/:id', wrap(async (req, res) => {
@@ -79,6 +78,7 @@ export function labApiRouter(d: LabApiDeps): Router {
     const machine = typeof body.machine === 'string' ? body.machine : '';
     const channel = body.channel === 'vnc' || body.channel === 'console' ? (body.channel as ChannelKind) : undefined;
     if (!machine || !channel) throw new BadRequest('machine and channel (vnc|console) are required');
+    d.ticketLimit?.take(a.session.userId, a.session.platformId);
     const machines = await catalog.machines(a.inst);
     if (!machines.find((m) => m.name === machine)?.channels.includes(channel)) {
       throw new NotFound(`no ${channel} on ${machine}`, { publicMessage: `This lab has no ${channel === 'vnc' ? 'desktop' : 'console'} on "${machine}".` });
@@ -99,28 +99,7 @@ export function labApiRouter(d: LabApiDeps): Router {
     if (typeof done !== 'boolean') throw new BadRequest('done must be true or false');
     const { steps, grading } = await catalog.steps(a.inst);
     if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.' });
-    const { inst, changed } = await serialize(a.inst._id, async () => {
-      const cur = await d.runtime.get(a.inst._id);
-      if (!cur) throw new NotFound('instance gone');
-      const was = cur.steps?.[stepId] !== undefined && cur.steps?.[stepId] !== null;
-      if (was === done) return { inst: cur, changed: false };
-      const update = done ? { $set: { [`steps.${stepId}`]: new Date() } } : { $unset: { [`steps.${stepId}`]: '' } };
-      const next = await LabInstance.findOneAndUpdate({ _id: cur._id }, update, { new: true, lean: true });
-      return { inst: (next as LabInstanceDoc | null) ?? cur, changed: true };
-    });
-    const score = stepScore(grading, steps, inst.steps ?? {});
-    const ticks = isoTicks(inst.steps);
-    if (changed) {
-      d.runtime.emit({ type: 'steps', instanceId: inst._id, steps: ticks });
-      if (grading.mode === 'steps') {
-        try {
-          await d.grades.publish(inst._id, scoreForSteps(score));
-        } catch (err) {
-          // the tick is kept; a lab launched without a line item simply has no grade to send
-          d.log.info({ instance: inst._id, err: (err as Error).message }, 'lab.grade_not_published');
-        }
-      }
-    }
+    const { ticks, score } = await d.runtime.tickStep(a.inst._id, stepId, done, { steps, grading });
     res.json({ steps: ticks, progress: progressOf(score) });
   }));
 
@@ -155,12 +134,6 @@ function sessionExp(req: Request): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function isoTicks(steps: Record<string, Date | string> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(steps ?? {})) if (v) out[k] = new Date(v).toISOString();
-  return out;
 }
 
 function progressOf(s: ReturnType<typeof stepScore>) {

@@ -17,7 +17,7 @@ import { AppError, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import type { ExecResult } from '../../backends/types.js';
-import type { ScoreInput } from '../../lti/grades/types.js';
+import type { ScorePublisher } from '../score.js';
 import { CheckResult, checkResultId, type CheckResultDoc } from '../../store/CheckResult.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { KeyedMutex } from '../../store/KeyedMutex.js';
@@ -25,15 +25,16 @@ import { releaseCheckRunLock, takeCheckRunLock } from '../../store/CheckRunLock.
 import { randomBytes } from 'node:crypto';
 import type { CheckOutcome, LabChecks, LabDefinitions, LabRuntime, ResolvedCheck, StepChecks } from '../contracts.js';
 import { fillText, flatVariables } from '../definition/prepare.js';
-import { checkProgram } from '../definition/checks.js';
+import { checkProgram } from './checkProgram.js';
 import { RateLimiter } from './RateLimiter.js';
-import { checkKey, checkScore, scoreForChecks, type CheckScore } from './score.js';
+import type { RateLimit } from '../../rateLimits.js';
+import { agsScore, checkKey, checkScore, type CheckScore } from '../score.js';
 
 export interface CheckRunnerDeps {
   runtime: LabRuntime;
   labs: LabDefinitions;
   /** Where scores go (GradeService); absent = checks are run and stored but not graded. */
-  grades?: { publish(instanceId: string, score: ScoreInput): Promise<unknown> };
+  grades?: ScorePublisher;
   log: Logger;
   metrics?: Metrics;
   /** Per stream (stdout, stderr) cap asked of the backend. */
@@ -42,6 +43,8 @@ export interface CheckRunnerDeps {
   excerptBytes?: number;
   /** On-demand runs per user per minute. */
   ratePerMinute?: number;
+  /** "Check" presses of one platform's students, together (background checks do not count). */
+  platformLimit?: RateLimit;
   /** How often the background scheduler looks for labs that are due. */
   backgroundTickMs?: number;
   /** Extra time past a check's timeout before the runner gives up on the backend. */
@@ -133,7 +136,7 @@ export class CheckRunner {
    * A student's "Check" on a step of their own lab (the caller has verified ownership). Throws
    * NotFound (no such step / no checks), Conflict (lab not running), TooManyRequests.
    */
-  async run(instanceId: string, stepId: string, by: { userId: string; userName?: string }): Promise<StepRun> {
+  async run(instanceId: string, stepId: string, by: { userId: string; userName?: string; platformId?: string }): Promise<StepRun> {
     const inst = await this.d.runtime.get(instanceId);
     if (!inst) throw new NotFound(`instance ${instanceId} not found`, { publicMessage: 'This lab does not exist.' });
     const lc = await this.labChecks(inst);
@@ -144,6 +147,7 @@ export class CheckRunner {
     const joined = this.pending.get(key);
     if (joined) return joined;
     this.limiter.take(by.userId);
+    if (by.platformId) this.d.platformLimit?.take(by.platformId);
     return this.schedule(instanceId, key, () => this.execute(instanceId, lc, step, by.userName, 'user'));
   }
 
@@ -221,7 +225,7 @@ export class CheckRunner {
   private async publish(instanceId: string, score: CheckScore, log: Logger): Promise<void> {
     if (!this.d.grades) return;
     try {
-      await this.d.grades.publish(instanceId, scoreForChecks(score));
+      await this.d.grades.publish(instanceId, agsScore(score));
       log.info({ score: score.scoreGiven, max: score.scoreMaximum, complete: score.complete }, 'check.grade_queued');
     } catch (err) {
       // the results are kept; a lab launched without a line item simply has no grade to send
@@ -239,7 +243,8 @@ export class CheckRunner {
       guard = setTimeout(() => resolve('guard'), timeoutMs + (this.d.guardMs ?? 5000));
     });
     try {
-      const r = await Promise.race([exec(instanceId, c.machine, checkProgram(c, vars), { timeoutMs, maxOutputBytes: this.maxOutput }), guardFired]);
+      const program = checkProgram(c, vars);
+      const r = await Promise.race([exec(instanceId, c.machine, program.command, { timeoutMs, maxOutputBytes: this.maxOutput, env: program.env }), guardFired]);
       if (r === 'guard') return { passed: false, timedOut: true, exitCode: null, output: `${TIMED_OUT} after ${c.timeoutSeconds} s`, result: 'timed_out' };
       // a backend that does not honour the cap still cannot flood the database
       const stdout = cutBytes(r.stdout, this.maxOutput);

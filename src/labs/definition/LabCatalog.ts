@@ -8,7 +8,7 @@ import { NotFound } from '../../errors.js';
 import { ImageCatalog } from '../../images/ImageCatalog.js';
 import type { Logger } from '../../logger.js';
 import { isDuplicateKey } from '../../store/database.js';
-import { LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
+import { insertLabVersion, LabDefinition, type LabDefinitionDoc } from '../../store/LabDefinition.js';
 import type { InstanceMachines, InstructionVariables, LabChecks, LabDefinitions, LabSummary, PreparedLab, RenderedInstructions } from '../contracts.js';
 import { fillChecks, resolveChecks } from './checks.js';
 import { flatVariables, prepareLab } from './prepare.js';
@@ -80,7 +80,7 @@ export class LabCatalog implements LabDefinitions {
       const seq = (newest?.seq ?? 0) + 1;
       const version = String(seq);
       try {
-        await LabDefinition.create({
+        await insertLabVersion({
           _id: `${lab.id}@${version}`,
           labId: lab.id,
           version,

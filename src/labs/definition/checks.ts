@@ -1,11 +1,13 @@
 /**
  * A lab version's automatic checks as the check runner needs them: machines filled in for
  * one-machine labs, scripts replaced by their content, steps in the order of the instructions.
- * Each check is a shell program run with `sh` on its machine. Commands and hints are templated
- * with an instance's variables (fillChecks); script files are used as they are. Pure.
+ * Each check is a shell program run with `sh` on its machine. Hints are templated with an
+ * instance's variables; commands get them as environment variables (checks/checkProgram.ts);
+ * script files are used as they are. Pure.
  */
 import type { LabChecks, ResolvedCheck, StepChecks } from '../contracts.js';
 import { fillText } from './prepare.js';
+import { checkProgram } from '../checks/checkProgram.js';
 import type { LabYaml } from './schema.js';
 
 export function resolveChecks(def: LabYaml, stepOrder: string[], file: (path: string) => Buffer | undefined): LabChecks {
@@ -44,18 +46,13 @@ export function resolveChecks(def: LabYaml, stepOrder: string[], file: (path: st
   };
 }
 
-/** One check's program for an instance: a command templated with its variables, a script as it is. */
-export function checkProgram(c: ResolvedCheck, vars: Record<string, string | undefined>): string {
-  return c.script !== undefined ? c.command : fillText(c.command, vars);
-}
-
-/** The checks with commands and hints filled in for one instance. */
+/** The checks for one instance: programs as checkProgram makes them (values in `env`, never in the command), hints filled in. */
 export function fillChecks(lc: LabChecks, vars: Record<string, string | undefined>): LabChecks {
   return {
     ...lc,
     steps: lc.steps.map((s) => ({
       ...s,
-      checks: s.checks.map((c) => ({ ...c, command: checkProgram(c, vars), ...(c.hint !== undefined ? { hint: fillText(c.hint, vars) } : {}) })),
+      checks: s.checks.map((c) => ({ ...c, ...checkProgram(c, vars), ...(c.hint !== undefined ? { hint: fillText(c.hint, vars) } : {}) })),
     })),
   };
 }

@@ -61,13 +61,14 @@ export function fillText(text: string, vars: Record<string, string | undefined>)
   return text.replace(VARIABLE, (all, name: string) => vars[name] ?? all);
 }
 
-/** Flat variable map: user.name, lab.title, lab.expires, machines.NAME.{username,password,ip}. */
+/** Flat variable map: user.name, lab.title, lab.expires, machines.NAME.{username,password,ip,host}. */
 export function flatVariables(o: { user?: { name: string }; lab: { title?: string; expires?: string }; machines: InstanceMachines }): Record<string, string | undefined> {
   const v: Record<string, string | undefined> = { 'user.name': o.user?.name, 'lab.title': o.lab.title, 'lab.expires': o.lab.expires };
   for (const [name, m] of Object.entries(o.machines)) {
     v[`machines.${name}.username`] = m.username;
     v[`machines.${name}.password`] = m.password;
     v[`machines.${name}.ip`] = m.ip;
+    v[`machines.${name}.host`] = m.host ?? name;
   }
   return v;
 }

@@ -43,10 +43,12 @@ export function describeValue(v: unknown): string {
 
 /** Positions inside one parsed YAML file. */
 export class YamlPositions {
+  /** `data` is the document as plain data (doc.toJS()), computed once by the caller. */
   constructor(
     readonly file: string,
     private readonly doc: Document.Parsed,
     private readonly lines: LineCounter,
+    private readonly data: unknown,
   ) {}
 
   private pos(offset: number): { line: number; col: number } {
@@ -83,7 +85,7 @@ export class YamlPositions {
 
   /** The value at path in the plain data (for "got …"). */
   valueAt(path: YamlPath): unknown {
-    let v: unknown = this.doc.toJS();
+    let v: unknown = this.data;
     for (const seg of path) {
       if (v === null || typeof v !== 'object') return undefined;
       v = (v as Record<string | number, unknown>)[seg];

@@ -1,21 +1,26 @@
 /**
  * Read lab folders from disk into LabFiles and validate them. Symlinks are not followed (a lab
- * folder can never pull in files from elsewhere on the server); sizes are bounded.
+ * folder can never pull in files from elsewhere on the server); sizes, entry counts and nesting
+ * are bounded as they are for uploaded archives.
  */
 import type { ImageCatalog } from '../../images/ImageCatalog.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { AppError } from '../../errors.js';
+import { MAX_ARCHIVE_ENTRIES, MAX_PATH_DEPTH, nestedTooDeep, tooManyEntries } from './tarArchive.js';
 import { formatProblem, sortProblems, type Problem } from './problems.js';
 import { MAX_LAB_BYTES, validateLab, type LabFiles, type ValidLab } from './validateLab.js';
 
 export async function readLabDir(dir: string): Promise<LabFiles> {
   const files: LabFiles = new Map();
   let total = 0;
+  let count = 0;
   const walk = async (rel: string, depth: number): Promise<void> => {
-    if (depth > 6) return;
+    if (depth > MAX_PATH_DEPTH) throw nestedTooDeep(rel);
     const entries = await fs.readdir(path.join(dir, rel), { withFileTypes: true });
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
+      if (++count > MAX_ARCHIVE_ENTRIES) throw tooManyEntries();
       const p = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) await walk(p, depth + 1);
       else if (e.isFile()) {
@@ -58,7 +63,8 @@ export async function validateDir(dir: string, display = dir, images?: ImageCata
     try {
       ({ lab, problems } = validateLab(e.name, await readLabDir(path.join(dir, e.name)), prefix, images));
     } catch (err) {
-      problems = [{ file: prefix, line: 1, col: 1, path: '(folder)', message: `expected a readable lab folder, got ${(err as Error).message}` }];
+      const why = err instanceof AppError ? err.publicMessage : (err as Error).message;
+      problems = [{ file: prefix, line: 1, col: 1, path: '(folder)', message: `expected a readable lab folder, got ${why}` }];
     }
     if (lab) out.labs.push(lab);
     else {

@@ -20,6 +20,7 @@ import sanitizeHtml from 'sanitize-html';
 import type { RenderedInstructions, RenderedStep } from '../contracts.js';
 import { BOX_KINDS, mediaPath, VARIABLE } from './scanInstructions.js';
 import { fillText } from './prepare.js';
+import { escapeHtml } from '../../html.js';
 
 export interface RenderInput {
   labId: string;
@@ -28,10 +29,6 @@ export interface RenderInput {
   pages: Array<{ id: string; title: string; markdown: string }>;
   steps: Array<{ id: string; pageId: string; title: string }>;
   grading: { mode: 'steps' | 'checks'; maxScore: number; steps: Record<string, { weight: number; checks: Array<{ weight: number }> }> };
-}
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 const STEP_SUFFIX = /\s*\{#([a-z0-9][-a-z0-9_]*)\}\s*$/;

@@ -4,7 +4,7 @@
  * problems comes back as a ValidLab: the parsed definition with defaults, its pages and steps.
  */
 import { createHash } from 'node:crypto';
-import { LineCounter, parseDocument } from 'yaml';
+import { LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { ImageCatalog } from '../../images/ImageCatalog.js';
 import { LabSchema, NAME_RE, type LabYaml, type MachineYaml } from './schema.js';
@@ -26,6 +26,12 @@ export interface ValidLab {
 }
 
 export const MAX_LAB_BYTES = 8 * 1024 * 1024;
+/** lab.yaml is parsed on the request thread (the examples are ~2 KiB; 64 KiB parses in well under 100 ms). */
+export const MAX_LAB_YAML_BYTES = 64 * 1024;
+/** Instruction pages, all together (scanned on the request thread, rendered at first use). */
+export const MAX_INSTRUCTIONS_BYTES = 1024 * 1024;
+/** Alias expansions in lab.yaml (yaml's own default): a few aliases that expand aliases make a "billion laughs". */
+export const MAX_YAML_ALIASES = 100;
 const STORED = /^(lab\.yaml|instructions\/[^/]+\.md|media\/.+|checks\/.+)$/;
 
 export function hasCredentials(m: Pick<MachineYaml, 'kind' | 'credentials'>): boolean {
@@ -41,6 +47,7 @@ export function knownVariables(def: { machines: Array<Pick<MachineYaml, 'name' |
       vars.add(`machines.${m.name}.password`);
     }
     vars.add(`machines.${m.name}.ip`);
+    vars.add(`machines.${m.name}.host`);
   }
   return vars;
 }
@@ -61,6 +68,9 @@ export function validateLab(id: string, all: LabFiles, prefix: string, images: I
   if (!NAME_RE.test(id)) problems.push({ file: yamlFile, line: 1, col: 1, path: 'id', message: `expected the folder name to be a lab id (a-z, 0-9 and "-", starting with a letter), got "${id}"` });
   const text = files.get('lab.yaml');
   if (!text) return { problems: [...problems, { file: yamlFile, line: 1, col: 1, path: '(file)', message: 'expected a lab.yaml file, got nothing' }] };
+  if (text.length > MAX_LAB_YAML_BYTES) return { problems: [...problems, { file: yamlFile, line: 1, col: 1, path: '(file)', message: `expected at most ${MAX_LAB_YAML_BYTES / 1024} KiB, got ${(text.length / 1024).toFixed(0)} KiB` }] };
+  const pageBytes = [...files].filter(([p]) => p.startsWith('instructions/')).reduce((n, [, b]) => n + b.length, 0);
+  if (pageBytes > MAX_INSTRUCTIONS_BYTES) return { problems: [...problems, { file: `${prefix}/instructions`, line: 1, col: 1, path: '(folder)', message: `expected at most ${MAX_INSTRUCTIONS_BYTES / 1048576} MiB of instruction pages in total, got ${(pageBytes / 1048576).toFixed(1)} MiB` }] };
 
   const lineCounter = new LineCounter();
   const doc = parseDocument(text.toString('utf8'), { lineCounter, uniqueKeys: true, prettyErrors: false });
@@ -71,8 +81,15 @@ export function validateLab(id: string, all: LabFiles, prefix: string, images: I
     }
     return { problems };
   }
-  const pos = new YamlPositions(yamlFile, doc, lineCounter);
-  const raw: unknown = doc.toJS();
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (err) {
+    if (!(err instanceof ReferenceError)) throw err;
+    const at = firstAlias(doc, lineCounter);
+    return { problems: [...problems, { file: yamlFile, ...at, path: '(aliases)', message: `expected at most ${MAX_YAML_ALIASES} alias expansions (aliases that expand to aliases multiply the document), got more` }] };
+  }
+  const pos = new YamlPositions(yamlFile, doc, lineCounter, raw);
 
   // duplicate machine names on the raw document, so they are reported alongside schema problems
   const rawMachines = (raw as { machines?: unknown } | null)?.machines;
@@ -159,6 +176,19 @@ export function validateLab(id: string, all: LabFiles, prefix: string, images: I
 
   if (problems.length) return { problems };
   return { lab: { id, def, pages, steps, files, contentHash: contentHash(files) }, problems };
+}
+
+/** Where the first alias (`*name`) of the document is. */
+function firstAlias(doc: Document.Parsed, lines: LineCounter): { line: number; col: number } {
+  let offset = 0;
+  visit(doc, {
+    Alias(_key, node) {
+      offset = node.range?.[0] ?? 0;
+      return visit.BREAK;
+    },
+  });
+  const p = lines.linePos(offset);
+  return { line: p.line, col: p.col };
 }
 
 /** Machine names, kinds and credentials as far as they can be read from a document that failed the schema. */

@@ -40,17 +40,7 @@ export interface GradeTargetResolver {
   targetFor(instanceId: string): Promise<GradeTarget | undefined>;
 }
 
-export const ACTIVITY_PROGRESS = ['Initialized', 'Started', 'InProgress', 'Submitted', 'Completed'] as const;
-export const GRADING_PROGRESS = ['FullyGraded', 'Pending', 'PendingManual', 'Failed', 'NotReady'] as const;
-
-/** An AGS score as the tool publishes it; the outbox adds userId and timestamp. */
-export interface ScoreInput {
-  scoreGiven?: number;
-  scoreMaximum?: number;
-  activityProgress: (typeof ACTIVITY_PROGRESS)[number];
-  gradingProgress: (typeof GRADING_PROGRESS)[number];
-  comment?: string;
-}
+export { ACTIVITY_PROGRESS, GRADING_PROGRESS, type ScoreInput } from '../../labs/score.js';
 
 export const AGS_SCORE_SCOPE = 'https://purl.imsglobal.org/spec/lti-ags/scope/score';
 export const NRPS_SCOPE = 'https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly';

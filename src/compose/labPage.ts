@@ -1,0 +1,51 @@
+/** The lab page: tickets, the websocket proxy on the server's upgrades, and the page, API and course routes. */
+import type http from 'node:http';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Mount } from '../http/createApp.js';
+import type { SessionTokens } from '../auth/session.js';
+import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
+import type { CheckRunner } from '../labs/checks/CheckRunner.js';
+import { TicketService } from '../proxy/tickets.js';
+import { ChannelProxy } from '../proxy/channelProxy.js';
+import { attachUpgradeHandler } from '../http/upgrade.js';
+import { labApiRouter, LabCatalogCache } from '../http/routes/labApi.js';
+import { courseApiRouter } from '../http/routes/courseApi.js';
+import { labPagesRouter } from '../http/routes/labPages.js';
+import { checkRoutes } from '../http/routes/checkRoutes.js';
+import { userNames } from '../store/User.js';
+import type { RateLimits } from '../rateLimits.js';
+
+export interface LabPageDeps {
+  server: http.Server;
+  publicUrl: string;
+  secretKey: string;
+  runtime: LabRuntime;
+  labs: LabDefinitions;
+  sessions: SessionTokens;
+  checks: CheckRunner;
+  log: Logger;
+  metrics: Metrics;
+  limits: RateLimits;
+}
+
+/** Returns the routes to mount and what to run before the server closes (upgraded sockets keep close() waiting). */
+export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[]; beforeClose: () => void } {
+  const tickets = new TicketService(d.secretKey, config.TICKET_TTL_SECONDS);
+  const proxy = new ChannelProxy({
+    runtime: d.runtime, log: d.log.child({ component: 'ws-proxy' }), metrics: d.metrics,
+    pingIntervalMs: config.WS_PING_INTERVAL_MS, idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS, maxPerUser: config.WS_MAX_PER_USER,
+  });
+  const upgrades = attachUpgradeHandler(d.server, {
+    publicOrigin: d.publicUrl, tickets, proxy, log: d.log.child({ component: 'ws-upgrade' }), maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
+  });
+  const catalog = new LabCatalogCache(d.labs);
+  const mounts: Mount[] = [
+    { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
+    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket }) },
+    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks }) },
+    { path: '/', router: labPagesRouter() },
+  ];
+  return { mounts, beforeClose: () => upgrades.close() };
+}

@@ -1,0 +1,55 @@
+/** The lab side: catalog imported from TEMPLATES_DIR, the runtime (LabService + supervisor) over the backend, and the check runner. */
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Duties } from '../leadership.js';
+import type { LabBackend } from '../backends/types.js';
+import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
+import type { ScorePublisher } from '../labs/score.js';
+import { LabCatalog } from '../labs/definition/LabCatalog.js';
+import { ImageCatalog } from '../images/ImageCatalog.js';
+import { resolveTemplatesDir } from '../labs/definition/templatesDir.js';
+import { LabService } from '../labs/LabService.js';
+import { LabSupervisor } from '../labs/LabSupervisor.js';
+import { CheckRunner } from '../labs/checks/CheckRunner.js';
+import type { Closers } from './Closers.js';
+import type { RateLimits } from '../rateLimits.js';
+
+export async function buildCatalog(config: Config, log: Logger): Promise<LabCatalog> {
+  const labs = new LabCatalog({ log: log.child({ component: 'labs' }), images: ImageCatalog.load(config.IMAGE_CATALOG) });
+  await labs.importDir(resolveTemplatesDir(config.TEMPLATES_DIR), config.TEMPLATES_DIR);
+  return labs;
+}
+
+export interface RuntimeDeps {
+  backend: LabBackend;
+  labs: LabDefinitions;
+  grades: ScorePublisher;
+  log: Logger;
+  metrics: Metrics;
+  duties: Duties;
+}
+
+/** LabService over the backend, with its supervisor (lifetime + reconcile) as a leader duty. */
+export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): LabService {
+  const svc = new LabService({ backend: d.backend, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'runtime' }), metrics: d.metrics });
+  const supervisor = new LabSupervisor({ service: svc, backend: d.backend, labs: d.labs, log: d.log.child({ component: 'supervisor' }) });
+  d.duties.add({ name: 'supervisor', start: () => supervisor.start(config.RECONCILE_INTERVAL_MS), stop: () => supervisor.stop() });
+  // closers run in reverse: the runtime stops before the backend closes
+  closers.add('runtime', async () => {
+    await supervisor.stop();
+    await svc.close();
+  });
+  return svc;
+}
+
+export function buildChecks(config: Config, d: { runtime: LabRuntime; labs: LabDefinitions; grades: ScorePublisher; log: Logger; metrics: Metrics; duties: Duties; limits: RateLimits }, closers: Closers): CheckRunner {
+  const runner = new CheckRunner({
+    runtime: d.runtime, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'checks' }), metrics: d.metrics,
+    ratePerMinute: config.CHECK_RATE_PER_MINUTE, platformLimit: d.limits.checkPerPlatform, maxOutputBytes: config.CHECK_OUTPUT_MAX_BYTES, backgroundTickMs: config.CHECK_BACKGROUND_TICK_MS,
+    isLeader: () => d.duties.isLeader,
+  });
+  runner.start();
+  closers.add('checks', () => runner.close());
+  return runner;
+}

@@ -1,0 +1,72 @@
+/**
+ * Platform registration for administrators: the page showing the URL to paste into Moodle (and the
+ * URLs for manual registration), and the admin API `GET/POST /api/admin/platforms`
+ * (ADMIN_TOKEN or an administrator session). Posting the same issuer + client id again updates.
+ */
+import express, { type Router } from 'express';
+import type { SessionTokens } from '../../auth/session.js';
+import { requireAdmin } from '../../auth/admin.js';
+import { escapeHtml } from '../../html.js';
+import type { PlatformDoc } from '../../store/Platform.js';
+import type { LtiModule } from '../../lti/createLti.js';
+
+export function platformJson(p: PlatformDoc): Record<string, unknown> {
+  return {
+    id: p._id, issuer: p.issuer, clientId: p.clientId, name: p.name, authUrl: p.authUrl, tokenUrl: p.tokenUrl, jwksUrl: p.jwksUrl,
+    deploymentIds: p.deploymentIds, kid: p.kid, registeredBy: p.registeredBy, createdAt: p.createdAt, updatedAt: p.updatedAt,
+  };
+}
+
+export function ltiAdminRoutes(d: { lti: LtiModule; sessions: SessionTokens; adminToken: string | undefined }): Router {
+  const r = express.Router();
+  const u = d.lti.urls;
+
+  r.get('/admin/lti', (_req, res) => {
+    const row = (k: string, v: string) => `<tr><th>${escapeHtml(k)}</th><td><code>${escapeHtml(v)}</code></td></tr>`;
+    // the registration URL carries a key: fetched with admin credentials from the fragment (#token= or #session=)
+    res.type('html').send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LTI registration – Lab Orchestrator</title>
+<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="/static/app.css"></head><body><main>
+<h1>Register Lab Orchestrator with your LMS</h1>
+<h2>Dynamic registration (Moodle 4.x and others)</h2>
+<p>Paste this URL as the tool URL (Moodle: Site administration → Plugins → Activity modules → External tool → Manage tools), then activate the tool in Moodle:</p>
+<p><code id="registration-url">Shown to administrators: open this page from an LTI launch as an administrator, or as /admin/lti#token=&lt;ADMIN_TOKEN&gt;. The tool also prints it at start-up.</code></p>
+<h2>Manual registration</h2>
+<table>${row('Tool URL / target link URI', u.launch)}${row('Initiate login URL', u.login)}${row('Redirection URIs', `${u.launch}\n${u.deepLink}`)}${row('Deep linking URL', u.deepLink)}${row('Public keyset (JWKS) URL', u.jwks)}</table>
+<p>Then give the platform's issuer, client id, endpoints and deployment id to the tool:
+<code>lab-orchestrator platform add --issuer … --client-id … --auth-url … --token-url … --jwks-url … --deployment-id …</code>
+or <code>POST /api/admin/platforms</code>.</p>
+<p>Moodle refuses outgoing requests to private or loopback hosts and to ports other than 80/443 by default (settings <code>curlsecurityblockedhosts</code>, <code>curlsecurityallowedport</code>): a tool on such an address fails with a 404 from <code>token.php</code>.</p>
+<script>
+(function () {
+  var h = new URLSearchParams(location.hash.slice(1)); var t = h.get('token') || h.get('session');
+  if (!t) return;
+  fetch('/api/admin/lti', { headers: { authorization: 'Bearer ' + t } }).then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (d) { if (d) document.getElementById('registration-url').textContent = d.tool.registration; });
+})();
+</script>
+</main></body></html>`);
+  });
+
+  const api = express.Router();
+  api.use(requireAdmin(d.sessions, d.adminToken));
+  api.use(express.json({ limit: '50kb' }));
+  api.get('/', async (_req, res) => {
+    res.json({ platforms: (await d.lti.registry.list()).map(platformJson), tool: u });
+  });
+  api.post('/', async (req, res) => {
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const existed = typeof b.issuer === 'string' && typeof b.clientId === 'string' && (await d.lti.registry.find(b.issuer, b.clientId)) !== null;
+    const p = await d.lti.registry.register({
+      issuer: b.issuer as string, clientId: b.clientId as string, name: b.name as string | undefined,
+      authUrl: b.authUrl as string, tokenUrl: b.tokenUrl as string, jwksUrl: b.jwksUrl as string,
+      deploymentIds: (Array.isArray(b.deploymentIds) ? b.deploymentIds : b.deploymentId !== undefined ? [b.deploymentId] : []) as string[],
+      registeredBy: 'manual',
+    });
+    res.status(existed ? 200 : 201).json({ platform: platformJson(p), tool: u });
+  });
+  r.use('/api/admin/platforms', api);
+  r.get('/api/admin/lti', requireAdmin(d.sessions, d.adminToken), (_req, res) => {
+    res.json({ tool: u });
+  });
+  return r;
+}
