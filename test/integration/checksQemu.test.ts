@@ -10,7 +10,7 @@ import type { InstanceMachines, LabEvent } from '../../src/labs/contracts.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
 import { DevPlatformScore } from '../../src/devPlatform/models.js';
 import { createLogger } from '../../src/logger.js';
-import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
+import { ensureCloudImage, ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
 import { ConsoleSession } from '../support/console.js';
 import { Browser, launchAs } from '../support/ltiFlow.js';
 import { atToolPage, startLtiTool, type LtiTestTool } from '../support/ltiTool.js';
@@ -53,7 +53,7 @@ grading:
 }
 
 describe('automatic checks on real QEMU guests (linux-basics, exec over the virtio-serial agent)', function () {
-  this.timeout(240_000);
+  this.timeout(1_200_000);
   let dataDir: string;
   let backend: QemuBackend;
   let svc: LabService;
@@ -61,9 +61,15 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
   const catalog = new LabCatalog({ log });
 
   before(async () => {
+    // the examples run on debian-12, the edge-case lab on lab-tiny: one image folder with both
     const imageDir = ensureGuestImage();
+    const debian = fs.realpathSync(path.join(ensureCloudImage('debian-12'), 'debian-12'));
+    if (!fs.existsSync(path.join(imageDir, 'debian-12')) || fs.realpathSync(path.join(imageDir, 'debian-12')) !== debian) {
+      fs.rmSync(path.join(imageDir, 'debian-12'), { force: true });
+      fs.symlinkSync(debian, path.join(imageDir, 'debian-12'));
+    }
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checks-qemu-'));
-    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 2048, log });
+    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 2048, log, bootTimeoutMs: 900_000 });
     svc = new LabService({ backend, labs: catalog, log });
     t = await startLtiTool({ GRADE_RETRY_BASE_MS: '100' }, { fake: { labs: catalog, runtime: svc, started: [] } });
     await catalog.add(edgeLab(), { source: 'admin' });
@@ -82,7 +88,7 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
   const press = (id: string, step: string, token: string) => api('POST', `/api/instances/${id}/steps/${step}/check`, token);
-  const running = (id: string) => waitFor(async () => (await svc.get(id))?.state === 'running', 120_000, `lab ${id} running`);
+  const running = (id: string) => waitFor(async () => (await svc.get(id))?.state === 'running', 900_000, `lab ${id} running`);
 
   it('fails with its hint, passes after the student types the solution on the console, the gradebook shows each new score up to 100 / 100 Completed, FullyGraded; the console never sees the check', async () => {
     const activity = await t.activity('linux-basics');
