@@ -163,7 +163,8 @@ async function storeScore(li: DevPlatformLineItemDoc, b: Record<string, unknown>
     try {
       await DevPlatformScore.create({
         lineItemId: li._id, userId: user.id,
-        scoreGiven: typeof given === 'number' ? given : null, scoreMaximum: typeof max === 'number' ? max : null,
+        // like Moodle's scores.php: a grade stands only when FullyGraded; anything else is stored as no grade
+        scoreGiven: typeof given === 'number' && b.gradingProgress === 'FullyGraded' ? given : null, scoreMaximum: typeof max === 'number' ? max : null,
         activityProgress: b.activityProgress, gradingProgress: b.gradingProgress,
         comment: typeof b.comment === 'string' ? b.comment : null, timestamp: ts, seq: (last?.seq ?? 0) + 1,
       });

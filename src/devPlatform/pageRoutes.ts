@@ -18,6 +18,8 @@ const LAUNCH_BUTTONS: Array<[string, string]> = [['student', 'Launch as student'
 
 /** Launch forms target the embedded frame, as Moodle embeds tools by default; a checkbox switches to a new window. */
 const FRAME = 'tool-frame';
+/** Dynamic registration runs in an iframe inside a dialog of this page, as Moodle's admin page does. */
+const REG_FRAME = 'registration-frame';
 
 function launchForms(ctx: PlatformContext, a: DevPlatformActivityDoc): string {
   return LAUNCH_BUTTONS.map(([user, label]) => `<form class="inline launch" method="post" action="${h(ctx.urls.issuer)}/launch" target="${FRAME}">
@@ -42,9 +44,11 @@ ${tools.map((t) => `<tr><td>${h(t.name)}<br><small><code>${h(t.loginUrl)}</code>
 <td><form class="inline launch" method="post" action="${h(ctx.urls.issuer)}/launch" target="${FRAME}"><input type="hidden" name="clientId" value="${h(t._id)}">
 <input type="hidden" name="user" value="teacher"><input type="hidden" name="deepLink" value="1"><button type="submit" aria-label="Add activity (deep link) with ${h(t.name)}">Add activity (deep link)</button></form></td></tr>`).join('')}</tbody></table>` : '<p>No tool registered yet.</p>'}
 <details><summary>Register a tool (dynamic registration)</summary>
-<form method="post" action="${h(ctx.urls.issuer)}/register/start" target="_blank"><label>Tool registration URL
+<form method="post" action="${h(ctx.urls.issuer)}/register/start" target="${REG_FRAME}" id="register-form"><label>Tool registration URL
 <input type="url" name="url" required value="${h(new URL(ctx.urls.issuer).origin)}/lti/register"></label>
 <button type="submit" class="primary">Register</button></form></details>
+<dialog id="registration-dialog" aria-label="Tool registration"><iframe name="${REG_FRAME}" title="Tool registration" class="tool-frame" src="about:blank"></iframe>
+<form method="dialog"><button type="submit">Close</button></form></dialog>
 <details><summary>Register a tool manually</summary>
 <form method="post" action="${h(ctx.urls.issuer)}/tools">
 <label>Name <input type="text" name="name" required value="Lab Orchestrator"></label>
@@ -89,7 +93,14 @@ ${addActivityForm(ctx, tools)}
 <h3>Gradebook</h3>${book}
 ${toolsSection(ctx, tools)}
 <script nonce="${nonce}">
-window.addEventListener('message', function (e) { if (e.data && e.data.subject === 'org.imsglobal.lti.close') location.reload(); });
+var regDialog = document.getElementById('registration-dialog');
+var regForm = document.getElementById('register-form');
+if (regForm) regForm.addEventListener('submit', function () { regDialog.showModal(); });
+window.addEventListener('message', function (e) {
+  if (!e.data || e.data.subject !== 'org.imsglobal.lti.close') return;
+  if (regDialog.open) regDialog.close();
+  location.reload();
+});
 document.getElementById('new-window').addEventListener('change', function (e) {
   document.querySelectorAll('form.launch').forEach(function (f) { f.target = e.target.checked ? '_blank' : '${FRAME}'; });
 });

@@ -66,11 +66,13 @@ export function weightedScore(items: Iterable<{ weight: number; done: boolean }>
   return { done, total, weight, maxWeight, scoreGiven: Math.round(fraction * scoreMaximum * 1000) / 1000, scoreMaximum, complete: total > 0 && done === total };
 }
 
-/** The AGS score: InProgress/Pending until every item is done, then Completed/FullyGraded. */
+/**
+ * The AGS score: every score stands as given (`FullyGraded`), with `activityProgress` InProgress
+ * until every item is done, then Completed. Platforms such as Moodle store no grade for any other
+ * gradingProgress, so a partial score sent as Pending would show as "-" in the gradebook.
+ */
 export function agsScore(s: Pick<WeightedScore, 'scoreGiven' | 'scoreMaximum' | 'complete'>): ScoreInput {
-  return s.complete
-    ? { scoreGiven: s.scoreGiven, scoreMaximum: s.scoreMaximum, activityProgress: 'Completed', gradingProgress: 'FullyGraded' }
-    : { scoreGiven: s.scoreGiven, scoreMaximum: s.scoreMaximum, activityProgress: 'InProgress', gradingProgress: 'Pending' };
+  return { scoreGiven: s.scoreGiven, scoreMaximum: s.scoreMaximum, activityProgress: s.complete ? 'Completed' : 'InProgress', gradingProgress: 'FullyGraded' };
 }
 
 // --- grading mode "steps" ------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import { shareJwksWithLtijs } from './ltijsJwksShim.js';
 import { installGuards, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
-import { dynamicRegistration } from './registration.js';
+import { dynamicRegistration, registeringOrigin } from './registration.js';
+import { frameAncestorsDirective } from './frameAncestors.js';
 import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
@@ -100,6 +101,9 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.onUnregisteredPlatform(refusal(new BadRequest('This platform is not registered with the tool.')));
   lti.onInactivePlatform(refusal(new Forbidden('This platform registration is not active.')));
   lti.onDynamicRegistration((req, res, next) => {
+    // the registering platform frames these pages before it is registered (Moodle's dialog)
+    const framer = registeringOrigin(req.query as Record<string, unknown>, registrationKey(d.secretKey));
+    if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
     dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, key: registrationKey(d.secretKey) }).then((html) => res.type('html').send(html), next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });

@@ -62,6 +62,21 @@ async function getJson(url: string, init: RequestInit, what: string): Promise<Re
   }
 }
 
+/**
+ * The origin allowed to frame a registration page: the platform that is registering, read from the
+ * `openid_configuration` URL it handed us (Moodle runs registration inside a dialog iframe, before
+ * the platform exists in our registry). Only with the right registration key; null otherwise.
+ */
+export function registeringOrigin(query: Record<string, unknown>, key: string): string | null {
+  const openidUrl = str(query.openid_configuration);
+  if (!sameSecret(str(query.key), key) || !/^https?:\/\//.test(openidUrl)) return null;
+  try {
+    return new URL(openidUrl).origin;
+  } catch {
+    return null;
+  }
+}
+
 /** Runs one dynamic registration; returns the page that closes the platform's window. */
 export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; key: string }): Promise<string> {
   const openidUrl = str(query.openid_configuration);
@@ -95,5 +110,10 @@ export async function dynamicRegistration(query: Record<string, unknown>, d: { r
   });
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Registered</title></head><body>
 <p>${escapeHtml(TOOL_NAME)} is registered with ${escapeHtml(p.issuer)} (client id ${escapeHtml(p.clientId)}). You can close this window.</p>
-<script>(window.opener || window.parent).postMessage({ subject: 'org.imsglobal.lti.close' }, '*');</script></body></html>`;
+<script>(window.opener || window.parent).postMessage({ subject: 'org.imsglobal.lti.close' }, ${escapeScriptString(new URL(openidUrl).origin)});</script></body></html>`;
+}
+
+/** A JSON string literal safe inside an inline script. */
+function escapeScriptString(v: string): string {
+  return JSON.stringify(v).replace(/</g, '\\u003c');
 }

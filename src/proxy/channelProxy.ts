@@ -16,8 +16,11 @@ import { UpstreamFanout, type FanoutSubscriber } from './UpstreamFanout.js';
 
 export { CLOSE } from '../closeCodes.js';
 
+/** What the proxy needs of the lab runtime. */
+export type ProxyRuntime = Pick<LabRuntime, 'get' | 'openChannel' | 'subscribe' | 'noteActivity'>;
+
 export interface ChannelProxyOptions {
-  runtime: LabRuntime;
+  runtime: ProxyRuntime;
   log: Logger;
   metrics: Metrics;
   pingIntervalMs: number;
@@ -32,30 +35,27 @@ const NOTE_ACTIVITY_EVERY_MS = 5_000;
 
 export class ChannelProxy {
   private readonly sessions = new Set<ProxySession>();
-  /** Shared console connections by instance/machine (a dial in progress is a promise). */
-  private readonly consoles = new Map<string, Promise<UpstreamFanout>>();
+  /** Shared console connections by instance/machine, from the first request until they end. */
+  private readonly consoles = new Map<string, UpstreamFanout>();
   constructor(readonly o: ChannelProxyOptions) {}
 
-  /** The machine side for a session: a new private one for a desktop, the shared one for a console. */
-  async upstreamFor(c: TicketClaims): Promise<UpstreamFanout> {
-    const high = this.o.highWaterBytes ?? 1 << 20;
-    if (c.channel !== 'console') {
-      const up = await this.o.runtime.openChannel(c.instance, c.machine, c.channel);
-      return new UpstreamFanout(up, false, high, () => undefined);
-    }
+  /**
+   * The machine side for a session: a private one for a desktop, the shared one for a console. Nothing
+   * is dialed here; the caller requests membership at once and opens it after its checks.
+   */
+  fanoutFor(c: TicketClaims): UpstreamFanout {
+    const highWater = this.o.highWaterBytes ?? 1 << 20;
+    const dial = () => this.o.runtime.openChannel(c.instance, c.machine, c.channel);
+    if (c.channel !== 'console') return new UpstreamFanout({ dial, shared: false, highWater });
     const key = `${c.instance}/${c.machine}`;
-    let p = this.consoles.get(key);
-    if (!p) {
-      p = this.o.runtime.openChannel(c.instance, c.machine, 'console').then((up) => {
-        const f: UpstreamFanout = new UpstreamFanout(up, true, high, () => {
-          if (this.consoles.get(key) === p) this.consoles.delete(key);
-        });
-        return f;
-      });
-      this.consoles.set(key, p);
-      p.catch(() => { if (this.consoles.get(key) === p) this.consoles.delete(key); });
-    }
-    return p;
+    const known = this.consoles.get(key);
+    if (known) return known;
+    const created = new UpstreamFanout({
+      dial, shared: true, highWater,
+      onEnded: () => { if (this.consoles.get(key) === created) this.consoles.delete(key); },
+    });
+    this.consoles.set(key, created);
+    return created;
   }
 
   /** Open sessions (optionally of one user), for caps and tests. */
@@ -67,12 +67,14 @@ export class ChannelProxy {
 
   /**
    * Serve an upgraded socket whose ticket was verified and consumed. Checks ownership and the
-   * per-user cap before dialing the machine.
+   * per-user cap before dialing the machine. The new session counts in its fanout before an older
+   * socket of the same seat is closed, so that close can never end the upstream the new one shares.
    */
   async attach(ws: WebSocket, claims: TicketClaims): Promise<void> {
     const s = new ProxySession(this, ws, claims);
     const same = [...this.sessions].find((x) => x.sameSeat(claims));
     if (!same && this.count(claims.user) >= this.o.maxPerUser) return s.close(CLOSE.tooMany);
+    s.request(this.fanoutFor(claims));
     this.sessions.add(s);
     s.onClosed = () => this.sessions.delete(s);
     same?.close(CLOSE.otherTab);
@@ -84,9 +86,12 @@ export class ChannelProxy {
   }
 }
 
+/** connecting: checks and dial under way (nothing read from the browser); open: piping; closed: for good. */
+export type SessionState = 'connecting' | 'open' | 'closed';
+
 class ProxySession implements FanoutSubscriber {
   onClosed: (() => void) | undefined;
-  private closed = false;
+  private current: SessionState = 'connecting';
   private fanout: UpstreamFanout | undefined;
   private unsubscribe: (() => void) | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -111,6 +116,16 @@ class ProxySession implements FanoutSubscriber {
     return m.user === c.user && m.instance === c.instance && m.machine === c.machine && m.channel === c.channel;
   }
 
+  get state(): SessionState {
+    return this.current;
+  }
+
+  /** Counts this session in `fanout` from now until it closes. */
+  request(fanout: UpstreamFanout): void {
+    this.fanout = fanout;
+    fanout.request(this);
+  }
+
   async start(): Promise<void> {
     const { runtime, metrics, pingIntervalMs } = this.proxy.o;
     const c = this.claims;
@@ -130,24 +145,24 @@ class ProxySession implements FanoutSubscriber {
     }
     this.resetIdle();
     this.unsubscribe = runtime.subscribe(c.instance, (e) => this.onLabEvent(e));
-    let fanout: UpstreamFanout;
+    const fanout = this.fanout;
+    if (!fanout) throw new Error('a session starts after requesting its fanout');
     try {
       const inst = await runtime.get(c.instance);
       if (!inst) return this.close(CLOSE.notFound);
       if (c.mode === 'control' && inst.userId !== c.user) return this.close(CLOSE.notYourLab);
-      if (this.closed) return;
-      fanout = await this.proxy.upstreamFor(c);
+      if (this.current !== 'connecting') return;
+      await fanout.open(this);
     } catch (err) {
       const reason = err instanceof AppError ? err.publicMessage : 'could not reach the machine';
       if (!(err instanceof AppError)) this.log.warn({ err }, 'ws.dial_failed');
       return this.close({ code: wsCloseFor(err), reason });
     }
-    this.fanout = fanout;
-    fanout.join(this);
-    if (this.closed) return fanout.leave(this);
+    if (this.current !== 'connecting') return; // closed while dialing (the fanout let it go then)
+    this.current = 'open';
     this.ws.on('message', (data: RawData) => this.fromBrowser(fanout, toBuffer(data)));
     this.ws.resume();
-    this.log.info({ shared: fanout.shared && fanout.size > 1 }, 'ws.opened');
+    this.log.info({ shared: fanout.shared && fanout.receiverCount > 1 }, 'ws.opened');
   }
 
   queued(): number {
@@ -155,7 +170,7 @@ class ProxySession implements FanoutSubscriber {
   }
 
   deliver(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.current === 'closed') return;
     this.bytes.down += chunk.length;
     this.proxy.o.metrics.wsBytes.inc({ channel: this.claims.channel, direction: 'to_browser' }, chunk.length);
     this.queuedBytes += chunk.length;
@@ -170,7 +185,7 @@ class ProxySession implements FanoutSubscriber {
   }
 
   private fromBrowser(up: UpstreamFanout, data: Buffer): void {
-    if (this.closed) return;
+    if (this.current !== 'open') return;
     let forward = data;
     let input = data.length > 0;
     if (this.filter) {
@@ -188,7 +203,7 @@ class ProxySession implements FanoutSubscriber {
     this.proxy.o.metrics.wsBytes.inc({ channel: this.claims.channel, direction: 'to_machine' }, forward.length);
     if (!up.write(forward)) {
       this.ws.pause();
-      up.up.once('drain', () => { if (!this.closed) this.ws.resume(); });
+      up.onceDrain(() => { if (this.current === 'open') this.ws.resume(); });
     }
   }
 
@@ -224,8 +239,8 @@ class ProxySession implements FanoutSubscriber {
 
   /** The one way out: idempotent, releases everything, tells the browser why (once). */
   close(c: { code: number; reason: string }, o: { terminate?: boolean; fromClient?: boolean } = {}): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.current === 'closed') return;
+    this.current = 'closed';
     for (const t of this.timers) clearInterval(t);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.unsubscribe?.();

@@ -136,7 +136,7 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     // the development platform's gradebook has the score the server computed (weights 1+2 of 10 → 30)
     await waitFor(async () => (await DevPlatformScore.findOne({ scoreGiven: 30 }).lean()) !== null, 30_000, 'score 30 in the gradebook');
     const page = await (await fetch(t.dp.urls.page)).text();
-    assert.match(page, /data-user="101">30 \/ 100 <small>InProgress, Pending<\/small>/);
+    assert.match(page, /data-user="101">30 \/ 100 <small>InProgress, FullyGraded<\/small>/);
 
     // the rest of the lab, as the instructions say: every check fails before and passes after
     for (const [step, solution] of [

@@ -77,7 +77,7 @@ describe('GradeService: durable outbox to the development platform', () => {
 
   it('delivers two scores for one user in order, with increasing timestamps, also after an outage', async () => {
     tool.devPlatform!.setScoresAvailable(false);
-    const a = await tool.grades.publish(g.target('101'), { activityProgress: 'InProgress', gradingProgress: 'Pending', scoreGiven: 3, scoreMaximum: 10 });
+    const a = await tool.grades.publish(g.target('101'), { activityProgress: 'InProgress', gradingProgress: 'FullyGraded', scoreGiven: 3, scoreMaximum: 10 });
     const b = await tool.grades.publish(g.target('101'), { ...done, scoreGiven: 9, scoreMaximum: 10 });
     assert.ok(b.timestamp.getTime() > a.timestamp.getTime());
     await waitFor(async () => (await state(a._id)).attempts >= 1, 10_000, 'a failed attempt');
@@ -87,6 +87,15 @@ describe('GradeService: durable outbox to the development platform', () => {
     const got = (await tool.devPlatform!.receivedScores(g.lineItemId, '101')).slice(-2);
     assert.deepEqual(got.map((s) => s.scoreGiven), [3, 9]);
     assert.ok(got[0]!.receivedAt.getTime() <= got[1]!.receivedAt.getTime() && got[0]!.seq < got[1]!.seq);
+  });
+
+  it('stores a grade only for FullyGraded, like Moodle: a Pending score reaches the gradebook as no grade', async () => {
+    const p = await tool.grades.publish(g.target('102'), { activityProgress: 'InProgress', gradingProgress: 'Pending', scoreGiven: 4, scoreMaximum: 10 });
+    await waitFor(async () => (await state(p._id)).state === 'delivered', 10_000, 'delivery');
+    assert.equal((await tool.devPlatform!.receivedScores(g.lineItemId, '102')).at(-1)!.scoreGiven, null);
+    const f = await tool.grades.publish(g.target('102'), { activityProgress: 'InProgress', gradingProgress: 'FullyGraded', scoreGiven: 4, scoreMaximum: 10 });
+    await waitFor(async () => (await state(f._id)).state === 'delivered', 10_000, 'delivery');
+    assert.equal((await tool.devPlatform!.receivedScores(g.lineItemId, '102')).at(-1)!.scoreGiven, 4);
   });
 
   it('gives 20 concurrent publishes for one user distinct timestamps and delivers all of them in timestamp order', async () => {

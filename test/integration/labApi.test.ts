@@ -98,8 +98,8 @@ describe('lab page API', function () {
     await call('alice', 'POST', '/api/instances/alicelab/steps/file', { done: true });
     const scores = (await GradeOutbox.find({ instanceId: 'alicelab' }).sort({ timestamp: 1 }).lean()).map((d) => d.score);
     assert.deepEqual(scores.map((s) => [s.scoreGiven, s.scoreMaximum, s.activityProgress, s.gradingProgress]), [
-      [2.5, 10, 'InProgress', 'Pending'],
-      [5, 10, 'InProgress', 'Pending'],
+      [2.5, 10, 'InProgress', 'FullyGraded'],
+      [5, 10, 'InProgress', 'FullyGraded'],
       [10, 10, 'Completed', 'FullyGraded'],
     ]);
   });

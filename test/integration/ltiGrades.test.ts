@@ -52,7 +52,7 @@ describe('Grades through the tool side: across a tool restart', () => {
       const l = await launchedInstance(t1);
       lineItemId = l.lineItemId;
       t1.dp.setScoresAvailable(false);
-      const a = await t1.tool.grades.publish(l.instanceId, { activityProgress: 'InProgress', gradingProgress: 'Pending', scoreGiven: 5, scoreMaximum: 20 });
+      const a = await t1.tool.grades.publish(l.instanceId, { activityProgress: 'InProgress', gradingProgress: 'FullyGraded', scoreGiven: 5, scoreMaximum: 20 });
       const b = await t1.tool.grades.publish(l.instanceId, { ...done, scoreGiven: 19, scoreMaximum: 20 });
       ids = [a._id, b._id];
       await waitFor(async () => (await state(a._id)).attempts >= 1, 10_000, 'a failed attempt');

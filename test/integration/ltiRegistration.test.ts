@@ -73,6 +73,20 @@ describe('LTI registration: dynamic, through the development platform', () => {
     assert.equal(await Platform.countDocuments(), n);
   });
 
+  it('lets the registering platform (origin of openid_configuration) frame the registration pages, only with the key', async () => {
+    const framer = 'https://moodle.example.edu:8443';
+    const u = new URL(tool.lti.urls.registration);
+    u.searchParams.set('openid_configuration', `${framer}/mod/lti/openid-configuration.php`);
+    // the platform cannot be reached: an error page, still framable by the registering platform
+    const res = await fetch(u);
+    assert.equal(res.status, 502);
+    assert.match(res.headers.get('content-security-policy') ?? '', new RegExp(`frame-ancestors [^;]*${framer.replace(/[.]/g, '\\.')}`));
+    u.searchParams.set('key', 'guessed');
+    const refused = await fetch(u);
+    assert.equal(refused.status, 403);
+    assert.ok(!(refused.headers.get('content-security-policy') ?? '').includes(framer), 'no key: not framable by the claimed platform');
+  });
+
   it('answers the registration URL opened without a platform with a 400 that says where to paste it', async () => {
     const res = await fetch(tool.lti.urls.registration, { headers: { accept: 'text/html' } });
     assert.equal(res.status, 400);

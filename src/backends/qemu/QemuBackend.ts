@@ -77,6 +77,7 @@ export class QemuBackend implements LabBackend {
     this.log = o.log.child({ backend: 'qemu' });
     reapStrayProbe(this.store.root, this.log); // a tool killed while probing KVM
     this.states = o.savedStates === false ? undefined : new SavedStates({ root: path.join(o.dataDir, 'qemu-states'), qemuBin: o.qemuBin, log: this.log, bootTimeoutMs: this.bootTimeoutMs });
+    this.gcSavedStates(); // images rebuilt or states unused while the tool was down
   }
 
   private get bootTimeoutMs(): number {

@@ -1,5 +1,6 @@
 /** When a starting machine counts as booted: its console said so and its check agent answers, before the deadline. */
 import { BackendFailure } from '../../errors.js';
+import { AGENT_GRACE_MS } from '../guest/agentProtocol.js';
 import { READY_LINE } from '../guest/cloudInit.js';
 import type { ExecResult } from '../types.js';
 import type { RunningGuest } from './QemuRunner.js';
@@ -22,7 +23,8 @@ export async function waitBooted(machine: string, g: RunningGuest, ping: (timeou
     const left = deadline - Date.now();
     if (left <= 0) throw new BackendFailure(`machine ${machine} booted but its check agent never answered within ${secs} s (${why})`, { publicMessage });
     try {
-      const r = await ping(Math.min(5000, Math.max(1000, left - 5000)));
+      // one request for the rest of the time: a guest that is only slow (a busy host under TCG) answers late, not never
+      const r = await ping(Math.max(1000, left - AGENT_GRACE_MS));
       if (!r.timedOut && r.exitCode === 0) return;
       why = r.timedOut ? 'no answer' : `exit ${r.exitCode}`;
     } catch (err) {

@@ -117,7 +117,7 @@ async function restore(s: LabState, m: MachineState, l: CloudLaunch, st: SavedSt
       hostname: m.name, ...(secrets.user ? { user: secrets.user } : {}), mac: m.mac, address: m.ip,
       hosts: s.machines.map((x) => ({ name: x.name, ip: x.ip })), agentToken: machineAgentToken(c.dir), templateAddress: TEMPLATE_ADDRESS,
     });
-    const r = await agentExec(g.agentSocket, st.token, id.command, { timeoutMs: 30_000, maxOutputBytes: 4096, env: id.env }, `${s.handle.name}/${m.name}`);
+    const r = await agentExec(g.agentSocket, st.token, id.command, { timeoutMs: 120_000, maxOutputBytes: 4096, env: id.env }, `${s.handle.name}/${m.name}`);
     if (r.exitCode !== 0 || r.timedOut) throw new Error(`identity step exited ${r.exitCode}${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.slice(0, 300)}`);
   } catch (err) {
     await g.kill();

@@ -45,14 +45,13 @@ ip link set eth0 down && ip link set eth0 address "$LAB_MAC" && ip addr flush de
 sed -i "s#^\\([[:space:]]*address[[:space:]]*\\)$LAB_TEMPLATE_ADDRESS\\$#\\1$LAB_ADDRESS#" /etc/network/interfaces.d/50-cloud-init 2>/dev/null
 rm -f /etc/machine-id && systemd-machine-id-setup >/dev/null 2>&1
 (umask 077; printf '%s\\n' "$LAB_AGENT_TOKEN" >/etc/lab-agent/token)
-if [ -d /etc/ssh ]; then
-  systemctl stop ssh.service ssh.socket >/dev/null 2>&1
-  rm -f /etc/ssh/ssh_host_*
-  setsid sh -c 'ssh-keygen -A && systemctl start ssh.service' </dev/null >/dev/null 2>&1 &
-fi
+# sshd stops now (it must never answer with the template's keys) and starts with new keys later
+systemctl stop ssh.service ssh.socket >/dev/null 2>&1
+rm -f /etc/ssh/ssh_host_*
 echo "${READY_LINE} $LAB_HOSTNAME" >/dev/ttyS0 2>/dev/null
-# new prompts with the new name on the serial console and the screen
-systemctl restart serial-getty@ttyS0.service getty@tty1.service >/dev/null 2>&1
+# in the background, so the lab is ready at once: new prompts with the new name on the serial
+# console and the screen, then SSH with its own host keys
+setsid sh -c 'systemctl restart serial-getty@ttyS0.service getty@tty1.service; [ -d /etc/ssh ] && ssh-keygen -A && systemctl start ssh.service' </dev/null >/dev/null 2>&1 &
 true
 `;
 

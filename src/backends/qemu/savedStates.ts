@@ -36,6 +36,13 @@ export const TEMPLATE_USER = 'student';
 /** Bumped when what a template boots with changes (seed contents, device set). */
 const TEMPLATE_FORMAT = 1;
 
+const SETTLE = `systemctl is-system-running --wait >/dev/null 2>&1
+if [ -x /usr/bin/xfdesktop ]; then
+  for i in $(seq 300); do pgrep -x xfdesktop >/dev/null && pgrep -x xfce4-panel >/dev/null && break; sleep 1; done
+  sleep 5
+fi
+sleep 2; sync`;
+
 export interface TemplateSpec {
   image: LocalImage;
   memoryMiB: number;
@@ -173,8 +180,8 @@ export class SavedStates {
         vnc: false,
       }), log: this.o.log });
       await g.waitForConsole(new RegExp(READY_LINE), this.o.bootTimeoutMs);
-      // settle: every unit started (a desktop session logged in), caches written, then save
-      await agentExec(g.agentSocket, token, 'systemctl is-system-running --wait >/dev/null 2>&1; sleep 2; sync', { timeoutMs: this.o.bootTimeoutMs, maxOutputBytes: 1024 });
+      // settle: every unit started, a graphical session (if the image has one) drawn, caches written, then save
+      await agentExec(g.agentSocket, token, SETTLE, { timeoutMs: this.o.bootTimeoutMs, maxOutputBytes: 1024 });
       await saveState(g.qmp, path.join(socketDir, 'mig.sock'), path.join(tmp, 'state.bin'));
       await g.stop(10_000);
       fs.chmodSync(frozen, 0o444);
