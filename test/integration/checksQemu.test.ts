@@ -174,12 +174,12 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     const steps: Array<[string, ConsoleSession, string]> = [
       ['find-address', alpha, `echo ${m.beta!.ip} > /tmp/beta-address`],
       ['ping-beta', alpha, 'ping -c 3 $(cat /tmp/beta-address) | tee /tmp/ping.txt'],
-      ['start-server', beta, 'mkdir -p /tmp/www && echo "hello from beta" > /tmp/www/index.html && (python3 -m http.server 8080 --directory /tmp/www > /tmp/www.log 2>&1 &) && sleep 3 && ss -ltn'],
+      ['start-server', beta, 'mkdir -p /tmp/www && echo "hello from beta" > /tmp/www/index.html && (python3 -m http.server 8080 --directory /tmp/www > /tmp/www.log 2>&1 &) && for i in $(seq 60); do ss -ltnH "sport = :8080" | grep -q LISTEN && break; sleep 1; done'],
       ['fetch-page', alpha, 'curl -i http://$(cat /tmp/beta-address):8080/ | tee /tmp/page.txt'],
     ];
     for (const [step, con, solution] of steps) {
       assert.equal((await press(inst._id, step, token)).body.passed, false, `${step} fails before`);
-      await con.run(solution, 20_000);
+      await con.run(solution, 90_000);
       const done = await press(inst._id, step, token);
       assert.equal(done.body.passed, true, `${step} passes after: ${JSON.stringify(done.body)}`);
     }
