@@ -21,7 +21,9 @@ Stops gracefully on SIGTERM or SIGINT.`,
     const config = loadConfig();
     const tool = await startTool(config);
     const hint = tool.devPlatform ? `  (it opens the demo course: click "Launch as student")\n` : '';
-    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\n${hint}LTI registration URL (paste into Moodle): ${tool.lti.urls.registration}\n\n`);
+    // the registration URL carries a key: printed for the demo on its own terminal, never in production (stdout is a log there)
+    const reg = config.LAB_MODE === 'demo' ? `LTI registration URL (paste into Moodle): ${await tool.lti.registrationUrl()}\n` : `LTI registration URL: open ${tool.publicUrl}/admin/lti#token=<ADMIN_TOKEN>\n`;
+    process.stdout.write(`\nLab Orchestrator is running: open ${tool.publicUrl}/\n${hint}${reg}\n`);
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       if (++signals > 1) process.exit(1);

@@ -44,6 +44,10 @@ const schema = z
     RECONCILE_INTERVAL_MS: int(100, 3_600_000).default('15000'),
     TEMPLATES_DIR: z.string().min(1).default('templates'),
     ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
+    OPERATOR_USERS: z
+      .string()
+      .regex(/^\s*https?:\/\/[^#,\s]+#[^,]+(,\s*https?:\/\/[^#,\s]+#[^,]+)*\s*$/, { message: 'expected comma-separated <issuer>#<user id>, e.g. https://moodle.example.edu#2' })
+      .optional(),
     SECRET_KEY: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
     METRICS_PORT: int(0, 65535).optional(),
     METRICS_HOST: z.string().min(1).default('127.0.0.1'),
@@ -94,6 +98,9 @@ const schema = z
     KUBEVIRT_IMAGE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'expected a namespace name' }).default('lab-images'),
     KUBEVIRT_STORAGE_CLASS: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { message: 'expected a storage class name' }).optional(),
     KUBEVIRT_MAX_LAB_STORAGE_GIB: int(1, 100_000).optional(),
+    /** What the operator lets the tool run at once on the cluster (labs over it wait in the capacity queue). */
+    KUBEVIRT_MAX_VMS: int(1, 1_000_000).optional(),
+    KUBEVIRT_MAX_MEMORY_MIB: int(1, 1_000_000_000).optional(),
     LEASE_DURATION_MS: int(2000, 600_000).default('15000'),
     POD_NAME: z.string().min(1).optional(),
   })

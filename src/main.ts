@@ -28,7 +28,7 @@ import type { LabService } from './labs/LabService.js';
 import type { CheckRunner } from './labs/checks/CheckRunner.js';
 import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
 import type { LabBackend } from './backends/types.js';
-import { requireAdmin } from './auth/admin.js';
+import { requireAdmin } from './auth/tenancy.js';
 import { SessionTokens } from './auth/session.js';
 import { Closers } from './compose/Closers.js';
 import { buildDatabase } from './compose/database.js';
@@ -130,7 +130,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       lti.first,
       ...(opts.extraMounts ?? []),
       ...(devPlatform ? [{ path: '/dev-platform', router: devPlatform.router }] : []),
-      { path: '/', router: labCatalogRoutes(catalog) },
+      { path: '/', router: labCatalogRoutes(catalog, sessions) },
       { path: '/api/admin/labs', router: adminLabRoutes(catalog, requireAdmin(sessions, config.ADMIN_TOKEN)) },
       ...page.mounts,
       ...lti.mounts,
@@ -172,7 +172,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
 
 /** The demo: the development platform registers the tool dynamically and gets a course with every lab (README command (a)). */
 async function registerDevPlatform(devPlatform: DevPlatform, lti: LtiModule, catalog: LabCatalog, log: Logger): Promise<void> {
-  const reg = await devPlatform.ensureRegistered(lti.urls.registration);
+  const reg = await devPlatform.ensureRegistered(await lti.registrationUrl());
   log.info({ clientId: reg._id, deploymentId: reg.deploymentId }, 'lti.dev_platform_registered');
   const seeded = await seedDemoCourse(devPlatform, reg._id, await catalog.list());
   if (seeded.length) log.info({ activities: seeded }, 'devplatform.demo_course_seeded');

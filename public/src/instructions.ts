@@ -161,6 +161,12 @@ export class InstructionsPanel {
     this.checkResults[stepId] = { passed: run.passed, at: run.at, checks: run.checks };
     this.redrawCheck(stepId);
     if (run.score && this.byChecks) this.setCheckScore(run.score);
+    // a step whose checks passed is done: tick its box (saved like a tick by hand, so every view shows it)
+    const box = this.content.querySelector<HTMLInputElement>(`input.step-box[data-step="${CSS.escape(stepId)}"]`);
+    if (run.passed && box && !box.checked && this.d.view.mode === 'control') {
+      box.checked = true;
+      void this.toggle(stepId, box);
+    }
   }
 
   private redrawCheck(stepId: string): void {

@@ -24,6 +24,8 @@ export interface SessionClaims {
   name?: string;
   /** The platform registration (our id) the launch came from: the tenant of this session. */
   platformId?: string;
+  /** A user the operator named in OPERATOR_USERS: administers the whole tool. */
+  operator?: boolean;
 }
 
 declare module 'express-serve-static-core' {
@@ -53,7 +55,7 @@ export class SessionTokens {
   async verify(token: string): Promise<SessionClaims> {
     try {
       const { payload } = await jwtVerify(token, this.key, { audience: AUDIENCE, algorithms: ['HS256'] });
-      const { userId, role, contextId, activityId, instanceId, name, platformId } = payload as Record<string, unknown>;
+      const { userId, role, contextId, activityId, instanceId, name, platformId, operator } = payload as Record<string, unknown>;
       if (typeof userId !== 'string' || typeof contextId !== 'string' || !['learner', 'instructor', 'administrator'].includes(String(role))) {
         throw new Error('malformed claims');
       }
@@ -65,6 +67,7 @@ export class SessionTokens {
         ...(typeof instanceId === 'string' ? { instanceId } : {}),
         ...(typeof name === 'string' ? { name } : {}),
         ...(typeof platformId === 'string' ? { platformId } : {}),
+        ...(operator === true ? { operator: true } : {}),
       };
     } catch (err) {
       throw new Unauthorized('invalid or expired session', { cause: err, publicMessage: 'Your session has expired. Open the activity again from your course.' });

@@ -74,7 +74,7 @@ export const platformCommand: Command = {
     try {
       await ensureIndexes([Platform]);
       const publicUrl = config.PUBLIC_URL ?? `http://localhost:${config.PORT}`;
-      const urls = ltiUrls(publicUrl, secretKey);
+      const urls = ltiUrls(publicUrl);
       const lti = await createLtijsProvider({ secretKey, dbUri: uri, secureCookies: publicUrl.startsWith('https:'), baseUrl: urls.launch, serverAddon: () => {} });
       const registry = new PlatformRegistry(lti, log);
       await registry.init();
@@ -83,7 +83,7 @@ export const platformCommand: Command = {
         return 0;
       }
       try {
-        const p = await registry.register({ ...(input as unknown as Parameters<PlatformRegistry['register']>[0]), registeredBy: 'manual' });
+        const p = await registry.register({ ...(input as unknown as Parameters<PlatformRegistry['register']>[0]), registeredBy: 'manual' }, { byOperator: true });
         process.stdout.write(`${JSON.stringify({ platform: platformJson(p), tool: urls }, null, 2)}\n`);
         return 0;
       } catch (err) {

@@ -13,6 +13,7 @@ import { createLti, type LtiModule } from '../lti/createLti.js';
 import { frameAncestors } from '../lti/frameAncestors.js';
 import type { Closers } from './Closers.js';
 import type { RateLimits } from '../rateLimits.js';
+import { operatorUsers } from '../auth/tenancy.js';
 
 export interface LtiPartsDeps {
   labs: LabDefinitions;
@@ -32,6 +33,7 @@ export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers
   const lti = await createLti({
     labs: d.labs, runtime: d.runtime, sessions: d.sessions, log: d.log, secretKey: d.secretKey, dbUri: d.dbUri, publicUrl: d.publicUrl,
     clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: d.grades.tokens, respondWithError, limits: d.limits,
+    operators: operatorUsers(config.OPERATOR_USERS),
   });
   d.grades.use(lti.gradePorts);
   closers.add('lti', () => lti.close());

@@ -23,7 +23,7 @@ import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstance
 import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
-import { KeyedMutex } from '../store/KeyedMutex.js';
+import { KeyedMutex } from '../KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
 import { StepTicks } from './StepTicks.js';
 import type { ScorePublisher } from './score.js';
@@ -122,8 +122,8 @@ export class LabService implements LabRuntime {
     return d;
   }
 
-  async start(instanceId: string): Promise<LabInstanceDoc> {
-    const inst = await this.mustGet(instanceId);
+  async start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc> {
+    const inst = current?._id === instanceId ? current : await this.mustGet(instanceId);
     if (RESTARTABLE.includes(inst.state)) return this.beginProvision(inst);
     if (inst.state === 'stopped' && inst.handle) {
       const handle = inst.handle;

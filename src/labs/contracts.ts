@@ -150,8 +150,11 @@ export type InstanceKey = LabInstanceKey;
 export interface LabRuntime {
   /** Exactly one instance per (activity, user), even under concurrent calls. */
   ensureInstance(key: InstanceKey): Promise<LabInstanceDoc>;
-  /** Start (or restart a finished) instance; returns at once, provisioning runs in the background. Idempotent. */
-  start(instanceId: string): Promise<LabInstanceDoc>;
+  /**
+   * Start (or restart a finished) instance; returns at once, provisioning runs in the background. Idempotent.
+   * `current`: the record as the caller just read or wrote it, so start() need not read it again.
+   */
+  start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc>;
   get(instanceId: string): Promise<LabInstanceDoc | undefined>;
   pause(instanceId: string): Promise<void>;
   resume(instanceId: string): Promise<void>;

@@ -12,13 +12,15 @@ import type { Logger } from '../logger.js';
 import type { SessionTokens } from '../auth/session.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import { BadRequest, Forbidden, Unauthorized, type AppError } from '../errors.js';
-import { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
+import { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
+import { RegistrationKeys } from './registrationKey.js';
 import { createLtijsProvider } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
 import { shareJwksWithLtijs } from './ltijsJwksShim.js';
-import { installGuards, type GuardDeps } from './guard.js';
+import { installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
+import { LaunchIds } from './LaunchIds.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
 import { dynamicRegistration, registeringOrigin } from './registration.js';
 import { frameAncestorsDirective } from './frameAncestors.js';
@@ -46,15 +48,21 @@ export interface LtiDeps {
   tokens: AccessTokens;
   /** Launches (resource link and deep linking) per user and per platform. */
   limits?: RateLimits;
+  /** Users the operator named in OPERATOR_USERS (`<issuer>#<sub>`): their sessions administer the tool. */
+  operators?: ReadonlySet<string>;
 }
 
-export { ltiUrls, registrationKey, type LtiUrls } from './urls.js';
+export { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
 
 export interface LtiModule {
   /** ltijs's express app with our routes: mount at /lti. */
   app: Express;
   registry: PlatformRegistry;
   urls: LtiUrls;
+  /** The registration URL with the current key: for operators only, never for a log line. */
+  registrationUrl(): Promise<string>;
+  /** A new registration key (the operator's); returns the new URL. */
+  rotateRegistrationKey(): Promise<string>;
   /** For GradeService.use(). */
   gradePorts: GradePorts;
   /** Origins allowed to frame tool pages (registered platforms): for CSP frame-ancestors elsewhere too. */
@@ -69,7 +77,8 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   /** ltijs's own refusals, through the app's one error handler (its defaults echo the request body). */
   const refusal = (err: AppError) => (req: express.Request, res: express.Response) => d.respondWithError(err, req, res);
   const log = d.log.child({ component: 'lti' });
-  const urls = ltiUrls(d.publicUrl, d.secretKey);
+  const urls = ltiUrls(d.publicUrl);
+  const keys = new RegistrationKeys();
   const secure = d.publicUrl.startsWith('https:');
   const jwks = new JwksCache(log, { minRefetchMs: d.jwksMinRefetchMs });
   const unshare = shareJwksWithLtijs(jwks);
@@ -82,18 +91,30 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     targetPaths: [new URL(urls.launch).pathname, `${new URL(urls.launch).pathname}/`, new URL(urls.deepLink).pathname],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
   } as GuardDeps;
-  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps) });
+  const ids = new LaunchIds();
+  const routes = {
+    launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
+      const { verified, nonceRecorded } = verifiedLaunch(res);
+      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}) }).then((to) => res.redirect(302, to), next);
+    },
+    deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
+      const { verified, nonceRecorded } = verifiedLaunch(res);
+      try {
+        d.limits?.launch.take(verified.sub, verified.platform._id);
+      } catch (err) {
+        return next(err);
+      }
+      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, log, urls })).then((html) => res.type('html').send(html), next);
+    },
+  };
+  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });
   const registry = new PlatformRegistry(lti, log);
   holder.registry = registry;
   await registry.init();
 
-  lti.onConnect(async (_token, req, res, next) => {
-    try {
-      res.redirect(302, await launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ...(d.limits ? { limit: d.limits.launch } : {}) }));
-    } catch (err) {
-      next(err);
-    }
-  });
+  // the id_token POSTs never reach ltijs (installGuards answers them); nor does anything else with an ltik
+  const notHere = refusal(new Unauthorized('Open this activity from your course.'));
+  lti.onConnect((_token, req, res) => notHere(req, res));
   const dlAtLaunch = refusal(new BadRequest('The launch was refused: a deep-linking request was sent to the launch URL.'));
   lti.onDeepLinking((_token, req, res) => dlAtLaunch(req, res));
   lti.onInvalidToken(refusal(new Unauthorized('The launch was refused: the id_token could not be validated.')));
@@ -101,28 +122,25 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   lti.onUnregisteredPlatform(refusal(new BadRequest('This platform is not registered with the tool.')));
   lti.onInactivePlatform(refusal(new Forbidden('This platform registration is not active.')));
   lti.onDynamicRegistration((req, res, next) => {
-    // the registering platform frames these pages before it is registered (Moodle's dialog)
-    const framer = registeringOrigin(req.query as Record<string, unknown>, registrationKey(d.secretKey));
-    if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
-    dynamicRegistration(req.query as Record<string, unknown>, { registry, urls, log, key: registrationKey(d.secretKey) }).then((html) => res.type('html').send(html), next);
+    const q = req.query as Record<string, unknown>;
+    (async () => {
+      // the registering platform frames these pages before it is registered (Moodle's dialog)
+      const framer = await registeringOrigin(q, keys);
+      if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
+      res.type('html').send(await dynamicRegistration(q, { registry, urls, log, keys }));
+    })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
-  lti.app.post('/deeplink', (req, res, next) => {
-    const v = res.locals.verified as VerifiedLaunch;
-    try {
-      d.limits?.launch.take(v.sub, v.platform._id);
-    } catch (err) {
-      return next(err);
-    }
-    renderCatalog(v, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);
-  });
   lti.app.use(deepLinkingRoutes({ labs: d.labs, registry, log, urls }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     d.respondWithError(err, req, res);
   });
   log.info({ jwks: urls.jwks }, 'lti.ready');
-  return { app: lti.app, registry, urls, gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,
+  return { app: lti.app, registry, urls,
+    registrationUrl: async () => registrationUrl(urls, await keys.current()),
+    rotateRegistrationKey: async () => registrationUrl(urls, await keys.rotate()),
+    gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,
     roster: (contextKey) => courseRoster(contextKey, d.tokens),
     close: unshare,
   };

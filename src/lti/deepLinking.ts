@@ -12,11 +12,11 @@ import type { LabDefinitions, LabSummary } from '../labs/contracts.js';
 import { BadRequest, Forbidden, NotFound } from '../errors.js';
 import { escapeHtml } from '../html.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
-import { GRADING_MODES } from '../store/Activity.js';
 import { upsertUser } from '../store/User.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import { displayName } from './launch.js';
 import type { PlatformRegistry } from './platforms.js';
+import { mayUseLab } from '../auth/tenancy.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { LtiUrls } from './urls.js';
 
@@ -31,17 +31,16 @@ function page(title: string, body: string): string {
 
 function labCard(lab: LabSummary, requestId: string, submitUrl: string): string {
   const machines = lab.machines.map((m) => `${escapeHtml(m.name)} (${m.kind}, ${m.cpus} CPU, ${m.memoryMiB} MiB)`).join(', ');
-  const modes = GRADING_MODES.map((m) => `<option value="${m}"${m === lab.grading.mode ? ' selected' : ''}>${m === 'steps' ? 'Steps ticked by the student' : 'Automatic checks'}</option>`).join('');
   return `<article class="lab" data-lab-id="${escapeHtml(lab.id)}">
 <h2>${escapeHtml(lab.title)}</h2><p>${escapeHtml(lab.description)}</p>
 <dl><dt>Machines</dt><dd>${machines || 'none'}</dd>
 <dt>Resources</dt><dd>${lab.resources.cpus} CPU, ${lab.resources.memoryMiB} MiB per student</dd>
-<dt>Duration</dt><dd>about ${lab.durationMinutes} minutes</dd></dl>
+<dt>Duration</dt><dd>about ${lab.durationMinutes} minutes</dd>
+<dt>Grading</dt><dd>${lab.grading.mode === 'steps' ? 'steps ticked by the student' : 'automatic checks'} (set by the lab)</dd></dl>
 <form method="post" action="${escapeHtml(submitUrl)}">
 <input type="hidden" name="request" value="${escapeHtml(requestId)}"><input type="hidden" name="labId" value="${escapeHtml(lab.id)}">
 <label>Time limit (minutes) <input name="timeLimitMinutes" type="number" min="1" max="${Math.max(1, lab.lifetime.maxMinutes)}" value="${lab.lifetime.maxMinutes}"></label>
-<label>Maximum score <input name="maxScore" type="number" min="1" step="any" value="${lab.grading.maxScore}"></label>
-<label>Grading <select name="gradingMode">${modes}</select></label>
+<label>Maximum score (the gradebook column's) <input name="maxScore" type="number" min="1" step="any" value="${lab.grading.maxScore}"></label>
 <button type="submit">Add this lab</button></form></article>`;
 }
 
@@ -64,7 +63,9 @@ export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise
     returnUrl: str(settings.deep_link_return_url), data: typeof settings.data === 'string' ? settings.data : null,
     acceptTypes, userId: user._id, expiresAt: new Date(Date.now() + REQUEST_TTL_MS),
   });
-  const labs = await d.labs.list();
+  // the operator's labs and the platform's own, never another platform's
+  const viewer = { kind: 'platform' as const, platformId: v.platform._id };
+  const labs = (await d.labs.list()).filter((l) => mayUseLab(viewer, l.owner ?? null));
   d.log.info({ user: user._id, labs: labs.length }, 'lti.deep_link_catalog');
   const cards = labs.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`)).join('\n');
   return page('Choose a lab', `<h1>Choose a lab for this activity</h1>${cards || '<p>No labs are available yet.</p>'}`);
@@ -77,13 +78,13 @@ function num(v: unknown, what: string, min: number, max: number): number {
 }
 
 /** The content item for a lab with the teacher's options. */
-export function contentItem(lab: LabSummary, o: { timeLimitMinutes: number; maxScore: number; gradingMode: string }, launchUrl: string): Record<string, unknown> {
+export function contentItem(lab: LabSummary, o: { timeLimitMinutes: number; maxScore: number }, launchUrl: string): Record<string, unknown> {
   return {
     type: 'ltiResourceLink',
     title: lab.title,
     text: lab.description,
     url: launchUrl,
-    custom: { lab_id: lab.id, time_limit_minutes: String(o.timeLimitMinutes), max_score: String(o.maxScore), grading_mode: o.gradingMode },
+    custom: { lab_id: lab.id, time_limit_minutes: String(o.timeLimitMinutes), max_score: String(o.maxScore) },
     lineItem: { scoreMaximum: o.maxScore, label: lab.title, resourceId: lab.id, tag: LINE_ITEM_TAG },
   };
 }
@@ -98,12 +99,13 @@ export function deepLinkingRoutes(d: DeepLinkDeps & { registry: PlatformRegistry
       const options = {
         timeLimitMinutes: Math.round(num(b.timeLimitMinutes, 'Time limit', 1, Math.max(1, lab.lifetime.maxMinutes))),
         maxScore: num(b.maxScore, 'Maximum score', 0.01, 100_000),
-        gradingMode: (GRADING_MODES as readonly string[]).includes(str(b.gradingMode)) ? str(b.gradingMode) : lab.grading.mode,
       };
       const dl = await DeepLinkRequest.findOneAndUpdate(
         { _id: str(b.request), usedAt: null, expiresAt: { $gt: new Date() } }, { $set: { usedAt: new Date() } }, { new: true, lean: true },
       );
       if (!dl) throw new BadRequest('unknown, used or expired deep-linking request', { publicMessage: 'This selection has expired or was already sent. Start again from your course.' });
+      const platform = await d.registry.find(dl.issuer, dl.clientId);
+      if (!platform || !mayUseLab({ kind: 'platform', platformId: platform._id }, lab.owner ?? null)) throw new NotFound('lab of another platform', { publicMessage: 'That lab does not exist (any more).' });
       const key = await d.registry.toolKey(dl.issuer, dl.clientId);
       const jwt = await new SignJWT({
         nonce: randomUUID(),

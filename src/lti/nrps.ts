@@ -6,6 +6,7 @@
  */
 import type { Role } from '../auth/session.js';
 import { BackendFailure } from '../errors.js';
+import { isPlatformAdminRole } from '../auth/tenancy.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
 import { NRPS_SCOPE, type PlatformRef } from './grades/types.js';
 
@@ -41,16 +42,20 @@ export interface ReadRosterOptions {
   maxPages?: number;
 }
 
-const ADMIN = new Set(['Administrator', 'SysAdmin']);
-const INSTRUCTOR = new Set(['Instructor', 'TeachingAssistant', 'ContentDeveloper', 'Teacher', 'Faculty']);
+/** Course roles that make a teacher of the course. A course (membership) Administrator is one: it administers that course, nothing more. */
+const INSTRUCTOR = new Set(['Instructor', 'TeachingAssistant', 'ContentDeveloper', 'Teacher', 'Faculty', 'Administrator']);
 
-/** Map LTI roles (short names or URIs, incl. sub-roles `…/membership/Instructor#TeachingAssistant`) to ours; unknown or none = learner. */
+/**
+ * Map LTI roles (short names or URIs, incl. sub-roles `…/membership/Instructor#TeachingAssistant`)
+ * to ours; unknown or none = learner. `administrator` only for an institution or system
+ * Administrator role URI (a platform administrator, see auth/tenancy.ts).
+ */
 export function ourRole(roles: readonly string[]): Role {
+  if (isPlatformAdminRole(roles)) return 'administrator';
   let best: Role = 'learner';
   for (const r of roles) {
     const parts = r.split(/[#/]/).filter(Boolean);
     const names = [parts.at(-1) ?? '', parts.at(-2) ?? ''];
-    if (names.some((n) => ADMIN.has(n))) return 'administrator';
     if (names.some((n) => INSTRUCTOR.has(n))) best = 'instructor';
   }
   return best;

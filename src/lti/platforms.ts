@@ -2,13 +2,16 @@
  * The platform registry: what we know about each LTI platform registration (issuer + client id),
  * kept in two places that this file keeps in step: ltijs's platform record (it owns the tool's
  * key pair for that platform, served in our JWKS) and our `lti_platforms` record (endpoints,
- * deployment ids, how it was registered). Registering the same (issuer, client id) again updates.
+ * deployment ids, how it was registered). Registering the same (issuer, client id) again updates
+ * it, but only for the operator: anyone else (a dynamic registration) gets a Conflict unless the
+ * registration is exactly the stored one, so nobody can swap a platform's JWKS or endpoints and
+ * sign launches as its users.
  */
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import mongoose from 'mongoose';
 import type { LtijsProvider } from 'ltijs';
 import type { Logger } from '../logger.js';
-import { ValidationFailed } from '../errors.js';
+import { Conflict, ValidationFailed } from '../errors.js';
 import { retryUpsert } from '../store/database.js';
 import { Platform, type PlatformDoc } from '../store/Platform.js';
 import { httpUrl } from './httpUrl.js';
@@ -44,8 +47,15 @@ export function validatePlatformInput(i: Partial<Record<keyof PlatformInput, unk
   };
 }
 
+/** How long another replica's registration may go unseen here (a platform unknown here is read at once). */
+const RELOAD_MS = 5_000;
+
 export class PlatformRegistry {
   private origins: string[] = [];
+  /** Every platform by issuer + client id, read as a whole: a launch reads no platform from the database. */
+  private byKey = new Map<string, PlatformDoc>();
+  private loadedAt = 0;
+  private reloading: Promise<void> | null = null;
   private readonly keyCache = new Map<string, { privateKey: KeyObject; kid: string }>();
   private readonly inflight = new Map<string, Promise<PlatformDoc>>();
 
@@ -54,19 +64,36 @@ export class PlatformRegistry {
   /** Create ltijs's unique indexes (platform, keys) and load the frame-ancestor origins. */
   async init(): Promise<void> {
     for (const name of ['platform', 'platformStatus', 'privatekey', 'publickey']) await mongoose.model(name).createIndexes();
-    await this.refreshOrigins();
+    await this.reload();
   }
 
-  /** Register or update; concurrent calls for the same platform share one. */
-  register(input: PlatformInput): Promise<PlatformDoc> {
+  /**
+   * Register, or update an existing registration when `byOperator` (the admin API behind the
+   * operator's credentials, the CLI). Otherwise an existing (issuer, client id) is returned as it
+   * is when nothing would change, and refused with Conflict when something would. Concurrent
+   * calls for the same platform share one.
+   */
+  register(input: PlatformInput, o: { byOperator?: boolean } = {}): Promise<PlatformDoc> {
     const v = validatePlatformInput(input);
     const k = `${v.issuer}\n${v.clientId}`;
     let p = this.inflight.get(k);
     if (!p) {
-      p = this.doRegister(v).finally(() => this.inflight.delete(k));
+      p = this.guarded(v, o.byOperator === true).finally(() => this.inflight.delete(k));
       this.inflight.set(k, p);
     }
     return p;
+  }
+
+  private async guarded(v: PlatformInput, byOperator: boolean): Promise<PlatformDoc> {
+    const existing = await this.find(v.issuer, v.clientId);
+    if (!existing || byOperator) return this.doRegister(v);
+    const same = existing.authUrl === v.authUrl && existing.tokenUrl === v.tokenUrl && existing.jwksUrl === v.jwksUrl
+      && v.deploymentIds.every((d) => existing.deploymentIds.includes(d));
+    if (same) return existing;
+    this.log.warn({ issuer: v.issuer, clientId: v.clientId, registeredBy: v.registeredBy }, 'lti.platform_change_refused');
+    throw new Conflict(`platform ${v.issuer} (client ${v.clientId}) is already registered`, {
+      publicMessage: 'This platform and client id are already registered with the tool. Only the operator of the tool can change a registration.',
+    });
   }
 
   private async doRegister(v: PlatformInput): Promise<PlatformDoc> {
@@ -89,17 +116,32 @@ export class PlatformRegistry {
     );
     if (!doc) throw new Error('platform upsert returned no document');
     this.keyCache.delete(`${v.issuer}\n${v.clientId}`);
-    await this.refreshOrigins();
+    // a read that starts after this write (a reload already under way may have started before it)
+    await this.readAll();
     this.log.info({ issuer: v.issuer, clientId: v.clientId, deploymentIds: doc.deploymentIds, kid, registeredBy: v.registeredBy }, 'lti.platform_registered');
     return doc as PlatformDoc;
   }
 
-  find(issuer: string, clientId: string): Promise<PlatformDoc | null> {
-    return Platform.findOne({ issuer, clientId }).lean<PlatformDoc>().exec();
+  /** From memory; a platform not known here is looked up (registered by another replica meanwhile). */
+  async find(issuer: string, clientId: string): Promise<PlatformDoc | null> {
+    this.reloadIfOld();
+    const hit = this.byKey.get(`${issuer}\n${clientId}`);
+    if (hit) return hit;
+    const doc = await Platform.findOne({ issuer, clientId }).lean<PlatformDoc>().exec();
+    if (doc) this.byKey.set(`${issuer}\n${clientId}`, doc);
+    return doc;
   }
 
-  byIssuer(issuer: string): Promise<PlatformDoc[]> {
-    return Platform.find({ issuer }).lean<PlatformDoc[]>().exec();
+  /** As find, after reading every platform again: for a second look before refusing on what may be stale. */
+  async findFresh(issuer: string, clientId: string): Promise<PlatformDoc | null> {
+    await this.reload();
+    return this.find(issuer, clientId);
+  }
+
+  async byIssuer(issuer: string): Promise<PlatformDoc[]> {
+    this.reloadIfOld();
+    const hits = [...this.byKey.values()].filter((p) => p.issuer === issuer);
+    return hits.length ? hits : Platform.find({ issuer }).lean<PlatformDoc[]>().exec();
   }
 
   list(): Promise<PlatformDoc[]> {
@@ -108,18 +150,33 @@ export class PlatformRegistry {
 
   /** Origins allowed to frame our pages (CSP frame-ancestors): every registered platform's. */
   frameAncestors(): string[] {
+    this.reloadIfOld();
     return this.origins;
   }
 
-  private async refreshOrigins(): Promise<void> {
-    const all = await Platform.find({}, { issuer: 1, authUrl: 1 }).lean();
+  /** Read every platform again (at once after a registration here; every few seconds for other replicas'). */
+  reload(): Promise<void> {
+    this.reloading ??= this.readAll().finally(() => { this.reloading = null; });
+    return this.reloading;
+  }
+
+  private reloadIfOld(): void {
+    if (Date.now() - this.loadedAt > RELOAD_MS && !this.reloading) {
+      this.reload().catch((err: unknown) => this.log.warn({ err }, 'lti.platforms_reload_failed'));
+    }
+  }
+
+  private async readAll(): Promise<void> {
+    const all = await Platform.find({}).lean<PlatformDoc[]>().exec();
     const set = new Set<string>();
     for (const p of all) for (const u of [p.issuer, p.authUrl]) {
       try {
         set.add(new URL(u).origin);
       } catch { /* validated on write */ }
     }
+    this.byKey = new Map(all.map((p) => [`${p.issuer}\n${p.clientId}`, p]));
     this.origins = [...set].sort();
+    this.loadedAt = Date.now();
   }
 
   /** The tool's private key for this platform (ltijs's, decrypted) and its kid as our JWKS shows it. */

@@ -5,20 +5,17 @@
  * and close the platform's registration window with `org.imsglobal.lti.close`.
  */
 import type { Logger } from '../logger.js';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { BackendFailure, BadRequest, Forbidden } from '../errors.js';
 import { escapeHtml } from '../html.js';
 import type { PlatformRegistry } from './platforms.js';
 import { TOOL_SCOPES, str, obj } from './claims.js';
 import type { LtiUrls } from './urls.js';
+import type { RegistrationKeys } from './registrationKey.js';
 
 const TOOL_CONFIG = 'https://purl.imsglobal.org/spec/lti-tool-configuration';
 const PLATFORM_CONFIG = 'https://purl.imsglobal.org/spec/lti-platform-configuration';
 export const TOOL_NAME = 'Lab Orchestrator';
 
-function sameSecret(a: string, b: string): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
-}
 
 /** The client metadata we send (RFC 7591 + LTI tool configuration). */
 export function registrationRequest(urls: LtiUrls): Record<string, unknown> {
@@ -67,9 +64,9 @@ async function getJson(url: string, init: RequestInit, what: string): Promise<Re
  * `openid_configuration` URL it handed us (Moodle runs registration inside a dialog iframe, before
  * the platform exists in our registry). Only with the right registration key; null otherwise.
  */
-export function registeringOrigin(query: Record<string, unknown>, key: string): string | null {
+export async function registeringOrigin(query: Record<string, unknown>, keys: RegistrationKeys): Promise<string | null> {
   const openidUrl = str(query.openid_configuration);
-  if (!sameSecret(str(query.key), key) || !/^https?:\/\//.test(openidUrl)) return null;
+  if (!/^https?:\/\//.test(openidUrl) || !(await keys.matches(str(query.key)))) return null;
   try {
     return new URL(openidUrl).origin;
   } catch {
@@ -78,11 +75,11 @@ export function registeringOrigin(query: Record<string, unknown>, key: string): 
 }
 
 /** Runs one dynamic registration; returns the page that closes the platform's window. */
-export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; key: string }): Promise<string> {
+export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; keys: RegistrationKeys }): Promise<string> {
   const openidUrl = str(query.openid_configuration);
   const token = str(query.registration_token);
-  if (!sameSecret(str(query.key), d.key)) {
-    throw new Forbidden('registration without the registration key', { publicMessage: 'This registration URL is not complete. Copy the whole URL the tool prints at start-up (or shows on /admin/lti to administrators).' });
+  if (!(await d.keys.matches(str(query.key)))) {
+    throw new Forbidden('registration without the registration key', { publicMessage: 'This registration URL is not complete or no longer valid. Ask the operator of the tool for the current one (shown on /admin/lti to operators).' });
   }
   if (!/^https?:\/\//.test(openidUrl)) {
     throw new BadRequest('no openid_configuration', { publicMessage: 'This is the tool\'s registration URL: paste it into your platform\'s "tool URL" field (Moodle: Site administration → Plugins → Manage tools) instead of opening it here.' });

@@ -1,5 +1,4 @@
-/** The tool's LTI endpoints under PUBLIC_URL, and the key the registration URL carries. A leaf of lti/. */
-import { createHmac } from 'node:crypto';
+/** The tool's LTI endpoints under PUBLIC_URL. A leaf of lti/. */
 
 export interface LtiUrls {
   login: string;
@@ -7,22 +6,19 @@ export interface LtiUrls {
   deepLink: string;
   jwks: string;
   /**
-   * What an admin pastes into Moodle (dynamic registration). It carries a key derived from
-   * SECRET_KEY: without it anyone could register a platform and launch as its "administrator".
+   * Dynamic registration, without its key. What an operator pastes into Moodle is this URL with
+   * `?key=` (registrationUrl): without the key anyone could register a platform and launch as its
+   * administrator, so the full URL is shown to operators only (registrationKey.ts).
    */
-  registration: string;
+  register: string;
 }
 
-
-/** The key in the registration URL (stable for a SECRET_KEY). */
-export function registrationKey(secretKey: string): string {
-  return createHmac('sha256', secretKey).update('lti-dynamic-registration-v1').digest('base64url').slice(0, 32);
-}
-
-export function ltiUrls(publicUrl: string, secretKey: string): LtiUrls {
+export function ltiUrls(publicUrl: string): LtiUrls {
   const base = `${publicUrl.replace(/\/+$/, '')}/lti`;
-  return {
-    login: `${base}/login`, launch: base, deepLink: `${base}/deeplink`, jwks: `${base}/keys`,
-    registration: `${base}/register?key=${registrationKey(secretKey)}`,
-  };
+  return { login: `${base}/login`, launch: base, deepLink: `${base}/deeplink`, jwks: `${base}/keys`, register: `${base}/register` };
+}
+
+/** The registration URL an operator pastes into the LMS. */
+export function registrationUrl(urls: LtiUrls, key: string): string {
+  return `${urls.register}?key=${encodeURIComponent(key)}`;
 }

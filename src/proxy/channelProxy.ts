@@ -29,8 +29,11 @@ export interface ChannelProxyOptions {
   maxPerUser: number;
   /** Bytes queued towards the browser before the machine side is paused. */
   highWaterBytes?: number;
+  /** Bytes of a console's recent output replayed to each socket that joins it (default 16 KiB). */
+  consoleHistoryBytes?: number;
 }
 
+const CONSOLE_HISTORY_BYTES = 16 * 1024;
 const NOTE_ACTIVITY_EVERY_MS = 5_000;
 
 export class ChannelProxy {
@@ -51,7 +54,7 @@ export class ChannelProxy {
     const known = this.consoles.get(key);
     if (known) return known;
     const created = new UpstreamFanout({
-      dial, shared: true, highWater,
+      dial, shared: true, highWater, historyBytes: this.o.consoleHistoryBytes ?? CONSOLE_HISTORY_BYTES,
       onEnded: () => { if (this.consoles.get(key) === created) this.consoles.delete(key); },
     });
     this.consoles.set(key, created);

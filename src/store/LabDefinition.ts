@@ -21,6 +21,8 @@ export interface LabSummary {
   resources: { cpus: number; memoryMiB: number };
   grading: { mode: 'steps' | 'checks'; maxScore: number };
   lifetime: LabLifetime;
+  /** The platform (our id) whose lab this is; null or absent: the operator's, for every platform. */
+  owner?: string | null;
 }
 
 export interface LabLifetime {
@@ -47,6 +49,8 @@ export interface LabDefinitionDoc {
   pages: Array<{ id: string; name: string; title: string }>;
   steps: Array<{ id: string; pageId: string; title: string }>;
   files: Array<{ path: string; data: Buffer }>;
+  /** Whose lab: a platform's id, or null for the operator's (every platform may use it). Fixed by the first version. */
+  owner?: string | null;
   /** Where it came from: "templates" (start-up import) or "admin". */
   source: string;
   removedAt: Date | null;
@@ -67,6 +71,7 @@ const schema = new Schema<LabDefinitionDoc>(
     // an empty file is content too (mongoose's `required` would refuse a zero-length Buffer)
     files: [{ _id: false, path: { type: String, required: true }, data: { type: Buffer, default: () => Buffer.alloc(0) } }],
     source: { type: String, default: 'templates' },
+    owner: { type: String, default: null },
     removedAt: { type: Date, default: null },
   },
   { timestamps: { createdAt: true, updatedAt: false }, minimize: false, versionKey: false },

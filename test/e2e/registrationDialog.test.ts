@@ -34,7 +34,7 @@ describe('dynamic registration inside the platform\'s dialog iframe (Chromium)',
     assert.equal(await Platform.countDocuments({ issuer: dp.urls.issuer }), 0, 'not registered before');
     await page.goto(dp.urls.page);
     await page.getByText('Register a tool (dynamic registration)').click();
-    await page.getByLabel('Tool registration URL').fill(tool.lti.urls.registration);
+    await page.getByLabel('Tool registration URL').fill(await tool.lti.registrationUrl());
     await page.getByRole('button', { name: 'Register', exact: true }).click();
     await page.locator('#registration-dialog[open]').waitFor({ timeout: 5000 });
     // the completion page posts org.imsglobal.lti.close; the platform page then closes the dialog and reloads

@@ -212,7 +212,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     // the tool's own identity reaches the agent, but the agent wants the machine's token
     const toolToken = await cp.serviceAccountToken(TOOL_NS, TOOL_SA);
     const ws = await WsBytes.open(pfUrl(ns, 'box'), { token: toolToken, ca: cp.caPem });
-    ws.ws.send(Buffer.from(`not-the-token abc 5 100 ${Buffer.from('id').toString('base64')}\n`));
+    ws.ws.send(Buffer.from(`not-the-token abc 5 100 - ${Buffer.from('id').toString('base64')}\n`));
     assert.match(await ws.readUntil(/\n/, 30_000), /^E denied\n/);
     ws.close();
   });

@@ -117,7 +117,8 @@ describe('admin API for lab definitions', function () {
     tool = await startTestTool({ TEMPLATES_DIR: templates, SECRET_KEY: SECRET, ADMIN_TOKEN: ADMIN });
     const sessions = new SessionTokens(SECRET);
     learner = await sessions.issue({ userId: 'u1', role: 'learner', contextId: 'c1' });
-    administrator = await sessions.issue({ userId: 'u2', role: 'administrator', contextId: 'c1' });
+    // a user the operator named in OPERATOR_USERS (platform administrators' labs are in the tenancy tests)
+    administrator = await sessions.issue({ userId: 'u2', role: 'administrator', contextId: 'c1', operator: true });
   });
   after(async () => {
     await tool.shutdown();

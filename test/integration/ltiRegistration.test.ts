@@ -17,7 +17,7 @@ describe('LTI registration: dynamic, through the development platform', () => {
   after(async () => { await tool.shutdown(); });
 
   it('registers at start-up: platform and deployment stored, only our scopes, both message types, then a launch works', async () => {
-    const dpTool = (await DevPlatformTool.findOne({ registrationUrl: tool.lti.urls.registration }).lean())!;
+    const dpTool = (await DevPlatformTool.findOne({ registrationUrl: await tool.lti.registrationUrl() }).lean())!;
     assert.ok(dpTool, 'the dev platform has the tool');
     assert.equal(dpTool.registeredBy, 'dynamic');
     assert.deepEqual([...dpTool.scopes].sort(), [...TOOL_SCOPES].sort());
@@ -44,7 +44,7 @@ describe('LTI registration: dynamic, through the development platform', () => {
 
   it('registers through the browser flow and closes the platform window with org.imsglobal.lti.close', async () => {
     const b = new Browser();
-    const r = await b.follow({ method: 'POST', url: `${tool.devPlatform!.urls.issuer}/register/start`, form: { url: tool.lti.urls.registration } });
+    const r = await b.follow({ method: 'POST', url: `${tool.devPlatform!.urls.issuer}/register/start`, form: { url: await tool.lti.registrationUrl() } });
     assert.equal(r.status, 200, r.body);
     assert.match(r.body, /postMessage\(\{ subject: 'org\.imsglobal\.lti\.close' \}/);
     assert.equal(await Platform.countDocuments({ issuer: tool.devPlatform!.urls.issuer }), 2, 'each dynamic registration is a new client id');
@@ -53,12 +53,13 @@ describe('LTI registration: dynamic, through the development platform', () => {
   it('shows the registration URL (it carries a key) to administrators only', async () => {
     const page = await (await fetch(`${tool.url}/admin/lti`)).text();
     assert.match(page, /id="registration-url"/);
-    assert.ok(!page.includes(tool.lti.urls.registration), 'the page itself does not reveal the key');
+    const registration = await tool.lti.registrationUrl();
+    assert.ok(!page.includes(registration), 'the page itself does not reveal the key');
     assert.equal((await fetch(`${tool.url}/api/admin/lti`)).status, 401);
     const { tool: urls } = (await (await fetch(`${tool.url}/api/admin/lti`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { tool: { registration: string } };
-    assert.equal(urls.registration, tool.lti.urls.registration);
+    assert.equal(urls.registration, registration);
     assert.match(urls.registration, new RegExp(`^${tool.url}/lti/register\\?key=[\\w-]{32}$`));
-    const key = new URL(tool.lti.urls.registration).searchParams.get('key')!;
+    const key = new URL(registration).searchParams.get('key')!;
     assert.ok(!tool.logs().some((l) => JSON.stringify(l).includes(key)), 'the registration key is never logged');
   });
 
@@ -75,7 +76,7 @@ describe('LTI registration: dynamic, through the development platform', () => {
 
   it('lets the registering platform (origin of openid_configuration) frame the registration pages, only with the key', async () => {
     const framer = 'https://moodle.example.edu:8443';
-    const u = new URL(tool.lti.urls.registration);
+    const u = new URL(await tool.lti.registrationUrl());
     u.searchParams.set('openid_configuration', `${framer}/mod/lti/openid-configuration.php`);
     // the platform cannot be reached: an error page, still framable by the registering platform
     const res = await fetch(u);
@@ -88,7 +89,7 @@ describe('LTI registration: dynamic, through the development platform', () => {
   });
 
   it('answers the registration URL opened without a platform with a 400 that says where to paste it', async () => {
-    const res = await fetch(tool.lti.urls.registration, { headers: { accept: 'text/html' } });
+    const res = await fetch(await tool.lti.registrationUrl(), { headers: { accept: 'text/html' } });
     assert.equal(res.status, 400);
     assert.match(await res.text(), /paste it/);
   });

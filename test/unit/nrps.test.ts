@@ -9,6 +9,11 @@ describe('NRPS: pure parts', () => {
     assert.equal(ourRole(['http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant']), 'instructor');
     assert.equal(ourRole(['Learner', 'http://purl.imsglobal.org/vocab/lis/v2/system/person#Administrator']), 'administrator');
     assert.equal(ourRole([]), 'learner');
+    // course roles never make an administrator of the tool or the platform
+    assert.equal(ourRole(['http://purl.imsglobal.org/vocab/lis/v2/membership#Administrator']), 'instructor');
+    assert.equal(ourRole(['Administrator']), 'instructor');
+    assert.equal(ourRole(['http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator']), 'administrator');
+    assert.equal(ourRole(['http://purl.imsglobal.org/vocab/lis/v2/system/person#SysAdmin']), 'administrator');
     assert.equal(ourRole(['http://example.com/unknown#Role']), 'learner');
   });
 

@@ -49,13 +49,14 @@ serve_port() { # the virtio-serial port "lab.agent"; gives up quietly when the m
     n=$((n + 1)); [ "$n" -ge 60 ] && exit 0
     sleep 1
   done
+  until exec 3<>"$port"; do sleep 1; done
+  # The port stays open for good. The host connects anew for each request, right after the last
+  # reply; closing the port between two connections would lose a request that arrived meanwhile
+  # (the guest kernel discards a port's unread data when it is closed).
   while :; do
-    exec 3<>"$port" || { sleep 1; continue; }
-    # 3<&-: the command (and busybox timeout's watcher) must not hold the port open, or the port
-    # cannot be opened again after the host disconnects (EBUSY)
+    # 3<&-: the command (and busybox timeout's watcher) must not hold the port
     while IFS= read -r line <&3; do handle "$line" >&3 3<&-; done
-    exec 3<&-
-    sleep 0.5 # the host is not connected: reads end at once until it is
+    sleep 0.2 # no host connected: reads end at once until one is (short: a request waits at most this long)
   done
 }
 

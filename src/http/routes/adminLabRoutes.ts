@@ -1,11 +1,14 @@
 /**
- * Admin API for lab definitions (mounted at /api/admin/labs behind requireAdmin):
+ * Admin API for lab definitions (mounted at /api/admin/labs behind requireAdmin; who may touch
+ * which lab is auth/tenancy.ts's: the operator every lab, a platform's admins their platform's):
  *
- *   GET    /api/admin/labs            every version of every lab (removed ones too)
+ *   GET    /api/admin/labs            every version of every lab the caller may use (removed ones too)
  *   POST   /api/admin/labs[?id=]      add or update: body = a .tar.gz (or .tar) of a lab folder,
- *                                    or JSON { "path": "/srv/labs/net-101", "id"?: "net-101" }
+ *                                    or JSON { "path": "/srv/labs/net-101", "id"?: "net-101" } (operator only)
  *   PUT    /api/admin/labs/:id        the same, for that id
  *   DELETE /api/admin/labs/:id        no longer startable; running instances keep their version
+ *
+ * A lab a platform's admin adds belongs to that platform; the operator's belong to every platform.
  *
  * Add/update answers 201 { id, version, created: true } for a new version, 200 with created:
  * false when the content is unchanged, and 400 { error, problems: ["file:line:col path: …"] }.
@@ -15,6 +18,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { BadRequest } from '../../errors.js';
+import { mayUseLab, mustManageLab, operatorOnly, ownerForUpload, viewerOfActor } from '../../auth/tenancy.js';
 import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
 import { formatProblem, sortProblems } from '../../labs/definition/problems.js';
 import { readLabDir } from '../../labs/definition/readLabs.js';
@@ -43,6 +47,8 @@ async function labFromRequest(req: Request): Promise<{ id: string; files: LabFil
     return { id, files, prefix: id };
   }
   const body = (req.body ?? {}) as { path?: unknown; id?: unknown };
+  // a folder on the server is the operator's to name
+  if (typeof body.path === 'string' && req.actor?.kind !== 'operator') throw operatorOnly();
   if (typeof body.path !== 'string' || !path.isAbsolute(body.path)) {
     throw new BadRequest('no archive or path', { publicMessage: 'Send a .tar.gz of the lab folder (Content-Type: application/gzip) or JSON {"path": "/absolute/folder"}.' });
   }
@@ -58,12 +64,14 @@ export function adminLabRoutes(catalog: LabCatalog, requireAdmin: RequestHandler
   r.use(express.raw({ type: ARCHIVE_TYPES, limit: MAX_ARCHIVE_BYTES }));
   r.use(express.json({ limit: '16kb' }));
 
-  r.get('/', async (_req, res) => {
-    res.json({ versions: await catalog.versionsOf() });
+  r.get('/', async (req, res) => {
+    const viewer = viewerOfActor(req.actor!);
+    res.json({ versions: (await catalog.versionsOf()).filter((v) => mayUseLab(viewer, v.owner)) });
   });
 
   const addOrUpdate: RequestHandler = async (req, res) => {
     const { id, files, prefix } = await labFromRequest(req);
+    mustManageLab(req.actor!, id, await catalog.ownerOf(id), { adding: true });
     const { lab, problems } = validateLab(id, files, prefix, catalog.images);
     if (!lab) {
       const lines = sortProblems(problems).map(formatProblem);
@@ -71,7 +79,7 @@ export function adminLabRoutes(catalog: LabCatalog, requireAdmin: RequestHandler
       res.status(400).json({ error: `The lab "${id}" has ${lines.length} problem(s).`, status: 400, problems: lines });
       return;
     }
-    const out = await catalog.add(lab, { source: 'admin' });
+    const out = await catalog.add(lab, { source: 'admin', owner: ownerForUpload(req.actor!) });
     req.log?.info({ lab: id, version: out.version, created: out.created }, 'labs.admin_added');
     res.status(out.created ? 201 : 200).json({ id, ...out });
   };
@@ -79,7 +87,9 @@ export function adminLabRoutes(catalog: LabCatalog, requireAdmin: RequestHandler
   r.put('/:id', addOrUpdate);
 
   r.delete('/:id', async (req, res) => {
-    await catalog.remove(req.params.id ?? '');
+    const id = req.params.id ?? '';
+    mustManageLab(req.actor!, id, await catalog.ownerOf(id));
+    await catalog.remove(id);
     res.status(204).end();
   });
 

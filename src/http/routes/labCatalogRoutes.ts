@@ -8,6 +8,8 @@ import express, { type Router } from 'express';
 import path from 'node:path';
 import { NotFound } from '../../errors.js';
 import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
+import type { SessionTokens } from '../../auth/session.js';
+import { mayUseLab, viewerOf, type CatalogViewer } from '../../auth/tenancy.js';
 
 const TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -24,15 +26,24 @@ const TYPES: Record<string, string> = {
   '.pdf': 'application/pdf',
 };
 
-export function labRoutes(catalog: LabCatalog): Router {
+/** The catalog viewer: a launch session's platform (optional Bearer), else the public, who see the operator's labs only. */
+async function viewer(req: express.Request, sessions: SessionTokens | undefined): Promise<CatalogViewer> {
+  const h = req.get('authorization');
+  if (!sessions || !h?.startsWith('Bearer ')) return viewerOf(undefined);
+  return viewerOf(await sessions.verify(h.slice(7)).catch(() => undefined));
+}
+
+export function labRoutes(catalog: LabCatalog, sessions?: SessionTokens): Router {
   const r = express.Router();
 
-  r.get('/api/labs', async (_req, res) => {
-    res.json({ labs: await catalog.list() });
+  r.get('/api/labs', async (req, res) => {
+    const v = await viewer(req, sessions);
+    res.json({ labs: (await catalog.list()).filter((l) => mayUseLab(v, l.owner ?? null)) });
   });
 
   r.get('/api/labs/:id', async (req, res) => {
-    const lab = await catalog.latest(req.params.id);
+    const found = await catalog.latest(req.params.id);
+    const lab = found && mayUseLab(await viewer(req, sessions), found.owner ?? null) ? found : undefined;
     if (!lab) throw new NotFound(`lab ${req.params.id} not found`, { publicMessage: `No lab "${req.params.id}".` });
     res.json(lab);
   });

@@ -1,11 +1,15 @@
 /**
- * Platform registration for administrators: the page showing the URL to paste into Moodle (and the
- * URLs for manual registration), and the admin API `GET/POST /api/admin/platforms`
- * (ADMIN_TOKEN or an administrator session). Posting the same issuer + client id again updates.
+ * Platform registration: the page showing the URL to paste into Moodle (and the URLs for manual
+ * registration), and the admin API (auth/tenancy.ts decides who may do what):
+ *
+ *   GET  /api/admin/platforms                 operator: every registration; a platform's admin: its own
+ *   POST /api/admin/platforms                 operator only: register, or update the same issuer + client id
+ *   GET  /api/admin/lti                       operator only: the tool's URLs with the registration URL (its key)
+ *   POST /api/admin/lti/registration-key      operator only: a new key (the old registration URL stops working)
  */
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
-import { requireAdmin } from '../../auth/admin.js';
+import { maySeePlatform, requireAdmin, requireOperator } from '../../auth/tenancy.js';
 import { escapeHtml } from '../../html.js';
 import type { PlatformDoc } from '../../store/Platform.js';
 import type { LtiModule } from '../../lti/createLti.js';
@@ -29,7 +33,7 @@ export function ltiAdminRoutes(d: { lti: LtiModule; sessions: SessionTokens; adm
 <h1>Register Lab Orchestrator with your LMS</h1>
 <h2>Dynamic registration (Moodle 4.x and others)</h2>
 <p>Paste this URL as the tool URL (Moodle: Site administration → Plugins → Activity modules → External tool → Manage tools), then activate the tool in Moodle:</p>
-<p><code id="registration-url">Shown to administrators: open this page from an LTI launch as an administrator, or as /admin/lti#token=&lt;ADMIN_TOKEN&gt;. The tool also prints it at start-up.</code></p>
+<p><code id="registration-url">Shown to the operator of the tool: open this page as /admin/lti#token=&lt;ADMIN_TOKEN&gt;.</code></p>
 <h2>Manual registration</h2>
 <table>${row('Tool URL / target link URI', u.launch)}${row('Initiate login URL', u.login)}${row('Redirection URIs', `${u.launch}\n${u.deepLink}`)}${row('Deep linking URL', u.deepLink)}${row('Public keyset (JWKS) URL', u.jwks)}</table>
 <p>Then give the platform's issuer, client id, endpoints and deployment id to the tool:
@@ -47,13 +51,15 @@ or <code>POST /api/admin/platforms</code>.</p>
 </main></body></html>`);
   });
 
+  const admin = requireAdmin(d.sessions, d.adminToken);
   const api = express.Router();
-  api.use(requireAdmin(d.sessions, d.adminToken));
+  api.use(admin);
   api.use(express.json({ limit: '50kb' }));
-  api.get('/', async (_req, res) => {
-    res.json({ platforms: (await d.lti.registry.list()).map(platformJson), tool: u });
+  api.get('/', async (req, res) => {
+    const mine = (await d.lti.registry.list()).filter((p) => maySeePlatform(req.actor!, p._id));
+    res.json({ platforms: mine.map(platformJson), tool: u });
   });
-  api.post('/', async (req, res) => {
+  api.post('/', requireOperator(), async (req, res) => {
     const b = (req.body ?? {}) as Record<string, unknown>;
     const existed = typeof b.issuer === 'string' && typeof b.clientId === 'string' && (await d.lti.registry.find(b.issuer, b.clientId)) !== null;
     const p = await d.lti.registry.register({
@@ -61,12 +67,19 @@ or <code>POST /api/admin/platforms</code>.</p>
       authUrl: b.authUrl as string, tokenUrl: b.tokenUrl as string, jwksUrl: b.jwksUrl as string,
       deploymentIds: (Array.isArray(b.deploymentIds) ? b.deploymentIds : b.deploymentId !== undefined ? [b.deploymentId] : []) as string[],
       registeredBy: 'manual',
-    });
+    }, { byOperator: true });
     res.status(existed ? 200 : 201).json({ platform: platformJson(p), tool: u });
   });
   r.use('/api/admin/platforms', api);
-  r.get('/api/admin/lti', requireAdmin(d.sessions, d.adminToken), (_req, res) => {
-    res.json({ tool: u });
+  r.get('/api/admin/lti', admin, requireOperator(), async (_req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ tool: { ...u, registration: await d.lti.registrationUrl() } });
+  });
+  r.post('/api/admin/lti/registration-key', admin, requireOperator(), async (req, res) => {
+    const registration = await d.lti.rotateRegistrationKey();
+    req.log?.info('lti.registration_key_rotated');
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ tool: { ...u, registration } });
   });
   return r;
 }

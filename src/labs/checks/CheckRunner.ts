@@ -20,7 +20,7 @@ import type { ExecResult } from '../../backends/types.js';
 import type { ScorePublisher } from '../score.js';
 import { CheckResult, checkResultId, type CheckResultDoc } from '../../store/CheckResult.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
-import { KeyedMutex } from '../../store/KeyedMutex.js';
+import { KeyedMutex } from '../../KeyedMutex.js';
 import { releaseCheckRunLock, takeCheckRunLock } from '../../store/CheckRunLock.js';
 import { randomBytes } from 'node:crypto';
 import type { CheckOutcome, LabChecks, LabDefinitions, LabRuntime, ResolvedCheck, StepChecks } from '../contracts.js';

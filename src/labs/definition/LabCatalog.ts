@@ -4,7 +4,7 @@
  * immutable, so their parsed form and rendered instructions are cached in memory by version.
  */
 import type { BackendKind } from '../../backends/types.js';
-import { NotFound } from '../../errors.js';
+import { Conflict, NotFound } from '../../errors.js';
 import { ImageCatalog } from '../../images/ImageCatalog.js';
 import type { Logger } from '../../logger.js';
 import { isDuplicateKey } from '../../store/database.js';
@@ -61,7 +61,14 @@ export class LabCatalog implements LabDefinitions {
     const res = await validateDir(dir, display, this.images);
     if (res.problems.length) this.log.warn({ dir, invalid: res.invalid, problems: res.problems }, 'labs.invalid_skipped');
     const imported = [];
-    for (const lab of res.labs) imported.push({ id: lab.id, ...(await this.add(lab, { source: 'templates' })) });
+    for (const lab of res.labs) {
+      try {
+        imported.push({ id: lab.id, ...(await this.add(lab, { source: 'templates', owner: null })) });
+      } catch (err) {
+        if (!(err instanceof Conflict)) throw err;
+        this.log.warn({ lab: lab.id, err: err.message }, 'labs.template_skipped');
+      }
+    }
     this.log.info({ dir, labs: imported.map((l) => `${l.id}@${l.version}${l.created ? ' (new)' : ''}`) }, 'labs.imported');
     return { imported, invalid: res.invalid, problems: res.problems };
   }
@@ -69,10 +76,14 @@ export class LabCatalog implements LabDefinitions {
   /**
    * Store a validated lab. Same content as the newest version = no new version (an admin add also
    * makes a removed lab startable again); otherwise version n+1. Safe under concurrent calls.
+   * A lab keeps the owner of its first version (null: the operator's; else a platform's id): an
+   * add by another owner is a Conflict (who may add is decided by auth/tenancy.ts beforehand).
    */
-  async add(lab: ValidLab, o: { source: 'templates' | 'admin' }): Promise<{ version: string; created: boolean }> {
+  async add(lab: ValidLab, o: { source: 'templates' | 'admin'; owner?: string | null }): Promise<{ version: string; created: boolean }> {
+    const owner = o.owner ?? null;
     for (let attempt = 0; ; attempt++) {
-      const newest = await LabDefinition.findOne({ labId: lab.id }, { seq: 1, version: 1, contentHash: 1, removedAt: 1 }).sort({ seq: -1 }).lean();
+      const newest = await LabDefinition.findOne({ labId: lab.id }, { seq: 1, version: 1, contentHash: 1, removedAt: 1, owner: 1 }).sort({ seq: -1 }).lean();
+      if (newest && (newest.owner ?? null) !== owner) throw new Conflict(`lab ${lab.id} has another owner`, { publicMessage: `The lab id "${lab.id}" is taken; choose another one.` });
       if (newest && newest.contentHash === lab.contentHash) {
         if (newest.removedAt && o.source === 'admin') await LabDefinition.updateOne({ _id: newest._id }, { $set: { removedAt: null } });
         return { version: newest.version, created: false };
@@ -87,11 +98,12 @@ export class LabCatalog implements LabDefinitions {
           seq,
           contentHash: lab.contentHash,
           definition: lab.def as unknown as Record<string, unknown>,
-          summary: summaryOf(lab, version),
+          summary: { ...summaryOf(lab, version), owner },
           pages: lab.pages,
           steps: lab.steps,
           files: [...lab.files].map(([path, data]) => ({ path, data })),
           source: o.source,
+          owner,
           removedAt: null,
         });
         this.log.info({ lab: lab.id, version, source: o.source }, 'labs.version_added');
@@ -123,9 +135,15 @@ export class LabCatalog implements LabDefinitions {
   }
 
   /** Every version of every lab, newest first, for the admin API. */
-  async versionsOf(labId?: string): Promise<Array<{ id: string; version: string; title: string; source: string; createdAt: Date; removedAt: Date | null }>> {
-    const rows = await LabDefinition.find(labId ? { labId } : {}, { labId: 1, version: 1, seq: 1, summary: 1, source: 1, createdAt: 1, removedAt: 1 }).sort({ labId: 1, seq: -1 }).lean();
-    return rows.map((r) => ({ id: r.labId, version: r.version, title: r.summary.title, source: r.source, createdAt: r.createdAt, removedAt: r.removedAt }));
+  async versionsOf(labId?: string): Promise<Array<{ id: string; version: string; title: string; source: string; owner: string | null; createdAt: Date; removedAt: Date | null }>> {
+    const rows = await LabDefinition.find(labId ? { labId } : {}, { labId: 1, version: 1, seq: 1, summary: 1, source: 1, owner: 1, createdAt: 1, removedAt: 1 }).sort({ labId: 1, seq: -1 }).lean();
+    return rows.map((r) => ({ id: r.labId, version: r.version, title: r.summary.title, source: r.source, owner: r.owner ?? null, createdAt: r.createdAt, removedAt: r.removedAt }));
+  }
+
+  /** The owner of a lab (its first version's): null for the operator's, a platform id, or undefined for no such lab. */
+  async ownerOf(labId: string): Promise<string | null | undefined> {
+    const r = await LabDefinition.findOne({ labId }, { owner: 1 }).sort({ seq: -1 }).lean();
+    return r ? (r.owner ?? null) : undefined;
   }
 
   private version(labId: string, version: string): Promise<Version> {
