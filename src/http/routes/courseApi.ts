@@ -26,7 +26,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
   r.get('/api/courses/:contextId/instances', d.sessions.require(), requireInstructor(), (req, res, next) => {
     void (async () => {
       const contextId = String(req.params.contextId);
-      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.' });
+      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
       const docs = (await LabInstance.find({ contextId }).sort({ createdAt: 1 }).limit(2000).lean()) as LabInstanceDoc[];
       const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
