@@ -156,6 +156,8 @@ export interface LabRuntime {
    */
   start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc>;
   get(instanceId: string): Promise<LabInstanceDoc | undefined>;
+  /** Why this deployment can never run the lab (its backend lacks a machine kind), or null. */
+  unavailableReason?(lab: Pick<LabSummary, 'machines'>): string | null;
   pause(instanceId: string): Promise<void>;
   resume(instanceId: string): Promise<void>;
   stop(instanceId: string): Promise<void>;

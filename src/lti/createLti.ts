@@ -104,7 +104,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
       } catch (err) {
         return next(err);
       }
-      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, log, urls })).then((html) => res.type('html').send(html), next);
+      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls })).then((html) => res.type('html').send(html), next);
     },
   };
   const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });
@@ -131,7 +131,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
-  lti.app.use(deepLinkingRoutes({ labs: d.labs, registry, log, urls }) as Router);
+  lti.app.use(deepLinkingRoutes({ labs: d.labs, runtime: d.runtime, registry, log, urls }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     d.respondWithError(err, req, res);

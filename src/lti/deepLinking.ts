@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import express, { type Router } from 'express';
 import { SignJWT } from 'jose';
 import type { Logger } from '../logger.js';
-import type { LabDefinitions, LabSummary } from '../labs/contracts.js';
+import type { LabDefinitions, LabRuntime, LabSummary } from '../labs/contracts.js';
 import { BadRequest, Forbidden, NotFound } from '../errors.js';
 import { escapeHtml } from '../html.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
@@ -29,7 +29,7 @@ function page(title: string, body: string): string {
 <body><main>${body}</main></body></html>`;
 }
 
-function labCard(lab: LabSummary, requestId: string, submitUrl: string): string {
+function labCard(lab: LabSummary, requestId: string, submitUrl: string, unavailable: string | null): string {
   const machines = lab.machines.map((m) => `${escapeHtml(m.name)} (${m.kind}, ${m.cpus} CPU, ${m.memoryMiB} MiB)`).join(', ');
   return `<article class="lab" data-lab-id="${escapeHtml(lab.id)}">
 <h2>${escapeHtml(lab.title)}</h2><p>${escapeHtml(lab.description)}</p>
@@ -37,15 +37,17 @@ function labCard(lab: LabSummary, requestId: string, submitUrl: string): string 
 <dt>Resources</dt><dd>${lab.resources.cpus} CPU, ${lab.resources.memoryMiB} MiB per student</dd>
 <dt>Duration</dt><dd>about ${lab.durationMinutes} minutes</dd>
 <dt>Grading</dt><dd>${lab.grading.mode === 'steps' ? 'steps ticked by the student' : 'automatic checks'} (set by the lab)</dd></dl>
-<form method="post" action="${escapeHtml(submitUrl)}">
+${unavailable ? `<p class="unavailable" role="note"><strong>Not available on this server:</strong> ${escapeHtml(unavailable)}.</p></article>` : `<form method="post" action="${escapeHtml(submitUrl)}">
 <input type="hidden" name="request" value="${escapeHtml(requestId)}"><input type="hidden" name="labId" value="${escapeHtml(lab.id)}">
 <label>Time limit (minutes) <input name="timeLimitMinutes" type="number" min="1" max="${Math.max(1, lab.lifetime.maxMinutes)}" value="${lab.lifetime.maxMinutes}"></label>
 <label>Maximum score (the gradebook column's) <input name="maxScore" type="number" min="1" step="any" value="${lab.grading.maxScore}"></label>
-<button type="submit">Add this lab</button></form></article>`;
+<button type="submit">Add this lab</button></form></article>`}`;
 }
 
 export interface DeepLinkDeps {
   labs: LabDefinitions;
+  /** Says which labs this deployment cannot run (they are listed with the reason, not offered). */
+  runtime?: Pick<LabRuntime, 'unavailableReason'>;
   log: Logger;
   urls: LtiUrls;
 }
@@ -67,7 +69,10 @@ export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise
   const viewer = { kind: 'platform' as const, platformId: v.platform._id };
   const labs = (await d.labs.list()).filter((l) => mayUseLab(viewer, l.owner ?? null));
   d.log.info({ user: user._id, labs: labs.length }, 'lti.deep_link_catalog');
-  const cards = labs.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`)).join('\n');
+  const why = (l: LabSummary) => d.runtime?.unavailableReason?.(l) ?? null;
+  // the labs this deployment can run first; the others only say why not
+  const ordered = [...labs.filter((l) => !why(l)), ...labs.filter((l) => why(l))];
+  const cards = ordered.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`, why(l))).join('\n');
   return page('Choose a lab', `<h1>Choose a lab for this activity</h1>${cards || '<p>No labs are available yet.</p>'}`);
 }
 
@@ -96,6 +101,8 @@ export function deepLinkingRoutes(d: DeepLinkDeps & { registry: PlatformRegistry
       const b = (req.body ?? {}) as Record<string, unknown>;
       const lab = await d.labs.latest(str(b.labId));
       if (!lab) throw new NotFound('no such lab', { publicMessage: 'That lab does not exist (any more).' });
+      const unavailable = d.runtime?.unavailableReason?.(lab);
+      if (unavailable) throw new BadRequest(`lab ${lab.id} cannot run here`, { publicMessage: `That lab cannot run on this server: ${unavailable}.` });
       const options = {
         timeLimitMinutes: Math.round(num(b.timeLimitMinutes, 'Time limit', 1, Math.max(1, lab.lifetime.maxMinutes))),
         maxScore: num(b.maxScore, 'Maximum score', 0.01, 100_000),

@@ -106,6 +106,11 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   // a lab another platform owns does not exist for this one
   const lab = labFound && mayUseLab({ kind: 'platform', platformId: v.platform._id }, labFound.owner ?? null) ? labFound : undefined;
   if (!lab) throw new NotFound(`lab ${labId} not found`, { publicMessage: `The lab "${labId}" of this activity is no longer available. Ask your teacher.` });
+  const unavailable = d.runtime.unavailableReason?.(lab);
+  if (unavailable) {
+    // refused before any instance exists: there is nothing to retry, only a lab to change
+    throw new Conflict(`lab ${lab.id} cannot run on this deployment: ${unavailable}`, { publicMessage: `The lab "${lab.title}" cannot run on this server: ${unavailable}. Ask your teacher to choose another lab.` });
+  }
   const current = found && found.userId === user._id && found.activityId === activity._id ? found : await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
     timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,

@@ -9,6 +9,8 @@ import { LabInstance } from '../../src/store/LabInstance.js';
 import { GradeOutbox } from '../../src/store/GradeOutbox.js';
 import { agsScore } from '../../src/labs/score.js';
 import { waitFor } from '../support/tool.js';
+import { fakeLabs } from '../support/fakeLabs.js';
+import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 
 const DL = 'https://purl.imsglobal.org/spec/lti-dl/claim/';
 
@@ -90,5 +92,37 @@ describe('LTI deep linking through the development platform', () => {
       assert.doesNotMatch(await r.text(), /\n\s+at /);
     }
     assert.equal(await DeepLinkRequest.countDocuments({ usedAt: { $ne: null } }), n);
+  });
+});
+
+describe('labs this deployment cannot run (a QEMU server and a lab with a container)', () => {
+  let t: LtiTestTool;
+  const fake = fakeLabs();
+  // the QEMU backend's own rule, on the fake runtime
+  fake.runtime.unavailableReason = (lab) => QemuBackend.prototype.cannotRun.call(null, lab.machines);
+  before(async () => { t = await startLtiTool({}, { fake }); });
+  after(async () => { await t.tool.shutdown(); });
+
+  it('lists the lab in the picker with the reason and no way to add it; a forced submission is refused', async () => {
+    const b = new Browser();
+    const catalog = await launchAs(b, t.dp.urls.issuer, { clientId: t.clientId, deepLink: true, user: 'teacher' });
+    assert.equal(catalog.status, 200, catalog.body);
+    assert.match(catalog.body, /Subnetting 101[\s\S]*Not available on this server:<\/strong> machine client is a container, and this server runs virtual machines only \(QEMU backend\)/);
+    const forms = parseForms(catalog.body, catalog.url);
+    assert.ok(!forms.some((f) => f.fields.labId === 'net-101'), 'no form for the lab that cannot run');
+    const other = forms.find((f) => f.fields.labId)!;
+    assert.ok(other, 'the labs that can run are still offered');
+    const forced = await b.submit({ ...other, fields: { ...other.fields, labId: 'net-101' } });
+    assert.equal(forced.status, 400);
+    assert.match(forced.body, /cannot run on this server/);
+  });
+
+  it('tells a student who launches it why, without a retry, and creates no lab', async () => {
+    const a = await t.activity('net-101');
+    const r = await launchAs(new Browser(), t.dp.urls.issuer, { activityId: a._id, user: 'student' }, { stopAt: atToolPage });
+    assert.equal(r.status, 409, r.body);
+    assert.match(r.body, /cannot run on this server: machine client is a container.*Ask your teacher to choose another lab/);
+    assert.doesNotMatch(r.body, /Try again|retry/i);
+    assert.deepEqual(fake.started, [], 'nothing started');
   });
 });

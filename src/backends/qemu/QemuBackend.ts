@@ -60,6 +60,11 @@ export interface QemuBackendOptions {
 
 export class QemuBackend implements LabBackend {
   readonly kind = 'qemu' as const;
+
+  cannotRun(machines: ReadonlyArray<{ name: string; kind: 'vm' | 'container' }>): string | null {
+    const c = machines.find((m) => m.kind === 'container');
+    return c ? `machine ${c.name} is a container, and this server runs virtual machines only (QEMU backend)` : null;
+  }
   private readonly store: LabStore;
   private readonly guests = new Map<string, RunningGuest>();
   private readonly consoles = new Map<string, net.Socket>();
