@@ -87,7 +87,19 @@ export class ChannelProxy {
     if (!same) {
       // the cap counts the user's sockets on every replica (a lab's sockets all reach one replica; a user's labs need not)
       const seat = `${this.replica}-${++this.seq}`;
-      if (!(await takeSocketSeat(seat, claims.user, this.o.maxPerUser))) return s.close(CLOSE.tooMany);
+      let taken: boolean;
+      try {
+        taken = await takeSocketSeat(seat, claims.user, this.o.maxPerUser);
+      } catch (err) {
+        this.o.log.warn({ err }, 'ws.seat_failed');
+        return s.close(CLOSE.internal); // the page reconnects by itself with a fresh ticket
+      }
+      if (!taken) return s.close(CLOSE.tooMany);
+      if (ws.readyState !== ws.OPEN) {
+        // the browser left while the seat was counted
+        releaseSocketSeat(seat).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_release_failed'));
+        return;
+      }
       s.seat = seat;
       same = [...this.sessions].find((x) => x.sameSeat(claims)); // opened meanwhile
     }
