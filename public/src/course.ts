@@ -42,13 +42,15 @@ async function act(s: Session, row: Row, verb: 'reset' | 'stop'): Promise<void> 
   }
 }
 
-function render(s: Session, rows: Row[], tbody: HTMLElement): void {
+type NotStarted = { userId: string | null; name: string };
+
+function render(s: Session, rows: Row[], tbody: HTMLElement, notStarted: NotStarted[] = []): void {
   // a refresh must not take the keyboard focus away
   const active = document.activeElement as HTMLElement | null;
   const focusRow = active?.closest('tr')?.dataset.instance;
   const focusLabel = active?.textContent;
   clear(tbody);
-  if (!rows.length) tbody.append(h('tr', {}, h('td', { colspan: 6, class: 'empty' }, t('course.empty'))));
+  if (!rows.length && !notStarted.length) tbody.append(h('tr', {}, h('td', { colspan: 6, class: 'empty' }, t('course.empty'))));
   for (const r of rows) {
     const c = r.checks;
     const bar = progressBar(c?.mode === 'checks' ? t('course.checksBy', { name: r.name ?? r.userId }) : t('course.stepsBy', { name: r.name ?? r.userId }));
@@ -73,6 +75,12 @@ function render(s: Session, rows: Row[], tbody: HTMLElement): void {
       h('td', {}, r.lastActivityAt ? time(r.lastActivityAt) : '—'),
       h('td', { class: 'actions' }, open, reset, stop)));
   }
+  // learners from the course roster who have no lab yet
+  for (const m of notStarted) {
+    tbody.append(h('tr', { class: 'not-started', 'data-learner': m.userId ?? '' },
+      h('th', { scope: 'row' }, m.name), h('td', {}, h('span', { class: 'state state-not-started', 'data-state': 'not-started' }, t('course.notStarted'))),
+      h('td', {}, '—'), h('td', {}, '—'), h('td', {}, '—'), h('td', {})));
+  }
   if (focusRow) {
     const again = Array.from(tbody.querySelectorAll<HTMLElement>(`tr[data-instance="${CSS.escape(focusRow)}"] a, tr[data-instance="${CSS.escape(focusRow)}"] button`)).find((e) => e.textContent === focusLabel);
     again?.focus();
@@ -94,8 +102,8 @@ async function main(s: Session): Promise<void> {
   );
   const load = async () => {
     if (document.querySelector('dialog[open]')) return;
-    const r = await s.api<{ instances: Row[] }>('GET', `/api/courses/${encodeURIComponent(contextId)}/instances`);
-    render(s, r.instances, tbody);
+    const r = await s.api<{ instances: Row[]; notStarted: NotStarted[] | null }>('GET', `/api/courses/${encodeURIComponent(contextId)}/instances`);
+    render(s, r.instances, tbody, r.notStarted ?? []);
     updated.textContent = t('course.updated', { time: time(Date.now()) });
   };
   await load();

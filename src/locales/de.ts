@@ -197,6 +197,7 @@ export const de: Catalog = {
   'course.colLastActivity': 'Letzte Aktivität',
   'course.colActions': 'Aktionen',
   'course.empty': 'In diesem Kurs hat noch niemand ein Labor gestartet.',
+  'course.notStarted': 'nicht begonnen',
   'course.checksBy': 'Bestandene Prüfungen von {{name}}',
   'course.stepsBy': 'Erledigte Schritte von {{name}}',
   'course.checksText': '{{passed}}/{{total}} Prüfungen · {{score}} / {{max}}',

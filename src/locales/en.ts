@@ -208,6 +208,7 @@ export const en = {
   'course.colLastActivity': 'Last activity',
   'course.colActions': 'Actions',
   'course.empty': 'No student has started a lab in this course yet.',
+  'course.notStarted': 'not started',
   'course.checksBy': 'Checks passed by {{name}}',
   'course.stepsBy': 'Steps done by {{name}}',
   'course.checksText': '{{passed}}/{{total}} checks · {{score}} / {{max}}',

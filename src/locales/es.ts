@@ -197,6 +197,7 @@ export const es: Catalog = {
   'course.colLastActivity': 'Última actividad',
   'course.colActions': 'Acciones',
   'course.empty': 'Ningún estudiante ha iniciado todavía un laboratorio en este curso.',
+  'course.notStarted': 'sin empezar',
   'course.checksBy': 'Comprobaciones superadas por {{name}}',
   'course.stepsBy': 'Pasos hechos por {{name}}',
   'course.checksText': '{{passed}}/{{total}} comprobaciones · {{score}} / {{max}}',

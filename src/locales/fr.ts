@@ -197,6 +197,7 @@ export const fr: Catalog = {
   'course.colLastActivity': 'Dernière activité',
   'course.colActions': 'Actions',
   'course.empty': 'Aucun étudiant n’a encore démarré de labo dans ce cours.',
+  'course.notStarted': 'pas commencé',
   'course.checksBy': 'Vérifications réussies par {{name}}',
   'course.stepsBy': 'Étapes faites par {{name}}',
   'course.checksText': '{{passed}}/{{total}} vérifications · {{score}} / {{max}}',

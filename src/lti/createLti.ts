@@ -28,7 +28,7 @@ import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
-import { courseRoster, type CourseRoster } from './roster.js';
+import { courseRoster, type CourseRoster, type CourseRosterCache } from './roster.js';
 import type { RateLimits } from '../rateLimits.js';
 
 export interface LtiDeps {
@@ -44,6 +44,8 @@ export interface LtiDeps {
   publicUrl: string;
   clockSkewSeconds: number;
   jwksMinRefetchMs: number;
+  /** Course rosters (NRPS), refreshed when a teacher launches. */
+  roster?: Pick<CourseRosterCache, 'refresh'>;
   /** Service access tokens (GradeService.tokens), for the NRPS roster. */
   tokens: AccessTokens;
   /** Launches (resource link and deep linking) per user and per platform. */
@@ -95,7 +97,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}) }).then((to) => res.redirect(302, to), next);
+      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);

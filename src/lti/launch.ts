@@ -28,6 +28,8 @@ export interface LaunchDeps {
   limit?: UserAndPlatformLimit;
   /** OPERATOR_USERS (see auth/tenancy.ts). */
   operators?: ReadonlySet<string>;
+  /** A teacher (or administrator) launched in this course: e.g. refresh its roster. */
+  onInstructorLaunch?: (contextKey: string) => void;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -105,6 +107,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}), ...(locale ? { locale } : {}) };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
+    d.onInstructorLaunch?.(activity.contextKey);
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
   }
   if (!labId) {
