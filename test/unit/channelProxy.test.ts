@@ -17,6 +17,8 @@ import type { LabInstanceDoc } from '../../src/store/LabInstance.js';
 import type { LabEvent } from '../../src/labs/contracts.js';
 import { Metrics } from '../../src/metrics.js';
 import { CLOSE } from '../../src/closeCodes.js';
+import { connectDatabase, type Database } from '../../src/store/database.js';
+import { sharedMongoUri, uniqueDbName } from '../support/ferret.js';
 
 /** Calls held until the test releases them, oldest first. */
 class Gate<T> extends EventEmitter {
@@ -153,6 +155,9 @@ async function echoes(ws: WebSocket, text: string): Promise<void> {
 
 describe('ChannelProxy.attach orderings', () => {
   let h: Harness;
+  let db: Database; // the per-user socket cap counts seats in the database
+  before(async () => { db = await connectDatabase(sharedMongoUri(), uniqueDbName('proxy'), pino({ level: 'silent' })); });
+  after(() => db.close());
   beforeEach(async () => { h = await harness(); });
   afterEach(async () => {
     h.proxy.closeAll();
