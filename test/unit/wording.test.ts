@@ -11,7 +11,9 @@ function files(dir: string, ext: string): string[] {
 
 describe('wording the user sees', () => {
   it('instructions name the check button by its label', () => {
-    assert.match(fs.readFileSync('public/src/instructions.ts', 'utf8'), /'Check my work'/);
+    // the button's label comes from the English catalog
+    assert.match(fs.readFileSync('public/src/instructions.ts', 'utf8'), /t\('ins\.checkWork'\)/);
+    assert.match(fs.readFileSync('src/locales/en.ts', 'utf8'), /'ins\.checkWork': 'Check my work'/);
     for (const f of files('templates', '.md')) {
       const text = fs.readFileSync(f, 'utf8');
       for (const m of text.matchAll(/\*\*(Check[^*]*)\*\*/g)) assert.equal(m[1], 'Check my work', `${f}: **${m[1]}**`);
