@@ -34,7 +34,7 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     execFileSync('node', ['scripts/build-web.mjs'], { stdio: 'inherit' });
     const imageDir = ensureGuestImage();
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checks-page-'));
-    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 2, maxMemoryMiB: 1024, log });
+    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', savedStates: false, maxVms: 2, maxMemoryMiB: 1024, log });
     svc = new LabService({ backend, labs: catalog, log });
     tool = await startTestTool({}, { runtime: svc, labs: catalog });
     browser = await launchChromium();

@@ -69,7 +69,7 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
       fs.symlinkSync(debian, path.join(imageDir, 'debian-12'));
     }
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checks-qemu-'));
-    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 2048, log, bootTimeoutMs: 900_000 });
+    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', savedStates: false, maxVms: 4, maxMemoryMiB: 2048, log, bootTimeoutMs: 900_000 });
     svc = new LabService({ backend, labs: catalog, log });
     t = await startLtiTool({ GRADE_RETRY_BASE_MS: '100' }, { fake: { labs: catalog, runtime: svc, started: [] } });
     await catalog.add(edgeLab(), { source: 'admin' });
