@@ -110,6 +110,9 @@ export interface BackendCapacity {
 export interface LabBackend {
   readonly kind: BackendKind;
 
+  /** Why this backend can never run a lab with these machines (shown to teachers and students), or null. */
+  cannotRun?(machines: ReadonlyArray<{ name: string; kind: 'vm' | 'container' }>): string | null;
+
   /**
    * Capacity in use and its limits, from what the backend already knows (no request). provision()
    * and start() throw CapacityExhausted, before they create or start anything, for a lab that would

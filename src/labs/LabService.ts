@@ -20,7 +20,7 @@ import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
-import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
+import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, LabSummary, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
 import { KeyedMutex } from '../KeyedMutex.js';
@@ -82,6 +82,10 @@ export class LabService implements LabRuntime {
     this.events.setMaxListeners(0);
     this.queue = new CapacityQueue(deps.capacityRetryMs ?? 5000);
     this.stepTicks = new StepTicks({ lock: this.lock, emit: (e) => this.emit(e), log: deps.log, ...(deps.grades ? { grades: deps.grades } : {}) });
+  }
+
+  unavailableReason(lab: Pick<LabSummary, 'machines'>): string | null {
+    return this.backend.cannotRun?.(lab.machines) ?? null;
   }
 
   private get backend(): LabBackend {

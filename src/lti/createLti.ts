@@ -28,7 +28,7 @@ import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
-import { courseRoster, type CourseRoster } from './roster.js';
+import { courseRoster, type CourseRoster, type CourseRosterCache } from './roster.js';
 import type { RateLimits } from '../rateLimits.js';
 
 export interface LtiDeps {
@@ -44,6 +44,8 @@ export interface LtiDeps {
   publicUrl: string;
   clockSkewSeconds: number;
   jwksMinRefetchMs: number;
+  /** Course rosters (NRPS), refreshed when a teacher launches. */
+  roster?: Pick<CourseRosterCache, 'refresh'>;
   /** Service access tokens (GradeService.tokens), for the NRPS roster. */
   tokens: AccessTokens;
   /** Launches (resource link and deep linking) per user and per platform. */
@@ -95,7 +97,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}) }).then((to) => res.redirect(302, to), next);
+      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
@@ -104,7 +106,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
       } catch (err) {
         return next(err);
       }
-      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, log, urls })).then((html) => res.type('html').send(html), next);
+      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls })).then((html) => res.type('html').send(html), next);
     },
   };
   const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });
@@ -131,7 +133,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
-  lti.app.use(deepLinkingRoutes({ labs: d.labs, registry, log, urls }) as Router);
+  lti.app.use(deepLinkingRoutes({ labs: d.labs, runtime: d.runtime, registry, log, urls }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     d.respondWithError(err, req, res);

@@ -28,6 +28,8 @@ export interface LaunchDeps {
   limit?: UserAndPlatformLimit;
   /** OPERATOR_USERS (see auth/tenancy.ts). */
   operators?: ReadonlySet<string>;
+  /** A teacher (or administrator) launched in this course: e.g. refresh its roster. */
+  onInstructorLaunch?: (contextKey: string) => void;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -47,6 +49,12 @@ export function settingsFrom(custom: Record<string, unknown>): ActivitySettings 
 
 export function displayName(c: Record<string, unknown>): string {
   return str(c.name) || [str(c.given_name), str(c.family_name)].filter(Boolean).join(' ') || 'Unnamed user';
+}
+
+/** The user's language from a launch: launch_presentation.locale, else the OIDC `locale` claim. */
+export function launchLocale(c: Record<string, unknown>): string | undefined {
+  const l = str(obj(c[CLAIM.launchPresentation]).locale) || str(c.locale);
+  return l && l.length <= 35 ? l : undefined;
 }
 
 const userKey = (v: VerifiedLaunch) => `u\n${v.platform.issuer}\n${v.sub}`;
@@ -95,17 +103,24 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   d.ids?.set(activityKey(key), activity._id);
   const log = d.log.child({ activity: activity._id, user: user._id, role });
   const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
-  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}) };
+  const locale = launchLocale(c);
+  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}), ...(locale ? { locale } : {}) };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
+    d.onInstructorLaunch?.(activity.contextKey);
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
   }
   if (!labId) {
-    throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).' });
+    throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).', messageKey: 'err.noLabSelected' });
   }
   // a lab another platform owns does not exist for this one
   const lab = labFound && mayUseLab({ kind: 'platform', platformId: v.platform._id }, labFound.owner ?? null) ? labFound : undefined;
-  if (!lab) throw new NotFound(`lab ${labId} not found`, { publicMessage: `The lab "${labId}" of this activity is no longer available. Ask your teacher.` });
+  if (!lab) throw new NotFound(`lab ${labId} not found`, { publicMessage: `The lab "${labId}" of this activity is no longer available. Ask your teacher.`, messageKey: 'err.labGone', messageVars: { lab: labId } });
+  const unavailable = d.runtime.unavailableReason?.(lab);
+  if (unavailable) {
+    // refused before any instance exists: there is nothing to retry, only a lab to change
+    throw new Conflict(`lab ${lab.id} cannot run on this deployment: ${unavailable}`, { publicMessage: `The lab "${lab.title}" cannot run on this server: ${unavailable}. Ask your teacher to choose another lab.` });
+  }
   const current = found && found.userId === user._id && found.activityId === activity._id ? found : await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
     timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,

@@ -60,9 +60,10 @@ export async function startLabPageFlow(backend: LabBackend, env: Record<string, 
 }
 
 /** Open the platform page and press "Launch … as <who>"; the tool opens in the platform's iframe. */
-export async function launchInPlatform(page: Page, flow: LabPageFlow, who: 'student' | 'second student' | 'teacher'): Promise<FrameLocator> {
+export async function launchInPlatform(page: Page, flow: LabPageFlow, who: 'student' | 'second student' | 'teacher', locale?: string): Promise<FrameLocator> {
   await page.goto(flow.tool.devPlatform!.urls.page);
-  await page.getByRole('button', { name: `Launch ${flow.activity.title} as ${who}` }).click();
+  if (locale) await page.getByLabel('Language of the launched user').selectOption(locale);
+  await page.getByRole('button', { name: `Launch as ${who}: ${flow.activity.title}` }).click();
   return page.frameLocator('iframe[name="tool-frame"]');
 }
 

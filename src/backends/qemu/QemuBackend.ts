@@ -31,7 +31,10 @@ import { LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
 import { validateSpec, prepareMachine, createHomeOverlay } from './machineFiles.js';
 import { BOOTED, waitBooted } from './bootWait.js';
-import { abortable, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
+import { abortable, fileTail, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
+
+/** How much of a guest's console log a new console connection starts with. */
+const CONSOLE_REPLAY_BYTES = 16 * 1024;
 
 const run = promisify(execFile);
 
@@ -57,6 +60,11 @@ export interface QemuBackendOptions {
 
 export class QemuBackend implements LabBackend {
   readonly kind = 'qemu' as const;
+
+  cannotRun(machines: ReadonlyArray<{ name: string; kind: 'vm' | 'container' }>): string | null {
+    const c = machines.find((m) => m.kind === 'container');
+    return c ? `machine ${c.name} is a container, and this server runs virtual machines only (QEMU backend)` : null;
+  }
   private readonly store: LabStore;
   private readonly guests = new Map<string, RunningGuest>();
   private readonly consoles = new Map<string, net.Socket>();
@@ -251,6 +259,7 @@ export class QemuBackend implements LabBackend {
         qemuBin: this.o.qemuBin, accel, qemuVersion: await this.qemuVersion(), dir, socketDir: this.store.socketDir(name, m),
         ...(this.states ? { states: this.states } : {}), log: this.log, track,
       });
+      this.store.write(s); // which saved state its disk is built on, before anything can collect it
       this.log.info({ lab: name, machine: m.name, pid: g.pid, accel, savedState: m.savedState }, 'qemu.machine_started');
       return g;
     }
@@ -326,6 +335,10 @@ export class QemuBackend implements LabBackend {
       sock.once('error', (e) => reject(new BackendFailure(`${channel} of ${machine}: ${e.message}`, { cause: e })));
     });
     if (channel === 'console') {
+      // QEMU's socket only carries output from now on: what the guest printed before (banner, login
+      // prompt) comes from its console log, read at once so the two barely overlap
+      const recent = fileTail(g.consoleLog, CONSOLE_REPLAY_BYTES);
+      if (recent.length) sock.unshift(recent);
       this.consoles.set(key, sock);
       sock.once('close', () => { if (this.consoles.get(key) === sock) this.consoles.delete(key); });
     }
