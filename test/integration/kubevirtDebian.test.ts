@@ -54,7 +54,8 @@ describe('debian-12 on KubeVirt (stand-in): cloud-init seed as KubeVirt builds i
     assert.equal(out[2], 'student');
     const ip = (await backend.addresses(h)).box?.ip ?? '';
     assert.match(out[3] ?? '', new RegExp(`inet ${ip.replace(/\./g, '\\.')}/16`), 'the VMI address, by DHCP');
-    assert.match(out.join('\n'), new RegExp(`search lab\\.${h.name}\\.svc\\.cluster\\.local ${h.name}\\.svc\\.cluster\\.local`));
+    // dhclient writes the search domains fully qualified (a final dot)
+    assert.match(out.join('\n'), new RegExp(`search lab\\.${h.name}\\.svc\\.cluster\\.local\\.? ${h.name}\\.svc\\.cluster\\.local\\.?`));
   });
 
   it('keeps the student\'s file across a stop and a start (its own disk; cloud-init does not run again)', async () => {

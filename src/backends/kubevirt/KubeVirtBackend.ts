@@ -372,6 +372,17 @@ export class KubeVirtBackend implements LabBackend {
       this.setRunStrategy(handle, 'Halted'),
       ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.client.remove(podPath(handle.name, m.name))),
     ]);
+    // stopped means the guests are down: a start right after must not mistake a VMI still shutting down for a booted one
+    await this.vmisGone(handle.name);
+  }
+
+  private async vmisGone(ns: string, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.vmis.synced();
+    while (this.vmis.items().some((v) => v.metadata.namespace === ns)) {
+      if (Date.now() > deadline) throw new BackendFailure(`VMIs of ${ns} still exist ${timeoutMs} ms after stop`, { publicMessage: 'Stopping the lab took too long.' });
+      await delay(250);
+    }
   }
 
   async start(handle: LabHandle): Promise<void> {
