@@ -24,11 +24,11 @@ describe('LTI deep linking through the development platform', () => {
     const catalog = await launchAs(b, t.dp.urls.issuer, { clientId: t.clientId, deepLink: true, user: 'teacher' });
     assert.equal(catalog.status, 200, catalog.body);
     assert.equal(new URL(catalog.url).pathname, '/lti/deeplink');
-    for (const text of ['Subnetting 101', 'Two machines on one network', 'router (vm, 1 CPU, 256 MiB)', 'client (container, 1 CPU, 128 MiB)', '2 CPU, 384 MiB per student', 'about 45 minutes', 'Demo lab (placeholder)']) {
+    for (const text of ['Subnetting 101', 'Two machines on one network', 'router (vm, 1 CPU, 256 MiB)', 'client (container, 1 CPU, 128 MiB)', '2 CPU, 384 MiB per student', 'about 45 min', 'Demo lab (placeholder)']) {
       assert.ok(catalog.body.includes(text), `catalog shows ${text}`);
     }
     const form = parseForms(catalog.body, catalog.url).find((f) => f.fields.labId === 'net-101')!;
-    assert.deepEqual(Object.keys(form.fields).sort(), ['labId', 'maxScore', 'request', 'timeLimitMinutes']);
+    assert.deepEqual(Object.keys(form.fields).sort(), ['labId', 'lang', 'maxScore', 'request', 'timeLimitMinutes']);
     assert.equal(form.fields.timeLimitMinutes, '90');
     assert.equal(form.fields.maxScore, '20');
     const before = await DevPlatformContentItem.countDocuments();
