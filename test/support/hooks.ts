@@ -1,14 +1,15 @@
 /**
  * Mocha root hooks: one FerretDB for the whole run, stopped at the end; likewise the Kubernetes
  * control plane and KubeVirt stand-in, which start lazily on first use (test/support/k8s/).
- * After each test file: no QEMU guest it started may still run (test/support/guestLeaks.ts).
+ * After each test file: no QEMU guest it started may still run (test/support/guestLeaks.ts), and no
+ * KubeVirt VM may be left in the shared control plane (deleted, so the stand-in stops booting it).
  * After the run: nothing may keep the process alive (mocha runs without --exit); what does is
  * reported and the run fails.
  */
 import path from 'node:path';
 import { startSharedFerret, stopSharedFerret } from './ferret.js';
 import { stopSharedControlPlane } from './k8s/controlPlane.js';
-import { stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
+import { clearSharedKubeVirt, stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
 import { assertNoGuestsLeft } from './guestLeaks.js';
 
 /** Adds the guest check after the last top-level suite of each file. */
@@ -17,8 +18,13 @@ function checkGuestsPerFile(root: Mocha.Suite): void {
   for (const s of root.suites) if (s.file) last.set(s.file, s);
   for (const [file, suite] of last) {
     suite.afterAll(`no QEMU guest left by ${path.basename(file)}`, async function (this: Mocha.Context) {
-      this.timeout(60_000);
-      await assertNoGuestsLeft(path.relative(process.cwd(), file));
+      this.timeout(150_000);
+      const name = path.relative(process.cwd(), file);
+      // VMs left in the shared control plane would be booted again by the stand-in for every
+      // later file: delete them first, then report them as this file's leak.
+      const vms = await clearSharedKubeVirt();
+      await assertNoGuestsLeft(name);
+      if (vms.length) throw new Error(`${name} left ${vms.length} running KubeVirt VMI(s) in the control plane: ${vms.join(', ')} (deleted now)`);
     });
   }
 }
