@@ -28,10 +28,22 @@ export interface RuntimeDeps {
   log: Logger;
   metrics: Metrics;
   duties: Duties;
+  /** A runtime that replaces LabService entirely (tests drive the page over stand-ins). */
+  injected?: LabRuntime;
 }
 
-/** LabService over the backend, with its supervisor (lifetime + reconcile) as a leader duty. */
-export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): LabService {
+export interface BuiltRuntime {
+  runtime: LabRuntime;
+  /** The LabService behind `runtime`; absent when a runtime was injected. */
+  labService: LabService | undefined;
+}
+
+/**
+ * The lab runtime: the injected one as is (LabService's supervisor would reconcile records it does
+ * not own), or LabService over the backend with its supervisor (lifetime + reconcile) as a leader duty.
+ */
+export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): BuiltRuntime {
+  if (d.injected) return { runtime: d.injected, labService: undefined };
   // several replicas run only on KubeVirt (the Lease); there, lab events travel through the database
   const shared = config.BACKEND === 'kubevirt' && config.LAB_EVENT_POLL_MS > 0;
   const svc = new LabService({
@@ -45,7 +57,7 @@ export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): 
     await supervisor.stop();
     await svc.close();
   });
-  return svc;
+  return { runtime: svc, labService: svc };
 }
 
 export function buildChecks(config: Config, d: { runtime: LabRuntime; labs: LabDefinitions; grades: ScorePublisher; log: Logger; metrics: Metrics; duties: Duties; limits: RateLimits }, closers: Closers): CheckRunner {
