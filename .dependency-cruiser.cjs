@@ -4,9 +4,9 @@
  *     → http/ → devPlatform/ (mounted only when enabled; depends on store and lti leaves)
  *     → lti/, proxy/ → labs/ → auth/ → store/ → db/
  *   backends/ depend only on leaves; leaves (errors, logger, config, metrics, html, closeCodes,
- *   secrets, leadership, images/ — the image catalog) depend only on leaves. No cycles anywhere.
+ *   secrets, leadership, KeyedMutex, images/ — the image catalog, i18n and its catalogs in locales/) depend only on leaves. No cycles anywhere.
  */
-const LEAVES = '^src/((errors|logger|config|metrics|html|closeCodes|secrets|leadership)\\.ts$|images/)';
+const LEAVES = '^src/((errors|logger|config|metrics|html|closeCodes|secrets|leadership|KeyedMutex|i18n|rateLimits)\\.ts$|images/|locales/[a-z-]+\\.ts$)';
 const ENTRY = '^src/(main\\.ts|cli\\.ts|cli/|compose/)';
 
 /** from: a folder (regex on path); allowed: what it may import besides itself and the leaves. */

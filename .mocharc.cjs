@@ -5,5 +5,4 @@ module.exports = {
   reporter: 'test/support/reporter.cjs',
   timeout: 60000,
   slow: 5000,
-  exit: true,
 };

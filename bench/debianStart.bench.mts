@@ -62,12 +62,15 @@ export async function run(): Promise<BenchRow[]> {
   try {
     const cold = new QemuBackend({ ...opts, savedStates: false });
     const coldS = await toConsole(cold, 'cold', 'debian-12');
+    process.stderr.write(`    debian-12 cold click-to-console: ${coldS.toFixed(1)} s\n`);
     await cold.destroy(handle('cold'));
     const warm = new QemuBackend(opts);
     const b0 = performance.now();
     if (!(await warm.prepareSavedState({ image: 'debian-12', memoryMiB: MEM, cpus: 1 }, false))) throw new Error('the saved state was not built');
     const buildS = (performance.now() - b0) / 1000;
+    process.stderr.write(`    debian-12 saved state built in ${buildS.toFixed(1)} s\n`);
     const warmS = await toConsole(warm, 'warm', 'debian-12');
+    process.stderr.write(`    debian-12 restored click-to-console: ${warmS.toFixed(2)} s\n`);
     await warm.destroy(handle('warm'));
     const stateDir = path.join(dataDir, 'qemu-states');
     const stateMiB = fs.readdirSync(stateDir).reduce((n, d) => n + (fs.existsSync(path.join(stateDir, d, 'state.bin')) ? fs.statSync(path.join(stateDir, d, 'state.bin')).size : 0), 0) / 2 ** 20;
@@ -82,6 +85,7 @@ export async function run(): Promise<BenchRow[]> {
       const d = new QemuBackend({ ...opts, imageDir: desktopImages });
       await d.prepareSavedState({ image: 'debian-12-desktop', memoryMiB: MEM, cpus: 1 }, false);
       const desk = await toDesktop(d, 'desk', 'debian-12-desktop');
+      process.stderr.write(`    debian-12-desktop restored click-to-desktop: ${desk.toFixed(2)} s\n`);
       await d.destroy(handle('desk'));
       rows.push({ bench: 'debian-12-desktop start', metric: 'click-to-desktop, saved state (TCG)', value: desk, unit: 's', goal: '≤ 5 s', meets: desk <= 5 });
     }

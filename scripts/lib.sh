@@ -20,10 +20,18 @@ need_apt() {
 
 # npm dependencies, exactly as locked.
 need_node_modules() {
-  if [ ! -d "$ROOT/node_modules" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
-    say "installing npm dependencies"
-    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  # Compares the lock's content with the one installed (a stamp npm ci leaves), never mtimes: a
+  # checkout or merge touches the lock without changing it. A node_modules that is a link to a
+  # shared install is never reinstalled in place: it is replaced by an install of this tree's own.
+  local want stamp="$ROOT/node_modules/.lab-orchestrator-lock"
+  want=$(sha256sum "$ROOT/package-lock.json" | cut -c1-16)
+  if [ -d "$ROOT/node_modules" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  if [ -L "$ROOT/node_modules" ]; then
+    rm "$ROOT/node_modules"
   fi
+  say "installing npm dependencies"
+  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
 }
 
 # FerretDB v1.24.2 (SQLite backend), built once from the Go module proxy into the tools cache.

@@ -98,6 +98,9 @@ const schema = z
     KUBEVIRT_IMAGE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'expected a namespace name' }).default('lab-images'),
     KUBEVIRT_STORAGE_CLASS: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { message: 'expected a storage class name' }).optional(),
     KUBEVIRT_MAX_LAB_STORAGE_GIB: int(1, 100_000).optional(),
+    /** What the operator lets the tool run at once on the cluster (labs over it wait in the capacity queue). */
+    KUBEVIRT_MAX_VMS: int(1, 1_000_000).optional(),
+    KUBEVIRT_MAX_MEMORY_MIB: int(1, 1_000_000_000).optional(),
     LEASE_DURATION_MS: int(2000, 600_000).default('15000'),
     POD_NAME: z.string().min(1).optional(),
   })

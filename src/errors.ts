@@ -3,14 +3,28 @@
  * maps them to HTTP statuses and websocket close codes.
  */
 import { CLOSE } from './closeCodes.js';
+import type { TextKey } from './i18n.js';
+
+export interface AppErrorOptions {
+  cause?: unknown;
+  /** A message that is safe to show to the user, in English. */
+  publicMessage?: string;
+  /** The same message in the message catalogs (shown in the user's language), with its values. */
+  messageKey?: TextKey;
+  messageVars?: Record<string, string | number>;
+}
 
 export class AppError extends Error {
   /** A message that is safe to show to the user (never a stack or a secret). */
   readonly publicMessage: string;
-  constructor(message: string, options?: { cause?: unknown; publicMessage?: string }) {
+  readonly messageKey: TextKey | undefined;
+  readonly messageVars: Record<string, string | number> | undefined;
+  constructor(message: string, options?: AppErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.publicMessage = options?.publicMessage ?? message;
+    this.messageKey = options?.messageKey;
+    this.messageVars = options?.messageVars;
   }
 }
 export class BadRequest extends AppError {}
@@ -23,7 +37,7 @@ export class BackendFailure extends AppError {}
 export class ConfigError extends AppError {}
 /** A per-user rate limit was hit; retryAfterSeconds becomes the Retry-After header. */
 export class TooManyRequests extends AppError {
-  constructor(message: string, readonly retryAfterSeconds: number, options?: { publicMessage?: string }) {
+  constructor(message: string, readonly retryAfterSeconds: number, options?: AppErrorOptions) {
     super(message, options);
   }
 }

@@ -37,6 +37,7 @@ import { buildBackend, startLeadership } from './compose/backend.js';
 import { buildCatalog, buildChecks, buildRuntime } from './compose/labs.js';
 import { buildLabPage } from './compose/labPage.js';
 import { buildLti } from './compose/lti.js';
+import { CourseRosterCache } from './lti/roster.js';
 import { buildRateLimits } from './compose/rateLimits.js';
 
 export interface StartOptions {
@@ -122,8 +123,9 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const labService = opts.runtime ? undefined : buildRuntime(config, { backend, labs: catalog, grades, log, metrics, duties }, closers);
     const runtime: LabRuntime = opts.runtime ?? (labService as LabService);
     const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties, limits }, closers);
-    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, checks, log, metrics, limits });
-    const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl, limits }, closers);
+    const roster = new CourseRosterCache(grades.tokens);
+    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, checks, log, metrics, limits, learners: (k) => roster.learners(k) });
+    const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl, limits, roster }, closers);
     const devPlatform = config.DEV_PLATFORM ?? config.LAB_MODE === 'demo' ? await createDevPlatform({ publicUrl, log, sweeper }) : undefined;
 
     const mounts: Mount[] = [

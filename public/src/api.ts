@@ -1,3 +1,5 @@
+import { t } from './i18n.js';
+
 /**
  * The session and the API. The launch puts our session token in the URL fragment (#session=…):
  * it is read once, removed from the address bar and kept in memory only; every request sends it
@@ -21,14 +23,24 @@ export class Session {
     return new Session(decodeURIComponent(m[1]));
   }
 
+  private payload(): { exp?: unknown; locale?: unknown } {
+    try {
+      return JSON.parse(atob(this.token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown; locale?: unknown };
+    } catch {
+      return {};
+    }
+  }
+
   /** When the token expires (ms), from its payload. */
   expiresAt(): number | undefined {
-    try {
-      const p = JSON.parse(atob(this.token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: number };
-      return typeof p.exp === 'number' ? p.exp * 1000 : undefined;
-    } catch {
-      return undefined;
-    }
+    const p = this.payload();
+    return typeof p.exp === 'number' ? p.exp * 1000 : undefined;
+  }
+
+  /** The launch's locale (launch_presentation.locale), when the platform sent one. */
+  locale(): string | undefined {
+    const p = this.payload();
+    return typeof p.locale === 'string' ? p.locale : undefined;
   }
 
   async api<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
@@ -41,7 +53,7 @@ export class Session {
         cache: 'no-store',
       });
     } catch {
-      throw new ApiError(0, 'The tool cannot be reached. Check your network connection.');
+      throw new ApiError(0, t('lab.unreachable'));
     }
     const data = (await res.json().catch(() => ({}))) as { error?: string };
     if (!res.ok) throw new ApiError(res.status, data.error ?? `HTTP ${res.status}`);

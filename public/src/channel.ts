@@ -5,6 +5,7 @@
  * (lab stopped, session expired, another tab, not your lab) are final and shown with their reason.
  */
 import { ApiError, type Session } from './api.js';
+import { t as tr } from './i18n.js';
 import type { ChannelKind } from './types.js';
 import { CLOSE, FINAL_CLOSE } from '../../src/closeCodes.js';
 
@@ -85,8 +86,8 @@ export abstract class ChannelLink {
       this.detach();
       if (!this.wanted) return;
       const final = FINAL_CLOSE[e.code];
-      if (final !== undefined) this.set({ kind: 'closed', reason: e.reason || `closed (${e.code})`, canRetry: final.userCanRetry });
-      else this.retry(e.code === CLOSE.shutdown.code ? 'the tool is restarting' : e.reason || 'connection lost');
+      if (final !== undefined) this.set({ kind: 'closed', reason: e.reason || tr('ws.closedCode', { code: e.code }), canRetry: final.userCanRetry });
+      else this.retry(e.code === CLOSE.shutdown.code ? tr('ws.restarting') : e.reason || tr('ws.connectionLost'));
     });
     this.attach(ws);
   }

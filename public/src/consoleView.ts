@@ -11,15 +11,17 @@ export class ConsoleView extends ChannelLink {
   private readonly encoder = new TextEncoder();
   private readonly observer: ResizeObserver;
 
-  constructor(session: Session, instanceId: string, machine: string, viewOnly: boolean, readonly el: HTMLElement) {
+  constructor(session: Session, instanceId: string, machine: string, viewOnly: boolean, readonly el: HTMLElement, screenReader = false, hintId?: string) {
     super(session, instanceId, machine, 'console', viewOnly);
     this.term = new Terminal({
-      disableStdin: viewOnly, scrollback: 5000, cursorBlink: !viewOnly, fontSize: 14, convertEol: false,
+      disableStdin: viewOnly, scrollback: 5000, cursorBlink: !viewOnly && !matchMedia('(prefers-reduced-motion: reduce)').matches, fontSize: 14, convertEol: false, screenReaderMode: screenReader,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
       theme: { background: '#0f1419', foreground: '#e6e6e6' },
     });
     this.term.loadAddon(this.fit);
     this.term.open(el);
+    // the hint (how to leave) is read with the terminal's name when it takes focus
+    if (hintId) this.term.textarea?.setAttribute('aria-describedby', hintId);
     this.term.onData((d) => this.send(d));
     // Ctrl+Shift+C copies the selection (Ctrl+C goes to the machine)
     this.term.attachCustomKeyEventHandler((e) => {
@@ -49,6 +51,11 @@ export class ConsoleView extends ChannelLink {
     if (this.viewOnly || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(this.encoder.encode(text));
     return true;
+  }
+
+  /** xterm's screen-reader mode: output mirrored into an accessible live tree. */
+  setScreenReaderMode(on: boolean): void {
+    this.term.options.screenReaderMode = on;
   }
 
   copySelection(): void {

@@ -1,4 +1,6 @@
 /** Tiny DOM helpers: no framework, no innerHTML for our own text. */
+import { t } from './i18n.js';
+
 type Attrs = Record<string, string | number | boolean | undefined | null | ((e: Event) => void)>;
 type Child = Node | string | null | undefined | false;
 
@@ -25,19 +27,10 @@ export function announce(text: string): void {
   if (live) live.textContent = text;
 }
 
-/** "1 h 05 min", "12 min", "45 s". */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min`;
-  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
-}
-
 /** A modal confirmation (a <dialog>: focus trapped, Esc cancels). Resolves true on confirm. */
 export function confirmDialog(o: { title: string; message: string; confirm: string; danger?: boolean }): Promise<boolean> {
   return new Promise((resolve) => {
-    const cancel = h('button', { type: 'button', value: 'cancel' }, 'Cancel');
+    const cancel = h('button', { type: 'button', value: 'cancel' }, t('common.cancel'));
     const ok = h('button', { type: 'button', class: o.danger ? 'danger' : 'primary', value: 'ok' }, o.confirm);
     const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-title' },
       h('h2', { id: 'confirm-title' }, o.title), h('p', {}, o.message), h('div', { class: 'actions' }, cancel, ok));
@@ -80,12 +73,12 @@ export function progressBar(label: string): { el: HTMLElement; set(percent: numb
  */
 export function pasteDialog(o: { title: string; confirm: string; initial?: string }): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const area = h('textarea', { rows: 6, cols: 50, 'aria-label': 'Text to send', class: 'paste-area' });
+    const area = h('textarea', { rows: 6, cols: 50, 'aria-label': t('dlg.pasteArea'), class: 'paste-area' });
     area.value = o.initial ?? '';
-    const cancel = h('button', { type: 'button' }, 'Cancel');
+    const cancel = h('button', { type: 'button' }, t('common.cancel'));
     const ok = h('button', { type: 'button', class: 'primary' }, o.confirm);
     const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'paste-title' },
-      h('h2', { id: 'paste-title' }, o.title), h('p', {}, 'Paste (Ctrl+V) or type the text, then send it.'), area, h('div', { class: 'actions' }, cancel, ok));
+      h('h2', { id: 'paste-title' }, o.title), h('p', {}, t('dlg.pasteHelp')), area, h('div', { class: 'actions' }, cancel, ok));
     const done = (v: string | undefined) => {
       dlg.close();
       dlg.remove();

@@ -5,6 +5,7 @@
  * The score is computed by the server from the stored ticks or checks; this only shows what it returns.
  */
 import { announce, h, progressBar } from './dom.js';
+import { t, time } from './i18n.js';
 import type { CheckScore, InstanceView, StepChecksView, StepProgress, StepRun } from './types.js';
 
 export interface InstructionsDeps {
@@ -18,9 +19,9 @@ export interface InstructionsDeps {
 
 export class InstructionsPanel {
   readonly el: HTMLElement;
-  private readonly bar = progressBar('Steps done');
-  private readonly content = h('div', { class: 'page-content' });
-  private readonly pager = h('nav', { class: 'pager', 'aria-label': 'Instruction pages' });
+  private readonly bar = progressBar(t('ins.stepsDone'));
+  private readonly content = h('div', { class: 'page-content', role: 'region' });
+  private readonly pager = h('nav', { class: 'pager', 'aria-label': t('ins.pages') });
   private page = 0;
   private ticks: Record<string, string>;
   /** Latest check result per step (from the instance view, a run here, or pushed by the server). */
@@ -34,12 +35,12 @@ export class InstructionsPanel {
     this.checkResults = { ...(d.view.checks?.steps ?? {}) };
     this.byChecks = d.view.instructions?.grading.mode === 'checks' && Boolean(d.view.checks);
     const ins = d.view.instructions;
-    this.el = h('section', { class: 'instructions', 'aria-label': 'Instructions' },
-      h('header', {}, h('h2', {}, 'Instructions'), this.bar.el),
+    this.el = h('section', { class: 'instructions', 'aria-label': t('ins.title') },
+      h('header', {}, h('h2', {}, t('ins.title')), this.bar.el),
       this.pager,
       this.content);
     if (!ins || ins.pages.length === 0) {
-      this.content.append(h('p', { class: 'empty' }, ins ? 'This lab has no instructions.' : 'The instructions could not be loaded.'));
+      this.content.append(h('p', { class: 'empty' }, ins ? t('ins.none') : t('ins.notLoaded')));
       this.bar.el.hidden = true;
       return;
     }
@@ -54,6 +55,7 @@ export class InstructionsPanel {
     this.page = Math.max(0, Math.min(ins.pages.length - 1, i));
     const page = ins.pages[this.page]!;
     this.content.innerHTML = page.html; // sanitized on the server (lab definitions)
+    if (ins.language) this.content.lang = ins.language;
     this.content.setAttribute('aria-label', page.title);
     this.enhanceSteps();
     this.enhanceCode();
@@ -65,9 +67,9 @@ export class InstructionsPanel {
     const pages = this.d.view.instructions!.pages;
     this.pager.replaceChildren();
     if (pages.length < 2) return;
-    const prev = h('button', { type: 'button', disabled: this.page === 0 }, '‹ Previous');
+    const prev = h('button', { type: 'button', disabled: this.page === 0 }, t('ins.previous'));
     prev.addEventListener('click', () => this.go(this.page - 1));
-    const next = h('button', { type: 'button', disabled: this.page === pages.length - 1 }, 'Next ›');
+    const next = h('button', { type: 'button', disabled: this.page === pages.length - 1 }, t('ins.next'));
     next.addEventListener('click', () => this.go(this.page + 1));
     const list = h('ol', { class: 'page-list' });
     pages.forEach((p, i) => {
@@ -93,7 +95,7 @@ export class InstructionsPanel {
       const step = steps.find((s) => s.id === id);
       const box = h('input', {
         type: 'checkbox', class: 'step-box', 'data-step': id, disabled: readOnly, checked: Boolean(this.ticks[id]),
-        'aria-label': `Done: ${step?.title ?? el.textContent?.trim() ?? id}`, title: readOnly ? 'Ticked by the student' : 'Mark this step done',
+        'aria-label': t('ins.done', { step: step?.title ?? el.textContent?.trim() ?? id }), title: readOnly ? t('ins.tickedByStudent') : t('ins.markDone'),
       });
       box.addEventListener('change', () => void this.toggle(id, box));
       el.classList.add('step');
@@ -118,21 +120,22 @@ export class InstructionsPanel {
     const running = this.checkRunning.has(stepId);
     row.replaceChildren();
     if (this.d.check && this.d.view.mode === 'control') {
-      const b = h('button', { type: 'button', class: 'small', disabled: running }, running ? 'Checking…' : 'Check my work');
+      const b = h('button', { type: 'button', class: 'small', disabled: running }, running ? t('ins.checking') : t('ins.checkWork'));
       b.addEventListener('click', () => void this.runCheck(stepId));
       row.append(b);
     }
     const status = h('div', { class: `check-status ${r?.at && !running ? (r.passed ? 'passed' : 'failed') : ''}`, role: 'status' });
     row.append(status);
     if (!r?.at || running) return;
-    status.append(h('strong', {}, r.passed ? '✓ Passed' : '✗ Not yet'), h('span', { class: 'muted' }, ` · checked ${new Date(r.at).toLocaleTimeString()}`));
+    status.append(h('strong', {}, r.passed ? t('ins.passed') : t('ins.notYet')), h('span', { class: 'muted' }, t('ins.checkedAt', { time: time(r.at) })));
     const failed = r.checks.filter((c) => !c.passed);
-    if (failed.length) status.append(h('ul', { class: 'hints' }, ...failed.map((c) => h('li', {}, c.timedOut ? 'The check timed out. ' : '', c.hint ?? 'This check did not pass.'))));
+    if (failed.length) status.append(h('ul', { class: 'hints' }, ...failed.map((c) => h('li', {}, c.timedOut ? t('ins.timedOut') : '', c.hint ?? t('ins.didNotPass')))));
     // a teacher sees what each check printed
     for (const c of r.checks) {
       if (c.output === undefined) continue;
-      const what = c.passed ? 'passed' : c.timedOut ? 'timed out' : `exit ${c.exitCode ?? '–'}`;
-      status.append(h('details', {}, h('summary', {}, `Check ${c.index + 1} on ${c.machine}: ${what}${c.passedAt ? ` · first passed ${new Date(c.passedAt).toLocaleTimeString()}` : ''}`), h('pre', { class: 'check-output' }, c.output || '(no output)')));
+      const what = c.passed ? t('ins.checkPassedShort') : c.timedOut ? t('ins.checkTimedOutShort') : t('ins.checkExit', { code: c.exitCode ?? '–' });
+      const first = c.passedAt ? t('ins.firstPassed', { time: time(c.passedAt) }) : '';
+      status.append(h('details', {}, h('summary', {}, t('ins.checkSummary', { n: c.index + 1, machine: c.machine, what }) + first), h('pre', { class: 'check-output' }, c.output || t('ins.noOutput'))));
     }
   }
 
@@ -143,7 +146,8 @@ export class InstructionsPanel {
       const run = await this.d.check!(stepId);
       this.checkRunning.delete(stepId);
       this.setCheck(stepId, run);
-      announce(run.passed ? 'Check passed.' : 'Check not passed yet.');
+      const step = this.stepTitle(stepId);
+      announce(run.passed ? t('ins.checkPassedAnnounce', { step }) : t('ins.checkFailedAnnounce', { step }));
     } catch (err) {
       this.checkRunning.delete(stepId);
       this.redrawCheck(stepId);
@@ -152,15 +156,30 @@ export class InstructionsPanel {
         row.className = 'check-status failed';
         row.textContent = (err as Error).message;
       }
-      announce(`Could not check: ${(err as Error).message}`);
+      announce(t('ins.checkError', { message: (err as Error).message }));
     }
   }
 
-  /** A check result (from a run here or pushed by the server). */
-  setCheck(stepId: string, run: Pick<StepRun, 'passed' | 'at' | 'checks' | 'score'>): void {
+  private stepTitle(stepId: string): string {
+    return this.d.view.instructions?.steps.find((s) => s.id === stepId)?.title ?? stepId;
+  }
+
+  /** A check result (from a run here or pushed by the server: announced when it is news). */
+  setCheck(stepId: string, run: Pick<StepRun, 'passed' | 'at' | 'checks' | 'score'>, pushed = false): void {
+    const before = this.checkResults[stepId];
+    if (pushed && before?.at !== run.at && before?.passed !== run.passed) {
+      const step = this.stepTitle(stepId);
+      announce(run.passed ? t('ins.checkPassedAnnounce', { step }) : t('ins.checkFailedAnnounce', { step }));
+    }
     this.checkResults[stepId] = { passed: run.passed, at: run.at, checks: run.checks };
     this.redrawCheck(stepId);
     if (run.score && this.byChecks) this.setCheckScore(run.score);
+    // a step whose checks passed is done: tick its box (saved like a tick by hand, so every view shows it)
+    const box = this.content.querySelector<HTMLInputElement>(`input.step-box[data-step="${CSS.escape(stepId)}"]`);
+    if (run.passed && box && !box.checked && this.d.view.mode === 'control') {
+      box.checked = true;
+      void this.toggle(stepId, box);
+    }
   }
 
   private redrawCheck(stepId: string): void {
@@ -171,7 +190,7 @@ export class InstructionsPanel {
   private setCheckScore(s: CheckScore): void {
     const percent = s.max > 0 ? Math.round((100 * s.given) / s.max) : 0;
     this.bar.el.hidden = false;
-    this.bar.set(percent, `Score ${s.given} of ${s.max}${s.complete ? ' · all checks passed' : ''}`);
+    this.bar.set(percent, t('ins.score', { given: s.given, max: s.max }) + (s.complete ? t('ins.allPassed') : ''));
   }
 
   private async toggle(id: string, box: HTMLInputElement): Promise<void> {
@@ -180,10 +199,10 @@ export class InstructionsPanel {
       const r = await this.d.tick(id, box.checked);
       this.setTicks(r.steps);
       this.setProgress(r.progress);
-      announce(`${r.progress.ticked} of ${r.progress.total} steps done.`);
+      announce(t('ins.stepsAnnounce', { ticked: r.progress.ticked, total: r.progress.total }));
     } catch (err) {
       box.checked = !box.checked;
-      announce(`Could not save the step: ${(err as Error).message}`);
+      announce(t('ins.saveFailed', { message: (err as Error).message }));
     } finally {
       box.disabled = false;
     }
@@ -202,14 +221,14 @@ export class InstructionsPanel {
       const got = ins.steps.filter((s) => this.ticks[s.id]).reduce((n, s) => n + Math.max(0, s.weight), 0);
       const ticked = ins.steps.filter((s) => this.ticks[s.id]).length;
       const percent = total > 0 ? Math.round((100 * got) / total) : ins.steps.length ? Math.round((100 * ticked) / ins.steps.length) : 0;
-      this.bar.set(percent, `${ticked} of ${ins.steps.length} steps · ${percent} %`);
+      this.bar.set(percent, t('ins.stepsProgress', { ticked, total: ins.steps.length, percent }));
     }
   }
 
   private setProgress(p: StepProgress): void {
     if (this.byChecks) return;
     this.bar.el.hidden = p.total === 0;
-    this.bar.set(p.percent, `${p.ticked} of ${p.total} steps · ${p.percent} %`);
+    this.bar.set(p.percent, t('ins.stepsProgress', { ticked: p.ticked, total: p.total, percent: p.percent }));
   }
 
   private enhanceCode(): void {
@@ -219,13 +238,13 @@ export class InstructionsPanel {
       const text = (code ?? pre).textContent ?? '';
       const machine = pre.dataset.machine ?? code?.dataset.machine;
       const bar = h('div', { class: 'code-tools' });
-      const copy = h('button', { type: 'button', class: 'small' }, 'Copy');
+      const copy = h('button', { type: 'button', class: 'small' }, t('ins.copy'));
       copy.addEventListener('click', () => {
-        void navigator.clipboard?.writeText(text).then(() => announce('Copied.'), () => announce('Copy was not allowed by the browser.'));
+        void navigator.clipboard?.writeText(text).then(() => announce(t('ins.copied')), () => announce(t('ins.copyDenied')));
       });
       bar.append(copy);
       if (machine && this.d.view.mode === 'control' && this.d.machines.includes(machine)) {
-        const send = h('button', { type: 'button', class: 'small primary', 'data-send': machine }, `Send to ${machine}`);
+        const send = h('button', { type: 'button', class: 'small primary', 'data-send': machine }, t('ins.sendTo', { machine }));
         send.addEventListener('click', () => void this.d.sendTo(machine, text.replace(/\n+$/, '')));
         bar.append(send);
       }

@@ -4,7 +4,9 @@
  */
 import './lab.css';
 import { ApiError, Session } from './api.js';
-import { announce, clear, confirmDialog, formatDuration, h } from './dom.js';
+import { announce, clear, confirmDialog, h } from './dom.js';
+import { dur, setLanguage, t } from './i18n.js';
+import type { TextKey } from '../../src/i18n.js';
 import type { InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
 import { ProvisioningPanel, failurePanel, stoppedPanel } from './provisioning.js';
 import { Workspace } from './workspace.js';
@@ -13,6 +15,7 @@ import { InstructionsPanel } from './instructions.js';
 const app = document.getElementById('app')!;
 const instanceId = app.dataset.instance ?? '';
 const session = Session.fromFragment();
+setLanguage(session?.locale());
 
 class LabPage {
   private view!: InstanceView;
@@ -35,7 +38,7 @@ class LabPage {
   async start(): Promise<void> {
     await this.refresh();
     this.s.events(`/api/instances/${instanceId}/events`, (e) => this.onEvent(e as LabEvent), (up, retryInMs) => {
-      this.linkState.textContent = up ? '' : retryInMs ? `Live updates lost — retrying in ${Math.ceil(retryInMs / 1000)} s` : 'Live updates stopped';
+      this.linkState.textContent = up ? '' : retryInMs ? t('lab.liveRetry', { seconds: Math.ceil(retryInMs / 1000) }) : t('lab.liveStopped');
       this.linkState.className = up ? 'live-link' : 'live-link down';
       app.dataset.live = up ? 'up' : 'down';
       if (up) void this.refresh().catch(() => undefined);
@@ -63,14 +66,14 @@ class LabPage {
         break;
       case 'expiry-warning':
         this.view.expiresAt = e.expiresAt;
-        this.warn(`Your lab stops in about ${formatDuration((new Date(e.expiresAt).getTime() - this.now()) / 1000)}. Save your work.`);
+        this.warn(t('lab.expiryWarning', { duration: dur((new Date(e.expiresAt).getTime() - this.now()) / 1000) }));
         break;
       case 'steps':
         this.view.steps = e.steps;
         this.instructions?.setTicks(e.steps);
         break;
       case 'check':
-        if (e.checks) this.instructions?.setCheck(e.stepId, { passed: e.passed, at: e.at, checks: e.checks, ...(e.score ? { score: e.score } : {}) });
+        if (e.checks) this.instructions?.setCheck(e.stepId, { passed: e.passed, at: e.at, checks: e.checks, ...(e.score ? { score: e.score } : {}) }, true);
         break;
       default:
         break;
@@ -91,32 +94,32 @@ class LabPage {
     const v = this.view;
     clear(this.header);
     const controls = h('div', { class: 'controls' });
-    if (v.mode === 'control' && v.state === 'running' && v.lifetime?.pausable) controls.append(this.button('Pause', () => this.control('pause')));
-    if (v.mode === 'control' && v.state === 'paused') controls.append(this.button('Resume', () => this.control('resume'), 'primary'));
+    if (v.mode === 'control' && v.state === 'running' && v.lifetime?.pausable) controls.append(this.button(t('lab.pause'), () => this.control('pause')));
+    if (v.mode === 'control' && v.state === 'paused') controls.append(this.button(t('lab.resume'), () => this.control('resume'), 'primary'));
     if (['running', 'paused', 'provisioning'].includes(v.state)) {
-      controls.append(this.button('Stop lab', async () => {
+      controls.append(this.button(t('lab.stop'), async () => {
         const ok = await confirmDialog({
-          title: 'Stop the lab?', danger: true, confirm: 'Stop lab',
-          message: v.mode === 'view' ? "The student's machines are shut down." : 'Your machines are shut down. Unsaved work in them may be lost.',
+          title: t('lab.stopConfirmTitle'), danger: true, confirm: t('lab.stop'),
+          message: v.mode === 'view' ? t('lab.stopConfirmViewer') : t('lab.stopConfirmOwner'),
         });
         if (ok) await this.control('stop');
       }, 'danger-outline'));
     }
     if (v.mode === 'view' && ['running', 'paused'].includes(v.state)) {
-      controls.append(this.button('Reset lab', async () => {
-        const ok = await confirmDialog({ title: 'Reset every machine?', message: "All of the student's machines go back to their initial state.", confirm: 'Reset lab', danger: true });
+      controls.append(this.button(t('lab.reset'), async () => {
+        const ok = await confirmDialog({ title: t('lab.resetConfirmTitle'), message: t('lab.resetConfirmViewer'), confirm: t('lab.reset'), danger: true });
         if (ok) await this.control('reset');
       }, 'danger-outline'));
     }
-    document.title = `${v.title} – Lab`;
+    document.title = t('lab.titleSuffix', { title: v.title });
     const back = v.mode === 'view' && v.contextId
-      ? [h('a', { class: 'button small', href: `/course/${encodeURIComponent(v.contextId)}#session=${encodeURIComponent(this.s.token)}` }, '← Course overview')]
+      ? [h('a', { class: 'button small', href: `/course/${encodeURIComponent(v.contextId)}#session=${encodeURIComponent(this.s.token)}` }, t('lab.backToCourse'))]
       : [];
     this.header.append(
       ...back,
       h('h1', {}, v.title),
-      h('span', { class: `state state-${v.state}` }, v.state),
-      ...(v.mode === 'view' ? [h('span', { class: 'view-only', title: 'You are watching a student’s lab' }, `View only · ${v.owner?.name || v.owner?.userId || ''}`)] : []),
+      h('span', { class: `state state-${v.state}`, 'data-state': v.state }, t(`state.${v.state}`)),
+      ...(v.mode === 'view' ? [h('span', { class: 'view-only', title: t('lab.viewOnlyTitle') }, t('lab.viewOnly', { name: v.owner?.name || v.owner?.userId || '' }))] : []),
       this.linkState,
       h('span', { class: 'spacer' }),
       this.timeLeft,
@@ -137,11 +140,12 @@ class LabPage {
   private async control(verb: 'pause' | 'resume' | 'stop' | 'reset' | 'start', body?: unknown): Promise<void> {
     try {
       this.view = await this.s.api<InstanceView>('POST', `/api/instances/${instanceId}/${verb}`, body ?? {});
-      announce(`${verb[0]!.toUpperCase()}${verb.slice(1)} requested.`);
+      announce(t(`lab.requested.${verb}`));
       this.render();
     } catch (err) {
-      announce(`Could not ${verb} the lab: ${(err as Error).message}`);
-      this.warn(`Could not ${verb} the lab: ${(err as Error).message}`);
+      const text = t(`lab.failed.${verb}`, { message: (err as Error).message });
+      announce(text);
+      this.warn(text);
     }
   }
 
@@ -153,9 +157,9 @@ class LabPage {
     }
     const left = (new Date(v.expiresAt).getTime() - this.now()) / 1000;
     const warnAt = (v.lifetime?.warnBeforeMinutes ?? 5) * 60;
-    this.timeLeft.textContent = `${formatDuration(left)} left`;
+    this.timeLeft.textContent = t('common.left', { duration: dur(left) });
     this.timeLeft.className = left <= warnAt ? 'time-left warn' : 'time-left';
-    if (left <= warnAt && this.banner.hidden && left > 0) this.warn(`Your lab stops in ${formatDuration(left)}. Save your work.`);
+    if (left <= warnAt && this.banner.hidden && left > 0) this.warn(t('lab.expiresIn', { duration: dur(left) }));
   }
 
   private render(): void {
@@ -163,14 +167,14 @@ class LabPage {
     this.renderHeader();
     const group = v.state === 'running' || v.state === 'paused' ? 'lab' : v.state === 'requested' || v.state === 'provisioning' ? 'prov' : v.state;
     if (group !== 'lab') {
-      this.workspace?.setLive(false, v.state === 'stopped' ? 'lab stopped' : `lab ${v.state}`);
+      this.workspace?.setLive(false, v.state === 'stopped' ? t('lab.closedStopped') : t('lab.closedOther', { state: t(`state.${v.state}` as TextKey) }));
       this.workspace = undefined;
       this.instructions = undefined;
     }
     if (group === 'lab') {
       if (this.shownState !== 'lab' || !this.workspace) this.renderLab();
       this.workspace!.setPhases(Object.fromEntries(v.machines.map((m) => [m.name, m.status])));
-      this.workspace!.setLive(v.state === 'running', 'lab paused');
+      this.workspace!.setLive(v.state === 'running', t('lab.closedPaused'));
       this.body.classList.toggle('paused', v.state === 'paused');
     } else if (group === 'prov') {
       if (this.shownState !== 'prov' || !this.provisioning) {
@@ -200,19 +204,19 @@ class LabPage {
       tick: (stepId, done) => this.s.api<{ steps: Record<string, string>; progress: StepProgress }>('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}`, { done }),
       check: (stepId) => this.s.api<StepRun>('POST', `/api/instances/${instanceId}/steps/${encodeURIComponent(stepId)}/check`, {}),
     });
-    const pausedNote = h('div', { class: 'paused-note', role: 'status' }, 'The lab is paused.');
+    const pausedNote = h('div', { class: 'paused-note', role: 'status' }, t('lab.paused'));
     this.body.replaceChildren(h('div', { class: 'lab-grid' }, this.instructions.el, ws.el), pausedNote);
   }
 }
 
 function fatal(text: string): void {
   clear(app);
-  app.append(h('main', { class: 'body' }, h('section', { class: 'card failure', role: 'alert' }, h('h1', {}, 'Cannot open the lab'), h('p', {}, text))));
+  app.append(h('main', { class: 'body' }, h('section', { class: 'card failure', role: 'alert' }, h('h1', {}, t('lab.cannotOpen')), h('p', {}, text))));
 }
 
-if (!session) fatal('Open the activity from your course to start (this page needs the link from your course).');
+if (!session) fatal(t('lab.needsLink'));
 else {
   new LabPage(session).start().catch((err: unknown) => {
-    fatal(err instanceof ApiError && err.status === 403 ? 'This is not your lab.' : (err as Error).message);
+    fatal(err instanceof ApiError && err.status === 403 ? t('lab.notYours') : (err as Error).message);
   });
 }

@@ -1,35 +1,44 @@
 /** While the lab is being prepared: the phases, a progress bar, an estimate; on failure the reason and a retry. */
-import { formatDuration, h, progressBar } from './dom.js';
+import { announce, h, progressBar } from './dom.js';
+import { dur, lang, t } from './i18n.js';
+import type { TextKey } from '../../src/i18n.js';
 import type { Progress } from './types.js';
 
-const PHASES: Array<[string, string]> = [
-  ['queued', 'Waiting for a free slot'],
-  ['network', 'Creating the lab network'],
-  ['disks', 'Preparing the disks'],
-  ['machines-starting', 'Starting the machines'],
-  ['machines-booted', 'Machines booted'],
+const PHASES: Array<[string, TextKey]> = [
+  ['queued', 'prov.queued'],
+  ['network', 'prov.network'],
+  ['disks', 'prov.disks'],
+  ['machines-starting', 'prov.machinesStarting'],
+  ['machines-booted', 'prov.machinesBooted'],
 ];
 
 export class ProvisioningPanel {
   readonly el: HTMLElement;
-  private readonly bar = progressBar('Lab preparation');
+  private readonly bar = progressBar(t('prov.bar'));
   private readonly list = h('ol', { class: 'phases' });
   private readonly message = h('p', { class: 'message' });
   private readonly estimate = h('p', { class: 'estimate' });
   private readonly started = Date.now();
   private firstPercent: number | undefined;
+  private announcedPhase = '';
 
   constructor() {
-    for (const [id, label] of PHASES) this.list.append(h('li', { 'data-phase': id }, label));
+    for (const [id, label] of PHASES) this.list.append(h('li', { 'data-phase': id }, t(label)));
     this.el = h('section', { class: 'provisioning card', 'aria-labelledby': 'prov-title' },
-      h('h2', { id: 'prov-title' }, 'Preparing your lab'), this.bar.el, this.message, this.estimate, this.list);
-    this.set({ phase: 'queued', percent: 0, message: 'Requested' });
+      h('h2', { id: 'prov-title' }, t('prov.title')), this.bar.el, this.message, this.estimate, this.list);
+    this.set({ phase: 'queued', percent: 0, message: t('prov.requested') });
   }
 
   set(p: Progress): void {
     this.bar.set(p.percent);
-    this.message.textContent = p.message;
     const idx = PHASES.findIndex(([id]) => id === p.phase);
+    const label = idx >= 0 ? t(PHASES[idx]![1]) : p.message;
+    // the server's message is English (it may add details such as a queue position)
+    this.message.textContent = lang() === 'en' ? p.message : label;
+    if (p.phase !== this.announcedPhase) {
+      this.announcedPhase = p.phase;
+      announce(t('prov.announce', { phase: label, percent: Math.round(p.percent) }));
+    }
     Array.from(this.list.children).forEach((li, i) => {
       li.className = i < idx || (i === idx && p.percent >= 100) ? 'done' : i === idx ? 'current' : '';
       if (i === idx) li.setAttribute('aria-current', 'step');
@@ -38,34 +47,31 @@ export class ProvisioningPanel {
     this.firstPercent ??= p.percent;
     const elapsed = (Date.now() - this.started) / 1000;
     const gained = p.percent - this.firstPercent;
-    if (p.percent >= 100) this.estimate.textContent = 'Almost there…';
-    else if (gained >= 5 && elapsed > 2) this.estimate.textContent = `About ${formatDuration((elapsed * (100 - p.percent)) / gained)} left`;
-    else this.estimate.textContent = 'This usually takes under a minute.';
+    if (p.percent >= 100) this.estimate.textContent = t('prov.almost');
+    else if (gained >= 5 && elapsed > 2) this.estimate.textContent = t('prov.about', { duration: dur((elapsed * (100 - p.percent)) / gained) });
+    else this.estimate.textContent = t('prov.usually');
   }
 }
 
 export function failurePanel(reason: string | null, canRetry: boolean, retry: () => void): HTMLElement {
-  const b = h('button', { type: 'button', class: 'primary' }, 'Try again');
+  const b = h('button', { type: 'button', class: 'primary' }, t('fail.retry'));
   b.addEventListener('click', () => {
     b.disabled = true;
     retry();
   });
   return h('section', { class: 'failure card', role: 'alert' },
-    h('h2', {}, 'The lab could not be started'),
-    h('p', {}, reason ?? 'Something went wrong while preparing the machines.'),
-    canRetry ? b : h('p', {}, 'Ask the student to try again.'));
+    h('h2', {}, t('fail.title')),
+    h('p', {}, reason ?? t('fail.unknown')),
+    canRetry ? b : h('p', {}, t('fail.askStudent')));
 }
 
 export function stoppedPanel(state: string, canStart: boolean, start: () => void): HTMLElement {
-  const b = h('button', { type: 'button', class: 'primary' }, state === 'stopped' ? 'Start the lab again' : 'Start a new lab');
+  const b = h('button', { type: 'button', class: 'primary' }, state === 'stopped' ? t('stopped.startAgain') : t('stopped.startNew'));
   b.addEventListener('click', () => {
     b.disabled = true;
     start();
   });
-  const text: Record<string, string> = {
-    stopped: 'The lab is stopped. Its machines keep their disks.',
-    expired: 'The lab has reached its time limit and was removed.',
-    destroyed: 'The lab was removed.',
-  };
-  return h('section', { class: 'stopped card' }, h('h2', {}, 'Lab not running'), h('p', {}, text[state] ?? `The lab is ${state}.`), canStart ? b : null);
+  const text: Record<string, TextKey> = { stopped: 'stopped.stopped', expired: 'stopped.expired', destroyed: 'stopped.destroyed' };
+  const key = text[state];
+  return h('section', { class: 'stopped card' }, h('h2', {}, t('stopped.title')), h('p', {}, key ? t(key) : t('stopped.other', { state: t(`state.${state}` as TextKey) })), canStart ? b : null);
 }

@@ -27,6 +27,8 @@ export interface InstanceView {
     pages: Array<{ id: string; title: string; html: string }>;
     steps: Array<{ id: string; pageId: string; title: string; weight: number; hasChecks: boolean }>;
     grading: { mode: 'steps' | 'checks'; maxScore: number };
+    /** The language the pages are in. */
+    language?: string;
   } | null;
   steps: Record<string, string>;
   stepProgress: StepProgress | null;

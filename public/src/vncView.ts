@@ -14,7 +14,8 @@ export function keysymFor(ch: string): number {
 export class VncView extends ChannelLink {
   private rfb: RFB | undefined;
 
-  constructor(session: Session, instanceId: string, machine: string, viewOnly: boolean, readonly el: HTMLElement) {
+  constructor(session: Session, instanceId: string, machine: string, viewOnly: boolean, readonly el: HTMLElement,
+    private readonly altText = '', private readonly hintId?: string) {
     super(session, instanceId, machine, 'vnc', viewOnly);
   }
 
@@ -27,6 +28,13 @@ export class VncView extends ChannelLink {
     rfb.background = '#1b1f24';
     rfb.addEventListener('connect', () => this.connected());
     this.rfb = rfb;
+    // the canvas is a picture to assistive technology: say what it is and what to use instead
+    const canvas = this.el.querySelector('canvas');
+    if (canvas) {
+      canvas.setAttribute('role', 'application');
+      canvas.setAttribute('aria-label', this.altText);
+      if (this.hintId) canvas.setAttribute('aria-describedby', this.hintId);
+    }
   }
 
   protected detach(): void {

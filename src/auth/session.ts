@@ -22,6 +22,8 @@ export interface SessionClaims {
   instanceId?: string;
   /** Display name, for the page header. */
   name?: string;
+  /** The launch's locale (launch_presentation.locale), for the pages' language. */
+  locale?: string;
   /** The platform registration (our id) the launch came from: the tenant of this session. */
   platformId?: string;
   /** A user the operator named in OPERATOR_USERS: administers the whole tool. */
@@ -55,7 +57,7 @@ export class SessionTokens {
   async verify(token: string): Promise<SessionClaims> {
     try {
       const { payload } = await jwtVerify(token, this.key, { audience: AUDIENCE, algorithms: ['HS256'] });
-      const { userId, role, contextId, activityId, instanceId, name, platformId, operator } = payload as Record<string, unknown>;
+      const { userId, role, contextId, activityId, instanceId, name, platformId, operator, locale } = payload as Record<string, unknown>;
       if (typeof userId !== 'string' || typeof contextId !== 'string' || !['learner', 'instructor', 'administrator'].includes(String(role))) {
         throw new Error('malformed claims');
       }
@@ -68,9 +70,10 @@ export class SessionTokens {
         ...(typeof name === 'string' ? { name } : {}),
         ...(typeof platformId === 'string' ? { platformId } : {}),
         ...(operator === true ? { operator: true } : {}),
+        ...(typeof locale === 'string' ? { locale } : {}),
       };
     } catch (err) {
-      throw new Unauthorized('invalid or expired session', { cause: err, publicMessage: 'Your session has expired. Open the activity again from your course.' });
+      throw new Unauthorized('invalid or expired session', { cause: err, publicMessage: 'Your session has expired. Open the activity again from your course.', messageKey: 'err.sessionExpired' });
     }
   }
 
@@ -79,7 +82,7 @@ export class SessionTokens {
     return (req, _res, next) => {
       const h = req.get('authorization');
       const token = h?.startsWith('Bearer ') ? h.slice(7) : undefined;
-      if (!token) return next(new Unauthorized('no session', { publicMessage: 'Open the activity from your course to start.' }));
+      if (!token) return next(new Unauthorized('no session', { publicMessage: 'Open the activity from your course to start.', messageKey: 'err.noSession' }));
       this.verify(token).then(
         (s) => {
           req.session = s;
@@ -95,6 +98,6 @@ export class SessionTokens {
 export function requireInstructor(): RequestHandler {
   return (req, _res, next) => {
     if (req.session?.role === 'instructor' || req.session?.role === 'administrator') return next();
-    next(new Forbidden('instructor role required', { publicMessage: 'Only teachers of this course can see this.' }));
+    next(new Forbidden('instructor role required', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' }));
   };
 }

@@ -95,8 +95,30 @@ export interface MachineAddress {
   host: string;
 }
 
+/**
+ * What a backend may run at once and what its labs hold now. Labs that run, are paused or are being
+ * provisioned hold capacity; a stopped lab holds none. A limit the operator did not set is absent.
+ */
+export interface BackendCapacity {
+  maxVms?: number;
+  /** Memory as the backend reserves it (KubeVirt: guest plus virt-launcher overhead, containers too). */
+  maxMemoryMiB?: number;
+  usedVms: number;
+  usedMemoryMiB: number;
+}
+
 export interface LabBackend {
   readonly kind: BackendKind;
+
+  /** Why this backend can never run a lab with these machines (shown to teachers and students), or null. */
+  cannotRun?(machines: ReadonlyArray<{ name: string; kind: 'vm' | 'container' }>): string | null;
+
+  /**
+   * Capacity in use and its limits, from what the backend already knows (no request). provision()
+   * and start() throw CapacityExhausted, before they create or start anything, for a lab that would
+   * not fit; LabService then queues the lab and shows its position.
+   */
+  capacity(): BackendCapacity;
 
   /** Create (or finish creating) everything for the lab and start it. Idempotent: a second call with the same handle creates nothing new. Resolves when every machine has booted. */
   provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void>;

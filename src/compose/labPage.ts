@@ -11,7 +11,7 @@ import { TicketService } from '../proxy/tickets.js';
 import { ChannelProxy } from '../proxy/channelProxy.js';
 import { attachUpgradeHandler } from '../http/upgrade.js';
 import { labApiRouter, LabCatalogCache } from '../http/routes/labApi.js';
-import { courseApiRouter } from '../http/routes/courseApi.js';
+import { courseApiRouter, type CourseApiDeps } from '../http/routes/courseApi.js';
 import { labPagesRouter } from '../http/routes/labPages.js';
 import { checkRoutes } from '../http/routes/checkRoutes.js';
 import { userNames } from '../store/User.js';
@@ -28,6 +28,8 @@ export interface LabPageDeps {
   log: Logger;
   metrics: Metrics;
   limits: RateLimits;
+  /** The learners of a course (NRPS), for the teacher's overview. */
+  learners?: CourseApiDeps['learners'];
 }
 
 /** Returns the routes to mount and what to run before the server closes (upgraded sockets keep close() waiting). */
@@ -44,7 +46,7 @@ export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[];
   const mounts: Mount[] = [
     { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
     { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket }) },
-    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks }) },
+    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks, ...(d.learners ? { learners: d.learners } : {}) }) },
     { path: '/', router: labPagesRouter() },
   ];
   return { mounts, beforeClose: () => upgrades.close() };

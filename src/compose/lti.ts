@@ -10,6 +10,7 @@ import type { SessionTokens } from '../auth/session.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import type { GradeService } from '../lti/grades/GradeService.js';
 import { createLti, type LtiModule } from '../lti/createLti.js';
+import type { CourseRosterCache } from '../lti/roster.js';
 import { frameAncestors } from '../lti/frameAncestors.js';
 import type { Closers } from './Closers.js';
 import type { RateLimits } from '../rateLimits.js';
@@ -26,13 +27,14 @@ export interface LtiPartsDeps {
   dbUri: string;
   publicUrl: string;
   limits: RateLimits;
+  roster?: CourseRosterCache;
 }
 
 /** `first` must be mounted before every other route (CSP for all pages); `mounts` after the lab routes. */
 export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers): Promise<{ lti: LtiModule; first: Mount; mounts: Mount[] }> {
   const lti = await createLti({
     labs: d.labs, runtime: d.runtime, sessions: d.sessions, log: d.log, secretKey: d.secretKey, dbUri: d.dbUri, publicUrl: d.publicUrl,
-    clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: d.grades.tokens, respondWithError, limits: d.limits,
+    clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: d.grades.tokens, respondWithError, limits: d.limits, ...(d.roster ? { roster: d.roster } : {}),
     operators: operatorUsers(config.OPERATOR_USERS),
   });
   d.grades.use(lti.gradePorts);

@@ -82,6 +82,8 @@ export interface LaunchClaimsInput {
   toolCustom: Record<string, string>;
   returnUrl: string;
   now: number;
+  /** The user's language (Moodle: the user's or course's language, e.g. "de" or "fr_ca"). */
+  locale?: string;
 }
 
 /** The id_token payload (without iss/aud/iat/exp, which the signer sets). */
@@ -94,7 +96,7 @@ export function launchClaims(i: LaunchClaimsInput): Record<string, unknown> {
     given_name: i.user.givenName,
     family_name: i.user.familyName,
     email: i.user.email,
-    locale: 'en',
+    locale: i.locale ?? 'en',
     [CLAIM.version]: '1.3.0',
     [CLAIM.messageType]: i.messageType,
     [CLAIM.deploymentId]: i.deploymentId,
@@ -107,7 +109,7 @@ export function launchClaims(i: LaunchClaimsInput): Record<string, unknown> {
       guid: new URL(i.issuer).host,
       name: 'Lab Orchestrator development platform',
     },
-    [CLAIM.launchPresentation]: { locale: 'en', document_target: 'iframe', return_url: i.returnUrl },
+    [CLAIM.launchPresentation]: { locale: i.locale ?? 'en', document_target: 'iframe', return_url: i.returnUrl },
     [CLAIM.lis]: { person_sourcedid: '', course_section_sourcedid: '' },
     [CLAIM.custom]: { ...i.toolCustom, ...(i.activity?.custom ?? {}) },
     [CLAIM.ags]: {

@@ -13,7 +13,7 @@ import { createActivity, newId, stringRecord } from './registry.js';
 import { useOnce } from './tokenRoutes.js';
 import { escapeHtml, page, sendHtml } from './html.js';
 import type { PlatformContext } from './context.js';
-import { KeyedMutex } from '../store/KeyedMutex.js';
+import { KeyedMutex } from '../KeyedMutex.js';
 
 export function deepLinkRoutes(ctx: PlatformContext): Router {
   const r = express.Router();

@@ -16,7 +16,7 @@ export async function seedDemoCourse(dp: DevPlatform, clientId: string, labs: La
       id,
       clientId,
       title: lab.title,
-      custom: { lab_id: lab.id, time_limit_minutes: String(lab.lifetime.maxMinutes), max_score: String(lab.grading.maxScore), grading_mode: lab.grading.mode },
+      custom: { lab_id: lab.id, time_limit_minutes: String(lab.lifetime.maxMinutes), max_score: String(lab.grading.maxScore) },
       lineItem: { label: lab.title, scoreMaximum: lab.grading.maxScore, resourceId: lab.id, tag: 'lab' },
     });
     created.push(id);

@@ -108,6 +108,8 @@ export interface DevPlatformLaunchDoc {
   /** The browser session (cookie) that started it; /auth requires the same one, like Moodle. */
   sessionId: string;
   targetLinkUri: string;
+  /** The user's language sent in the launch (launch_presentation.locale), as Moodle sends the user's language. */
+  locale: string;
   usedAt: Date | null;
   expiresAt: Date;
 }
@@ -121,6 +123,7 @@ const launchSchema = new Schema<DevPlatformLaunchDoc>(
     messageType: { type: String, required: true },
     sessionId: { type: String, required: true },
     targetLinkUri: { type: String, required: true },
+    locale: { type: String, default: 'en' },
     usedAt: { type: Date, default: null },
     expiresAt: { type: Date, required: true },
   },

@@ -67,6 +67,7 @@ export function oidcRoutes(ctx: PlatformContext): Router {
       clientId, userId: user.id, contextId: DEMO_COURSE.id, activityId,
       messageType: deepLink ? 'LtiDeepLinkingRequest' : 'LtiResourceLinkRequest',
       sessionId: platformSession(req, res, ctx), targetLinkUri: target,
+      locale: /^[a-z]{2,3}([-_][A-Za-z]{2,4})?$/.test(str(body.locale)) ? str(body.locale) : 'en',
       expiresAt: new Date(Date.now() + LAUNCH_TTL_MS),
     });
     ctx.log.info({ clientId, activityId, user: user.key, deepLink }, 'devplatform.launch_started');
@@ -143,7 +144,7 @@ async function signIdToken(
     targetLinkUri: launch.targetLinkUri, messageType: launch.messageType,
     ...(activity ? { activity: { id: activity._id, title: activity.title, lineItemId: activity.lineItemId, custom: activity.custom } } : {}),
     ...(launch.messageType === 'LtiDeepLinkingRequest' ? { deepLink: { returnUrl: ctx.urls.deepLinkReturn, data: launch._id } } : {}),
-    toolCustom: tool.custom, returnUrl: ctx.urls.page, now,
+    toolCustom: tool.custom, returnUrl: ctx.urls.page, now, locale: launch.locale ?? 'en',
   });
   return new SignJWT(claims)
     .setProtectedHeader({ alg: 'RS256', kid: ctx.key.kid, typ: 'JWT' })

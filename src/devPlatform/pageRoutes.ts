@@ -16,6 +16,9 @@ import type { PlatformContext } from './context.js';
 
 const LAUNCH_BUTTONS: Array<[string, string]> = [['student', 'Launch as student'], ['student2', 'Launch as second student'], ['teacher', 'Launch as teacher']];
 
+/** The languages a launch can carry (launch_presentation.locale), as a Moodle user's language would be. */
+const LOCALES: Array<[string, string]> = [['en', 'English'], ['de', 'Deutsch'], ['fr', 'Français'], ['es', 'Español']];
+
 /** Launch forms target the embedded frame, as Moodle embeds tools by default; a checkbox switches to a new window. */
 const FRAME = 'tool-frame';
 /** Dynamic registration runs in an iframe inside a dialog of this page, as Moodle's admin page does. */
@@ -23,8 +26,8 @@ const REG_FRAME = 'registration-frame';
 
 function launchForms(ctx: PlatformContext, a: DevPlatformActivityDoc): string {
   return LAUNCH_BUTTONS.map(([user, label]) => `<form class="inline launch" method="post" action="${h(ctx.urls.issuer)}/launch" target="${FRAME}">
-<input type="hidden" name="activityId" value="${h(a._id)}"><input type="hidden" name="user" value="${user}">
-<button type="submit" aria-label="${h(`${label.replace('Launch', 'Launch ' + a.title)}`)}"${user === 'student' ? ' class="primary"' : ''}>${label}</button></form>`).join(' ');
+<input type="hidden" name="activityId" value="${h(a._id)}"><input type="hidden" name="user" value="${user}"><input type="hidden" name="locale" value="en">
+<button type="submit" aria-label="${h(`${label}: ${a.title}`)}"${user === 'student' ? ' class="primary"' : ''}>${label}</button></form>`).join(' ');
 }
 
 async function gradebook(items: DevPlatformLineItemDoc[]): Promise<string> {
@@ -42,7 +45,7 @@ function toolsSection(ctx: PlatformContext, tools: DevPlatformToolDoc[]): string
   return `<h2>Tools</h2>${tools.length ? `<table><thead><tr><th scope="col">Tool</th><th scope="col">Client id</th><th scope="col">Deployment</th><th scope="col">Registered</th><th scope="col">Add content</th></tr></thead><tbody>
 ${tools.map((t) => `<tr><td>${h(t.name)}<br><small><code>${h(t.loginUrl)}</code></small></td><td><code>${h(t._id)}</code></td><td>${h(t.deploymentId)}</td><td>${h(t.registeredBy)}</td>
 <td><form class="inline launch" method="post" action="${h(ctx.urls.issuer)}/launch" target="${FRAME}"><input type="hidden" name="clientId" value="${h(t._id)}">
-<input type="hidden" name="user" value="teacher"><input type="hidden" name="deepLink" value="1"><button type="submit" aria-label="Add activity (deep link) with ${h(t.name)}">Add activity (deep link)</button></form></td></tr>`).join('')}</tbody></table>` : '<p>No tool registered yet.</p>'}
+<input type="hidden" name="user" value="teacher"><input type="hidden" name="deepLink" value="1"><input type="hidden" name="locale" value="en"><button type="submit" aria-label="Add activity (deep link): ${h(t.name)}">Add activity (deep link)</button></form></td></tr>`).join('')}</tbody></table>` : '<p>No tool registered yet.</p>'}
 <details><summary>Register a tool (dynamic registration)</summary>
 <form method="post" action="${h(ctx.urls.issuer)}/register/start" target="${REG_FRAME}" id="register-form"><label>Tool registration URL
 <input type="url" name="url" required value="${h(new URL(ctx.urls.issuer).origin)}/lti/register"></label>
@@ -89,6 +92,7 @@ export function pageRoutes(ctx: PlatformContext): Router {
 ${activities.length ? `<ul>${activities.map((a) => `<li id="activity-${h(a._id)}"><strong>${h(a.title)}</strong> ${a.lineItemId ? '<small>(graded)</small>' : ''}<br>${launchForms(ctx, a)}</li>`).join('')}</ul>` : '<p>No activities yet: use "Add activity (deep link)" next to a tool.</p>'}
 ${addActivityForm(ctx, tools)}
 <p><label><input type="checkbox" id="new-window"> Open launches in a new window instead of the embedded frame</label></p>
+<p><label>Language of the launched user (launch_presentation.locale) <select id="launch-locale">${LOCALES.map(([v, n]) => `<option value="${v}" lang="${v}">${n}</option>`).join('')}</select></label></p>
 <iframe name="${FRAME}" title="Tool (embedded, like Moodle)" class="tool-frame" src="about:blank"></iframe>
 <h3>Gradebook</h3>${book}
 ${toolsSection(ctx, tools)}
@@ -100,6 +104,9 @@ window.addEventListener('message', function (e) {
   if (!e.data || e.data.subject !== 'org.imsglobal.lti.close') return;
   if (regDialog.open) regDialog.close();
   location.reload();
+});
+document.getElementById('launch-locale').addEventListener('change', function (e) {
+  document.querySelectorAll('form.launch input[name=locale]').forEach(function (i) { i.value = e.target.value; });
 });
 document.getElementById('new-window').addEventListener('change', function (e) {
   document.querySelectorAll('form.launch').forEach(function (f) { f.target = e.target.checked ? '_blank' : '${FRAME}'; });

@@ -20,10 +20,10 @@ import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
-import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, RenderedInstructions, StepTickResult } from './contracts.js';
+import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, LabSummary, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
-import { KeyedMutex } from '../store/KeyedMutex.js';
+import { KeyedMutex } from '../KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
 import { StepTicks } from './StepTicks.js';
 import type { ScorePublisher } from './score.js';
@@ -84,6 +84,10 @@ export class LabService implements LabRuntime {
     this.stepTicks = new StepTicks({ lock: this.lock, emit: (e) => this.emit(e), log: deps.log, ...(deps.grades ? { grades: deps.grades } : {}) });
   }
 
+  unavailableReason(lab: Pick<LabSummary, 'machines'>): string | null {
+    return this.backend.cannotRun?.(lab.machines) ?? null;
+  }
+
   private get backend(): LabBackend {
     return this.deps.backend;
   }
@@ -122,8 +126,8 @@ export class LabService implements LabRuntime {
     return d;
   }
 
-  async start(instanceId: string): Promise<LabInstanceDoc> {
-    const inst = await this.mustGet(instanceId);
+  async start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc> {
+    const inst = current?._id === instanceId ? current : await this.mustGet(instanceId);
     if (RESTARTABLE.includes(inst.state)) return this.beginProvision(inst);
     if (inst.state === 'stopped' && inst.handle) {
       const handle = inst.handle;

@@ -6,7 +6,7 @@
 import { NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { LabInstance, type LabInstanceDoc } from '../store/LabInstance.js';
-import type { KeyedMutex } from '../store/KeyedMutex.js';
+import type { KeyedMutex } from '../KeyedMutex.js';
 import type { LabEvent, RenderedInstructions, StepTickResult } from './contracts.js';
 import { agsScore, stepScore, type ScorePublisher } from './score.js';
 

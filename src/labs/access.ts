@@ -23,10 +23,10 @@ export function isTeacher(s: Pick<Requester, 'role'>): boolean {
 export function accessMode(inst: { userId: string; contextId: string }, who: Requester): AccessMode {
   if (inst.userId === who.userId) return 'control';
   if (isTeacher(who) && who.contextId === inst.contextId) return 'view';
-  throw new Forbidden('not your lab', { publicMessage: 'not your lab' });
+  throw new Forbidden('not your lab', { publicMessage: 'not your lab', messageKey: 'err.notYourLab' });
 }
 
 /** Owner only (ticking steps, pause/resume, retry, running checks). */
 export function requireControl(mode: AccessMode): void {
-  if (mode !== 'control') throw new Forbidden('owner only', { publicMessage: 'Only the student who owns this lab can do this.' });
+  if (mode !== 'control') throw new Forbidden('owner only', { publicMessage: 'Only the student who owns this lab can do this.', messageKey: 'err.ownerOnly' });
 }

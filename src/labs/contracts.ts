@@ -46,8 +46,11 @@ export interface LabDefinitions {
    * opts.backend picks each VM's image for that backend (Conflict when the lab has none for it); without it, the qemu image, else the kubevirt one.
    */
   prepare(labId: string, version: string, existing: InstanceMachines, opts?: { backend?: BackendKind }): Promise<PreparedLab>;
-  /** The instructions of labId@version rendered (sanitized HTML) with this instance's variables filled in. Throws NotFound. */
-  instructions(labId: string, version: string, vars: InstructionVariables): Promise<RenderedInstructions>;
+  /**
+   * The instructions of labId@version rendered (sanitized HTML) with this instance's variables filled in, in the first of
+   * `languages` the lab has (else its default language). Throws NotFound.
+   */
+  instructions(labId: string, version: string, vars: InstructionVariables, languages?: ReadonlyArray<string | undefined>): Promise<RenderedInstructions>;
   /**
    * The automatic checks of labId@version, scripts resolved to their content (used as they are); with vars, commands and
    * hints are filled in for that instance. Throws NotFound. Optional so stand-in catalogs need not implement it.
@@ -127,6 +130,8 @@ export interface RenderedInstructions {
   pages: Array<{ id: string; title: string; html: string }>;
   steps: RenderedStep[];
   grading: { mode: 'steps' | 'checks'; maxScore: number };
+  /** The language the pages are in (the lab's default language or one of its translations). */
+  language?: string;
 }
 
 /** What LabService pushes to subscribers (the lab page). */
@@ -150,9 +155,14 @@ export type InstanceKey = LabInstanceKey;
 export interface LabRuntime {
   /** Exactly one instance per (activity, user), even under concurrent calls. */
   ensureInstance(key: InstanceKey): Promise<LabInstanceDoc>;
-  /** Start (or restart a finished) instance; returns at once, provisioning runs in the background. Idempotent. */
-  start(instanceId: string): Promise<LabInstanceDoc>;
+  /**
+   * Start (or restart a finished) instance; returns at once, provisioning runs in the background. Idempotent.
+   * `current`: the record as the caller just read or wrote it, so start() need not read it again.
+   */
+  start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc>;
   get(instanceId: string): Promise<LabInstanceDoc | undefined>;
+  /** Why this deployment can never run the lab (its backend lacks a machine kind), or null. */
+  unavailableReason?(lab: Pick<LabSummary, 'machines'>): string | null;
   pause(instanceId: string): Promise<void>;
   resume(instanceId: string): Promise<void>;
   stop(instanceId: string): Promise<void>;

@@ -77,16 +77,8 @@ export function agsScore(s: Pick<WeightedScore, 'scoreGiven' | 'scoreMaximum' | 
 
 // --- grading mode "steps" ------------------------------------------------------------------------
 
-export interface StepScore {
-  /** Steps of the lab that are ticked. */
-  ticked: number;
-  total: number;
-  weight: number;
-  maxWeight: number;
-  scoreGiven: number;
-  scoreMaximum: number;
-  complete: boolean;
-}
+/** A weighted score whose items are the lab's steps (`ticked` of `total`). */
+export type StepScore = Omit<WeightedScore, 'done'> & { ticked: number };
 
 export function stepScore(grading: StepsToScore['grading'], steps: StepsToScore['steps'], ticks: Record<string, unknown>): StepScore {
   const w = weightedScore(steps.map((st) => ({ weight: st.weight, done: ticks[st.id] !== undefined && ticks[st.id] !== null })), grading.maxScore);
@@ -95,15 +87,8 @@ export function stepScore(grading: StepsToScore['grading'], steps: StepsToScore[
 
 // --- grading mode "checks": a step is worth the weights of its checks -----------------------------
 
-export interface CheckScore {
-  passed: number;
-  total: number;
-  weight: number;
-  maxWeight: number;
-  scoreGiven: number;
-  scoreMaximum: number;
-  complete: boolean;
-}
+/** A weighted score whose items are the lab's checks (`passed` of `total`). */
+export type CheckScore = Omit<WeightedScore, 'done'> & { passed: number };
 
 export const checkKey = (stepId: string, index: number): string => `${stepId}/${index}`;
 

@@ -18,8 +18,9 @@ import { createLtijsProvider } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
 import { shareJwksWithLtijs } from './ltijsJwksShim.js';
-import { installGuards, type GuardDeps } from './guard.js';
+import { installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
+import { LaunchIds } from './LaunchIds.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
 import { dynamicRegistration, registeringOrigin } from './registration.js';
 import { frameAncestorsDirective } from './frameAncestors.js';
@@ -27,7 +28,7 @@ import { gradePorts } from './gradePorts.js';
 import type { GradePorts } from './grades/GradeService.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
-import { courseRoster, type CourseRoster } from './roster.js';
+import { courseRoster, type CourseRoster, type CourseRosterCache } from './roster.js';
 import type { RateLimits } from '../rateLimits.js';
 
 export interface LtiDeps {
@@ -43,6 +44,8 @@ export interface LtiDeps {
   publicUrl: string;
   clockSkewSeconds: number;
   jwksMinRefetchMs: number;
+  /** Course rosters (NRPS), refreshed when a teacher launches. */
+  roster?: Pick<CourseRosterCache, 'refresh'>;
   /** Service access tokens (GradeService.tokens), for the NRPS roster. */
   tokens: AccessTokens;
   /** Launches (resource link and deep linking) per user and per platform. */
@@ -90,18 +93,30 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     targetPaths: [new URL(urls.launch).pathname, `${new URL(urls.launch).pathname}/`, new URL(urls.deepLink).pathname],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
   } as GuardDeps;
-  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps) });
+  const ids = new LaunchIds();
+  const routes = {
+    launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
+      const { verified, nonceRecorded } = verifiedLaunch(res);
+      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }).then((to) => res.redirect(302, to), next);
+    },
+    deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
+      const { verified, nonceRecorded } = verifiedLaunch(res);
+      try {
+        d.limits?.launch.take(verified.sub, verified.platform._id);
+      } catch (err) {
+        return next(err);
+      }
+      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls })).then((html) => res.type('html').send(html), next);
+    },
+  };
+  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });
   const registry = new PlatformRegistry(lti, log);
   holder.registry = registry;
   await registry.init();
 
-  lti.onConnect(async (_token, req, res, next) => {
-    try {
-      res.redirect(302, await launch(res.locals.verified as VerifiedLaunch, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}) }));
-    } catch (err) {
-      next(err);
-    }
-  });
+  // the id_token POSTs never reach ltijs (installGuards answers them); nor does anything else with an ltik
+  const notHere = refusal(new Unauthorized('Open this activity from your course.'));
+  lti.onConnect((_token, req, res) => notHere(req, res));
   const dlAtLaunch = refusal(new BadRequest('The launch was refused: a deep-linking request was sent to the launch URL.'));
   lti.onDeepLinking((_token, req, res) => dlAtLaunch(req, res));
   lti.onInvalidToken(refusal(new Unauthorized('The launch was refused: the id_token could not be validated.')));
@@ -118,16 +133,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
-  lti.app.post('/deeplink', (req, res, next) => {
-    const v = res.locals.verified as VerifiedLaunch;
-    try {
-      d.limits?.launch.take(v.sub, v.platform._id);
-    } catch (err) {
-      return next(err);
-    }
-    renderCatalog(v, { labs: d.labs, log, urls }).then((html) => res.type('html').send(html), next);
-  });
-  lti.app.use(deepLinkingRoutes({ labs: d.labs, registry, log, urls }) as Router);
+  lti.app.use(deepLinkingRoutes({ labs: d.labs, runtime: d.runtime, registry, log, urls }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     d.respondWithError(err, req, res);

@@ -19,7 +19,7 @@ export function gradePorts(registry: PlatformRegistry): GradePorts {
         if (!inst) return undefined;
         const [activity, user] = await Promise.all([Activity.findById(inst.activityId).lean(), User.findById(inst.userId).lean()]);
         if (!activity?.lineItemUrl || !user) return undefined;
-        return { issuer: activity.issuer, clientId: activity.clientId, lineItemUrl: activity.lineItemUrl, userSub: user.sub };
+        return { issuer: activity.issuer, clientId: activity.clientId, lineItemUrl: activity.lineItemUrl, userSub: user.sub, scoreMaximum: activity.settings?.maxScore ?? null };
       },
     },
   };

@@ -2,7 +2,8 @@
  * Checks run inside ltijs's app before its own (installed through its `serverAddon` hook, after
  * body and cookie parsing): security headers on every /lti response, the login initiation guard
  * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state, and the
- * id_token guard (state cookie, state consumed once, verifyIdToken, nonce recorded once).
+ * id_token guard (state cookie, state consumed, verifyIdToken, nonce recorded once) in front
+ * of the launch and deep-linking handlers.
  * A refusal is a 4xx through the app's error handler and writes nothing.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,7 +12,8 @@ import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
 import { isDuplicateKey } from '../store/database.js';
 import { LoginState, UsedNonce } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
-import { verifyIdToken, type VerifyDeps } from './verifyIdToken.js';
+import type { PlatformDoc } from '../store/Platform.js';
+import { verifyIdToken, type VerifiedLaunch, type VerifyDeps } from './verifyIdToken.js';
 import { CLAIM, DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, mapRoles, str } from './claims.js';
 
 const LOGIN_TTL_MS = 10 * 60_000;
@@ -51,11 +53,17 @@ export function loginGuard(d: GuardDeps): RequestHandler {
     const clientId = str(p.client_id) || null;
     const deploymentId = str(p.lti_deployment_id) || null;
     if (!iss || !str(p.login_hint) || !targetLinkUri) throw new BadRequest('login initiation without iss, login_hint or target_link_uri');
-    const platforms = clientId ? [await d.registry.find(iss, clientId)].filter((x) => x !== null) : await d.registry.byIssuer(iss);
+    let platforms = clientId ? [await d.registry.find(iss, clientId)].filter((x) => x !== null) : await d.registry.byIssuer(iss);
     if (!platforms.length) {
       throw new BadRequest(`login from an unregistered platform ${iss}`, { publicMessage: 'This platform is not registered with the tool. Ask your administrator to register it.' });
     }
-    if (deploymentId && !platforms.some((x) => x.deploymentIds.includes(deploymentId))) {
+    const has = (ps: PlatformDoc[]) => ps.some((x) => x.deploymentIds.includes(deploymentId ?? ''));
+    // a deployment added on another replica moments ago: look again before refusing
+    if (deploymentId && !has(platforms)) {
+      await d.registry.reload();
+      platforms = clientId ? [await d.registry.find(iss, clientId)].filter((x) => x !== null) : await d.registry.byIssuer(iss);
+    }
+    if (deploymentId && !has(platforms)) {
       throw new BadRequest('login with an unregistered deployment id', { publicMessage: 'This deployment of the tool is not registered.' });
     }
     let target: URL;
@@ -113,23 +121,52 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
     if (expected === DEEP_LINKING_REQUEST && mapRoles(verified.claims[CLAIM.roles]) === 'learner') {
       throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
     }
-    try {
-      const id = createHash('sha256').update(`${login.issuer}\n${login.nonce}`).digest('base64url');
-      await UsedNonce.create({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) });
-    } catch (err) {
-      if (isDuplicateKey(err)) throw new Unauthorized('nonce already used', { publicMessage: 'The launch was refused: it was already used.' });
-      throw err;
-    }
     res.locals.verified = verified;
+    res.locals.nonceRecorded = recordNonce(login.issuer, login.nonce);
     next();
   });
 }
 
-/** Our middleware inside ltijs's app (its serverAddon hook). */
-export function installGuards(d: GuardDeps): (app: Express) => void {
+/**
+ * The one atomic once-only gate (an insert on a unique _id: FerretDB's findOneAndDelete above is
+ * not compare-and-set, so two posts of one id_token can both read the state). The route awaits
+ * it beside its first reads and writes (which repeat the winner's idempotent upserts at most) and
+ * before anything else; a rejection is handled there.
+ */
+function recordNonce(issuer: string, nonce: string): Promise<void> {
+  const id = createHash('sha256').update(`${issuer}\n${nonce}`).digest('base64url');
+  const p = UsedNonce.create({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) }).then(
+    () => undefined,
+    (err: unknown) => {
+      if (isDuplicateKey(err)) throw new Unauthorized('nonce already used', { publicMessage: 'The launch was refused: it was already used.' });
+      throw err;
+    },
+  );
+  p.catch(() => undefined); // awaited by the route; this only keeps a route that failed first from leaving it unhandled
+  return p;
+}
+
+/** What idTokenGuard leaves for the route: the verified launch and its nonce record (await it). */
+export function verifiedLaunch(res: Response): { verified: VerifiedLaunch; nonceRecorded: Promise<void> } {
+  return { verified: res.locals.verified as VerifiedLaunch, nonceRecorded: res.locals.nonceRecorded as Promise<void> };
+}
+
+/** What runs after a verified id_token: the launch and the deep-linking catalog. */
+export interface VerifiedRoutes {
+  launch: RequestHandler;
+  deepLink: RequestHandler;
+}
+
+/**
+ * Our middleware inside ltijs's app (its serverAddon hook). The id_token POSTs end here: verified
+ * once by us, answered by `routes`; ltijs's own validation (a second signature check and five
+ * database writes of tokens nothing reads) never runs for them.
+ */
+export function installGuards(d: GuardDeps, routes: VerifiedRoutes): (app: Express) => void {
   return (app) => {
     app.use(securityHeaders(d));
     app.all('/login', loginGuard(d));
-    app.post(['/', '/deeplink'], idTokenGuard(d));
+    app.post('/', idTokenGuard(d), routes.launch);
+    app.post('/deeplink', idTokenGuard(d), routes.deepLink);
   };
 }

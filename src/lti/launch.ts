@@ -9,7 +9,9 @@ import type { SessionTokens } from '../auth/session.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import { Conflict, NotFound } from '../errors.js';
 import { upsertUser } from '../store/User.js';
-import { upsertActivity, GRADING_MODES, type ActivitySettings, type GradingMode } from '../store/Activity.js';
+import { upsertActivity, GRADING_MODES, type ActivityKey, type ActivitySettings, type GradingMode } from '../store/Activity.js';
+import { findInstanceRecord } from '../store/LabInstance.js';
+import type { LaunchIds } from './LaunchIds.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { UserAndPlatformLimit } from '../rateLimits.js';
@@ -20,10 +22,14 @@ export interface LaunchDeps {
   runtime: LabRuntime;
   sessions: SessionTokens;
   log: Logger;
+  /** Ids remembered from earlier launches (one per process). */
+  ids?: LaunchIds;
   /** Launches per user and per platform (counted before anything is written). */
   limit?: UserAndPlatformLimit;
   /** OPERATOR_USERS (see auth/tenancy.ts). */
   operators?: ReadonlySet<string>;
+  /** A teacher (or administrator) launched in this course: e.g. refresh its roster. */
+  onInstructorLaunch?: (contextKey: string) => void;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -45,50 +51,81 @@ export function displayName(c: Record<string, unknown>): string {
   return str(c.name) || [str(c.given_name), str(c.family_name)].filter(Boolean).join(' ') || 'Unnamed user';
 }
 
-/** Handle the launch; returns the URL to redirect to. */
-export async function launch(v: VerifiedLaunch, d: LaunchDeps): Promise<string> {
+/** The user's language from a launch: launch_presentation.locale, else the OIDC `locale` claim. */
+export function launchLocale(c: Record<string, unknown>): string | undefined {
+  const l = str(obj(c[CLAIM.launchPresentation]).locale) || str(c.locale);
+  return l && l.length <= 35 ? l : undefined;
+}
+
+const userKey = (v: VerifiedLaunch) => `u\n${v.platform.issuer}\n${v.sub}`;
+const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.deploymentId}\n${k.contextId}\n${k.resourceLinkId}`;
+
+/**
+ * Handle the launch; returns the URL to redirect to. The user, the activity, the lab and (when
+ * their ids are known from an earlier launch) the user's instance are written and read side by
+ * side in one round trip, beside the nonce record (the once-only gate, awaited before anything else);
+ * the instance record read there is the one start() works from.
+ */
+export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps): Promise<string> {
   const c = v.claims;
   d.limit?.take(v.sub, v.platform._id);
   const role = mapRoles(c[CLAIM.roles]);
-  const user = await upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role });
   const link = obj(c[CLAIM.resourceLink]);
   const context = obj(c[CLAIM.context]);
   const custom = obj(c[CLAIM.custom]);
   const ags = obj(c[CLAIM.ags]);
   const nrps = obj(c[CLAIM.nrps]);
   const resourceLinkId = str(link.id);
-  const activity = await upsertActivity(
-    { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, contextId: str(context.id) || `link:${resourceLinkId}`, resourceLinkId },
-    {
+  // the activity's lab is the custom lab_id of this very launch (the upsert below sets it)
+  const labId = str(custom.lab_id) || null;
+  const learnerLab = role === 'learner' && labId ? labId : null;
+  const key: ActivityKey = { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, contextId: str(context.id) || `link:${resourceLinkId}`, resourceLinkId };
+  const knownUser = d.ids?.get(userKey(v));
+  const knownActivity = d.ids?.get(activityKey(key));
+  const [user, activity, labFound, found] = await Promise.all([
+    upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role }),
+    upsertActivity(key, {
       contextTitle: str(context.title) || str(context.label),
       title: str(link.title),
-      labId: str(custom.lab_id) || null,
+      labId,
       settings: settingsFrom(custom),
       lineItemUrl: str(ags.lineitem) || null,
       lineItemsUrl: str(ags.lineitems) || null,
       agsScopes: Array.isArray(ags.scope) ? ags.scope.filter((s): s is string => typeof s === 'string') : [],
       membershipsUrl: str(nrps.context_memberships_url) || null,
-    },
-  );
+    }),
+    learnerLab ? d.labs.latest(learnerLab) : Promise.resolve(undefined),
+    learnerLab && knownUser && knownActivity ? findInstanceRecord(knownActivity, knownUser) : Promise.resolve(null),
+    // a second post of this id_token stops here (its upserts above only repeated the first one's)
+    nonceRecorded,
+  ]);
+  d.ids?.set(userKey(v), user._id);
+  d.ids?.set(activityKey(key), activity._id);
   const log = d.log.child({ activity: activity._id, user: user._id, role });
   const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
-  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}) };
+  const locale = launchLocale(c);
+  const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}), ...(locale ? { locale } : {}) };
   if (role !== 'learner') {
     log.info('lti.launch_instructor');
+    d.onInstructorLaunch?.(activity.contextKey);
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
   }
-  if (!activity.labId) {
-    throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).' });
+  if (!labId) {
+    throw new Conflict('activity without lab_id', { publicMessage: 'This activity has no lab selected yet. Ask your teacher to choose one (activity settings → Select content).', messageKey: 'err.noLabSelected' });
   }
-  const found = await d.labs.latest(activity.labId);
   // a lab another platform owns does not exist for this one
-  const lab = found && mayUseLab({ kind: 'platform', platformId: v.platform._id }, found.owner ?? null) ? found : undefined;
-  if (!lab) throw new NotFound(`lab ${activity.labId} not found`, { publicMessage: `The lab "${activity.labId}" of this activity is no longer available. Ask your teacher.` });
-  const inst = await d.runtime.ensureInstance({
+  const lab = labFound && mayUseLab({ kind: 'platform', platformId: v.platform._id }, labFound.owner ?? null) ? labFound : undefined;
+  if (!lab) throw new NotFound(`lab ${labId} not found`, { publicMessage: `The lab "${labId}" of this activity is no longer available. Ask your teacher.`, messageKey: 'err.labGone', messageVars: { lab: labId } });
+  const unavailable = d.runtime.unavailableReason?.(lab);
+  if (unavailable) {
+    // refused before any instance exists: there is nothing to retry, only a lab to change
+    throw new Conflict(`lab ${lab.id} cannot run on this deployment: ${unavailable}`, { publicMessage: `The lab "${lab.title}" cannot run on this server: ${unavailable}. Ask your teacher to choose another lab.` });
+  }
+  const current = found && found.userId === user._id && found.activityId === activity._id ? found : await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
     timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,
   });
-  await d.runtime.start(inst._id);
+  const inst = await d.runtime.start(current._id, current);
   log.info({ instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
   return `/lab/${encodeURIComponent(inst._id)}#session=${await d.sessions.issue({ ...base, instanceId: inst._id })}`;
 }

@@ -47,8 +47,15 @@ export function validatePlatformInput(i: Partial<Record<keyof PlatformInput, unk
   };
 }
 
+/** How long another replica's registration may go unseen here (a platform unknown here is read at once). */
+const RELOAD_MS = 5_000;
+
 export class PlatformRegistry {
   private origins: string[] = [];
+  /** Every platform by issuer + client id, read as a whole: a launch reads no platform from the database. */
+  private byKey = new Map<string, PlatformDoc>();
+  private loadedAt = 0;
+  private reloading: Promise<void> | null = null;
   private readonly keyCache = new Map<string, { privateKey: KeyObject; kid: string }>();
   private readonly inflight = new Map<string, Promise<PlatformDoc>>();
 
@@ -57,7 +64,7 @@ export class PlatformRegistry {
   /** Create ltijs's unique indexes (platform, keys) and load the frame-ancestor origins. */
   async init(): Promise<void> {
     for (const name of ['platform', 'platformStatus', 'privatekey', 'publickey']) await mongoose.model(name).createIndexes();
-    await this.refreshOrigins();
+    await this.reload();
   }
 
   /**
@@ -109,17 +116,32 @@ export class PlatformRegistry {
     );
     if (!doc) throw new Error('platform upsert returned no document');
     this.keyCache.delete(`${v.issuer}\n${v.clientId}`);
-    await this.refreshOrigins();
+    // a read that starts after this write (a reload already under way may have started before it)
+    await this.readAll();
     this.log.info({ issuer: v.issuer, clientId: v.clientId, deploymentIds: doc.deploymentIds, kid, registeredBy: v.registeredBy }, 'lti.platform_registered');
     return doc as PlatformDoc;
   }
 
-  find(issuer: string, clientId: string): Promise<PlatformDoc | null> {
-    return Platform.findOne({ issuer, clientId }).lean<PlatformDoc>().exec();
+  /** From memory; a platform not known here is looked up (registered by another replica meanwhile). */
+  async find(issuer: string, clientId: string): Promise<PlatformDoc | null> {
+    this.reloadIfOld();
+    const hit = this.byKey.get(`${issuer}\n${clientId}`);
+    if (hit) return hit;
+    const doc = await Platform.findOne({ issuer, clientId }).lean<PlatformDoc>().exec();
+    if (doc) this.byKey.set(`${issuer}\n${clientId}`, doc);
+    return doc;
   }
 
-  byIssuer(issuer: string): Promise<PlatformDoc[]> {
-    return Platform.find({ issuer }).lean<PlatformDoc[]>().exec();
+  /** As find, after reading every platform again: for a second look before refusing on what may be stale. */
+  async findFresh(issuer: string, clientId: string): Promise<PlatformDoc | null> {
+    await this.reload();
+    return this.find(issuer, clientId);
+  }
+
+  async byIssuer(issuer: string): Promise<PlatformDoc[]> {
+    this.reloadIfOld();
+    const hits = [...this.byKey.values()].filter((p) => p.issuer === issuer);
+    return hits.length ? hits : Platform.find({ issuer }).lean<PlatformDoc[]>().exec();
   }
 
   list(): Promise<PlatformDoc[]> {
@@ -128,18 +150,33 @@ export class PlatformRegistry {
 
   /** Origins allowed to frame our pages (CSP frame-ancestors): every registered platform's. */
   frameAncestors(): string[] {
+    this.reloadIfOld();
     return this.origins;
   }
 
-  private async refreshOrigins(): Promise<void> {
-    const all = await Platform.find({}, { issuer: 1, authUrl: 1 }).lean();
+  /** Read every platform again (at once after a registration here; every few seconds for other replicas'). */
+  reload(): Promise<void> {
+    this.reloading ??= this.readAll().finally(() => { this.reloading = null; });
+    return this.reloading;
+  }
+
+  private reloadIfOld(): void {
+    if (Date.now() - this.loadedAt > RELOAD_MS && !this.reloading) {
+      this.reload().catch((err: unknown) => this.log.warn({ err }, 'lti.platforms_reload_failed'));
+    }
+  }
+
+  private async readAll(): Promise<void> {
+    const all = await Platform.find({}).lean<PlatformDoc[]>().exec();
     const set = new Set<string>();
     for (const p of all) for (const u of [p.issuer, p.authUrl]) {
       try {
         set.add(new URL(u).origin);
       } catch { /* validated on write */ }
     }
+    this.byKey = new Map(all.map((p) => [`${p.issuer}\n${p.clientId}`, p]));
     this.origins = [...set].sort();
+    this.loadedAt = Date.now();
   }
 
   /** The tool's private key for this platform (ltijs's, decrypted) and its kid as our JWKS shows it. */

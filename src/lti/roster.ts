@@ -22,3 +22,40 @@ export async function courseRoster(contextKey: string, tokens: AccessTokens): Pr
   const bySub = new Map(users.map((u) => [u.sub, u._id]));
   return { context: roster.context, members: roster.members.map((m) => ({ ...m, ourUserId: bySub.get(m.userId) ?? null })) };
 }
+
+/** A learner of a course as teacher views list them. */
+export interface CourseLearner {
+  /** Our user id, or null if they never launched the tool. */
+  userId: string | null;
+  name: string;
+}
+
+const ROSTER_TTL_MS = 10 * 60_000;
+
+/**
+ * The learners of each course from NRPS, cached per course (in this process) so the teacher's
+ * overview does not call the platform on every refresh; a teacher's launch refreshes it. No NRPS
+ * for the course, or the platform failing: null, and the overview lists only labs started.
+ */
+export class CourseRosterCache {
+  private readonly cache = new Map<string, { at: number; learners: Promise<CourseLearner[] | null> }>();
+
+  constructor(private readonly tokens: AccessTokens, private readonly now: () => number = Date.now) {}
+
+  /** The course's learners, from the cache while it is fresh. */
+  learners(contextKey: string): Promise<CourseLearner[] | null> {
+    const hit = this.cache.get(contextKey);
+    if (hit && this.now() - hit.at < ROSTER_TTL_MS) return hit.learners;
+    return this.refresh(contextKey);
+  }
+
+  /** Read the roster again now (a teacher launched). */
+  refresh(contextKey: string): Promise<CourseLearner[] | null> {
+    const learners = courseRoster(contextKey, this.tokens).then(
+      (r) => r.members.filter((m) => m.role === 'learner' && m.status !== 'Inactive' && m.status !== 'Deleted').map((m) => ({ userId: m.ourUserId, name: m.name || [m.givenName, m.familyName].filter(Boolean).join(' ') || m.userId })),
+      () => null,
+    );
+    this.cache.set(contextKey, { at: this.now(), learners });
+    return learners;
+  }
+}

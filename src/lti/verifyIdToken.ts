@@ -51,7 +51,7 @@ export async function verifyIdToken(
   const aud = unverified.aud;
   const auds = Array.isArray(aud) ? aud : typeof aud === 'string' ? [aud] : [];
   const clientId = login.clientId ?? auds[0] ?? '';
-  const platform = clientId ? await d.registry.find(login.issuer, clientId) : null;
+  let platform = clientId ? await d.registry.find(login.issuer, clientId) : null;
   if (!platform) throw refuse('the audience is not a client id registered for this platform');
 
   const key = await d.jwks.key(platform.jwksUrl, header.kid);
@@ -83,6 +83,8 @@ export async function verifyIdToken(
   if (c[CLAIM.version] !== '1.3.0') throw missing('version must be 1.3.0');
   const deploymentId = str(c[CLAIM.deploymentId]);
   if (!deploymentId) throw missing('deployment_id is missing');
+  // a deployment added on another replica moments ago: look again before refusing
+  if (!platform.deploymentIds.includes(deploymentId)) platform = (await d.registry.findFresh(platform.issuer, platform.clientId)) ?? platform;
   if (!platform.deploymentIds.includes(deploymentId)) throw refuse('deployment_id is not registered for this platform');
   if (login.deploymentId && login.deploymentId !== deploymentId) throw refuse('deployment_id differs from the login\'s');
   if (c[CLAIM.targetLinkUri] !== login.targetLinkUri) throw refuse('target_link_uri differs from the login\'s');

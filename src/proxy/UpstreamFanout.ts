@@ -12,12 +12,16 @@
  * its last member leaves (the upstream is destroyed now, or as soon as a dial in flight arrives),
  * when the machine side ends, or when the dial fails. An ended fanout is never reused.
  *
+ * History: a shared console keeps the tail of its output (ReplayBuffer) and replays it to each
+ * subscriber before its live output, so a student or a teacher who connects sees the last prompt.
+ *
  * Backpressure: a controlling subscriber whose queue towards the browser passes the high-water
  * mark pauses the machine side until it drains. A view-only subscriber of a shared console never
  * holds the student back: past the mark it skips output instead (a viewer of a private desktop
  * must not skip — RFB bytes cannot be dropped — so it applies backpressure like an owner).
  */
 import type { Duplex } from 'node:stream';
+import { ReplayBuffer } from './ReplayBuffer.js';
 
 export interface FanoutSubscriber {
   /** Whether this subscriber's input goes to the machine. */
@@ -40,6 +44,8 @@ export interface UpstreamFanoutOptions {
   shared: boolean;
   /** Bytes queued towards one browser before the machine side is paused. */
   highWater: number;
+  /** Bytes of output kept and replayed to each new receiver of a shared console (0: none). */
+  historyBytes?: number;
   /** Called once, when the fanout ends (its owner forgets it then). */
   onEnded?: () => void;
 }
@@ -53,8 +59,11 @@ export class UpstreamFanout {
   private up: Duplex | undefined;
   private dialing: Promise<Duplex> | undefined;
   private paused = false;
+  private readonly history: ReplayBuffer;
 
-  constructor(private readonly o: UpstreamFanoutOptions) {}
+  constructor(private readonly o: UpstreamFanoutOptions) {
+    this.history = new ReplayBuffer(o.shared ? o.historyBytes ?? 0 : 0);
+  }
 
   get shared(): boolean {
     return this.o.shared;
@@ -89,6 +98,8 @@ export class UpstreamFanout {
     if (this.dialing) await this.dialing;
     if (this.departed.has(s)) return;
     if (this.current !== 'open' || !this.members.has(s)) return s.upstreamEnded();
+    const recent = this.history.replay();
+    if (recent.length) s.deliver(recent);
     this.receivers.add(s);
   }
 
@@ -133,6 +144,7 @@ export class UpstreamFanout {
 
   private wire(up: Duplex): void {
     up.on('data', (chunk: Buffer) => {
+      this.history.push(chunk);
       for (const s of this.receivers) {
         if (this.o.shared && !s.controls && s.queued() > this.o.highWater) continue; // a slow viewer skips output
         s.deliver(chunk);

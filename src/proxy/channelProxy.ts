@@ -4,7 +4,9 @@
  * connection per (user, instance, machine, channel), and exactly one close with a reason the page
  * can show. Lab events close the sockets of a lab that stops, pauses or expires.
  */
+import { randomBytes } from 'node:crypto';
 import type { WebSocket, RawData } from 'ws';
+import { releaseSocketSeat, renewSocketSeats, SEAT_TTL_MS, takeSocketSeat } from '../store/SocketSeat.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { LabEvent, LabRuntime } from '../labs/contracts.js';
@@ -29,14 +31,20 @@ export interface ChannelProxyOptions {
   maxPerUser: number;
   /** Bytes queued towards the browser before the machine side is paused. */
   highWaterBytes?: number;
+  /** Bytes of a console's recent output replayed to each socket that joins it (default 16 KiB). */
+  consoleHistoryBytes?: number;
 }
 
+const CONSOLE_HISTORY_BYTES = 16 * 1024;
 const NOTE_ACTIVITY_EVERY_MS = 5_000;
 
 export class ChannelProxy {
   private readonly sessions = new Set<ProxySession>();
   /** Shared console connections by instance/machine, from the first request until they end. */
   private readonly consoles = new Map<string, UpstreamFanout>();
+  private readonly replica = randomBytes(6).toString('hex');
+  private seq = 0;
+  private renewal: NodeJS.Timeout | undefined;
   constructor(readonly o: ChannelProxyOptions) {}
 
   /**
@@ -51,7 +59,7 @@ export class ChannelProxy {
     const known = this.consoles.get(key);
     if (known) return known;
     const created = new UpstreamFanout({
-      dial, shared: true, highWater,
+      dial, shared: true, highWater, historyBytes: this.o.consoleHistoryBytes ?? CONSOLE_HISTORY_BYTES,
       onEnded: () => { if (this.consoles.get(key) === created) this.consoles.delete(key); },
     });
     this.consoles.set(key, created);
@@ -71,17 +79,64 @@ export class ChannelProxy {
    * socket of the same seat is closed, so that close can never end the upstream the new one shares.
    */
   async attach(ws: WebSocket, claims: TicketClaims): Promise<void> {
+    // nothing from the browser is read (or lost) while the seat is counted
+    ws.pause();
     const s = new ProxySession(this, ws, claims);
-    const same = [...this.sessions].find((x) => x.sameSeat(claims));
+    let same = [...this.sessions].find((x) => x.sameSeat(claims));
     if (!same && this.count(claims.user) >= this.o.maxPerUser) return s.close(CLOSE.tooMany);
+    if (!same) {
+      // the cap counts the user's sockets on every replica (a lab's sockets all reach one replica; a user's labs need not)
+      const seat = `${this.replica}-${++this.seq}`;
+      let taken: boolean;
+      try {
+        taken = await takeSocketSeat(seat, claims.user, this.o.maxPerUser);
+      } catch (err) {
+        this.o.log.warn({ err }, 'ws.seat_failed');
+        return s.close(CLOSE.internal); // the page reconnects by itself with a fresh ticket
+      }
+      if (!taken) return s.close(CLOSE.tooMany);
+      if (ws.readyState !== ws.OPEN) {
+        // the browser left while the seat was counted
+        releaseSocketSeat(seat).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_release_failed'));
+        return;
+      }
+      s.seat = seat;
+      same = [...this.sessions].find((x) => x.sameSeat(claims)); // opened meanwhile
+    }
+    if (same && !s.seat) {
+      // the same screen again: its seat moves to the newer socket (the older one closes without giving it back)
+      s.seat = same.seat;
+      same.seat = undefined;
+    }
     s.request(this.fanoutFor(claims));
     this.sessions.add(s);
-    s.onClosed = () => this.sessions.delete(s);
+    this.renewSeats();
+    s.onClosed = () => {
+      this.sessions.delete(s);
+      if (s.seat) releaseSocketSeat(s.seat).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_release_failed'));
+    };
     same?.close(CLOSE.otherTab);
     await s.start();
   }
 
+  /** Keeps this replica's seats alive while it has sockets (a dead replica's seats expire). */
+  private renewSeats(): void {
+    if (this.renewal) return;
+    this.renewal = setInterval(() => {
+      const seats = [...this.sessions].map((x) => x.seat).filter((x): x is string => x !== undefined);
+      if (!seats.length) {
+        clearInterval(this.renewal);
+        this.renewal = undefined;
+        return;
+      }
+      renewSocketSeats(seats).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_renew_failed'));
+    }, SEAT_TTL_MS / 3);
+    this.renewal.unref();
+  }
+
   closeAll(c: { code: number; reason: string } = CLOSE.shutdown): void {
+    clearInterval(this.renewal);
+    this.renewal = undefined;
     for (const s of [...this.sessions]) s.close(c);
   }
 }
@@ -91,6 +146,8 @@ export type SessionState = 'connecting' | 'open' | 'closed';
 
 class ProxySession implements FanoutSubscriber {
   onClosed: (() => void) | undefined;
+  /** Its row in the shared per-user count (moved to the newer socket when the same screen opens again). */
+  seat: string | undefined;
   private current: SessionState = 'connecting';
   private fanout: UpstreamFanout | undefined;
   private unsubscribe: (() => void) | undefined;

@@ -5,7 +5,7 @@
  * and a stream is delivered strictly in timestamp order.
  */
 import { createHash, randomInt } from 'node:crypto';
-import { KeyedMutex } from './KeyedMutex.js';
+import { KeyedMutex } from '../KeyedMutex.js';
 import mongoose, { Schema } from 'mongoose';
 import { isDuplicateKey } from './database.js';
 import type { ExpiryRule } from './ExpirySweeper.js';

@@ -92,6 +92,11 @@ schema.index({ state: 1, expiresAt: 1 });
 
 export const LabInstance = mongoose.model<LabInstanceDoc>('LabInstance', schema);
 
+/** The user's instance for the activity, if there is one. */
+export async function findInstanceRecord(activityId: string, userId: string): Promise<LabInstanceDoc | null> {
+  return (await LabInstance.findOne({ activityId, userId }).lean()) as LabInstanceDoc | null;
+}
+
 /**
  * The user's instance for the activity, created if missing — exactly one even when called
  * concurrently (upsert on the unique keys; a duplicate-key race is retried and finds the winner).

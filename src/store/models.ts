@@ -11,11 +11,13 @@ import { LoginState, UsedNonce, ltiExpiryRules } from './LtiLogin.js';
 import { Platform } from './Platform.js';
 import { TicketUse, ticketUseExpiryRules } from './TicketUse.js';
 import { User } from './User.js';
+import { SocketSeat, socketSeatExpiryRules } from './SocketSeat.js';
+import { CheckRate, checkRateExpiryRules } from './CheckRate.js';
 import type { ExpiryRule } from './ExpirySweeper.js';
 
 export const ALL_MODELS: ReadonlyArray<{ createIndexes(): Promise<unknown> }> = [
   Activity, CheckResult, CheckRunLock, DeepLinkRequest, GradeOutbox, LabDefinition, LabGeneration, LabInstance,
-  LoginState, UsedNonce, Platform, TicketUse, User,
+  LoginState, UsedNonce, Platform, TicketUse, User, SocketSeat, CheckRate,
 ];
 
-export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules];
+export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules, ...socketSeatExpiryRules, ...checkRateExpiryRules];

@@ -34,7 +34,7 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     execFileSync('node', ['scripts/build-web.mjs'], { stdio: 'inherit' });
     const imageDir = ensureGuestImage();
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checks-page-'));
-    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 2, maxMemoryMiB: 1024, log });
+    backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', savedStates: false, maxVms: 2, maxMemoryMiB: 1024, log });
     svc = new LabService({ backend, labs: catalog, log });
     tool = await startTestTool({}, { runtime: svc, labs: catalog });
     browser = await launchChromium();
@@ -74,6 +74,8 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     await page.locator('.check-row[data-check="make-dir"] button', { hasText: 'Check my work' }).click();
     await result.filter({ hasText: 'Passed' }).waitFor({ timeout: 20_000 });
     assert.doesNotMatch(await result.innerText(), /mkdir/, 'no hint once passed');
+    await page.locator('input.step-box[data-step="make-dir"]:checked').waitFor({ timeout: 5000 });
+    await waitFor(async () => Boolean((await svc.get(inst._id))?.steps?.['make-dir']), 5000, 'the tick saved');
     await page.locator('.instructions .progress .text', { hasText: 'Score 12.5 of 100' }).waitFor({ timeout: 5000 });
 
     // a check run from another tab (or the background) is pushed to this page live

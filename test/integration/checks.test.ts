@@ -183,7 +183,7 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
     const before = backend.execCalls.length;
     const r = await press(inst._id, 'make-file', other);
     assert.equal(r.status, 403);
-    assert.equal(r.body.error, 'not your lab');
+    assert.equal(r.body.error, 'This is not your lab.');
     assert.equal((await api('GET', `/api/instances/${inst._id}/checks`, other)).status, 403);
     const teacher = await sessions.issue({ userId: 'prof', role: 'instructor', contextId: 'course-1' });
     const t = await press(inst._id, 'make-file', teacher);

@@ -58,7 +58,7 @@ grading:
 }
 
 describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as the tool ServiceAccount)', function () {
-  this.timeout(300_000);
+  this.timeout(1_200_000);
   let cp: ControlPlane;
   let standIn: StandIn;
   let backend: KubeVirtBackend;
@@ -74,7 +74,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
 
   before(async () => {
     ({ cp, standIn } = await sharedKubeVirt());
-    ({ backend } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 180_000 }));
+    ({ backend } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 900_000 }));
     svc = new LabService({ backend, labs: catalog, log, activityWriteMs: 0 });
     tool = await startTestTool({ SECRET_KEY }, { runtime: svc, labs: catalog });
     await catalog.add(edgeLab(), { source: 'admin' });
@@ -98,7 +98,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     instanceId = inst._id;
     const t0 = Date.now();
     await svc.start(instanceId);
-    await waitFor(async () => (await svc.get(instanceId))?.state === 'running', 180_000, 'lab running');
+    await waitFor(async () => (await svc.get(instanceId))?.state === 'running', 900_000, 'lab running');
     const doc = (await svc.get(instanceId))!;
     ns = doc.handle!.name;
     process.stderr.write(`      [kubevirt] linux-basics running in ${Date.now() - t0} ms\n`);
@@ -219,7 +219,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     // the tool's own identity reaches the agent, but the agent wants the machine's token
     const toolToken = await cp.serviceAccountToken(TOOL_NS, TOOL_SA);
     const ws = await WsBytes.open(pfUrl(ns, 'box'), { token: toolToken, ca: cp.caPem });
-    ws.ws.send(Buffer.from(`not-the-token abc 5 100 ${Buffer.from('id').toString('base64')}\n`));
+    ws.ws.send(Buffer.from(`not-the-token abc 5 100 - ${Buffer.from('id').toString('base64')}\n`));
     assert.match(await ws.readUntil(/\n/, 30_000), /^E denied\n/);
     ws.close();
   });

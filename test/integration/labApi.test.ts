@@ -64,7 +64,7 @@ describe('lab page API', function () {
     assert.equal((await call('teacher', 'GET', '/api/instances/alicelab')).body.mode, 'view');
     const bob = await call('bob', 'GET', '/api/instances/alicelab');
     assert.equal(bob.status, 403);
-    assert.equal(bob.body.error, 'not your lab');
+    assert.equal(bob.body.error, 'This is not your lab.');
     assert.equal((await call('otherTeacher', 'GET', '/api/instances/alicelab')).status, 403);
     assert.equal((await call('nobody', 'GET', '/api/instances/alicelab')).status, 401);
     assert.equal((await call('alice', 'GET', '/api/instances/nosuchlab')).status, 404);

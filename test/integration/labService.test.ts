@@ -134,7 +134,7 @@ describe('LabService life cycle', () => {
   });
 
   it('queues a lab over capacity with its position and starts it when another lab is destroyed', async () => {
-    backend.capacity = 1;
+    backend.maxLabs = 1;
     const a = await svc.ensureInstance(key());
     const b = await svc.ensureInstance(key());
     await svc.start(a._id);

@@ -38,7 +38,7 @@ describe('lab catalog: start-up import and GET /api/labs', function () {
     const res = await fetch(`${tool.url}/api/labs`);
     assert.equal(res.status, 200);
     const { labs } = (await res.json()) as { labs: Array<{ id: string; version: string; machines: unknown[]; resources: { cpus: number } }> };
-    assert.deepEqual(labs.map((l) => `${l.id}@${l.version}`).sort(), ['linux-basics@1', 'two-host-network@1', 'vm-and-container@1']);
+    assert.deepEqual(labs.map((l) => `${l.id}@${l.version}`).sort(), ['desktop-basics@1', 'linux-basics@1', 'two-host-network@1', 'vm-and-container@1']);
     const two = labs.find((l) => l.id === 'two-host-network')!;
     assert.equal(two.machines.length, 2);
     assert.equal(two.resources.cpus, 2);
@@ -63,7 +63,7 @@ describe('lab catalog: start-up import and GET /api/labs', function () {
     fs.appendFileSync(path.join(dir, 'linux-basics', 'instructions', '02-processes.md'), '\nOne more line.\n');
     tool = await startTestTool({ TEMPLATES_DIR: dir }, { dbName });
     const { labs } = (await (await fetch(`${tool.url}/api/labs`)).json()) as { labs: Array<{ id: string; version: string }> };
-    assert.deepEqual(labs.map((l) => `${l.id}@${l.version}`).sort(), ['linux-basics@2', 'two-host-network@1', 'vm-and-container@1']);
+    assert.deepEqual(labs.map((l) => `${l.id}@${l.version}`).sort(), ['desktop-basics@1', 'linux-basics@2', 'two-host-network@1', 'vm-and-container@1']);
   });
 
   it('serves media of a version, with a sandboxing CSP, and refuses paths outside media/', async () => {
@@ -154,7 +154,7 @@ describe('admin API for lab definitions', function () {
     const body = (await r.json()) as { problems: string[] };
     assert.equal(body.problems.length, 2);
     assert.match(body.problems[0]!, /^net-101\/instructions\/02-reach\.md:\d+:1 variable: expected one of .*, got \{\{machines\.gamma\.ip\}\}$/);
-    assert.match(body.problems[1]!, /^net-101\/lab\.yaml:43:1 colour: expected one of schemaVersion, id, .*, got unknown key "colour"$/);
+    assert.match(body.problems[1]!, /^net-101\/lab\.yaml:44:1 colour: expected one of schemaVersion, id, .*, got unknown key "colour"$/);
     assert.deepEqual(await catalogIds(), ['linux-basics@1', 'net-101@1']);
   });
 

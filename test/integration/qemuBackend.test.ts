@@ -119,6 +119,25 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.equal((await con.run('id -u; id -g; whoami')).trim(), '1000\n1000\nstudent', 'the lab user is not root (busybox is setuid only for ping)');
   });
 
+  it("a new console connection starts with the guest's recent output: its last prompt, before anything is typed", async () => {
+    const marker = `replay-${Date.now()}`;
+    await consoles[0]!.run(`echo ${marker}`);
+    await new Promise((r) => setTimeout(r, 300)); // the prompt after the command reaches the log
+    const stream = await backend.openChannel(labA, 'alpha', 'console');
+    const first = await new Promise<Buffer>((r) => stream.once('data', r));
+    stream.pause();
+    // the new connection is the console now (QEMU serves one client): the same shell goes on
+    const con = new ConsoleSession(stream);
+    stream.resume();
+    consoles[0] = con;
+    const text = first.toString('utf8');
+    assert.ok(text.includes(marker), `the first bytes hold the last output: ${JSON.stringify(text.slice(-200))}`);
+    // busybox's line editor asks for the cursor position (ESC[6n) right after its prompt
+    assert.match(text, /student@alpha:~\$ (\x1b\[6n)?$/, 'and end with the shell prompt');
+    assert.ok(first.length <= 16 * 1024, `bounded: ${first.length} bytes`);
+    assert.equal((await con.run('echo still-$((6*7))')).trim(), 'still-42');
+  });
+
   it('the machines of a lab reach each other by name; a machine of another lab cannot reach them', async () => {
     const con = consoles[0]!;
     assert.match(await con.run('ping -c 1 -W 3 beta'), /1 packets received/);

@@ -64,6 +64,15 @@ function closed(ws: WebSocket): Promise<{ code: number; reason: string; at: numb
   return new Promise((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString(), at: Date.now() })));
 }
 
+/** The server's next ping; rejects if the socket closes first. */
+function nextPing(ws: WebSocket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onClose = (code: number, reason: Buffer) => reject(new Error(`closed with ${code} ${reason.toString()}`));
+    ws.once('close', onClose);
+    ws.once('ping', () => { ws.off('close', onClose); resolve(); });
+  });
+}
+
 function nextMessage(ws: WebSocket): Promise<Buffer> {
   return new Promise((r) => ws.once('message', (d: Buffer) => r(d)));
 }
@@ -227,11 +236,12 @@ describe('websocket proxy', function () {
       const got = nextMessage(ws);
       sink!.write('login: ');
       assert.equal((await got).toString(), 'login: ');
-      await new Promise((r) => setTimeout(r, 200));
       const conn = h.rt.connections.find((c) => c.socket.remotePort === sink!.localPort || c.socket === sink)!;
-      assert.equal(conn.bytes(), 0, 'no input reached the machine');
+      // anything forwarded would reach the machine before the close that follows it
       ws.close();
       await closed(ws);
+      await waitFor(() => conn.socket.destroyed, 20_000, 'the machine side closed');
+      assert.equal(conn.bytes(), 0, 'no input reached the machine');
     } finally {
       h.rt.onConnection = prev;
     }
@@ -243,13 +253,13 @@ describe('websocket proxy', function () {
     const student = await open(h, '/ws/console/gretalab/web', ticketFor(h, { user: 'greta', instance: 'gretalab' }));
     await waitFor(() => h.rt.dials === dials + 1, 5000, 'student dial');
     const teacher = await open(h, '/ws/console/gretalab/web', ticketFor(h, { user: 'teacher', instance: 'gretalab', mode: 'view' }));
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(h.rt.dials, dials + 1, 'the teacher rides on the same connection (QEMU serves one console client)');
     const seenByTeacher = nextMessage(teacher);
     teacher.send(Buffer.from('teacher typing\n'));
     student.send(Buffer.from('ls\n'));
     assert.equal((await nextMessage(student)).toString(), 'ls\n');
     assert.equal((await seenByTeacher).toString(), 'ls\n');
+    // the teacher receives output only once its session is open, i.e. after any dial of its own
+    assert.equal(h.rt.dials, dials + 1, 'the teacher rides on the same connection (QEMU serves one console client)');
     const conn = h.rt.connections.find((c) => c.instance === 'gretalab')!;
     assert.equal(Buffer.concat(conn.received).toString(), 'ls\n');
     teacher.close();
@@ -259,6 +269,32 @@ describe('websocket proxy', function () {
     student.close();
     await closed(student);
     await waitFor(() => conn.socket.destroyed, 5000, 'the machine side closed with the last socket');
+  });
+
+  it("replays the console's recent output to each socket that joins: the teacher's first bytes show the guest's last prompt", async () => {
+    await h.rt.add({ id: 'hanslab', userId: 'hans' });
+    const echo = h.rt.onConnection;
+    h.rt.onConnection = (c) => {
+      c.socket.write('Debian GNU/Linux 12 web ttyS0\r\n\r\nweb login: ');
+      echo(c);
+    };
+    try {
+      const student = await open(h, '/ws/console/hanslab/web', ticketFor(h, { user: 'hans', instance: 'hanslab' }));
+      const first = (await nextMessage(student)).toString();
+      assert.match(first, /web login: $/, 'the student sees the login prompt the guest printed on its own');
+      student.send(Buffer.from('student@web:~$ '));
+      assert.equal((await nextMessage(student)).toString(), 'student@web:~$ ');
+      const teacher = await open(h, '/ws/console/hanslab/web', ticketFor(h, { user: 'teacher', instance: 'hanslab', mode: 'view' }));
+      const replay = (await nextMessage(teacher)).toString();
+      assert.equal(replay, 'Debian GNU/Linux 12 web ttyS0\r\n\r\nweb login: student@web:~$ ', 'the first bytes end with the last prompt');
+      student.send(Buffer.from('x'));
+      assert.equal((await nextMessage(teacher)).toString(), 'x', 'then live output, nothing twice');
+      teacher.close();
+      student.close();
+      await Promise.all([closed(teacher), closed(student)]);
+    } finally {
+      h.rt.onConnection = echo;
+    }
   });
 
   it('drops keyboard and pointer events on a view-only desktop but keeps the viewer working', async () => {
@@ -272,12 +308,13 @@ describe('websocket proxy', function () {
       for (let i = 0; i < stream.length; i += 5) ws.send(stream.subarray(i, i + 5));
       const want = Buffer.concat([rfbHandshake, setEncodings, updateRequest, updateRequest]);
       await waitFor(() => h.rt.connections.some((c) => c.instance === 'davelab' && c.bytes() >= want.length), 5000, 'viewer traffic');
-      await new Promise((r) => setTimeout(r, 100));
       const conn = h.rt.connections.find((c) => c.instance === 'davelab')!;
-      assert.deepEqual(Buffer.concat(conn.received), want);
-      assert.ok(!h.rt.activity.includes('davelab'), 'a viewer is not activity');
+      // a key event let through would reach the machine before the close that follows it
       ws.close();
       await closed(ws);
+      await waitFor(() => conn.socket.destroyed, 20_000, 'the machine side closed');
+      assert.deepEqual(Buffer.concat(conn.received), want);
+      assert.ok(!h.rt.activity.includes('davelab'), 'a viewer is not activity');
     } finally {
       h.rt.onConnection = prev;
     }
@@ -427,9 +464,11 @@ describe('websocket proxy liveness', function () {
   it('keeps a desktop open while the user types', async () => {
     const busy = await open(h, '/ws/vnc/alicelab/web', ticketFor(h, { channel: 'vnc' }));
     busy.send(Buffer.concat([rfbHandshake, setEncodings]));
-    const timer = setInterval(() => busy.send(keyEvent), 300);
-    await new Promise((r) => setTimeout(r, 2500));
-    clearInterval(timer);
+    // typing on every ping (300 ms apart) for longer than the idle limit (1.5 s): eight pings
+    for (let i = 0; i < 8; i++) {
+      await nextPing(busy);
+      busy.send(keyEvent);
+    }
     assert.equal(busy.readyState, WebSocket.OPEN);
     busy.close();
     await closed(busy);
@@ -443,9 +482,11 @@ describe('websocket proxy liveness', function () {
 
   it('keeps a client that answers pings', async () => {
     const ws = await open(h, '/ws/console/alicelab/web', ticketFor(h));
-    const typing = setInterval(() => ws.send(Buffer.from(' ')), 300); // not idle
-    await new Promise((r) => setTimeout(r, 1500));
-    clearInterval(typing);
+    // five pings answered (a client that did not answer is dropped at the next one); typing keeps it from idling
+    for (let i = 0; i < 5; i++) {
+      await nextPing(ws);
+      ws.send(Buffer.from(' '));
+    }
     assert.equal(ws.readyState, WebSocket.OPEN);
     ws.close();
     await closed(ws);

@@ -42,7 +42,9 @@ export class ConsoleSession {
   async run(cmd: string, timeoutMs = 15_000): Promise<string> {
     const tag = Math.random().toString(36).slice(2, 8);
     this.send(`echo B${tag}B; ${cmd}; echo E${tag}E\n`);
-    await this.expect(new RegExp(`\\nB${tag}B\\r?\\n`), timeoutMs);
+    // the marker's line starts after a newline, or after a carriage return (bash's bracketed-paste
+    // mode ends with "\x1b[?2004l\r" before a command's output)
+    await this.expect(new RegExp(`[\\r\\n]B${tag}B\\r?\\n`), timeoutMs);
     const start = this.mark;
     await this.expect(new RegExp(`E${tag}E`), timeoutMs);
     return this.text.slice(start, this.mark - (tag.length + 2)).replace(/\r/g, '');

@@ -34,7 +34,7 @@ export function fakeLabs(catalog: LabSummary[] = [NET_LAB, PLACEHOLDER_LAB]): Fa
   const base = placeholderRuntime();
   return {
     labs: placeholderLabs(catalog),
-    runtime: { ...base, start: async (id) => { started.push(id); return base.start(id); } },
+    runtime: { ...base, start: async (id, current) => { started.push(id); return base.start(id, current); } },
     started,
   };
 }

@@ -1,12 +1,49 @@
-/** Mocha root hooks: one FerretDB for the whole run, stopped at the end; likewise the Kubernetes
- * control plane and KubeVirt stand-in, which start lazily on first use (test/support/k8s/). */
+/**
+ * Mocha root hooks: one FerretDB for the whole run, stopped at the end; likewise the Kubernetes
+ * control plane and KubeVirt stand-in, which start lazily on first use (test/support/k8s/).
+ * After each test file: no QEMU guest it started may still run (test/support/guestLeaks.ts), and no
+ * KubeVirt VM may be left in the shared control plane (deleted, so the stand-in stops booting it).
+ * After the run: nothing may keep the process alive (mocha runs without --exit); what does is
+ * reported and the run fails.
+ */
+import path from 'node:path';
 import { startSharedFerret, stopSharedFerret } from './ferret.js';
 import { stopSharedControlPlane } from './k8s/controlPlane.js';
-import { stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
+import { clearSharedKubeVirt, stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
+import { assertNoGuestsLeft } from './guestLeaks.js';
+
+/** Adds the guest check after the last top-level suite of each file. */
+function checkGuestsPerFile(root: Mocha.Suite): void {
+  const last = new Map<string, Mocha.Suite>();
+  for (const s of root.suites) if (s.file) last.set(s.file, s);
+  for (const [file, suite] of last) {
+    suite.afterAll(`no QEMU guest left by ${path.basename(file)}`, async function (this: Mocha.Context) {
+      this.timeout(150_000);
+      const name = path.relative(process.cwd(), file);
+      // VMs left in the shared control plane would be booted again by the stand-in for every
+      // later file: delete them first, then report them as this file's leak.
+      const vms = await clearSharedKubeVirt();
+      await assertNoGuestsLeft(name);
+      if (vms.length) throw new Error(`${name} left ${vms.length} running KubeVirt VMI(s) in the control plane: ${vms.join(', ')} (deleted now)`);
+    });
+  }
+}
+
+/** Fails the run, naming them, if handles keep the process alive once everything was stopped. */
+function watchForLeakedHandles(graceMs: number): void {
+  const t = setTimeout(() => {
+    const resources = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout');
+    process.stderr.write(`\nthe test run did not end ${graceMs / 1000} s after its last test; still open: ${resources.join(', ') || '(timers only)'}\n`);
+    process.exit(1);
+  }, graceMs);
+  t.unref();
+}
 
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
     this.timeout(60_000);
+    const root = this.test?.parent;
+    if (root) checkGuestsPerFile(root);
     await startSharedFerret();
   },
   async afterAll(this: Mocha.Context) {
@@ -18,6 +55,7 @@ export const mochaHooks = {
         await stopSharedControlPlane();
       } finally {
         await stopSharedFerret();
+        watchForLeakedHandles(15_000);
       }
     }
   },

@@ -90,7 +90,7 @@ export async function toolBackend(cp: ControlPlane, o: Partial<KubeVirtBackendOp
   const kubeconfigPath = await installTool(cp);
   const { metrics, ...rest } = o;
   const client = new KubeClient({ kubeconfigPath, log: silentLog, qps: 100, ...(metrics ? { metrics } : {}) });
-  const backend = new KubeVirtBackend({ client, log: silentLog, toolNamespace: TOOL_NS, toolServiceAccount: TOOL_SA, ...rest });
+  const backend = new KubeVirtBackend({ client, log: silentLog, toolNamespace: TOOL_NS, toolServiceAccount: TOOL_SA, ...rest, ...(metrics ? { metrics } : {}) });
   return { backend, client };
 }
 

@@ -10,6 +10,7 @@ import { startTestTool, waitFor, type TestTool } from './tool.js';
 import { LabService } from '../../src/labs/LabService.js';
 import type { LabBackend } from '../../src/backends/types.js';
 import type { LabDefinitions } from '../../src/labs/contracts.js';
+import type { ScoreInput } from '../../src/labs/score.js';
 import type { DevPlatformActivityDoc } from '../../src/devPlatform/models.js';
 import { createLogger } from '../../src/logger.js';
 
@@ -32,7 +33,9 @@ export async function startLabPageFlow(backend: LabBackend, env: Record<string, 
     prepare: (...a) => tool!.labs.prepare(...a),
     instructions: (...a) => tool!.labs.instructions(...a),
   };
-  const runtime = new LabService({ backend, labs, log: createLogger({ level: 'warn', format: 'json' }) });
+  // scores go to the tool's grade outbox, as the composition root wires it for its own LabService
+  const grades = { publish: (id: string, score: ScoreInput) => tool!.grades.publish(id, score) };
+  const runtime = new LabService({ backend, labs, grades, log: createLogger({ level: 'warn', format: 'json' }) });
   tool = await startTestTool({ ADMIN_TOKEN: E2E_ADMIN_TOKEN, TEMPLATES_DIR: E2E_TEMPLATES, GRADE_RETRY_BASE_MS: '200', ...env }, { runtime });
   const dp = tool.devPlatform!;
   const u = tool.lti.urls;
@@ -57,9 +60,10 @@ export async function startLabPageFlow(backend: LabBackend, env: Record<string, 
 }
 
 /** Open the platform page and press "Launch … as <who>"; the tool opens in the platform's iframe. */
-export async function launchInPlatform(page: Page, flow: LabPageFlow, who: 'student' | 'second student' | 'teacher'): Promise<FrameLocator> {
+export async function launchInPlatform(page: Page, flow: LabPageFlow, who: 'student' | 'second student' | 'teacher', locale?: string): Promise<FrameLocator> {
   await page.goto(flow.tool.devPlatform!.urls.page);
-  await page.getByRole('button', { name: `Launch ${flow.activity.title} as ${who}` }).click();
+  if (locale) await page.getByLabel('Language of the launched user').selectOption(locale);
+  await page.getByRole('button', { name: `Launch as ${who}: ${flow.activity.title}` }).click();
   return page.frameLocator('iframe[name="tool-frame"]');
 }
 

@@ -12,7 +12,7 @@ import type { InstanceKey, LabEvent, LabRuntime, RenderedInstructions, StepTickR
 import { LabInstance, type InstanceState, type LabInstanceDoc } from '../../src/store/LabInstance.js';
 import { Conflict, NotFound } from '../../src/errors.js';
 import { pino } from 'pino';
-import { KeyedMutex } from '../../src/store/KeyedMutex.js';
+import { KeyedMutex } from '../../src/KeyedMutex.js';
 import { StepTicks } from '../../src/labs/StepTicks.js';
 import type { ScorePublisher } from '../../src/labs/score.js';
 

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../../src/backends/types.js';
+import type { BackendCapacity, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../../src/backends/types.js';
 import { CapacityExhausted, NotFound } from '../../src/errors.js';
 
 interface Lab {
@@ -26,15 +26,19 @@ export class MemoryBackend implements LabBackend {
   destroyCalls = 0;
   /** Milliseconds each progress phase takes. */
   phaseMs = 5;
-  /** Max concurrent labs; undefined = unlimited. */
-  capacity: number | undefined;
+  /** Max concurrent labs (one VM each as capacity counts it); undefined = unlimited. */
+  maxLabs: number | undefined;
   /** Throw this from the next provision (once). */
   failNext: Error | undefined;
+
+  capacity(): BackendCapacity {
+    return { ...(this.maxLabs !== undefined ? { maxVms: this.maxLabs } : {}), usedVms: this.labs.size, usedMemoryMiB: 0 };
+  }
 
   async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
     this.provisionCalls++;
     if (this.labs.has(handle.name)) return;
-    if (this.capacity !== undefined && this.labs.size >= this.capacity) throw new CapacityExhausted('full', { publicMessage: 'All lab machines are in use.' });
+    if (this.maxLabs !== undefined && this.labs.size >= this.maxLabs) throw new CapacityExhausted('full', { publicMessage: 'All lab machines are in use.' });
     const steps: Array<[Progress['phase'], number]> = [['network', 10], ['disks', 30], ['machines-starting', 60], ['machines-booted', 100]];
     for (const [phase, percent] of steps) {
       if (signal?.aborted) throw new Error('aborted');

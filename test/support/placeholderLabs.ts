@@ -39,7 +39,7 @@ export function placeholderRuntime(): LabRuntime {
   const none = async () => { throw new BackendFailure('placeholder runtime: no lab backend is wired'); };
   return {
     ensureInstance: (key) => ensureInstanceRecord(key),
-    start: must,
+    start: async (id, current) => (current?._id === id ? current : must(id)),
     get,
     pause: async () => {},
     resume: async () => {},

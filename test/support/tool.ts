@@ -31,6 +31,8 @@ export async function startTestTool(
     SHUTDOWN_GRACE_MS: '5000',
     // tests register the tool with the dev platform themselves (saves a 4096-bit key per start)
     DEV_PLATFORM_REGISTER: 'false',
+    // a saved running state costs a second guest boot in the background: only the tests of that feature ask for it
+    QEMU_SAVED_STATES: 'false',
   };
   if (!opts.embedded) base.MONGODB_URI = sharedMongoUri();
   const config = loadConfig({ ...base, ...env });

@@ -17,6 +17,8 @@ import type { LabInstanceDoc } from '../../src/store/LabInstance.js';
 import type { LabEvent } from '../../src/labs/contracts.js';
 import { Metrics } from '../../src/metrics.js';
 import { CLOSE } from '../../src/closeCodes.js';
+import { connectDatabase, type Database } from '../../src/store/database.js';
+import { sharedMongoUri, uniqueDbName } from '../support/ferret.js';
 
 /** Calls held until the test releases them, oldest first. */
 class Gate<T> extends EventEmitter {
@@ -151,8 +153,16 @@ async function echoes(ws: WebSocket, text: string): Promise<void> {
   assert.equal(String((await got)[0]), text);
 }
 
+/** Until the proxy counts two sessions: both sockets have their seat and are members of the fanout. */
+async function bothCounted(h: Harness): Promise<void> {
+  while (h.proxy.count() < 2) await new Promise((r) => setImmediate(r));
+}
+
 describe('ChannelProxy.attach orderings', () => {
   let h: Harness;
+  let db: Database; // the per-user socket cap counts seats in the database
+  before(async () => { db = await connectDatabase(sharedMongoUri(), uniqueDbName('proxy'), pino({ level: 'silent' })); });
+  after(() => db.close());
   beforeEach(async () => { h = await harness(); });
   afterEach(async () => {
     h.proxy.closeAll();
@@ -214,6 +224,7 @@ describe('ChannelProxy.attach orderings', () => {
     h.rt.lookups.hold = false;
     const [a, b] = [await connect(h, seat()), await connect(h, seat({ user: 'teacher', mode: 'view' }))];
     const both = Promise.all([closed(a), closed(b)]);
+    await bothCounted(h); // a socket is in the fanout once its seat is counted (a database write after 'open')
     await h.rt.dials.until(1);
     h.rt.emit({ type: 'state', instanceId: 'lab1', state: 'stopped' });
     assert.deepEqual((await both).map(([code]) => code), [CLOSE.labStopped.code, CLOSE.labStopped.code]);
@@ -232,6 +243,7 @@ describe('ChannelProxy.attach orderings', () => {
     h.rt.lookups.hold = false;
     const [a, b] = [await connect(h, seat()), await connect(h, seat({ user: 'teacher', mode: 'view' }))];
     const [ca, cb] = [closed(a), closed(b)];
+    await bothCounted(h);
     await h.rt.dials.until(1);
     await h.rt.dials.fail(new Error('connect ECONNREFUSED'));
     assert.deepEqual((await Promise.all([ca, cb])).map(([code]) => code), [1011, 1011]);

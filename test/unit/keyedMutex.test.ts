@@ -1,6 +1,6 @@
 /** KeyedMutex: one section per key at a time, in call order; keys independent; a failure frees the key. */
 import assert from 'node:assert/strict';
-import { KeyedMutex } from '../../src/store/KeyedMutex.js';
+import { KeyedMutex } from '../../src/KeyedMutex.js';
 
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void } {
   let resolve!: () => void;

@@ -221,7 +221,7 @@ describe('lab definitions: the shipped examples and `validate`', function () {
   it('every example in templates/ is valid', async () => {
     const r = await validateDir(path.resolve('templates'), 'templates');
     assert.deepEqual(r.problems, []);
-    assert.deepEqual(r.labs.map((l) => l.id).sort(), ['linux-basics', 'two-host-network', 'vm-and-container']);
+    assert.deepEqual(r.labs.map((l) => l.id).sort(), ['desktop-basics', 'linux-basics', 'two-host-network', 'vm-and-container']);
     for (const l of r.labs) {
       assert.ok([...l.files.keys()].some((p) => p.startsWith('media/')), `${l.id} has media`);
       assert.equal(l.def.grading.mode, 'checks', `${l.id} grades with checks`);

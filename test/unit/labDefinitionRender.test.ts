@@ -98,16 +98,16 @@ describe('lab definitions: prepare() per instance', () => {
     assert.equal(p.spec.labVersion, '1');
     assert.deepEqual(p.spec.network, { internetEgress: false });
     assert.deepEqual(p.spec.machines.map((m) => [m.name, m.kind, m.image, m.cpus, m.memoryMiB, m.channels.join('+')]), [
-      ['alpha', 'vm', 'lab-tiny', 1, 512, 'console+vnc'],
-      ['beta', 'vm', 'lab-tiny', 1, 512, 'console+vnc'],
+      ['alpha', 'vm', 'debian-12', 1, 512, 'console+vnc'],
+      ['beta', 'vm', 'debian-12', 1, 512, 'console+vnc'],
     ]);
     assert.equal(p.machines.alpha!.ip, '10.10.0.11');
     assert.equal(p.machines.beta!.ip, '10.10.0.12');
     assert.deepEqual(p.lifetime, { maxMinutes: 120, idleMinutes: 30, pausable: true, warnBeforeMinutes: 10 });
-    const images = ImageCatalog.builtIn().with('lab-tiny', { kubevirt: { containerDisk: 'registry.example.edu/labs/lab-tiny:1' } });
+    const images = ImageCatalog.builtIn().with('debian-12', { kubevirt: { containerDisk: 'registry.example.edu/labs/debian-12:1' } });
     const k = prepareLab('vm-and-container', '1', lab('vm-and-container').def, {}, 'kubevirt', images);
     assert.deepEqual(k.spec.machines.map((m) => [m.name, m.kind, m.image, m.memoryMiB, m.channels.join('+'), m.ports]), [
-      ['client', 'vm', 'registry.example.edu/labs/lab-tiny:1', 512, 'console', undefined],
+      ['client', 'vm', 'registry.example.edu/labs/debian-12:1', 512, 'console', undefined],
       ['web', 'container', 'docker.io/library/nginx:1.27-alpine', 128, 'console', [80]],
     ]);
     assert.equal(k.spec.machines[1]!.credentials, undefined, 'a container has no login');
@@ -151,6 +151,7 @@ describe('lab definitions: prepare() per instance', () => {
     const c1 = resolveChecks(one.def, one.steps.map((s) => s.id), (p) => one.files.get(p));
     assert.deepEqual(c1.steps.flatMap((s) => s.checks.map((c) => [s.stepId, c.machine, c.weight])), [
       ['make-dir', 'box', 1], ['write-file', 'box', 2], ['copy-file', 'box', 1], ['start-process', 'box', 2], ['stop-process', 'box', 2],
+      ['ssh-service', 'box', 1], ['ssh-port', 'box', 1],
     ]);
     assert.match(c1.steps[3]!.checks[0]!.command, /^#!\/bin\/sh\n# Passes when \/tmp\/notes\/sleeper.pid names a running "sleep" process/);
     const two = lab('two-host-network');

@@ -18,9 +18,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { BackendFailure, Conflict, NotFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
+import type { BackendCapacity, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { KubeApiError, objectPath, type KubeClient } from './client.js';
 import { Informer } from './Informer.js';
+import { CapacityLedger, type KubeVirtLimits } from './capacity.js';
 import { DriftWatch } from './DriftWatch.js';
 import { canonical, cleanForCreate, handleOf, podStatus, vmiAddress, vmiStatus, type Pod, type Vm, type Vmi } from './objects.js';
 import {
@@ -62,6 +63,8 @@ export interface KubeVirtBackendOptions {
   disks?: Partial<DiskOptions>;
   /** Stored bytes by lab state are reported here on every scrape. */
   metrics?: Metrics;
+  /** What the operator lets the tool run at once (default: no limit of its own). */
+  limits?: KubeVirtLimits;
 }
 
 export const DEFAULT_IMAGE_NAMESPACE = 'lab-images';
@@ -82,6 +85,7 @@ export class KubeVirtBackend implements LabBackend {
   private readonly disks: DiskOptions;
   /** Golden disks found ready, until when (diskState.ts). */
   private readonly goldenSeen = new Map<string, number>();
+  private readonly ledger: CapacityLedger;
 
   constructor(private readonly o: KubeVirtBackendOptions) {
     this.disks = { imageNamespace: DEFAULT_IMAGE_NAMESPACE, ...o.disks };
@@ -90,6 +94,9 @@ export class KubeVirtBackend implements LabBackend {
     this.subresourceUrl = (o.subresourceUrl ?? o.client.server).replace(/\/+$/, '');
     this.namespaces = new Informer(o.client, '/api/v1/namespaces', SELECTOR, this.log).start();
     this.vmis = new Informer<Vmi>(o.client, VMI_ALL, SELECTOR, this.log).start();
+    this.ledger = new CapacityLedger(o.limits ?? {}, () => this.namespaces.items().map((ns) => ({
+      name: ns.metadata.name, spec: this.storedSpec(ns), stopped: ns.metadata.annotations?.[STOPPED_ANNOTATION] === 'true',
+    })));
     this.drift = new DriftWatch({
       client: o.client,
       log: this.log,
@@ -130,7 +137,20 @@ export class KubeVirtBackend implements LabBackend {
     }
   }
 
+  capacity(): BackendCapacity {
+    return this.ledger.current();
+  }
+
   async provision(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
+    this.ledger.admit(handle.name, spec);
+    try {
+      await this.provisionAdmitted(spec, handle, onProgress, signal);
+    } finally {
+      this.ledger.release(handle.name);
+    }
+  }
+
+  private async provisionAdmitted(spec: BackendLabSpec, handle: LabHandle, onProgress: (p: Progress) => void, signal?: AbortSignal): Promise<void> {
     const plan = planLab(this.ctx(spec, handle));
     const ns = handle.name;
     const log = this.log.child({ instance: handle.instanceId, ns });
@@ -352,12 +372,28 @@ export class KubeVirtBackend implements LabBackend {
       this.setRunStrategy(handle, 'Halted'),
       ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.client.remove(podPath(handle.name, m.name))),
     ]);
+    // stopped means the guests are down: a start right after must not mistake a VMI still shutting down for a booted one
+    await this.vmisGone(handle.name);
+  }
+
+  private async vmisGone(ns: string, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.vmis.synced();
+    while (this.vmis.items().some((v) => v.metadata.namespace === ns)) {
+      if (Date.now() > deadline) throw new BackendFailure(`VMIs of ${ns} still exist ${timeoutMs} ms after stop`, { publicMessage: 'Stopping the lab took too long.' });
+      await delay(250);
+    }
   }
 
   async start(handle: LabHandle): Promise<void> {
     const ns = await this.liveNamespace(handle);
     const spec = ns && this.storedSpec(ns);
-    await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: null } } });
+    if (spec) this.ledger.admit(handle.name, spec); // a stopped lab held nothing: it must fit again
+    try {
+      await this.client.patch(`/api/v1/namespaces/${handle.name}`, { metadata: { annotations: { [STOPPED_ANNOTATION]: null } } });
+    } finally {
+      this.ledger.release(handle.name); // the namespace, no longer stopped, counts it from here
+    }
     await Promise.all([
       this.setRunStrategy(handle, 'Always'),
       ...(spec?.machines ?? []).filter((m) => m.kind === 'container').map((m) => this.createSettled(containerPod(this.ctx(spec as BackendLabSpec, handle), m))),

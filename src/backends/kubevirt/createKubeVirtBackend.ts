@@ -17,6 +17,10 @@ export function createKubeVirtBackend(config: Config, deps: { log: Logger; metri
     ...(config.KUBEVIRT_API_SERVER_CIDRS ? { apiServerCidrs: config.KUBEVIRT_API_SERVER_CIDRS.split(',') } : {}),
     ...(config.KUBEVIRT_SUBRESOURCE_URL ? { subresourceUrl: config.KUBEVIRT_SUBRESOURCE_URL } : {}),
     bootTimeoutMs: config.KUBEVIRT_BOOT_TIMEOUT_MS,
+    limits: {
+      ...(config.KUBEVIRT_MAX_VMS !== undefined ? { maxVms: config.KUBEVIRT_MAX_VMS } : {}),
+      ...(config.KUBEVIRT_MAX_MEMORY_MIB !== undefined ? { maxMemoryMiB: config.KUBEVIRT_MAX_MEMORY_MIB } : {}),
+    },
     disks: {
       imageNamespace: config.KUBEVIRT_IMAGE_NAMESPACE,
       ...(config.KUBEVIRT_STORAGE_CLASS ? { storageClass: config.KUBEVIRT_STORAGE_CLASS } : {}),

@@ -19,8 +19,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { BackendFailure, CapacityExhausted, Conflict, NotFound } from '../../errors.js';
+import { KeyedMutex } from '../../KeyedMutex.js';
 import type { Logger } from '../../logger.js';
-import type { BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
+import type { BackendCapacity, BackendLabSpec, ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, MachineAddress, MachineStatus, Progress } from '../types.js';
 import { agentExec, machineAgentToken } from './agent.js';
 import { startCloudMachine, templateSpec } from './cloudStart.js';
 import { localImage, type LocalImage } from './image.js';
@@ -30,7 +31,10 @@ import { LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
 import { validateSpec, prepareMachine, createHomeOverlay } from './machineFiles.js';
 import { BOOTED, waitBooted } from './bootWait.js';
-import { abortable, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
+import { abortable, fileTail, killProcessesMentioning, lastLine, readText, realpath } from './util.js';
+
+/** How much of a guest's console log a new console connection starts with. */
+const CONSOLE_REPLAY_BYTES = 16 * 1024;
 
 const run = promisify(execFile);
 
@@ -54,21 +58,19 @@ export interface QemuBackendOptions {
   savedStateMaxIdleMs?: number;
 }
 
-export interface Capacity {
-  maxVms: number;
-  maxMemoryMiB: number;
-  usedVms: number;
-  usedMemoryMiB: number;
-}
-
 export class QemuBackend implements LabBackend {
   readonly kind = 'qemu' as const;
+
+  cannotRun(machines: ReadonlyArray<{ name: string; kind: 'vm' | 'container' }>): string | null {
+    const c = machines.find((m) => m.kind === 'container');
+    return c ? `machine ${c.name} is a container, and this server runs virtual machines only (QEMU backend)` : null;
+  }
   private readonly store: LabStore;
   private readonly guests = new Map<string, RunningGuest>();
   private readonly consoles = new Map<string, net.Socket>();
   /** Machines this process is spawning right now: never attach to them (QEMU serves one QMP client; the spawner must get it). */
   private readonly starting = new Set<string>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedMutex();
   private readonly log: Logger;
   readonly states: SavedStates | undefined;
 
@@ -88,7 +90,7 @@ export class QemuBackend implements LabBackend {
    * Host capacity in use: every lab whose state file says running or paused (provisions under way
    * included: the state is written, synchronously after the check, before anything starts).
    */
-  capacity(): Capacity {
+  capacity(): Required<BackendCapacity> {
     let usedVms = 0;
     let usedMemoryMiB = 0;
     for (const s of this.store.all()) {
@@ -257,6 +259,7 @@ export class QemuBackend implements LabBackend {
         qemuBin: this.o.qemuBin, accel, qemuVersion: await this.qemuVersion(), dir, socketDir: this.store.socketDir(name, m),
         ...(this.states ? { states: this.states } : {}), log: this.log, track,
       });
+      this.store.write(s); // which saved state its disk is built on, before anything can collect it
       this.log.info({ lab: name, machine: m.name, pid: g.pid, accel, savedState: m.savedState }, 'qemu.machine_started');
       return g;
     }
@@ -332,6 +335,10 @@ export class QemuBackend implements LabBackend {
       sock.once('error', (e) => reject(new BackendFailure(`${channel} of ${machine}: ${e.message}`, { cause: e })));
     });
     if (channel === 'console') {
+      // QEMU's socket only carries output from now on: what the guest printed before (banner, login
+      // prompt) comes from its console log, read at once so the two barely overlap
+      const recent = fileTail(g.consoleLog, CONSOLE_REPLAY_BYTES);
+      if (recent.length) sock.unshift(recent);
       this.consoles.set(key, sock);
       sock.once('close', () => { if (this.consoles.get(key) === sock) this.consoles.delete(key); });
     }
@@ -494,15 +501,7 @@ export class QemuBackend implements LabBackend {
 
   /** Run fn after every earlier call for the same key (provisions, pause, stop … of one lab never interleave). */
   private locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const next = prev.then(
-      () => fn(),
-      () => fn(),
-    );
-    const settled = next.catch(() => undefined);
-    this.locks.set(key, settled);
-    void settled.then(() => { if (this.locks.get(key) === settled) this.locks.delete(key); });
-    return next;
+    return this.locks.run(key, fn);
   }
 }
 

@@ -23,8 +23,8 @@ export async function waitBooted(machine: string, g: RunningGuest, ping: (timeou
     const left = deadline - Date.now();
     if (left <= 0) throw new BackendFailure(`machine ${machine} booted but its check agent never answered within ${secs} s (${why})`, { publicMessage });
     try {
-      // one request for the rest of the time: a guest that is only slow (a busy host under TCG) answers late, not never
-      const r = await ping(Math.max(1000, left - AGENT_GRACE_MS));
+      // long enough for a guest that is only slow (a busy host under TCG); a new connection after that, in case one was lost
+      const r = await ping(Math.max(1000, Math.min(30_000, left - AGENT_GRACE_MS)));
       if (!r.timedOut && r.exitCode === 0) return;
       why = r.timedOut ? 'no answer' : `exit ${r.exitCode}`;
     } catch (err) {

@@ -92,8 +92,10 @@ export async function startCloudMachine(s: LabState, m: MachineState, image: Loc
       fs.rmSync(l.rootDisk, { force: true });
     }
   }
-  delete m.savedState;
-  if (!fs.existsSync(l.rootDisk)) await createOverlay(c.qemuBin, image.disk, l.rootDisk, m.diskGiB);
+  if (!fs.existsSync(l.rootDisk)) {
+    delete m.savedState; // a new overlay on the image itself (an existing one may be built on a saved state: it keeps it)
+    await createOverlay(c.qemuBin, image.disk, l.rootDisk, m.diskGiB);
+  }
   const g = await QemuRunner.start({ ...cloudGuestOptions(l), log: c.log });
   c.track(g);
   return g;

@@ -58,3 +58,28 @@ export async function killProcessesMentioning(dir: string): Promise<void> {
   const end = Date.now() + 5000;
   while (pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
 }
+
+/**
+ * The last `maxBytes` of a file (a guest's console log), starting at a line when it was cut so a
+ * terminal never starts inside an escape sequence. Empty when the file is missing.
+ */
+export function fileTail(file: string, maxBytes: number): Buffer {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return Buffer.alloc(0);
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const len = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(len);
+    const n = fs.readSync(fd, buf, 0, len, size - len);
+    const tail = buf.subarray(0, n);
+    if (len === size) return tail;
+    const nl = tail.indexOf(0x0a);
+    return nl >= 0 && nl < tail.length - 1 ? tail.subarray(nl + 1) : tail;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -5,6 +5,8 @@
  */
 import type { RequestHandler } from 'express';
 import { escapeHtml } from '../../html.js';
+import { translator, type TextKey } from '../../i18n.js';
+import { requestLanguage } from '../errorHandler.js';
 
 /** Scripts only from us; xterm and noVNC set styles at run time, hence style-src 'unsafe-inline'. */
 export const PAGE_CSP = [
@@ -12,10 +14,12 @@ export const PAGE_CSP = [
   "connect-src 'self'", "font-src 'self' data:", "object-src 'none'", "base-uri 'none'", "form-action 'self'",
 ].join('; ');
 
-export function pageShell(o: { title: string; bundle: 'lab' | 'course'; data: Record<string, string> }): string {
+export function pageShell(o: { title: string; bundle: 'lab' | 'course'; data: Record<string, string>; lang?: string }): string {
+  const lang = o.lang ?? 'en';
+  const t = translator(lang);
   const attrs = Object.entries(o.data).map(([k, v]) => ` data-${k}="${escapeHtml(v)}"`).join('');
   return `<!doctype html>
-<html lang="en">
+<html lang="${escapeHtml(lang)}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -25,16 +29,17 @@ export function pageShell(o: { title: string; bundle: 'lab' | 'course'; data: Re
 <script type="module" src="/static/dist/${o.bundle}.js"></script>
 </head>
 <body class="${o.bundle}-page">
-<div id="app"${attrs}><p class="boot">Loading…</p></div>
-<noscript>This page needs JavaScript.</noscript>
+<div id="app"${attrs}><p class="boot">${escapeHtml(t('common.loading'))}</p></div>
+<noscript>${escapeHtml(t('common.noscript'))}</noscript>
 </body>
 </html>`;
 }
 
-export function servePage(o: { title: string; bundle: 'lab' | 'course'; param: string }): RequestHandler {
+export function servePage(o: { title: TextKey; bundle: 'lab' | 'course'; param: string }): RequestHandler {
   return (req, res) => {
     res.setHeader('Content-Security-Policy', PAGE_CSP);
     res.setHeader('Cache-Control', 'no-store');
-    res.type('html').send(pageShell({ title: o.title, bundle: o.bundle, data: { [o.param]: String(req.params[o.param] ?? '') } }));
+    const lang = requestLanguage(req);
+    res.type('html').send(pageShell({ title: translator(lang)(o.title), bundle: o.bundle, data: { [o.param]: String(req.params[o.param] ?? '') }, lang }));
   };
 }

@@ -29,7 +29,7 @@ export function checkRoutes(d: CheckRoutesDeps): Router {
     const a = await labAccess(d.runtime, req, String(req.params.id));
     requireOwner(a);
     const stepId = String(req.params.stepId);
-    if (!STEP_ID.test(stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.' });
+    if (!STEP_ID.test(stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.', messageKey: 'err.noSuchStep' });
     const run = await d.runner.run(a.inst._id, stepId, {
       userId: req.session!.userId, ...(req.session?.name ? { userName: req.session.name } : {}), ...(req.session?.platformId ? { platformId: req.session.platformId } : {}),
     });

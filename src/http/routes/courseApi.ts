@@ -19,6 +19,8 @@ export interface CourseApiDeps {
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
   /** Automatic checks: which each student passed and when (labs that have checks). */
   checks?: Pick<CheckRunner, 'overview'>;
+  /** Every learner of the course (the platform's roster), or null when the platform offers none. */
+  learners?: (contextId: string) => Promise<Array<{ userId: string | null; name: string }> | null>;
 }
 
 export function courseApiRouter(d: CourseApiDeps): Router {
@@ -26,10 +28,13 @@ export function courseApiRouter(d: CourseApiDeps): Router {
   r.get('/api/courses/:contextId/instances', d.sessions.require(), requireInstructor(), (req, res, next) => {
     void (async () => {
       const contextId = String(req.params.contextId);
-      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.' });
+      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
       const docs = (await LabInstance.find({ contextId }).sort({ createdAt: 1 }).limit(2000).lean()) as LabInstanceDoc[];
       const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
+      const roster = d.learners ? await d.learners(contextId).catch(() => null) : null;
+      const started = new Set(docs.map((x) => x.userId));
+      const notStarted = roster ? roster.filter((m) => !m.userId || !started.has(m.userId)).map((m) => ({ userId: m.userId, name: m.name })) : null;
       const now = Date.now();
       const rows = await Promise.all(docs.map(async (inst) => {
         const steps = await d.catalog.steps(inst).catch(() => undefined);
@@ -44,7 +49,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
         };
       }));
       res.setHeader('Cache-Control', 'no-store');
-      res.json({ contextId, serverTime: new Date(now).toISOString(), instances: rows });
+      res.json({ contextId, serverTime: new Date(now).toISOString(), instances: rows, notStarted });
     })().catch(next);
   });
   return r;

@@ -18,7 +18,7 @@ export async function labAccess(runtime: LabRuntime, req: Request, instanceId: s
   const session = req.session;
   if (!session) throw new Unauthorized('no session');
   const inst = await runtime.get(instanceId);
-  if (!inst) throw new NotFound(`instance ${instanceId} not found`, { publicMessage: 'This lab does not exist.' });
+  if (!inst) throw new NotFound(`instance ${instanceId} not found`, { publicMessage: 'This lab does not exist.', messageKey: 'err.noSuchLab' });
   return { inst, session, mode: accessMode(inst, session) };
 }
 

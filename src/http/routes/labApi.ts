@@ -10,6 +10,7 @@
 import express, { type Router, type Request } from 'express';
 import { decodeJwt } from 'jose';
 import { BadRequest, NotFound } from '../../errors.js';
+import { acceptLanguages } from '../../i18n.js';
 import type { Logger } from '../../logger.js';
 import type { LabDefinitions, LabEvent, LabRuntime, RenderedInstructions } from '../../labs/contracts.js';
 import type { SessionTokens } from '../../auth/session.js';
@@ -52,7 +53,7 @@ export function labApiRouter(d: LabApiDeps): Router {
   r.get('/api/instances/:id', wrap(async (req, res) => {
     const a = await labAccess(d.runtime, req, String(req.params.id));
     res.setHeader('Cache-Control', 'no-store');
-    res.json(await instanceView(d, catalog, a));
+    res.json(await instanceView(d, catalog, a, viewerLanguages(req)));
   }));
 
   r.get('/api/instances/:id/events', wrap(async (req, res) => {
@@ -98,7 +99,7 @@ export function labApiRouter(d: LabApiDeps): Router {
     const done = (req.body as { done?: unknown } | undefined)?.done;
     if (typeof done !== 'boolean') throw new BadRequest('done must be true or false');
     const { steps, grading } = await catalog.steps(a.inst);
-    if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.' });
+    if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.', messageKey: 'err.noSuchStep' });
     const { ticks, score } = await d.runtime.tickStep(a.inst._id, stepId, done, { steps, grading });
     res.json({ steps: ticks, progress: progressOf(score) });
   }));
@@ -115,7 +116,7 @@ export function labApiRouter(d: LabApiDeps): Router {
         await d.runtime.reset(id, machine);
       } else if (verb === 'start') await d.runtime.start(id);
       else await d.runtime[verb](id);
-      res.json(await instanceView(d, catalog, { ...a, inst: (await d.runtime.get(id)) ?? a.inst }));
+      res.json(await instanceView(d, catalog, { ...a, inst: (await d.runtime.get(id)) ?? a.inst }, viewerLanguages(req)));
     });
   r.post('/api/instances/:id/start', control('start', false));
   r.post('/api/instances/:id/pause', control('pause', false));
@@ -171,7 +172,12 @@ function cached<T>(m: Map<string, Promise<T>>, key: string, f: () => Promise<T>)
   return p;
 }
 
-async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAccess) {
+/** The viewer's languages by preference: the launch's locale, then the browser's. */
+function viewerLanguages(req: Request): string[] {
+  return [req.session?.locale, ...acceptLanguages(req.get('accept-language'))].filter((l): l is string => Boolean(l));
+}
+
+async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAccess, languages: string[]) {
   const { inst } = a;
   // a teacher reads the student's instructions: {{user.name}} is the owner's name
   const names: Record<string, string> = a.mode === 'view' && d.userNames ? await d.userNames([inst.userId]).catch(() => ({})) : {};
@@ -184,7 +190,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
         user: { name: userName },
         machines: inst.machines ?? {},
         lab: { expires: inst.expiresAt ? `${new Date(inst.expiresAt).toISOString().slice(11, 16)} UTC` : '' },
-      })
+      }, languages)
       .catch((err: unknown) => {
         d.log.warn({ err, instance: inst._id }, 'lab.instructions_failed');
         return null;

@@ -4,7 +4,7 @@ import { servePage } from '../pages/pageShell.js';
 
 export function labPagesRouter(): Router {
   const r = express.Router();
-  r.get('/lab/:instance', servePage({ title: 'Lab', bundle: 'lab', param: 'instance' }));
-  r.get('/course/:context', servePage({ title: 'Course labs', bundle: 'course', param: 'context' }));
+  r.get('/lab/:instance', servePage({ title: 'lab.pageTitle', bundle: 'lab', param: 'instance' }));
+  r.get('/course/:context', servePage({ title: 'course.title', bundle: 'course', param: 'context' }));
   return r;
 }

@@ -7,6 +7,8 @@
  *   GET  /api/admin/lti                       operator only: the tool's URLs with the registration URL (its key)
  *   POST /api/admin/lti/registration-key      operator only: a new key (the old registration URL stops working)
  */
+import { translator, type TextKey } from '../../i18n.js';
+import { requestLanguage } from '../errorHandler.js';
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
 import { maySeePlatform, requireAdmin, requireOperator } from '../../auth/tenancy.js';
@@ -25,21 +27,24 @@ export function ltiAdminRoutes(d: { lti: LtiModule; sessions: SessionTokens; adm
   const r = express.Router();
   const u = d.lti.urls;
 
-  r.get('/admin/lti', (_req, res) => {
-    const row = (k: string, v: string) => `<tr><th>${escapeHtml(k)}</th><td><code>${escapeHtml(v)}</code></td></tr>`;
+  r.get('/admin/lti', (req, res) => {
+    const lang = requestLanguage(req);
+    const t = translator(lang);
+    const e = (k: TextKey) => escapeHtml(t(k));
+    const row = (k: TextKey, v: string) => `<tr><th scope="row">${e(k)}</th><td><code>${escapeHtml(v)}</code></td></tr>`;
     // the registration URL carries a key: fetched with admin credentials from the fragment (#token= or #session=)
-    res.type('html').send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LTI registration – Lab Orchestrator</title>
+    res.type('html').send(`<!doctype html><html lang="${escapeHtml(lang)}"><head><meta charset="utf-8"><title>${e('reg.title')}</title>
 <meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="/static/app.css"></head><body><main>
-<h1>Register Lab Orchestrator with your LMS</h1>
-<h2>Dynamic registration (Moodle 4.x and others)</h2>
-<p>Paste this URL as the tool URL (Moodle: Site administration → Plugins → Activity modules → External tool → Manage tools), then activate the tool in Moodle:</p>
-<p><code id="registration-url">Shown to the operator of the tool: open this page as /admin/lti#token=&lt;ADMIN_TOKEN&gt;.</code></p>
-<h2>Manual registration</h2>
-<table>${row('Tool URL / target link URI', u.launch)}${row('Initiate login URL', u.login)}${row('Redirection URIs', `${u.launch}\n${u.deepLink}`)}${row('Deep linking URL', u.deepLink)}${row('Public keyset (JWKS) URL', u.jwks)}</table>
-<p>Then give the platform's issuer, client id, endpoints and deployment id to the tool:
+<h1>${e('reg.heading')}</h1>
+<h2>${e('reg.dynamic')}</h2>
+<p>${e('reg.dynamicHelp')}</p>
+<p><code id="registration-url">${e('reg.urlHidden')}</code></p>
+<h2>${e('reg.manual')}</h2>
+<table>${row('reg.toolUrl', u.launch)}${row('reg.loginUrl', u.login)}${row('reg.redirectUris', `${u.launch}\n${u.deepLink}`)}${row('reg.deepLinkUrl', u.deepLink)}${row('reg.jwksUrl', u.jwks)}</table>
+<p>${e('reg.then')}
 <code>lab-orchestrator platform add --issuer … --client-id … --auth-url … --token-url … --jwks-url … --deployment-id …</code>
-or <code>POST /api/admin/platforms</code>.</p>
-<p>Moodle refuses outgoing requests to private or loopback hosts and to ports other than 80/443 by default (settings <code>curlsecurityblockedhosts</code>, <code>curlsecurityallowedport</code>): a tool on such an address fails with a 404 from <code>token.php</code>.</p>
+${e('reg.or')} <code>POST /api/admin/platforms</code>.</p>
+<p>${e('reg.moodleNote')}</p>
 <script>
 (function () {
   var h = new URLSearchParams(location.hash.slice(1)); var t = h.get('token') || h.get('session');

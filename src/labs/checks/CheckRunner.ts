@@ -20,13 +20,13 @@ import type { ExecResult } from '../../backends/types.js';
 import type { ScorePublisher } from '../score.js';
 import { CheckResult, checkResultId, type CheckResultDoc } from '../../store/CheckResult.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
-import { KeyedMutex } from '../../store/KeyedMutex.js';
+import { KeyedMutex } from '../../KeyedMutex.js';
 import { releaseCheckRunLock, takeCheckRunLock } from '../../store/CheckRunLock.js';
 import { randomBytes } from 'node:crypto';
 import type { CheckOutcome, LabChecks, LabDefinitions, LabRuntime, ResolvedCheck, StepChecks } from '../contracts.js';
 import { fillText, flatVariables } from '../definition/prepare.js';
 import { checkProgram } from './checkProgram.js';
-import { RateLimiter } from './RateLimiter.js';
+import { SharedRateLimiter } from './RateLimiter.js';
 import type { RateLimit } from '../../rateLimits.js';
 import { agsScore, checkKey, checkScore, type CheckScore } from '../score.js';
 
@@ -110,7 +110,8 @@ export class CheckRunner {
   /** Instances with a run queued or in progress. */
   private readonly busy = new Map<string, number>();
   private readonly lastBackground = new Map<string, number>();
-  private readonly limiter: RateLimiter;
+  /** Per user, across replicas. */
+  private readonly limiter: SharedRateLimiter;
   private readonly maxOutput: number;
   private readonly excerpt: number;
   private timer: NodeJS.Timeout | undefined;
@@ -118,7 +119,7 @@ export class CheckRunner {
   private closed = false;
 
   constructor(private readonly d: CheckRunnerDeps) {
-    this.limiter = new RateLimiter(d.ratePerMinute ?? 10, 60_000, this.nowFn);
+    this.limiter = new SharedRateLimiter(d.ratePerMinute ?? 10, 60_000, this.nowFn);
     this.maxOutput = d.maxOutputBytes ?? 64 * 1024;
     this.excerpt = d.excerptBytes ?? 4096;
   }
@@ -146,9 +147,15 @@ export class CheckRunner {
     const key = `${instanceId}/${stepId}`;
     const joined = this.pending.get(key);
     if (joined) return joined;
-    this.limiter.take(by.userId);
-    if (by.platformId) this.d.platformLimit?.take(by.platformId);
-    return this.schedule(instanceId, key, () => this.execute(instanceId, lc, step, by.userName, 'user'));
+    // presses arriving while this one is counted (a database round trip) join it and count nothing
+    const admitted = (async () => {
+      await this.limiter.take(by.userId);
+      if (by.platformId) this.d.platformLimit?.take(by.platformId);
+      return this.schedule(instanceId, key, () => this.execute(instanceId, lc, step, by.userName, 'user'));
+    })();
+    this.pending.set(key, admitted);
+    admitted.catch(() => undefined).finally(() => { if (this.pending.get(key) === admitted) this.pending.delete(key); });
+    return admitted;
   }
 
   private schedule(instanceId: string, key: string, fn: () => Promise<StepRun>): Promise<StepRun> {
@@ -335,7 +342,6 @@ export class CheckRunner {
 
   /** One pass of the background scheduler (exported for tests): runs the not-yet-passed steps of every running lab that is due. */
   async tick(): Promise<void> {
-    this.limiter.prune();
     if (this.d.isLeader && !this.d.isLeader()) return;
     const running = (await LabInstance.find({ state: 'running' }, { labId: 1, labVersion: 1 }).lean()) as Array<Pick<LabInstanceDoc, '_id' | 'labId' | 'labVersion'>>;
     const seen = new Set<string>();

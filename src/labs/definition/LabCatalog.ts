@@ -13,6 +13,9 @@ import type { InstanceMachines, InstructionVariables, LabChecks, LabDefinitions,
 import { fillChecks, resolveChecks } from './checks.js';
 import { flatVariables, prepareLab } from './prepare.js';
 import { validateDir } from './readLabs.js';
+import { pickLanguage } from '../../i18n.js';
+import { scanPage, type ScannedStep } from './scanInstructions.js';
+import { translatedPath, translationLanguages } from './translations.js';
 import { fillInstructions, renderTemplate } from './render.js';
 import { quantityMiB, type LabYaml } from './schema.js';
 import type { ValidLab } from './validateLab.js';
@@ -167,21 +170,34 @@ export class LabCatalog implements LabDefinitions {
     return prepareLab(labId, version, v.definition as unknown as LabYaml, existing, opts.backend, this.images);
   }
 
-  async instructions(labId: string, version: string, vars: InstructionVariables): Promise<RenderedInstructions> {
-    const key = `${labId}@${version}`;
+  async instructions(labId: string, version: string, vars: InstructionVariables, languages: ReadonlyArray<string | undefined> = []): Promise<RenderedInstructions> {
+    const v = await this.version(labId, version);
+    const def = v.definition as unknown as LabYaml;
+    const defaultLanguage = def.language ?? 'en';
+    const language = pickLanguage(languages, [defaultLanguage, ...translationLanguages(v.files.map((f) => f.path))], defaultLanguage);
+    const key = `${labId}@${version}#${language}`;
     let t = this.rendered.get(key);
     if (!t) {
-      const v = await this.version(labId, version);
-      const def = v.definition as unknown as LabYaml;
       const text = (name: string) => bytes(v.files.find((f) => f.path === name)?.data).toString('utf8');
-      t = renderTemplate({
-        labId,
-        version,
-        title: def.title,
-        pages: v.pages.map((p) => ({ id: p.id, title: p.title, markdown: text(p.name) })),
-        steps: v.steps,
-        grading: def.grading,
+      const translated = language !== defaultLanguage;
+      const pages = v.pages.map((p) => {
+        if (!translated) return { id: p.id, title: p.title, markdown: text(p.name), steps: [] as ScannedStep[] };
+        const markdown = text(translatedPath(p.name, language));
+        const scan = scanPage(markdown, { file: p.name, name: p.name, knownVariables: new Set(), files: new Set(), machines: new Set() });
+        return { id: p.id, title: scan.title ?? p.title, markdown, steps: scan.steps };
       });
+      const stepTitle = new Map(pages.flatMap((p) => p.steps.map((s) => [s.id, s.title] as const)));
+      t = {
+        ...renderTemplate({
+          labId,
+          version,
+          title: def.title,
+          pages: pages.map(({ id, title, markdown }) => ({ id, title, markdown })),
+          steps: v.steps.map((s) => ({ ...s, title: stepTitle.get(s.id) ?? s.title })),
+          grading: def.grading,
+        }),
+        language,
+      };
       this.rendered.set(key, t);
     }
     return fillInstructions(t, flatVariables({ user: vars.user, lab: { title: vars.lab.title ?? t.title, expires: vars.lab.expires }, machines: vars.machines }));

@@ -129,6 +129,8 @@ export const LabSchema = z
       }, { invalid_type_error: 'expected a map such as { maxMinutes: 120 }' })
       .strict()
       .default({}),
+    /** The language of instructions/*.md; translations live in instructions/<language>/ with the same file names. */
+    language: str('a language tag such as en or pt-BR').regex(/^[a-z]{2,3}(-[A-Z]{2})?$/, { message: 'expected a language tag such as en or pt-BR' }).default('en'),
     /** Page files under instructions/, in order; default: every instructions/*.md sorted by name. */
     instructions: z.array(str('a file name such as 01-intro.md').regex(/^[\w.-]+\.md$/, { message: 'expected a file name such as 01-intro.md' }), { invalid_type_error: 'expected a list of page files' }).min(1, { message: 'expected at least one page' }).optional(),
     grading: z

@@ -10,6 +10,7 @@ import { ImageCatalog } from '../../images/ImageCatalog.js';
 import { LabSchema, NAME_RE, type LabYaml, type MachineYaml } from './schema.js';
 import { describeValue, YamlPositions, type Problem, type YamlPath } from './problems.js';
 import { scanPage, VARIABLE, type ScannedStep } from './scanInstructions.js';
+import { checkTranslations } from './translations.js';
 
 /** Lab folder contents: posix path relative to the folder → bytes. */
 export type LabFiles = Map<string, Buffer>;
@@ -19,7 +20,7 @@ export interface ValidLab {
   def: LabYaml;
   pages: Array<{ id: string; name: string; title: string }>;
   steps: Array<{ id: string; pageId: string; title: string }>;
-  /** Only what the lab serves or runs: lab.yaml, instructions/*.md, media/**, checks/**. */
+  /** Only what the lab serves or runs: lab.yaml, instructions/*.md, instructions/<lang>/*.md, media/**, checks/**. */
   files: LabFiles;
   /** sha256 over the stored files: unchanged content = same hash = no new version. */
   contentHash: string;
@@ -32,7 +33,7 @@ export const MAX_LAB_YAML_BYTES = 64 * 1024;
 export const MAX_INSTRUCTIONS_BYTES = 1024 * 1024;
 /** Alias expansions in lab.yaml (yaml's own default): a few aliases that expand aliases make a "billion laughs". */
 export const MAX_YAML_ALIASES = 100;
-const STORED = /^(lab\.yaml|instructions\/[^/]+\.md|media\/.+|checks\/.+)$/;
+const STORED = /^(lab\.yaml|instructions\/([a-z]{2,3}(-[A-Z]{2})?\/)?[^/]+\.md|media\/.+|checks\/.+)$/;
 
 export function hasCredentials(m: Pick<MachineYaml, 'kind' | 'credentials'>): boolean {
   return m.kind === 'vm' || m.credentials !== undefined;
@@ -154,6 +155,10 @@ export function validateLab(id: string, all: LabFiles, prefix: string, images: I
       steps.push({ id: s.id, pageId, title: s.title });
     }
   });
+  problems.push(...checkTranslations({
+    files, prefix, pageNames: pageNames.filter((n) => files.has(n)), defaultLanguage: def?.language ?? 'en',
+    scan: (text, file, name) => scanPage(text, { file, name, knownVariables: vars, files: new Set(files.keys()), machines }),
+  }));
   if (!def) return { problems };
 
   // grading: step ids, checks

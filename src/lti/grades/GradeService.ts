@@ -108,11 +108,12 @@ export class GradeService {
     validateScore(score);
     let t: GradeTarget | undefined = typeof target === 'string' ? await this.ports.targets?.targetFor(target) : target;
     if (!t) throw new NotFound('no line item is known for this lab instance (no grade target)');
+    const scale = t.scoreMaximum;
     t = { issuer: t.issuer, clientId: t.clientId, lineItemUrl: t.lineItemUrl, userSub: t.userSub };
     new URL(t.lineItemUrl); // throws on a malformed URL before anything is written
     const clean: ScoreInput = {
       activityProgress: score.activityProgress, gradingProgress: score.gradingProgress,
-      ...(score.scoreGiven !== undefined ? { scoreGiven: score.scoreGiven, scoreMaximum: score.scoreMaximum } : {}),
+      ...(score.scoreGiven !== undefined ? onScale(score.scoreGiven, score.scoreMaximum!, scale) : {}),
       ...(score.comment !== undefined ? { comment: score.comment } : {}),
     };
     const doc = await appendToOutbox({ ...t, instanceId: typeof target === 'string' ? target : null, score: clean });
@@ -267,4 +268,10 @@ export class GradeService {
     if (s >= 400 && s < 500 && ![401, 408, 425, 429].includes(s)) return { kind: 'rejected', error: `${s}: ${res.text}` };
     return { kind: 'retry', error: `${s}: ${res.text}` };
   }
+}
+
+/** A score on the lab's scale moved to the activity's (`scale`), rounded to 3 decimals; unchanged without one. */
+export function onScale(given: number, max: number, scale: number | null | undefined): { scoreGiven: number; scoreMaximum: number } {
+  if (!scale || !(scale > 0) || scale === max || !(max > 0)) return { scoreGiven: given, scoreMaximum: max };
+  return { scoreGiven: Math.round((given / max) * scale * 1000) / 1000, scoreMaximum: scale };
 }

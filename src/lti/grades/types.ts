@@ -33,6 +33,8 @@ export interface PlatformDirectory {
 export interface GradeTarget extends PlatformRef {
   lineItemUrl: string;
   userSub: string;
+  /** The activity's maximum score (the teacher's choice when adding the lab): scores are sent on this scale. */
+  scoreMaximum?: number | null;
 }
 
 /** Maps a lab instance to its grade target (from the launch that created it). */

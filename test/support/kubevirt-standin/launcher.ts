@@ -91,6 +91,39 @@ export function sharedKubeVirt(): Promise<{ cp: ControlPlane; standIn: StandIn }
   return shared;
 }
 
+/**
+ * Deletes every VirtualMachine and VirtualMachineInstance a finished test file left in the shared
+ * control plane and waits for the stand-in to power their guests off, so one file's leftovers (a
+ * test that timed out before its clean-up) never boot again under the files after it. Returns the
+ * "<namespace>/<name>" of the VMIs (running guests) it found: stopped VMs are deleted but are no
+ * leak. Does nothing when no file has used KubeVirt yet.
+ */
+export async function clearSharedKubeVirt(timeoutMs = 60_000): Promise<string[]> {
+  if (!shared) return [];
+  const s = await shared.catch(() => undefined);
+  if (!s) return [];
+  const { cp, standIn } = s;
+  const found: string[] = [];
+  const namespaces = new Set<string>();
+  for (const plural of ['virtualmachines', 'virtualmachineinstances']) {
+    const r = await cp.request('GET', `/apis/kubevirt.io/v1/${plural}`);
+    if (r.status !== 200) throw new Error(`listing ${plural}: ${r.status} ${r.body}`);
+    for (const o of r.json<{ items: Array<{ metadata: { namespace: string; name: string } }> }>().items) {
+      namespaces.add(o.metadata.namespace);
+      if (plural === 'virtualmachineinstances') found.push(`${o.metadata.namespace}/${o.metadata.name}`);
+    }
+  }
+  for (const ns of namespaces) {
+    for (const plural of ['virtualmachines', 'virtualmachineinstances']) {
+      const r = await cp.request('DELETE', `/apis/kubevirt.io/v1/namespaces/${ns}/${plural}`);
+      if (r.status !== 200 && r.status !== 404) throw new Error(`deleting ${plural} in ${ns}: ${r.status} ${r.body}`);
+    }
+  }
+  const until = Date.now() + timeoutMs;
+  while (standIn.guestPids().length && Date.now() < until) await new Promise((r) => setTimeout(r, 250));
+  return found;
+}
+
 export async function stopSharedKubeVirt(): Promise<void> {
   if (!shared) return;
   const p = shared;
