@@ -95,7 +95,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
   try {
     const secretKey = resolveSecretKey(config);
     const sessions = new SessionTokens(secretKey);
-    const limits = buildRateLimits(config, closers);
+    const limits = buildRateLimits(config);
     const { db, uri, embeddedMongo } = await buildDatabase(config, log, opts.dbName ?? 'lab_orchestrator', closers);
     const duties = new Duties(log.child({ component: 'leadership' }));
     const sweeper = new ExpirySweeper(db.connection, log);

@@ -68,7 +68,7 @@ const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.depl
  */
 export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps): Promise<string> {
   const c = v.claims;
-  d.limit?.take(v.sub, v.platform._id);
+  await d.limit?.take(v.sub, v.platform._id);
   const role = mapRoles(c[CLAIM.roles]);
   const link = obj(c[CLAIM.resourceLink]);
   const context = obj(c[CLAIM.context]);

@@ -79,7 +79,7 @@ export function labApiRouter(d: LabApiDeps): Router {
     const machine = typeof body.machine === 'string' ? body.machine : '';
     const channel = body.channel === 'vnc' || body.channel === 'console' ? (body.channel as ChannelKind) : undefined;
     if (!machine || !channel) throw new BadRequest('machine and channel (vnc|console) are required');
-    d.ticketLimit?.take(a.session.userId, a.session.platformId);
+    await d.ticketLimit?.take(a.session.userId, a.session.platformId);
     const machines = await catalog.machines(a.inst);
     if (!machines.find((m) => m.name === machine)?.channels.includes(channel)) {
       throw new NotFound(`no ${channel} on ${machine}`, { publicMessage: `This lab has no ${channel === 'vnc' ? 'desktop' : 'console'} on "${machine}".` });
