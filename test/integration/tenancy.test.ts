@@ -180,6 +180,37 @@ describe('tenancy: one tool, three schools', function () {
     assert.equal((await api('DELETE', '/api/admin/labs/lab-a', s.adminA)).status, 204);
   });
 
+  it('a private lab\'s media: only to its own platform (a signed URL from its page, or a session), privately cached; 404 to anyone else', async () => {
+    const versions = (await (await api('GET', '/api/admin/labs', s.adminB)).json()) as { versions: Array<{ id: string; version: string }> };
+    const ver = versions.versions.find((v) => v.id === 'lab-b')!.version;
+    const media = `/labs/lab-b/${ver}/media/filesystem.svg`;
+    const get = (p: string, token?: string) => fetch(`${tool.url}${p}`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    // the page of B's student carries signed media URLs that work without a session (an <img> sends none)
+    const { r, session } = await launch(B, { sub: 'student-b2', roles: [ROLE.learner], labId: 'lab-b', resourceLinkId: 'media-b' });
+    assert.equal(r.status, 302, r.body.slice(0, 300));
+    const view = (await (await get(`/api/instances/${new URL(r.location!).pathname.split('/')[2]}`, session)).json()) as { instructions: { pages: Array<{ html: string }> } };
+    const signed = /src="(\/labs\/lab-b\/[^"]+\/media\/filesystem\.svg\?t=[^"]+)"/.exec(view.instructions.pages.map((p) => p.html).join(''))?.[1];
+    assert.ok(signed, 'the page links the image with a signed URL');
+    const ok = await get(signed.replace(/&amp;/g, '&'));
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /<svg/);
+    assert.equal(ok.headers.get('cache-control'), 'private, max-age=3600');
+    assert.equal((await get(media, s.adminB)).status, 200, 'B\'s own session');
+    // anyone else: the same 404 as a missing file
+    assert.equal((await get(media)).status, 404, 'anonymous');
+    assert.equal((await get(media, s.adminA)).status, 404, 'another platform\'s administrator');
+    const studentA = await sessionOf(A, { sub: 'student-a3', roles: [ROLE.learner], labId: 'linux-basics', resourceLinkId: 'media-a' });
+    assert.equal((await get(media, studentA)).status, 404, 'another platform\'s student');
+    const token = new URL(signed, tool.url).searchParams.get('t')!;
+    assert.equal((await get(`/labs/lab-b/${ver}/media/missing.svg?t=${encodeURIComponent(token)}`)).status, 404);
+    assert.equal((await get(`${media}?t=${encodeURIComponent(token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')))}`)).status, 404, 'a tampered token');
+    // an operator lab's media stay public
+    const pub = versions.versions.find((v) => v.id === 'linux-basics')!.version;
+    const open = await get(`/labs/linux-basics/${pub}/media/filesystem.svg`);
+    assert.equal(open.status, 200);
+    assert.equal(open.headers.get('cache-control'), 'public, max-age=86400, immutable');
+  });
+
   it('a user the operator names in OPERATOR_USERS is an operator, whatever the role in the course', async () => {
     const all = (await (await api('GET', '/api/admin/platforms', s.operatorC)).json()) as { platforms: unknown[] };
     assert.equal(all.platforms.length, 3);
