@@ -44,7 +44,12 @@ export interface BuiltRuntime {
  */
 export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): BuiltRuntime {
   if (d.injected) return { runtime: d.injected, labService: undefined };
-  const svc = new LabService({ backend: d.backend, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'runtime' }), metrics: d.metrics });
+  // several replicas run only on KubeVirt (the Lease); there, lab events travel through the database
+  const shared = config.BACKEND === 'kubevirt' && config.LAB_EVENT_POLL_MS > 0;
+  const svc = new LabService({
+    backend: d.backend, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'runtime' }), metrics: d.metrics,
+    ...(shared ? { sharedEvents: { pollMs: config.LAB_EVENT_POLL_MS, ...(config.POD_NAME ? { origin: config.POD_NAME } : {}) } } : {}),
+  });
   const supervisor = new LabSupervisor({ service: svc, backend: d.backend, labs: d.labs, log: d.log.child({ component: 'supervisor' }) });
   d.duties.add({ name: 'supervisor', start: () => supervisor.start(config.RECONCILE_INTERVAL_MS), stop: () => supervisor.stop() });
   // closers run in reverse: the runtime stops before the backend closes
