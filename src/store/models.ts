@@ -13,11 +13,12 @@ import { TicketUse, ticketUseExpiryRules } from './TicketUse.js';
 import { User } from './User.js';
 import { SocketSeat, socketSeatExpiryRules } from './SocketSeat.js';
 import { CheckRate, checkRateExpiryRules } from './CheckRate.js';
+import { LabEventRow, labEventExpiryRules } from './LabEventLog.js';
 import type { ExpiryRule } from './ExpirySweeper.js';
 
 export const ALL_MODELS: ReadonlyArray<{ createIndexes(): Promise<unknown> }> = [
   Activity, CheckResult, CheckRunLock, DeepLinkRequest, GradeOutbox, LabDefinition, LabGeneration, LabInstance,
-  LoginState, UsedNonce, Platform, TicketUse, User, SocketSeat, CheckRate,
+  LoginState, UsedNonce, Platform, TicketUse, User, SocketSeat, CheckRate, LabEventRow,
 ];
 
-export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules, ...socketSeatExpiryRules, ...checkRateExpiryRules];
+export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules, ...socketSeatExpiryRules, ...checkRateExpiryRules, ...labEventExpiryRules];
