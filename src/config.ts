@@ -103,6 +103,8 @@ const schema = z
     KUBEVIRT_MAX_MEMORY_MIB: int(1, 1_000_000_000).optional(),
     LEASE_DURATION_MS: int(2000, 600_000).default('15000'),
     POD_NAME: z.string().min(1).optional(),
+    /** With several replicas (BACKEND=kubevirt): how often a replica reads the lab events the others published (0 = never). */
+    LAB_EVENT_POLL_MS: int(0, 60_000).default('1000'),
   })
   .superRefine((c, ctx) => {
     if (c.LAB_MODE === 'production') {

@@ -121,9 +121,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const { backend, readiness } = buildBackend(config, { log, metrics }, closers);
     const catalog = await buildCatalog(config, log);
     const labs = opts.labs ?? catalog;
-    // an injected runtime replaces LabService entirely (its supervisor would reconcile records it does not own)
-    const labService = opts.runtime ? undefined : buildRuntime(config, { backend, labs: catalog, grades, log, metrics, duties }, closers);
-    const runtime: LabRuntime = opts.runtime ?? (labService as LabService);
+    const { runtime, labService } = buildRuntime(config, { backend, labs: catalog, grades, log, metrics, duties, injected: opts.runtime }, closers);
     const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties, limits }, closers);
     const roster = new CourseRosterCache(grades.tokens);
     const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, media, checks, log, metrics, limits, learners: (k) => roster.learners(k) });

@@ -28,11 +28,28 @@ export interface RuntimeDeps {
   log: Logger;
   metrics: Metrics;
   duties: Duties;
+  /** A runtime that replaces LabService entirely (tests drive the page over stand-ins). */
+  injected?: LabRuntime;
 }
 
-/** LabService over the backend, with its supervisor (lifetime + reconcile) as a leader duty. */
-export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): LabService {
-  const svc = new LabService({ backend: d.backend, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'runtime' }), metrics: d.metrics });
+export interface BuiltRuntime {
+  runtime: LabRuntime;
+  /** The LabService behind `runtime`; absent when a runtime was injected. */
+  labService: LabService | undefined;
+}
+
+/**
+ * The lab runtime: the injected one as is (LabService's supervisor would reconcile records it does
+ * not own), or LabService over the backend with its supervisor (lifetime + reconcile) as a leader duty.
+ */
+export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): BuiltRuntime {
+  if (d.injected) return { runtime: d.injected, labService: undefined };
+  // several replicas run only on KubeVirt (the Lease); there, lab events travel through the database
+  const shared = config.BACKEND === 'kubevirt' && config.LAB_EVENT_POLL_MS > 0;
+  const svc = new LabService({
+    backend: d.backend, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'runtime' }), metrics: d.metrics,
+    ...(shared ? { sharedEvents: { pollMs: config.LAB_EVENT_POLL_MS, ...(config.POD_NAME ? { origin: config.POD_NAME } : {}) } } : {}),
+  });
   const supervisor = new LabSupervisor({ service: svc, backend: d.backend, labs: d.labs, log: d.log.child({ component: 'supervisor' }) });
   d.duties.add({ name: 'supervisor', start: () => supervisor.start(config.RECONCILE_INTERVAL_MS), stop: () => supervisor.stop() });
   // closers run in reverse: the runtime stops before the backend closes
@@ -40,7 +57,7 @@ export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): 
     await supervisor.stop();
     await svc.close();
   });
-  return svc;
+  return { runtime: svc, labService: svc };
 }
 
 export function buildChecks(config: Config, d: { runtime: LabRuntime; labs: LabDefinitions; grades: ScorePublisher; log: Logger; metrics: Metrics; duties: Duties; limits: RateLimits }, closers: Closers): CheckRunner {

@@ -27,6 +27,7 @@ import { KeyedMutex } from '../KeyedMutex.js';
 import { claimGeneration } from '../store/LabGeneration.js';
 import { StepTicks } from './StepTicks.js';
 import type { ScorePublisher } from './score.js';
+import { LabEventRelay } from './LabEventRelay.js';
 
 export interface LabServiceDeps {
   backend: LabBackend;
@@ -40,6 +41,8 @@ export interface LabServiceDeps {
   /** lastActivityAt is written at most this often per instance (ms). */
   activityWriteMs?: number;
   now?: () => Date;
+  /** Share events with other replicas through the database, reading theirs this often (ms). */
+  sharedEvents?: { pollMs: number; origin?: string };
 }
 
 /** States in which the backend holds resources for the instance. */
@@ -77,9 +80,19 @@ export class LabService implements LabRuntime {
   readonly queue: CapacityQueue;
   private readonly stepTicks: StepTicks;
   private closed = false;
+  /** Other replicas' events (unset: this process is alone). */
+  private readonly relay: LabEventRelay | undefined;
 
   constructor(private readonly deps: LabServiceDeps) {
     this.events.setMaxListeners(0);
+    if (deps.sharedEvents) {
+      this.relay = new LabEventRelay({
+        log: deps.log, pollMs: deps.sharedEvents.pollMs, ...(deps.sharedEvents.origin ? { origin: deps.sharedEvents.origin } : {}),
+        deliver: (e) => this.events.emit(e.instanceId, e),
+        subscribed: () => this.events.eventNames().filter((n): n is string => typeof n === 'string'),
+      });
+      this.relay.start();
+    }
     this.queue = new CapacityQueue(deps.capacityRetryMs ?? 5000);
     this.stepTicks = new StepTicks({ lock: this.lock, emit: (e) => this.emit(e), log: deps.log, ...(deps.grades ? { grades: deps.grades } : {}) });
   }
@@ -199,7 +212,7 @@ export class LabService implements LabRuntime {
         } catch (err) {
           if (!(err instanceof CapacityExhausted) || abort.signal.aborted || this.closed) throw err;
           const position = this.queue.enqueue(inst._id);
-          recorder.report({ phase: 'queued', percent: 0, message: `${err.publicMessage} You are number ${position} in the queue; the lab starts by itself.` });
+          recorder.report({ phase: 'queued', percent: 0, message: `${err.publicMessage} You are number ${position} in the queue; the lab starts by itself.`, queuePosition: position });
           log.info({ position }, 'lab.queued');
           await this.queue.wait(inst._id, abort.signal);
         }
@@ -368,12 +381,15 @@ export class LabService implements LabRuntime {
   }
 
   subscribe(instanceId: string, listener: (e: LabEvent) => void): () => void {
+    this.relay?.watch(instanceId);
     this.events.on(instanceId, listener);
     return () => this.events.off(instanceId, listener);
   }
 
+  /** To this process's subscribers at once, and to the other replicas' through the database. */
   emit(event: LabEvent): void {
     this.events.emit(event.instanceId, event);
+    this.relay?.publish(event);
   }
 
   /** Instances whose activity this process remembers (bounded by the labs active in the last write interval). */
@@ -392,6 +408,7 @@ export class LabService implements LabRuntime {
     this.queue.close();
     for (const f of this.inFlight.values()) f.abort.abort();
     await Promise.allSettled([...this.inFlight.values()].map((f) => f.done));
+    await this.relay?.close();
   }
 }
 

@@ -82,6 +82,8 @@ export const en = {
   'prov.usually': 'This usually takes under a minute.',
   'prov.announce': 'Preparing the lab: {{phase}}, {{percent}} %.',
   'prov.ready': 'The lab is ready.',
+  'prov.queuedAt': 'All lab machines are in use. You are number {{position}} in the queue; the lab starts by itself.',
+  'prov.booted': 'Starting the machines: {{done}} of {{total}} booted',
   'fail.title': 'The lab could not be started',
   'fail.retry': 'Try again',
   'fail.unknown': 'Something went wrong while preparing the machines.',
@@ -266,6 +268,22 @@ export const en = {
   'err.noSuchStep': 'This step does not exist in the lab.',
   'err.learnerDeepLink': 'Only teachers can add labs to a course.',
   'err.selectionExpired': 'This selection has expired or was already sent. Start again from your course.',
+
+  // admin API errors
+  'admin.noCredentials': 'Admin API: send Authorization: Bearer <ADMIN_TOKEN>.',
+  'admin.badToken': 'Admin API: the token is not valid.',
+  'admin.adminsOnly': 'Only administrators may do this.',
+  'admin.operatorOnly': 'Only the operator of the tool may do this.',
+  'admin.labOfOperator': 'The lab "{{lab}}" belongs to the operator of the tool; only the operator can change it.',
+  'admin.labIdTaken': 'The lab id "{{lab}}" is taken; choose another one.',
+  'admin.noSuchLab': 'No lab "{{lab}}".',
+  'admin.nameTheLab': 'Name the lab: PUT /api/admin/labs/<id>, ?id=<id>, a single top folder in the archive, or id: in lab.yaml.',
+  'admin.sendArchive': 'Send a .tar.gz of the lab folder (Content-Type: application/gzip) or JSON {"path": "/absolute/folder"}.',
+  'admin.noFolder': 'No folder {{path}} on the server.',
+  'admin.labProblems_one': 'The lab "{{lab}}" has {{count}} problem.',
+  'admin.labProblems_other': 'The lab "{{lab}}" has {{count}} problems.',
+  'admin.platformRegistered': 'This platform and client id are already registered with the tool. Only the operator of the tool can change a registration.',
+  'admin.invalidPlatform': 'The platform registration is not valid: {{problems}}',
 
   // registration pages
   'reg.title': 'LTI registration – Lab Orchestrator',

@@ -45,7 +45,14 @@ export class ChannelProxy {
   private readonly replica = randomBytes(6).toString('hex');
   private seq = 0;
   private renewal: NodeJS.Timeout | undefined;
+  private readonly joinListeners = new Set<() => void>();
   constructor(readonly o: ChannelProxyOptions) {}
+
+  /** Calls `listener` each time a session joins (its seat counted, its fanout requested); returns the unsubscribe. */
+  onJoin(listener: () => void): () => void {
+    this.joinListeners.add(listener);
+    return () => { this.joinListeners.delete(listener); };
+  }
 
   /**
    * The machine side for a session: a private one for a desktop, the shared one for a console. Nothing
@@ -110,6 +117,7 @@ export class ChannelProxy {
     }
     s.request(this.fanoutFor(claims));
     this.sessions.add(s);
+    for (const l of [...this.joinListeners]) l();
     this.renewSeats();
     s.onClosed = () => {
       this.sessions.delete(s);

@@ -155,7 +155,10 @@ async function echoes(ws: WebSocket, text: string): Promise<void> {
 
 /** Until the proxy counts two sessions: both sockets have their seat and are members of the fanout. */
 async function bothCounted(h: Harness): Promise<void> {
-  while (h.proxy.count() < 2) await new Promise((r) => setImmediate(r));
+  if (h.proxy.count() >= 2) return;
+  await new Promise<void>((resolve) => {
+    const off = h.proxy.onJoin(() => { if (h.proxy.count() >= 2) { off(); resolve(); } });
+  });
 }
 
 describe('ChannelProxy.attach orderings', () => {

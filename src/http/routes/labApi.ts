@@ -10,7 +10,8 @@
 import express, { type Router, type Request } from 'express';
 import { decodeJwt } from 'jose';
 import { BadRequest, NotFound } from '../../errors.js';
-import { acceptLanguages } from '../../i18n.js';
+import { acceptLanguages, pickLanguage, translator } from '../../i18n.js';
+import { localProgress } from '../progressText.js';
 import type { Logger } from '../../logger.js';
 import type { LabDefinitions, LabEvent, LabRuntime, RenderedInstructions } from '../../labs/contracts.js';
 import type { SessionTokens } from '../../auth/session.js';
@@ -65,7 +66,9 @@ export function labApiRouter(d: LabApiDeps): Router {
     const a = await labAccess(d.runtime, req, String(req.params.id));
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', Connection: 'keep-alive' });
     res.flushHeaders();
-    const send = (e: LabEvent | { type: 'hello' }) => res.write(`data: ${JSON.stringify(e)}\n\n`);
+    const t = translator(pickLanguage(viewerLanguages(req)));
+    // progress in the viewer's language (the backend's own words are English, for logs)
+    const send = (e: LabEvent | { type: 'hello' }) => res.write(`data: ${JSON.stringify(e.type === 'progress' ? { ...e, progress: localProgress(e.progress, t) } : e)}\n\n`);
     send({ type: 'hello' });
     const unsubscribe = d.runtime.subscribe(a.inst._id, send);
     const beat = setInterval(() => res.write(': keep-alive\n\n'), d.heartbeatMs ?? 15_000);
@@ -210,7 +213,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     title: instructions?.title ?? inst.labId,
     state: inst.state,
     failureReason: inst.failureReason,
-    progress: inst.progress,
+    progress: inst.progress ? localProgress(inst.progress, translator(pickLanguage(languages))) : null,
     startedAt: inst.startedAt,
     expiresAt: inst.expiresAt,
     serverTime: new Date().toISOString(),
