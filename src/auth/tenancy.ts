@@ -6,8 +6,8 @@
  *   Only operators register platforms or change a registration, see or rotate the registration
  *   key, and manage the labs every school uses.
  * - A platform's **LTI administrators** (institution or system Administrator roles, as the
- *   platform sends them in a launch) administer their platform only: its own labs and its
- *   registration as a read-only view. Never another platform's registration or labs, never the
+ *   platform sends them in a launch) administer their platform only: its own labs, its
+ *   registration as a read-only view, and its usage (courses, labs, launches). Never another platform's registration or labs, never the
  *   operator's settings.
  * - Course-level roles (`membership#Administrator`, Instructor, …) are never tool or platform
  *   administrators: a course Administrator is a teacher of that course.
@@ -116,6 +116,11 @@ export function operatorOnly(): Forbidden {
 /** May this actor see this platform registration? */
 export function maySeePlatform(a: Actor, platformId: string): boolean {
   return a.kind === 'operator' || a.platformId === platformId;
+}
+
+/** Throws NotFound unless the actor may see this platform (its registration, its usage): another platform does not exist for it. */
+export function mustSeePlatform(a: Actor, platformId: string): void {
+  if (!maySeePlatform(a, platformId)) throw new NotFound(`platform ${platformId} is not the actor's`, { publicMessage: 'No such platform.' });
 }
 
 /** May the viewer see (and start) a lab with this owner? */

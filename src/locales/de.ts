@@ -287,4 +287,17 @@ export const de: Catalog = {
   'reg.moodleNote': 'Moodle lehnt ausgehende Anfragen an private oder Loopback-Adressen und an andere Ports als 80/443 standardmäßig ab (Einstellungen curlsecurityblockedhosts, curlsecurityallowedport): Ein Werkzeug unter einer solchen Adresse scheitert mit einem 404 von token.php.',
   'reg.done': '{{tool}} ist bei {{issuer}} registriert (Client-ID {{clientId}}). Sie können dieses Fenster schließen.',
   'reg.doneTitle': 'Registriert',
+
+  // usage page
+  'usage.title': 'Nutzung – Lab Orchestrator',
+  'usage.heading': 'Nutzung Ihrer Plattform',
+  'usage.help': 'Kurse Ihrer Plattform, die das Werkzeug nutzen: Aktivitäten, Labore nach Zustand und Starts (letzte 90 Tage). Öffnen Sie diese Seite als /admin/usage#session=… aus einem Administrator-Start oder mit #token=<ADMIN_TOKEN>.',
+  'usage.course': 'Kurs',
+  'usage.activities': 'Aktivitäten',
+  'usage.running': 'Laufende Labore',
+  'usage.stopped': 'Gestoppte Labore',
+  'usage.launches': 'Starts',
+  'usage.total': 'Gesamt',
+  'usage.none': 'Noch kein Kurs hat das Werkzeug genutzt.',
+  'usage.denied': 'Nur Administratoren können diese Seite sehen.',
 };

@@ -302,6 +302,19 @@ export const en = {
   'reg.moodleNote': 'Moodle refuses outgoing requests to private or loopback hosts and to ports other than 80/443 by default (settings curlsecurityblockedhosts, curlsecurityallowedport): a tool on such an address fails with a 404 from token.php.',
   'reg.done': '{{tool}} is registered with {{issuer}} (client id {{clientId}}). You can close this window.',
   'reg.doneTitle': 'Registered',
+
+  // usage page
+  'usage.title': 'Usage – Lab Orchestrator',
+  'usage.heading': 'Usage of your platform',
+  'usage.help': 'Courses of your platform that use the tool: activities, labs by state and launches (last 90 days). Open this page as /admin/usage#session=… from an administrator launch, or #token=<ADMIN_TOKEN>.',
+  'usage.course': 'Course',
+  'usage.activities': 'Activities',
+  'usage.running': 'Labs running',
+  'usage.stopped': 'Labs stopped',
+  'usage.launches': 'Launches',
+  'usage.total': 'Total',
+  'usage.none': 'No course has used the tool yet.',
+  'usage.denied': 'Only administrators can see this page.',
 };
 
 export type MessageKey = keyof typeof en;

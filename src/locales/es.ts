@@ -287,4 +287,17 @@ export const es: Catalog = {
   'reg.moodleNote': 'Por defecto, Moodle rechaza peticiones salientes a hosts privados o de bucle local y a puertos distintos de 80/443 (ajustes curlsecurityblockedhosts, curlsecurityallowedport): una herramienta en esa dirección falla con un 404 de token.php.',
   'reg.done': '{{tool}} está registrado en {{issuer}} (id de cliente {{clientId}}). Puede cerrar esta ventana.',
   'reg.doneTitle': 'Registrado',
+
+  // usage page
+  'usage.title': 'Uso – Lab Orchestrator',
+  'usage.heading': 'Uso de su plataforma',
+  'usage.help': 'Los cursos de su plataforma que usan la herramienta: actividades, laboratorios por estado e inicios (últimos 90 días). Abra esta página como /admin/usage#session=… desde un inicio de administrador, o con #token=<ADMIN_TOKEN>.',
+  'usage.course': 'Curso',
+  'usage.activities': 'Actividades',
+  'usage.running': 'Laboratorios en marcha',
+  'usage.stopped': 'Laboratorios detenidos',
+  'usage.launches': 'Inicios',
+  'usage.total': 'Total',
+  'usage.none': 'Ningún curso ha usado todavía la herramienta.',
+  'usage.denied': 'Solo los administradores pueden ver esta página.',
 };

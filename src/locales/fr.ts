@@ -287,4 +287,17 @@ export const fr: Catalog = {
   'reg.moodleNote': 'Par défaut, Moodle refuse les requêtes sortantes vers des hôtes privés ou de bouclage et vers des ports autres que 80/443 (réglages curlsecurityblockedhosts, curlsecurityallowedport) : un outil à une telle adresse échoue avec un 404 de token.php.',
   'reg.done': '{{tool}} est enregistré auprès de {{issuer}} (identifiant client {{clientId}}). Vous pouvez fermer cette fenêtre.',
   'reg.doneTitle': 'Enregistré',
+
+  // usage page
+  'usage.title': 'Utilisation – Lab Orchestrator',
+  'usage.heading': 'Utilisation de votre plateforme',
+  'usage.help': 'Les cours de votre plateforme qui utilisent l’outil : activités, labos par état et lancements (90 derniers jours). Ouvrez cette page en /admin/usage#session=… depuis un lancement d’administrateur, ou avec #token=<ADMIN_TOKEN>.',
+  'usage.course': 'Cours',
+  'usage.activities': 'Activités',
+  'usage.running': 'Labos en marche',
+  'usage.stopped': 'Labos arrêtés',
+  'usage.launches': 'Lancements',
+  'usage.total': 'Total',
+  'usage.none': 'Aucun cours n’a encore utilisé l’outil.',
+  'usage.denied': 'Seuls les administrateurs peuvent voir cette page.',
 };
