@@ -42,8 +42,8 @@ export class TooManyRequests extends AppError {
   }
 }
 export class ValidationFailed extends AppError {
-  constructor(message: string, readonly problems: string[] = []) {
-    super(message);
+  constructor(message: string, readonly problems: string[] = [], options?: AppErrorOptions) {
+    super(message, options);
   }
 }
 

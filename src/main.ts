@@ -15,6 +15,7 @@ import { ALL_EXPIRY_RULES } from './store/models.js';
 import { LabInstance, INSTANCE_STATES } from './store/LabInstance.js';
 import { createApp, type Mount } from './http/createApp.js';
 import { adminLabRoutes } from './http/routes/adminLabRoutes.js';
+import { MediaTokens } from './auth/mediaTokens.js';
 import { labRoutes as labCatalogRoutes } from './http/routes/labCatalogRoutes.js';
 import { resolveSecretKey } from './secrets.js';
 import { Metrics } from './metrics.js';
@@ -95,7 +96,8 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
   try {
     const secretKey = resolveSecretKey(config);
     const sessions = new SessionTokens(secretKey);
-    const limits = buildRateLimits(config, closers);
+    const media = new MediaTokens(secretKey);
+    const limits = buildRateLimits(config);
     const { db, uri, embeddedMongo } = await buildDatabase(config, log, opts.dbName ?? 'lab_orchestrator', closers);
     const duties = new Duties(log.child({ component: 'leadership' }));
     const sweeper = new ExpirySweeper(db.connection, log);
@@ -122,7 +124,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const { runtime, labService } = buildRuntime(config, { backend, labs: catalog, grades, log, metrics, duties, injected: opts.runtime }, closers);
     const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties, limits }, closers);
     const roster = new CourseRosterCache(grades.tokens);
-    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, checks, log, metrics, limits, learners: (k) => roster.learners(k) });
+    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, media, checks, log, metrics, limits, learners: (k) => roster.learners(k) });
     const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl, limits, roster }, closers);
     const devPlatform = config.DEV_PLATFORM ?? config.LAB_MODE === 'demo' ? await createDevPlatform({ publicUrl, log, sweeper }) : undefined;
 
@@ -130,7 +132,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       lti.first,
       ...(opts.extraMounts ?? []),
       ...(devPlatform ? [{ path: '/dev-platform', router: devPlatform.router }] : []),
-      { path: '/', router: labCatalogRoutes(catalog, sessions) },
+      { path: '/', router: labCatalogRoutes(catalog, sessions, media) },
       { path: '/api/admin/labs', router: adminLabRoutes(catalog, requireAdmin(sessions, config.ADMIN_TOKEN)) },
       ...page.mounts,
       ...lti.mounts,

@@ -1,6 +1,6 @@
 /** While the lab is being prepared: the phases, a progress bar, an estimate; on failure the reason and a retry. */
 import { announce, h, progressBar } from './dom.js';
-import { dur, lang, t } from './i18n.js';
+import { dur, t } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
 import type { Progress } from './types.js';
 
@@ -33,8 +33,8 @@ export class ProvisioningPanel {
     this.bar.set(p.percent);
     const idx = PHASES.findIndex(([id]) => id === p.phase);
     const label = idx >= 0 ? t(PHASES[idx]![1]) : p.message;
-    // the server's message is English (it may add details such as a queue position)
-    this.message.textContent = lang() === 'en' ? p.message : label;
+    // the server's words for this moment, in the page's language (a queue position, machines booted)
+    this.message.textContent = p.message || label;
     if (p.phase !== this.announcedPhase) {
       this.announcedPhase = p.phase;
       announce(t('prov.announce', { phase: label, percent: Math.round(p.percent) }));

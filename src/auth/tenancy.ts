@@ -6,8 +6,8 @@
  *   Only operators register platforms or change a registration, see or rotate the registration
  *   key, and manage the labs every school uses.
  * - A platform's **LTI administrators** (institution or system Administrator roles, as the
- *   platform sends them in a launch) administer their platform only: its own labs and its
- *   registration as a read-only view. Never another platform's registration or labs, never the
+ *   platform sends them in a launch) administer their platform only: its own labs, its
+ *   registration as a read-only view, and its usage (courses, labs, launches). Never another platform's registration or labs, never the
  *   operator's settings.
  * - Course-level roles (`membership#Administrator`, Instructor, …) are never tool or platform
  *   administrators: a course Administrator is a teacher of that course.
@@ -86,7 +86,7 @@ export function requireAdmin(sessions: SessionTokens, adminToken: string | undef
   return (req, _res, next) => {
     const h = req.get('authorization');
     const token = h?.startsWith('Bearer ') ? h.slice(7) : undefined;
-    if (!token) return next(new Unauthorized('no credentials', { publicMessage: 'Admin API: send Authorization: Bearer <ADMIN_TOKEN>.' }));
+    if (!token) return next(new Unauthorized('no credentials', { publicMessage: 'Admin API: send Authorization: Bearer <ADMIN_TOKEN>.', messageKey: 'admin.noCredentials' }));
     if (adminToken && sameSecret(token, adminToken)) {
       req.actor = { kind: 'operator' };
       return next();
@@ -94,12 +94,12 @@ export function requireAdmin(sessions: SessionTokens, adminToken: string | undef
     sessions.verify(token).then(
       (s) => {
         const actor = actorOfSession(s);
-        if (!actor) return next(new Forbidden('administrator role required', { publicMessage: 'Only administrators may do this.' }));
+        if (!actor) return next(new Forbidden('administrator role required', { publicMessage: 'Only administrators may do this.', messageKey: 'admin.adminsOnly' }));
         req.session = s;
         req.actor = actor;
         next();
       },
-      () => next(new Forbidden('bad admin credentials', { publicMessage: 'Admin API: the token is not valid.' })),
+      () => next(new Forbidden('bad admin credentials', { publicMessage: 'Admin API: the token is not valid.', messageKey: 'admin.badToken' })),
     );
   };
 }
@@ -110,12 +110,17 @@ export function requireOperator(): RequestHandler {
 }
 
 export function operatorOnly(): Forbidden {
-  return new Forbidden('operator only', { publicMessage: 'Only the operator of the tool may do this.' });
+  return new Forbidden('operator only', { publicMessage: 'Only the operator of the tool may do this.', messageKey: 'admin.operatorOnly' });
 }
 
 /** May this actor see this platform registration? */
 export function maySeePlatform(a: Actor, platformId: string): boolean {
   return a.kind === 'operator' || a.platformId === platformId;
+}
+
+/** Throws NotFound unless the actor may see this platform (its registration, its usage): another platform does not exist for it. */
+export function mustSeePlatform(a: Actor, platformId: string): void {
+  if (!maySeePlatform(a, platformId)) throw new NotFound(`platform ${platformId} is not the actor's`, { publicMessage: 'No such platform.' });
 }
 
 /** May the viewer see (and start) a lab with this owner? */
@@ -136,14 +141,14 @@ export function ownerForUpload(a: Actor): LabOwner {
  */
 export function mustManageLab(a: Actor, labId: string, owner: LabOwner | undefined, o: { adding?: boolean } = {}): void {
   if (a.kind === 'operator' || owner === undefined || owner === a.platformId) return;
-  if (owner === null) throw new Forbidden(`lab ${labId} is the operator's`, { publicMessage: `The lab "${labId}" belongs to the operator of the tool; only the operator can change it.` });
+  if (owner === null) throw new Forbidden(`lab ${labId} is the operator's`, { publicMessage: `The lab "${labId}" belongs to the operator of the tool; only the operator can change it.`, messageKey: 'admin.labOfOperator', messageVars: { lab: labId } });
   if (o.adding) throw new LabIdTaken(labId);
-  throw new NotFound(`lab ${labId} belongs to another platform`, { publicMessage: `No lab "${labId}".` });
+  throw new NotFound(`lab ${labId} belongs to another platform`, { publicMessage: `No lab "${labId}".`, messageKey: 'admin.noSuchLab', messageVars: { lab: labId } });
 }
 
 /** Adding a lab under an id another platform uses. */
 export class LabIdTaken extends Conflict {
   constructor(labId: string) {
-    super(`lab id ${labId} is taken by another platform`, { publicMessage: `The lab id "${labId}" is taken; choose another one.` });
+    super(`lab id ${labId} is taken by another platform`, { publicMessage: `The lab id "${labId}" is taken; choose another one.`, messageKey: 'admin.labIdTaken', messageVars: { lab: labId } });
   }
 }

@@ -63,7 +63,12 @@ export interface Progress {
   phase: ProgressPhase;
   /** 0..100 for the whole provisioning. */
   percent: number;
+  /** For logs and operators, in English; the lab page shows its own words for the phase and the values below. */
   message: string;
+  /** While queued for capacity: the lab's place in the queue (1 = next). */
+  queuePosition?: number;
+  /** Machines booted so far, of all the lab's machines (while they boot). */
+  booted?: { done: number; total: number };
 }
 
 export interface ExecResult {

@@ -16,6 +16,7 @@ import { labPagesRouter } from '../http/routes/labPages.js';
 import { checkRoutes } from '../http/routes/checkRoutes.js';
 import { userNames } from '../store/User.js';
 import type { RateLimits } from '../rateLimits.js';
+import type { MediaTokens } from '../auth/mediaTokens.js';
 
 export interface LabPageDeps {
   server: http.Server;
@@ -24,6 +25,7 @@ export interface LabPageDeps {
   runtime: LabRuntime;
   labs: LabDefinitions;
   sessions: SessionTokens;
+  media: MediaTokens;
   checks: CheckRunner;
   log: Logger;
   metrics: Metrics;
@@ -45,7 +47,7 @@ export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[];
   const catalog = new LabCatalogCache(d.labs);
   const mounts: Mount[] = [
     { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
-    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket }) },
+    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket, media: d.media }) },
     { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks, ...(d.learners ? { learners: d.learners } : {}) }) },
     { path: '/', router: labPagesRouter() },
   ];

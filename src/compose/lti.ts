@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics.js';
 import type { Mount } from '../http/createApp.js';
 import { respondWithError } from '../http/errorHandler.js';
 import { ltiAdminRoutes } from '../http/routes/ltiAdminRoutes.js';
+import { adminUsageRoutes } from '../http/routes/adminUsageRoutes.js';
 import type { SessionTokens } from '../auth/session.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import type { GradeService } from '../lti/grades/GradeService.js';
@@ -14,7 +15,7 @@ import type { CourseRosterCache } from '../lti/roster.js';
 import { frameAncestors } from '../lti/frameAncestors.js';
 import type { Closers } from './Closers.js';
 import type { RateLimits } from '../rateLimits.js';
-import { operatorUsers } from '../auth/tenancy.js';
+import { operatorUsers, requireAdmin } from '../auth/tenancy.js';
 
 export interface LtiPartsDeps {
   labs: LabDefinitions;
@@ -48,6 +49,7 @@ export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers
       { path: '/lti', router: express.Router().use(launchTimer(d.metrics)) },
       { path: '/lti', router: lti.app },
       { path: '/', router: ltiAdminRoutes({ lti, sessions: d.sessions, adminToken: config.ADMIN_TOKEN }) },
+      { path: '/', router: adminUsageRoutes({ platforms: () => lti.registry.list(), admin: requireAdmin(d.sessions, config.ADMIN_TOKEN) }) },
     ],
   };
 }

@@ -212,7 +212,7 @@ export class LabService implements LabRuntime {
         } catch (err) {
           if (!(err instanceof CapacityExhausted) || abort.signal.aborted || this.closed) throw err;
           const position = this.queue.enqueue(inst._id);
-          recorder.report({ phase: 'queued', percent: 0, message: `${err.publicMessage} You are number ${position} in the queue; the lab starts by itself.` });
+          recorder.report({ phase: 'queued', percent: 0, message: `${err.publicMessage} You are number ${position} in the queue; the lab starts by itself.`, queuePosition: position });
           log.info({ position }, 'lab.queued');
           await this.queue.wait(inst._id, abort.signal);
         }

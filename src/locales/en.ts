@@ -82,6 +82,8 @@ export const en = {
   'prov.usually': 'This usually takes under a minute.',
   'prov.announce': 'Preparing the lab: {{phase}}, {{percent}} %.',
   'prov.ready': 'The lab is ready.',
+  'prov.queuedAt': 'All lab machines are in use. You are number {{position}} in the queue; the lab starts by itself.',
+  'prov.booted': 'Starting the machines: {{done}} of {{total}} booted',
   'fail.title': 'The lab could not be started',
   'fail.retry': 'Try again',
   'fail.unknown': 'Something went wrong while preparing the machines.',
@@ -267,6 +269,22 @@ export const en = {
   'err.learnerDeepLink': 'Only teachers can add labs to a course.',
   'err.selectionExpired': 'This selection has expired or was already sent. Start again from your course.',
 
+  // admin API errors
+  'admin.noCredentials': 'Admin API: send Authorization: Bearer <ADMIN_TOKEN>.',
+  'admin.badToken': 'Admin API: the token is not valid.',
+  'admin.adminsOnly': 'Only administrators may do this.',
+  'admin.operatorOnly': 'Only the operator of the tool may do this.',
+  'admin.labOfOperator': 'The lab "{{lab}}" belongs to the operator of the tool; only the operator can change it.',
+  'admin.labIdTaken': 'The lab id "{{lab}}" is taken; choose another one.',
+  'admin.noSuchLab': 'No lab "{{lab}}".',
+  'admin.nameTheLab': 'Name the lab: PUT /api/admin/labs/<id>, ?id=<id>, a single top folder in the archive, or id: in lab.yaml.',
+  'admin.sendArchive': 'Send a .tar.gz of the lab folder (Content-Type: application/gzip) or JSON {"path": "/absolute/folder"}.',
+  'admin.noFolder': 'No folder {{path}} on the server.',
+  'admin.labProblems_one': 'The lab "{{lab}}" has {{count}} problem.',
+  'admin.labProblems_other': 'The lab "{{lab}}" has {{count}} problems.',
+  'admin.platformRegistered': 'This platform and client id are already registered with the tool. Only the operator of the tool can change a registration.',
+  'admin.invalidPlatform': 'The platform registration is not valid: {{problems}}',
+
   // registration pages
   'reg.title': 'LTI registration – Lab Orchestrator',
   'reg.heading': 'Register Lab Orchestrator with your LMS',
@@ -284,6 +302,19 @@ export const en = {
   'reg.moodleNote': 'Moodle refuses outgoing requests to private or loopback hosts and to ports other than 80/443 by default (settings curlsecurityblockedhosts, curlsecurityallowedport): a tool on such an address fails with a 404 from token.php.',
   'reg.done': '{{tool}} is registered with {{issuer}} (client id {{clientId}}). You can close this window.',
   'reg.doneTitle': 'Registered',
+
+  // usage page
+  'usage.title': 'Usage – Lab Orchestrator',
+  'usage.heading': 'Usage of your platform',
+  'usage.help': 'Courses of your platform that use the tool: activities, labs by state and launches (last 90 days). Open this page as /admin/usage#session=… from an administrator launch, or #token=<ADMIN_TOKEN>.',
+  'usage.course': 'Course',
+  'usage.activities': 'Activities',
+  'usage.running': 'Labs running',
+  'usage.stopped': 'Labs stopped',
+  'usage.launches': 'Launches',
+  'usage.total': 'Total',
+  'usage.none': 'No course has used the tool yet.',
+  'usage.denied': 'Only administrators can see this page.',
 };
 
 export type MessageKey = keyof typeof en;

@@ -101,12 +101,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      try {
-        d.limits?.launch.take(verified.sub, verified.platform._id);
-      } catch (err) {
-        return next(err);
-      }
-      nonceRecorded.then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls })).then((html) => res.type('html').send(html), next);
+      Promise.resolve(d.limits?.launch.take(verified.sub, verified.platform._id)).then(() => nonceRecorded).then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls })).then((html) => res.type('html').send(html), next);
     },
   };
   const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });

@@ -11,6 +11,7 @@ import { Conflict, NotFound } from '../errors.js';
 import { upsertUser } from '../store/User.js';
 import { upsertActivity, GRADING_MODES, type ActivityKey, type ActivitySettings, type GradingMode } from '../store/Activity.js';
 import { findInstanceRecord } from '../store/LabInstance.js';
+import { recordLaunch } from '../store/LaunchLog.js';
 import type { LaunchIds } from './LaunchIds.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
@@ -68,7 +69,7 @@ const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.depl
  */
 export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps): Promise<string> {
   const c = v.claims;
-  d.limit?.take(v.sub, v.platform._id);
+  await d.limit?.take(v.sub, v.platform._id);
   const role = mapRoles(c[CLAIM.roles]);
   const link = obj(c[CLAIM.resourceLink]);
   const context = obj(c[CLAIM.context]);
@@ -102,6 +103,8 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   d.ids?.set(userKey(v), user._id);
   d.ids?.set(activityKey(key), activity._id);
   const log = d.log.child({ activity: activity._id, user: user._id, role });
+  // usage counting never delays or fails a launch
+  recordLaunch(v.platform._id, activity.contextKey).catch((err: unknown) => log.warn({ err }, 'lti.launch_not_counted'));
   const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
   const locale = launchLocale(c);
   const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}), ...(locale ? { locale } : {}) };

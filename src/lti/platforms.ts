@@ -39,7 +39,7 @@ export function validatePlatformInput(i: Partial<Record<keyof PlatformInput, unk
   const deps = Array.isArray(i.deploymentIds) ? i.deploymentIds : typeof i.deploymentIds === 'string' ? [i.deploymentIds] : [];
   const deploymentIds = [...new Set(deps.map((d) => (typeof d === 'string' ? d.trim() : '')))];
   if (!deploymentIds.length || deploymentIds.some((d) => !d)) p.push('deploymentIds: one or more non-empty deployment ids required');
-  if (p.length) throw new ValidationFailed(`invalid platform registration: ${p.join('; ')}`, p);
+  if (p.length) throw new ValidationFailed(`invalid platform registration: ${p.join('; ')}`, p, { messageKey: 'admin.invalidPlatform', messageVars: { problems: p.join('; ') } });
   return {
     issuer, clientId, authUrl, tokenUrl, jwksUrl, deploymentIds,
     name: typeof i.name === 'string' && i.name.trim() ? i.name.trim() : new URL(issuer).host,
@@ -93,6 +93,7 @@ export class PlatformRegistry {
     this.log.warn({ issuer: v.issuer, clientId: v.clientId, registeredBy: v.registeredBy }, 'lti.platform_change_refused');
     throw new Conflict(`platform ${v.issuer} (client ${v.clientId}) is already registered`, {
       publicMessage: 'This platform and client id are already registered with the tool. Only the operator of the tool can change a registration.',
+      messageKey: 'admin.platformRegistered',
     });
   }
 

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import mongoose, { Schema } from 'mongoose';
-import type { BackendKind, LabHandle, ProgressPhase } from '../backends/types.js';
+import type { BackendKind, LabHandle, Progress } from '../backends/types.js';
 import { retryUpsert } from './database.js';
 
 export const INSTANCE_STATES = ['requested', 'provisioning', 'running', 'paused', 'stopped', 'expired', 'destroyed', 'failed'] as const;
@@ -26,7 +26,7 @@ export interface LabInstanceDoc {
   generation: number;
   state: InstanceState;
   failureReason: string | null;
-  progress: { phase: ProgressPhase; percent: number; message: string } | null;
+  progress: Progress | null;
   /** Per machine: generated or fixed credentials, and anything else templated per instance. */
   machines: Record<string, { username?: string; password?: string; ip?: string; host?: string }>;
   /** Step id → when it was ticked. */

@@ -19,6 +19,7 @@ import { AGENT_TCP_PORT as AGENT_PORT } from '../../src/backends/kubevirt/vmAgen
 import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
 import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';
+import { checkProgram } from '../../src/labs/checks/checkProgram.js';
 import type { LabEvent } from '../../src/labs/contracts.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
 import { createLogger } from '../../src/logger.js';
@@ -153,6 +154,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
 
     const guarded = await svc.exec(instanceId, 'box', 'stat -c %a /etc/lab-agent/token; id -u', { timeoutMs: 5000, maxOutputBytes: 1024 });
     assert.equal(guarded.stdout, '600\n0\n', 'the token file is root-only; checks run as root');
+
     assert.ok((await CheckResult.countDocuments({ instanceId })) >= 2, 'the runner stored the results of the first test');
   });
 
@@ -165,6 +167,11 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     const t0 = Date.now();
     assert.equal((await svc.exec(edgeId, 'box', 'echo up', { timeoutMs: 120_000, maxOutputBytes: 64 })).stdout, 'up\n');
     process.stderr.write(`      [kubevirt] exec agent answered ${Date.now() - t0} ms after the lab was running\n`);
+    // a hostile LMS name templated into a check reaches the guest (as root) as data, never as code
+    const name = 'x" ; touch /tmp/inj ; echo "';
+    const p = checkProgram({ command: 'printf %s "{{user.name}}"; test ! -e /tmp/inj' }, { 'user.name': name });
+    const named = await svc.exec(edgeId, 'box', p.command, { timeoutMs: 10_000, maxOutputBytes: 1024, env: p.env });
+    assert.deepEqual([named.exitCode, named.stdout], [0, name], 'the name printed exactly, nothing run');
     const edgeToken = await sessions.issue({ userId: 'kv-edge', role: 'learner', contextId: 'kv-course' });
     const run = (step: string) => api('POST', `/api/instances/${edgeId}/steps/${step}/check`, edgeToken);
 

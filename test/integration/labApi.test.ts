@@ -134,6 +134,34 @@ describe('lab page API', function () {
     assert.equal((await fetch(`${tool.url}/api/instances/boblab/events`, { headers: { authorization: `Bearer ${tok.alice}` } })).status, 403);
   });
 
+  it('gives the progress in the language of the launch: the phase, the queue position, the machines booted', async () => {
+    tok.carla = await sessions.issue({ userId: 'carla', role: 'learner', contextId: 'course-1', name: 'Carla', locale: 'de-DE' });
+    await rt.add({ id: 'carlalab', userId: 'carla', state: 'provisioning' });
+    await LabInstance.updateOne({ _id: 'carlalab' }, { $set: { progress: { phase: 'queued', percent: 0, message: 'All lab machines are in use. You are number 2 in the queue; the lab starts by itself.', queuePosition: 2 } } });
+    const r = await call('carla', 'GET', '/api/instances/carlalab');
+    assert.equal(r.body.progress.message, 'Alle Labormaschinen sind belegt. Sie sind Nummer 2 in der Warteschlange; das Labor startet von selbst.');
+    const ctrl = new AbortController();
+    const res = await fetch(`${tool.url}/api/instances/carlalab/events`, { headers: { authorization: `Bearer ${tok.carla}`, 'accept-language': 'fr' }, signal: ctrl.signal });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    const read = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        text += value;
+      }
+    })().catch(() => undefined);
+    await waitFor(() => text.includes('"hello"'), 5000, 'hello');
+    rt.emit({ type: 'progress', instanceId: 'carlalab', progress: { phase: 'machines-starting', percent: 70, message: 'web booted (1 of 2)', booted: { done: 1, total: 2 } } });
+    rt.emit({ type: 'progress', instanceId: 'carlalab', progress: { phase: 'disks', percent: 30, message: 'Disks ready' } });
+    await waitFor(() => text.includes('"message":"Festplatten werden vorbereitet"'), 5000, 'the disks phase');
+    ctrl.abort();
+    await read;
+    // the launch's locale wins over the browser's
+    assert.ok(text.includes('"message":"Maschinen werden gestartet: 1 von 2 hochgefahren"'), text);
+    assert.ok(!text.includes('Disks ready') && !text.includes('booted (1 of 2)'), text);
+  });
+
   it('lets a teacher reset or stop a lab but not pause it; learners cannot control others', async () => {
     assert.equal((await call('teacher', 'POST', '/api/instances/boblab/pause', {})).status, 403);
     assert.equal((await call('alice', 'POST', '/api/instances/boblab/stop', {})).status, 403);

@@ -135,6 +135,25 @@ describe('admin API for lab definitions', function () {
     assert.deepEqual(await catalogIds(), ['linux-basics@1'], 'nothing changed');
   });
 
+  it('answers in the language the request asks for (Accept-Language), English otherwise', async () => {
+    const ask = async (lang: string | null, method: string, url: string, body?: object, token: string | null = ADMIN) => {
+      const res = await fetch(`${tool.url}${url}`, {
+        method,
+        headers: { accept: 'application/json', ...(lang ? { 'accept-language': lang } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: res.status, error: ((await res.json()) as { error: string }).error };
+    };
+    assert.deepEqual(await ask('de-DE,de;q=0.9', 'GET', '/api/admin/labs', undefined, null), { status: 401, error: 'Admin-API: Senden Sie Authorization: Bearer <ADMIN_TOKEN>.' });
+    assert.deepEqual(await ask('fr', 'GET', '/api/admin/labs', undefined, learner), { status: 403, error: 'Seuls les administrateurs peuvent faire cela.' });
+    assert.deepEqual(await ask('es', 'POST', '/api/admin/labs', { nothing: true }), { status: 400, error: 'Envíe un .tar.gz de la carpeta del laboratorio (Content-Type: application/gzip) o JSON {"path": "/carpeta/absoluta"}.' });
+    assert.deepEqual(await ask('de', 'POST', '/api/admin/labs', { path: '/no/such/folder' }), { status: 400, error: 'Kein Ordner /no/such/folder auf dem Server.' });
+    assert.deepEqual(await ask('pt-BR', 'GET', '/api/admin/labs', undefined, 'wrong-token-0123456789'), { status: 403, error: 'Admin API: the token is not valid.' });
+    const platform = await ask('fr', 'POST', '/api/admin/platforms', { issuer: 'not a url', clientId: 'c' });
+    assert.equal(platform.status, 400);
+    assert.match(platform.error, /^L’enregistrement de la plateforme n’est pas valide : issuer: /);
+  });
+
   it('adds a lab from a .tar.gz; the same archive again makes no new version', async () => {
     const r = await send('POST', '/api/admin/labs', archive(), administrator);
     assert.equal(r.status, 201);
@@ -151,7 +170,8 @@ describe('admin API for lab definitions', function () {
       fs.appendFileSync(path.join(d, 'instructions', '02-reach.md'), '\n{{machines.gamma.ip}}\n');
     }));
     assert.equal(r.status, 400);
-    const body = (await r.json()) as { problems: string[] };
+    const body = (await r.json()) as { error: string; problems: string[] };
+    assert.equal(body.error, 'The lab "net-101" has 2 problems.');
     assert.equal(body.problems.length, 2);
     assert.match(body.problems[0]!, /^net-101\/instructions\/02-reach\.md:\d+:1 variable: expected one of .*, got \{\{machines\.gamma\.ip\}\}$/);
     assert.match(body.problems[1]!, /^net-101\/lab\.yaml:44:1 colour: expected one of schemaVersion, id, .*, got unknown key "colour"$/);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { LabDefinitions } from '../../src/labs/contracts.js';
 import { Platform } from '../../src/store/Platform.js';
+import { LabInstance } from '../../src/store/LabInstance.js';
 import { fakeLabs } from '../support/fakeLabs.js';
 import { ROLE, startMiniPlatform, type MiniLaunch, type MiniPlatform } from '../support/miniPlatform.js';
 import { tar, type TarEntry } from '../support/tarWriter.js';
@@ -178,6 +179,81 @@ describe('tenancy: one tool, three schools', function () {
     assert.equal((await launch(B, { sub: 'student-b', roles: [ROLE.learner], labId: 'lab-a', resourceLinkId: 'la' })).r.status, 404);
     // the owner removes its own lab
     assert.equal((await api('DELETE', '/api/admin/labs/lab-a', s.adminA)).status, 204);
+  });
+
+  it('a private lab\'s media: only to its own platform (a signed URL from its page, or a session), privately cached; 404 to anyone else', async () => {
+    const versions = (await (await api('GET', '/api/admin/labs', s.adminB)).json()) as { versions: Array<{ id: string; version: string }> };
+    const ver = versions.versions.find((v) => v.id === 'lab-b')!.version;
+    const media = `/labs/lab-b/${ver}/media/filesystem.svg`;
+    const get = (p: string, token?: string) => fetch(`${tool.url}${p}`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    // the page of B's student carries signed media URLs that work without a session (an <img> sends none)
+    const { r, session } = await launch(B, { sub: 'student-b2', roles: [ROLE.learner], labId: 'lab-b', resourceLinkId: 'media-b' });
+    assert.equal(r.status, 302, r.body.slice(0, 300));
+    const view = (await (await get(`/api/instances/${new URL(r.location!).pathname.split('/')[2]}`, session)).json()) as { instructions: { pages: Array<{ html: string }> } };
+    const signed = /src="(\/labs\/lab-b\/[^"]+\/media\/filesystem\.svg\?t=[^"]+)"/.exec(view.instructions.pages.map((p) => p.html).join(''))?.[1];
+    assert.ok(signed, 'the page links the image with a signed URL');
+    const ok = await get(signed.replace(/&amp;/g, '&'));
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /<svg/);
+    assert.equal(ok.headers.get('cache-control'), 'private, max-age=3600');
+    assert.equal((await get(media, s.adminB)).status, 200, 'B\'s own session');
+    // anyone else: the same 404 as a missing file
+    assert.equal((await get(media)).status, 404, 'anonymous');
+    assert.equal((await get(media, s.adminA)).status, 404, 'another platform\'s administrator');
+    const studentA = await sessionOf(A, { sub: 'student-a3', roles: [ROLE.learner], labId: 'linux-basics', resourceLinkId: 'media-a' });
+    assert.equal((await get(media, studentA)).status, 404, 'another platform\'s student');
+    const token = new URL(signed, tool.url).searchParams.get('t')!;
+    assert.equal((await get(`/labs/lab-b/${ver}/media/missing.svg?t=${encodeURIComponent(token)}`)).status, 404);
+    assert.equal((await get(`${media}?t=${encodeURIComponent(token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')))}`)).status, 404, 'a tampered token');
+    // an operator lab's media stay public
+    const pub = versions.versions.find((v) => v.id === 'linux-basics')!.version;
+    const open = await get(`/labs/linux-basics/${pub}/media/filesystem.svg`);
+    assert.equal(open.status, 200);
+    assert.equal(open.headers.get('cache-control'), 'public, max-age=86400, immutable');
+  });
+
+  it('usage: a platform\'s administrators see their own platform\'s courses, labs and launches, never another platform\'s', async () => {
+    // one course of A used by two students (three launches); one lab running, one stopped
+    const first = await launch(A, { sub: 'usage-u', roles: [ROLE.learner], labId: 'linux-basics', contextId: 'usage-course', resourceLinkId: 'usage-link' });
+    await launch(A, { sub: 'usage-u', roles: [ROLE.learner], labId: 'linux-basics', contextId: 'usage-course', resourceLinkId: 'usage-link' });
+    const second = await launch(A, { sub: 'usage-v', roles: [ROLE.learner], labId: 'linux-basics', contextId: 'usage-course', resourceLinkId: 'usage-link' });
+    const idOf = (x: { r: { location?: string } }) => decodeURIComponent(new URL(x.r.location!).pathname.split('/')[2]!);
+    await LabInstance.updateOne({ _id: idOf(first) }, { $set: { state: 'running' } });
+    await LabInstance.updateOne({ _id: idOf(second) }, { $set: { state: 'stopped' } });
+    type Usage = { id: string; issuer: string; courses: Array<{ title: string; activities: number; labs: Record<string, number>; launches: number }>; totals: { launches: number } };
+    const usage = async (token: string | undefined, p = '/api/admin/usage') => {
+      const res = await api('GET', p, token);
+      return { status: res.status, body: res.status === 200 ? ((await res.json()) as { platforms?: Usage[]; platform?: Usage }) : undefined };
+    };
+    // launches are counted after the redirect: wait for the three rows
+    let a: Usage | undefined;
+    for (let i = 0; i < 50; i++) {
+      a = (await usage(s.adminA)).body?.platforms?.[0];
+      if (a?.courses.find((c) => c.title === 'Course usage-course')?.launches === 3) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const mine = (await usage(s.adminA)).body!.platforms!;
+    assert.deepEqual(mine.map((p) => p.issuer), [A.issuer], 'A\'s administrator sees A only');
+    const { course: key, ...course } = mine[0]!.courses.find((c) => c.title === 'Course usage-course') as Usage['courses'][number] & { course: string };
+    assert.match(key, /^c[\w-]{22}$/, 'the course key, as the course page uses it');
+    assert.deepEqual(course, { title: 'Course usage-course', activities: 1, labs: { running: 1, stopped: 1 }, launches: 3 });
+    assert.ok(mine[0]!.totals.launches >= 3);
+    const b = (await usage(s.adminB)).body!.platforms!;
+    assert.deepEqual(b.map((p) => p.issuer), [B.issuer]);
+    assert.ok(!JSON.stringify(b).includes('usage-course'), 'nothing of A in B\'s usage');
+    // another platform's usage does not exist for a platform's administrator; the operator sees every one
+    assert.equal((await usage(s.adminA, `/api/admin/platforms/${b[0]!.id}/usage`)).status, 404);
+    assert.equal((await usage(s.adminB, `/api/admin/platforms/${mine[0]!.id}/usage`)).status, 404);
+    assert.equal((await usage(s.adminA, `/api/admin/platforms/${mine[0]!.id}/usage`)).body?.platform?.courses.find((c) => c.title === 'Course usage-course')?.launches, 3);
+    assert.equal((await usage(ADMIN, `/api/admin/platforms/${b[0]!.id}/usage`)).status, 200);
+    assert.deepEqual((await usage(ADMIN)).body!.platforms!.map((p) => p.issuer).sort(), [A.issuer, B.issuer, C.issuer].sort());
+    // course roles and students are not administrators; no credentials is 401
+    assert.equal((await usage(s.courseAdminA)).status, 403);
+    assert.equal((await usage(undefined)).status, 401);
+    // the page itself holds no data (it asks the API with the credentials in its fragment)
+    const page = await fetch(`${tool.url}/admin/usage`);
+    assert.equal(page.status, 200);
+    assert.doesNotMatch(await page.text(), /usage-course/);
   });
 
   it('a user the operator names in OPERATOR_USERS is an operator, whatever the role in the course', async () => {

@@ -210,7 +210,7 @@ export class KubeVirtBackend implements LabBackend {
       }
       if (booted !== lastBooted) {
         lastBooted = booted;
-        onProgress({ phase: 'machines-starting', percent: 50 + Math.floor((45 * booted) / Math.max(1, total)), message: `${booted} of ${total} machines booted` });
+        onProgress({ phase: 'machines-starting', percent: 50 + Math.floor((45 * booted) / Math.max(1, total)), message: `${booted} of ${total} machines booted`, booted: { done: booted, total } });
       }
       if (booted === total) return;
       if (Date.now() > deadline) throw new BackendFailure(`lab ${ns} did not boot in time`, { publicMessage: 'The machines did not start in time.' });

@@ -178,7 +178,7 @@ export class QemuBackend implements LabBackend {
           const ping = (timeoutMs: number) => this.locked(`${name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, 'true', { timeoutMs, maxOutputBytes: 64 }));
           await abortable(waitBooted(m.name, g, ping, deadline, this.bootTimeoutMs), signal);
           booted++;
-          onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${m.name} booted (${booted} of ${guests.length})` });
+          onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${m.name} booted (${booted} of ${guests.length})`, booted: { done: booted, total: guests.length } });
         }),
       );
     } catch (err) {

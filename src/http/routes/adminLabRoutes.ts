@@ -18,6 +18,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { BadRequest } from '../../errors.js';
+import { translator } from '../../i18n.js';
+import { requestLanguage } from '../errorHandler.js';
 import { mayUseLab, mustManageLab, operatorOnly, ownerForUpload, viewerOfActor } from '../../auth/tenancy.js';
 import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
 import { formatProblem, sortProblems } from '../../labs/definition/problems.js';
@@ -43,17 +45,17 @@ async function labFromRequest(req: Request): Promise<{ id: string; files: LabFil
   if (Buffer.isBuffer(req.body)) {
     const { files, topFolder } = await readTarArchive(req.body);
     const id = fixedId ?? topFolder ?? yamlId(files);
-    if (!id) throw new BadRequest('no lab id', { publicMessage: 'Name the lab: PUT /api/admin/labs/<id>, ?id=<id>, a single top folder in the archive, or id: in lab.yaml.' });
+    if (!id) throw new BadRequest('no lab id', { publicMessage: 'Name the lab: PUT /api/admin/labs/<id>, ?id=<id>, a single top folder in the archive, or id: in lab.yaml.', messageKey: 'admin.nameTheLab' });
     return { id, files, prefix: id };
   }
   const body = (req.body ?? {}) as { path?: unknown; id?: unknown };
   // a folder on the server is the operator's to name
   if (typeof body.path === 'string' && req.actor?.kind !== 'operator') throw operatorOnly();
   if (typeof body.path !== 'string' || !path.isAbsolute(body.path)) {
-    throw new BadRequest('no archive or path', { publicMessage: 'Send a .tar.gz of the lab folder (Content-Type: application/gzip) or JSON {"path": "/absolute/folder"}.' });
+    throw new BadRequest('no archive or path', { publicMessage: 'Send a .tar.gz of the lab folder (Content-Type: application/gzip) or JSON {"path": "/absolute/folder"}.', messageKey: 'admin.sendArchive' });
   }
   const stat = await fs.stat(body.path).catch(() => undefined);
-  if (!stat?.isDirectory()) throw new BadRequest(`no folder ${body.path}`, { publicMessage: `No folder ${body.path} on the server.` });
+  if (!stat?.isDirectory()) throw new BadRequest(`no folder ${body.path}`, { publicMessage: `No folder ${body.path} on the server.`, messageKey: 'admin.noFolder', messageVars: { path: body.path } });
   const id = fixedId ?? (typeof body.id === 'string' ? body.id : path.basename(body.path));
   return { id, files: await readLabDir(body.path), prefix: body.path };
 }
@@ -76,7 +78,7 @@ export function adminLabRoutes(catalog: LabCatalog, requireAdmin: RequestHandler
     if (!lab) {
       const lines = sortProblems(problems).map(formatProblem);
       req.log?.info({ lab: id, problems: lines }, 'labs.admin_rejected');
-      res.status(400).json({ error: `The lab "${id}" has ${lines.length} problem(s).`, status: 400, problems: lines });
+      res.status(400).json({ error: translator(requestLanguage(req))('admin.labProblems', { lab: id, count: lines.length }), status: 400, problems: lines });
       return;
     }
     const out = await catalog.add(lab, { source: 'admin', owner: ownerForUpload(req.actor!) });

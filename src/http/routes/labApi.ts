@@ -10,7 +10,8 @@
 import express, { type Router, type Request } from 'express';
 import { decodeJwt } from 'jose';
 import { BadRequest, NotFound } from '../../errors.js';
-import { acceptLanguages } from '../../i18n.js';
+import { acceptLanguages, pickLanguage, translator } from '../../i18n.js';
+import { localProgress } from '../progressText.js';
 import type { Logger } from '../../logger.js';
 import type { LabDefinitions, LabEvent, LabRuntime, RenderedInstructions } from '../../labs/contracts.js';
 import type { SessionTokens } from '../../auth/session.js';
@@ -22,6 +23,9 @@ import { isoTicks } from '../../labs/StepTicks.js';
 import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 import type { UserAndPlatformLimit } from '../../rateLimits.js';
+import type { MediaTokens } from '../../auth/mediaTokens.js';
+import { viewerOf } from '../../auth/tenancy.js';
+import { signMediaUrls } from '../../labs/definition/render.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
@@ -38,6 +42,8 @@ export interface LabApiDeps {
   heartbeatMs?: number;
   /** Websocket tickets per user and per platform. */
   ticketLimit?: UserAndPlatformLimit;
+  /** Signs the instructions' media URLs for the viewer (a private lab's media are served only with them). */
+  media?: MediaTokens;
 }
 
 type Handler = (req: Request, res: express.Response) => Promise<void>;
@@ -60,7 +66,9 @@ export function labApiRouter(d: LabApiDeps): Router {
     const a = await labAccess(d.runtime, req, String(req.params.id));
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', Connection: 'keep-alive' });
     res.flushHeaders();
-    const send = (e: LabEvent | { type: 'hello' }) => res.write(`data: ${JSON.stringify(e)}\n\n`);
+    const t = translator(pickLanguage(viewerLanguages(req)));
+    // progress in the viewer's language (the backend's own words are English, for logs)
+    const send = (e: LabEvent | { type: 'hello' }) => res.write(`data: ${JSON.stringify(e.type === 'progress' ? { ...e, progress: localProgress(e.progress, t) } : e)}\n\n`);
     send({ type: 'hello' });
     const unsubscribe = d.runtime.subscribe(a.inst._id, send);
     const beat = setInterval(() => res.write(': keep-alive\n\n'), d.heartbeatMs ?? 15_000);
@@ -79,7 +87,7 @@ export function labApiRouter(d: LabApiDeps): Router {
     const machine = typeof body.machine === 'string' ? body.machine : '';
     const channel = body.channel === 'vnc' || body.channel === 'console' ? (body.channel as ChannelKind) : undefined;
     if (!machine || !channel) throw new BadRequest('machine and channel (vnc|console) are required');
-    d.ticketLimit?.take(a.session.userId, a.session.platformId);
+    await d.ticketLimit?.take(a.session.userId, a.session.platformId);
     const machines = await catalog.machines(a.inst);
     if (!machines.find((m) => m.name === machine)?.channels.includes(channel)) {
       throw new NotFound(`no ${channel} on ${machine}`, { publicMessage: `This lab has no ${channel === 'vnc' ? 'desktop' : 'console'} on "${machine}".` });
@@ -182,7 +190,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
   // a teacher reads the student's instructions: {{user.name}} is the owner's name
   const names: Record<string, string> = a.mode === 'view' && d.userNames ? await d.userNames([inst.userId]).catch(() => ({})) : {};
   const userName = a.mode === 'control' ? a.session.name ?? '' : names[inst.userId] ?? '';
-  const [machines, status, instructions] = await Promise.all([
+  const [machines, status, rendered] = await Promise.all([
     catalog.machines(inst).catch(() => []),
     d.runtime.status(inst._id).catch((): Record<string, MachineStatus> => ({})),
     d.labs
@@ -196,6 +204,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
         return null;
       }),
   ]);
+  const instructions = rendered && d.media ? signMediaUrls(rendered, d.media.issue(inst.labId, inst.labVersion, viewerOf(a.session))) : rendered;
   const score = instructions ? stepScore(instructions.grading, instructions.steps, inst.steps ?? {}) : undefined;
   return {
     id: inst._id,
@@ -204,7 +213,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     title: instructions?.title ?? inst.labId,
     state: inst.state,
     failureReason: inst.failureReason,
-    progress: inst.progress,
+    progress: inst.progress ? localProgress(inst.progress, translator(pickLanguage(languages))) : null,
     startedAt: inst.startedAt,
     expiresAt: inst.expiresAt,
     serverTime: new Date().toISOString(),

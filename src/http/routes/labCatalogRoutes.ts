@@ -2,7 +2,10 @@
  * Public catalog routes: GET /api/labs, GET /api/labs/:id (summaries: no credentials, no
  * instructions) and the labs' media at /labs/:id/:version/media/*. Media are served only by exact
  * stored path (no file system access, so no traversal), with a CSP sandbox so an SVG opened
- * directly can never run script on our origin.
+ * directly can never run script on our origin. The media of the operator's labs are public (like
+ * their summaries); those of a platform's private lab only to a viewer the catalog rule lets see
+ * the lab (a signed media URL from an instruction page, or a Bearer session), privately cached;
+ * anyone else gets the same 404 as for a file that does not exist.
  */
 import express, { type Router } from 'express';
 import path from 'node:path';
@@ -10,6 +13,7 @@ import { NotFound } from '../../errors.js';
 import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
 import type { SessionTokens } from '../../auth/session.js';
 import { mayUseLab, viewerOf, type CatalogViewer } from '../../auth/tenancy.js';
+import type { MediaTokens } from '../../auth/mediaTokens.js';
 
 const TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -33,7 +37,7 @@ async function viewer(req: express.Request, sessions: SessionTokens | undefined)
   return viewerOf(await sessions.verify(h.slice(7)).catch(() => undefined));
 }
 
-export function labRoutes(catalog: LabCatalog, sessions?: SessionTokens): Router {
+export function labRoutes(catalog: LabCatalog, sessions?: SessionTokens, media?: MediaTokens): Router {
   const r = express.Router();
 
   r.get('/api/labs', async (req, res) => {
@@ -51,16 +55,34 @@ export function labRoutes(catalog: LabCatalog, sessions?: SessionTokens): Router
   r.get('/labs/:id/:version/media/*rel', async (req, res) => {
     const segs = (req.params as unknown as { rel: string[] }).rel;
     if (!Array.isArray(segs) || segs.some((s) => !s || s === '.' || s === '..' || s.includes('/') || s.includes('\\') || s.includes('\0'))) {
-      throw new NotFound('bad media path', { publicMessage: 'No such media file.' });
+      throw noMedia('bad media path');
+    }
+    const { id, version } = req.params;
+    const owner = await catalog.ownerOf(id);
+    if (owner === undefined) throw noMedia(`no lab ${id}`);
+    if (owner !== null) {
+      const t = typeof req.query.t === 'string' ? req.query.t : undefined;
+      const v = (t ? media?.verify(id, version, t) : undefined) ?? (await viewer(req, sessions));
+      if (!mayUseLab(v, owner)) throw noMedia(`media of lab ${id} are private to its platform`);
     }
     const rel = segs.join('/');
-    const data = await catalog.media(req.params.id, req.params.version, rel);
+    const data = await catalog.media(id, version, rel);
     res.setHeader('Content-Type', TYPES[path.extname(rel).toLowerCase()] ?? 'application/octet-stream');
     res.setHeader('Content-Security-Policy', "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox");
-    // a version never changes: cache for a day
-    res.setHeader('Cache-Control', 'public, max-age=86400, immutable');
+    if (owner === null) {
+      // a version never changes: cache for a day, anywhere
+      res.setHeader('Cache-Control', 'public, max-age=86400, immutable');
+    } else {
+      // only this browser, for as long as the signed URL lives at most; never a shared cache
+      res.setHeader('Cache-Control', 'private, max-age=3600');
+      res.setHeader('Referrer-Policy', 'no-referrer');
+    }
     res.send(data);
   });
 
   return r;
+}
+
+function noMedia(why: string): NotFound {
+  return new NotFound(why, { publicMessage: 'No such media file.' });
 }

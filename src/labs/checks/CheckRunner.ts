@@ -150,7 +150,7 @@ export class CheckRunner {
     // presses arriving while this one is counted (a database round trip) join it and count nothing
     const admitted = (async () => {
       await this.limiter.take(by.userId);
-      if (by.platformId) this.d.platformLimit?.take(by.platformId);
+      if (by.platformId) await this.d.platformLimit?.take(by.platformId);
       return this.schedule(instanceId, key, () => this.execute(instanceId, lc, step, by.userName, 'user'));
     })();
     this.pending.set(key, admitted);

@@ -200,3 +200,11 @@ export function fillInstructions(t: RenderedInstructions, vars: Record<string, s
     steps: t.steps.map((s) => ({ ...s })),
   };
 }
+
+/** Add `?t=<token>` to every media URL of labId@version in the pages (the signed URLs of a private lab's media). */
+export function signMediaUrls(t: RenderedInstructions, token: string): RenderedInstructions {
+  const base = `/labs/${encodeURIComponent(t.labId)}/${encodeURIComponent(t.version)}/media/`;
+  const q = `?t=${encodeURIComponent(token)}`;
+  const sign = (html: string) => html.split(`"${base}`).map((part, i) => (i === 0 ? part : part.replace(/^([^"?#]*)"/, `$1${q}"`))).join(`"${base}`);
+  return { ...t, pages: t.pages.map((p) => ({ ...p, html: sign(p.html) })) };
+}
