@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What the test suite needs beyond the tool itself (browser, VMs, control plane).
+# What the test suite needs beyond the tool itself (browser, VMs, control plane, HAProxy for the replicas test).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-need_apt chromium qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio socat
+need_apt chromium qemu-system-x86 qemu-utils busybox-static linux-image-amd64 cpio socat haproxy
 need_guest_image
 need_k8s
