@@ -1,11 +1,20 @@
 /**
- * Rate limits per user and per platform over a sliding minute, counted in a UseLog. The tool
- * counts in the database (store/RateUse.ts: one row per use, inserted and then counted, so
- * concurrent uses on any replica can never pass together beyond the limit; FerretDB 1.x has no
- * atomic `$inc` under concurrency and no transactions), so a limit holds for the whole tool
- * however many replicas serve it; tests of the arithmetic count in memory. A burst of `perMinute`
- * at once passes; past it: TooManyRequests (429) with Retry-After = the seconds until the oldest
- * use in the minute leaves it. A refused use does not count.
+ * Rate limits per user and per platform, held for the whole tool however many replicas serve it.
+ *
+ * Counted in one-minute windows of numbered slots in a SlotStore (store/RateSlots.ts: one
+ * document per claimed slot, `<key>@<window>#<n>`). Claiming a slot is an insert of a unique id,
+ * atomic on FerretDB 1.x (which has no transactions and whose `$inc` loses counts under
+ * concurrency), and every database access is by `_id` (the only lookup FerretDB's SQLite backend
+ * answers without scanning the collection). A window has perMinute/B slots and each slot stands
+ * for B uses (B = perMinute/20, at least 1): a replica claims a slot and spends its B uses
+ * locally, so a class of 40 launching at once costs a couple of inserts, not 40 contended ones.
+ * Within a clock minute a limit is never exceeded; over a sliding minute a replica may spend the
+ * rest of a slot claimed in the previous window (at most B-1 more). It is exact for the small
+ * per-user limits where B is 1.
+ *
+ * The previous window still counts, weighted by how much of it lies in the last minute (a
+ * sliding minute: no double burst at a window edge). Past the limit: TooManyRequests (429) with
+ * Retry-After. A refused use claims nothing.
  *
  * Sizing (defaults, per minute): launches 10 per user, 600 per platform; websocket tickets 60 per
  * user, 2400 per platform; check runs 600 per platform (per user: CHECK_RATE_PER_MINUTE, counted
@@ -15,49 +24,98 @@
  * minute still pass; one user or one platform hammering the tool does not.
  */
 import { TooManyRequests } from './errors.js';
+import { KeyedMutex } from './KeyedMutex.js';
 
 export const RATE_WINDOW_MS = 60_000;
 
-/** Where uses are counted, shared by every replica. */
-export interface UseLog {
-  /**
-   * Record one use of `key` at `now` unless `max` uses are already in the window ending at `now`;
-   * resolves to 0 when recorded, else to the milliseconds until the oldest use leaves the window.
-   * Two uses racing for the last place may both be refused, never both recorded.
-   */
-  take(key: string, now: number, windowMs: number, max: number): Promise<number>;
+/** Numbered slots per key and window, shared by every replica. */
+export interface SlotStore {
+  /** The highest slot known to be claimed for key in the window (0 when none); may lag behind, never ahead. */
+  highest(key: string, windowStart: number): Promise<number>;
+  /** Claim slot n; false when another claim has it. */
+  claim(key: string, windowStart: number, n: number, expiresAt: Date): Promise<boolean>;
+  /** Record that slot n is claimed (raises highest()). */
+  noteHighest(key: string, windowStart: number, n: number, expiresAt: Date): Promise<void>;
 }
 
-/** Uses in this process only (unit tests, or a tool without a database). */
-export class MemoryUseLog implements UseLog {
-  private readonly uses = new Map<string, number[]>();
-  take(key: string, now: number, windowMs: number, max: number): Promise<number> {
-    const inWindow = (this.uses.get(key) ?? []).filter((t) => t > now - windowMs);
-    if (inWindow.length >= max) {
-      this.uses.set(key, inWindow);
-      return Promise.resolve(Math.max(1, inWindow[0]! + windowMs - now));
-    }
-    inWindow.push(now);
-    this.uses.set(key, inWindow);
-    return Promise.resolve(0);
+/** Slots in this process only (unit tests, or a tool without a database). */
+export class MemorySlots implements SlotStore {
+  private readonly slots = new Map<string, number>();
+  private readonly top = new Map<string, number>();
+  highest(key: string, windowStart: number): Promise<number> {
+    return Promise.resolve(this.top.get(`${key}@${windowStart}`) ?? 0);
+  }
+  claim(key: string, windowStart: number, n: number, expiresAt: Date): Promise<boolean> {
+    const id = `${key}@${windowStart}#${n}`;
+    if (this.slots.has(id)) return Promise.resolve(false);
+    this.slots.set(id, expiresAt.getTime());
+    if (this.slots.size > 10_000) for (const [k, e] of this.slots) if (e <= windowStart) this.slots.delete(k);
+    return Promise.resolve(true);
+  }
+  noteHighest(key: string, windowStart: number, n: number): Promise<void> {
+    const k = `${key}@${windowStart}`;
+    this.top.set(k, Math.max(n, this.top.get(k) ?? 0));
+    if (this.top.size > 10_000) for (const t of this.top.keys()) if (Number(t.slice(t.lastIndexOf('@') + 1)) < windowStart - RATE_WINDOW_MS) this.top.delete(t);
+    return Promise.resolve();
   }
 }
 
 /** One limit: at most `perMinute` uses per key in any minute. */
 export class RateLimit {
+  /** Uses per slot. */
+  readonly perSlot: number;
+  private readonly slotsPerWindow: number;
+  /** The slot this process holds per key: its window and the uses left in it. */
+  private readonly held = new Map<string, { windowStart: number; left: number }>();
+  private readonly lock = new KeyedMutex();
+
   constructor(
     readonly perMinute: number,
     private readonly what: string,
-    private readonly log: UseLog,
+    private readonly slots: SlotStore,
     private readonly scope: string,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.perSlot = Math.max(1, Math.floor(perMinute / 20));
+    this.slotsPerWindow = Math.floor(perMinute / this.perSlot);
+  }
 
   /** Count one use for key, or throw TooManyRequests with the seconds until one would pass. */
-  async take(key: string): Promise<void> {
-    const waitMs = await this.log.take(`${this.scope}\n${key}`, this.now(), RATE_WINDOW_MS, this.perMinute);
-    if (waitMs <= 0) return;
-    const wait = Math.max(1, Math.ceil(waitMs / 1000));
+  take(key: string): Promise<void> {
+    const k = `${this.scope}\n${key}`;
+    return this.lock.run(k, async () => {
+      const t = this.now();
+      const windowStart = t - (t % RATE_WINDOW_MS);
+      const h = this.held.get(k);
+      // the rest of a slot claimed in this or the previous window (the previous one counts it whole)
+      if (h && h.left > 0 && windowStart - h.windowStart <= RATE_WINDOW_MS) {
+        h.left--;
+        return;
+      }
+      await this.claimSlot(k, key, t, windowStart);
+    });
+  }
+
+  private async claimSlot(k: string, key: string, t: number, windowStart: number): Promise<void> {
+    // a window's slots are read during the next window too: they expire after both
+    const expiresAt = new Date(windowStart + 2 * RATE_WINDOW_MS);
+    const [top, prevTop] = await Promise.all([this.slots.highest(k, windowStart), this.slots.highest(k, windowStart - RATE_WINDOW_MS)]);
+    const prevUses = prevTop * this.perSlot;
+    const inside = 1 - (t - windowStart) / RATE_WINDOW_MS;
+    const maxSlot = Math.min(this.slotsPerWindow, Math.floor((this.perMinute - prevUses * inside) / this.perSlot));
+    let n = top + 1;
+    for (; n <= maxSlot; n++) {
+      if (!(await this.slots.claim(k, windowStart, n, expiresAt))) continue;
+      await this.slots.noteHighest(k, windowStart, n, expiresAt);
+      this.held.set(k, { windowStart, left: this.perSlot - 1 });
+      if (this.held.size > 10_000) for (const [x, v] of this.held) if (v.windowStart < windowStart - RATE_WINDOW_MS) this.held.delete(x);
+      return;
+    }
+    // slot n would pass once enough of the previous window has slid out, or in the next window
+    const passAt = n > this.slotsPerWindow || prevUses === 0
+      ? windowStart + RATE_WINDOW_MS
+      : windowStart + RATE_WINDOW_MS * (1 - (this.perMinute - n * this.perSlot) / prevUses);
+    const wait = Math.max(1, Math.ceil((passAt - t) / 1000));
     throw new TooManyRequests(`rate limit: ${this.what} for ${key}`, wait, {
       publicMessage: `Too many ${this.what}: at most ${this.perMinute} a minute. Try again in ${wait} s.`,
     });
@@ -69,9 +127,9 @@ export class UserAndPlatformLimit {
   readonly user: RateLimit;
   readonly platform: RateLimit;
 
-  constructor(o: { what: string; scope: string; perUser: number; perPlatform: number; log: UseLog; now?: () => number }) {
-    this.user = new RateLimit(o.perUser, o.what, o.log, `${o.scope}:user`, o.now);
-    this.platform = new RateLimit(o.perPlatform, `${o.what} from this platform`, o.log, `${o.scope}:platform`, o.now);
+  constructor(o: { what: string; scope: string; perUser: number; perPlatform: number; slots: SlotStore; now?: () => number }) {
+    this.user = new RateLimit(o.perUser, o.what, o.slots, `${o.scope}:user`, o.now);
+    this.platform = new RateLimit(o.perPlatform, `${o.what} from this platform`, o.slots, `${o.scope}:platform`, o.now);
   }
 
   /**
@@ -108,11 +166,11 @@ export class RateLimits {
   /** Check runs of a platform's students (each student's own limit is the check runner's). */
   readonly checkPerPlatform: RateLimit;
 
-  constructor(s: Partial<RateLimitSettings> = {}, log: UseLog = new MemoryUseLog(), now?: () => number) {
+  constructor(s: Partial<RateLimitSettings> = {}, slots: SlotStore = new MemorySlots(), now?: () => number) {
     const c = { ...DEFAULT_RATE_LIMITS, ...s };
     const n = now ? { now } : {};
-    this.launch = new UserAndPlatformLimit({ what: 'launches', scope: 'launch', perUser: c.launchPerUser, perPlatform: c.launchPerPlatform, log, ...n });
-    this.ticket = new UserAndPlatformLimit({ what: 'connections', scope: 'ticket', perUser: c.ticketPerUser, perPlatform: c.ticketPerPlatform, log, ...n });
-    this.checkPerPlatform = new RateLimit(c.checkPerPlatform, 'checks from this platform', log, 'check:platform', now);
+    this.launch = new UserAndPlatformLimit({ what: 'launches', scope: 'launch', perUser: c.launchPerUser, perPlatform: c.launchPerPlatform, slots, ...n });
+    this.ticket = new UserAndPlatformLimit({ what: 'connections', scope: 'ticket', perUser: c.ticketPerUser, perPlatform: c.ticketPerPlatform, slots, ...n });
+    this.checkPerPlatform = new RateLimit(c.checkPerPlatform, 'checks from this platform', slots, 'check:platform', now);
   }
 }

@@ -13,14 +13,14 @@ import { TicketUse, ticketUseExpiryRules } from './TicketUse.js';
 import { User } from './User.js';
 import { SocketSeat, socketSeatExpiryRules } from './SocketSeat.js';
 import { CheckRate, checkRateExpiryRules } from './CheckRate.js';
-import { RateUse, rateUseExpiryRules } from './RateUse.js';
+import { RateSlot, rateSlotExpiryRules } from './RateSlots.js';
 import { LaunchLog, launchLogExpiryRules } from './LaunchLog.js';
 import { LabEventRow, labEventExpiryRules } from './LabEventLog.js';
 import type { ExpiryRule } from './ExpirySweeper.js';
 
 export const ALL_MODELS: ReadonlyArray<{ createIndexes(): Promise<unknown> }> = [
   Activity, CheckResult, CheckRunLock, DeepLinkRequest, GradeOutbox, LabDefinition, LabGeneration, LabInstance,
-  LoginState, UsedNonce, Platform, TicketUse, User, SocketSeat, CheckRate, RateUse, LaunchLog, LabEventRow,
+  LoginState, UsedNonce, Platform, TicketUse, User, SocketSeat, CheckRate, RateSlot, LaunchLog, LabEventRow,
 ];
 
-export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules, ...socketSeatExpiryRules, ...checkRateExpiryRules, ...rateUseExpiryRules, ...launchLogExpiryRules, ...labEventExpiryRules];
+export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules, ...socketSeatExpiryRules, ...checkRateExpiryRules, ...rateSlotExpiryRules, ...launchLogExpiryRules, ...labEventExpiryRules];

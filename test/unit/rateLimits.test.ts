@@ -1,43 +1,53 @@
 import assert from 'node:assert/strict';
 import { httpStatusFor, TooManyRequests } from '../../src/errors.js';
-import { MemoryUseLog, RateLimit, RateLimits, UserAndPlatformLimit } from '../../src/rateLimits.js';
+import { MemorySlots, RateLimit, RateLimits, UserAndPlatformLimit } from '../../src/rateLimits.js';
 
-describe('rate limits (a sliding minute per key)', () => {
-  it('passes a burst of perMinute, then refuses with the seconds until the oldest use leaves the minute', async () => {
-    let now = 1_000_000;
-    const l = new RateLimit(6, 'launches', new MemoryUseLog(), 'launch', () => now);
-    for (let i = 0; i < 6; i++) {
-      await l.take('u');
-      now += 10_000;
-    }
-    // now = start + 60 s: the first use just left the minute, the second leaves in 10 s
-    await l.take('u');
+describe('rate limits (slots per window, a sliding minute)', () => {
+  it('passes a burst of perMinute, then refuses with the seconds until one passes; the previous minute still counts', async () => {
+    let now = 10_000;
+    const l = new RateLimit(6, 'launches', new MemorySlots(), 'launch', () => now);
+    for (let i = 0; i < 6; i++) await l.take('u');
     try {
       await l.take('u');
       assert.fail('not limited');
     } catch (e) {
       assert.ok(e instanceof TooManyRequests);
       assert.equal(httpStatusFor(e), 429);
-      assert.equal(e.retryAfterSeconds, 10);
-      assert.equal(e.publicMessage, 'Too many launches: at most 6 a minute. Try again in 10 s.');
+      assert.equal(e.retryAfterSeconds, 50);
+      assert.equal(e.publicMessage, 'Too many launches: at most 6 a minute. Try again in 50 s.');
     }
     await l.take('someone else');
-    now += 10_000;
-    await l.take('u');
-    await assert.rejects(() => l.take('u'), TooManyRequests);
+    // half way through the next window, half of the previous six still count: three more pass
+    now = 90_000;
+    for (let i = 0; i < 3; i++) await l.take('u');
+    await assert.rejects(() => l.take('u'), (e: TooManyRequests) => e.retryAfterSeconds === 10);
   });
 
-  it('a refused use does not count', async () => {
-    let now = 0;
-    const l = new RateLimit(10, 'launches', new MemoryUseLog(), 'launch', () => now);
+  it('has no double burst at a window edge, and a refused use claims nothing', async () => {
+    let now = 59_000;
+    const l = new RateLimit(10, 'launches', new MemorySlots(), 'launch', () => now);
     for (let i = 0; i < 10; i++) await l.take('u');
+    now = 61_000;
     for (let i = 0; i < 50; i++) await assert.rejects(() => l.take('u'), TooManyRequests);
-    now = 60_000;
+    now = 120_001; // the window of the refusals holds nothing
     for (let i = 0; i < 10; i++) await l.take('u');
+  });
+
+  it('two replicas sharing the slots never pass more than the limit together, and spend few claims on it', async () => {
+    let claims = 0;
+    const shared = new MemorySlots();
+    const counting = { highest: shared.highest.bind(shared), noteHighest: shared.noteHighest.bind(shared), claim: (...a: Parameters<MemorySlots['claim']>) => { claims++; return shared.claim(...a); } };
+    const [x, y] = [new RateLimit(600, 'launches', counting, 'launch', () => 0), new RateLimit(600, 'launches', counting, 'launch', () => 0)];
+    assert.equal(x.perSlot, 30);
+    let passed = 0;
+    const all = await Promise.allSettled(Array.from({ length: 1000 }, (_, i) => (i % 2 ? x : y).take('school')));
+    for (const r of all) if (r.status === 'fulfilled') passed++;
+    assert.ok(passed <= 600 && passed >= 600 - 2 * 29, `${passed} passed`);
+    assert.ok(claims <= 40, `${claims} slot claims`);
   });
 
   it('checks the user first: one user hammering never uses up the platform budget', async () => {
-    const l = new UserAndPlatformLimit({ what: 'launches', scope: 'launch', perUser: 2, perPlatform: 5, log: new MemoryUseLog(), now: () => 0 });
+    const l = new UserAndPlatformLimit({ what: 'launches', scope: 'launch', perUser: 2, perPlatform: 5, slots: new MemorySlots(), now: () => 0 });
     await l.take('mallory', 'p1');
     await l.take('mallory', 'p1');
     for (let i = 0; i < 100; i++) await assert.rejects(() => l.take('mallory', 'p1'), /launches for/);
@@ -48,8 +58,8 @@ describe('rate limits (a sliding minute per key)', () => {
     await l.take('mallory', 'p2');
   });
 
-  it('launches, tickets and checks count apart in one log', async () => {
-    const limits = new RateLimits({ launchPerUser: 1, ticketPerUser: 1, checkPerPlatform: 1 }, new MemoryUseLog(), () => 0);
+  it('launches, tickets and checks count apart in one store', async () => {
+    const limits = new RateLimits({ launchPerUser: 1, ticketPerUser: 1, checkPerPlatform: 1 }, new MemorySlots(), () => 0);
     await limits.launch.take('u', 'p');
     await limits.ticket.take('u', 'p');
     await limits.checkPerPlatform.take('p');
@@ -57,11 +67,23 @@ describe('rate limits (a sliding minute per key)', () => {
   });
 
   it('defaults: a class of 40 at once (a launch and four tickets each) passes, with room for the rest of the school', async () => {
-    const limits = new RateLimits({}, new MemoryUseLog(), () => 0);
+    const limits = new RateLimits({}, new MemorySlots(), () => 0);
     for (let i = 0; i < 40; i++) {
       await limits.launch.take(`s${i}`, 'school');
       for (let k = 0; k < 4; k++) await limits.ticket.take(`s${i}`, 'school');
     }
     for (let i = 0; i < 40 * 4; i++) await limits.launch.take(`other${i}`, 'school');
+  });
+});
+
+describe('rate limits: slots of several uses', () => {
+  it('a user gets the whole budget across a window edge: the rest of a slot carries over', async () => {
+    let now = 59_990;
+    const l = new RateLimit(60, 'connections', new MemorySlots(), 'ticket', () => now);
+    assert.equal(l.perSlot, 3);
+    for (let i = 0; i < 29; i++) await l.take('u'); // ten slots, one use left in the last
+    now = 60_010;
+    for (let i = 0; i < 31; i++) await l.take('u');
+    await assert.rejects(() => l.take('u'), TooManyRequests);
   });
 });
