@@ -187,7 +187,7 @@ export class SavedStates {
       const settled = await agentExec(g.agentSocket, token, SETTLE, { timeoutMs: this.o.bootTimeoutMs, maxOutputBytes: 1024 });
       if (/^graphical$/m.test(settled.stdout)) {
         const screen = await waitForDrawnScreen(g.qmp, path.join(tmp, 'screen.ppm'), Math.max(60_000, this.o.bootTimeoutMs - (Date.now() - t0)));
-        this.o.log.info({ key, colours: screen.colours, width: screen.width, height: screen.height, ms: Date.now() - t0 }, 'qemu.saved_state_desktop_drawn');
+        this.o.log.info({ key, colours: screen.colours, black: screen.black, width: screen.width, height: screen.height, ms: Date.now() - t0 }, 'qemu.saved_state_desktop_drawn');
       }
       await saveState(g.qmp, path.join(socketDir, 'mig.sock'), path.join(tmp, 'state.bin'));
       await g.stop(10_000);

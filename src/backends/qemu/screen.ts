@@ -14,6 +14,8 @@ export interface ScreenSample {
   height: number;
   /** Distinct colours over every pixel. */
   colours: number;
+  /** Share of the pixels that are black (0 to 1). */
+  black: number;
   /** sha256 of the pixels: two equal samples mean nothing was drawn in between. */
   digest: string;
 }
@@ -26,8 +28,13 @@ export function readPpm(file: string): ScreenSample {
   const [width, height] = [Number(header[1]), Number(header[2])];
   const px = buf.subarray(header[0].length, header[0].length + width * height * 3);
   const seen = new Set<number>();
-  for (let i = 0; i + 2 < px.length; i += 3) seen.add((px[i]! << 16) | (px[i + 1]! << 8) | px[i + 2]!);
-  return { width, height, colours: seen.size, digest: crypto.createHash('sha256').update(px).digest('hex') };
+  let black = 0;
+  for (let i = 0; i + 2 < px.length; i += 3) {
+    const c = (px[i]! << 16) | (px[i + 1]! << 8) | px[i + 2]!;
+    seen.add(c);
+    if (c === 0) black++;
+  }
+  return { width, height, colours: seen.size, black: black / Math.max(1, width * height), digest: crypto.createHash('sha256').update(px).digest('hex') };
 }
 
 export async function screenSample(qmp: Qmp, file: string): Promise<ScreenSample> {
@@ -40,23 +47,28 @@ export async function screenSample(qmp: Qmp, file: string): Promise<ScreenSample
   }
 }
 
-/** A text console has two or three colours, an empty X screen one; an Xfce desktop thousands. */
-export const DRAWN_MIN_COLOURS = 64;
+/**
+ * A text console has two or three colours on black; Xorg's empty screen is black with the mouse
+ * pointer drawn on it (some 80 colours); an Xfce desktop has thousands over its own background.
+ */
+export function looksDrawn(s: ScreenSample): boolean {
+  return s.colours >= 256 && s.black < 0.5;
+}
 
 /**
- * Waits until the screen shows a drawn desktop (at least DRAWN_MIN_COLOURS colours) that stays the
- * same across two samples `intervalMs` apart (painting finished). Throws BackendFailure at the
- * deadline, saying what the screen showed last.
+ * Waits until the screen shows a drawn desktop (looksDrawn) that stays the same across two
+ * samples `intervalMs` apart (painting finished). Throws BackendFailure at the deadline, saying
+ * what the screen showed last.
  */
 export async function waitForDrawnScreen(qmp: Qmp, file: string, timeoutMs: number, intervalMs = 2000): Promise<ScreenSample> {
   const end = Date.now() + timeoutMs;
   let prev: ScreenSample | undefined;
   for (;;) {
     const s = await screenSample(qmp, file);
-    if (s.colours >= DRAWN_MIN_COLOURS && prev?.digest === s.digest) return s;
+    if (looksDrawn(s) && prev?.digest === s.digest) return s;
     prev = s;
     if (Date.now() + intervalMs > end) {
-      throw new BackendFailure(`the desktop was not drawn within ${Math.round(timeoutMs / 1000)} s: the screen shows ${s.colours} colours at ${s.width}x${s.height}`);
+      throw new BackendFailure(`the desktop was not drawn within ${Math.round(timeoutMs / 1000)} s: the screen shows ${s.colours} colours at ${s.width}x${s.height}, ${Math.round(s.black * 100)} % black`);
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
