@@ -3,7 +3,7 @@
  * image boots once (TCG, direct kernel boot, NoCloud seed) into a saved running state, which the
  * backend takes only once the Xfce desktop is drawn on the VGA screen (polled screendumps, with a
  * deadline); a lab restored from it then shows that desktop on its VNC console (the lab page's
- * Desktop tab) from the first frame, with the lab user logged in to Xfce and a terminal, a text
+ * Desktop tab) from the first frame once the backend reports it booted, with the lab user logged in to Xfce and a terminal, a text
  * editor and a web browser. Builds the image only if this host does not have it yet; boots it once.
  */
 import assert from 'node:assert/strict';
@@ -57,6 +57,10 @@ describe('debian-12-desktop guest image (Xfce, lab user logged in on the screen)
   it('a lab restored from it shows the desktop on its VNC console from the first frame (not a text console or one colour)', async () => {
     await backend.provision(spec, handle, () => undefined);
     assert.equal(events('qemu.machine_restored').length, 1, 'the machine came from the saved state');
+    // the backend reports a desktop machine booted once its screen shows the desktop: a restored
+    // one brings it drawn (a cold boot would wait tens of seconds for Xfce to paint)
+    const [drawn] = events('qemu.desktop_drawn');
+    assert.ok(drawn && Number(drawn.ms) < 10_000, `drawn at once after the restore: ${JSON.stringify(drawn ?? events('qemu.desktop_not_drawn'))}`);
     const vnc = await backend.openChannel(handle, 'desk', 'vnc');
     const frame = await rfbFrame(vnc).finally(() => vnc.destroy());
     const c = frameColours(frame);

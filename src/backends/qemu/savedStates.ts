@@ -37,12 +37,14 @@ export const TEMPLATE_USER = 'student';
 /** Bumped when what a template boots with changes (seed contents, device set). */
 const TEMPLATE_FORMAT = 2;
 
-/** Prints "graphical" when the image has a desktop session (its screen is then awaited from the host). */
+/** Prints "graphical" when the guest has a desktop session (the host then watches its screen). */
+export const GRAPHICAL = 'if [ -x /usr/bin/xfdesktop ]; then echo graphical; fi';
+
 const SETTLE = `systemctl is-system-running --wait >/dev/null 2>&1
 if [ -x /usr/bin/xfdesktop ]; then
   for i in $(seq 300); do pgrep -x xfdesktop >/dev/null && pgrep -x xfce4-panel >/dev/null && break; sleep 1; done
-  echo graphical
 fi
+${GRAPHICAL}
 sleep 2; sync`;
 
 export interface TemplateSpec {

@@ -56,16 +56,17 @@ export function looksDrawn(s: ScreenSample): boolean {
 }
 
 /**
- * Waits until the screen shows a drawn desktop (looksDrawn) that stays the same across two
- * samples `intervalMs` apart (painting finished). Throws BackendFailure at the deadline, saying
- * what the screen showed last.
+ * Waits until the screen shows a drawn desktop (looksDrawn); with `settled` (the default), one that
+ * stays the same across two samples `intervalMs` apart (painting finished). Throws BackendFailure
+ * at the deadline, saying what the screen showed last.
  */
-export async function waitForDrawnScreen(qmp: Qmp, file: string, timeoutMs: number, intervalMs = 2000): Promise<ScreenSample> {
+export async function waitForDrawnScreen(qmp: Qmp, file: string, timeoutMs: number, o: { settled?: boolean; intervalMs?: number } = {}): Promise<ScreenSample> {
   const end = Date.now() + timeoutMs;
+  const intervalMs = o.intervalMs ?? 2000;
   let prev: ScreenSample | undefined;
   for (;;) {
     const s = await screenSample(qmp, file);
-    if (looksDrawn(s) && prev?.digest === s.digest) return s;
+    if (looksDrawn(s) && (o.settled === false || prev?.digest === s.digest)) return s;
     prev = s;
     if (Date.now() + intervalMs > end) {
       throw new BackendFailure(`the desktop was not drawn within ${Math.round(timeoutMs / 1000)} s: the screen shows ${s.colours} colours at ${s.width}x${s.height}, ${Math.round(s.black * 100)} % black`);
