@@ -9,7 +9,7 @@ import { requireInstructor } from '../../auth/session.js';
 import { Forbidden } from '../../errors.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { stepScore } from '../../labs/score.js';
-import type { LabCatalogCache } from './labApi.js';
+import type { LabCatalogCache } from '../../labs/LabCatalogCache.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 
 export interface CourseApiDeps {

@@ -13,11 +13,10 @@ import { BadRequest, NotFound } from '../../errors.js';
 import { acceptLanguages, pickLanguage, translator } from '../../i18n.js';
 import { localProgress } from '../progressText.js';
 import type { Logger } from '../../logger.js';
-import type { LabDefinitions, LabEvent, LabRuntime, RenderedInstructions } from '../../labs/contracts.js';
+import type { LabDefinitions, LabEvent, LabRuntime } from '../../labs/contracts.js';
 import type { SessionTokens } from '../../auth/session.js';
 import type { TicketService } from '../../proxy/tickets.js';
 import type { ChannelKind, MachineStatus } from '../../backends/types.js';
-import type { LabInstanceDoc } from '../../store/LabInstance.js';
 import { stepScore } from '../../labs/score.js';
 import { isoTicks } from '../../labs/StepTicks.js';
 import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
@@ -26,6 +25,7 @@ import type { UserAndPlatformLimit } from '../../rateLimits.js';
 import type { MediaTokens } from '../../auth/mediaTokens.js';
 import { viewerOf } from '../../auth/tenancy.js';
 import { signMediaUrls } from '../../labs/definition/render.js';
+import { LabCatalogCache } from '../../labs/LabCatalogCache.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
@@ -147,37 +147,6 @@ function sessionExp(req: Request): number | undefined {
 
 function progressOf(s: ReturnType<typeof stepScore>) {
   return { ticked: s.ticked, total: s.total, percent: s.maxWeight > 0 ? Math.round((100 * s.weight) / s.maxWeight) : s.total ? Math.round((100 * s.ticked) / s.total) : 0, score: s.scoreGiven, maxScore: s.scoreMaximum };
-}
-
-/** Per lab version: machines and their channels, steps and grading (they do not depend on the instance). */
-export class LabCatalogCache {
-  private readonly machineCache = new Map<string, Promise<Array<{ name: string; channels: ChannelKind[] }>>>();
-  private readonly stepCache = new Map<string, Promise<Pick<RenderedInstructions, 'steps' | 'grading'>>>();
-  constructor(private readonly labs: LabDefinitions) {}
-
-  machines(inst: LabInstanceDoc): Promise<Array<{ name: string; channels: ChannelKind[] }>> {
-    return cached(this.machineCache, `${inst.labId}@${inst.labVersion}`, async () => {
-      const p = await this.labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {});
-      return p.spec.machines.map((m) => ({ name: m.name, channels: m.channels }));
-    });
-  }
-
-  steps(inst: LabInstanceDoc): Promise<Pick<RenderedInstructions, 'steps' | 'grading'>> {
-    return cached(this.stepCache, `${inst.labId}@${inst.labVersion}`, async () => {
-      const ri = await this.labs.instructions(inst.labId, inst.labVersion, { user: { name: '' }, machines: {}, lab: { expires: '' } });
-      return { steps: ri.steps, grading: ri.grading };
-    });
-  }
-}
-
-function cached<T>(m: Map<string, Promise<T>>, key: string, f: () => Promise<T>): Promise<T> {
-  let p = m.get(key);
-  if (!p) {
-    p = f();
-    m.set(key, p);
-    p.catch(() => m.delete(key));
-  }
-  return p;
 }
 
 /** The viewer's languages by preference: the launch's locale, then the browser's. */
