@@ -8,13 +8,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { Duplex } from 'node:stream';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
 import { MemoryBackend } from '../support/memoryBackend.js';
 import { serveRfb, type RfbSinkState } from '../support/rfbSink.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
 import { duplexPair, launchInPlatform, startLabPageFlow, toolFrame, type LabPageFlow } from '../support/labPageFlow.js';
 import { expectAccessible } from '../support/axe.js';
 import type { ChannelKind, LabHandle } from '../../src/backends/types.js';
+import { BackendFailure } from '../../src/errors.js';
 
 class StandInBackend extends MemoryBackend {
   readonly rfb: RfbSinkState = { keys: [], pointerEvents: 0 };
@@ -32,6 +33,22 @@ const EXPLAINED: Record<string, string> = {
   // xterm draws text in a canvas/DOM over a dark background axe cannot compute through; its colours are #e6e6e6 on #0f1419 (15.6:1)
   'color-contrast': 'text over the terminal and the progress bar fill: colours checked by hand (≥ 4.5:1)',
 };
+
+/** Press Tab until the focused element's text is `label` (at most `max` stops); every stop on the way shows its focus. */
+async function tabTo(page: Page, f: Frame, label: string, max = 30): Promise<string[]> {
+  const seen: string[] = [];
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const a = await f.evaluate<{ tag: string; text: string; outline: string }>(`(() => {
+      const a = document.activeElement;
+      return { tag: a?.tagName ?? '', text: (a?.getAttribute('aria-label') ?? a?.textContent ?? '').trim().slice(0, 40), outline: a ? getComputedStyle(a).outlineStyle : 'none' };
+    })()`);
+    seen.push(`${a.tag}:${a.text}`);
+    if (a.tag && a.tag !== 'BODY') assert.notEqual(a.outline, 'none', `visible focus on ${a.tag} ${a.text}`);
+    if (a.text === label) return seen;
+  }
+  throw new Error(`"${label}" not reached in ${max} Tab stops: ${seen.join(' | ')}`);
+}
 
 describe('accessibility: axe-core on every page, inside the platform iframe', function () {
   this.timeout(180_000);
@@ -133,5 +150,39 @@ describe('accessibility: axe-core on every page, inside the platform iframe', fu
     await page.keyboard.press('Escape');
     assert.equal(await f.evaluate<string | null>("document.activeElement?.getAttribute('role') ?? null"), 'tab', 'Escape twice leaves to the machine tab');
     await screenshot(page, 'a11y-keyboard-walk');
+  });
+
+  it('the lab page failed (reason, retry by keyboard) and queued for capacity (position), then running', async () => {
+    // a second activity, so the student gets a new lab whose first provision fails half-way
+    const dp = flow.tool.devPlatform!;
+    const activity = await dp.createActivity({ clientId: flow.activity.clientId, title: 'Shell steps, second try', url: flow.tool.lti.urls.launch, custom: { lab_id: 'shell-steps' } });
+    const phaseMs = backend.phaseMs;
+    backend.phaseMs = 100;
+    backend.failNext = new BackendFailure('qemu-img: disk full', { publicMessage: 'The machine disks could not be created.' });
+    try {
+      const frame = await launchInPlatform(page, { ...flow, activity }, 'student');
+      await frame.getByRole('heading', { name: 'The lab could not be started' }).waitFor({ timeout: 15_000 });
+      await frame.getByRole('alert').getByText('The machine disks could not be created.').waitFor();
+      await expectAccessible(toolFrame(page), 'lab page failed', EXPLAINED);
+      const f = toolFrame(page);
+      await f.locator('body').focus();
+      await tabTo(page, f, 'Try again');
+      // capacity is taken (every lab the backend holds counts): the retry waits in the queue
+      backend.maxLabs = backend.labs.size;
+      await page.keyboard.press('Enter');
+      await frame.locator('.provisioning .message', { hasText: 'You are number 1 in the queue' }).waitFor({ timeout: 15_000 });
+      await frame.locator('.phases li[data-phase="queued"][aria-current="step"]').waitFor();
+      await f.locator('#live', { hasText: 'You are number 1 in the queue' }).waitFor();
+      await expectAccessible(toolFrame(page), 'lab page queued', EXPLAINED);
+      await screenshot(page, 'a11y-queued');
+      // capacity comes back: the queued lab starts by itself
+      backend.maxLabs = undefined;
+      flow.runtime.queue.release();
+      await frame.locator('.workspace').waitFor({ timeout: 15_000 });
+    } finally {
+      backend.phaseMs = phaseMs;
+      backend.maxLabs = undefined;
+      backend.failNext = undefined;
+    }
   });
 });
