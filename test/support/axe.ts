@@ -33,3 +33,22 @@ export async function expectAccessible(where: Page | Frame, name: string, explai
     throw new Error(`${name}: ${r.violations.length} violation(s), ${unexplained.length} unexplained "needs review"\n${text(r.violations)}\n${text(unexplained)}`);
   }
 }
+
+/**
+ * axe's color-contrast rule alone: how many text nodes it computed and passed, and where it could
+ * not decide (with axe's reason, e.g. text over a canvas or an image), so a caller can check that
+ * contrast was really measured and that every undecided place is one it knows.
+ */
+export async function contrastReport(where: Page | Frame): Promise<{ passed: number; violations: string[]; undecided: Array<{ target: string; why: string }> }> {
+  await where.evaluate(AXE_SOURCE);
+  return where.evaluate(`(async () => {
+    const r = await axe.run(document, { runOnly: { type: 'rule', values: ['color-contrast'] }, resultTypes: ['passes', 'violations', 'incomplete'] });
+    const nodes = (xs) => xs.flatMap((x) => x.nodes);
+    const target = (n) => n.target.map(String).join(' ');
+    return {
+      passed: nodes(r.passes).length,
+      violations: nodes(r.violations).map(target),
+      undecided: nodes(r.incomplete).map((n) => ({ target: target(n), why: (n.any[0] && n.any[0].message) || '' })),
+    };
+  })()`);
+}
