@@ -5,7 +5,7 @@
 import './lab.css';
 import { ApiError, Session } from './api.js';
 import { announce, clear, confirmDialog, h } from './dom.js';
-import { dur, setLanguage, t } from './i18n.js';
+import { dur, setLanguage, t, when } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
 import type { InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
 import { ProvisioningPanel, failurePanel, stoppedPanel } from './provisioning.js';
@@ -66,7 +66,8 @@ class LabPage {
         break;
       case 'expiry-warning':
         this.view.expiresAt = e.expiresAt;
-        this.warn(t('lab.expiryWarning', { duration: dur((new Date(e.expiresAt).getTime() - this.now()) / 1000) }));
+        // a stopped lab is deleted then; a live one stops
+        this.warn(t(this.view.state === 'stopped' ? 'lab.deleteWarning' : 'lab.expiryWarning', { duration: dur((new Date(e.expiresAt).getTime() - this.now()) / 1000) }));
         break;
       case 'steps':
         this.view.steps = e.steps;
@@ -100,7 +101,7 @@ class LabPage {
       controls.append(this.button(t('lab.stop'), async () => {
         const ok = await confirmDialog({
           title: t('lab.stopConfirmTitle'), danger: true, confirm: t('lab.stop'),
-          message: v.mode === 'view' ? t('lab.stopConfirmViewer') : t('lab.stopConfirmOwner'),
+          message: v.mode === 'view' ? t('lab.stopConfirmViewer') : v.expiresAt ? t('lab.stopConfirmKeeps', { date: when(v.expiresAt) }) : t('lab.stopConfirmOwner'),
         });
         if (ok) await this.control('stop');
       }, 'danger-outline'));
@@ -185,7 +186,7 @@ class LabPage {
     } else if (v.state === 'failed') {
       this.body.replaceChildren(failurePanel(v.failureReason, v.mode === 'control', () => void this.control('start')));
     } else {
-      this.body.replaceChildren(stoppedPanel(v.state, v.mode === 'control', () => void this.control('start')));
+      this.body.replaceChildren(stoppedPanel(v.state, v.mode === 'control', () => void this.control('start'), v.expiresAt));
     }
     if (group !== 'prov') this.provisioning = undefined;
     this.shownState = group;

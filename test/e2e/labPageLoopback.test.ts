@@ -207,5 +207,11 @@ describe('lab page in the browser (loopback machines)', function () {
   it('tells the student when the lab is stopped', async () => {
     await rt.stop('alicelab');
     await frame.getByRole('heading', { name: 'Lab not running' }).waitFor({ timeout: 5000 });
+    // until when the stopped lab keeps its disks (the lab's expiry, in the page's language), and the way back
+    const expires = (await rt.get('alicelab'))!.expiresAt!;
+    // formatted by the browser's Intl (its ICU may space "AM" differently from Node's)
+    const date = await frame.locator('body').evaluate((_b, iso) => new Date(iso).toLocaleString('en', { dateStyle: 'medium', timeStyle: 'short' }), expires.toISOString());
+    await frame.locator('.stopped p', { hasText: `Its machines keep their disks until ${date}; then they are deleted.` }).waitFor({ timeout: 5000 });
+    await frame.getByRole('button', { name: 'Continue the lab' }).waitFor();
   });
 });
