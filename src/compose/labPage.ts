@@ -12,6 +12,7 @@ import { ChannelProxy } from '../proxy/channelProxy.js';
 import { attachUpgradeHandler } from '../http/upgrade.js';
 import { labApiRouter } from '../http/routes/labApi.js';
 import { LabCatalogCache } from '../labs/LabCatalogCache.js';
+import { Classroom } from '../labs/Classroom.js';
 import { courseApiRouter, type CourseApiDeps } from '../http/routes/courseApi.js';
 import { labPagesRouter } from '../http/routes/labPages.js';
 import { checkRoutes } from '../http/routes/checkRoutes.js';
@@ -46,10 +47,11 @@ export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[];
     publicOrigin: d.publicUrl, tickets, proxy, log: d.log.child({ component: 'ws-upgrade' }), maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
   });
   const catalog = new LabCatalogCache(d.labs);
+  const classroom = new Classroom({ runtime: d.runtime });
   const mounts: Mount[] = [
     { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
-    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket, media: d.media }) },
-    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks, ...(d.learners ? { learners: d.learners } : {}) }) },
+    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket, media: d.media, classroom }) },
+    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks, classroom, ...(d.learners ? { learners: d.learners } : {}) }) },
     { path: '/', router: labPagesRouter() },
   ];
   return { mounts, beforeClose: () => upgrades.close() };

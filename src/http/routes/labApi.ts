@@ -26,6 +26,7 @@ import type { MediaTokens } from '../../auth/mediaTokens.js';
 import { viewerOf } from '../../auth/tenancy.js';
 import { signMediaUrls } from '../../labs/definition/render.js';
 import { LabCatalogCache } from '../../labs/LabCatalogCache.js';
+import type { Classroom } from '../../labs/Classroom.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
@@ -44,6 +45,8 @@ export interface LabApiDeps {
   ticketLimit?: UserAndPlatformLimit;
   /** Signs the instructions' media URLs for the viewer (a private lab's media are served only with them). */
   media?: MediaTokens;
+  /** Raised hands and the teacher's messages. */
+  classroom?: Classroom;
 }
 
 type Handler = (req: Request, res: express.Response) => Promise<void>;
@@ -110,6 +113,20 @@ export function labApiRouter(d: LabApiDeps): Router {
     if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.', messageKey: 'err.noSuchStep' });
     const { ticks, score } = await d.runtime.tickStep(a.inst._id, stepId, done, { steps, grading });
     res.json({ steps: ticks, progress: progressOf(score) });
+  }));
+
+  // the student raises a hand (again: the message is replaced); the student or a watching teacher lowers it
+  r.post('/api/instances/:id/hand', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    requireOwner(a);
+    if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Raising a hand is not available here.' });
+    res.json({ hand: await d.classroom.raiseHand(a.inst, (req.body as { message?: unknown } | undefined)?.message) });
+  }));
+  r.delete('/api/instances/:id/hand', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Raising a hand is not available here.' });
+    await d.classroom.lowerHand(a.inst);
+    res.status(204).end();
   }));
 
   const control = (verb: 'start' | 'pause' | 'resume' | 'stop' | 'reset', teacherMay: boolean) =>
@@ -196,6 +213,8 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     steps: isoTicks(inst.steps),
     stepProgress: score ? progressOf(score) : null,
     checks: d.checks && instructions?.steps.some((st) => st.hasChecks) ? await d.checks.results(inst, { teacher: a.mode === 'view' }).catch(() => null) : null,
+    hand: d.classroom ? await d.classroom.hand(inst._id).catch(() => null) : null,
+    messages: d.classroom ? await d.classroom.messages(inst).catch(() => []) : [],
   };
 }
 
