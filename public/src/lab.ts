@@ -4,10 +4,10 @@
  */
 import './lab.css';
 import { ApiError, Session } from './api.js';
-import { announce, clear, confirmDialog, h } from './dom.js';
-import { dur, setLanguage, t, when } from './i18n.js';
+import { announce, clear, confirmDialog, h, textDialog } from './dom.js';
+import { dur, setLanguage, t, time, when } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
-import type { InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
+import type { ClassMessage, InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
 import { ProvisioningPanel, failurePanel, stoppedPanel } from './provisioning.js';
 import { Workspace } from './workspace.js';
 import { InstructionsPanel } from './instructions.js';
@@ -25,6 +25,9 @@ class LabPage {
   private readonly body = h('main', { class: 'body' });
   private readonly linkState = h('span', { class: 'live-link' });
   private readonly timeLeft = h('span', { class: 'time-left', 'aria-live': 'off' });
+  /** The teacher's messages (newest last); hidden while there are none. */
+  private readonly messages = h('section', { class: 'messages', role: 'log', 'aria-label': t('class.messages'), hidden: true });
+  private readonly shownMessages = new Set<string>();
   private provisioning: ProvisioningPanel | undefined;
   private workspace: Workspace | undefined;
   private instructions: InstructionsPanel | undefined;
@@ -32,7 +35,7 @@ class LabPage {
 
   constructor(private readonly s: Session) {
     clear(app);
-    app.append(this.header, this.banner, this.body, h('div', { id: 'live', class: 'sr-only', 'aria-live': 'polite' }));
+    app.append(this.header, this.banner, this.messages, this.body, h('div', { id: 'live', class: 'sr-only', 'aria-live': 'polite' }));
   }
 
   async start(): Promise<void> {
@@ -49,6 +52,7 @@ class LabPage {
   private async refresh(): Promise<void> {
     this.view = await this.s.api<InstanceView>('GET', `/api/instances/${instanceId}`);
     this.skew = new Date(this.view.serverTime).getTime() - Date.now();
+    for (const m of this.view.messages ?? []) this.addMessage(m, false);
     this.render();
   }
 
@@ -68,6 +72,14 @@ class LabPage {
         this.view.expiresAt = e.expiresAt;
         // a stopped lab is deleted then; a live one stops
         this.warn(t(this.view.state === 'stopped' ? 'lab.deleteWarning' : 'lab.expiryWarning', { duration: dur((new Date(e.expiresAt).getTime() - this.now()) / 1000) }));
+        break;
+      case 'hand':
+        this.view.hand = e.raised ? { message: e.message ?? '', raisedAt: e.at } : null;
+        if (this.view.mode === 'control') announce(e.raised ? t('class.handRaisedAnnounce') : t('class.handLowered'));
+        this.renderHeader();
+        break;
+      case 'message':
+        this.addMessage(e, true);
         break;
       case 'steps':
         this.view.steps = e.steps;
@@ -106,6 +118,17 @@ class LabPage {
         if (ok) await this.control('stop');
       }, 'danger-outline'));
     }
+    // a raised hand: the student raises or lowers it, a watching teacher lowers it
+    const hand = v.hand;
+    if (hand) {
+      controls.append(h('span', { class: 'hand', 'data-hand': 'raised' }, hand.message ? t('class.handRaised', { message: hand.message }) : t('class.handRaisedNoText')));
+      controls.append(this.button(t('class.lowerHand'), () => this.setHand(undefined)));
+    } else if (v.mode === 'control' && ['running', 'paused', 'provisioning'].includes(v.state)) {
+      controls.append(this.button(t('class.raiseHand'), async () => {
+        const message = await textDialog({ title: t('class.raiseTitle'), help: t('class.raiseHelp'), label: t('class.raiseLabel'), confirm: t('class.raiseHand'), maxLength: 280, allowEmpty: true });
+        if (message !== undefined) await this.setHand(message);
+      }));
+    }
     if (v.mode === 'view' && ['running', 'paused'].includes(v.state)) {
       controls.append(this.button(t('lab.reset'), async () => {
         const ok = await confirmDialog({ title: t('lab.resetConfirmTitle'), message: t('lab.resetConfirmViewer'), confirm: t('lab.reset'), danger: true });
@@ -127,6 +150,30 @@ class LabPage {
       controls,
     );
     this.tickClock();
+  }
+
+  /** Raise the hand with a message, or lower it (undefined). */
+  private async setHand(message: string | undefined): Promise<void> {
+    try {
+      if (message === undefined) {
+        await this.s.api('DELETE', `/api/instances/${instanceId}/hand`);
+        this.view.hand = null;
+      } else {
+        this.view.hand = (await this.s.api<{ hand: InstanceView['hand'] }>('POST', `/api/instances/${instanceId}/hand`, { message })).hand ?? null;
+      }
+      this.renderHeader();
+    } catch (err) {
+      this.warn((err as Error).message);
+    }
+  }
+
+  /** Show a teacher's message once (a reload or a reconnect brings the same ones again). */
+  private addMessage(m: ClassMessage, live: boolean): void {
+    if (this.shownMessages.has(m.id)) return;
+    this.shownMessages.add(m.id);
+    this.messages.hidden = false;
+    this.messages.append(h('p', { class: 'message', 'data-message': m.id }, h('span', { class: 'muted' }, t('class.messageFrom', { from: m.from, time: time(m.at) })), ' ', m.text));
+    if (live) announce(t('class.messageAnnounce', { from: m.from, text: m.text }));
   }
 
   private button(label: string, f: () => Promise<void> | void, cls = ''): HTMLButtonElement {

@@ -34,7 +34,14 @@ export interface InstanceView {
   stepProgress: StepProgress | null;
   /** Latest results of the automatic checks (labs with checks). */
   checks?: ChecksView | null;
+  /** The student's raised hand, if any. */
+  hand?: HandView | null;
+  /** The teacher's recent messages to this lab or the whole course, oldest first. */
+  messages?: ClassMessage[];
 }
+
+export interface HandView { message: string; raisedAt: string }
+export interface ClassMessage { id: string; from: string; text: string; at: string; toAll: boolean }
 
 /** One check's result (output and exit code only for a teacher). */
 export interface CheckOutcome { index: number; machine: string; passed: boolean; timedOut: boolean; hint?: string; at: string; passedAt?: string; output?: string; exitCode?: number | null }
@@ -53,4 +60,6 @@ export type LabEvent =
   | { type: 'machines'; instanceId: string; machines: Record<string, { phase: MachinePhase }> }
   | { type: 'expiry-warning'; instanceId: string; expiresAt: string }
   | { type: 'steps'; instanceId: string; steps: Record<string, string> }
-  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string; checks?: CheckOutcome[]; score?: CheckScore };
+  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string; checks?: CheckOutcome[]; score?: CheckScore }
+  | { type: 'hand'; instanceId: string; raised: boolean; message?: string; at: string }
+  | ({ type: 'message'; instanceId: string } & ClassMessage);

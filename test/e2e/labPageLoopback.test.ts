@@ -204,6 +204,31 @@ describe('lab page in the browser (loopback machines)', function () {
     await p.close();
   });
 
+  it('live classroom: the student raises a hand, the teacher sees it in the overview, sends a message, lowers the hand', async () => {
+    await frame.getByRole('button', { name: 'Raise hand' }).click();
+    const dlg = frame.getByRole('dialog');
+    await dlg.getByRole('textbox', { name: 'Your message to the teacher' }).fill('My ping gets no answer');
+    await dlg.getByRole('button', { name: 'Raise hand' }).click();
+    await frame.locator('.hand', { hasText: 'Hand raised: My ping gets no answer' }).waitFor({ timeout: 5000 });
+
+    const t = await ctx.newPage();
+    await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
+    const row = t.locator('tr[data-instance="alicelab"]');
+    await row.locator('.hand', { hasText: 'My ping gets no answer' }).waitFor({ timeout: 10_000 });
+    await row.getByRole('button', { name: 'Message to Alice' }).click();
+    await t.getByRole('dialog').getByRole('textbox', { name: 'Message' }).fill('Check the address in step 2.');
+    await t.getByRole('dialog').getByRole('button', { name: 'Send' }).click();
+    await t.locator('#live', { hasText: 'Message sent to 1 lab.' }).waitFor({ timeout: 5000 });
+    // pushed to the open lab page, and announced there
+    await frame.locator('.messages .message', { hasText: 'Check the address in step 2.' }).waitFor({ timeout: 5000 });
+    await frame.locator('#live', { hasText: 'Message from Teacher: Check the address in step 2.' }).waitFor();
+    await screenshot(student, 'loopback-classroom-student');
+    await row.getByRole('button', { name: "Lower Alice's hand" }).click();
+    await frame.getByRole('button', { name: 'Raise hand' }).waitFor({ timeout: 5000 });
+    assert.equal(await frame.locator('.hand').count(), 0, 'the hand is gone from the student\'s page');
+    await t.close();
+  });
+
   it('tells the student when the lab is stopped', async () => {
     await rt.stop('alicelab');
     await frame.getByRole('heading', { name: 'Lab not running' }).waitFor({ timeout: 5000 });
