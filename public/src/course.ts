@@ -5,14 +5,14 @@
 import './lab.css';
 import { ApiError, Session } from './api.js';
 import { announce, clear, confirmDialog, h, progressBar, textDialog } from './dom.js';
-import { dur, setLanguage, t, time } from './i18n.js';
+import { dur, setLanguage, t, time, when } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
 
 interface Row {
   id: string; userId: string; name: string | null; labId: string; state: string;
   progress: { phase: string; percent: number } | null;
   steps: { ticked: number; total: number; percent: number } | null;
-  secondsLeft: number | null; lastActivityAt: string | null;
+  secondsLeft: number | null; lastActivityAt: string | null; expiresAt: string | null;
   /** Automatic checks (labs that have them): which passed and when. */
   checks: { mode: 'steps' | 'checks'; passed: number; total: number; score: number; maxScore: number; complete: boolean; list: Array<{ stepId: string; index: number; passedAt: string }> } | null;
   /** The student's raised hand. */
@@ -101,7 +101,8 @@ function render(s: Session, rows: Row[], tbody: HTMLElement, notStarted: NotStar
       h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId), hand),
       h('td', {}, h('span', { class: `state state-${r.state}`, 'data-state': r.state }, t(`state.${r.state}` as TextKey)), r.state === 'provisioning' && r.progress ? h('div', { class: 'muted' }, `${r.progress.percent} %`) : null),
       h('td', {}, bar.el, passedList),
-      h('td', {}, live && r.secondsLeft !== null ? dur(r.secondsLeft) : '—'),
+      // a stopped lab keeps its disks until its expiry
+      h('td', {}, live && r.secondsLeft !== null ? dur(r.secondsLeft) : r.state === 'stopped' && r.expiresAt ? h('span', { 'data-kept-until': r.id }, t('course.keptUntil', { date: when(r.expiresAt) })) : '—'),
       h('td', {}, r.lastActivityAt ? time(r.lastActivityAt) : '—'),
       h('td', { class: 'actions' }, open, msg, lower, reset, stop)));
   }

@@ -232,6 +232,7 @@ export const de: Catalog = {
   'course.messageSent_one': "Nachricht an {{count}} Labor gesendet.",
   'course.messageSent_other': "Nachricht an {{count}} Labore gesendet.",
   'course.lowerHandOf': "Hand von {{who}} senken",
+  'course.keptUntil': 'beendet; aufbewahrt bis {{date}}',
   'course.open': 'Öffnen (nur ansehen)',
   'course.reset': 'Zurücksetzen',
   'course.stop': 'Beenden',

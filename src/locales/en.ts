@@ -243,6 +243,7 @@ export const en = {
   'course.messageSent_one': "Message sent to {{count}} lab.",
   'course.messageSent_other': "Message sent to {{count}} labs.",
   'course.lowerHandOf': "Lower {{who}}'s hand",
+  'course.keptUntil': 'stopped; kept until {{date}}',
   'course.open': 'Open (view only)',
   'course.reset': 'Reset',
   'course.stop': 'Stop',

@@ -232,6 +232,7 @@ export const es: Catalog = {
   'course.messageSent_one': "Mensaje enviado a {{count}} laboratorio.",
   'course.messageSent_other': "Mensaje enviado a {{count}} laboratorios.",
   'course.lowerHandOf': "Bajar la mano de {{who}}",
+  'course.keptUntil': 'detenido; se conserva hasta el {{date}}',
   'course.open': 'Abrir (solo lectura)',
   'course.reset': 'Restablecer',
   'course.stop': 'Detener',

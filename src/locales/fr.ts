@@ -232,6 +232,7 @@ export const fr: Catalog = {
   'course.messageSent_one': "Message envoyé à {{count}} labo.",
   'course.messageSent_other': "Message envoyé à {{count}} labos.",
   'course.lowerHandOf': "Baisser la main de {{who}}",
+  'course.keptUntil': 'arrêté ; gardé jusqu’au {{date}}',
   'course.open': 'Ouvrir (lecture seule)',
   'course.reset': 'Réinitialiser',
   'course.stop': 'Arrêter',

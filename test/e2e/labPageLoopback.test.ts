@@ -238,5 +238,10 @@ describe('lab page in the browser (loopback machines)', function () {
     const date = await frame.locator('body').evaluate((_b, iso) => new Date(iso).toLocaleString('en', { dateStyle: 'medium', timeStyle: 'short' }), expires.toISOString());
     await frame.locator('.stopped p', { hasText: `Its machines keep their disks until ${date}; then they are deleted.` }).waitFor({ timeout: 5000 });
     await frame.getByRole('button', { name: 'Continue the lab' }).waitFor();
+    // the teacher's overview says the same date on the student's row
+    const t = await ctx.newPage();
+    await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
+    await t.locator('[data-kept-until="alicelab"]', { hasText: `stopped; kept until ${date}` }).waitFor({ timeout: 10_000 });
+    await t.close();
   });
 });
