@@ -28,6 +28,10 @@ class LabPage {
   /** The teacher's messages (newest last); hidden while there are none. */
   private readonly messages = h('section', { class: 'messages', role: 'log', 'aria-label': t('class.messages'), hidden: true });
   private readonly shownMessages = new Set<string>();
+  /** A teacher's take-over as the student sees it: the request to answer, the one running, the log. */
+  private readonly takeoverBox = h('section', { class: 'takeover', hidden: true });
+  /** Whether the workspace shown was built with control (the owner, or a teacher whose take-over runs). */
+  private workspaceControl = false;
   private provisioning: ProvisioningPanel | undefined;
   private workspace: Workspace | undefined;
   private instructions: InstructionsPanel | undefined;
@@ -35,7 +39,7 @@ class LabPage {
 
   constructor(private readonly s: Session) {
     clear(app);
-    app.append(this.header, this.banner, this.messages, this.body, h('div', { id: 'live', class: 'sr-only', 'aria-live': 'polite' }));
+    app.append(this.header, this.banner, this.takeoverBox, this.messages, this.body, h('div', { id: 'live', class: 'sr-only', 'aria-live': 'polite' }));
   }
 
   async start(): Promise<void> {
@@ -80,6 +84,10 @@ class LabPage {
         break;
       case 'message':
         this.addMessage(e, true);
+        break;
+      case 'takeover':
+        if (e.state === 'declined' && this.view.mode === 'view') announce(t('take.declined'));
+        void this.refresh().catch(() => undefined);
         break;
       case 'steps':
         this.view.steps = e.steps;
@@ -130,6 +138,16 @@ class LabPage {
       }));
     }
     if (v.mode === 'view' && ['running', 'paused'].includes(v.state)) {
+      // a teacher asks to take control; it runs once the student accepts, until either ends it
+      const tk = v.takeover;
+      const mine = tk?.by === v.viewer.userId;
+      const end = () => this.s.api('DELETE', `/api/instances/${instanceId}/takeover`).then(() => this.refresh()).catch((err: unknown) => this.warn((err as Error).message));
+      if (!tk) controls.append(this.button(t('take.ask'), () => this.s.api('POST', `/api/instances/${instanceId}/takeover`, {}).then(() => this.refresh()).catch((err: unknown) => this.warn((err as Error).message))));
+      else if (tk.state === 'requested' && mine) controls.append(h('span', { class: 'takeover-state' }, t('take.waiting')), this.button(t('take.withdraw'), end));
+      else if (tk.state === 'active' && mine) controls.append(h('span', { class: 'takeover-state' }, t('take.youHave')), this.button(t('take.giveBack'), end, 'primary'));
+      else if (tk.state === 'active') controls.append(h('span', { class: 'takeover-state' }, t('take.otherHas', { name: tk.name })));
+    }
+    if (v.mode === 'view' && ['running', 'paused'].includes(v.state)) {
       controls.append(this.button(t('lab.reset'), async () => {
         const ok = await confirmDialog({ title: t('lab.resetConfirmTitle'), message: t('lab.resetConfirmViewer'), confirm: t('lab.reset'), danger: true });
         if (ok) await this.control('reset');
@@ -150,6 +168,39 @@ class LabPage {
       controls,
     );
     this.tickClock();
+  }
+
+  /** The student's side of a take-over: the request to answer, the one running, the log of all. */
+  private renderTakeover(): void {
+    const v = this.view;
+    const box = this.takeoverBox;
+    clear(box);
+    box.removeAttribute('role');
+    const tk = v.takeover;
+    if (v.mode === 'control' && tk?.state === 'requested') {
+      box.setAttribute('role', 'alert');
+      const allow = this.button(t('take.allow'), () => this.answerTakeover(true), 'primary');
+      const decline = this.button(t('take.decline'), () => this.answerTakeover(false));
+      box.append(h('p', {}, t('take.requestText', { name: tk.name })), allow, decline);
+    } else if (v.mode === 'control' && tk?.state === 'active') {
+      const end = this.button(t('take.end'), () => this.s.api('DELETE', `/api/instances/${instanceId}/takeover`).then(() => this.refresh()).catch((err: unknown) => this.warn((err as Error).message)));
+      box.append(h('p', {}, t('take.activeText', { name: tk.name, time: time(tk.since ?? tk.requestedAt) })), end);
+    }
+    const log = v.takeovers ?? [];
+    if (v.mode === 'control' && log.length) {
+      box.append(h('details', { class: 'takeover-log' }, h('summary', {}, t('take.log')),
+        h('ul', {}, ...log.map((x) => h('li', {}, t('take.logItem', { name: x.name, from: when(x.from), to: x.to ? time(x.to) : t('take.now') }))))));
+    }
+    box.hidden = box.childElementCount === 0;
+  }
+
+  private async answerTakeover(accept: boolean): Promise<void> {
+    try {
+      await this.s.api('POST', `/api/instances/${instanceId}/takeover/answer`, { accept });
+      await this.refresh();
+    } catch (err) {
+      this.warn((err as Error).message);
+    }
   }
 
   /** Raise the hand with a message, or lower it (undefined). */
@@ -213,6 +264,7 @@ class LabPage {
   private render(): void {
     const v = this.view;
     this.renderHeader();
+    this.renderTakeover();
     const group = v.state === 'running' || v.state === 'paused' ? 'lab' : v.state === 'requested' || v.state === 'provisioning' ? 'prov' : v.state;
     if (group !== 'lab') {
       this.workspace?.setLive(false, v.state === 'stopped' ? t('lab.closedStopped') : t('lab.closedOther', { state: t(`state.${v.state}` as TextKey) }));
@@ -220,7 +272,12 @@ class LabPage {
       this.instructions = undefined;
     }
     if (group === 'lab') {
-      if (this.shownState !== 'lab' || !this.workspace) this.renderLab();
+      const control = v.mode === 'control' || (v.takeover?.state === 'active' && v.takeover.by === v.viewer.userId);
+      if (this.shownState !== 'lab' || !this.workspace || control !== this.workspaceControl) {
+        // a take-over began or ended: the screens reconnect with the new rights
+        this.workspace?.setLive(false, t('close.takeoverEnded'));
+        this.renderLab(control);
+      }
       this.workspace!.setPhases(Object.fromEntries(v.machines.map((m) => [m.name, m.status])));
       this.workspace!.setLive(v.state === 'running', t('lab.closedPaused'));
       this.body.classList.toggle('paused', v.state === 'paused');
@@ -239,9 +296,10 @@ class LabPage {
     this.shownState = group;
   }
 
-  private renderLab(): void {
+  private renderLab(control = this.view.mode === 'control'): void {
     const v = this.view;
-    this.workspace = new Workspace(this.s, v, async (machine) => {
+    this.workspaceControl = control;
+    this.workspace = new Workspace(this.s, control ? { ...v, mode: 'control' } : v, async (machine) => {
       await this.control('reset', { machine });
     });
     const ws = this.workspace;

@@ -39,15 +39,16 @@ export interface LabPageDeps {
 /** Returns the routes to mount and what to run before the server closes (upgraded sockets keep close() waiting). */
 export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[]; beforeClose: () => void } {
   const tickets = new TicketService(d.secretKey, config.TICKET_TTL_SECONDS);
+  const classroom = new Classroom({ runtime: d.runtime });
   const proxy = new ChannelProxy({
     runtime: d.runtime, log: d.log.child({ component: 'ws-proxy' }), metrics: d.metrics,
     pingIntervalMs: config.WS_PING_INTERVAL_MS, idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS, maxPerUser: config.WS_MAX_PER_USER,
+    mayControl: (instanceId, userId) => classroom.controls(instanceId, userId),
   });
   const upgrades = attachUpgradeHandler(d.server, {
     publicOrigin: d.publicUrl, tickets, proxy, log: d.log.child({ component: 'ws-upgrade' }), maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
   });
   const catalog = new LabCatalogCache(d.labs);
-  const classroom = new Classroom({ runtime: d.runtime });
   const mounts: Mount[] = [
     { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
     { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket, media: d.media, classroom }) },

@@ -6,8 +6,8 @@
  * it) sees it at once and a page opened later finds it in the instance view.
  */
 import { randomBytes } from 'node:crypto';
-import { BadRequest } from '../errors.js';
-import { ClassMessage, Hand } from '../store/Classroom.js';
+import { BadRequest, Conflict } from '../errors.js';
+import { ClassMessage, Hand, Takeover, TakeoverLog } from '../store/Classroom.js';
 import { LabInstance, type LabInstanceDoc } from '../store/LabInstance.js';
 import type { LabRuntime } from './contracts.js';
 import { LIVE_STATES } from './LabService.js';
@@ -31,6 +31,21 @@ export interface MessageView {
   at: string;
   /** Sent to the whole course (else to this lab's student only). */
   toAll: boolean;
+}
+
+export interface TakeoverView {
+  state: 'requested' | 'active';
+  /** The teacher's user id and name. */
+  by: string;
+  name: string;
+  requestedAt: string;
+  since: string | null;
+}
+
+export interface TakeoverRecord {
+  name: string;
+  from: string;
+  to: string | null;
 }
 
 export interface ClassroomDeps {
@@ -104,4 +119,62 @@ export class Classroom {
       .reverse()
       .map((r) => ({ id: r._id, from: r.from, text: r.text, at: r.at.toISOString(), toAll: r.instanceId === null }));
   }
+
+  /**
+   * A teacher asks to take control of a lab (the caller has checked that they teach its course). The
+   * student sees the request and accepts or declines; asking again while asked is the same request.
+   */
+  async requestTakeover(inst: Pick<LabInstanceDoc, '_id'>, teacher: { userId: string; name: string }): Promise<TakeoverView> {
+    const cur = await Takeover.findById(inst._id).lean();
+    if (cur?.state === 'active') throw new Conflict(`take-over of ${inst._id} is active`, { publicMessage: `${cur.name} has control of this lab already.` });
+    const at = this.now();
+    await Takeover.updateOne({ _id: inst._id }, { $set: { by: teacher.userId, name: teacher.name, state: 'requested', requestedAt: at, since: null, logId: null } }, { upsert: true });
+    this.d.runtime.emit({ type: 'takeover', instanceId: inst._id, state: 'requested', by: teacher.userId, name: teacher.name, at: at.toISOString() });
+    return { state: 'requested', by: teacher.userId, name: teacher.name, requestedAt: at.toISOString(), since: null };
+  }
+
+  /** The student's answer to a request: accepted, the teacher gets control (and it is logged); declined, the request is gone. */
+  async answerTakeover(inst: Pick<LabInstanceDoc, '_id'>, accept: boolean): Promise<TakeoverView | null> {
+    const cur = await Takeover.findById(inst._id).lean();
+    if (!cur || cur.state !== 'requested') throw new Conflict(`no take-over request for ${inst._id}`, { publicMessage: 'Nobody is asking to take control of this lab.' });
+    const at = this.now();
+    if (!accept) {
+      await Takeover.deleteOne({ _id: inst._id });
+      this.d.runtime.emit({ type: 'takeover', instanceId: inst._id, state: 'declined', by: cur.by, name: cur.name, at: at.toISOString() });
+      return null;
+    }
+    const logId = `t${randomBytes(9).toString('base64url')}`;
+    await TakeoverLog.create({ _id: logId, instanceId: inst._id, by: cur.by, name: cur.name, from: at, to: null });
+    await Takeover.updateOne({ _id: inst._id }, { $set: { state: 'active', since: at, logId } });
+    this.d.runtime.emit({ type: 'takeover', instanceId: inst._id, state: 'active', by: cur.by, name: cur.name, at: at.toISOString() });
+    return { state: 'active', by: cur.by, name: cur.name, requestedAt: cur.requestedAt.toISOString(), since: at.toISOString() };
+  }
+
+  /** End a take-over (the student, or the teacher giving control back) or withdraw a request; nothing to end is fine. */
+  async endTakeover(inst: Pick<LabInstanceDoc, '_id'>): Promise<void> {
+    const cur = await Takeover.findById(inst._id).lean();
+    if (!cur) return;
+    const at = this.now();
+    if (cur.logId) await TakeoverLog.updateOne({ _id: cur.logId }, { $set: { to: at } });
+    await Takeover.deleteOne({ _id: inst._id });
+    this.d.runtime.emit({ type: 'takeover', instanceId: inst._id, state: 'ended', by: cur.by, name: cur.name, at: at.toISOString() });
+  }
+
+  async takeover(instanceId: string): Promise<TakeoverView | null> {
+    const t = await Takeover.findById(instanceId).lean();
+    return t ? { state: t.state, by: t.by, name: t.name, requestedAt: t.requestedAt.toISOString(), since: t.since ? t.since.toISOString() : null } : null;
+  }
+
+  /** Whether `userId` (not the owner) has control of the lab now through an accepted take-over. */
+  async controls(instanceId: string, userId: string): Promise<boolean> {
+    const t = await Takeover.findById(instanceId).lean();
+    return t?.state === 'active' && t.by === userId;
+  }
+
+  /** Every take-over of the lab, oldest first: who, from, until (null while it lasts). */
+  async takeoverLog(instanceId: string): Promise<TakeoverRecord[]> {
+    const rows = await TakeoverLog.find({ instanceId }).lean();
+    return rows.sort((a, b) => a.from.getTime() - b.from.getTime()).map((r) => ({ name: r.name, from: r.from.toISOString(), to: r.to ? r.to.toISOString() : null }));
+  }
+
 }

@@ -226,6 +226,28 @@ describe('lab page in the browser (loopback machines)', function () {
     await row.getByRole('button', { name: "Lower Alice's hand" }).click();
     await frame.getByRole('button', { name: 'Raise hand' }).waitFor({ timeout: 5000 });
     assert.equal(await frame.locator('.hand').count(), 0, 'the hand is gone from the student\'s page');
+
+    // the teacher asks to take control; it begins when Alice allows it and ends when she says so
+    await row.getByRole('link', { name: 'Open (view only)' }).click();
+    await t.locator('.view-only').waitFor();
+    await t.getByRole('button', { name: 'Ask to take control' }).click();
+    await t.locator('.takeover-state', { hasText: 'Waiting for the student to accept' }).waitFor({ timeout: 5000 });
+    await frame.getByRole('alert').getByText('Teacher asks to take control of your lab').waitFor({ timeout: 5000 });
+    await frame.getByRole('button', { name: 'Allow' }).click();
+    await frame.locator('.takeover p', { hasText: 'Teacher has control of your lab since' }).waitFor({ timeout: 5000 });
+    await t.locator('.takeover-state', { hasText: 'You have control of this lab' }).waitFor({ timeout: 5000 });
+    await t.getByRole('button', { name: 'Console', exact: true }).click();
+    await t.locator('.panel:not([hidden]) .link-connected', { hasText: /^Connected$/ }).waitFor({ timeout: 15_000 });
+    await t.locator('.host-console:not([hidden]) .xterm').click();
+    await t.keyboard.type('echo help-from-teacher');
+    await t.keyboard.press('Enter');
+    await waitFor(() => rt.connections.some((c) => c.channel === 'console' && Buffer.concat(c.received).toString().includes('echo help-from-teacher')), 5000, 'the teacher\'s typing at the machine');
+    await screenshot(student, 'loopback-takeover-student');
+    await frame.getByRole('button', { name: 'End the take-over' }).click();
+    await t.getByRole('button', { name: 'Ask to take control' }).waitFor({ timeout: 5000 });
+    await t.locator('.panel:not([hidden]) .link-connected', { hasText: 'view only' }).waitFor({ timeout: 15_000 });
+    await frame.locator('.takeover-log summary', { hasText: 'Take-overs of this lab' }).click();
+    await frame.locator('.takeover-log li', { hasText: 'Teacher:' }).waitFor();
     await t.close();
   });
 

@@ -3,12 +3,16 @@
  * sees it in the course overview and on the watched lab's event stream and can lower it; a teacher
  * sends a message to one student or the whole course, pushed to the open lab pages and found by a
  * page opened later. Only the lab's student raises its hand; only teachers of the course send.
+ * A teacher takes control of a lab only after its student accepts: the teacher's sockets may then
+ * type into the machine, and close when the take-over ends; every take-over is logged for the student.
  */
 import assert from 'node:assert/strict';
+import WebSocket from 'ws';
 import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
 import { LoopbackRuntime } from '../support/loopbackRuntime.js';
 import { PageLabs } from '../support/pageLabs.js';
 import { SessionTokens, type SessionClaims } from '../../src/auth/session.js';
+import { TicketService } from '../../src/proxy/tickets.js';
 
 const SECRET_KEY = 'classroom-test-secret-key-0123456789abcdef';
 
@@ -74,6 +78,65 @@ describe('live classroom: raised hands and teacher messages', function () {
   after(async () => {
     await tool?.shutdown();
     await rt?.close();
+  });
+
+  /** A console socket through the tool's proxy with a ticket `who` asked the API for. */
+  const consoleSocket = async (who: string, id: string) => {
+    const t = await call(who, 'POST', `/api/instances/${id}/tickets`, { machine: 'web', channel: 'console' });
+    assert.equal(t.status, 200);
+    const ws = new WebSocket(tool.url.replace(/^http/, 'ws') + t.body.path, ['lab.v1', `ticket.${t.body.ticket}`], { headers: { origin: new URL(tool.publicUrl).origin } });
+    const closed = new Promise<{ code: number; reason: string }>((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+    streams.push({ close: async () => { ws.terminate(); } });
+    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+    return { ws, mode: t.body.mode as string, closed };
+  };
+  /** Everything the machine's console received so far (the loopback runtime records it). */
+  const received = (id: string) => Buffer.concat(rt.connections.filter((c) => c.instance === id && c.channel === 'console').flatMap((c) => c.received)).toString();
+
+  it('a teacher takes control only after the student accepts: typing reaches the machine, ending it closes the teacher\'s socket, the student sees the log', async () => {
+    const studentSees = await events('ben', 'benlab');
+    // asked, not yet accepted: still watching only
+    const asked = await call('teacher', 'POST', '/api/instances/benlab/takeover', {});
+    assert.equal(asked.status, 200);
+    assert.equal(asked.body.takeover.state, 'requested');
+    await waitFor(() => studentSees.some((e) => e.type === 'takeover' && e.state === 'requested' && e.name === 'Tina Teacher'), 5000, 'the request on the student\'s page');
+    assert.equal((await consoleSocket('teacher', 'benlab')).mode, 'view');
+    // only the student answers; a student cannot ask to take over their own lab
+    assert.equal((await call('teacher', 'POST', '/api/instances/benlab/takeover/answer', { accept: true })).status, 403);
+    assert.equal((await call('ben', 'POST', '/api/instances/benlab/takeover', {})).status, 403);
+    assert.equal((await call('otherTeacher', 'POST', '/api/instances/benlab/takeover', {})).status, 403);
+    // declined: nothing changes
+    assert.equal((await call('ben', 'POST', '/api/instances/benlab/takeover/answer', { accept: false })).status, 200);
+    assert.equal((await call('ben', 'GET', '/api/instances/benlab')).body.takeover, null);
+    assert.equal((await call('ben', 'POST', '/api/instances/benlab/takeover/answer', { accept: true })).status, 409, 'no request left to accept');
+
+    await call('teacher', 'POST', '/api/instances/benlab/takeover', {});
+    const accepted = await call('ben', 'POST', '/api/instances/benlab/takeover/answer', { accept: true });
+    assert.equal(accepted.body.takeover.state, 'active');
+    const sock = await consoleSocket('teacher', 'benlab');
+    assert.equal(sock.mode, 'control');
+    sock.ws.send(Buffer.from('echo typed-by-teacher\r'));
+    await waitFor(() => received('benlab').includes('echo typed-by-teacher'), 5000, 'the teacher\'s typing at the machine');
+    assert.equal((await call('otherTeacher', 'GET', '/api/instances/benlab')).status, 403);
+
+    // the student ends it: the teacher's controlling socket closes with the reason, new tickets watch only
+    assert.equal((await call('ben', 'DELETE', '/api/instances/benlab/takeover')).status, 204);
+    assert.deepEqual(await sock.closed, { code: 4005, reason: 'control given back' });
+    assert.equal((await consoleSocket('teacher', 'benlab')).mode, 'view');
+    await waitFor(() => studentSees.some((e) => e.type === 'takeover' && e.state === 'ended'), 5000, 'the end on the student\'s page');
+    const log = (await call('ben', 'GET', '/api/instances/benlab')).body.takeovers as Array<{ name: string; from: string; to: string | null }>;
+    assert.equal(log.length, 1);
+    assert.equal(log[0]!.name, 'Tina Teacher');
+    assert.ok(log[0]!.to && new Date(log[0]!.to) >= new Date(log[0]!.from), 'from and until');
+  });
+
+  it('a control ticket for someone else\'s lab is refused at the proxy without an accepted take-over', async () => {
+    // a ticket the API never issued in control mode for a teacher (signed with the tool's key, as a forged page would need)
+    const { ticket } = new TicketService(SECRET_KEY).issue({ user: 'tina', instance: 'analab', machine: 'web', channel: 'console', mode: 'control' });
+    const ws = new WebSocket(`${tool.url.replace(/^http/, 'ws')}/ws/console/analab/web`, ['lab.v1', `ticket.${ticket}`], { headers: { origin: new URL(tool.publicUrl).origin } });
+    streams.push({ close: async () => { ws.terminate(); } });
+    const closed = await new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    assert.equal(closed, 4403);
   });
 
   it('a student raises a hand: pushed to the watching teacher, in the overview, lowered by the teacher', async () => {
