@@ -17,6 +17,14 @@ interface Row {
   checks: { mode: 'steps' | 'checks'; passed: number; total: number; score: number; maxScore: number; complete: boolean; list: Array<{ stepId: string; index: number; passedAt: string }> } | null;
   /** The student's raised hand. */
   hand: { message: string; raisedAt: string } | null;
+  /** Why the student may be stuck (a raised hand, or no progress for a while), or null. */
+  stuck: { reason: 'hand' | 'no-progress'; sinceMs: number } | null;
+}
+
+/** Stuck first (raised hands, then the longest without progress), otherwise as the server sent them. */
+function stuckFirst(rows: Row[]): Row[] {
+  const rank = (r: Row) => (r.stuck?.reason === 'hand' ? 2 : r.stuck ? 1 : 0);
+  return rows.map((r, i) => ({ r, i })).sort((a, b) => rank(b.r) - rank(a.r) || (b.r.stuck?.sinceMs ?? 0) - (a.r.stuck?.sinceMs ?? 0) || a.i - b.i).map((x) => x.r);
 }
 
 const app = document.getElementById('app')!;
@@ -68,7 +76,9 @@ async function lowerHand(s: Session, row: Row): Promise<void> {
 
 type NotStarted = { userId: string | null; name: string };
 
-function render(s: Session, rows: Row[], tbody: HTMLElement, notStarted: NotStarted[] = []): void {
+function render(s: Session, all: Row[], tbody: HTMLElement, notStarted: NotStarted[] = [], onlyStuck = false): void {
+  const rows = stuckFirst(onlyStuck ? all.filter((r) => r.stuck) : all);
+  if (onlyStuck) notStarted = [];
   // a refresh must not take the keyboard focus away
   const active = document.activeElement as HTMLElement | null;
   const focusRow = active?.closest('tr')?.dataset.instance;
@@ -97,8 +107,9 @@ function render(s: Session, rows: Row[], tbody: HTMLElement, notStarted: NotStar
     const lower = r.hand ? h('button', { type: 'button', 'aria-label': t('course.lowerHandOf', { who }) }, t('class.lowerHand')) : null;
     lower?.addEventListener('click', () => void lowerHand(s, r));
     const hand = r.hand ? h('div', { class: 'hand', 'data-hand': r.id }, `✋ ${r.hand.message ? t('class.handRaised', { message: r.hand.message }) : t('class.handRaisedNoText')} · ${time(r.hand.raisedAt)}`) : null;
+    const stuck = r.stuck?.reason === 'no-progress' ? h('div', { class: 'stuck', 'data-stuck': r.id }, t('course.noProgress', { duration: dur(r.stuck.sinceMs / 1000) })) : null;
     tbody.append(h('tr', { 'data-instance': r.id },
-      h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId), hand),
+      h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId), hand, stuck),
       h('td', {}, h('span', { class: `state state-${r.state}`, 'data-state': r.state }, t(`state.${r.state}` as TextKey)), r.state === 'provisioning' && r.progress ? h('div', { class: 'muted' }, `${r.progress.percent} %`) : null),
       h('td', {}, bar.el, passedList),
       // a stopped lab keeps its disks until its expiry
@@ -123,9 +134,14 @@ async function main(s: Session): Promise<void> {
   const updated = h('span', { class: 'muted', 'aria-live': 'off' });
   const toAll = h('button', { type: 'button' }, t('course.messageAll'));
   toAll.addEventListener('click', () => void message(s));
+  const onlyStuck = h('input', { type: 'checkbox', id: 'only-stuck' });
+  const stuckCount = h('span', {});
+  let last: { instances: Row[]; notStarted: NotStarted[] | null } | undefined;
+  onlyStuck.addEventListener('change', () => { if (last) render(s, last.instances, tbody, last.notStarted ?? [], onlyStuck.checked); });
   clear(app);
   app.append(
-    h('header', { class: 'topbar' }, h('h1', {}, t('course.heading')), h('span', { class: 'spacer' }), updated, toAll),
+    h('header', { class: 'topbar' }, h('h1', {}, t('course.heading')), h('span', { class: 'spacer' }),
+      h('label', { class: 'only-stuck' }, onlyStuck, ' ', t('course.onlyStuck'), ' ', stuckCount), updated, toAll),
     h('main', { class: 'body overview' },
       h('table', { class: 'overview-table' },
         h('caption', { class: 'sr-only' }, t('course.caption')),
@@ -136,7 +152,9 @@ async function main(s: Session): Promise<void> {
   const load = async () => {
     if (document.querySelector('dialog[open]')) return;
     const r = await s.api<{ instances: Row[]; notStarted: NotStarted[] | null }>('GET', `/api/courses/${encodeURIComponent(contextId)}/instances`);
-    render(s, r.instances, tbody, r.notStarted ?? []);
+    last = r;
+    stuckCount.textContent = `(${r.instances.filter((x) => x.stuck).length})`;
+    render(s, r.instances, tbody, r.notStarted ?? [], onlyStuck.checked);
     updated.textContent = t('course.updated', { time: time(Date.now()) });
   };
   await load();

@@ -250,6 +250,8 @@ export const de: Catalog = {
   'course.messageSent_other': "Nachricht an {{count}} Labore gesendet.",
   'course.lowerHandOf': "Hand von {{who}} senken",
   'course.keptUntil': 'beendet; aufbewahrt bis {{date}}',
+  'course.noProgress': "Kein Fortschritt seit {{duration}}",
+  'course.onlyStuck': "Nur Studierende, die feststecken könnten",
   'course.open': 'Öffnen (nur ansehen)',
   'course.reset': 'Zurücksetzen',
   'course.stop': 'Beenden',

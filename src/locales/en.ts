@@ -261,6 +261,8 @@ export const en = {
   'course.messageSent_other': "Message sent to {{count}} labs.",
   'course.lowerHandOf': "Lower {{who}}'s hand",
   'course.keptUntil': 'stopped; kept until {{date}}',
+  'course.noProgress': "No progress for {{duration}}",
+  'course.onlyStuck': "Only students who may be stuck",
   'course.open': 'Open (view only)',
   'course.reset': 'Reset',
   'course.stop': 'Stop',

@@ -250,6 +250,8 @@ export const es: Catalog = {
   'course.messageSent_other': "Mensaje enviado a {{count}} laboratorios.",
   'course.lowerHandOf': "Bajar la mano de {{who}}",
   'course.keptUntil': 'detenido; se conserva hasta el {{date}}',
+  'course.noProgress': "Sin avances desde hace {{duration}}",
+  'course.onlyStuck': "Solo los estudiantes que pueden estar atascados",
   'course.open': 'Abrir (solo lectura)',
   'course.reset': 'Restablecer',
   'course.stop': 'Detener',

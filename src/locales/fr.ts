@@ -250,6 +250,8 @@ export const fr: Catalog = {
   'course.messageSent_other': "Message envoyé à {{count}} labos.",
   'course.lowerHandOf': "Baisser la main de {{who}}",
   'course.keptUntil': 'arrêté ; gardé jusqu’au {{date}}',
+  'course.noProgress': "Aucun progrès depuis {{duration}}",
+  'course.onlyStuck': "Seulement les étudiants peut-être bloqués",
   'course.open': 'Ouvrir (lecture seule)',
   'course.reset': 'Réinitialiser',
   'course.stop': 'Arrêter',

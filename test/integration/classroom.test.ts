@@ -13,6 +13,7 @@ import { LoopbackRuntime } from '../support/loopbackRuntime.js';
 import { PageLabs } from '../support/pageLabs.js';
 import { SessionTokens, type SessionClaims } from '../../src/auth/session.js';
 import { TicketService } from '../../src/proxy/tickets.js';
+import { LabInstance } from '../../src/store/LabInstance.js';
 
 const SECRET_KEY = 'classroom-test-secret-key-0123456789abcdef';
 
@@ -194,4 +195,25 @@ describe('live classroom: raised hands and teacher messages', function () {
     assert.equal((await call('teacher', 'POST', '/api/courses/room-1/messages', { text: '   ' })).status, 400);
     assert.equal((await call('teacher', 'POST', '/api/courses/room-1/messages', { text: 'x'.repeat(1001) })).status, 400);
   });
+
+  it('the overview says who may be stuck: a raised hand, or a running lab without progress for 10 minutes', async () => {
+    const ago = (min: number) => new Date(Date.now() - min * 60_000);
+    await rt.add({ id: 'dora-lab', userId: 'dora', contextId: 'room-3' });
+    await rt.add({ id: 'eli-lab', userId: 'eli', contextId: 'room-3' });
+    await rt.add({ id: 'finn-lab', userId: 'finn', contextId: 'room-3' });
+    await rt.add({ id: 'gus-lab', userId: 'gus', contextId: 'room-3' });
+    // started 25 min ago, nothing done; started 25 min ago, a step ticked 3 min ago; fresh; paused long ago
+    await LabInstance.updateOne({ _id: 'dora-lab' }, { $set: { startedAt: ago(25) } });
+    await LabInstance.updateOne({ _id: 'eli-lab' }, { $set: { startedAt: ago(25), steps: { login: ago(3) } } });
+    await LabInstance.updateOne({ _id: 'gus-lab' }, { $set: { startedAt: ago(60), state: 'paused' } });
+    tok.finn = await sessions.issue({ userId: 'finn', role: 'learner', contextId: 'room-3', name: 'Finn' });
+    tok.room3 = await sessions.issue({ userId: 'tina', role: 'instructor', contextId: 'room-3', name: 'Tina Teacher' });
+    await call('finn', 'POST', '/api/instances/finn-lab/hand', { message: 'help' });
+    const rows = (await call('room3', 'GET', '/api/courses/room-3/instances')).body.instances as Array<{ id: string; stuck: { reason: string; sinceMs: number } | null }>;
+    const stuck = Object.fromEntries(rows.map((r) => [r.id, r.stuck?.reason ?? null]));
+    assert.deepEqual(stuck, { 'dora-lab': 'no-progress', 'eli-lab': null, 'finn-lab': 'hand', 'gus-lab': null });
+    const dora = rows.find((r) => r.id === 'dora-lab')!.stuck!;
+    assert.ok(dora.sinceMs >= 25 * 60_000 && dora.sinceMs < 26 * 60_000, `since the start: ${dora.sinceMs} ms`);
+  });
+
 });

@@ -1,7 +1,8 @@
 /**
  * GET /api/courses/:contextId/instances — the teacher's overview of a course: every student's lab
- * with its state, step progress and time left. Instructors (and administrators) of that course
- * only; a learner is refused.
+ * with its state, step progress and time left, a raised hand, and whether the student may be stuck
+ * (a raised hand, or no progress for 10 minutes). Instructors (and administrators) of that course
+ * only; a learner is refused. POST /api/courses/:contextId/messages sends a teacher's message.
  */
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
@@ -24,6 +25,21 @@ export interface CourseApiDeps {
   classroom?: Classroom;
   /** Every learner of the course (the platform's roster), or null when the platform offers none. */
   learners?: (contextId: string) => Promise<Array<{ userId: string | null; name: string }> | null>;
+}
+
+/** A running lab with no new step or passed check for this long is shown as possibly stuck. */
+export const STUCK_AFTER_MS = 10 * 60_000;
+
+/**
+ * Why a student may be stuck, or null: a raised hand, or a running lab without progress (no step
+ * ticked, no check passed) for STUCK_AFTER_MS since the last progress or the start.
+ */
+function stuckReason(inst: LabInstanceDoc, hand: unknown, passedAts: string[], now: number): { reason: 'hand' | 'no-progress'; sinceMs: number } | null {
+  if (hand) return { reason: 'hand', sinceMs: 0 };
+  if (inst.state !== 'running') return null;
+  const times = [...Object.values(inst.steps ?? {}).map((x) => new Date(x).getTime()), ...passedAts.map((x) => new Date(x).getTime())];
+  const last = Math.max(inst.startedAt ? new Date(inst.startedAt).getTime() : 0, ...times);
+  return last > 0 && now - last >= STUCK_AFTER_MS ? { reason: 'no-progress', sinceMs: now - last } : null;
 }
 
 export function courseApiRouter(d: CourseApiDeps): Router {
@@ -51,6 +67,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
           lastActivityAt: inst.lastActivityAt,
           checks: checks?.get(inst._id) ?? null,
           hand: hands?.get(inst._id) ?? null,
+          stuck: stuckReason(inst, hands?.get(inst._id), (checks?.get(inst._id)?.list ?? []).map((p) => p.passedAt), now),
         };
       }));
       res.setHeader('Cache-Control', 'no-store');
