@@ -35,9 +35,11 @@ export class ProvisioningPanel {
     const label = idx >= 0 ? t(PHASES[idx]![1]) : p.message;
     // the server's words for this moment, in the page's language (a queue position, machines booted)
     this.message.textContent = p.message || label;
-    if (p.phase !== this.announcedPhase) {
-      this.announcedPhase = p.phase;
-      announce(t('prov.announce', { phase: label, percent: Math.round(p.percent) }));
+    // each phase once; while queued, each new position (the server's words say where in the queue)
+    const key = `${p.phase}|${p.queuePosition ?? ''}`;
+    if (key !== this.announcedPhase) {
+      this.announcedPhase = key;
+      announce(p.queuePosition && p.message ? p.message : t('prov.announce', { phase: label, percent: Math.round(p.percent) }));
     }
     Array.from(this.list.children).forEach((li, i) => {
       li.className = i < idx || (i === idx && p.percent >= 100) ? 'done' : i === idx ? 'current' : '';

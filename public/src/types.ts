@@ -3,7 +3,8 @@ export type ChannelKind = 'vnc' | 'console';
 export type MachinePhase = 'pending' | 'booting' | 'running' | 'paused' | 'stopped' | 'gone' | 'failed';
 export type InstanceState = 'requested' | 'provisioning' | 'running' | 'paused' | 'stopped' | 'expired' | 'destroyed' | 'failed';
 
-export interface Progress { phase: string; percent: number; message: string }
+/** `message` is the server's words in the page's language; queuePosition is set while waiting for capacity (1 = next). */
+export interface Progress { phase: string; percent: number; message: string; queuePosition?: number }
 
 export interface InstanceView {
   id: string;
