@@ -158,7 +158,15 @@ async function main(s: Session): Promise<void> {
     updated.textContent = t('course.updated', { time: time(Date.now()) });
   };
   await load();
-  setInterval(() => void load().catch((err: unknown) => { updated.textContent = t('course.updateFailed', { message: (err as Error).message }); }), 5000);
+  const reload = () => void load().catch((err: unknown) => { updated.textContent = t('course.updateFailed', { message: (err as Error).message }); });
+  // a lab of the course changed (state, steps, checks, a raised hand): reload at once, a burst once
+  let soon: ReturnType<typeof setTimeout> | undefined;
+  s.events(`/api/courses/${encodeURIComponent(contextId)}/events`, (e) => {
+    if ((e as { type?: string }).type === 'hello' || soon) return;
+    soon = setTimeout(() => { soon = undefined; reload(); }, 300);
+  }, () => undefined);
+  // time left and progress without events still move
+  setInterval(reload, 5000);
 }
 
 if (!session) fatal(t('course.needsLink'));

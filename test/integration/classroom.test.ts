@@ -216,4 +216,25 @@ describe('live classroom: raised hands and teacher messages', function () {
     assert.ok(dora.sinceMs >= 25 * 60_000 && dora.sinceMs < 26 * 60_000, `since the start: ${dora.sinceMs} ms`);
   });
 
+
+  it('pushes to the course overview which lab changed (a hand, a state), to teachers of that course only', async () => {
+    const ctrl = new AbortController();
+    const res = await fetch(`${tool.url}/api/courses/room-1/events`, { headers: { authorization: `Bearer ${tok.teacher}` }, signal: ctrl.signal });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    const read = (async () => { for (;;) { const { value, done } = await reader.read(); if (done) return; text += value; } })().catch(() => undefined);
+    streams.push({ close: async () => { ctrl.abort(); await read; } });
+    await waitFor(() => text.includes('"hello"'), 5000, 'hello');
+    await call('ben', 'POST', '/api/instances/benlab/hand', { message: 'stuck' });
+    await waitFor(() => text.includes('{"type":"hand","instanceId":"benlab"}'), 5000, 'the hand on the course stream');
+    await rt.pause('benlab');
+    await waitFor(() => text.includes('{"type":"state","instanceId":"benlab"}'), 5000, 'the state on the course stream');
+    assert.ok(!text.includes('stuck'), 'which lab changed, never what (the overview reloads it with its rules)');
+    assert.ok(!text.includes('cleolab'), 'never another course\'s labs');
+    assert.equal((await fetch(`${tool.url}/api/courses/room-1/events`, { headers: { authorization: `Bearer ${tok.otherTeacher}` } })).status, 403);
+    assert.equal((await fetch(`${tool.url}/api/courses/room-1/events`, { headers: { authorization: `Bearer ${tok.ben}` } })).status, 403);
+    await rt.resume('benlab');
+  });
+
 });
