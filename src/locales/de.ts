@@ -116,6 +116,8 @@ export const de: Catalog = {
   'ws.desktopAlt': 'Grafischer Desktop von {{machine}}. Ein Screenreader kann ihn nicht lesen: Nutzen Sie stattdessen die Konsolenansicht dieser Maschine oder die Senden-Knöpfe in der Anleitung.',
   'ws.desktopAltNoConsole': 'Grafischer Desktop von {{machine}}. Ein Screenreader kann ihn nicht lesen; die Senden-Knöpfe in der Anleitung tippen Befehle hinein.',
   'ws.screenReader': 'Screenreader-Modus',
+  'ws.screenReaderOn': 'Screenreader-Modus an: die Zeilen der Konsole können einzeln gelesen werden.',
+  'ws.screenReaderOff': 'Screenreader-Modus aus.',
   'ws.typeInto': 'In {{machine}} tippen',
   'ws.typeIt': 'Tippen',
   'ws.typed': 'In {{machine}} getippt.',

@@ -123,6 +123,8 @@ export const en = {
   'ws.desktopAlt': 'Graphical desktop of {{machine}}. It cannot be read by a screen reader: use the Console view of this machine instead, or the Send buttons in the instructions.',
   'ws.desktopAltNoConsole': 'Graphical desktop of {{machine}}. It cannot be read by a screen reader; the Send buttons in the instructions type commands into it.',
   'ws.screenReader': 'Screen reader mode',
+  'ws.screenReaderOn': 'Screen reader mode on: the console’s lines can be read one by one.',
+  'ws.screenReaderOff': 'Screen reader mode off.',
   'ws.typeInto': 'Type into {{machine}}',
   'ws.typeIt': 'Type it',
   'ws.typed': 'Typed into {{machine}}.',

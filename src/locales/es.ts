@@ -116,6 +116,8 @@ export const es: Catalog = {
   'ws.desktopAlt': 'Escritorio gráfico de {{machine}}. Un lector de pantalla no puede leerlo: use en su lugar la vista Consola de esta máquina o los botones Enviar de las instrucciones.',
   'ws.desktopAltNoConsole': 'Escritorio gráfico de {{machine}}. Un lector de pantalla no puede leerlo; los botones Enviar de las instrucciones teclean órdenes en él.',
   'ws.screenReader': 'Modo lector de pantalla',
+  'ws.screenReaderOn': 'Modo lector de pantalla activado: las líneas de la consola se pueden leer una a una.',
+  'ws.screenReaderOff': 'Modo lector de pantalla desactivado.',
   'ws.typeInto': 'Teclear en {{machine}}',
   'ws.typeIt': 'Teclear',
   'ws.typed': 'Tecleado en {{machine}}.',

@@ -116,6 +116,8 @@ export const fr: Catalog = {
   'ws.desktopAlt': 'Bureau graphique de {{machine}}. Un lecteur d’écran ne peut pas le lire : utilisez plutôt la vue Console de cette machine, ou les boutons Envoyer des instructions.',
   'ws.desktopAltNoConsole': 'Bureau graphique de {{machine}}. Un lecteur d’écran ne peut pas le lire ; les boutons Envoyer des instructions y tapent des commandes.',
   'ws.screenReader': 'Mode lecteur d’écran',
+  'ws.screenReaderOn': 'Mode lecteur d’écran activé : les lignes de la console peuvent être lues une à une.',
+  'ws.screenReaderOff': 'Mode lecteur d’écran désactivé.',
   'ws.typeInto': 'Taper dans {{machine}}',
   'ws.typeIt': 'Taper',
   'ws.typed': 'Tapé dans {{machine}}.',
