@@ -4,17 +4,19 @@
  */
 import './lab.css';
 import { ApiError, Session } from './api.js';
-import { announce, clear, confirmDialog, h, progressBar } from './dom.js';
-import { dur, setLanguage, t, time } from './i18n.js';
+import { announce, clear, confirmDialog, h, progressBar, textDialog } from './dom.js';
+import { dur, setLanguage, t, time, when } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
 
 interface Row {
   id: string; userId: string; name: string | null; labId: string; state: string;
   progress: { phase: string; percent: number } | null;
   steps: { ticked: number; total: number; percent: number } | null;
-  secondsLeft: number | null; lastActivityAt: string | null;
+  secondsLeft: number | null; lastActivityAt: string | null; expiresAt: string | null;
   /** Automatic checks (labs that have them): which passed and when. */
   checks: { mode: 'steps' | 'checks'; passed: number; total: number; score: number; maxScore: number; complete: boolean; list: Array<{ stepId: string; index: number; passedAt: string }> } | null;
+  /** The student's raised hand. */
+  hand: { message: string; raisedAt: string } | null;
 }
 
 const app = document.getElementById('app')!;
@@ -37,6 +39,28 @@ async function act(s: Session, row: Row, verb: 'reset' | 'stop'): Promise<void> 
   try {
     await s.api('POST', `/api/instances/${row.id}/${verb}`, {});
     announce(verb === 'reset' ? t('course.resetRequested', { who }) : t('course.stopRequested', { who }));
+  } catch (err) {
+    announce(t('course.actionFailed', { message: (err as Error).message }));
+  }
+}
+
+/** A message to one student's lab, or (no row) to everyone in the course. */
+async function message(s: Session, row?: Row): Promise<void> {
+  const who = row ? row.name ?? row.userId : '';
+  const text = await textDialog({ title: row ? t('course.messageTo', { who }) : t('course.messageTitleAll'), help: t('course.messageHelp'), label: t('course.messageLabel'), confirm: t('course.send'), maxLength: 1000 });
+  if (!text?.trim()) return;
+  try {
+    const r = await s.api<{ to: number }>('POST', `/api/courses/${encodeURIComponent(contextId)}/messages`, { text, ...(row ? { instanceId: row.id } : {}) });
+    announce(t('course.messageSent', { count: r.to }));
+  } catch (err) {
+    announce(t('course.actionFailed', { message: (err as Error).message }));
+  }
+}
+
+async function lowerHand(s: Session, row: Row): Promise<void> {
+  try {
+    await s.api('DELETE', `/api/instances/${encodeURIComponent(row.id)}/hand`);
+    announce(t('class.handLowered'));
   } catch (err) {
     announce(t('course.actionFailed', { message: (err as Error).message }));
   }
@@ -67,13 +91,20 @@ function render(s: Session, rows: Row[], tbody: HTMLElement, notStarted: NotStar
     reset.addEventListener('click', () => void act(s, r, 'reset'));
     const stop = h('button', { type: 'button', class: 'danger-outline', disabled: !live }, t('course.stop'));
     stop.addEventListener('click', () => void act(s, r, 'stop'));
+    const who = r.name ?? r.userId;
+    const msg = h('button', { type: 'button', 'aria-label': t('course.messageTo', { who }) }, t('course.message'));
+    msg.addEventListener('click', () => void message(s, r));
+    const lower = r.hand ? h('button', { type: 'button', 'aria-label': t('course.lowerHandOf', { who }) }, t('class.lowerHand')) : null;
+    lower?.addEventListener('click', () => void lowerHand(s, r));
+    const hand = r.hand ? h('div', { class: 'hand', 'data-hand': r.id }, `✋ ${r.hand.message ? t('class.handRaised', { message: r.hand.message }) : t('class.handRaisedNoText')} · ${time(r.hand.raisedAt)}`) : null;
     tbody.append(h('tr', { 'data-instance': r.id },
-      h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId)),
+      h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId), hand),
       h('td', {}, h('span', { class: `state state-${r.state}`, 'data-state': r.state }, t(`state.${r.state}` as TextKey)), r.state === 'provisioning' && r.progress ? h('div', { class: 'muted' }, `${r.progress.percent} %`) : null),
       h('td', {}, bar.el, passedList),
-      h('td', {}, live && r.secondsLeft !== null ? dur(r.secondsLeft) : '—'),
+      // a stopped lab keeps its disks until its expiry
+      h('td', {}, live && r.secondsLeft !== null ? dur(r.secondsLeft) : r.state === 'stopped' && r.expiresAt ? h('span', { 'data-kept-until': r.id }, t('course.keptUntil', { date: when(r.expiresAt) })) : '—'),
       h('td', {}, r.lastActivityAt ? time(r.lastActivityAt) : '—'),
-      h('td', { class: 'actions' }, open, reset, stop)));
+      h('td', { class: 'actions' }, open, msg, lower, reset, stop)));
   }
   // learners from the course roster who have no lab yet
   for (const m of notStarted) {
@@ -90,9 +121,11 @@ function render(s: Session, rows: Row[], tbody: HTMLElement, notStarted: NotStar
 async function main(s: Session): Promise<void> {
   const tbody = h('tbody');
   const updated = h('span', { class: 'muted', 'aria-live': 'off' });
+  const toAll = h('button', { type: 'button' }, t('course.messageAll'));
+  toAll.addEventListener('click', () => void message(s));
   clear(app);
   app.append(
-    h('header', { class: 'topbar' }, h('h1', {}, t('course.heading')), h('span', { class: 'spacer' }), updated),
+    h('header', { class: 'topbar' }, h('h1', {}, t('course.heading')), h('span', { class: 'spacer' }), updated, toAll),
     h('main', { class: 'body overview' },
       h('table', { class: 'overview-table' },
         h('caption', { class: 'sr-only' }, t('course.caption')),

@@ -1,6 +1,6 @@
 /** While the lab is being prepared: the phases, a progress bar, an estimate; on failure the reason and a retry. */
 import { announce, h, progressBar } from './dom.js';
-import { dur, t } from './i18n.js';
+import { dur, t, when } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
 import type { Progress } from './types.js';
 
@@ -65,7 +65,8 @@ export function failurePanel(reason: string | null, canRetry: boolean, retry: ()
     canRetry ? b : h('p', {}, t('fail.askStudent')));
 }
 
-export function stoppedPanel(state: string, canStart: boolean, start: () => void): HTMLElement {
+/** A lab that is not running; a stopped one says until when its disks are kept (`keptUntil`: the lab's expiry). */
+export function stoppedPanel(state: string, canStart: boolean, start: () => void, keptUntil?: string | null): HTMLElement {
   const b = h('button', { type: 'button', class: 'primary' }, state === 'stopped' ? t('stopped.startAgain') : t('stopped.startNew'));
   b.addEventListener('click', () => {
     b.disabled = true;
@@ -73,5 +74,6 @@ export function stoppedPanel(state: string, canStart: boolean, start: () => void
   });
   const text: Record<string, TextKey> = { stopped: 'stopped.stopped', expired: 'stopped.expired', destroyed: 'stopped.destroyed' };
   const key = text[state];
-  return h('section', { class: 'stopped card' }, h('h2', {}, t('stopped.title')), h('p', {}, key ? t(key) : t('stopped.other', { state: t(`state.${state}` as TextKey) })), canStart ? b : null);
+  const says = state === 'stopped' && keptUntil ? t('stopped.keptUntil', { date: when(keptUntil) }) : key ? t(key) : t('stopped.other', { state: t(`state.${state}` as TextKey) });
+  return h('section', { class: 'stopped card' }, h('h2', {}, t('stopped.title')), h('p', {}, says), canStart ? b : null);
 }

@@ -6,11 +6,12 @@
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
 import { requireInstructor } from '../../auth/session.js';
-import { Forbidden } from '../../errors.js';
+import { BadRequest, Forbidden, NotFound } from '../../errors.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { stepScore } from '../../labs/score.js';
-import type { LabCatalogCache } from './labApi.js';
+import type { LabCatalogCache } from '../../labs/LabCatalogCache.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
+import type { Classroom } from '../../labs/Classroom.js';
 
 export interface CourseApiDeps {
   sessions: SessionTokens;
@@ -19,6 +20,8 @@ export interface CourseApiDeps {
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
   /** Automatic checks: which each student passed and when (labs that have checks). */
   checks?: Pick<CheckRunner, 'overview'>;
+  /** Raised hands and the teacher's messages. */
+  classroom?: Classroom;
   /** Every learner of the course (the platform's roster), or null when the platform offers none. */
   learners?: (contextId: string) => Promise<Array<{ userId: string | null; name: string }> | null>;
 }
@@ -33,6 +36,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
       const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
       const roster = d.learners ? await d.learners(contextId).catch(() => null) : null;
+      const hands = d.classroom ? await d.classroom.hands(contextId).catch(() => undefined) : undefined;
       const started = new Set(docs.map((x) => x.userId));
       const notStarted = roster ? roster.filter((m) => !m.userId || !started.has(m.userId)).map((m) => ({ userId: m.userId, name: m.name })) : null;
       const now = Date.now();
@@ -46,10 +50,23 @@ export function courseApiRouter(d: CourseApiDeps): Router {
           expiresAt: inst.expiresAt, secondsLeft: inst.expiresAt ? Math.max(0, Math.round((new Date(inst.expiresAt).getTime() - now) / 1000)) : null,
           lastActivityAt: inst.lastActivityAt,
           checks: checks?.get(inst._id) ?? null,
+          hand: hands?.get(inst._id) ?? null,
         };
       }));
       res.setHeader('Cache-Control', 'no-store');
       res.json({ contextId, serverTime: new Date(now).toISOString(), instances: rows, notStarted });
+    })().catch(next);
+  });
+  // a teacher's message to one lab of the course (instanceId) or to every lab of it
+  r.post('/api/courses/:contextId/messages', d.sessions.require(), requireInstructor(), express.json({ limit: '16kb' }), (req, res, next) => {
+    void (async () => {
+      const contextId = String(req.params.contextId);
+      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+      if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Messages are not available here.' });
+      const body = (req.body ?? {}) as { text?: unknown; instanceId?: unknown };
+      if (body.instanceId !== undefined && typeof body.instanceId !== 'string') throw new BadRequest('instanceId must be text');
+      const sent = await d.classroom.send(contextId, req.session.name ?? 'Teacher', body.text, body.instanceId);
+      res.status(201).json(sent);
     })().catch(next);
   });
   return r;
