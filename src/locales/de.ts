@@ -254,6 +254,7 @@ export const de: Catalog = {
   'course.keptUntil': 'beendet; aufbewahrt bis {{date}}',
   'course.noProgress': "Kein Fortschritt seit {{duration}}",
   'course.onlyStuck': "Nur Studierende, die feststecken könnten",
+  'course.consoleOf': "Letzte Zeilen der Konsole von {{machine}}",
   'course.open': 'Öffnen (nur ansehen)',
   'course.reset': 'Zurücksetzen',
   'course.stop': 'Beenden',

@@ -265,6 +265,7 @@ export const en = {
   'course.keptUntil': 'stopped; kept until {{date}}',
   'course.noProgress': "No progress for {{duration}}",
   'course.onlyStuck': "Only students who may be stuck",
+  'course.consoleOf': "Last lines of the console of {{machine}}",
   'course.open': 'Open (view only)',
   'course.reset': 'Reset',
   'course.stop': 'Stop',

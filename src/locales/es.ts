@@ -254,6 +254,7 @@ export const es: Catalog = {
   'course.keptUntil': 'detenido; se conserva hasta el {{date}}',
   'course.noProgress': "Sin avances desde hace {{duration}}",
   'course.onlyStuck': "Solo los estudiantes que pueden estar atascados",
+  'course.consoleOf': "Últimas líneas de la consola de {{machine}}",
   'course.open': 'Abrir (solo lectura)',
   'course.reset': 'Restablecer',
   'course.stop': 'Detener',

@@ -254,6 +254,7 @@ export const fr: Catalog = {
   'course.keptUntil': 'arrêté ; gardé jusqu’au {{date}}',
   'course.noProgress': "Aucun progrès depuis {{duration}}",
   'course.onlyStuck': "Seulement les étudiants peut-être bloqués",
+  'course.consoleOf': "Dernières lignes de la console de {{machine}}",
   'course.open': 'Ouvrir (lecture seule)',
   'course.reset': 'Réinitialiser',
   'course.stop': 'Arrêter',

@@ -237,4 +237,18 @@ describe('live classroom: raised hands and teacher messages', function () {
     await rt.resume('benlab');
   });
 
+
+  it('shows the teacher the last lines of a console the student has open, from what the proxy already carries', async () => {
+    const overviewConsole = async () => ((await call('teacher', 'GET', '/api/courses/room-1/instances')).body.instances as Array<{ id: string; console: { machine: string; lines: string[] } | null }>).find((r) => r.id === 'analab')!.console;
+    assert.equal(await overviewConsole(), null, 'no console open: nothing (and nothing is dialed for it)');
+    const before = rt.connections.length;
+    await consoleSocket('ana', 'analab');
+    await waitFor(() => rt.connections.slice(before).some((c) => c.instance === 'analab' && c.channel === 'console'), 5000, 'the machine side of the console');
+    const machine = rt.connections.slice(before).find((c) => c.instance === 'analab' && c.channel === 'console')!;
+    machine.socket.write('\x1b[1mana@alpha\x1b[0m:~$ ping -c1 beta\r\n1 packets transmitted, 0 received\r\nana@alpha:~$ ');
+    await waitFor(async () => (await overviewConsole())?.lines.at(-1) === 'ana@alpha:~$', 5000, 'the console lines in the overview');
+    assert.deepEqual(await overviewConsole(), { machine: 'web', lines: ['ana@alpha:~$ ping -c1 beta', '1 packets transmitted, 0 received', 'ana@alpha:~$'] });
+    assert.equal(rt.connections.length, before + 1, 'the overview opened no console of its own');
+  });
+
 });

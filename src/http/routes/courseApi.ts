@@ -21,6 +21,8 @@ export interface CourseApiDeps {
   runtime?: Pick<LabRuntime, 'subscribe'>;
   /** How often the course stream looks for labs started since it opened (default 10 s). */
   relistMs?: number;
+  /** The last console lines of the labs someone has a console open on (a glance for the teacher). */
+  consoleTails?: (instanceIds: readonly string[]) => Map<string, { machine: string; lines: string[] }>;
   catalog: LabCatalogCache;
   /** Display names for user ids (from the launches), when the LTI module provides them. */
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
@@ -58,6 +60,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
       const roster = d.learners ? await d.learners(contextId).catch(() => null) : null;
       const hands = d.classroom ? await d.classroom.hands(contextId).catch(() => undefined) : undefined;
+      const tails = d.consoleTails?.(docs.map((x) => x._id));
       const started = new Set(docs.map((x) => x.userId));
       const notStarted = roster ? roster.filter((m) => !m.userId || !started.has(m.userId)).map((m) => ({ userId: m.userId, name: m.name })) : null;
       const now = Date.now();
@@ -72,6 +75,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
           lastActivityAt: inst.lastActivityAt,
           checks: checks?.get(inst._id) ?? null,
           hand: hands?.get(inst._id) ?? null,
+          console: tails?.get(inst._id) ?? null,
           stuck: stuckReason(inst, hands?.get(inst._id), (checks?.get(inst._id)?.list ?? []).map((p) => p.passedAt), now),
         };
       }));
