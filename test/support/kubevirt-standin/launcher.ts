@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { issueServingCert } from '../k8s/pki.js';
+import { withoutGuestsDir } from './paperGuests.js';
 import { processesMentioning, sharedControlPlane, type ControlPlane } from '../k8s/controlPlane.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -21,6 +22,11 @@ export interface StandIn {
   startupMs: number;
   /** pids of the QEMU processes the stand-in runs right now (from /proc). */
   guestPids(): number[];
+  /**
+   * VMIs in these namespaces get no QEMU guest, only a paper one (paperGuests.ts): for tests about
+   * the tool's requests and concurrency, not about guests. Mark a namespace before it is created.
+   */
+  withoutGuests(namespaces: string[]): void;
   stop(): Promise<void>;
 }
 
@@ -59,6 +65,11 @@ export async function startStandIn(cp: ControlPlane): Promise<StandIn> {
     logFile,
     startupMs: Date.now() - t0,
     guestPids: () => processesMentioning(workDir),
+    withoutGuests(namespaces) {
+      const dir = withoutGuestsDir(workDir);
+      fs.mkdirSync(dir, { recursive: true });
+      for (const ns of namespaces) fs.writeFileSync(path.join(dir, path.basename(ns)), '');
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
