@@ -40,8 +40,10 @@ function paperGuest(): Guest {
   let exit!: (v: { code: number | null; signal: string | null }) => void;
   const exited = new Promise<{ code: number | null; signal: string | null }>((r) => (exit = r));
   const servers: net.Server[] = [];
+  const sockets = new Set<net.Socket>();
   const forwards = new Map<number, Promise<number>>();
   const end = async (): Promise<void> => {
+    for (const s of sockets) s.destroy();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
     exit({ code: 0, signal: null });
     await exited;
@@ -56,7 +58,10 @@ function paperGuest(): Guest {
       if (!p) {
         p = new Promise<number>((resolve, reject) => {
           const srv = net.createServer((sock) => {
+            sockets.add(sock);
+            sock.on('close', () => sockets.delete(sock));
             sock.on('error', () => undefined);
+            sock.resume(); // read what comes, so the caller's end closes the socket
             sock.end('ERR paper guest: nothing runs here\n');
           });
           servers.push(srv);
