@@ -14,8 +14,10 @@ need_apt() {
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   say "installing Debian packages: ${missing[*]}"
-  if [ "$APT_UPDATED" -eq 0 ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # another apt run on this machine holds dpkg's lock for a while: wait for it rather than fail
+  local wait=(-o DPkg::Lock::Timeout=600)
+  if [ "$APT_UPDATED" -eq 0 ]; then $sudo apt-get "${wait[@]}" update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # npm dependencies, exactly as locked.

@@ -17,6 +17,7 @@ export const CLOSE = {
   sessionExpired: { code: 4002, reason: 'session expired' },
   otherTab: { code: 4003, reason: 'opened in another tab' },
   idle: { code: 4004, reason: 'closed after inactivity' },
+  takeoverEnded: { code: 4005, reason: 'control given back' },
   upstreamClosed: { code: 4010, reason: 'machine disconnected' },
   unauthorized: { code: 4401, reason: 'sign in again' },
   notYourLab: { code: 4403, reason: 'not your lab' },

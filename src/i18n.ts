@@ -87,6 +87,11 @@ export function formatTime(at: Date | string | number, lang: string): string {
   return new Date(at).toLocaleTimeString(lang, { hour: 'numeric', minute: '2-digit', second: '2-digit' });
 }
 
+/** A date with its time, in the language's medium form: "Dec 9, 2026, 9:00 AM". */
+export function formatDateTime(at: Date | string | number, lang: string): string {
+  return new Date(at).toLocaleString(lang, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
 /** A duration in seconds, in the language's short units: "1 h 27 min", "1 Std., 27 Min.", "45 s". */
 export function formatDuration(seconds: number, lang: string): string {
   const s = Math.max(0, Math.round(seconds));

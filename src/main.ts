@@ -132,7 +132,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
       lti.first,
       ...(opts.extraMounts ?? []),
       ...(devPlatform ? [{ path: '/dev-platform', router: devPlatform.router }] : []),
-      { path: '/', router: labCatalogRoutes(catalog, sessions, media) },
+      { path: '/', router: labCatalogRoutes(catalog, sessions, media, (lab) => runtime.unavailableReason?.(lab) ?? null) },
       { path: '/api/admin/labs', router: adminLabRoutes(catalog, requireAdmin(sessions, config.ADMIN_TOKEN)) },
       ...page.mounts,
       ...lti.mounts,

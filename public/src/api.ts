@@ -43,7 +43,7 @@ export class Session {
     return typeof p.locale === 'string' ? p.locale : undefined;
   }
 
-  async api<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async api<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
       res = await fetch(path, {

@@ -72,20 +72,25 @@ export function progressBar(label: string): { el: HTMLElement; set(percent: numb
  * blocked inside an LMS iframe; a paste (Ctrl+V) into a text area always works.
  */
 export function pasteDialog(o: { title: string; confirm: string; initial?: string }): Promise<string | undefined> {
+  return textDialog({ ...o, help: t('dlg.pasteHelp'), label: t('dlg.pasteArea') });
+}
+
+/** Ask for a short text (a <dialog> with a labelled text area); undefined when cancelled, or when empty unless `allowEmpty`. */
+export function textDialog(o: { title: string; help: string; label: string; confirm: string; initial?: string; maxLength?: number; allowEmpty?: boolean }): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const area = h('textarea', { rows: 6, cols: 50, 'aria-label': t('dlg.pasteArea'), class: 'paste-area' });
+    const area = h('textarea', { rows: 6, cols: 50, 'aria-label': o.label, class: 'paste-area', ...(o.maxLength ? { maxlength: o.maxLength } : {}) });
     area.value = o.initial ?? '';
     const cancel = h('button', { type: 'button' }, t('common.cancel'));
     const ok = h('button', { type: 'button', class: 'primary' }, o.confirm);
-    const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'paste-title' },
-      h('h2', { id: 'paste-title' }, o.title), h('p', {}, t('dlg.pasteHelp')), area, h('div', { class: 'actions' }, cancel, ok));
+    const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'text-dialog-title' },
+      h('h2', { id: 'text-dialog-title' }, o.title), h('p', {}, o.help), area, h('div', { class: 'actions' }, cancel, ok));
     const done = (v: string | undefined) => {
       dlg.close();
       dlg.remove();
       resolve(v);
     };
     cancel.addEventListener('click', () => done(undefined));
-    ok.addEventListener('click', () => done(area.value || undefined));
+    ok.addEventListener('click', () => done(o.allowEmpty ? area.value : area.value || undefined));
     dlg.addEventListener('cancel', (e) => {
       e.preventDefault();
       done(undefined);

@@ -2,7 +2,7 @@
  * The page's language: the launch's locale (carried in the session token), else the browser's.
  * Every text the bundle shows goes through t(); times and durations through Intl.
  */
-import { formatDuration, formatTime, pickLanguage, translator, type TextKey, type Translate } from '../../src/i18n.js';
+import { formatDateTime, formatDuration, formatTime, pickLanguage, translator, type TextKey, type Translate } from '../../src/i18n.js';
 
 let current = pickLanguage(navigator.languages);
 let tr: Translate = translator(current);
@@ -31,4 +31,9 @@ export function dur(seconds: number): string {
 /** A clock time in the page's language. */
 export function time(at: string | number | Date): string {
   return formatTime(at, current);
+}
+
+/** A date with its time in the page's language. */
+export function when(at: string | number | Date): string {
+  return formatDateTime(at, current);
 }

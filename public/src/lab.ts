@@ -4,10 +4,10 @@
  */
 import './lab.css';
 import { ApiError, Session } from './api.js';
-import { announce, clear, confirmDialog, h } from './dom.js';
-import { dur, setLanguage, t } from './i18n.js';
+import { announce, clear, confirmDialog, h, textDialog } from './dom.js';
+import { dur, setLanguage, t, time, when } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
-import type { InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
+import type { ClassMessage, InstanceView, LabEvent, StepProgress, StepRun } from './types.js';
 import { ProvisioningPanel, failurePanel, stoppedPanel } from './provisioning.js';
 import { Workspace } from './workspace.js';
 import { InstructionsPanel } from './instructions.js';
@@ -25,6 +25,13 @@ class LabPage {
   private readonly body = h('main', { class: 'body' });
   private readonly linkState = h('span', { class: 'live-link' });
   private readonly timeLeft = h('span', { class: 'time-left', 'aria-live': 'off' });
+  /** The teacher's messages (newest last); hidden while there are none. */
+  private readonly messages = h('section', { class: 'messages', role: 'log', 'aria-label': t('class.messages'), hidden: true });
+  private readonly shownMessages = new Set<string>();
+  /** A teacher's take-over as the student sees it: the request to answer, the one running, the log. */
+  private readonly takeoverBox = h('section', { class: 'takeover', hidden: true });
+  /** Whether the workspace shown was built with control (the owner, or a teacher whose take-over runs). */
+  private workspaceControl = false;
   private provisioning: ProvisioningPanel | undefined;
   private workspace: Workspace | undefined;
   private instructions: InstructionsPanel | undefined;
@@ -32,7 +39,7 @@ class LabPage {
 
   constructor(private readonly s: Session) {
     clear(app);
-    app.append(this.header, this.banner, this.body, h('div', { id: 'live', class: 'sr-only', 'aria-live': 'polite' }));
+    app.append(this.header, this.banner, this.takeoverBox, this.messages, this.body, h('div', { id: 'live', class: 'sr-only', 'aria-live': 'polite' }));
   }
 
   async start(): Promise<void> {
@@ -49,6 +56,7 @@ class LabPage {
   private async refresh(): Promise<void> {
     this.view = await this.s.api<InstanceView>('GET', `/api/instances/${instanceId}`);
     this.skew = new Date(this.view.serverTime).getTime() - Date.now();
+    for (const m of this.view.messages ?? []) this.addMessage(m, false);
     this.render();
   }
 
@@ -66,7 +74,20 @@ class LabPage {
         break;
       case 'expiry-warning':
         this.view.expiresAt = e.expiresAt;
-        this.warn(t('lab.expiryWarning', { duration: dur((new Date(e.expiresAt).getTime() - this.now()) / 1000) }));
+        // a stopped lab is deleted then; a live one stops
+        this.warn(t(this.view.state === 'stopped' ? 'lab.deleteWarning' : 'lab.expiryWarning', { duration: dur((new Date(e.expiresAt).getTime() - this.now()) / 1000) }));
+        break;
+      case 'hand':
+        this.view.hand = e.raised ? { message: e.message ?? '', raisedAt: e.at } : null;
+        if (this.view.mode === 'control') announce(e.raised ? t('class.handRaisedAnnounce') : t('class.handLowered'));
+        this.renderHeader();
+        break;
+      case 'message':
+        this.addMessage(e, true);
+        break;
+      case 'takeover':
+        if (e.state === 'declined' && this.view.mode === 'view') announce(t('take.declined'));
+        void this.refresh().catch(() => undefined);
         break;
       case 'steps':
         this.view.steps = e.steps;
@@ -100,10 +121,31 @@ class LabPage {
       controls.append(this.button(t('lab.stop'), async () => {
         const ok = await confirmDialog({
           title: t('lab.stopConfirmTitle'), danger: true, confirm: t('lab.stop'),
-          message: v.mode === 'view' ? t('lab.stopConfirmViewer') : t('lab.stopConfirmOwner'),
+          message: v.mode === 'view' ? t('lab.stopConfirmViewer') : v.expiresAt ? t('lab.stopConfirmKeeps', { date: when(v.expiresAt) }) : t('lab.stopConfirmOwner'),
         });
         if (ok) await this.control('stop');
       }, 'danger-outline'));
+    }
+    // a raised hand: the student raises or lowers it, a watching teacher lowers it
+    const hand = v.hand;
+    if (hand) {
+      controls.append(h('span', { class: 'hand', 'data-hand': 'raised' }, hand.message ? t('class.handRaised', { message: hand.message }) : t('class.handRaisedNoText')));
+      controls.append(this.button(t('class.lowerHand'), () => this.setHand(undefined)));
+    } else if (v.mode === 'control' && ['running', 'paused', 'provisioning'].includes(v.state)) {
+      controls.append(this.button(t('class.raiseHand'), async () => {
+        const message = await textDialog({ title: t('class.raiseTitle'), help: t('class.raiseHelp'), label: t('class.raiseLabel'), confirm: t('class.raiseHand'), maxLength: 280, allowEmpty: true });
+        if (message !== undefined) await this.setHand(message);
+      }));
+    }
+    if (v.mode === 'view' && ['running', 'paused'].includes(v.state)) {
+      // a teacher asks to take control; it runs once the student accepts, until either ends it
+      const tk = v.takeover;
+      const mine = tk?.by === v.viewer.userId;
+      const end = () => this.s.api('DELETE', `/api/instances/${instanceId}/takeover`).then(() => this.refresh()).catch((err: unknown) => this.warn((err as Error).message));
+      if (!tk) controls.append(this.button(t('take.ask'), () => this.s.api('POST', `/api/instances/${instanceId}/takeover`, {}).then(() => this.refresh()).catch((err: unknown) => this.warn((err as Error).message))));
+      else if (tk.state === 'requested' && mine) controls.append(h('span', { class: 'takeover-state' }, t('take.waiting')), this.button(t('take.withdraw'), end));
+      else if (tk.state === 'active' && mine) controls.append(h('span', { class: 'takeover-state' }, t('take.youHave')), this.button(t('take.giveBack'), end, 'primary'));
+      else if (tk.state === 'active') controls.append(h('span', { class: 'takeover-state' }, t('take.otherHas', { name: tk.name })));
     }
     if (v.mode === 'view' && ['running', 'paused'].includes(v.state)) {
       controls.append(this.button(t('lab.reset'), async () => {
@@ -126,6 +168,63 @@ class LabPage {
       controls,
     );
     this.tickClock();
+  }
+
+  /** The student's side of a take-over: the request to answer, the one running, the log of all. */
+  private renderTakeover(): void {
+    const v = this.view;
+    const box = this.takeoverBox;
+    clear(box);
+    box.removeAttribute('role');
+    const tk = v.takeover;
+    if (v.mode === 'control' && tk?.state === 'requested') {
+      box.setAttribute('role', 'alert');
+      const allow = this.button(t('take.allow'), () => this.answerTakeover(true), 'primary');
+      const decline = this.button(t('take.decline'), () => this.answerTakeover(false));
+      box.append(h('p', {}, t('take.requestText', { name: tk.name })), allow, decline);
+    } else if (v.mode === 'control' && tk?.state === 'active') {
+      const end = this.button(t('take.end'), () => this.s.api('DELETE', `/api/instances/${instanceId}/takeover`).then(() => this.refresh()).catch((err: unknown) => this.warn((err as Error).message)));
+      box.append(h('p', {}, t('take.activeText', { name: tk.name, time: time(tk.since ?? tk.requestedAt) })), end);
+    }
+    const log = v.takeovers ?? [];
+    if (v.mode === 'control' && log.length) {
+      box.append(h('details', { class: 'takeover-log' }, h('summary', {}, t('take.log')),
+        h('ul', {}, ...log.map((x) => h('li', {}, t('take.logItem', { name: x.name, from: when(x.from), to: x.to ? time(x.to) : t('take.now') }))))));
+    }
+    box.hidden = box.childElementCount === 0;
+  }
+
+  private async answerTakeover(accept: boolean): Promise<void> {
+    try {
+      await this.s.api('POST', `/api/instances/${instanceId}/takeover/answer`, { accept });
+      await this.refresh();
+    } catch (err) {
+      this.warn((err as Error).message);
+    }
+  }
+
+  /** Raise the hand with a message, or lower it (undefined). */
+  private async setHand(message: string | undefined): Promise<void> {
+    try {
+      if (message === undefined) {
+        await this.s.api('DELETE', `/api/instances/${instanceId}/hand`);
+        this.view.hand = null;
+      } else {
+        this.view.hand = (await this.s.api<{ hand: InstanceView['hand'] }>('POST', `/api/instances/${instanceId}/hand`, { message })).hand ?? null;
+      }
+      this.renderHeader();
+    } catch (err) {
+      this.warn((err as Error).message);
+    }
+  }
+
+  /** Show a teacher's message once (a reload or a reconnect brings the same ones again). */
+  private addMessage(m: ClassMessage, live: boolean): void {
+    if (this.shownMessages.has(m.id)) return;
+    this.shownMessages.add(m.id);
+    this.messages.hidden = false;
+    this.messages.append(h('p', { class: 'message', 'data-message': m.id }, h('span', { class: 'muted' }, t('class.messageFrom', { from: m.from, time: time(m.at) })), ' ', m.text));
+    if (live) announce(t('class.messageAnnounce', { from: m.from, text: m.text }));
   }
 
   private button(label: string, f: () => Promise<void> | void, cls = ''): HTMLButtonElement {
@@ -165,6 +264,7 @@ class LabPage {
   private render(): void {
     const v = this.view;
     this.renderHeader();
+    this.renderTakeover();
     const group = v.state === 'running' || v.state === 'paused' ? 'lab' : v.state === 'requested' || v.state === 'provisioning' ? 'prov' : v.state;
     if (group !== 'lab') {
       this.workspace?.setLive(false, v.state === 'stopped' ? t('lab.closedStopped') : t('lab.closedOther', { state: t(`state.${v.state}` as TextKey) }));
@@ -172,7 +272,12 @@ class LabPage {
       this.instructions = undefined;
     }
     if (group === 'lab') {
-      if (this.shownState !== 'lab' || !this.workspace) this.renderLab();
+      const control = v.mode === 'control' || (v.takeover?.state === 'active' && v.takeover.by === v.viewer.userId);
+      if (this.shownState !== 'lab' || !this.workspace || control !== this.workspaceControl) {
+        // a take-over began or ended: the screens reconnect with the new rights
+        this.workspace?.setLive(false, t('close.takeoverEnded'));
+        this.renderLab(control);
+      }
       this.workspace!.setPhases(Object.fromEntries(v.machines.map((m) => [m.name, m.status])));
       this.workspace!.setLive(v.state === 'running', t('lab.closedPaused'));
       this.body.classList.toggle('paused', v.state === 'paused');
@@ -185,15 +290,16 @@ class LabPage {
     } else if (v.state === 'failed') {
       this.body.replaceChildren(failurePanel(v.failureReason, v.mode === 'control', () => void this.control('start')));
     } else {
-      this.body.replaceChildren(stoppedPanel(v.state, v.mode === 'control', () => void this.control('start')));
+      this.body.replaceChildren(stoppedPanel(v.state, v.mode === 'control', () => void this.control('start'), v.expiresAt));
     }
     if (group !== 'prov') this.provisioning = undefined;
     this.shownState = group;
   }
 
-  private renderLab(): void {
+  private renderLab(control = this.view.mode === 'control'): void {
     const v = this.view;
-    this.workspace = new Workspace(this.s, v, async (machine) => {
+    this.workspaceControl = control;
+    this.workspace = new Workspace(this.s, control ? { ...v, mode: 'control' } : v, async (machine) => {
       await this.control('reset', { machine });
     });
     const ws = this.workspace;

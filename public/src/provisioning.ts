@@ -1,6 +1,6 @@
 /** While the lab is being prepared: the phases, a progress bar, an estimate; on failure the reason and a retry. */
 import { announce, h, progressBar } from './dom.js';
-import { dur, t } from './i18n.js';
+import { dur, t, when } from './i18n.js';
 import type { TextKey } from '../../src/i18n.js';
 import type { Progress } from './types.js';
 
@@ -35,9 +35,11 @@ export class ProvisioningPanel {
     const label = idx >= 0 ? t(PHASES[idx]![1]) : p.message;
     // the server's words for this moment, in the page's language (a queue position, machines booted)
     this.message.textContent = p.message || label;
-    if (p.phase !== this.announcedPhase) {
-      this.announcedPhase = p.phase;
-      announce(t('prov.announce', { phase: label, percent: Math.round(p.percent) }));
+    // each phase once; while queued, each new position (the server's words say where in the queue)
+    const key = `${p.phase}|${p.queuePosition ?? ''}`;
+    if (key !== this.announcedPhase) {
+      this.announcedPhase = key;
+      announce(p.queuePosition && p.message ? p.message : t('prov.announce', { phase: label, percent: Math.round(p.percent) }));
     }
     Array.from(this.list.children).forEach((li, i) => {
       li.className = i < idx || (i === idx && p.percent >= 100) ? 'done' : i === idx ? 'current' : '';
@@ -65,7 +67,8 @@ export function failurePanel(reason: string | null, canRetry: boolean, retry: ()
     canRetry ? b : h('p', {}, t('fail.askStudent')));
 }
 
-export function stoppedPanel(state: string, canStart: boolean, start: () => void): HTMLElement {
+/** A lab that is not running; a stopped one says until when its disks are kept (`keptUntil`: the lab's expiry). */
+export function stoppedPanel(state: string, canStart: boolean, start: () => void, keptUntil?: string | null): HTMLElement {
   const b = h('button', { type: 'button', class: 'primary' }, state === 'stopped' ? t('stopped.startAgain') : t('stopped.startNew'));
   b.addEventListener('click', () => {
     b.disabled = true;
@@ -73,5 +76,6 @@ export function stoppedPanel(state: string, canStart: boolean, start: () => void
   });
   const text: Record<string, TextKey> = { stopped: 'stopped.stopped', expired: 'stopped.expired', destroyed: 'stopped.destroyed' };
   const key = text[state];
-  return h('section', { class: 'stopped card' }, h('h2', {}, t('stopped.title')), h('p', {}, key ? t(key) : t('stopped.other', { state: t(`state.${state}` as TextKey) })), canStart ? b : null);
+  const says = state === 'stopped' && keptUntil ? t('stopped.keptUntil', { date: when(keptUntil) }) : key ? t(key) : t('stopped.other', { state: t(`state.${state}` as TextKey) });
+  return h('section', { class: 'stopped card' }, h('h2', {}, t('stopped.title')), h('p', {}, says), canStart ? b : null);
 }

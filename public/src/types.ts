@@ -3,7 +3,8 @@ export type ChannelKind = 'vnc' | 'console';
 export type MachinePhase = 'pending' | 'booting' | 'running' | 'paused' | 'stopped' | 'gone' | 'failed';
 export type InstanceState = 'requested' | 'provisioning' | 'running' | 'paused' | 'stopped' | 'expired' | 'destroyed' | 'failed';
 
-export interface Progress { phase: string; percent: number; message: string }
+/** `message` is the server's words in the page's language; queuePosition is set while waiting for capacity (1 = next). */
+export interface Progress { phase: string; percent: number; message: string; queuePosition?: number }
 
 export interface InstanceView {
   id: string;
@@ -17,7 +18,7 @@ export interface InstanceView {
   serverTime: string;
   lifetime: { maxMinutes: number; idleMinutes: number; pausable: boolean; warnBeforeMinutes: number } | null;
   mode: 'control' | 'view';
-  viewer: { name: string | null; role: string };
+  viewer: { userId: string; name: string | null; role: string };
   owner?: { userId: string; name: string | null };
   /** For teachers: the course, to go back to its overview. */
   contextId?: string;
@@ -34,7 +35,18 @@ export interface InstanceView {
   stepProgress: StepProgress | null;
   /** Latest results of the automatic checks (labs with checks). */
   checks?: ChecksView | null;
+  /** The student's raised hand, if any. */
+  hand?: HandView | null;
+  /** The teacher's recent messages to this lab or the whole course, oldest first. */
+  messages?: ClassMessage[];
+  /** A teacher's take-over of this lab: asked for, or active since the student accepted. */
+  takeover?: { state: 'requested' | 'active'; by: string; name: string; requestedAt: string; since: string | null } | null;
+  /** Every take-over of this lab (who, from, until; null while it lasts). */
+  takeovers?: Array<{ name: string; from: string; to: string | null }>;
 }
+
+export interface HandView { message: string; raisedAt: string }
+export interface ClassMessage { id: string; from: string; text: string; at: string; toAll: boolean }
 
 /** One check's result (output and exit code only for a teacher). */
 export interface CheckOutcome { index: number; machine: string; passed: boolean; timedOut: boolean; hint?: string; at: string; passedAt?: string; output?: string; exitCode?: number | null }
@@ -53,4 +65,7 @@ export type LabEvent =
   | { type: 'machines'; instanceId: string; machines: Record<string, { phase: MachinePhase }> }
   | { type: 'expiry-warning'; instanceId: string; expiresAt: string }
   | { type: 'steps'; instanceId: string; steps: Record<string, string> }
-  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string; checks?: CheckOutcome[]; score?: CheckScore };
+  | { type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string; checks?: CheckOutcome[]; score?: CheckScore }
+  | { type: 'hand'; instanceId: string; raised: boolean; message?: string; at: string }
+  | ({ type: 'message'; instanceId: string } & ClassMessage)
+  | { type: 'takeover'; instanceId: string; state: 'requested' | 'active' | 'declined' | 'ended'; by: string; name: string; at: string };

@@ -10,7 +10,9 @@ import type { CheckRunner } from '../labs/checks/CheckRunner.js';
 import { TicketService } from '../proxy/tickets.js';
 import { ChannelProxy } from '../proxy/channelProxy.js';
 import { attachUpgradeHandler } from '../http/upgrade.js';
-import { labApiRouter, LabCatalogCache } from '../http/routes/labApi.js';
+import { labApiRouter } from '../http/routes/labApi.js';
+import { LabCatalogCache } from '../labs/LabCatalogCache.js';
+import { Classroom } from '../labs/Classroom.js';
 import { courseApiRouter, type CourseApiDeps } from '../http/routes/courseApi.js';
 import { labPagesRouter } from '../http/routes/labPages.js';
 import { checkRoutes } from '../http/routes/checkRoutes.js';
@@ -37,9 +39,11 @@ export interface LabPageDeps {
 /** Returns the routes to mount and what to run before the server closes (upgraded sockets keep close() waiting). */
 export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[]; beforeClose: () => void } {
   const tickets = new TicketService(d.secretKey, config.TICKET_TTL_SECONDS);
+  const classroom = new Classroom({ runtime: d.runtime });
   const proxy = new ChannelProxy({
     runtime: d.runtime, log: d.log.child({ component: 'ws-proxy' }), metrics: d.metrics,
     pingIntervalMs: config.WS_PING_INTERVAL_MS, idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS, maxPerUser: config.WS_MAX_PER_USER,
+    mayControl: (instanceId, userId) => classroom.controls(instanceId, userId),
   });
   const upgrades = attachUpgradeHandler(d.server, {
     publicOrigin: d.publicUrl, tickets, proxy, log: d.log.child({ component: 'ws-upgrade' }), maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
@@ -47,8 +51,8 @@ export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[];
   const catalog = new LabCatalogCache(d.labs);
   const mounts: Mount[] = [
     { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
-    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket, media: d.media }) },
-    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks, ...(d.learners ? { learners: d.learners } : {}) }) },
+    { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket, media: d.media, classroom }) },
+    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks, classroom, ...(d.learners ? { learners: d.learners } : {}) }) },
     { path: '/', router: labPagesRouter() },
   ];
   return { mounts, beforeClose: () => upgrades.close() };

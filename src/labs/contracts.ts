@@ -141,6 +141,12 @@ export type LabEvent =
   | { type: 'machines'; instanceId: string; machines: Record<string, MachineStatus> }
   | { type: 'expiry-warning'; instanceId: string; expiresAt: string }
   | { type: 'steps'; instanceId: string; steps: Record<string, string> }
+  /** The student raised (or the student or a teacher lowered) a hand. */
+  | { type: 'hand'; instanceId: string; raised: boolean; message?: string; at: string }
+  /** A teacher's message to this lab's student, or to the whole course. */
+  | { type: 'message'; instanceId: string; id: string; from: string; text: string; at: string; toAll: boolean }
+  /** A teacher asked to take control, the student accepted or declined, or the take-over ended. `by`: the teacher's user id. */
+  | { type: 'takeover'; instanceId: string; state: 'requested' | 'active' | 'declined' | 'ended'; by: string; name: string; at: string }
   | {
       type: 'check'; instanceId: string; stepId: string; passed: boolean; hint?: string; at: string;
       /** Every check of the step (added by the check runner). */

@@ -33,6 +33,8 @@ export interface ChannelProxyOptions {
   highWaterBytes?: number;
   /** Bytes of a console's recent output replayed to each socket that joins it (default 16 KiB). */
   consoleHistoryBytes?: number;
+  /** Whether a user who does not own the lab controls it now (a teacher's accepted take-over). */
+  mayControl?: (instanceId: string, userId: string) => Promise<boolean>;
 }
 
 const CONSOLE_HISTORY_BYTES = 16 * 1024;
@@ -215,7 +217,7 @@ class ProxySession implements FanoutSubscriber {
     try {
       const inst = await runtime.get(c.instance);
       if (!inst) return this.close(CLOSE.notFound);
-      if (c.mode === 'control' && inst.userId !== c.user) return this.close(CLOSE.notYourLab);
+      if (c.mode === 'control' && inst.userId !== c.user && !(await this.proxy.o.mayControl?.(c.instance, c.user))) return this.close(CLOSE.notYourLab);
       if (this.current !== 'connecting') return;
       await fanout.open(this);
     } catch (err) {
@@ -296,6 +298,8 @@ class ProxySession implements FanoutSubscriber {
   }
 
   private onLabEvent(e: LabEvent): void {
+    // a take-over ended: the teacher's controlling sockets close (the page reconnects watching)
+    if (e.type === 'takeover' && e.state === 'ended' && this.claims.mode === 'control' && this.claims.user === e.by) return this.close(CLOSE.takeoverEnded);
     if (e.type !== 'state') return;
     if (e.state === 'stopped' || e.state === 'destroyed' || e.state === 'failed') this.close(CLOSE.labStopped);
     else if (e.state === 'paused') this.close(CLOSE.labPaused);

@@ -204,8 +204,66 @@ describe('lab page in the browser (loopback machines)', function () {
     await p.close();
   });
 
+  it('live classroom: the student raises a hand, the teacher sees it in the overview, sends a message, lowers the hand', async () => {
+    await frame.getByRole('button', { name: 'Raise hand' }).click();
+    const dlg = frame.getByRole('dialog');
+    await dlg.getByRole('textbox', { name: 'Your message to the teacher' }).fill('My ping gets no answer');
+    await dlg.getByRole('button', { name: 'Raise hand' }).click();
+    await frame.locator('.hand', { hasText: 'Hand raised: My ping gets no answer' }).waitFor({ timeout: 5000 });
+
+    const t = await ctx.newPage();
+    await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
+    const row = t.locator('tr[data-instance="alicelab"]');
+    await row.locator('.hand', { hasText: 'My ping gets no answer' }).waitFor({ timeout: 10_000 });
+    await row.getByRole('button', { name: 'Message to Alice' }).click();
+    await t.getByRole('dialog').getByRole('textbox', { name: 'Message' }).fill('Check the address in step 2.');
+    await t.getByRole('dialog').getByRole('button', { name: 'Send' }).click();
+    await t.locator('#live', { hasText: 'Message sent to 1 lab.' }).waitFor({ timeout: 5000 });
+    // pushed to the open lab page, and announced there
+    await frame.locator('.messages .message', { hasText: 'Check the address in step 2.' }).waitFor({ timeout: 5000 });
+    await frame.locator('#live', { hasText: 'Message from Teacher: Check the address in step 2.' }).waitFor();
+    await screenshot(student, 'loopback-classroom-student');
+    await row.getByRole('button', { name: "Lower Alice's hand" }).click();
+    await frame.getByRole('button', { name: 'Raise hand' }).waitFor({ timeout: 5000 });
+    assert.equal(await frame.locator('.hand').count(), 0, 'the hand is gone from the student\'s page');
+
+    // the teacher asks to take control; it begins when Alice allows it and ends when she says so
+    await row.getByRole('link', { name: 'Open (view only)' }).click();
+    await t.locator('.view-only').waitFor();
+    await t.getByRole('button', { name: 'Ask to take control' }).click();
+    await t.locator('.takeover-state', { hasText: 'Waiting for the student to accept' }).waitFor({ timeout: 5000 });
+    await frame.getByRole('alert').getByText('Teacher asks to take control of your lab').waitFor({ timeout: 5000 });
+    await frame.getByRole('button', { name: 'Allow' }).click();
+    await frame.locator('.takeover p', { hasText: 'Teacher has control of your lab since' }).waitFor({ timeout: 5000 });
+    await t.locator('.takeover-state', { hasText: 'You have control of this lab' }).waitFor({ timeout: 5000 });
+    await t.getByRole('button', { name: 'Console', exact: true }).click();
+    await t.locator('.panel:not([hidden]) .link-connected', { hasText: /^Connected$/ }).waitFor({ timeout: 15_000 });
+    await t.locator('.host-console:not([hidden]) .xterm').click();
+    await t.keyboard.type('echo help-from-teacher');
+    await t.keyboard.press('Enter');
+    await waitFor(() => rt.connections.some((c) => c.channel === 'console' && Buffer.concat(c.received).toString().includes('echo help-from-teacher')), 5000, 'the teacher\'s typing at the machine');
+    await screenshot(student, 'loopback-takeover-student');
+    await frame.getByRole('button', { name: 'End the take-over' }).click();
+    await t.getByRole('button', { name: 'Ask to take control' }).waitFor({ timeout: 5000 });
+    await t.locator('.panel:not([hidden]) .link-connected', { hasText: 'view only' }).waitFor({ timeout: 15_000 });
+    await frame.locator('.takeover-log summary', { hasText: 'Take-overs of this lab' }).click();
+    await frame.locator('.takeover-log li', { hasText: 'Teacher:' }).waitFor();
+    await t.close();
+  });
+
   it('tells the student when the lab is stopped', async () => {
     await rt.stop('alicelab');
     await frame.getByRole('heading', { name: 'Lab not running' }).waitFor({ timeout: 5000 });
+    // until when the stopped lab keeps its disks (the lab's expiry, in the page's language), and the way back
+    const expires = (await rt.get('alicelab'))!.expiresAt!;
+    // formatted by the browser's Intl (its ICU may space "AM" differently from Node's)
+    const date = await frame.locator('body').evaluate((_b, iso) => new Date(iso).toLocaleString('en', { dateStyle: 'medium', timeStyle: 'short' }), expires.toISOString());
+    await frame.locator('.stopped p', { hasText: `Its machines keep their disks until ${date}; then they are deleted.` }).waitFor({ timeout: 5000 });
+    await frame.getByRole('button', { name: 'Continue the lab' }).waitFor();
+    // the teacher's overview says the same date on the student's row
+    const t = await ctx.newPage();
+    await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
+    await t.locator('[data-kept-until="alicelab"]', { hasText: `stopped; kept until ${date}` }).waitFor({ timeout: 10_000 });
+    await t.close();
   });
 });

@@ -103,6 +103,8 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
     assert.deepEqual(r2.body.score, { given: 1.667, max: 10, complete: false });
     const e2 = events[1];
     assert.ok(e2?.type === 'check' && e2.passed && e2.hint === undefined);
+    assert.ok((await svc.get(inst._id))?.steps?.['make-file'], 'a passed step is ticked by the server');
+    assert.equal((await svc.get(inst._id))?.steps?.['write-hello'], undefined);
     let out = await GradeOutbox.find({ instanceId: inst._id }).sort({ timestamp: 1 }).lean();
     assert.deepEqual(out.map((o) => o.score), [{ scoreGiven: 1.667, scoreMaximum: 10, activityProgress: 'InProgress', gradingProgress: 'FullyGraded' }]);
 
@@ -272,13 +274,17 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
     this.timeout(20_000);
     const { inst, dir } = await lab('watched');
     const events: LabEvent[] = [];
-    svc.subscribe(inst._id, (e) => { if (e.type === 'check') events.push(e); });
+    const ticks: LabEvent[] = [];
+    svc.subscribe(inst._id, (e) => { if (e.type === 'check') events.push(e); else if (e.type === 'steps') ticks.push(e); });
     await waitFor(() => events.length >= 1, 8000, 'a background check');
     assert.equal(events[0]?.type === 'check' && events[0].passed, false);
     fs.writeFileSync(path.join(dir, 'flag'), '');
     await waitFor(() => events.some((e) => e.type === 'check' && e.passed), 8000, 'a passing background check');
     const last = await GradeOutbox.findOne({ instanceId: inst._id }).sort({ timestamp: -1 }).lean();
     assert.equal(last?.score.activityProgress, 'Completed');
+    // no page was open: the server ticked the passed step and pushed the ticks
+    assert.ok((await svc.get(inst._id))?.steps?.flag, 'the passed step is ticked');
+    assert.deepEqual(ticks.map((e) => e.type === 'steps' && Object.keys(e.steps)), [['flag']]);
     // passed: nothing more runs for it
     const runs = backend.execCalls.filter((c) => c.lab === inst.handle?.name).length;
     await new Promise((r) => setTimeout(r, 2500));

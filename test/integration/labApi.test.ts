@@ -28,6 +28,22 @@ describe('lab page API', function () {
     return { status: res.status, body: (await res.json().catch(() => ({}))) as Record<string, any> }; // any: JSON from the server, asserted field by field
   };
 
+  /** An instance's event stream, read as text until closed. */
+  const eventStream = async (id: string, token: string, headers: Record<string, string> = {}) => {
+    const ctrl = new AbortController();
+    const res = await fetch(`${tool.url}/api/instances/${id}/events`, { headers: { authorization: `Bearer ${token}`, ...headers }, signal: ctrl.signal });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const s = { text: '', contentType: res.headers.get('content-type'), close: async () => { ctrl.abort(); await read; } };
+    const read = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        s.text += value;
+      }
+    })().catch(() => undefined);
+    return s;
+  };
+
   before(async () => {
     rt = await new LoopbackRuntime().listen();
     tool = await startTestTool({ SECRET_KEY }, { runtime: rt, labs: new PageLabs() });
@@ -112,25 +128,15 @@ describe('lab page API', function () {
   });
 
   it('pushes lab events to the page over an authenticated event stream', async () => {
-    const ctrl = new AbortController();
-    const res = await fetch(`${tool.url}/api/instances/boblab/events`, { headers: { authorization: `Bearer ${tok.bob}` }, signal: ctrl.signal });
-    assert.equal(res.headers.get('content-type'), 'text/event-stream');
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let text = '';
-    const read = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        text += value;
-      }
-    })().catch(() => undefined);
-    await waitFor(() => text.includes('"hello"'), 5000, 'hello');
+    const stream = await eventStream('boblab', tok.bob!);
+    assert.equal(stream.contentType, 'text/event-stream');
+    const text = () => stream.text;
+    await waitFor(() => text().includes('"hello"'), 5000, 'hello');
     await call('bob', 'POST', '/api/instances/boblab/pause', {});
-    await waitFor(() => text.includes('"state":"paused"'), 5000, 'state event');
+    await waitFor(() => text().includes('"state":"paused"'), 5000, 'state event');
     await call('bob', 'POST', '/api/instances/boblab/resume', {});
-    await waitFor(() => text.includes('"state":"running"'), 5000, 'resumed');
-    ctrl.abort();
-    await read;
+    await waitFor(() => text().includes('"state":"running"'), 5000, 'resumed');
+    await stream.close();
     assert.equal((await fetch(`${tool.url}/api/instances/boblab/events`, { headers: { authorization: `Bearer ${tok.alice}` } })).status, 403);
   });
 
@@ -140,26 +146,16 @@ describe('lab page API', function () {
     await LabInstance.updateOne({ _id: 'carlalab' }, { $set: { progress: { phase: 'queued', percent: 0, message: 'All lab machines are in use. You are number 2 in the queue; the lab starts by itself.', queuePosition: 2 } } });
     const r = await call('carla', 'GET', '/api/instances/carlalab');
     assert.equal(r.body.progress.message, 'Alle Labormaschinen sind belegt. Sie sind Nummer 2 in der Warteschlange; das Labor startet von selbst.');
-    const ctrl = new AbortController();
-    const res = await fetch(`${tool.url}/api/instances/carlalab/events`, { headers: { authorization: `Bearer ${tok.carla}`, 'accept-language': 'fr' }, signal: ctrl.signal });
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let text = '';
-    const read = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        text += value;
-      }
-    })().catch(() => undefined);
-    await waitFor(() => text.includes('"hello"'), 5000, 'hello');
+    const stream = await eventStream('carlalab', tok.carla, { 'accept-language': 'fr' });
+    const text = () => stream.text;
+    await waitFor(() => text().includes('"hello"'), 5000, 'hello');
     rt.emit({ type: 'progress', instanceId: 'carlalab', progress: { phase: 'machines-starting', percent: 70, message: 'web booted (1 of 2)', booted: { done: 1, total: 2 } } });
     rt.emit({ type: 'progress', instanceId: 'carlalab', progress: { phase: 'disks', percent: 30, message: 'Disks ready' } });
-    await waitFor(() => text.includes('"message":"Festplatten werden vorbereitet"'), 5000, 'the disks phase');
-    ctrl.abort();
-    await read;
+    await waitFor(() => text().includes('"message":"Festplatten werden vorbereitet"'), 5000, 'the disks phase');
+    await stream.close();
     // the launch's locale wins over the browser's
-    assert.ok(text.includes('"message":"Maschinen werden gestartet: 1 von 2 hochgefahren"'), text);
-    assert.ok(!text.includes('Disks ready') && !text.includes('booted (1 of 2)'), text);
+    assert.ok(text().includes('"message":"Maschinen werden gestartet: 1 von 2 hochgefahren"'), text());
+    assert.ok(!text().includes('Disks ready') && !text().includes('booted (1 of 2)'), text());
   });
 
   it('lets a teacher reset or stop a lab but not pause it; learners cannot control others', async () => {

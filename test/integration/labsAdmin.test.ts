@@ -37,8 +37,11 @@ describe('lab catalog: start-up import and GET /api/labs', function () {
     tool = await startTestTool({ TEMPLATES_DIR: dir }, { dbName });
     const res = await fetch(`${tool.url}/api/labs`);
     assert.equal(res.status, 200);
-    const { labs } = (await res.json()) as { labs: Array<{ id: string; version: string; machines: unknown[]; resources: { cpus: number } }> };
+    const { labs } = (await res.json()) as { labs: Array<{ id: string; version: string; machines: unknown[]; resources: { cpus: number }; unavailable: string | null }> };
     assert.deepEqual(labs.map((l) => `${l.id}@${l.version}`).sort(), ['desktop-basics@1', 'linux-basics@1', 'two-host-network@1', 'vm-and-container@1']);
+    // this deployment (QEMU backend) runs virtual machines only: the catalog says which lab it cannot run, and why
+    assert.deepEqual(labs.filter((l) => l.unavailable !== null).map((l) => l.id), ['vm-and-container']);
+    assert.match(labs.find((l) => l.id === 'vm-and-container')!.unavailable!, /is a container, and this server runs virtual machines only/);
     const two = labs.find((l) => l.id === 'two-host-network')!;
     assert.equal(two.machines.length, 2);
     assert.equal(two.resources.cpus, 2);
@@ -50,8 +53,10 @@ describe('lab catalog: start-up import and GET /api/labs', function () {
 
     const one = await fetch(`${tool.url}/api/labs/linux-basics`);
     assert.equal(one.status, 200);
-    const summary = (await one.json()) as { title: string; grading: { mode: string } };
+    const summary = (await one.json()) as { title: string; grading: { mode: string }; unavailable: string | null };
     assert.equal(summary.title, 'Linux shell basics');
+    assert.equal(summary.unavailable, null);
+    assert.match(((await (await fetch(`${tool.url}/api/labs/vm-and-container`)).json()) as { unavailable: string }).unavailable, /container/);
     assert.equal(summary.grading.mode, 'checks');
     assert.equal((await fetch(`${tool.url}/api/labs/broken`)).status, 404);
     assert.equal((await fetch(`${tool.url}/api/labs/nope`)).status, 404);

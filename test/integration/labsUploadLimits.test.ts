@@ -7,26 +7,14 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import mongoose from 'mongoose';
 import { startTestTool, type TestTool } from '../support/tool.js';
-import { tar, type TarEntry } from '../support/tarWriter.js';
+import { folderEntries, tar, type TarEntry } from '../support/tarWriter.js';
 import { MAX_ARCHIVE_ENTRIES, MAX_PATH_DEPTH } from '../../src/labs/definition/tarArchive.js';
 import { MAX_INSTRUCTIONS_BYTES, MAX_LAB_BYTES } from '../../src/labs/definition/validateLab.js';
 
 const ADMIN = 'admin-token-0123456789';
 
 /** linux-basics under a top folder `id`, plus extra entries. */
-function labEntries(id: string, extra: Iterable<TarEntry> = []): TarEntry[] {
-  const src = path.resolve('templates/linux-basics');
-  const out: TarEntry[] = [];
-  const walk = (rel: string) => {
-    for (const e of fs.readdirSync(path.join(src, rel), { withFileTypes: true })) {
-      const p = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) walk(p);
-      else out.push({ name: `${id}/${p}`, data: fs.readFileSync(path.join(src, p)) });
-    }
-  };
-  walk('');
-  return [...out, ...extra];
-}
+const labEntries = (id: string, extra: Iterable<TarEntry> = []): TarEntry[] => folderEntries(path.resolve('templates/linux-basics'), id, extra);
 
 function* emptyFiles(id: string, n: number): Generator<TarEntry> {
   for (let i = 0; i < n; i++) yield { name: `${id}/media/f${i}.txt` };

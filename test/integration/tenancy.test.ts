@@ -13,25 +13,13 @@ import { Platform } from '../../src/store/Platform.js';
 import { LabInstance } from '../../src/store/LabInstance.js';
 import { fakeLabs } from '../support/fakeLabs.js';
 import { ROLE, startMiniPlatform, type MiniLaunch, type MiniPlatform } from '../support/miniPlatform.js';
-import { tar, type TarEntry } from '../support/tarWriter.js';
+import { folderEntries, tar } from '../support/tarWriter.js';
 import { startTestTool, type TestTool } from '../support/tool.js';
 
 const ADMIN = 'operator-token-0123456789';
 
 /** linux-basics as an archive whose top folder (and so the lab id) is `id`. */
-function labArchive(id: string): Buffer {
-  const src = path.resolve('templates/linux-basics');
-  const out: TarEntry[] = [];
-  const walk = (rel: string) => {
-    for (const e of fs.readdirSync(path.join(src, rel), { withFileTypes: true })) {
-      const p = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) walk(p);
-      else out.push({ name: `${id}/${p}`, data: fs.readFileSync(path.join(src, p)) });
-    }
-  };
-  walk('');
-  return gzipSync(tar(out));
-}
+const labArchive = (id: string): Buffer => gzipSync(tar(folderEntries(path.resolve('templates/linux-basics'), id)));
 
 describe('tenancy: one tool, three schools', function () {
   this.timeout(180_000);

@@ -33,3 +33,34 @@ export async function expectAccessible(where: Page | Frame, name: string, explai
     throw new Error(`${name}: ${r.violations.length} violation(s), ${unexplained.length} unexplained "needs review"\n${text(r.violations)}\n${text(unexplained)}`);
   }
 }
+
+/**
+ * axe's color-contrast rule alone: how many text nodes it computed and passed, and where it could
+ * not decide (with axe's reason), so a caller can check that contrast was really measured and
+ * that every undecided place is one it knows. A node axe could not decide because it was scrolled
+ * partly out of its box is scrolled into view and measured again.
+ */
+export async function contrastReport(where: Page | Frame): Promise<{ passed: number; violations: string[]; undecided: Array<{ target: string; why: string }> }> {
+  await where.evaluate(AXE_SOURCE);
+  return where.evaluate(`(async () => {
+    const only = { runOnly: { type: 'rule', values: ['color-contrast'] }, resultTypes: ['passes', 'violations', 'incomplete'] };
+    const nodes = (xs) => xs.flatMap((x) => x.nodes);
+    const target = (n) => n.target.map(String).join(' ');
+    const r = await axe.run(document, only);
+    const out = { passed: nodes(r.passes).length, violations: nodes(r.violations).map(target), undecided: [] };
+    for (const n of nodes(r.incomplete)) {
+      const el = n.target.length === 1 ? document.querySelector(String(n.target[0])) : null;
+      if (el) {
+        el.scrollIntoView({ block: 'center' });
+        const again = await axe.run(el, only);
+        if (!nodes(again.incomplete).length) {
+          out.passed += nodes(again.passes).length;
+          out.violations.push(...nodes(again.violations).map(target));
+          continue;
+        }
+      }
+      out.undecided.push({ target: target(n), why: (n.any[0] && n.any[0].message) || '' });
+    }
+    return out;
+  })()`);
+}

@@ -14,12 +14,15 @@ export function launchChromium(): Promise<Browser> {
   });
 }
 
-export async function screenshot(page: Page, name: string): Promise<string> {
+/** A picture of the viewport, or with fullPage of the whole scrolling page, in test-artifacts/<name>.png. */
+export async function screenshot(page: Page, name: string, fullPage = false): Promise<string> {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  // let progress bars finish their transition, so the picture shows the real state
-  await new Promise((r) => setTimeout(r, 600));
+  // let transitions (progress bars) finish, so the picture shows the real state: wait for each finite one to end
+  await Promise.all(page.frames().map((f) => f.evaluate(`Promise.all(document.getAnimations()
+    .filter((a) => a.effect && a.effect.getComputedTiming().endTime !== Infinity)
+    .map((a) => a.finished.catch(() => undefined)))`).catch(() => undefined)));
   const file = path.join(ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path: file });
+  await page.screenshot({ path: file, fullPage });
   return file;
 }
 

@@ -63,7 +63,7 @@ export async function startLabPageFlow(backend: LabBackend, env: Record<string, 
 export async function launchInPlatform(page: Page, flow: LabPageFlow, who: 'student' | 'second student' | 'teacher', locale?: string): Promise<FrameLocator> {
   await page.goto(flow.tool.devPlatform!.urls.page);
   if (locale) await page.getByLabel('Language of the launched user').selectOption(locale);
-  await page.getByRole('button', { name: `Launch as ${who}: ${flow.activity.title}` }).click();
+  await page.getByRole('button', { name: `Launch as ${who}: ${flow.activity.title}`, exact: true }).click();
   return page.frameLocator('iframe[name="tool-frame"]');
 }
 

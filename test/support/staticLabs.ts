@@ -70,7 +70,9 @@ export class StaticLabs implements LabDefinitions {
   }
 
   async instructions(labId: string, version: string): Promise<RenderedInstructions> {
-    this.find(labId);
-    return { labId, version, title: labId, pages: [], steps: [], grading: { mode: 'steps', maxScore: 10 } };
+    const lab = this.find(labId);
+    // one step per step with checks (the checks' grading), else none
+    const steps = (lab.checks?.steps ?? []).map((s) => ({ id: s.stepId, pageId: 'p1', title: s.stepId, weight: 1, hasChecks: true }));
+    return { labId, version, title: labId, pages: [], steps, grading: lab.checks ? { mode: lab.checks.mode, maxScore: lab.checks.maxScore } : { mode: 'steps', maxScore: 10 } };
   }
 }

@@ -1,4 +1,7 @@
 /** A minimal ustar writer, to craft archives the system tar would refuse (or take long) to make. */
+import fs from 'node:fs';
+import path from 'node:path';
+
 export interface TarEntry {
   name: string;
   data?: string | Buffer;
@@ -32,4 +35,18 @@ export function tar(entries: Iterable<TarEntry>): Buffer {
   }
   blocks.push(Buffer.alloc(1024));
   return Buffer.concat(blocks);
+}
+
+/** Every file of the folder `src` as entries under a top folder `top` (a lab's id), then `extra`. */
+export function folderEntries(src: string, top: string, extra: Iterable<TarEntry> = []): TarEntry[] {
+  const out: TarEntry[] = [];
+  const walk = (rel: string) => {
+    for (const e of fs.readdirSync(path.join(src, rel), { withFileTypes: true })) {
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(p);
+      else out.push({ name: `${top}/${p}`, data: fs.readFileSync(path.join(src, p)) });
+    }
+  };
+  walk('');
+  return [...out, ...extra];
 }

@@ -1,16 +1,18 @@
 /**
  * GET /api/courses/:contextId/instances — the teacher's overview of a course: every student's lab
- * with its state, step progress and time left. Instructors (and administrators) of that course
- * only; a learner is refused.
+ * with its state, step progress and time left, a raised hand, and whether the student may be stuck
+ * (a raised hand, or no progress for 10 minutes). Instructors (and administrators) of that course
+ * only; a learner is refused. POST /api/courses/:contextId/messages sends a teacher's message.
  */
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
 import { requireInstructor } from '../../auth/session.js';
-import { Forbidden } from '../../errors.js';
+import { BadRequest, Forbidden, NotFound } from '../../errors.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { stepScore } from '../../labs/score.js';
-import type { LabCatalogCache } from './labApi.js';
+import type { LabCatalogCache } from '../../labs/LabCatalogCache.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
+import type { Classroom } from '../../labs/Classroom.js';
 
 export interface CourseApiDeps {
   sessions: SessionTokens;
@@ -19,8 +21,25 @@ export interface CourseApiDeps {
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
   /** Automatic checks: which each student passed and when (labs that have checks). */
   checks?: Pick<CheckRunner, 'overview'>;
+  /** Raised hands and the teacher's messages. */
+  classroom?: Classroom;
   /** Every learner of the course (the platform's roster), or null when the platform offers none. */
   learners?: (contextId: string) => Promise<Array<{ userId: string | null; name: string }> | null>;
+}
+
+/** A running lab with no new step or passed check for this long is shown as possibly stuck. */
+export const STUCK_AFTER_MS = 10 * 60_000;
+
+/**
+ * Why a student may be stuck, or null: a raised hand, or a running lab without progress (no step
+ * ticked, no check passed) for STUCK_AFTER_MS since the last progress or the start.
+ */
+function stuckReason(inst: LabInstanceDoc, hand: unknown, passedAts: string[], now: number): { reason: 'hand' | 'no-progress'; sinceMs: number } | null {
+  if (hand) return { reason: 'hand', sinceMs: 0 };
+  if (inst.state !== 'running') return null;
+  const times = [...Object.values(inst.steps ?? {}).map((x) => new Date(x).getTime()), ...passedAts.map((x) => new Date(x).getTime())];
+  const last = Math.max(inst.startedAt ? new Date(inst.startedAt).getTime() : 0, ...times);
+  return last > 0 && now - last >= STUCK_AFTER_MS ? { reason: 'no-progress', sinceMs: now - last } : null;
 }
 
 export function courseApiRouter(d: CourseApiDeps): Router {
@@ -33,6 +52,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
       const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
       const roster = d.learners ? await d.learners(contextId).catch(() => null) : null;
+      const hands = d.classroom ? await d.classroom.hands(contextId).catch(() => undefined) : undefined;
       const started = new Set(docs.map((x) => x.userId));
       const notStarted = roster ? roster.filter((m) => !m.userId || !started.has(m.userId)).map((m) => ({ userId: m.userId, name: m.name })) : null;
       const now = Date.now();
@@ -46,10 +66,24 @@ export function courseApiRouter(d: CourseApiDeps): Router {
           expiresAt: inst.expiresAt, secondsLeft: inst.expiresAt ? Math.max(0, Math.round((new Date(inst.expiresAt).getTime() - now) / 1000)) : null,
           lastActivityAt: inst.lastActivityAt,
           checks: checks?.get(inst._id) ?? null,
+          hand: hands?.get(inst._id) ?? null,
+          stuck: stuckReason(inst, hands?.get(inst._id), (checks?.get(inst._id)?.list ?? []).map((p) => p.passedAt), now),
         };
       }));
       res.setHeader('Cache-Control', 'no-store');
       res.json({ contextId, serverTime: new Date(now).toISOString(), instances: rows, notStarted });
+    })().catch(next);
+  });
+  // a teacher's message to one lab of the course (instanceId) or to every lab of it
+  r.post('/api/courses/:contextId/messages', d.sessions.require(), requireInstructor(), express.json({ limit: '16kb' }), (req, res, next) => {
+    void (async () => {
+      const contextId = String(req.params.contextId);
+      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+      if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Messages are not available here.' });
+      const body = (req.body ?? {}) as { text?: unknown; instanceId?: unknown };
+      if (body.instanceId !== undefined && typeof body.instanceId !== 'string') throw new BadRequest('instanceId must be text');
+      const sent = await d.classroom.send(contextId, req.session.name ?? 'Teacher', body.text, body.instanceId);
+      res.status(201).json(sent);
     })().catch(next);
   });
   return r;

@@ -9,15 +9,14 @@
  */
 import express, { type Router, type Request } from 'express';
 import { decodeJwt } from 'jose';
-import { BadRequest, NotFound } from '../../errors.js';
+import { BadRequest, Forbidden, NotFound } from '../../errors.js';
 import { acceptLanguages, pickLanguage, translator } from '../../i18n.js';
 import { localProgress } from '../progressText.js';
 import type { Logger } from '../../logger.js';
-import type { LabDefinitions, LabEvent, LabRuntime, RenderedInstructions } from '../../labs/contracts.js';
+import type { LabDefinitions, LabEvent, LabRuntime } from '../../labs/contracts.js';
 import type { SessionTokens } from '../../auth/session.js';
 import type { TicketService } from '../../proxy/tickets.js';
 import type { ChannelKind, MachineStatus } from '../../backends/types.js';
-import type { LabInstanceDoc } from '../../store/LabInstance.js';
 import { stepScore } from '../../labs/score.js';
 import { isoTicks } from '../../labs/StepTicks.js';
 import { labAccess, requireOwner, type LabAccess } from './labAccess.js';
@@ -26,6 +25,8 @@ import type { UserAndPlatformLimit } from '../../rateLimits.js';
 import type { MediaTokens } from '../../auth/mediaTokens.js';
 import { viewerOf } from '../../auth/tenancy.js';
 import { signMediaUrls } from '../../labs/definition/render.js';
+import { LabCatalogCache } from '../../labs/LabCatalogCache.js';
+import type { Classroom } from '../../labs/Classroom.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
@@ -44,6 +45,8 @@ export interface LabApiDeps {
   ticketLimit?: UserAndPlatformLimit;
   /** Signs the instructions' media URLs for the viewer (a private lab's media are served only with them). */
   media?: MediaTokens;
+  /** Raised hands and the teacher's messages. */
+  classroom?: Classroom;
 }
 
 type Handler = (req: Request, res: express.Response) => Promise<void>;
@@ -93,11 +96,13 @@ export function labApiRouter(d: LabApiDeps): Router {
       throw new NotFound(`no ${channel} on ${machine}`, { publicMessage: `This lab has no ${channel === 'vnc' ? 'desktop' : 'console'} on "${machine}".` });
     }
     const exp = sessionExp(req);
+    // a teacher whose take-over the student accepted controls the machines until it ends
+    const mode = a.mode === 'view' && (await d.classroom?.controls(a.inst._id, a.session.userId)) ? 'control' : a.mode;
     const { ticket, expiresAt } = d.tickets.issue({
-      user: a.session.userId, instance: a.inst._id, machine, channel, mode: a.mode, ...(exp ? { sessionExp: exp } : {}),
+      user: a.session.userId, instance: a.inst._id, machine, channel, mode, ...(exp ? { sessionExp: exp } : {}),
     });
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ ticket, expiresAt, path: `/ws/${channel}/${a.inst._id}/${machine}`, protocol: 'lab.v1', mode: a.mode });
+    res.json({ ticket, expiresAt, path: `/ws/${channel}/${a.inst._id}/${machine}`, protocol: 'lab.v1', mode });
   }));
 
   r.post('/api/instances/:id/steps/:stepId', wrap(async (req, res) => {
@@ -110,6 +115,43 @@ export function labApiRouter(d: LabApiDeps): Router {
     if (!STEP_ID.test(stepId) || !steps.some((s) => s.id === stepId)) throw new NotFound(`no step ${stepId}`, { publicMessage: 'This step does not exist in the lab.', messageKey: 'err.noSuchStep' });
     const { ticks, score } = await d.runtime.tickStep(a.inst._id, stepId, done, { steps, grading });
     res.json({ steps: ticks, progress: progressOf(score) });
+  }));
+
+  // the student raises a hand (again: the message is replaced); the student or a watching teacher lowers it
+  r.post('/api/instances/:id/hand', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    requireOwner(a);
+    if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Raising a hand is not available here.' });
+    res.json({ hand: await d.classroom.raiseHand(a.inst, (req.body as { message?: unknown } | undefined)?.message) });
+  }));
+  r.delete('/api/instances/:id/hand', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Raising a hand is not available here.' });
+    await d.classroom.lowerHand(a.inst);
+    res.status(204).end();
+  }));
+
+  // take-over: a watching teacher asks; the student accepts or declines; either ends it
+  const classroom = (): Classroom => {
+    if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Taking control is not available here.' });
+    return d.classroom;
+  };
+  r.post('/api/instances/:id/takeover', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    if (a.mode !== 'view') throw new Forbidden('owner asks to take over own lab', { publicMessage: 'Only a teacher of the course can ask to take control of a lab.' });
+    res.json({ takeover: await classroom().requestTakeover(a.inst, { userId: a.session.userId, name: a.session.name ?? 'Teacher' }) });
+  }));
+  r.post('/api/instances/:id/takeover/answer', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    requireOwner(a);
+    const accept = (req.body as { accept?: unknown } | undefined)?.accept;
+    if (typeof accept !== 'boolean') throw new BadRequest('accept must be true or false');
+    res.json({ takeover: await classroom().answerTakeover(a.inst, accept) });
+  }));
+  r.delete('/api/instances/:id/takeover', wrap(async (req, res) => {
+    const a = await labAccess(d.runtime, req, String(req.params.id));
+    await classroom().endTakeover(a.inst);
+    res.status(204).end();
   }));
 
   const control = (verb: 'start' | 'pause' | 'resume' | 'stop' | 'reset', teacherMay: boolean) =>
@@ -147,37 +189,6 @@ function sessionExp(req: Request): number | undefined {
 
 function progressOf(s: ReturnType<typeof stepScore>) {
   return { ticked: s.ticked, total: s.total, percent: s.maxWeight > 0 ? Math.round((100 * s.weight) / s.maxWeight) : s.total ? Math.round((100 * s.ticked) / s.total) : 0, score: s.scoreGiven, maxScore: s.scoreMaximum };
-}
-
-/** Per lab version: machines and their channels, steps and grading (they do not depend on the instance). */
-export class LabCatalogCache {
-  private readonly machineCache = new Map<string, Promise<Array<{ name: string; channels: ChannelKind[] }>>>();
-  private readonly stepCache = new Map<string, Promise<Pick<RenderedInstructions, 'steps' | 'grading'>>>();
-  constructor(private readonly labs: LabDefinitions) {}
-
-  machines(inst: LabInstanceDoc): Promise<Array<{ name: string; channels: ChannelKind[] }>> {
-    return cached(this.machineCache, `${inst.labId}@${inst.labVersion}`, async () => {
-      const p = await this.labs.prepare(inst.labId, inst.labVersion, inst.machines ?? {});
-      return p.spec.machines.map((m) => ({ name: m.name, channels: m.channels }));
-    });
-  }
-
-  steps(inst: LabInstanceDoc): Promise<Pick<RenderedInstructions, 'steps' | 'grading'>> {
-    return cached(this.stepCache, `${inst.labId}@${inst.labVersion}`, async () => {
-      const ri = await this.labs.instructions(inst.labId, inst.labVersion, { user: { name: '' }, machines: {}, lab: { expires: '' } });
-      return { steps: ri.steps, grading: ri.grading };
-    });
-  }
-}
-
-function cached<T>(m: Map<string, Promise<T>>, key: string, f: () => Promise<T>): Promise<T> {
-  let p = m.get(key);
-  if (!p) {
-    p = f();
-    m.set(key, p);
-    p.catch(() => m.delete(key));
-  }
-  return p;
 }
 
 /** The viewer's languages by preference: the launch's locale, then the browser's. */
@@ -219,7 +230,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     serverTime: new Date().toISOString(),
     lifetime: inst.lifetime ?? null,
     mode: a.mode,
-    viewer: { name: a.session.name ?? null, role: a.session.role },
+    viewer: { userId: a.session.userId, name: a.session.name ?? null, role: a.session.role },
     contextId: a.mode === 'view' ? inst.contextId : undefined,
     owner: a.mode === 'view' ? { userId: inst.userId, name: names[inst.userId] ?? null } : undefined,
     machines: machines.map((m) => ({ ...m, status: status[m.name] ?? { phase: 'pending' } })),
@@ -227,6 +238,10 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     steps: isoTicks(inst.steps),
     stepProgress: score ? progressOf(score) : null,
     checks: d.checks && instructions?.steps.some((st) => st.hasChecks) ? await d.checks.results(inst, { teacher: a.mode === 'view' }).catch(() => null) : null,
+    hand: d.classroom ? await d.classroom.hand(inst._id).catch(() => null) : null,
+    messages: d.classroom ? await d.classroom.messages(inst).catch(() => []) : [],
+    takeover: d.classroom ? await d.classroom.takeover(inst._id).catch(() => null) : null,
+    takeovers: d.classroom ? await d.classroom.takeoverLog(inst._id).catch(() => []) : [],
   };
 }
 

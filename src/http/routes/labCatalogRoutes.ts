@@ -5,7 +5,8 @@
  * directly can never run script on our origin. The media of the operator's labs are public (like
  * their summaries); those of a platform's private lab only to a viewer the catalog rule lets see
  * the lab (a signed media URL from an instruction page, or a Bearer session), privately cached;
- * anyone else gets the same 404 as for a file that does not exist.
+ * anyone else gets the same 404 as for a file that does not exist. Every summary says whether this
+ * deployment can run the lab (`unavailable`: the backend's reason, or null).
  */
 import express, { type Router } from 'express';
 import path from 'node:path';
@@ -14,6 +15,10 @@ import type { LabCatalog } from '../../labs/definition/LabCatalog.js';
 import type { SessionTokens } from '../../auth/session.js';
 import { mayUseLab, viewerOf, type CatalogViewer } from '../../auth/tenancy.js';
 import type { MediaTokens } from '../../auth/mediaTokens.js';
+import type { LabSummary } from '../../store/LabDefinition.js';
+
+/** Why this deployment cannot run a lab (null: it can). */
+export type UnavailableReason = (lab: Pick<LabSummary, 'machines'>) => string | null;
 
 const TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -37,19 +42,20 @@ async function viewer(req: express.Request, sessions: SessionTokens | undefined)
   return viewerOf(await sessions.verify(h.slice(7)).catch(() => undefined));
 }
 
-export function labRoutes(catalog: LabCatalog, sessions?: SessionTokens, media?: MediaTokens): Router {
+export function labRoutes(catalog: LabCatalog, sessions?: SessionTokens, media?: MediaTokens, unavailableReason?: UnavailableReason): Router {
   const r = express.Router();
+  const withReason = <T extends Pick<LabSummary, 'machines'>>(lab: T): T & { unavailable: string | null } => ({ ...lab, unavailable: unavailableReason?.(lab) ?? null });
 
   r.get('/api/labs', async (req, res) => {
     const v = await viewer(req, sessions);
-    res.json({ labs: (await catalog.list()).filter((l) => mayUseLab(v, l.owner ?? null)) });
+    res.json({ labs: (await catalog.list()).filter((l) => mayUseLab(v, l.owner ?? null)).map(withReason) });
   });
 
   r.get('/api/labs/:id', async (req, res) => {
     const found = await catalog.latest(req.params.id);
     const lab = found && mayUseLab(await viewer(req, sessions), found.owner ?? null) ? found : undefined;
     if (!lab) throw new NotFound(`lab ${req.params.id} not found`, { publicMessage: `No lab "${req.params.id}".` });
-    res.json(lab);
+    res.json(withReason(lab));
   });
 
   r.get('/labs/:id/:version/media/*rel', async (req, res) => {

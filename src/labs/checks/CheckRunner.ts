@@ -29,6 +29,7 @@ import { checkProgram } from './checkProgram.js';
 import { SharedRateLimiter } from './RateLimiter.js';
 import type { RateLimit } from '../../rateLimits.js';
 import { agsScore, checkKey, checkScore, type CheckScore } from '../score.js';
+import { LabCatalogCache } from '../LabCatalogCache.js';
 
 export interface CheckRunnerDeps {
   runtime: LabRuntime;
@@ -119,12 +120,15 @@ export class CheckRunner {
   private closed = false;
 
   constructor(private readonly d: CheckRunnerDeps) {
+    this.steps = new LabCatalogCache(d.labs);
     this.limiter = new SharedRateLimiter(d.ratePerMinute ?? 10, 60_000, this.nowFn);
     this.maxOutput = d.maxOutputBytes ?? 64 * 1024;
     this.excerpt = d.excerptBytes ?? 4096;
   }
 
   private readonly nowFn = (): number => this.d.now?.() ?? Date.now();
+  /** Each lab version's steps, to tick a passed one. */
+  private readonly steps: LabCatalogCache;
   private readonly processId = randomBytes(6).toString('hex');
   private runSeq = 0;
 
@@ -220,6 +224,8 @@ export class CheckRunner {
     for (const o of outcomes) if (o.passedAt) passedKeys.add(checkKey(step.stepId, o.index));
     const score = checkScore(lc, passedKeys);
     if (lc.mode === 'checks' && newlyPassed) await this.publish(instanceId, score, log);
+    // a step whose checks all pass is done: ticked here, so it shows ticked even when no page was open
+    if (passed) await this.tickPassed(inst, step.stepId, log);
     const firstHint = outcomes.find((o) => !o.passed && o.hint)?.hint;
     const scoreView = lc.mode === 'checks' ? { given: score.scoreGiven, max: score.scoreMaximum, complete: score.complete } : undefined;
     this.d.runtime.emit({
@@ -227,6 +233,17 @@ export class CheckRunner {
       ...(firstHint ? { hint: firstHint } : {}), ...(scoreView ? { score: scoreView } : {}),
     });
     return { stepId: step.stepId, passed, at, checks: outcomes, ...(scoreView ? { score: scoreView } : {}) };
+  }
+
+  private async tickPassed(inst: LabInstanceDoc, stepId: string, log: Logger): Promise<void> {
+    if (inst.steps?.[stepId]) return;
+    try {
+      const lab = await this.steps.steps(inst);
+      if (lab.steps.some((s) => s.id === stepId)) await this.d.runtime.tickStep(inst._id, stepId, true, lab);
+    } catch (err) {
+      // the check result stands; the box is ticked by the page, or by the next pass
+      log.warn({ err }, 'check.tick_failed');
+    }
   }
 
   private async publish(instanceId: string, score: CheckScore, log: Logger): Promise<void> {
