@@ -17,6 +17,8 @@ interface Row {
   checks: { mode: 'steps' | 'checks'; passed: number; total: number; score: number; maxScore: number; complete: boolean; list: Array<{ stepId: string; index: number; passedAt: string }> } | null;
   /** The student's raised hand. */
   hand: { message: string; raisedAt: string } | null;
+  /** The last lines of the console the student has open, or null. */
+  console: { machine: string; lines: string[] } | null;
   /** Why the student may be stuck (a raised hand, or no progress for a while), or null. */
   stuck: { reason: 'hand' | 'no-progress'; sinceMs: number } | null;
 }
@@ -109,7 +111,8 @@ function render(s: Session, all: Row[], tbody: HTMLElement, notStarted: NotStart
     const hand = r.hand ? h('div', { class: 'hand', 'data-hand': r.id }, `✋ ${r.hand.message ? t('class.handRaised', { message: r.hand.message }) : t('class.handRaisedNoText')} · ${time(r.hand.raisedAt)}`) : null;
     const stuck = r.stuck?.reason === 'no-progress' ? h('div', { class: 'stuck', 'data-stuck': r.id }, t('course.noProgress', { duration: dur(r.stuck.sinceMs / 1000) })) : null;
     tbody.append(h('tr', { 'data-instance': r.id },
-      h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId), hand, stuck),
+      h('th', { scope: 'row' }, r.name ?? r.userId, h('div', { class: 'muted' }, r.labId), hand, stuck,
+        r.console ? h('pre', { class: 'console-tail', 'data-console': r.id, 'aria-label': t('course.consoleOf', { machine: r.console.machine }) }, r.console.lines.join('\n')) : null),
       h('td', {}, h('span', { class: `state state-${r.state}`, 'data-state': r.state }, t(`state.${r.state}` as TextKey)), r.state === 'provisioning' && r.progress ? h('div', { class: 'muted' }, `${r.progress.percent} %`) : null),
       h('td', {}, bar.el, passedList),
       // a stopped lab keeps its disks until its expiry
@@ -158,7 +161,15 @@ async function main(s: Session): Promise<void> {
     updated.textContent = t('course.updated', { time: time(Date.now()) });
   };
   await load();
-  setInterval(() => void load().catch((err: unknown) => { updated.textContent = t('course.updateFailed', { message: (err as Error).message }); }), 5000);
+  const reload = () => void load().catch((err: unknown) => { updated.textContent = t('course.updateFailed', { message: (err as Error).message }); });
+  // a lab of the course changed (state, steps, checks, a raised hand): reload at once, a burst once
+  let soon: ReturnType<typeof setTimeout> | undefined;
+  s.events(`/api/courses/${encodeURIComponent(contextId)}/events`, (e) => {
+    if ((e as { type?: string }).type === 'hello' || soon) return;
+    soon = setTimeout(() => { soon = undefined; reload(); }, 300);
+  }, () => undefined);
+  // time left and progress without events still move
+  setInterval(reload, 5000);
 }
 
 if (!session) fatal(t('course.needsLink'));

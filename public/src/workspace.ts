@@ -127,6 +127,7 @@ export class Workspace {
           // storage blocked in the frame: the mode still applies to this page
         }
         t.views.console?.setScreenReaderMode(on);
+        announce(tr(on ? 'ws.screenReaderOn' : 'ws.screenReaderOff'));
       });
       tools.append(sr);
     }

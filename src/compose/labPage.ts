@@ -52,7 +52,7 @@ export function buildLabPage(config: Config, d: LabPageDeps): { mounts: Mount[];
   const mounts: Mount[] = [
     { path: '/', router: checkRoutes({ runtime: d.runtime, runner: d.checks, sessions: d.sessions }) },
     { path: '/', router: labApiRouter({ runtime: d.runtime, labs: d.labs, sessions: d.sessions, tickets, log: d.log, catalog, userNames, checks: d.checks, ticketLimit: d.limits.ticket, media: d.media, classroom }) },
-    { path: '/', router: courseApiRouter({ sessions: d.sessions, catalog, userNames, checks: d.checks, classroom, ...(d.learners ? { learners: d.learners } : {}) }) },
+    { path: '/', router: courseApiRouter({ sessions: d.sessions, runtime: d.runtime, consoleTails: (ids) => proxy.consoleTails(ids), catalog, userNames, checks: d.checks, classroom, ...(d.learners ? { learners: d.learners } : {}) }) },
     { path: '/', router: labPagesRouter() },
   ];
   return { mounts, beforeClose: () => upgrades.close() };

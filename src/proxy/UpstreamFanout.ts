@@ -103,6 +103,11 @@ export class UpstreamFanout {
     this.receivers.add(s);
   }
 
+  /** The recent output kept for joiners (a shared console's history; empty otherwise). */
+  recent(): Buffer {
+    return this.history.replay();
+  }
+
   /** A member left; the last one ends the fanout and closes the machine side. */
   leave(s: FanoutSubscriber): void {
     this.receivers.delete(s);

@@ -15,6 +15,7 @@ import type { TicketClaims } from './tickets.js';
 import { RfbClientFilter } from './rfbClientFilter.js';
 import { CLOSE } from '../closeCodes.js';
 import { UpstreamFanout, type FanoutSubscriber } from './UpstreamFanout.js';
+import { lastLines } from './consoleText.js';
 
 export { CLOSE } from '../closeCodes.js';
 
@@ -73,6 +74,22 @@ export class ChannelProxy {
     });
     this.consoles.set(key, created);
     return created;
+  }
+
+  /**
+   * The last lines of each console of these labs that someone has open on this replica (from the
+   * shared console's history: nothing is dialed for it), by instance id.
+   */
+  consoleTails(instanceIds: readonly string[], lines = 6): Map<string, { machine: string; lines: string[] }> {
+    const want = new Set(instanceIds);
+    const out = new Map<string, { machine: string; lines: string[] }>();
+    for (const [key, fanout] of this.consoles) {
+      const [instance, machine] = key.split('/') as [string, string];
+      if (!want.has(instance) || out.has(instance)) continue;
+      const text = lastLines(fanout.recent(), lines);
+      if (text.length) out.set(instance, { machine, lines: text });
+    }
+    return out;
   }
 
   /** Open sessions (optionally of one user), for caps and tests. */

@@ -292,4 +292,36 @@ describe('accessibility: axe-core on every page, inside the platform iframe', fu
       await page.setViewportSize({ width: 1280, height: 720 });
     }
   });
+
+  it('the desktop says what it is and what to use instead; the console\'s screen-reader mode is a visible toggle, announced, kept for the next visit', async () => {
+    let frame = await launchInPlatform(page, flow, 'second student');
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor({ timeout: 15_000 });
+    const f = () => toolFrame(page);
+    // the canvas: named for what it is and pointing to the console, described by the way out
+    const canvas = frame.getByRole('application', { name: /^Graphical desktop of box\. It cannot be read by a screen reader: use the Console view/ });
+    await canvas.waitFor();
+    assert.equal(await f().evaluate<string>("document.getElementById(document.querySelector('.host-vnc canvas').getAttribute('aria-describedby')).textContent"),
+      'Ctrl+Shift+↑ or Esc twice leaves the screen');
+    await frame.getByRole('button', { name: 'Console' }).click();
+    const tree = frame.locator('.host-console:not([hidden]) .xterm-accessibility-tree');
+    const toggle = frame.getByRole('button', { name: 'Screen reader mode' });
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'false');
+    assert.equal(await tree.count(), 0, 'no accessibility tree before the student asks');
+    await toggle.focus();
+    await page.keyboard.press('Enter');
+    await f().locator('#live', { hasText: 'Screen reader mode on' }).waitFor();
+    await tree.waitFor({ state: 'attached' });
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    await expectAccessible(f(), 'lab page console, screen reader mode', EXPLAINED);
+    // the next visit: the console opens in the mode the student chose
+    frame = await launchInPlatform(page, flow, 'second student');
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor({ timeout: 15_000 });
+    await frame.getByRole('button', { name: 'Console' }).click();
+    await tree.waitFor({ state: 'attached' });
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    await toggle.press('Enter');
+    await f().locator('#live', { hasText: 'Screen reader mode off' }).waitFor();
+    await tree.waitFor({ state: 'detached' });
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'false');
+  });
 });

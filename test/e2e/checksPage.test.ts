@@ -1,8 +1,9 @@
 /**
- * "Check" on the lab page in headless Chromium, against the real tool, the real catalog
- * (linux-basics) and a real QEMU guest: the student sees the hint, fixes the machine, presses
- * Check again and sees it pass — and a check run elsewhere shows up live — without reloading.
- * The teacher's overview lists which checks passed and when.
+ * "Check" on the lab page in headless Chromium, against the real tool, the real catalog and a
+ * real QEMU guest: the student sees the hint, fixes the machine, presses Check again and sees it
+ * pass — and a check run elsewhere shows up live — without reloading. The teacher's overview lists
+ * which checks passed and when. The page does not care which OS runs the checks: the lab is a
+ * lab-tiny one (boots in seconds); checksQemu.test.ts runs the Debian examples' checks.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,6 +13,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
+import { validateLab } from '../../src/labs/definition/validateLab.js';
 import { LabService } from '../../src/labs/LabService.js';
 import { createLogger } from '../../src/logger.js';
 import { ensureGuestImage, killQemuUnder } from '../support/guestImage.js';
@@ -20,6 +22,58 @@ import { launchChromium, screenshot } from '../support/chromium.js';
 import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
 
 const log = createLogger({ level: 'fatal', format: 'json' });
+
+/** Five steps with checks weighing 8 in all (the first is worth 12.5 of 100), on lab-tiny. */
+function pageLab() {
+  const files = new Map(Object.entries({
+    'lab.yaml': `schemaVersion: 1
+title: Files and processes
+machines:
+  - name: box
+    image: lab-tiny
+    consoles: [serial]
+    memory: 256Mi
+    credentials: { username: student, generate: true }
+grading:
+  mode: checks
+  steps:
+    make-dir:
+      checks:
+        - command: test -d /tmp/notes
+          hint: The directory /tmp/notes does not exist yet. Try mkdir /tmp/notes
+    write-file:
+      checks:
+        - command: grep -q "hello" /tmp/notes/hello.txt
+          weight: 2
+          hint: /tmp/notes/hello.txt should contain the word hello.
+    copy-file:
+      checks:
+        - command: cmp -s /tmp/notes/hello.txt /tmp/notes/backup.txt
+          hint: /tmp/notes/backup.txt should be an exact copy of hello.txt.
+    start-process:
+      checks:
+        - command: kill -0 "$(cat /tmp/notes/sleeper.pid)"
+          weight: 2
+          hint: Start sleep 3000 in the background and save its PID in /tmp/notes/sleeper.pid
+    stop-process:
+      checks:
+        - command: test -s /tmp/notes/sleeper.pid && ! kill -0 "$(cat /tmp/notes/sleeper.pid)"
+          weight: 2
+          hint: The process whose PID is in /tmp/notes/sleeper.pid is still running.
+`,
+    'instructions/01.md': [
+      '# Files and processes', '',
+      '## Make a directory {#make-dir}', '', 'Press **Check my work**.', '',
+      '## Write a file {#write-file}', '',
+      '## Copy a file {#copy-file}', '',
+      '## Start a process {#start-process}', '',
+      '## Stop it {#stop-process}', '',
+    ].join('\n'),
+  }).map(([k, v]) => [k, Buffer.from(v)]));
+  const r = validateLab('check-page', files, 'test/check-page');
+  assert.deepEqual(r.problems, []);
+  return r.lab!;
+}
 
 describe('lab page: the "Check" button in the browser (real QEMU guest)', function () {
   this.timeout(240_000);
@@ -37,6 +91,7 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', savedStates: false, maxVms: 2, maxMemoryMiB: 1024, log });
     svc = new LabService({ backend, labs: catalog, log });
     tool = await startTestTool({}, { runtime: svc, labs: catalog });
+    await catalog.add(pageLab(), { source: 'admin' });
     browser = await launchChromium();
   });
   after(async () => {
@@ -50,7 +105,7 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
   });
 
   it('shows the hint, then "Passed" and the new score after the student fixes the machine, live results of checks run elsewhere, and the teacher sees outputs and who passed what when', async () => {
-    const inst = await svc.ensureInstance({ activityId: 'act-page', userId: 'ada', contextId: 'course-9', labId: 'linux-basics', labVersion: '1' });
+    const inst = await svc.ensureInstance({ activityId: 'act-page', userId: 'ada', contextId: 'course-9', labId: 'check-page', labVersion: '1' });
     await svc.start(inst._id);
     await waitFor(async () => (await svc.get(inst._id))?.state === 'running', 120_000, 'lab running');
     const creds = (await svc.get(inst._id))!.machines.box!;

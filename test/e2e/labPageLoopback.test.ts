@@ -205,6 +205,12 @@ describe('lab page in the browser (loopback machines)', function () {
   });
 
   it('live classroom: the student raises a hand, the teacher sees it in the overview, sends a message, lowers the hand', async () => {
+    await frame.getByRole('button', { name: 'Console', exact: true }).click();
+    await frame.locator('.panel:not([hidden]) .link-connected').waitFor();
+    await frame.locator('.host-console .xterm').click();
+    await student.keyboard.type('ping -c1 glance-4343');
+    await student.keyboard.press('Enter');
+    await frame.locator('.xterm-rows', { hasText: 'ping -c1 glance-4343' }).waitFor();
     await frame.getByRole('button', { name: 'Raise hand' }).click();
     const dlg = frame.getByRole('dialog');
     await dlg.getByRole('textbox', { name: 'Your message to the teacher' }).fill('My ping gets no answer');
@@ -215,6 +221,9 @@ describe('lab page in the browser (loopback machines)', function () {
     await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
     const row = t.locator('tr[data-instance="alicelab"]');
     await row.locator('.hand', { hasText: 'My ping gets no answer' }).waitFor({ timeout: 10_000 });
+    // the student's open console, at a glance
+    await row.locator('.console-tail', { hasText: 'ping -c1 glance-4343' }).waitFor({ timeout: 5000 });
+    await screenshot(t, 'loopback-classroom-overview');
     await row.getByRole('button', { name: 'Message to Alice' }).click();
     await t.getByRole('dialog').getByRole('textbox', { name: 'Message' }).fill('Check the address in step 2.');
     await t.getByRole('dialog').getByRole('button', { name: 'Send' }).click();

@@ -10,7 +10,7 @@ import type { InstanceMachines, LabEvent } from '../../src/labs/contracts.js';
 import { CheckResult } from '../../src/store/CheckResult.js';
 import { DevPlatformScore } from '../../src/devPlatform/models.js';
 import { createLogger } from '../../src/logger.js';
-import { ensureCloudImage, ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
+import { imageDirWith, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
 import { ConsoleSession } from '../support/console.js';
 import { Browser, launchAs } from '../support/ltiFlow.js';
 import { atToolPage, startLtiTool, type LtiTestTool } from '../support/ltiTool.js';
@@ -55,6 +55,7 @@ grading:
 describe('automatic checks on real QEMU guests (linux-basics, exec over the virtio-serial agent)', function () {
   this.timeout(1_200_000);
   let dataDir: string;
+  let imageDir: string;
   let backend: QemuBackend;
   let svc: LabService;
   let t: LtiTestTool;
@@ -62,16 +63,13 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
 
   before(async () => {
     // the examples run on debian-12, the edge-case lab on lab-tiny: one image folder with both
-    const imageDir = ensureGuestImage();
-    const debian = fs.realpathSync(path.join(ensureCloudImage('debian-12'), 'debian-12'));
-    if (!fs.existsSync(path.join(imageDir, 'debian-12')) || fs.realpathSync(path.join(imageDir, 'debian-12')) !== debian) {
-      fs.rmSync(path.join(imageDir, 'debian-12'), { force: true });
-      fs.symlinkSync(debian, path.join(imageDir, 'debian-12'));
-    }
+    imageDir = imageDirWith('debian-12');
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checks-qemu-'));
     backend = new QemuBackend({ dataDir, imageDir, qemuBin: 'qemu-system-x86_64', accel: 'auto', savedStates: false, maxVms: 4, maxMemoryMiB: 2048, log, bootTimeoutMs: 900_000 });
     svc = new LabService({ backend, labs: catalog, log });
-    t = await startLtiTool({ GRADE_RETRY_BASE_MS: '100' }, { fake: { labs: catalog, runtime: svc, started: [] } });
+    // a student here presses Check 14 times within a minute, more than the default limit per user
+    // (the limit has its own test in checks.test.ts)
+    t = await startLtiTool({ GRADE_RETRY_BASE_MS: '100', CHECK_RATE_PER_MINUTE: '60' }, { fake: { labs: catalog, runtime: svc, started: [] } });
     await catalog.add(edgeLab(), { source: 'admin' });
   });
   after(async () => {
@@ -81,6 +79,7 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
     await backend?.close();
     killQemuUnder(dataDir);
     fs.rmSync(dataDir, { recursive: true, force: true });
+    if (imageDir) fs.rmSync(imageDir, { recursive: true, force: true });
   });
 
   async function api(method: string, p: string, token: string) {
@@ -146,7 +145,8 @@ describe('automatic checks on real QEMU guests (linux-basics, exec over the virt
       ['ssh-service', 'systemctl show -p MainPID --value ssh > /tmp/notes/sshd.pid'],
       ['ssh-port', 'echo 22 > /tmp/notes/ssh-port'],
     ] as const) {
-      assert.equal((await press(instanceId, step, token)).body.passed, false, `${step} fails before`);
+      const before = await press(instanceId, step, token);
+      assert.equal(before.body.passed, false, `${step} fails before: ${before.status} ${JSON.stringify(before.body)}`);
       await con.run(solution);
       const done = await press(instanceId, step, token);
       assert.equal(done.body.passed, true, `${step} passes after: ${JSON.stringify(done.body)}`);

@@ -216,4 +216,39 @@ describe('live classroom: raised hands and teacher messages', function () {
     assert.ok(dora.sinceMs >= 25 * 60_000 && dora.sinceMs < 26 * 60_000, `since the start: ${dora.sinceMs} ms`);
   });
 
+
+  it('pushes to the course overview which lab changed (a hand, a state), to teachers of that course only', async () => {
+    const ctrl = new AbortController();
+    const res = await fetch(`${tool.url}/api/courses/room-1/events`, { headers: { authorization: `Bearer ${tok.teacher}` }, signal: ctrl.signal });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    const read = (async () => { for (;;) { const { value, done } = await reader.read(); if (done) return; text += value; } })().catch(() => undefined);
+    streams.push({ close: async () => { ctrl.abort(); await read; } });
+    await waitFor(() => text.includes('"hello"'), 5000, 'hello');
+    await call('ben', 'POST', '/api/instances/benlab/hand', { message: 'stuck' });
+    await waitFor(() => text.includes('{"type":"hand","instanceId":"benlab"}'), 5000, 'the hand on the course stream');
+    await rt.pause('benlab');
+    await waitFor(() => text.includes('{"type":"state","instanceId":"benlab"}'), 5000, 'the state on the course stream');
+    assert.ok(!text.includes('stuck'), 'which lab changed, never what (the overview reloads it with its rules)');
+    assert.ok(!text.includes('cleolab'), 'never another course\'s labs');
+    assert.equal((await fetch(`${tool.url}/api/courses/room-1/events`, { headers: { authorization: `Bearer ${tok.otherTeacher}` } })).status, 403);
+    assert.equal((await fetch(`${tool.url}/api/courses/room-1/events`, { headers: { authorization: `Bearer ${tok.ben}` } })).status, 403);
+    await rt.resume('benlab');
+  });
+
+
+  it('shows the teacher the last lines of a console the student has open, from what the proxy already carries', async () => {
+    const overviewConsole = async () => ((await call('teacher', 'GET', '/api/courses/room-1/instances')).body.instances as Array<{ id: string; console: { machine: string; lines: string[] } | null }>).find((r) => r.id === 'analab')!.console;
+    assert.equal(await overviewConsole(), null, 'no console open: nothing (and nothing is dialed for it)');
+    const before = rt.connections.length;
+    await consoleSocket('ana', 'analab');
+    await waitFor(() => rt.connections.slice(before).some((c) => c.instance === 'analab' && c.channel === 'console'), 5000, 'the machine side of the console');
+    const machine = rt.connections.slice(before).find((c) => c.instance === 'analab' && c.channel === 'console')!;
+    machine.socket.write('\x1b[1mana@alpha\x1b[0m:~$ ping -c1 beta\r\n1 packets transmitted, 0 received\r\nana@alpha:~$ ');
+    await waitFor(async () => (await overviewConsole())?.lines.at(-1) === 'ana@alpha:~$', 5000, 'the console lines in the overview');
+    assert.deepEqual(await overviewConsole(), { machine: 'web', lines: ['ana@alpha:~$ ping -c1 beta', '1 packets transmitted, 0 received', 'ana@alpha:~$'] });
+    assert.equal(rt.connections.length, before + 1, 'the overview opened no console of its own');
+  });
+
 });

@@ -108,6 +108,8 @@ describe('debian-12 guest image (built from Debian packages with mmdebstrap)', f
     });
 
     it('logs the lab user in on the serial console, with the seed\'s hostname and address', async () => {
+      // every stage of cloud-init applied the seed without an error (network config, users, modules)
+      assert.match(await con.run('cloud-init status --wait --long', 120_000), /^status: done$/m);
       assert.equal((await con.run('hostname')).trim(), 'alpha');
       assert.match(await con.run('ip -4 -o addr show eth0'), /inet 10\.10\.0\.11\/24/);
       assert.match(await con.run('getent hosts beta'), /^10\.10\.0\.12\s+beta/m);
@@ -115,7 +117,8 @@ describe('debian-12 guest image (built from Debian packages with mmdebstrap)', f
     });
 
     it('has the tools a Linux course uses: systemd, ip, ss, ping, nc, curl, python3, an editor, sshd', async () => {
-      assert.match(await con.run('systemctl is-system-running --wait 2>&1 | tail -1', 120_000), /^running/m, 'no unit failed');
+      const state = await con.run('systemctl is-system-running --wait; systemctl --failed --no-legend --plain', 120_000);
+      assert.match(state, /^running$/m, `no unit failed: ${state}`);
       assert.match(await con.run('systemctl is-active ssh'), /^active/m);
       assert.match(await con.run('ss -ltn'), /:22\b/);
       assert.match(await con.run('ping -c 1 -W 2 127.0.0.1 | tail -2'), / 0% packet loss/);

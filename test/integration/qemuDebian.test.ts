@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,7 +64,7 @@ describe('QemuBackend on debian-12: saved running state, identity, cold boot', f
     assert.ok(Math.abs(Number(clock) - Date.now() / 1000) < 30, `guest clock ${clock} is the host's`);
     const pw = await backend.exec(warm, 'alpha', pwCheck('student'), { ...X, env: { PW: 'Warm-pw-1' } });
     assert.equal(pw.stdout.trim(), 'True', 'the lab password, not the template\'s');
-    const keys = await Promise.all(['alpha', 'beta'].map((m) => backend.exec(warm, m, 'for i in $(seq 60); do [ -s /etc/ssh/ssh_host_ed25519_key.pub ] && break; sleep 1; done; cut -d" " -f2 /etc/ssh/ssh_host_ed25519_key.pub; systemctl is-active ssh', { ...X, timeoutMs: 90_000 })));
+    const keys = await Promise.all(['alpha', 'beta'].map((m) => backend.exec(warm, m, 'for i in $(seq 60); do [ -s /etc/ssh/ssh_host_ed25519_key.pub ] && break; sleep 1; done; cut -d" " -f2 /etc/ssh/ssh_host_ed25519_key.pub; for i in $(seq 60); do systemctl is-active --quiet ssh && break; sleep 1; done; systemctl is-active ssh', { ...X, timeoutMs: 150_000 })));
     assert.notEqual(keys[0]!.stdout.split('\n')[0], keys[1]!.stdout.split('\n')[0], 'SSH host keys are made per machine');
     assert.match(keys[0]!.stdout, /\nactive\n$/);
     const hostile = 'x" ; touch /tmp/inj ; echo "$(touch /tmp/inj)';
@@ -100,17 +101,25 @@ describe('QemuBackend on debian-12: saved running state, identity, cold boot', f
 describe('QemuBackend: a guest whose check agent never answers', function () {
   this.timeout(300_000);
   it('fails at the boot timeout with the reason, and leaves nothing running', async () => {
-    const images = ensureGuestImage();
+    ensureGuestImage(); // the tools the build needs, and the image it varies
+    // lab-tiny built with an agent that never answers: it boots and says it is ready, nothing
+    // ever serves the agent's port (a guest cannot race a test to stop its own agent in time)
+    const images = fs.mkdtempSync(path.join(os.tmpdir(), 'qn-img-'));
+    const mute = path.join(images, 'mute-agent.sh');
+    fs.writeFileSync(mute, '#!/bin/sh\n# a check agent that never answers\nwhile :; do sleep 3600; done\n');
+    execFileSync('bash', [path.resolve(import.meta.dirname, '../../scripts/build-guest-image.sh'), path.join(images, 'lab-tiny')], {
+      env: { ...process.env, LAB_AGENT_SCRIPT: mute }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qn-'));
     const b = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 2, maxMemoryMiB: 512, log: pino({ level: 'silent' }), bootTimeoutMs: 60_000 });
-    // lab-tiny runs the user data as root at boot: it freezes the agent the moment it starts
-    const freeze = '#!/bin/sh\nwhile :; do for p in $(pidof sh); do grep -q lab-agent /proc/$p/cmdline 2>/dev/null && kill -STOP $p; done; sleep 0.02; done\n';
     const h = handle('mute');
     try {
+      const t0 = Date.now();
       await assert.rejects(
-        b.provision({ labId: 'mute', labVersion: '1', network: { internetEgress: false }, machines: [{ name: 'box', kind: 'vm', image: 'lab-tiny', cpus: 1, memoryMiB: 128, channels: ['console'], userData: freeze }] }, h, () => undefined),
+        b.provision({ labId: 'mute', labVersion: '1', network: { internetEgress: false }, machines: [{ name: 'box', kind: 'vm', image: 'lab-tiny', cpus: 1, memoryMiB: 128, channels: ['console'] }] }, h, () => undefined),
         (e: unknown) => e instanceof BackendFailure && /box booted but its check agent never answered within 60 s/.test(e.message),
       );
+      assert.ok(Date.now() - t0 >= 59_000, 'not before the boot timeout');
       assert.deepEqual(qemuProcessesUnder(dataDir), [], 'nothing left running');
       assert.deepEqual(Object.values(await b.status(h)).map((s) => s.phase), ['failed']);
       await b.destroy(h);
@@ -118,6 +127,7 @@ describe('QemuBackend: a guest whose check agent never answers', function () {
       await b.close();
       killQemuUnder(dataDir);
       fs.rmSync(dataDir, { recursive: true, force: true });
+      fs.rmSync(images, { recursive: true, force: true });
     }
   });
 });

@@ -7,7 +7,7 @@ import { QemuRunner, type RunningGuest } from '../../src/backends/qemu/QemuRunne
 import { detectAccel } from '../../src/backends/qemu/kvm.js';
 import { kernelOf } from '../../src/backends/qemu/QemuBackend.js';
 import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
-import { rfbHandshake } from '../support/rfb.js';
+import { rfbScreenWithContent } from '../support/rfb.js';
 import { ConsoleSession } from '../support/console.js';
 
 describe('QemuRunner: one lab-tiny guest under QEMU', function () {
@@ -44,9 +44,9 @@ describe('QemuRunner: one lab-tiny guest under QEMU', function () {
     const bootMs = Date.now() - t0;
     console.log(`      boot to ready under ${accel}: ${bootMs} ms`);
 
-    const vnc = net.connect(guest.vncSocket);
-    const rfb = await rfbHandshake(vnc);
-    vnc.destroy();
+    // tty1's login is drawn by a getty init starts after the boot script that printed "ready"
+    const vncSocket = guest.vncSocket;
+    const rfb = await rfbScreenWithContent(() => net.connect(vncSocket), 100);
     assert.match(rfb.serverVersion, /^RFB 003\.00\d$/);
     assert.ok(rfb.securityTypes.includes(1));
     assert.ok(rfb.width >= 640 && rfb.height >= 400, `${rfb.width}x${rfb.height}`);

@@ -38,15 +38,26 @@ export class ConsoleSession {
     this.send(`${pass}\n`);
     await this.expect(/\$ $|\$ /, Math.max(1000, end - Date.now()));
   }
-  /** Run a shell command and return what it printed between two markers. */
+  /**
+   * Run a shell command in the logged-in shell (cd, variables and background jobs stay) and return
+   * what it printed, stdout and stderr. The console also carries whatever else the guest writes
+   * there meanwhile (kernel messages, boot services), so the output is not read off the screen as
+   * it comes: it goes to a file first and is then printed with a tag in front of each line, and
+   * only tagged lines count. (The typed command line never holds the tag as printed: "$p:".)
+   */
   async run(cmd: string, timeoutMs = 15_000): Promise<string> {
-    const tag = Math.random().toString(36).slice(2, 8);
-    this.send(`echo B${tag}B; ${cmd}; echo E${tag}E\n`);
+    const tag = `O${Math.random().toString(36).slice(2, 10)}`;
+    const file = `/tmp/.console-${tag}`;
+    this.send(`echo B${tag}B; { ${cmd}; } >${file} 2>&1; p=${tag}; sed "s/^/$p:/" ${file}; rm -f ${file}; echo E${tag}E\n`);
     // the marker's line starts after a newline, or after a carriage return (bash's bracketed-paste
     // mode ends with "\x1b[?2004l\r" before a command's output)
     await this.expect(new RegExp(`[\\r\\n]B${tag}B\\r?\\n`), timeoutMs);
     const start = this.mark;
     await this.expect(new RegExp(`E${tag}E`), timeoutMs);
-    return this.text.slice(start, this.mark - (tag.length + 2)).replace(/\r/g, '');
+    const lines = this.text.slice(start, this.mark - (tag.length + 2)).replace(/\r/g, '').split('\n');
+    return lines.flatMap((l) => {
+      const i = l.indexOf(`${tag}:`);
+      return i < 0 ? [] : [`${l.slice(i + tag.length + 1)}\n`];
+    }).join('');
   }
 }

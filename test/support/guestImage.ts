@@ -64,3 +64,15 @@ export function ensureCloudImage(name: string): string {
   if (!fs.existsSync(link)) fs.symlinkSync(version, link);
   return dir;
 }
+
+/**
+ * A new images directory (a temp dir of symlinks) holding lab-tiny and the cloud images `names`,
+ * for a test whose labs use several. Never add to the directories above: they are shared by every
+ * test file of the run, and a link left there would let another file boot an image it never asked for.
+ */
+export function imageDirWith(...names: string[]): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-images-'));
+  fs.symlinkSync(fs.realpathSync(path.join(ensureGuestImage(), 'lab-tiny')), path.join(dir, 'lab-tiny'));
+  for (const n of names) fs.symlinkSync(fs.realpathSync(path.join(ensureCloudImage(n), n)), path.join(dir, n));
+  return dir;
+}

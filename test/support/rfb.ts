@@ -99,3 +99,22 @@ export async function rfbHandshake(stream: Duplex, timeoutMs = 15_000): Promise<
   }
   return { serverVersion: serverVersion.trim(), securityTypes, width, height, name, nonZeroPixels, totalPixels };
 }
+
+/**
+ * The first screen with more than `minPixels` non-black pixels, handshaking anew every 250 ms (a
+ * guest draws its screen asynchronously: lab-tiny's tty1 login comes after its "ready" line);
+ * the last screen seen when none has by `timeoutMs`.
+ */
+export async function rfbScreenWithContent(open: () => Duplex, minPixels: number, timeoutMs = 30_000): Promise<RfbResult> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = open();
+    try {
+      const r = await rfbHandshake(s);
+      if (r.nonZeroPixels > minPixels || Date.now() > end) return r;
+    } finally {
+      s.destroy();
+    }
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}

@@ -51,6 +51,20 @@ describe('cloud-init NoCloud seed (one generator for both backends)', () => {
     });
   });
 
+  it('reads the same in YAML 1.1, as cloud-init parses it: a MAC of digits only, a hostname or password like no/on/12:30 stay strings', () => {
+    const seed = noCloudSeed({ ...base, hostname: 'no', user: { name: 'student', password: '12:30' }, hosts: [{ name: 'on', ip: '10.10.0.11/24' }], network: { lab: { mac: '52:54:00:12:34:11', address: '10.10.0.11/24' } } });
+    const v11 = { version: '1.1' } as const;
+    assert.deepEqual(YAML.parse(seed.metaData, v11), { 'instance-id': 'lab-abc-alpha-1', 'local-hostname': 'no' });
+    const cc = YAML.parse(seed.userData, v11) as CloudConfig;
+    assert.equal(cc.hostname, 'no');
+    assert.equal(cc.chpasswd.users[0]?.password, '12:30');
+    assert.deepEqual(YAML.parse(seed.networkConfig ?? '', v11), {
+      version: 1,
+      config: [{ type: 'physical', name: 'eth0', mac_address: '52:54:00:12:34:11', subnets: [{ type: 'static', address: '10.10.0.11/24' }] }],
+    });
+    assert.equal(YAML.parse('mac: 52:54:00:12:34:11', v11).mac, 41135085251, 'unquoted, YAML 1.1 reads a base-60 number');
+  });
+
   it('listens on TCP for KubeVirt, leaves the network to DHCP, and keeps the lab\'s own user data byte for byte in a multipart', () => {
     const lab = '#cloud-config\npackages: [htop]\nruncmd:\n  - echo lab\n';
     const seed = noCloudSeed({ ...base, agent: { token: 't', transport: 'tcp' }, network: undefined, labUserData: lab });

@@ -111,6 +111,12 @@ export function etcHosts(hostname: string, hosts: Array<{ name: string; ip: stri
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * cloud-init reads YAML 1.1 (PyYAML), where a plain 52:54:00:12:34:11 is a base-60 integer and
+ * no, on, y are booleans: everything we write is quoted wherever YAML 1.1 would read it otherwise.
+ */
+const yaml11 = (doc: unknown, o: { lineWidth?: number } = {}): string => YAML.stringify(doc, { version: '1.1', ...o });
+
 /** Our #cloud-config part. */
 export function labCloudConfig(i: SeedInput): string {
   const files: SeedFile[] = [...agentFiles(i.agent)];
@@ -137,7 +143,7 @@ export function labCloudConfig(i: SeedInput): string {
   }
   doc.write_files = files.map((f) => ({ path: f.path, content: f.content, ...(f.permissions ? { permissions: f.permissions } : {}), ...(f.owner ? { owner: f.owner } : {}) }));
   doc.runcmd = runcmd;
-  return `#cloud-config\n${YAML.stringify(doc, { lineWidth: 0 })}`;
+  return `#cloud-config\n${yaml11(doc, { lineWidth: 0 })}`;
 }
 
 function partType(data: string): string {
@@ -159,13 +165,13 @@ export function combineUserData(labUserData: string | undefined, ours: string): 
 export function networkConfig(n: NonNullable<SeedInput['network']>): string {
   const config: unknown[] = [{ type: 'physical', name: 'eth0', mac_address: n.lab.mac, subnets: [{ type: 'static', address: n.lab.address }] }];
   if (n.egress) config.push({ type: 'physical', name: 'eth1', mac_address: n.egress.mac, subnets: [{ type: 'dhcp' }] });
-  return YAML.stringify({ version: 1, config });
+  return yaml11({ version: 1, config });
 }
 
 export function noCloudSeed(i: SeedInput): NoCloudSeed {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(i.hostname)) throw new BadRequest(`hostname ${JSON.stringify(i.hostname)} is not a DNS label`);
   return {
-    metaData: YAML.stringify({ 'instance-id': i.instanceId, 'local-hostname': i.hostname }),
+    metaData: yaml11({ 'instance-id': i.instanceId, 'local-hostname': i.hostname }),
     userData: combineUserData(i.labUserData, labCloudConfig(i)),
     ...(i.network ? { networkConfig: networkConfig(i.network) } : {}),
   };

@@ -26,7 +26,8 @@ import { agentExec, machineAgentToken } from './agent.js';
 import { startCloudMachine, templateSpec } from './cloudStart.js';
 import { localImage, type LocalImage } from './image.js';
 import { detectAccel, reapStrayProbe, type Accel, type AccelSetting } from './kvm.js';
-import { SavedStates } from './savedStates.js';
+import { GRAPHICAL, SavedStates } from './savedStates.js';
+import { waitForDrawnScreen } from './screen.js';
 import { LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
 import { validateSpec, prepareMachine, createHomeOverlay } from './machineFiles.js';
@@ -177,6 +178,7 @@ export class QemuBackend implements LabBackend {
           const token = machineAgentToken(this.store.machineDir(name, m));
           const ping = (timeoutMs: number) => this.locked(`${name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, 'true', { timeoutMs, maxOutputBytes: 64 }));
           await abortable(waitBooted(m.name, g, ping, deadline, this.bootTimeoutMs), signal);
+          if (m.kind === 'cloud' && m.channels.includes('vnc')) await abortable(this.waitDesktop(name, m, g, token, deadline), signal);
           booted++;
           onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${m.name} booted (${booted} of ${guests.length})`, booted: { done: booted, total: guests.length } });
         }),
@@ -190,6 +192,25 @@ export class QemuBackend implements LabBackend {
     }
     this.store.write(s); // which machines were restored from a saved state
     if (this.states && this.o.autoBuildSavedStates !== false) void this.buildSavedStates(s);
+  }
+
+  /**
+   * A machine with a desktop session counts as booted once its desktop is drawn on the screen (the
+   * lab page's Desktop tab shows it): after a cold boot Xfce paints it tens of seconds after the
+   * check agent answers, and until then the screen is black or shows the boot console. A machine
+   * restored from a saved state has it drawn already. Never fails the lab (its consoles work
+   * either way): a desktop not drawn by the deadline is logged.
+   */
+  private async waitDesktop(name: string, m: MachineState, g: RunningGuest, token: string, deadline: number): Promise<void> {
+    try {
+      const r = await this.locked(`${name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, GRAPHICAL, { timeoutMs: 30_000, maxOutputBytes: 64 }));
+      if (!/^graphical$/m.test(r.stdout)) return;
+      const t0 = Date.now();
+      const s = await waitForDrawnScreen(g.qmp, path.join(this.store.machineDir(name, m), 'screen.ppm'), Math.max(10_000, deadline - Date.now()), { settled: false });
+      this.log.info({ lab: name, machine: m.name, ms: Date.now() - t0, colours: s.colours }, 'qemu.desktop_drawn');
+    } catch (err) {
+      this.log.warn({ lab: name, machine: m.name, err: (err as Error).message }, 'qemu.desktop_not_drawn');
+    }
   }
 
   /** After a lab booted: build the saved states its cloud machines could start from next time (one at a time, in the background). */

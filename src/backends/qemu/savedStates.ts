@@ -26,6 +26,7 @@ import type { LocalImage } from './image.js';
 import type { Accel } from './kvm.js';
 import { saveState } from './migration.js';
 import { QemuRunner, type RunningGuest } from './QemuRunner.js';
+import { waitForDrawnScreen } from './screen.js';
 
 /** The template's NICs: a restored machine changes these to its own inside the guest. */
 export const TEMPLATE_MAC = '52:54:00:0a:00:fe';
@@ -34,13 +35,16 @@ export const TEMPLATE_ADDRESS = '10.10.0.254/24';
 /** The lab user the template has (a lab with another user name boots cold). */
 export const TEMPLATE_USER = 'student';
 /** Bumped when what a template boots with changes (seed contents, device set). */
-const TEMPLATE_FORMAT = 1;
+const TEMPLATE_FORMAT = 2;
+
+/** Prints "graphical" when the guest has a desktop session (the host then watches its screen). */
+export const GRAPHICAL = 'if [ -x /usr/bin/xfdesktop ]; then echo graphical; fi';
 
 const SETTLE = `systemctl is-system-running --wait >/dev/null 2>&1
 if [ -x /usr/bin/xfdesktop ]; then
   for i in $(seq 300); do pgrep -x xfdesktop >/dev/null && pgrep -x xfce4-panel >/dev/null && break; sleep 1; done
-  sleep 5
 fi
+${GRAPHICAL}
 sleep 2; sync`;
 
 export interface TemplateSpec {
@@ -180,8 +184,13 @@ export class SavedStates {
         vnc: false,
       }), log: this.o.log });
       await g.waitForConsole(new RegExp(READY_LINE), this.o.bootTimeoutMs);
-      // settle: every unit started, a graphical session (if the image has one) drawn, caches written, then save
-      await agentExec(g.agentSocket, token, SETTLE, { timeoutMs: this.o.bootTimeoutMs, maxOutputBytes: 1024 });
+      // settle: every unit started, a graphical session (if the image has one) drawn on the screen
+      // (its processes run long before Xfce has painted anything), caches written, then save
+      const settled = await agentExec(g.agentSocket, token, SETTLE, { timeoutMs: this.o.bootTimeoutMs, maxOutputBytes: 1024 });
+      if (/^graphical$/m.test(settled.stdout)) {
+        const screen = await waitForDrawnScreen(g.qmp, path.join(tmp, 'screen.ppm'), Math.max(60_000, this.o.bootTimeoutMs - (Date.now() - t0)));
+        this.o.log.info({ key, colours: screen.colours, black: screen.black, width: screen.width, height: screen.height, ms: Date.now() - t0 }, 'qemu.saved_state_desktop_drawn');
+      }
       await saveState(g.qmp, path.join(socketDir, 'mig.sock'), path.join(tmp, 'state.bin'));
       await g.stop(10_000);
       fs.chmodSync(frozen, 0o444);

@@ -13,9 +13,16 @@ import { stepScore } from '../../labs/score.js';
 import type { LabCatalogCache } from '../../labs/LabCatalogCache.js';
 import type { CheckRunner } from '../../labs/checks/CheckRunner.js';
 import type { Classroom } from '../../labs/Classroom.js';
+import type { LabRuntime } from '../../labs/contracts.js';
 
 export interface CourseApiDeps {
   sessions: SessionTokens;
+  /** Live events of the course's labs (the overview's event stream). */
+  runtime?: Pick<LabRuntime, 'subscribe'>;
+  /** How often the course stream looks for labs started since it opened (default 10 s). */
+  relistMs?: number;
+  /** The last console lines of the labs someone has a console open on (a glance for the teacher). */
+  consoleTails?: (instanceIds: readonly string[]) => Map<string, { machine: string; lines: string[] }>;
   catalog: LabCatalogCache;
   /** Display names for user ids (from the launches), when the LTI module provides them. */
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
@@ -53,6 +60,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
       const roster = d.learners ? await d.learners(contextId).catch(() => null) : null;
       const hands = d.classroom ? await d.classroom.hands(contextId).catch(() => undefined) : undefined;
+      const tails = d.consoleTails?.(docs.map((x) => x._id));
       const started = new Set(docs.map((x) => x.userId));
       const notStarted = roster ? roster.filter((m) => !m.userId || !started.has(m.userId)).map((m) => ({ userId: m.userId, name: m.name })) : null;
       const now = Date.now();
@@ -67,6 +75,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
           lastActivityAt: inst.lastActivityAt,
           checks: checks?.get(inst._id) ?? null,
           hand: hands?.get(inst._id) ?? null,
+          console: tails?.get(inst._id) ?? null,
           stuck: stuckReason(inst, hands?.get(inst._id), (checks?.get(inst._id)?.list ?? []).map((p) => p.passedAt), now),
         };
       }));
@@ -74,6 +83,38 @@ export function courseApiRouter(d: CourseApiDeps): Router {
       res.json({ contextId, serverTime: new Date(now).toISOString(), instances: rows, notStarted });
     })().catch(next);
   });
+  // the overview's live stream: which lab of the course changed (state, steps, checks, a hand), so the page reloads it at once
+  r.get('/api/courses/:contextId/events', d.sessions.require(), requireInstructor(), (req, res, next) => {
+    void (async () => {
+      const contextId = String(req.params.contextId);
+      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+      if (!d.runtime) throw new NotFound('no live events', { publicMessage: 'Live updates are not available here.' });
+      const runtime = d.runtime;
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', Connection: 'keep-alive' });
+      res.flushHeaders();
+      const send = (e: object) => res.write(`data: ${JSON.stringify(e)}\n\n`);
+      const subs = new Map<string, () => void>();
+      const relist = async () => {
+        const ids = (await LabInstance.find({ contextId }, { _id: 1 }).limit(2000).lean()).map((x) => x._id);
+        for (const id of ids) {
+          if (subs.has(id)) continue;
+          subs.set(id, runtime.subscribe(id, (e) => {
+            if (e.type === 'state' || e.type === 'steps' || e.type === 'check' || e.type === 'hand') send({ type: e.type, instanceId: e.instanceId });
+          }));
+        }
+      };
+      await relist();
+      send({ type: 'hello' });
+      const timer = setInterval(() => void relist().catch(() => undefined), d.relistMs ?? 10_000);
+      const beat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      req.on('close', () => {
+        clearInterval(timer);
+        clearInterval(beat);
+        for (const u of subs.values()) u();
+      });
+    })().catch(next);
+  });
+
   // a teacher's message to one lab of the course (instanceId) or to every lab of it
   r.post('/api/courses/:contextId/messages', d.sessions.require(), requireInstructor(), express.json({ limit: '16kb' }), (req, res, next) => {
     void (async () => {
