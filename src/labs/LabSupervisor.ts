@@ -9,7 +9,9 @@
  *   `provisioning` by a crashed process are provisioned again (provision is idempotent).
  *
  * With several replicas, only the lease holder runs these (see the KubeVirt backend's leader
- * election); on one machine the process runs them itself.
+ * election); on one machine the process runs them itself. stop() ends a pass after the lab it is
+ * working on: a replica that loses the lease (or shuts down) must not go on destroying orphans for
+ * minutes while the next leader already runs its own pass.
  */
 import type { LabBackend, LabHandle } from '../backends/types.js';
 import type { Logger } from '../logger.js';
@@ -40,6 +42,8 @@ export class LabSupervisor {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<PassReport> | undefined;
   private firstPass = true;
+  /** Set by stop(): the pass in flight ends after its current lab. */
+  private stopping = false;
 
   constructor(private readonly deps: SupervisorDeps) {}
 
@@ -78,11 +82,13 @@ export class LabSupervisor {
     const { service } = this.deps;
     const overdue = (await LabInstance.find({ state: { $in: [...LIVE_STATES] }, expiresAt: { $ne: null, $lte: now } }).lean()) as LabInstanceDoc[];
     for (const inst of overdue) {
+      if (this.stopping) return;
       await service.finish(inst, 'expired', 'The lab reached its time limit.').catch((err) => this.deps.log.warn({ err, instance: inst._id }, 'supervisor.expire_failed'));
       report.expired.push(inst._id);
     }
     const running = (await LabInstance.find({ state: 'running' }).lean()) as LabInstanceDoc[];
     for (const inst of running) {
+      if (this.stopping) return;
       const lt = inst.lifetime;
       if (!lt) continue;
       if (inst.expiresAt && !inst.warnedAt && inst.expiresAt.getTime() - lt.warnBeforeMinutes * 60_000 <= now.getTime()) {
@@ -108,6 +114,7 @@ export class LabSupervisor {
     const running = new Set<string>();
 
     for (const h of handles) {
+      if (this.stopping) return;
       const inst = byId.get(h.instanceId);
       if (inst?.handle?.name === h.name && inst.handle.generation === h.generation) {
         running.add(inst._id);
@@ -121,6 +128,7 @@ export class LabSupervisor {
 
     const stale = this.deps.staleProvisioningMs ?? 120_000;
     for (const inst of live) {
+      if (this.stopping) return;
       if (service.owns(inst._id)) continue;
       if (inst.state === 'provisioning') {
         const quiet = this.now().getTime() - new Date(inst.updatedAt).getTime();
@@ -152,7 +160,8 @@ export class LabSupervisor {
   }
 
   start(intervalMs: number): void {
-    this.stop();
+    if (this.timer) clearInterval(this.timer);
+    this.stopping = false;
     void this.pass();
     this.timer = setInterval(() => void this.pass(), intervalMs);
     this.timer.unref();
@@ -161,6 +170,7 @@ export class LabSupervisor {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.stopping = true;
     await this.running;
   }
 }

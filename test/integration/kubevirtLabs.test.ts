@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
 import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launcher.js';
 import type { ControlPlane } from '../support/k8s/controlPlane.js';
-import { newHandle, toolBackend, twoVmSpec } from '../support/kubevirtTool.js';
-import type { KubeClient } from '../../src/backends/kubevirt/client.js';
+import { labRequests, newHandle, toolBackend, twoVmSpec } from '../support/kubevirtTool.js';
+import type { KubeClient, RequestRecord } from '../../src/backends/kubevirt/client.js';
 import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
-import type { Progress } from '../../src/backends/types.js';
+import type { LabHandle, Progress } from '../../src/backends/types.js';
 
 /** Read from a stream until `pred` holds for what arrived (or time out). */
 export function readUntil(s: Duplex, pred: (buf: Buffer) => boolean, timeoutMs = 20_000): Promise<Buffer> {
@@ -37,10 +37,16 @@ describe('KubeVirt labs with real guests (stand-in)', function () {
   let standIn: StandIn;
   let backend: KubeVirtBackend;
   let client: KubeClient;
+  /** The lab the running test made: destroyed after it whether it passed or not. */
+  let made: LabHandle | undefined;
 
   before(async () => {
     ({ cp, standIn } = await sharedKubeVirt());
     ({ backend, client } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 120_000 }));
+  });
+  afterEach(async () => {
+    if (made) await backend.destroy(made);
+    made = undefined;
   });
   after(async () => {
     await backend?.close();
@@ -49,21 +55,34 @@ describe('KubeVirt labs with real guests (stand-in)', function () {
   it('runs a two-VM lab: both boot, consoles and desktops work through openChannel, pause/resume/reset/destroy act on the guests', async () => {
     const spec = twoVmSpec('two-vm-live');
     const handle = newHandle();
+    made = handle;
     const progress: Progress[] = [];
-    let requests = 0;
-    const off = client.onRequest((r) => {
-      if (r.path.includes(handle.name)) requests++;
+    const records: RequestRecord[] = [];
+    const off = client.onRequest((r) => records.push(r));
+    let vmiChanges = 0;
+    const offVmis = backend.vmis.on((_t, o) => {
+      if (o.metadata.namespace === handle.name) vmiChanges++;
     });
     const t0 = Date.now();
     await backend.provision(spec, handle, (p) => progress.push(p));
     const provisionMs = Date.now() - t0;
     off();
+    offVmis();
     assert.deepEqual(await backend.status(handle), { alpha: { phase: 'running' }, beta: { phase: 'running' } });
     assert.deepEqual([...new Set(progress.map((p) => p.phase))], ['network', 'disks', 'machines-starting', 'machines-booted']);
     assert.equal(progress.at(-1)?.percent, 100);
-    // objects: ns, rolebinding, 5 policies, quota, limit range, 2 secrets, service, 2 VMs = 14; + 2 patches
-    process.stderr.write(`      [kubevirt] two-VM lab running in ${provisionMs} ms with ${requests} API requests in its namespace (+1 namespace create)\n`);
-    assert.equal(requests, 15, 'one request per object in the namespace plus one start per VM');
+    const req = labRequests(records, handle.name);
+    process.stderr.write(
+      `      [kubevirt] two-VM lab running in ${provisionMs} ms: ${req.creates} creates (+${req.settling} refused while the RoleBinding settles) + ${req.patches} starts + ${req.cloneReads} clone-progress reads in its namespace (+1 namespace create)\n`,
+    );
+    // in the namespace: rolebinding, 5 policies, quota, limit range, 2 secrets, service, 2 VMs = 13 objects; + 2 starts
+    assert.equal(req.creates, 13, 'one create per object in the namespace');
+    assert.equal(req.patches, 2, 'one start per VM');
+    assert.deepEqual(req.failed, [], 'no request refused besides creates while the RoleBinding settles');
+    assert.deepEqual(req.other, [], 'no reads besides the clone progress');
+    // while a VM has no VMI, one look at the clones (a DataVolume list and a VM list) per VMI change or per 2 s
+    assert.equal(req.cloneReads % 2, 0, 'clone progress: a DataVolume list with a VM list');
+    assert.ok(req.cloneReads / 2 <= 1 + vmiChanges + Math.ceil(provisionMs / 2000), `${req.cloneReads / 2} clone looks in ${provisionMs} ms with ${vmiChanges} VMI changes`);
 
     for (const m of ['alpha', 'beta']) {
       const vnc = await backend.openChannel(handle, m, 'vnc');

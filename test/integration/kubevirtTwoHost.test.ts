@@ -54,10 +54,13 @@ describe('two-host-network on KubeVirt (stand-in): addresses the backend reports
       assert.equal(r.exitCode, 0, `${machine}: ${cmd}\n${r.stdout}${r.stderr}`);
       return r.stdout;
     };
+    // the template's guests are Debian (debian-12): ping, ss, curl and python3, no busybox applets
     await run('alpha', 'ping -c 3 beta >/tmp/ping.txt; cat /tmp/ping.txt');
-    await run('alpha', "sed -n 's/^PING beta (\\([0-9.]*\\)).*/\\1/p' /tmp/ping.txt >/tmp/beta-address; cat /tmp/beta-address");
-    await run('beta', 'mkdir -p /tmp/www && echo "hello from beta" >/tmp/www/index.html && httpd -p 8080 -h /tmp/www');
-    await run('alpha', 'wget -q -O /tmp/page.txt http://beta.lab:8080/ && cat /tmp/page.txt');
+    await run('alpha', "sed -n 's/^PING [^ ]* (\\([0-9.]*\\)).*/\\1/p' /tmp/ping.txt >/tmp/beta-address; cat /tmp/beta-address");
+    // a check command runs in the agent's per-connection unit, whose leftovers systemd stops when it
+    // ends: the server (typed with & on a console by a student) runs as a unit of its own
+    await run('beta', 'mkdir -p /tmp/www && echo "hello from beta" >/tmp/www/index.html && systemd-run --quiet --unit=lab-www python3 -m http.server 8080 --directory /tmp/www && for i in $(seq 30); do ss -ltnH "sport = :8080" | grep -q LISTEN && exit 0; sleep 1; done; exit 1');
+    await run('alpha', 'curl -sS --max-time 10 -o /tmp/page.txt http://beta.lab:8080/ && cat /tmp/page.txt');
 
     const token = await new SessionTokens(SECRET_KEY).issue({ userId: 'kv-2h-student', role: 'learner', contextId: 'kv-course', name: 'Ada' });
     for (const step of ['find-address', 'ping-beta', 'start-server', 'fetch-page']) {

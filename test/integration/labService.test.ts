@@ -243,6 +243,27 @@ describe('LabService life cycle', () => {
     assert.deepEqual([again.orphansDestroyed, again.vanished, again.resumedProvisioning], [[], [], []], 'converged');
   });
 
+  it('stop() ends a pass after the orphan it is destroying, not after all of them', async () => {
+    const sup = new LabSupervisor({ service: svc, backend, labs, log });
+    const orphan = (i: number) => {
+      const id = `orphan${String(i).padStart(10, '0')}`;
+      return { handle: { instanceId: id, backend: 'qemu' as const, name: `lab-${id}-g1`, generation: 1 }, spec: { labId: 'one', labVersion: '1', machines: [], network: { internetEgress: false } }, phase: 'running' as const, resets: 0 };
+    };
+    for (let i = 0; i < 5; i++) { const o = orphan(i); backend.labs.set(o.handle.name, o); }
+    // each destroy takes a while, as a namespace going away does
+    const destroy = backend.destroy.bind(backend);
+    let stopping: Promise<void> | undefined;
+    backend.destroy = async (h) => {
+      stopping ??= sup.stop(); // asked to stop while destroying the first orphan
+      await new Promise((r) => setTimeout(r, 50));
+      await destroy(h);
+    };
+    const r = await sup.pass();
+    await stopping;
+    assert.equal(r.orphansDestroyed.length, 1, 'the orphan in hand is finished, the others wait for the next leader');
+    assert.equal(backend.labs.size, 4);
+  });
+
   it('destroy during provisioning aborts it and leaves nothing behind', async () => {
     backend.phaseMs = 100;
     const inst = await svc.ensureInstance(key());

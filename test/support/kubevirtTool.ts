@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { kubectlBin, type ControlPlane } from './k8s/controlPlane.js';
-import { KubeClient } from '../../src/backends/kubevirt/client.js';
+import { KubeClient, type RequestRecord } from '../../src/backends/kubevirt/client.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { BackendLabSpec, LabHandle, MachineSpec } from '../../src/backends/types.js';
 import { KubeVirtBackend, type KubeVirtBackendOptions } from '../../src/backends/kubevirt/KubeVirtBackend.js';
@@ -128,3 +128,44 @@ export function newHandle(): LabHandle {
   return { instanceId: id, backend: 'kubevirt', name: `lab-${id}-g1`, generation: 1 };
 }
 
+
+/** A lab's API requests, sorted by what they are for (from KubeClient.onRequest records). */
+export interface LabRequests {
+  /** POSTs in the lab namespace: one per object the lab has there. */
+  creates: number;
+  /**
+   * Creates refused with 403 in the moment before the API server's authorizer sees the lab's new
+   * RoleBinding; the backend repeats them (createSettled). Counted apart, never in `failed`.
+   */
+  settling: number;
+  /** PATCHes in the lab namespace: the VMs' start (runStrategy Always). */
+  patches: number;
+  /**
+   * Clone-progress reads: lists of the namespace's DataVolumes and VirtualMachines, one of each
+   * per look while a VM has no VMI yet (its disk is being cloned). How many depends on how long
+   * the clones take, so tests bound them, never count them exactly.
+   */
+  cloneReads: number;
+  /** Every other request in the namespace (status reads, retries' extra reads…). */
+  other: RequestRecord[];
+  /** Requests answered with an error status other than the RoleBinding's settling. */
+  failed: RequestRecord[];
+}
+
+export function labRequests(records: RequestRecord[], ns: string): LabRequests {
+  const out: LabRequests = { creates: 0, settling: 0, patches: 0, cloneReads: 0, other: [], failed: [] };
+  const cloneLists = new Set([`/apis/cdi.kubevirt.io/v1beta1/namespaces/${ns}/datavolumes`, `/apis/kubevirt.io/v1/namespaces/${ns}/virtualmachines`]);
+  for (const r of records) {
+    if (!r.path.includes(`/namespaces/${ns}/`) && !r.path.endsWith(`/namespaces/${ns}`)) continue;
+    if (r.verb === 'create' && r.status === 403) {
+      out.settling++;
+      continue;
+    }
+    if (r.status >= 400) out.failed.push(r);
+    if (r.verb === 'create') out.creates++;
+    else if (r.verb === 'patch') out.patches++;
+    else if (r.verb === 'list' && cloneLists.has(r.path)) out.cloneReads++;
+    else out.other.push(r);
+  }
+  return out;
+}

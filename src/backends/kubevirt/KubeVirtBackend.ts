@@ -161,7 +161,11 @@ export class KubeVirtBackend implements LabBackend {
     if (existing?.metadata.deletionTimestamp) throw new BackendFailure(`namespace ${ns} is terminating`, { publicMessage: 'The previous lab is still being removed; try again in a minute.' });
     await this.client.create(plan.roleBinding, signal);
     onProgress({ phase: 'network', percent: 15, message: 'Isolating the lab network' });
-    const guards = Promise.all(plan.guards.map((o) => this.createSettled(o, signal)));
+    // the API server authorizes us in the namespace only once it sees the RoleBinding: one create
+    // waits that out alone, so the others are not all refused and repeated in the meantime
+    const [firstGuard, ...otherGuards] = plan.guards;
+    if (firstGuard) await this.createSettled(firstGuard, signal);
+    const guards = Promise.all(otherGuards.map((o) => this.createSettled(o, signal)));
     const setup = Promise.all([...plan.setup.map((o) => withAgent(o, spec.machines)), ...plan.vms].map((o) => this.createSettled(o, signal)));
     setup.catch(() => undefined); // awaited below; never an unhandled rejection when the guards fail first
     await guards;

@@ -1,7 +1,8 @@
 /**
  * Which accelerator to use. /dev/kvm may exist and still not work (nested setups where the
- * vCPU never runs), so "auto" actually boots the guest kernel under KVM for a moment and
- * accepts KVM only if the kernel prints on the serial port; otherwise TCG. Cached per process.
+ * vCPU never runs, or faults as soon as it leaves real mode), so "auto" actually boots the guest
+ * kernel under KVM for a moment and accepts KVM only if the kernel itself prints its version on
+ * the serial port; otherwise TCG. Cached per process.
  *
  * The probe QEMU runs in its own process group, and its pid is written to a marker file in the
  * backend's run dir while it runs: a tool killed during the probe leaves the marker, and the next
@@ -90,7 +91,13 @@ export async function probeKvm(qemuBin: string, kernel: string, timeoutMs: numbe
       resolve(ok);
     };
     const timer = setTimeout(() => finish(false), timeoutMs);
-    child.stdout.on('data', (c: Buffer) => { if (/Linux version|\w{4,}/.test(c.toString())) finish(true); });
+    // the kernel's own first line, not any output: the real-mode setup stub ("Probing EDD") prints
+    // even where the vCPU then faults in protected mode and resets, over and over
+    let seen = '';
+    child.stdout.on('data', (c: Buffer) => {
+      seen = (seen + c.toString('latin1')).slice(-4096);
+      if (/Linux version \d/.test(seen)) finish(true);
+    });
     child.on('error', () => finish(false));
     child.on('exit', () => finish(false));
   });

@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { issueServingCert } from '../k8s/pki.js';
+import { withoutGuestsDir } from './paperGuests.js';
+import { MANAGED_BY_LABEL, MANAGER } from '../../../src/backends/kubevirt/manifests.js';
 import { processesMentioning, sharedControlPlane, type ControlPlane } from '../k8s/controlPlane.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -21,6 +23,11 @@ export interface StandIn {
   startupMs: number;
   /** pids of the QEMU processes the stand-in runs right now (from /proc). */
   guestPids(): number[];
+  /**
+   * VMIs in these namespaces get no QEMU guest, only a paper one (paperGuests.ts): for tests about
+   * the tool's requests and concurrency, not about guests. Mark a namespace before it is created.
+   */
+  withoutGuests(namespaces: string[]): void;
   stop(): Promise<void>;
 }
 
@@ -59,6 +66,11 @@ export async function startStandIn(cp: ControlPlane): Promise<StandIn> {
     logFile,
     startupMs: Date.now() - t0,
     guestPids: () => processesMentioning(workDir),
+    withoutGuests(namespaces) {
+      const dir = withoutGuestsDir(workDir);
+      fs.mkdirSync(dir, { recursive: true });
+      for (const ns of namespaces) fs.writeFileSync(path.join(dir, path.basename(ns)), '');
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -93,7 +105,8 @@ export function sharedKubeVirt(): Promise<{ cp: ControlPlane; standIn: StandIn }
 
 /**
  * Deletes every VirtualMachine and VirtualMachineInstance a finished test file left in the shared
- * control plane and waits for the stand-in to power their guests off, so one file's leftovers (a
+ * control plane, and the lab namespaces it left (not waiting for them to go: a terminating
+ * namespace is no lab to any backend), and waits for the stand-in to power their guests off, so one file's leftovers (a
  * test that timed out before its clean-up) never boot again under the files after it. Returns the
  * "<namespace>/<name>" of the VMIs (running guests) it found: stopped VMs are deleted but are no
  * leak. Does nothing when no file has used KubeVirt yet.
@@ -118,6 +131,16 @@ export async function clearSharedKubeVirt(timeoutMs = 60_000): Promise<string[]>
       const r = await cp.request('DELETE', `/apis/kubevirt.io/v1/namespaces/${ns}/${plural}`);
       if (r.status !== 200 && r.status !== 404) throw new Error(`deleting ${plural} in ${ns}: ${r.status} ${r.body}`);
     }
+  }
+  // a failed file's lab namespaces too: every later tool in this control plane would see them as
+  // its own orphans (a leader's supervisor sets out to destroy them, one by one)
+  const sel = encodeURIComponent(`${MANAGED_BY_LABEL}=${MANAGER}`);
+  const labs = await cp.request('GET', `/api/v1/namespaces?labelSelector=${sel}`);
+  if (labs.status !== 200) throw new Error(`listing lab namespaces: ${labs.status} ${labs.body}`);
+  for (const ns of labs.json<{ items: Array<{ metadata: { name: string; deletionTimestamp?: string } }> }>().items) {
+    if (ns.metadata.deletionTimestamp) continue;
+    const r = await cp.request('DELETE', `/api/v1/namespaces/${ns.metadata.name}`);
+    if (r.status !== 200 && r.status !== 202 && r.status !== 404) throw new Error(`deleting namespace ${ns.metadata.name}: ${r.status} ${r.body}`);
   }
   const until = Date.now() + timeoutMs;
   while (standIn.guestPids().length && Date.now() < until) await new Promise((r) => setTimeout(r, 250));

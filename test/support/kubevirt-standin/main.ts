@@ -6,6 +6,7 @@
  *   env: STANDIN_KUBECONFIG, STANDIN_TLS_CERT, STANDIN_TLS_KEY, STANDIN_WORK_DIR, STANDIN_PORT (0),
  *        STANDIN_IMAGE_DIR (default: the guest images in the tools cache)
  *
+ * Namespaces marked under <work dir>/without-guests/ get guests without QEMU (paperGuests.ts).
  * Prints "READY <base url>" on stdout once it watches and serves. Stops every guest and exits on
  * SIGTERM/SIGINT, or when stdin closes (the parent died).
  */
@@ -16,6 +17,7 @@ import { StandInController } from './controller.js';
 import { SubresourceServer } from './api.js';
 import { createGuestRuntime } from './qemuGuests.js';
 import { StandInCdi } from './cdi.js';
+import { withPaperGuests } from './paperGuests.js';
 import path from 'node:path';
 import { defaultToolsDir } from '../../../src/config.js';
 
@@ -30,7 +32,7 @@ async function main(): Promise<void> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(env('STANDIN_KUBECONFIG'));
   const kube = new KubeClient(kc);
-  const runtime = await createGuestRuntime({ workDir: env('STANDIN_WORK_DIR'), log });
+  const runtime = withPaperGuests(await createGuestRuntime({ workDir: env('STANDIN_WORK_DIR'), log }), env('STANDIN_WORK_DIR'), log);
   const controller = new StandInController(kc, kube, runtime, log.child({ component: 'controller' }));
   const api = new SubresourceServer({ kube, controller, tlsCert: env('STANDIN_TLS_CERT'), tlsKey: env('STANDIN_TLS_KEY'), log: log.child({ component: 'virt-api' }) });
   const url = await api.listen(Number(process.env.STANDIN_PORT ?? 0));
