@@ -4,7 +4,9 @@
  * backend takes only once the Xfce desktop is drawn on the VGA screen (polled screendumps, with a
  * deadline); a lab restored from it then shows that desktop on its VNC console (the lab page's
  * Desktop tab) from the first frame once the backend reports it booted, with the lab user logged in to Xfce and a terminal, a text
- * editor and a web browser. Builds the image only if this host does not have it yet; boots it once.
+ * editor and a web browser; and the lab page's Desktop tab (noVNC in Chromium) shows it for a
+ * student's lab restored from the same state. Builds the image only if this host does not have it
+ * yet; boots it once.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -13,8 +15,33 @@ import path from 'node:path';
 import pino from 'pino';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 import type { BackendLabSpec, LabHandle } from '../../src/backends/types.js';
+import { execFileSync } from 'node:child_process';
+import type { FrameLocator } from 'playwright-core';
+import { launchChromium, screenshot } from '../support/chromium.js';
 import { ensureCloudImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
+import { launchInPlatform, startLabPageFlow } from '../support/labPageFlow.js';
 import { frameColours, rfbFrame } from '../support/rfbFrame.js';
+import { waitFor } from '../support/tool.js';
+
+/** The canvas as the browser-side function uses it (the test compiles without the DOM lib). */
+type Canvas = { width: number; height: number; getContext(k: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null };
+
+/** What the Desktop tab's noVNC canvas shows: its size, distinct colours and the most common one. */
+async function canvasColours(frame: FrameLocator): Promise<{ width: number; height: number; colours: number; dominant: number }> {
+  return frame.locator('.panel:not([hidden]) .host-vnc canvas').first().evaluate((el) => {
+    const c = el as unknown as Canvas;
+    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    const counts = new Map<number, number>();
+    for (let i = 0; i < d.length; i += 4) {
+      const k = (d[i]! << 16) | (d[i + 1]! << 8) | d[i + 2]!;
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    let dominant = 0;
+    let most = 0;
+    for (const [k, n] of counts) if (n > most) { most = n; dominant = k; }
+    return { width: c.width, height: c.height, colours: counts.size, dominant };
+  });
+}
 
 const lines: string[] = [];
 const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(s); } });
@@ -89,5 +116,29 @@ describe('debian-12-desktop guest image (Xfce, lab user logged in on the screen)
     for (const d of ['xfce4-terminal.desktop', 'org.xfce.mousepad.desktop', 'firefox-esr.desktop']) assert.match(out, new RegExp(d.replace(/\./g, '\\.')));
     await backend.destroy(handle);
     assert.deepEqual(qemuProcessesUnder(dataDir), []);
+  });
+
+  it("the lab page's Desktop tab (noVNC in headless Chromium) shows that desktop for a student's lab", async () => {
+    execFileSync('node', ['scripts/build-web.mjs'], { stdio: 'inherit' });
+    const flow = await startLabPageFlow(backend, {}, { templatesDir: path.resolve('test/fixtures/templates-desktop'), labId: 'desktop-screen', title: 'Desktop screen' });
+    const browser = await launchChromium();
+    try {
+      const page = await (await browser.newContext({ viewport: { width: 1366, height: 900 } })).newPage();
+      const frame = await launchInPlatform(page, flow, 'student');
+      await frame.locator('.tab .phase-running').waitFor({ timeout: 900_000 });
+      await frame.locator('.panel:not([hidden]) .link-connected').waitFor({ timeout: 60_000 });
+      let px = await canvasColours(frame);
+      // the first frame reaches the canvas shortly after the connection
+      await waitFor(async () => { px = await canvasColours(frame); return px.colours >= 256; }, 60_000, 'a drawn desktop in the canvas').catch((e: Error) => {
+        throw new Error(`${e.message}: ${JSON.stringify(px)}`);
+      });
+      await screenshot(page, 'desktop-image-desktop-tab');
+      assert.ok(px.width >= 1024 && px.height >= 600, `the guest's graphical mode: ${px.width}x${px.height}`);
+      assert.notEqual(px.dominant, 0, `the desktop's background, not black: ${JSON.stringify(px)}`);
+      process.stderr.write(`      [debian-12-desktop] lab page: ${events('qemu.machine_restored').length === 2 ? 'restored from the saved state' : 'cold boot'}, canvas ${px.width}x${px.height}, ${px.colours} colours\n`);
+    } finally {
+      await browser.close();
+      await flow.close();
+    }
   });
 });

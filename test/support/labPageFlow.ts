@@ -24,7 +24,14 @@ export interface LabPageFlow {
   close(): Promise<void>;
 }
 
-export async function startLabPageFlow(backend: LabBackend, env: Record<string, string> = {}): Promise<LabPageFlow> {
+/** The lab the platform's activity launches: by default the shell-steps fixture (lab-tiny). */
+export interface FlowLab {
+  templatesDir: string;
+  labId: string;
+  title: string;
+}
+
+export async function startLabPageFlow(backend: LabBackend, env: Record<string, string> = {}, lab: FlowLab = { templatesDir: E2E_TEMPLATES, labId: 'shell-steps', title: 'Shell steps' }): Promise<LabPageFlow> {
   let tool: TestTool | undefined;
   // LabService needs the catalog, which the tool builds from TEMPLATES_DIR: hand it over lazily
   const labs: LabDefinitions = {
@@ -36,7 +43,7 @@ export async function startLabPageFlow(backend: LabBackend, env: Record<string, 
   // scores go to the tool's grade outbox, as the composition root wires it for its own LabService
   const grades = { publish: (id: string, score: ScoreInput) => tool!.grades.publish(id, score) };
   const runtime = new LabService({ backend, labs, grades, log: createLogger({ level: 'warn', format: 'json' }) });
-  tool = await startTestTool({ ADMIN_TOKEN: E2E_ADMIN_TOKEN, TEMPLATES_DIR: E2E_TEMPLATES, GRADE_RETRY_BASE_MS: '200', ...env }, { runtime });
+  tool = await startTestTool({ ADMIN_TOKEN: E2E_ADMIN_TOKEN, TEMPLATES_DIR: lab.templatesDir, GRADE_RETRY_BASE_MS: '200', ...env }, { runtime });
   const dp = tool.devPlatform!;
   const u = tool.lti.urls;
   const reg = await dp.registerTool({ name: 'Lab Orchestrator', loginUrl: u.login, targetLinkUri: u.launch, jwksUrl: u.jwks, deepLinkUrl: u.deepLink });
@@ -47,7 +54,7 @@ export async function startLabPageFlow(backend: LabBackend, env: Record<string, 
   });
   if (!res.ok) throw new Error(`registering the dev platform failed: ${res.status} ${await res.text()}`);
   const activity = await dp.createActivity({
-    clientId: reg._id, title: 'Shell steps', url: u.launch, custom: { lab_id: 'shell-steps' }, lineItem: { scoreMaximum: 20, label: 'Lab score' },
+    clientId: reg._id, title: lab.title, url: u.launch, custom: { lab_id: lab.labId }, lineItem: { scoreMaximum: 20, label: 'Lab score' },
   });
   const t = tool;
   return {
