@@ -98,6 +98,9 @@ export class InstructionsPanel {
         'aria-label': t('ins.done', { step: step?.title ?? el.textContent?.trim() ?? id }), title: readOnly ? t('ins.tickedByStudent') : t('ins.markDone'),
       });
       box.addEventListener('change', () => void this.toggle(id, box));
+      // a task-list item ("- [ ] … {#id}") brings markdown's disabled box: the step's box replaces it
+      const taskBox = el.tagName === 'LI' ? el.querySelector(':scope > input[type="checkbox"]:not(.step-box), :scope > p:first-child > input[type="checkbox"]:not(.step-box)') : null;
+      taskBox?.remove();
       el.classList.add('step');
       el.classList.toggle('done', Boolean(this.ticks[id]));
       el.prepend(box);

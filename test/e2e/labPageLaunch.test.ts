@@ -70,6 +70,8 @@ describe('lab page through the development platform (stand-in machines)', functi
       await frame.locator(`input[data-step="${id}"]:not([disabled])`).waitFor();
     }
     await frame.getByRole('button', { name: 'Next ›' }).click();
+    // a task-list step ("- [ ] … {#id}") shows one box: the step's, not markdown's disabled one too
+    assert.equal(await frame.locator('li[data-step-id="look-around"] input[type="checkbox"]').count(), 1);
     await frame.locator('input[data-step="look-around"]').check();
     await frame.locator('.instructions .progress .text', { hasText: '3 of 3 steps · 100 %' }).waitFor();
     const inst = await LabInstance.findOne({ labId: 'shell-steps' }).lean();
