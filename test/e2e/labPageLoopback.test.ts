@@ -95,13 +95,18 @@ describe('lab page in the browser (loopback machines)', function () {
     await screenshot(student, 'loopback-student-desktop');
   });
 
-  it('echoes typing in the console and types a code block with "Send to web"', async () => {
+  /** The student opens the Console tab, runs a command, and sees it echoed. */
+  async function typeInConsole(cmd: string): Promise<void> {
     await frame.getByRole('button', { name: 'Console', exact: true }).click();
     await frame.locator('.panel:not([hidden]) .link-connected').waitFor();
     await frame.locator('.host-console .xterm').click();
-    await student.keyboard.type('echo lab-4242');
+    await student.keyboard.type(cmd);
     await student.keyboard.press('Enter');
-    await frame.locator('.xterm-rows', { hasText: 'echo lab-4242' }).waitFor();
+    await frame.locator('.xterm-rows', { hasText: cmd }).waitFor();
+  }
+
+  it('echoes typing in the console and types a code block with "Send to web"', async () => {
+    await typeInConsole('echo lab-4242');
     await frame.getByRole('button', { name: 'Send to web' }).click();
     await waitFor(() => rt.connections.some((c) => c.channel === 'console' && Buffer.concat(c.received).toString().includes('echo sent-$((6*7))\r')), 5000, 'the command sent');
     await frame.locator('.xterm-rows', { hasText: 'echo sent-$((6*7))' }).waitFor();
@@ -205,12 +210,7 @@ describe('lab page in the browser (loopback machines)', function () {
   });
 
   it('live classroom: the student raises a hand, the teacher sees it in the overview, sends a message, lowers the hand', async () => {
-    await frame.getByRole('button', { name: 'Console', exact: true }).click();
-    await frame.locator('.panel:not([hidden]) .link-connected').waitFor();
-    await frame.locator('.host-console .xterm').click();
-    await student.keyboard.type('ping -c1 glance-4343');
-    await student.keyboard.press('Enter');
-    await frame.locator('.xterm-rows', { hasText: 'ping -c1 glance-4343' }).waitFor();
+    await typeInConsole('ping -c1 glance-4343');
     await frame.getByRole('button', { name: 'Raise hand' }).click();
     const dlg = frame.getByRole('dialog');
     await dlg.getByRole('textbox', { name: 'Your message to the teacher' }).fill('My ping gets no answer');

@@ -64,7 +64,7 @@ describe('QemuBackend on debian-12: saved running state, identity, cold boot', f
     assert.ok(Math.abs(Number(clock) - Date.now() / 1000) < 30, `guest clock ${clock} is the host's`);
     const pw = await backend.exec(warm, 'alpha', pwCheck('student'), { ...X, env: { PW: 'Warm-pw-1' } });
     assert.equal(pw.stdout.trim(), 'True', 'the lab password, not the template\'s');
-    const keys = await Promise.all(['alpha', 'beta'].map((m) => backend.exec(warm, m, 'for i in $(seq 60); do [ -s /etc/ssh/ssh_host_ed25519_key.pub ] && break; sleep 1; done; cut -d" " -f2 /etc/ssh/ssh_host_ed25519_key.pub; for i in $(seq 60); do systemctl is-active --quiet ssh && break; sleep 1; done; systemctl is-active ssh', { ...X, timeoutMs: 150_000 })));
+    const keys = await Promise.all(['alpha', 'beta'].map((m) => backend.exec(warm, m, 'for i in $(seq 60); do [ -s /etc/ssh/ssh_host_ed25519_key.pub ] && break; sleep 1; done; cut -d" " -f2 /etc/ssh/ssh_host_ed25519_key.pub; for i in $(seq 60); do systemctl is-active --quiet ssh && break; sleep 1; done; systemctl is-active ssh', { ...X, timeoutMs: 90_000 })));
     assert.notEqual(keys[0]!.stdout.split('\n')[0], keys[1]!.stdout.split('\n')[0], 'SSH host keys are made per machine');
     assert.match(keys[0]!.stdout, /\nactive\n$/);
     const hostile = 'x" ; touch /tmp/inj ; echo "$(touch /tmp/inj)';
