@@ -2,8 +2,10 @@
  * Click to console on the local QEMU backend: from an LTI launch through the development platform
  * (login, id_token, instance, LabService, QemuBackend) to the guest's shell prompt arriving on the
  * console channel (ticket, websocket, proxy) — beside the floor: a bare qemu-system-x86_64 of the
- * same lab-tiny image (same accelerator, memory, kernel command line, guest settings, disk and
- * NIC) started by hand, timed to the same prompt on its serial port. Goal ≤ 1.5×.
+ * same lab-tiny image (same accelerator, kernel command line, guest settings, disk and NIC; 512 MiB
+ * against the lab's 256 MiB) started by hand, timed to the same prompt on its serial port. Goal ≤ 1.5×. The lab is the test
+ * fixtures' `shell-steps` (one lab-tiny machine): the example labs boot Debian, whose start is the
+ * debian bench's.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -55,7 +57,7 @@ export async function run(): Promise<BenchRow[]> {
   const floors: number[] = [];
   for (let i = 0; i < RUNS; i++) floors.push(await bareBoot(img, accel));
 
-  const tool = await startTestTool({ LOG_LEVEL: 'warn', DEV_PLATFORM_REGISTER: 'true' });
+  const tool = await startTestTool({ LOG_LEVEL: 'warn', DEV_PLATFORM_REGISTER: 'true', TEMPLATES_DIR: path.resolve('test/fixtures/templates') });
   const measured: number[] = [];
   try {
     const dp = tool.devPlatform!;
@@ -63,7 +65,7 @@ export async function run(): Promise<BenchRow[]> {
     for (let i = 0; i < RUNS; i++) {
       const t0 = performance.now();
       // a fresh user per run, so each launch provisions a new lab
-      const r = await launchAs(new Browser(), dp.urls.issuer, { activityId: 'demo-linux-basics', user: i % 2 ? 'student2' : 'student' }, { stopAt: (n) => new URL(n.url).pathname.startsWith('/lab/') });
+      const r = await launchAs(new Browser(), dp.urls.issuer, { activityId: 'demo-shell-steps', user: i % 2 ? 'student2' : 'student' }, { stopAt: (n) => new URL(n.url).pathname.startsWith('/lab/') });
       if (!r.location) throw new Error(`launch did not reach the lab page (${r.status})`);
       const loc = new URL(r.location, tool.url);
       const instanceId = loc.pathname.split('/').pop()!;

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark beside its floor on this machine, prints one table and
  * writes bench/results/bench-<time>.json (+ latest.json). Never part of the test command.
- *   BENCH=ws,launch,provision,console,debian,kubevirt-boot npm run bench   (default: all that can run here)
+ *   BENCH=ws,launch,provision,console,grid,debian,scale,kubevirt-boot,warm npm run bench   (default: all that can run here)
  */
 import { startSharedFerret, stopSharedFerret } from '../test/support/ferret.js';
 import { machine, printTable, writeResults, type BenchRow } from './lib.mjs';
@@ -12,8 +12,11 @@ const ALL: Bench[] = [
   { name: 'ws', load: () => import('./wsProxy.bench.mjs') },
   { name: 'provision', load: () => import('./provision.bench.mjs') },
   { name: 'console', load: () => import('./console.bench.mjs') },
+  { name: 'grid', load: () => import('./grid.bench.mjs') },
   { name: 'debian', load: () => import('./debianStart.bench.mjs') },
+  { name: 'scale', load: () => import('./scale.bench.mjs') },
   { name: 'kubevirt-boot', load: () => import('./kubevirtBoot.bench.mjs') },
+  { name: 'warm', load: () => import('./warm.bench.mjs') },
 ];
 const wanted = (process.env.BENCH ?? ALL.map((b) => b.name).join(',')).split(',').map((s) => s.trim());
 

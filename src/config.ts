@@ -38,11 +38,21 @@ const schema = z
       .string()
       .regex(/^mongodb(\+srv)?:\/\//, { message: 'expected a mongodb:// or mongodb+srv:// URI' })
       .optional(),
+    /** Connections to the database per process. Unset = 20 on FerretDB (see store/database.ts), the driver's default on MongoDB. */
+    MONGODB_MAX_POOL_SIZE: int(1, 10_000).optional(),
     FERRETDB_BIN: z.string().min(1).optional(),
     SHUTDOWN_GRACE_MS: int(0, 600_000).default('10000'),
     SWEEP_INTERVAL_MS: int(100, 3_600_000).default('30000'),
     RECONCILE_INTERVAL_MS: int(100, 3_600_000).default('15000'),
+    WARM_LEAD_MINUTES: int(0, 1440).default('10'),
     TEMPLATES_DIR: z.string().min(1).default('templates'),
+    // --- keeping stopped labs (days; GiB) ---
+    /** The longest a stopped lab keeps its disks, whatever a lab or a teacher asks. */
+    LAB_MAX_KEEP_DAYS: int(1, 3650).default('30'),
+    /** Warn the student this many days before a stopped lab's disks are deleted. */
+    LAB_KEEP_WARN_DAYS: int(0, 365).default('2'),
+    /** The total disk size stopped labs may keep; a stop past it is refused (the lab keeps running). Unset = no total. */
+    LAB_MAX_STOPPED_STORAGE_GIB: int(1, 10_000_000).optional(),
     ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
     OPERATOR_USERS: z
       .string()
@@ -73,6 +83,8 @@ const schema = z
     WS_PING_INTERVAL_MS: int(100, 600_000).default('20000'),
     WS_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default('1800000'),
     WS_MAX_PER_USER: int(1, 1000).default('8'),
+    /** A socket's seat in WS_MAX_PER_USER outlives a replica that died by at most this (renewed every third of it). */
+    WS_SEAT_TTL_MS: int(3000, 3_600_000).default('90000'),
     // --- rate limits (per minute; a burst of the same size passes) ---
     RATE_LAUNCH_PER_USER: int(1, 100_000).default('10'),
     RATE_LAUNCH_PER_PLATFORM: int(1, 1_000_000).default('600'),

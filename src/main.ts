@@ -25,7 +25,7 @@ import { seedDemoCourse } from './devPlatform/demoSeed.js';
 import { GradeService } from './lti/grades/GradeService.js';
 import type { LtiModule } from './lti/createLti.js';
 import type { LabCatalog } from './labs/definition/LabCatalog.js';
-import type { LabService } from './labs/LabService.js';
+import { LIVE_STATES, type LabService } from './labs/LabService.js';
 import type { CheckRunner } from './labs/checks/CheckRunner.js';
 import type { LabDefinitions, LabRuntime } from './labs/contracts.js';
 import type { LabBackend } from './backends/types.js';
@@ -51,6 +51,8 @@ export interface StartOptions {
   /** Replace the lab runtime and the catalog the page, API, checks and LTI use (tests drive the page over stand-ins). */
   runtime?: LabRuntime;
   labs?: LabDefinitions;
+  /** Run labs on this backend instead of the one BACKEND names (tests: an in-memory backend under the real LabService). */
+  backend?: LabBackend;
 }
 
 export interface RunningTool {
@@ -109,8 +111,9 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
 
     const metrics = new Metrics();
     metrics.onCollect(async () => {
-      const rows = await LabInstance.aggregate<{ _id: string; n: number }>([{ $group: { _id: '$state', n: { $sum: 1 } } }]);
+      const rows = await LabInstance.aggregate<{ _id: string; n: number; gib: number }>([{ $group: { _id: '$state', n: { $sum: 1 }, gib: { $sum: '$storageGiB' } } }]);
       for (const st of INSTANCE_STATES) metrics.labsByState.set({ state: st }, rows.find((r) => r._id === st)?.n ?? 0);
+      for (const st of LIVE_STATES) metrics.labDiskReservedBytes.set({ state: st }, (rows.find((r) => r._id === st)?.gib ?? 0) * 2 ** 30);
     });
     const metricsUrl = config.METRICS_PORT === undefined ? undefined
       : await listenMetrics(config.METRICS_PORT, config.METRICS_HOST, express().use(metrics.router(config.METRICS_TOKEN)), closers);
@@ -118,13 +121,14 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     duties.add({ name: 'grades', start: () => grades.start(), stop: () => grades.stop() });
     closers.add('grades', () => grades.stop());
 
-    const { backend, readiness } = buildBackend(config, { log, metrics }, closers);
+    const injectedBackend = opts.backend;
+    const { backend, readiness } = injectedBackend ? { backend: injectedBackend, readiness: { name: 'backend', check: () => injectedBackend.ready() } } : buildBackend(config, { log, metrics }, closers);
     const catalog = await buildCatalog(config, log);
     const labs = opts.labs ?? catalog;
     const { runtime, labService } = buildRuntime(config, { backend, labs: catalog, grades, log, metrics, duties, injected: opts.runtime }, closers);
     const checks = buildChecks(config, { runtime, labs, grades, log, metrics, duties, limits }, closers);
     const roster = new CourseRosterCache(grades.tokens);
-    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, media, checks, log, metrics, limits, learners: (k) => roster.learners(k) });
+    const page = buildLabPage(config, { server: http.server, publicUrl, secretKey, runtime, labs, sessions, media, checks, log, metrics, limits, learners: (k) => roster.learners(k), ...(labService ? { warm: { labs: catalog, backend } } : {}) });
     const lti = await buildLti(config, { labs, runtime, sessions, grades, log, metrics, secretKey, dbUri: uri, publicUrl, limits, roster }, closers);
     const devPlatform = config.DEV_PLATFORM ?? config.LAB_MODE === 'demo' ? await createDevPlatform({ publicUrl, log, sweeper }) : undefined;
 

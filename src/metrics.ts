@@ -34,6 +34,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly labDiskReservedBytes = new Gauge({
+    name: 'lab_disk_reserved_bytes',
+    help: "Bytes the labs' virtual machine disks reserve (lab.yaml disk sizes), by lab state; stopped = work kept for later",
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
   readonly wsSessions = new Gauge({
     name: 'lab_ws_sessions_active',
     help: 'Open proxied websocket sessions',
@@ -78,6 +85,24 @@ export class Metrics {
     name: 'lab_storage_bytes',
     help: 'Bytes of lab disks kept by the backend, by the state of their lab (running includes paused and provisioning)',
     labelNames: ['backend', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly warmPrepared = new Counter({
+    name: 'lab_warm_prepared_total',
+    help: 'Labs prepared ahead of a scheduled class session (provisioning started for the pool)',
+    registers: [this.registry],
+  });
+
+  readonly warmHandedOut = new Counter({
+    name: 'lab_warm_handed_out_total',
+    help: 'Prepared labs a student took at launch',
+    registers: [this.registry],
+  });
+
+  readonly warmWasted = new Counter({
+    name: 'lab_warm_wasted_total',
+    help: 'Prepared labs nobody took, destroyed after their session ended',
     registers: [this.registry],
   });
 

@@ -121,7 +121,7 @@ class LabPage {
       controls.append(this.button(t('lab.stop'), async () => {
         const ok = await confirmDialog({
           title: t('lab.stopConfirmTitle'), danger: true, confirm: t('lab.stop'),
-          message: v.mode === 'view' ? t('lab.stopConfirmViewer') : v.expiresAt ? t('lab.stopConfirmKeeps', { date: when(v.expiresAt) }) : t('lab.stopConfirmOwner'),
+          message: v.mode === 'view' ? t('lab.stopConfirmViewer') : v.keep ? t('lab.stopConfirmKeeps', { date: when(new Date(this.now() + v.keep.days * 86_400_000).toISOString()) }) : t('lab.stopConfirmOwner'),
         });
         if (ok) await this.control('stop');
       }, 'danger-outline'));
@@ -286,11 +286,15 @@ class LabPage {
         this.provisioning = new ProvisioningPanel();
         this.body.replaceChildren(this.provisioning.el);
       }
-      if (v.progress) this.provisioning.set(v.progress);
+      if (v.progress) this.provisioning.setFromView(v.progress);
     } else if (v.state === 'failed') {
       this.body.replaceChildren(failurePanel(v.failureReason, v.mode === 'control', () => void this.control('start')));
     } else {
       this.body.replaceChildren(stoppedPanel(v.state, v.mode === 'control', () => void this.control('start'), v.expiresAt));
+      // a stopped lab near its deletion says so when the page opens (the supervisor's warning event reaches only open pages)
+      if (v.state === 'stopped' && v.expiresAt && v.keep?.warnAt && new Date(v.keep.warnAt).getTime() <= this.now()) {
+        this.warn(t('lab.deleteWarning', { duration: dur(Math.max(0, (new Date(v.expiresAt).getTime() - this.now()) / 1000)) }));
+      }
     }
     if (group !== 'prov') this.provisioning = undefined;
     this.shownState = group;

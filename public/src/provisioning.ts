@@ -21,6 +21,7 @@ export class ProvisioningPanel {
   private readonly started = Date.now();
   private firstPercent: number | undefined;
   private announcedPhase = '';
+  private shown: Progress | undefined;
 
   constructor() {
     for (const [id, label] of PHASES) this.list.append(h('li', { 'data-phase': id }, t(label)));
@@ -29,7 +30,19 @@ export class ProvisioningPanel {
     this.set({ phase: 'queued', percent: 0, message: t('prov.requested') });
   }
 
+  /**
+   * Progress from a fetched view: pushed events come first and the server stores progress a moment
+   * later, so a view fetched meanwhile may be behind what the page shows; it never moves it back.
+   */
+  setFromView(p: Progress): void {
+    const order = (x: Progress) => PHASES.findIndex(([id]) => id === x.phase);
+    const s = this.shown;
+    if (s && (order(p) < order(s) || (order(p) === order(s) && p.percent < s.percent))) return;
+    this.set(p);
+  }
+
   set(p: Progress): void {
+    this.shown = p;
     this.bar.set(p.percent);
     const idx = PHASES.findIndex(([id]) => id === p.phase);
     const label = idx >= 0 ? t(PHASES[idx]![1]) : p.message;

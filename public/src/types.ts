@@ -16,7 +16,9 @@ export interface InstanceView {
   startedAt: string | null;
   expiresAt: string | null;
   serverTime: string;
-  lifetime: { maxMinutes: number; idleMinutes: number; pausable: boolean; warnBeforeMinutes: number } | null;
+  lifetime: { maxMinutes: number; idleMinutes: number; pausable: boolean; warnBeforeMinutes: number; keepDays?: number } | null;
+  /** Stopping keeps the disks this many days; a stopped lab's student is warned from `warnAt` on. */
+  keep?: { days: number; warnAt: string | null; storageGiB: number | null };
   mode: 'control' | 'view';
   viewer: { userId: string; name: string | null; role: string };
   owner?: { userId: string; name: string | null };

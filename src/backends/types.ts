@@ -9,6 +9,9 @@
 import type { Duplex } from 'node:stream';
 
 export type BackendKind = 'qemu' | 'kubevirt';
+
+/** A VM disk's size when lab.yaml names none (GiB): KubeVirt requests it; a QEMU overlay grows at most to its image's size. */
+export const DEFAULT_DISK_GIB = 10;
 export type ChannelKind = 'vnc' | 'console';
 
 /** One machine as a backend needs it. Quantities are plain numbers in fixed units. */
@@ -133,6 +136,19 @@ export interface LabBackend {
 
   /** A raw byte stream: RFB for 'vnc', the serial/terminal bytes for 'console'. Throws NotFound if the machine or channel does not exist. */
   openChannel(handle: LabHandle, machine: string, channel: ChannelKind): Promise<Duplex>;
+
+  /**
+   * A small PNG (at most THUMBNAIL_WIDTH wide) of what the machine's screen shows now, taken without
+   * a VNC session (QEMU: QMP screendump; KubeVirt: the VMI's vnc/screenshot subresource). Throws
+   * NotFound for a machine without a 'vnc' channel, Conflict for one that is not running.
+   */
+  screenshot?(handle: LabHandle, machine: string): Promise<Buffer>;
+
+  /**
+   * The last bytes the machine's console printed (up to `maxBytes`), from what the backend keeps
+   * anyway, without opening the console; null when it keeps nothing for this machine.
+   */
+  consoleHistory?(handle: LabHandle, machine: string, maxBytes: number): Promise<Buffer | null>;
 
   /** Run a command on a machine out of band (not on the student's console). */
   exec?(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult>;

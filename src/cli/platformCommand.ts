@@ -70,7 +70,7 @@ export const platformCommand: Command = {
       embedded = new EmbeddedMongo({ bin: config.FERRETDB_BIN ?? defaultFerretBin(config.TOOLS_DIR), dataDir: path.join(config.DATA_DIR, 'ferretdb'), log });
       uri = await embedded.start();
     }
-    const db = await connectDatabase(uri, 'lab_orchestrator', log);
+    const db = await connectDatabase(uri, 'lab_orchestrator', log, config.MONGODB_MAX_POOL_SIZE);
     try {
       await ensureIndexes([Platform]);
       const publicUrl = config.PUBLIC_URL ?? `http://localhost:${config.PORT}`;

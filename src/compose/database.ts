@@ -22,7 +22,7 @@ export async function buildDatabase(config: Config, log: Logger, dbName: string,
     closers.add('ferretdb', () => em.stop());
     embeddedMongo = em;
   }
-  const db = await connectDatabase(uri, dbName, log);
+  const db = await connectDatabase(uri, dbName, log, config.MONGODB_MAX_POOL_SIZE);
   closers.add('db', () => db.close());
   await ensureIndexes(ALL_MODELS);
   return { db, uri, embeddedMongo };

@@ -11,9 +11,19 @@ import { ImageCatalog } from '../images/ImageCatalog.js';
 import { resolveTemplatesDir } from '../labs/definition/templatesDir.js';
 import { LabService } from '../labs/LabService.js';
 import { LabSupervisor } from '../labs/LabSupervisor.js';
+import { WarmPool } from '../labs/WarmPool.js';
 import { CheckRunner } from '../labs/checks/CheckRunner.js';
 import type { Closers } from './Closers.js';
 import type { RateLimits } from '../rateLimits.js';
+import type { RetentionPolicy } from '../labs/retention.js';
+
+/** The operator's bounds for keeping stopped labs. */
+export function retentionPolicy(config: Config): RetentionPolicy {
+  return {
+    maxKeepDays: config.LAB_MAX_KEEP_DAYS, warnDays: config.LAB_KEEP_WARN_DAYS,
+    ...(config.LAB_MAX_STOPPED_STORAGE_GIB !== undefined ? { maxStoppedStorageGiB: config.LAB_MAX_STOPPED_STORAGE_GIB } : {}),
+  };
+}
 
 export async function buildCatalog(config: Config, log: Logger): Promise<LabCatalog> {
   const labs = new LabCatalog({ log: log.child({ component: 'labs' }), images: ImageCatalog.load(config.IMAGE_CATALOG) });
@@ -48,12 +58,16 @@ export function buildRuntime(config: Config, d: RuntimeDeps, closers: Closers): 
   const shared = config.BACKEND === 'kubevirt' && config.LAB_EVENT_POLL_MS > 0;
   const svc = new LabService({
     backend: d.backend, labs: d.labs, grades: d.grades, log: d.log.child({ component: 'runtime' }), metrics: d.metrics,
+    retention: retentionPolicy(config),
     ...(shared ? { sharedEvents: { pollMs: config.LAB_EVENT_POLL_MS, ...(config.POD_NAME ? { origin: config.POD_NAME } : {}) } } : {}),
   });
   const supervisor = new LabSupervisor({ service: svc, backend: d.backend, labs: d.labs, log: d.log.child({ component: 'supervisor' }) });
   d.duties.add({ name: 'supervisor', start: () => supervisor.start(config.RECONCILE_INTERVAL_MS), stop: () => supervisor.stop() });
+  const warm = new WarmPool({ service: svc, backend: d.backend, labs: d.labs, log: d.log.child({ component: 'warm' }), metrics: d.metrics, leadMs: config.WARM_LEAD_MINUTES * 60_000 });
+  d.duties.add({ name: 'warm', start: () => warm.start(config.RECONCILE_INTERVAL_MS), stop: () => warm.stop() });
   // closers run in reverse: the runtime stops before the backend closes
   closers.add('runtime', async () => {
+    await warm.stop();
     await supervisor.stop();
     await svc.close();
   });

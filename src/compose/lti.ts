@@ -36,7 +36,7 @@ export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers
   const lti = await createLti({
     labs: d.labs, runtime: d.runtime, sessions: d.sessions, log: d.log, secretKey: d.secretKey, dbUri: d.dbUri, publicUrl: d.publicUrl,
     clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: d.grades.tokens, respondWithError, limits: d.limits, ...(d.roster ? { roster: d.roster } : {}),
-    operators: operatorUsers(config.OPERATOR_USERS),
+    operators: operatorUsers(config.OPERATOR_USERS), maxKeepDays: config.LAB_MAX_KEEP_DAYS,
   });
   d.grades.use(lti.gradePorts);
   closers.add('lti', () => lti.close());

@@ -101,7 +101,7 @@ export class Classroom {
     const t = text(body, 'message', MAX_MESSAGE_CHARS, true);
     const targets = instanceId
       ? await LabInstance.find({ _id: instanceId, contextId }, { _id: 1 }).lean()
-      : await LabInstance.find({ contextId, state: { $in: ['requested', ...LIVE_STATES] } }, { _id: 1 }).lean();
+      : await LabInstance.find({ contextId, warmSession: null, state: { $in: ['requested', ...LIVE_STATES] } }, { _id: 1 }).lean();
     if (instanceId && !targets.length) throw new BadRequest(`instance ${instanceId} is not in course ${contextId}`, { publicMessage: 'That lab is not in this course.' });
     const at = this.now();
     const id = `m${randomBytes(9).toString('base64url')}`;

@@ -19,7 +19,7 @@ import type { ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, Machi
 import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { LabInstance, ensureInstanceRecord, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
+import { LabInstance, ensureInstanceRecord, storageGiBByState, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, LabSummary, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
@@ -28,6 +28,8 @@ import { claimGeneration } from '../store/LabGeneration.js';
 import { StepTicks } from './StepTicks.js';
 import type { ScorePublisher } from './score.js';
 import { LabEventRelay } from './LabEventRelay.js';
+import { WarmHandout } from './WarmHandout.js';
+import { DEFAULT_RETENTION, keptUntil, labStorageGiB, storageRefusal, type RetentionPolicy } from './retention.js';
 
 export interface LabServiceDeps {
   backend: LabBackend;
@@ -43,6 +45,8 @@ export interface LabServiceDeps {
   now?: () => Date;
   /** Share events with other replicas through the database, reading theirs this often (ms). */
   sharedEvents?: { pollMs: number; origin?: string };
+  /** How long stopped labs keep their disks and how much they may keep (default: DEFAULT_RETENTION). */
+  retention?: RetentionPolicy;
 }
 
 /** States in which the backend holds resources for the instance. */
@@ -82,6 +86,8 @@ export class LabService implements LabRuntime {
   private closed = false;
   /** Other replicas' events (unset: this process is alone). */
   private readonly relay: LabEventRelay | undefined;
+  /** Prepared labs of warm sessions, taken at start. */
+  readonly warm: WarmHandout;
 
   constructor(private readonly deps: LabServiceDeps) {
     this.events.setMaxListeners(0);
@@ -94,6 +100,10 @@ export class LabService implements LabRuntime {
       this.relay.start();
     }
     this.queue = new CapacityQueue(deps.capacityRetryMs ?? 5000);
+    this.warm = new WarmHandout({
+      backend: deps.backend, lock: this.lock, log: deps.log, emit: (e) => this.emit(e), now: () => this.now(), withTimeLimit, takeOver: (taken) => this.takeOver(taken),
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    });
     this.stepTicks = new StepTicks({ lock: this.lock, emit: (e) => this.emit(e), log: deps.log, ...(deps.grades ? { grades: deps.grades } : {}) });
   }
 
@@ -103,6 +113,9 @@ export class LabService implements LabRuntime {
 
   private get backend(): LabBackend {
     return this.deps.backend;
+  }
+  get retention(): RetentionPolicy {
+    return this.deps.retention ?? DEFAULT_RETENTION;
   }
   private now(): Date {
     return this.deps.now?.() ?? new Date();
@@ -141,7 +154,7 @@ export class LabService implements LabRuntime {
 
   async start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc> {
     const inst = current?._id === instanceId ? current : await this.mustGet(instanceId);
-    if (RESTARTABLE.includes(inst.state)) return this.beginProvision(inst);
+    if (RESTARTABLE.includes(inst.state)) return (await this.warm.take(inst)) ?? this.beginProvision(inst);
     if (inst.state === 'stopped' && inst.handle) {
       const handle = inst.handle;
       const won = await this.transition(inst, ['stopped'], { state: 'provisioning', progress: { phase: 'machines-starting', percent: 60, message: 'Starting the machines' } });
@@ -176,6 +189,7 @@ export class LabService implements LabRuntime {
           progress: { phase: 'queued', percent: 0, message: 'Waiting to start' },
           machines: prepared.machines,
           lifetime: withTimeLimit(prepared.lifetime, inst.timeLimitMinutes),
+          storageGiB: labStorageGiB(prepared.spec.machines),
           startedAt: null,
           expiresAt: null,
           warnedAt: null,
@@ -194,8 +208,20 @@ export class LabService implements LabRuntime {
     return doc;
   }
 
+  /**
+   * A prepared lab handed out while still provisioning: the pool record's run (when this process
+   * has it) stops without touching the machines, and the taker's record finishes the provisioning,
+   * its progress never going back below what the student was shown.
+   */
+  private async takeOver(taken: LabInstanceDoc): Promise<void> {
+    const pool = taken.handle ? this.inFlight.get(taken.handle.instanceId) : undefined;
+    pool?.abort.abort();
+    const prepared = await this.deps.labs.prepare(taken.labId, taken.labVersion, taken.machines ?? {}, { backend: this.backend.kind });
+    void this.runProvision(taken, prepared.spec, taken.progress?.percent ?? 0);
+  }
+
   /** Provision (or finish provisioning) the instance's current generation; owned by this process until it ends. */
-  runProvision(inst: LabInstanceDoc, spec: Parameters<LabBackend['provision']>[0]): Promise<void> {
+  runProvision(inst: LabInstanceDoc, spec: Parameters<LabBackend['provision']>[0], fromPercent = 0): Promise<void> {
     const existing = this.inFlight.get(inst._id);
     if (existing && existing.generation === inst.generation) return existing.done;
     const handle = inst.handle;
@@ -207,7 +233,7 @@ export class LabService implements LabRuntime {
       for (;;) {
         if (abort.signal.aborted) return;
         try {
-          await this.backend.provision(spec, handle, (p) => recorder.report(p), abort.signal);
+          await this.backend.provision(spec, handle, (p) => { if (p.percent >= fromPercent) recorder.report(p); }, abort.signal);
           break;
         } catch (err) {
           if (!(err instanceof CapacityExhausted) || abort.signal.aborted || this.closed) throw err;
@@ -227,8 +253,8 @@ export class LabService implements LabRuntime {
         this.queue.remove(inst._id);
         if (abort.signal.aborted) return;
         log.warn({ err }, 'lab.provision_failed');
-        await this.fail(inst, err);
-        await this.backend.destroy(handle).catch((e) => log.warn({ err: e }, 'lab.cleanup_failed'));
+        // a record that moved on no longer owns the handle (e.g. a prepared lab handed to a student)
+        if (await this.fail(inst, err)) await this.backend.destroy(handle).catch((e) => log.warn({ err: e }, 'lab.cleanup_failed'));
         this.queue.release();
       })
       .finally(() => {
@@ -242,14 +268,15 @@ export class LabService implements LabRuntime {
     const now = this.now();
     const fresh = await this.get(inst._id);
     const maxMinutes = fresh?.lifetime?.maxMinutes ?? inst.lifetime?.maxMinutes;
-    // a restart after stop keeps the original expiry; a new generation gets a new one
-    const expiresAt = fresh?.expiresAt ?? (maxMinutes ? new Date(now.getTime() + maxMinutes * 60_000) : null);
+    // every sitting (a new generation, or continuing a stopped lab) gets the whole time limit
+    const expiresAt = maxMinutes ? new Date(now.getTime() + maxMinutes * 60_000) : null;
     const machines = await this.reportedAddresses(fresh ?? inst);
     return this.transition(inst, ['provisioning'], {
       state: 'running',
       ...(machines ? { machines } : {}),
       startedAt: fresh?.startedAt ?? now,
       expiresAt,
+      warnedAt: null,
       lastActivityAt: now,
       progress: { phase: 'machines-booted', percent: 100, message: 'Your lab is ready' },
     });
@@ -287,8 +314,8 @@ export class LabService implements LabRuntime {
     return res.modifiedCount === 1;
   }
 
-  private async fail(inst: Pick<LabInstanceDoc, '_id' | 'generation'>, err: unknown): Promise<void> {
-    await this.transition(inst, ['provisioning', 'running', 'paused', 'stopped'], { state: 'failed', failureReason: reasonOf(err) });
+  private async fail(inst: Pick<LabInstanceDoc, '_id' | 'generation'>, err: unknown): Promise<LabInstanceDoc | undefined> {
+    return this.transition(inst, ['provisioning', 'running', 'paused', 'stopped'], { state: 'failed', failureReason: reasonOf(err) });
   }
 
   async pause(instanceId: string): Promise<void> {
@@ -307,13 +334,21 @@ export class LabService implements LabRuntime {
     await this.transition(inst, ['paused'], { state: 'running', lastActivityAt: this.now() });
   }
 
+  /**
+   * Stop the machines and keep their disks until the keep time is over (retention.ts). Refused
+   * (Conflict, the lab keeps running) when the disks would pass the operator's total for stopped labs.
+   */
   async stop(instanceId: string): Promise<void> {
     const inst = await this.mustGet(instanceId);
     if (inst.state === 'stopped' || RESTARTABLE.includes(inst.state)) return;
     if (inst.state === 'provisioning') return this.finish(inst, 'destroyed');
     if (!inst.handle) return;
+    if (this.retention.maxStoppedStorageGiB !== undefined && inst.storageGiB) {
+      const refusal = storageRefusal((await storageGiBByState()).stopped ?? 0, inst.storageGiB, this.retention);
+      if (refusal) throw new Conflict(`stopping ${instanceId} would pass the stopped-lab storage total`, { publicMessage: refusal });
+    }
     await this.backend.stop(inst.handle);
-    await this.transition(inst, ['running', 'paused'], { state: 'stopped' });
+    await this.transition(inst, ['running', 'paused'], { state: 'stopped', expiresAt: keptUntil(this.now(), inst, this.retention), warnedAt: null });
     this.queue.release();
   }
 
@@ -352,6 +387,19 @@ export class LabService implements LabRuntime {
       throw new Conflict(`instance ${instanceId} is ${inst.state}`, { publicMessage: inst.state === 'provisioning' ? 'The lab is still starting.' : `The lab is not running (it is ${inst.state}).` });
     }
     return this.backend.openChannel(inst.handle, machine, channel);
+  }
+
+  async screenshot(instanceId: string, machine: string): Promise<Buffer> {
+    const inst = await this.mustGet(instanceId);
+    if (!this.backend.screenshot) throw new NotFound('backend takes no screenshots', { publicMessage: 'Screen thumbnails are not available on this server.' });
+    if (!inst.handle || !['running', 'paused'].includes(inst.state)) throw new Conflict(`instance ${instanceId} is ${inst.state}`, { publicMessage: `The lab is not running (it is ${inst.state}).` });
+    return this.backend.screenshot(inst.handle, machine);
+  }
+
+  async consoleHistory(instanceId: string, machine: string, maxBytes: number): Promise<Buffer | null> {
+    const inst = await this.mustGet(instanceId);
+    if (!this.backend.consoleHistory || !inst.handle || !['running', 'paused'].includes(inst.state)) return null;
+    return this.backend.consoleHistory(inst.handle, machine, maxBytes);
   }
 
   async exec(instanceId: string, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {

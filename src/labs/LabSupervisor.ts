@@ -1,9 +1,11 @@
 /**
  * Background duties of the runtime, one pass at a time (never overlapping itself):
  *
- * - lifetime: expire labs past their maximum duration, warn before that, stop (or expire, when the
- *   lab may not be paused) labs idle longer than their idle timeout — idle means no user input on a
- *   console or desktop channel, not screen output;
+ * - lifetime (retention.ts): at the end of a sitting's time limit stop a lab that may pause (its
+ *   work kept) and end one that may not, warn before that; delete stopped labs whose keep time is
+ *   over, warn their students some days before; stop (or end, when the lab may not be paused) labs
+ *   idle longer than their idle timeout — idle means no user input on a console or desktop channel,
+ *   not screen output;
  * - reconcile: compare the database with what the backend runs. Resources no live instance owns are
  *   destroyed; live instances whose resources vanished fail with a reason; instances left in
  *   `provisioning` by a crashed process are provisioned again (provision is idempotent).
@@ -18,6 +20,9 @@ import type { Logger } from '../logger.js';
 import { LabInstance, type LabInstanceDoc } from '../store/LabInstance.js';
 import type { LabDefinitions } from './contracts.js';
 import { LIVE_STATES, type LabService } from './LabService.js';
+import { deletionWarningMs, keepDaysOf } from './retention.js';
+import { AppError } from '../errors.js';
+import { PeriodicPass } from './PeriodicPass.js';
 
 export interface SupervisorDeps {
   service: LabService;
@@ -31,6 +36,8 @@ export interface SupervisorDeps {
 
 export interface PassReport {
   expired: string[];
+  /** Stopped at the end of their time limit, their work kept. */
+  stoppedAtLimit: string[];
   warned: string[];
   idled: string[];
   orphansDestroyed: string[];
@@ -39,11 +46,8 @@ export interface PassReport {
 }
 
 export class LabSupervisor {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<PassReport> | undefined;
+  private readonly loop = new PeriodicPass<PassReport>(() => this.passOnce());
   private firstPass = true;
-  /** Set by stop(): the pass in flight ends after its current lab. */
-  private stopping = false;
 
   constructor(private readonly deps: SupervisorDeps) {}
 
@@ -53,14 +57,11 @@ export class LabSupervisor {
 
   /** One lifetime + reconcile pass; concurrent callers share it. */
   pass(): Promise<PassReport> {
-    this.running ??= this.passOnce().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.loop.run();
   }
 
   private async passOnce(): Promise<PassReport> {
-    const report: PassReport = { expired: [], warned: [], idled: [], orphansDestroyed: [], vanished: [], resumedProvisioning: [] };
+    const report: PassReport = { expired: [], stoppedAtLimit: [], warned: [], idled: [], orphansDestroyed: [], vanished: [], resumedProvisioning: [] };
     try {
       await this.lifetime(report);
     } catch (err) {
@@ -82,13 +83,27 @@ export class LabSupervisor {
     const { service } = this.deps;
     const overdue = (await LabInstance.find({ state: { $in: [...LIVE_STATES] }, expiresAt: { $ne: null, $lte: now } }).lean()) as LabInstanceDoc[];
     for (const inst of overdue) {
-      if (this.stopping) return;
-      await service.finish(inst, 'expired', 'The lab reached its time limit.').catch((err) => this.deps.log.warn({ err, instance: inst._id }, 'supervisor.expire_failed'));
+      if (this.loop.stopping) return;
+      if (inst.warmSession) continue; // a prepared lab waits for its student; the warm duty ends it with its session
+      let reason = inst.state === 'stopped' ? `The lab was kept stopped for ${keepDaysOf(inst, service.retention)} days; its disks were deleted.` : 'The lab reached its time limit.';
+      if (inst.state !== 'stopped' && inst.lifetime?.pausable) {
+        try {
+          await service.stop(inst._id);
+          report.stoppedAtLimit.push(inst._id);
+          continue;
+        } catch (err) {
+          // it cannot be kept (e.g. the operator's storage total): it ends, and says why
+          reason = `The lab reached its time limit and could not be kept: ${err instanceof AppError ? err.publicMessage : String(err)}`;
+        }
+      }
+      await service.finish(inst, 'expired', reason).catch((err) => this.deps.log.warn({ err, instance: inst._id }, 'supervisor.expire_failed'));
       report.expired.push(inst._id);
     }
+    await this.warnBeforeDeletion(now, report);
     const running = (await LabInstance.find({ state: 'running' }).lean()) as LabInstanceDoc[];
     for (const inst of running) {
-      if (this.stopping) return;
+      if (this.loop.stopping) return;
+      if (inst.warmSession) continue;
       const lt = inst.lifetime;
       if (!lt) continue;
       if (inst.expiresAt && !inst.warnedAt && inst.expiresAt.getTime() - lt.warnBeforeMinutes * 60_000 <= now.getTime()) {
@@ -106,29 +121,46 @@ export class LabSupervisor {
     }
   }
 
+  /** A stopped lab's student is told some days before its disks are deleted (the page shows it). */
+  private async warnBeforeDeletion(now: Date, report: PassReport): Promise<void> {
+    const { service } = this.deps;
+    const stopped = (await LabInstance.find({ state: 'stopped', warnedAt: null, expiresAt: { $ne: null } }).lean()) as LabInstanceDoc[];
+    for (const inst of stopped) {
+      if (this.loop.stopping) return;
+      if (!inst.expiresAt || inst.expiresAt.getTime() - deletionWarningMs(inst, service.retention) > now.getTime()) continue;
+      if (await service.markWarned(inst, now)) {
+        service.emit({ type: 'expiry-warning', instanceId: inst._id, expiresAt: inst.expiresAt.toISOString() });
+        report.warned.push(inst._id);
+      }
+    }
+  }
+
   private async reconcile(report: PassReport): Promise<void> {
     const { backend, service, labs, log } = this.deps;
     const handles = await backend.list();
     const live = (await LabInstance.find({ state: { $in: [...LIVE_STATES] } }).lean()) as LabInstanceDoc[];
-    const byId = new Map(live.map((i) => [i._id, i]));
+    // by handle name, not by the handle's instance id: a prepared lab handed to a student keeps its handle
+    const byName = new Map<string, LabInstanceDoc[]>();
+    for (const i of live) if (i.handle) byName.set(i.handle.name, [...(byName.get(i.handle.name) ?? []), i]);
     const running = new Set<string>();
 
     for (const h of handles) {
-      if (this.stopping) return;
-      const inst = byId.get(h.instanceId);
-      if (inst?.handle?.name === h.name && inst.handle.generation === h.generation) {
-        running.add(inst._id);
+      if (this.loop.stopping) return;
+      const owners = byName.get(h.name) ?? [];
+      const current = owners.filter((i) => i.handle?.generation === h.generation);
+      if (current.length > 0) {
+        for (const i of current) running.add(i._id);
         continue;
       }
       // nothing live owns it (or an older generation): it must not keep running
-      if (service.owns(h.instanceId) && inst?.handle?.name === h.name) continue;
+      if (service.owns(h.instanceId) && owners.length > 0) continue;
       await backend.destroy(h).catch((err) => log.warn({ err, handle: h.name }, 'supervisor.orphan_destroy_failed'));
       report.orphansDestroyed.push(h.name);
     }
 
     const stale = this.deps.staleProvisioningMs ?? 120_000;
     for (const inst of live) {
-      if (this.stopping) return;
+      if (this.loop.stopping) return;
       if (service.owns(inst._id)) continue;
       if (inst.state === 'provisioning') {
         const quiet = this.now().getTime() - new Date(inst.updatedAt).getTime();
@@ -159,18 +191,13 @@ export class LabSupervisor {
     }
   }
 
+  /** A pass now and then every intervalMs, until stop(). */
   start(intervalMs: number): void {
-    if (this.timer) clearInterval(this.timer);
-    this.stopping = false;
-    void this.pass();
-    this.timer = setInterval(() => void this.pass(), intervalMs);
-    this.timer.unref();
+    this.loop.start(intervalMs);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    this.stopping = true;
-    await this.running;
+  /** Ends the pass in flight after its current lab and waits for it. */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 }

@@ -177,6 +177,10 @@ export interface LabRuntime {
   status(instanceId: string): Promise<Record<string, MachineStatus>>;
   /** A raw byte stream to a machine of a running instance. Throws NotFound/Conflict with a message the page can show. */
   openChannel(instanceId: string, machine: string, channel: ChannelKind): Promise<Duplex>;
+  /** A small PNG of a machine's screen (LabBackend.screenshot). Throws NotFound/Conflict (no screen, not running, no backend support). */
+  screenshot?(instanceId: string, machine: string): Promise<Buffer>;
+  /** The last console bytes of a machine from what the backend keeps (LabBackend.consoleHistory), or null. */
+  consoleHistory?(instanceId: string, machine: string, maxBytes: number): Promise<Buffer | null>;
   /** Run a command on a machine; `env` holds values the command refers to (never spliced into its text). */
   exec?(instanceId: string, machine: string, command: string, opts: { timeoutMs: number; maxOutputBytes: number; env?: Record<string, string> }): Promise<ExecResult>;
   /** User input seen on a channel (resets the idle timer; throttled internally). */

@@ -6,6 +6,7 @@
  *   /lti       (POST)      resource-link launch       /lti/register  dynamic registration
  *   /lti/deeplink (POST)   deep-linking request       /lti/deeplink/submit  the teacher's choice → platform
  */
+import { acceptLanguages, pickLanguage } from '../i18n.js';
 import express, { type Express, type Router } from 'express';
 import type { LtijsProvider } from 'ltijs';
 import type { Logger } from '../logger.js';
@@ -30,6 +31,7 @@ import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { AccessTokens } from './grades/AccessTokens.js';
 import { courseRoster, type CourseRoster, type CourseRosterCache } from './roster.js';
 import type { RateLimits } from '../rateLimits.js';
+import { DEFAULT_RETENTION } from '../labs/retention.js';
 
 export interface LtiDeps {
   /** The app's one error handler, injected so ltijs's own app renders errors the same way. */
@@ -52,6 +54,8 @@ export interface LtiDeps {
   limits?: RateLimits;
   /** Users the operator named in OPERATOR_USERS (`<issuer>#<sub>`): their sessions administer the tool. */
   operators?: ReadonlySet<string>;
+  /** The operator's maximum keep time for stopped labs (days): the deep-linking option's ceiling. */
+  maxKeepDays?: number;
 }
 
 export { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
@@ -101,7 +105,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      Promise.resolve(d.limits?.launch.take(verified.sub, verified.platform._id)).then(() => nonceRecorded).then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls })).then((html) => res.type('html').send(html), next);
+      Promise.resolve(d.limits?.launch.take(verified.sub, verified.platform._id)).then(() => nonceRecorded).then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls, maxKeepDays: d.maxKeepDays ?? DEFAULT_RETENTION.maxKeepDays })).then((html) => res.type('html').send(html), next);
     },
   };
   const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });
@@ -124,11 +128,11 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
       // the registering platform frames these pages before it is registered (Moodle's dialog)
       const framer = await registeringOrigin(q, keys);
       if (framer) res.setHeader('Content-Security-Policy', frameAncestorsDirective([...new Set([...registry.frameAncestors(), framer])]));
-      res.type('html').send(await dynamicRegistration(q, { registry, urls, log, keys }));
+      res.type('html').send(await dynamicRegistration(q, { registry, urls, log, keys, lang: pickLanguage(acceptLanguages(req.get('accept-language'))) }));
     })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
-  lti.app.use(deepLinkingRoutes({ labs: d.labs, runtime: d.runtime, registry, log, urls }) as Router);
+  lti.app.use(deepLinkingRoutes({ labs: d.labs, runtime: d.runtime, registry, log, urls, maxKeepDays: d.maxKeepDays ?? DEFAULT_RETENTION.maxKeepDays }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     d.respondWithError(err, req, res);

@@ -20,6 +20,7 @@ import type { PlatformRegistry } from './platforms.js';
 import { mayUseLab } from '../auth/tenancy.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { LtiUrls } from './urls.js';
+import { DEFAULT_KEEP_DAYS } from '../labs/retention.js';
 
 const REQUEST_TTL_MS = 3600_000;
 export const LINE_ITEM_TAG = 'lab-orchestrator';
@@ -30,7 +31,12 @@ function page(title: string, body: string, lang = 'en'): string {
 <body><main>${body}</main></body></html>`;
 }
 
-function labCard(lab: LabSummary, requestId: string, submitUrl: string, unavailable: string | null, t: Translate, lang: string): string {
+/** The keep-time option's default: the lab's own, within the operator's maximum. */
+function defaultKeepDays(lab: LabSummary, maxKeepDays: number): number {
+  return Math.max(1, Math.min(lab.lifetime.keepDays ?? DEFAULT_KEEP_DAYS, maxKeepDays));
+}
+
+function labCard(lab: LabSummary, requestId: string, submitUrl: string, unavailable: string | null, t: Translate, lang: string, maxKeepDays: number): string {
   const e = (s: string) => escapeHtml(s);
   const machines = lab.machines.map((m) => e(t('pick.machine', { name: m.name, kind: m.kind, cpus: m.cpus, memory: m.memoryMiB }))).join(', ');
   return `<article class="lab" data-lab-id="${e(lab.id)}">
@@ -42,6 +48,7 @@ function labCard(lab: LabSummary, requestId: string, submitUrl: string, unavaila
 ${unavailable ? `<p class="unavailable" role="note"><strong>${e(t('pick.unavailable'))}</strong> ${e(unavailable)}.</p></article>` : `<form method="post" action="${e(submitUrl)}">
 <input type="hidden" name="request" value="${e(requestId)}"><input type="hidden" name="labId" value="${e(lab.id)}"><input type="hidden" name="lang" value="${e(lang)}">
 <label>${e(t('pick.timeLimit'))} <input name="timeLimitMinutes" type="number" min="1" max="${Math.max(1, lab.lifetime.maxMinutes)}" value="${lab.lifetime.maxMinutes}"></label>
+<label>${e(t('pick.keepDays'))} <input name="keepDays" type="number" min="1" max="${maxKeepDays}" value="${defaultKeepDays(lab, maxKeepDays)}"></label>
 <label>${e(t('pick.maxScore'))} <input name="maxScore" type="number" min="1" step="any" value="${lab.grading.maxScore}"></label>
 <button type="submit" aria-label="${e(t('pick.addLabel', { title: lab.title }))}">${e(t('pick.add'))}</button></form></article>`}`;
 }
@@ -52,6 +59,8 @@ export interface DeepLinkDeps {
   runtime?: Pick<LabRuntime, 'unavailableReason'>;
   log: Logger;
   urls: LtiUrls;
+  /** The operator's maximum keep time for stopped labs (days). */
+  maxKeepDays: number;
 }
 
 /** The catalog page for a verified deep-linking request (teachers and administrators only). */
@@ -76,7 +85,7 @@ export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise
   const why = (l: LabSummary) => d.runtime?.unavailableReason?.(l) ?? null;
   // the labs this deployment can run first; the others only say why not
   const ordered = [...labs.filter((l) => !why(l)), ...labs.filter((l) => why(l))];
-  const cards = ordered.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`, why(l), t, lang)).join('\n');
+  const cards = ordered.map((l) => labCard(l, req._id, `${d.urls.deepLink}/submit`, why(l), t, lang, d.maxKeepDays)).join('\n');
   return page(t('pick.title'), `<h1>${escapeHtml(t('pick.heading'))}</h1>${cards || `<p>${escapeHtml(t('pick.none'))}</p>`}`, lang);
 }
 
@@ -87,13 +96,13 @@ function num(v: unknown, what: string, min: number, max: number): number {
 }
 
 /** The content item for a lab with the teacher's options. */
-export function contentItem(lab: LabSummary, o: { timeLimitMinutes: number; maxScore: number }, launchUrl: string): Record<string, unknown> {
+export function contentItem(lab: LabSummary, o: { timeLimitMinutes: number; maxScore: number; keepDays: number }, launchUrl: string): Record<string, unknown> {
   return {
     type: 'ltiResourceLink',
     title: lab.title,
     text: lab.description,
     url: launchUrl,
-    custom: { lab_id: lab.id, time_limit_minutes: String(o.timeLimitMinutes), max_score: String(o.maxScore) },
+    custom: { lab_id: lab.id, time_limit_minutes: String(o.timeLimitMinutes), max_score: String(o.maxScore), keep_days: String(o.keepDays) },
     lineItem: { scoreMaximum: o.maxScore, label: lab.title, resourceId: lab.id, tag: LINE_ITEM_TAG },
   };
 }
@@ -110,6 +119,8 @@ export function deepLinkingRoutes(d: DeepLinkDeps & { registry: PlatformRegistry
       const options = {
         timeLimitMinutes: Math.round(num(b.timeLimitMinutes, 'Time limit', 1, Math.max(1, lab.lifetime.maxMinutes))),
         maxScore: num(b.maxScore, 'Maximum score', 0.01, 100_000),
+        // absent from an older form: the lab's own keep time
+        keepDays: b.keepDays === undefined || b.keepDays === '' ? defaultKeepDays(lab, d.maxKeepDays) : Math.round(num(b.keepDays, 'Keep stopped labs (days)', 1, d.maxKeepDays)),
       };
       const dl = await DeepLinkRequest.findOneAndUpdate(
         { _id: str(b.request), usedAt: null, expiresAt: { $gt: new Date() } }, { $set: { usedAt: new Date() } }, { new: true, lean: true },

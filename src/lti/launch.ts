@@ -44,6 +44,7 @@ export function settingsFrom(custom: Record<string, unknown>): ActivitySettings 
   return {
     timeLimitMinutes: positiveNumber(custom.time_limit_minutes),
     maxScore: positiveNumber(custom.max_score),
+    keepDays: positiveNumber(custom.keep_days),
     gradingMode: (GRADING_MODES as readonly string[]).includes(mode) ? (mode as GradingMode) : null,
   };
 }
@@ -127,6 +128,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   const current = found && found.userId === user._id && found.activityId === activity._id ? found : await d.runtime.ensureInstance({
     activityId: activity._id, userId: user._id, contextId: activity.contextKey, labId: lab.id, labVersion: lab.version,
     timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,
+    keepDays: activity.settings?.keepDays ?? null,
   });
   const inst = await d.runtime.start(current._id, current);
   log.info({ instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');

@@ -7,6 +7,7 @@
 import type { Logger } from '../logger.js';
 import { BackendFailure, BadRequest, Forbidden } from '../errors.js';
 import { escapeHtml } from '../html.js';
+import { translator } from '../i18n.js';
 import type { PlatformRegistry } from './platforms.js';
 import { TOOL_SCOPES, str, obj } from './claims.js';
 import type { LtiUrls } from './urls.js';
@@ -75,7 +76,7 @@ export async function registeringOrigin(query: Record<string, unknown>, keys: Re
 }
 
 /** Runs one dynamic registration; returns the page that closes the platform's window. */
-export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; keys: RegistrationKeys }): Promise<string> {
+export async function dynamicRegistration(query: Record<string, unknown>, d: { registry: PlatformRegistry; urls: LtiUrls; log: Logger; keys: RegistrationKeys; lang: string }): Promise<string> {
   const openidUrl = str(query.openid_configuration);
   const token = str(query.registration_token);
   if (!(await d.keys.matches(str(query.key)))) {
@@ -105,8 +106,9 @@ export async function dynamicRegistration(query: Record<string, unknown>, d: { r
     authUrl: str(conf.authorization_endpoint), tokenUrl: str(conf.token_endpoint), jwksUrl: str(conf.jwks_uri),
     deploymentIds: deploymentId ? [deploymentId] : [],
   });
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Registered</title></head><body>
-<p>${escapeHtml(TOOL_NAME)} is registered with ${escapeHtml(p.issuer)} (client id ${escapeHtml(p.clientId)}). You can close this window.</p>
+  const t = translator(d.lang);
+  return `<!doctype html><html lang="${escapeHtml(d.lang)}"><head><meta charset="utf-8"><title>${escapeHtml(t('reg.doneTitle'))}</title></head><body>
+<p>${escapeHtml(t('reg.done', { tool: TOOL_NAME, issuer: p.issuer, clientId: p.clientId }))}</p>
 <script>(window.opener || window.parent).postMessage({ subject: 'org.imsglobal.lti.close' }, ${escapeScriptString(new URL(openidUrl).origin)});</script></body></html>`;
 }
 

@@ -6,12 +6,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { WebSocket, RawData } from 'ws';
-import { releaseSocketSeat, renewSocketSeats, SEAT_TTL_MS, takeSocketSeat } from '../store/SocketSeat.js';
+import { releaseSocketSeat, renewSocketSeats, SEAT_TTL_MS, socketSeatId, takeSocketSeat } from '../store/SocketSeat.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { LabEvent, LabRuntime } from '../labs/contracts.js';
 import { AppError, wsCloseFor } from '../errors.js';
 import type { TicketClaims } from './tickets.js';
+import type { ChannelKind } from '../backends/types.js';
 import { RfbClientFilter } from './rfbClientFilter.js';
 import { CLOSE } from '../closeCodes.js';
 import { UpstreamFanout, type FanoutSubscriber } from './UpstreamFanout.js';
@@ -30,6 +31,8 @@ export interface ChannelProxyOptions {
   /** No user input for this long closes the socket. */
   idleTimeoutMs: number;
   maxPerUser: number;
+  /** How long a socket's seat counts after its replica stopped renewing it (default SEAT_TTL_MS). */
+  seatTtlMs?: number;
   /** Bytes queued towards the browser before the machine side is paused. */
   highWaterBytes?: number;
   /** Bytes of a console's recent output replayed to each socket that joins it (default 16 KiB). */
@@ -49,7 +52,10 @@ export class ChannelProxy {
   private seq = 0;
   private renewal: NodeJS.Timeout | undefined;
   private readonly joinListeners = new Set<() => void>();
-  constructor(readonly o: ChannelProxyOptions) {}
+  private readonly seatTtlMs: number;
+  constructor(readonly o: ChannelProxyOptions) {
+    this.seatTtlMs = o.seatTtlMs ?? SEAT_TTL_MS;
+  }
 
   /** Calls `listener` each time a session joins (its seat counted, its fanout requested); returns the unsubscribe. */
   onJoin(listener: () => void): () => void {
@@ -92,6 +98,20 @@ export class ChannelProxy {
     return out;
   }
 
+  /** The desktop or console last opened (not view-only) on this replica, per lab. */
+  private readonly used = new Map<string, { machine: string; channel: ChannelKind }>();
+
+  private noteUsed(instance: string, machine: string, channel: ChannelKind): void {
+    this.used.delete(instance); // oldest first: the map forgets the labs not used for longest
+    this.used.set(instance, { machine, channel });
+    if (this.used.size > 10_000) this.used.delete(this.used.keys().next().value!);
+  }
+
+  /** The machine and channel of this lab its student last opened here, if any. */
+  lastUsed(instanceId: string): { machine: string; channel: ChannelKind } | undefined {
+    return this.used.get(instanceId);
+  }
+
   /** Open sessions (optionally of one user), for caps and tests. */
   count(user?: string): number {
     let n = 0;
@@ -112,10 +132,11 @@ export class ChannelProxy {
     if (!same && this.count(claims.user) >= this.o.maxPerUser) return s.close(CLOSE.tooMany);
     if (!same) {
       // the cap counts the user's sockets on every replica (a lab's sockets all reach one replica; a user's labs need not)
-      const seat = `${this.replica}-${++this.seq}`;
+      // one row per screen, held by this socket (a row of the same screen left by a replica that died is taken over)
+      const seat = { id: socketSeatId(claims.user, claims.instance, claims.machine, claims.channel), owner: `${this.replica}-${++this.seq}` };
       let taken: boolean;
       try {
-        taken = await takeSocketSeat(seat, claims.user, this.o.maxPerUser);
+        taken = await takeSocketSeat(seat.id, claims.user, this.o.maxPerUser, new Date(), this.seatTtlMs, seat.owner);
       } catch (err) {
         this.o.log.warn({ err }, 'ws.seat_failed');
         return s.close(CLOSE.internal); // the page reconnects by itself with a fresh ticket
@@ -123,7 +144,7 @@ export class ChannelProxy {
       if (!taken) return s.close(CLOSE.tooMany);
       if (ws.readyState !== ws.OPEN) {
         // the browser left while the seat was counted
-        releaseSocketSeat(seat).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_release_failed'));
+        releaseSocketSeat(seat.id, seat.owner).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_release_failed'));
         return;
       }
       s.seat = seat;
@@ -136,11 +157,12 @@ export class ChannelProxy {
     }
     s.request(this.fanoutFor(claims));
     this.sessions.add(s);
+    if (claims.mode !== 'view') this.noteUsed(claims.instance, claims.machine, claims.channel);
     for (const l of [...this.joinListeners]) l();
     this.renewSeats();
     s.onClosed = () => {
       this.sessions.delete(s);
-      if (s.seat) releaseSocketSeat(s.seat).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_release_failed'));
+      if (s.seat) releaseSocketSeat(s.seat.id, s.seat.owner).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_release_failed'));
     };
     same?.close(CLOSE.otherTab);
     await s.start();
@@ -150,14 +172,14 @@ export class ChannelProxy {
   private renewSeats(): void {
     if (this.renewal) return;
     this.renewal = setInterval(() => {
-      const seats = [...this.sessions].map((x) => x.seat).filter((x): x is string => x !== undefined);
+      const seats = [...this.sessions].map((x) => x.seat).filter((x): x is { id: string; owner: string } => x !== undefined);
       if (!seats.length) {
         clearInterval(this.renewal);
         this.renewal = undefined;
         return;
       }
-      renewSocketSeats(seats).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_renew_failed'));
-    }, SEAT_TTL_MS / 3);
+      renewSocketSeats(seats.map((x) => x.id), new Date(), this.seatTtlMs, seats.map((x) => x.owner)).catch((err: unknown) => this.o.log.warn({ err }, 'ws.seat_renew_failed'));
+    }, this.seatTtlMs / 3);
     this.renewal.unref();
   }
 
@@ -174,7 +196,7 @@ export type SessionState = 'connecting' | 'open' | 'closed';
 class ProxySession implements FanoutSubscriber {
   onClosed: (() => void) | undefined;
   /** Its row in the shared per-user count (moved to the newer socket when the same screen opens again). */
-  seat: string | undefined;
+  seat: { id: string; owner: string } | undefined;
   private current: SessionState = 'connecting';
   private fanout: UpstreamFanout | undefined;
   private unsubscribe: (() => void) | undefined;

@@ -15,6 +15,8 @@ export interface ActivitySettings {
   timeLimitMinutes: number | null;
   maxScore: number | null;
   gradingMode: GradingMode | null;
+  /** Days a stopped lab keeps its disks (deep-linking option); null/absent = the lab's own. */
+  keepDays?: number | null;
 }
 
 export interface ActivityDoc {

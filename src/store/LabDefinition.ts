@@ -26,7 +26,7 @@ export interface LabSummary {
 }
 
 export interface LabLifetime {
-  /** Hard limit from start; the sweeper expires the lab after it. */
+  /** Limit of one sitting, from start or continue: then the lab is stopped (pausable) or ended. */
   maxMinutes: number;
   /** No user input on any console/desktop channel for this long → the lab is stopped (or expired if not pausable). */
   idleMinutes: number;
@@ -34,6 +34,8 @@ export interface LabLifetime {
   pausable: boolean;
   /** A warning event is sent this long before expiry. */
   warnBeforeMinutes: number;
+  /** Days a stopped lab keeps its machines' disks (unset in definitions stored before it existed: the default). */
+  keepDays?: number;
 }
 
 export interface LabDefinitionDoc {

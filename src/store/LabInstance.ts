@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import mongoose, { Schema } from 'mongoose';
 import type { BackendKind, LabHandle, Progress } from '../backends/types.js';
 import { retryUpsert } from './database.js';
+import type { LabLifetime } from './LabDefinition.js';
 
 export const INSTANCE_STATES = ['requested', 'provisioning', 'running', 'paused', 'stopped', 'expired', 'destroyed', 'failed'] as const;
 export type InstanceState = (typeof INSTANCE_STATES)[number];
@@ -37,11 +38,24 @@ export interface LabInstanceDoc {
   expiresAt: Date | null;
   lastActivityAt: Date | null;
   /** Lifetime rules of the lab version this instance runs (copied at start, so a template edit never changes a running lab). */
-  lifetime: { maxMinutes: number; idleMinutes: number; pausable: boolean; warnBeforeMinutes: number } | null;
+  lifetime: LabLifetime | null;
   /** When the expiry warning was sent for the current expiresAt (null = not yet). */
   warnedAt: Date | null;
   /** The teacher's time limit for the activity (deep-linking option), minutes; caps the lab's own maximum. */
   timeLimitMinutes: number | null;
+  /** Set on a lab prepared ahead of a class (a warm session's pool lab, owned by no student); null on a student's lab. */
+  warmSession?: string | null;
+  /** On a pool lab: the student instance that took it (or UNUSED_POOL_LAB once withdrawn), null while it is free. */
+  claimedBy?: string | null;
+  /** On a pool lab: the taker's generation when it claimed it (its adoption is a compare-and-set on that generation). */
+  claimedGen?: number | null;
+  claimedAt?: Date | null;
+  /** On a pool lab: bumped each time a claim is given back; a claim is the unique insert of (pool lab, round). */
+  claimRound?: number;
+  /** The teacher's keep time for a stopped lab (deep-linking option), days; null = the lab's own. */
+  keepDays?: number | null;
+  /** GiB the lab's virtual machines reserve for their disks (set when it is provisioned). */
+  storageGiB?: number | null;
 }
 
 /** What identifies a user's instance for an activity, and what it is created with. */
@@ -53,6 +67,8 @@ export interface LabInstanceKey {
   labVersion: string;
   /** The teacher's time limit for the activity (minutes), set when the instance is created; caps the lab's maximum duration. */
   timeLimitMinutes?: number | null;
+  /** The teacher's keep time for a stopped lab (days), set when the instance is created. */
+  keepDays?: number | null;
 }
 
 /** Instance ids are DNS-1123 friendly (lowercase base32), 16 chars, no personal data. */
@@ -83,12 +99,20 @@ const schema = new Schema<LabInstanceDoc>(
     lifetime: { type: Schema.Types.Mixed, default: null },
     warnedAt: { type: Date, default: null },
     timeLimitMinutes: { type: Number, default: null },
+    warmSession: { type: String, default: null },
+    claimedBy: { type: String, default: null },
+    claimedGen: { type: Number, default: null },
+    claimedAt: { type: Date, default: null },
+    claimRound: { type: Number, default: 0 },
+    keepDays: { type: Number, default: null },
+    storageGiB: { type: Number, default: null },
   },
   { timestamps: true, minimize: false, versionKey: false },
 );
 schema.index({ activityId: 1, userId: 1 }, { unique: true });
 schema.index({ contextId: 1, activityId: 1 });
 schema.index({ state: 1, expiresAt: 1 });
+schema.index({ activityId: 1, warmSession: 1, claimedBy: 1 });
 
 export const LabInstance = mongoose.model<LabInstanceDoc>('LabInstance', schema);
 
@@ -106,11 +130,19 @@ export async function ensureInstanceRecord(key: LabInstanceKey): Promise<LabInst
     LabInstance.findOneAndUpdate(
       { activityId: key.activityId, userId: key.userId },
       {
-        $setOnInsert: { _id: newInstanceId(), contextId: key.contextId, labId: key.labId, labVersion: key.labVersion, state: 'requested', timeLimitMinutes: key.timeLimitMinutes ?? null },
+        $setOnInsert: { _id: newInstanceId(), contextId: key.contextId, labId: key.labId, labVersion: key.labVersion, state: 'requested', timeLimitMinutes: key.timeLimitMinutes ?? null, keepDays: key.keepDays ?? null },
       },
       { upsert: true, new: true, lean: true },
     ),
   );
   if (!doc) throw new Error('upsert returned no document');
   return doc as LabInstanceDoc;
+}
+
+/** GiB reserved by the disks of labs that hold resources, by state (the operator's total and the metrics read it). */
+export async function storageGiBByState(): Promise<Partial<Record<InstanceState, number>>> {
+  const rows = (await LabInstance.find({ state: { $in: ['provisioning', 'running', 'paused', 'stopped'] } }, { state: 1, storageGiB: 1 }).lean()) as Array<Pick<LabInstanceDoc, 'state' | 'storageGiB'>>;
+  const out: Partial<Record<InstanceState, number>> = {};
+  for (const r of rows) if (r.storageGiB) out[r.state] = (out[r.state] ?? 0) + r.storageGiB;
+  return out;
 }

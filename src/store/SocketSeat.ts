@@ -4,12 +4,15 @@
  * Taking a seat inserts first and counts after, so two opens racing for the last seat can both be
  * refused (never both let through); the user simply tries again.
  */
+import { createHash } from 'node:crypto';
 import mongoose, { Schema } from 'mongoose';
 import type { ExpiryRule } from './ExpirySweeper.js';
 
 export interface SocketSeatDoc {
   _id: string;
   user: string;
+  /** The socket holding the row now (a reopened screen takes its row over; only the holder renews or frees it). */
+  owner?: string;
   expiresAt: Date;
 }
 
@@ -17,6 +20,7 @@ const schema = new Schema<SocketSeatDoc>(
   {
     _id: { type: String, required: true },
     user: { type: String, required: true },
+    owner: { type: String },
     expiresAt: { type: Date, required: true },
   },
   { versionKey: false },
@@ -26,23 +30,40 @@ schema.index({ user: 1 });
 export const SocketSeat = mongoose.model<SocketSeatDoc>('SocketSeat', schema, 'socket_seats');
 export const socketSeatExpiryRules: ExpiryRule[] = [{ collection: 'socket_seats', field: 'expiresAt', kind: 'expiresAt' }];
 
-/** A row lives this long unless its replica renews it (renewed every third of it). */
+/** A row lives this long unless its replica renews it (renewed every third of it); WS_SEAT_TTL_MS sets it. */
 export const SEAT_TTL_MS = 90_000;
 
-/** True when `user` now holds seat `id` (at most `max` live seats per user). */
-export async function takeSocketSeat(id: string, user: string, max: number, now = new Date()): Promise<boolean> {
-  await SocketSeat.create({ _id: id, user, expiresAt: new Date(now.getTime() + SEAT_TTL_MS) });
+/**
+ * The row of one screen: a user's socket to one channel of one machine. The same screen opened
+ * again (another tab, or the page reconnecting after its replica died) takes the same row over
+ * instead of adding one, so a user at the cap whose replica died gets the screens back at once.
+ */
+export function socketSeatId(user: string, instance: string, machine: string, channel: string): string {
+  return createHash('sha256').update(JSON.stringify([user, instance, machine, channel])).digest('base64url');
+}
+
+/** True when `user` now holds seat `id` for `owner` (at most `max` live seats per user). */
+export async function takeSocketSeat(id: string, user: string, max: number, now = new Date(), ttlMs = SEAT_TTL_MS, owner = id): Promise<boolean> {
+  const set = { user, owner, expiresAt: new Date(now.getTime() + ttlMs) };
+  try {
+    await SocketSeat.updateOne({ _id: id }, { $set: set }, { upsert: true });
+  } catch (err) {
+    // two upserts of one new row raced: the row is there now
+    if ((err as { code?: number }).code !== 11000) throw err;
+    await SocketSeat.updateOne({ _id: id }, { $set: set });
+  }
   const held = await SocketSeat.countDocuments({ user, expiresAt: { $gt: now } });
   if (held <= max) return true;
-  await SocketSeat.deleteOne({ _id: id });
+  await SocketSeat.deleteOne({ _id: id, owner });
   return false;
 }
 
-export async function releaseSocketSeat(id: string): Promise<void> {
-  await SocketSeat.deleteOne({ _id: id });
+/** Frees the seat unless another socket of the same screen took it over meanwhile. */
+export async function releaseSocketSeat(id: string, owner = id): Promise<void> {
+  await SocketSeat.deleteOne({ _id: id, owner });
 }
 
-/** Keep this replica's seats alive. */
-export async function renewSocketSeats(ids: string[], now = new Date()): Promise<void> {
-  if (ids.length) await SocketSeat.updateMany({ _id: { $in: ids } }, { $set: { expiresAt: new Date(now.getTime() + SEAT_TTL_MS) } });
+/** Keep this replica's seats alive (those its sockets still hold). */
+export async function renewSocketSeats(ids: string[], now = new Date(), ttlMs = SEAT_TTL_MS, owners: string[] = ids): Promise<void> {
+  if (ids.length) await SocketSeat.updateMany({ _id: { $in: ids }, owner: { $in: owners } }, { $set: { expiresAt: new Date(now.getTime() + ttlMs) } });
 }

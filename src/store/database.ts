@@ -16,20 +16,57 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export async function connectDatabase(uri: string, dbName: string | undefined, log: Logger): Promise<Database> {
-  mongoose.set('strictQuery', true);
+/**
+ * FerretDB 1.x on SQLite keeps at most 100 SQLite connections per database and an update holds two
+ * of them at once (its read cursor, then its write): with 100 or more updates in flight every
+ * connection can end up held by a read waiting for a second one, and FerretDB stops for good. The
+ * driver's pool bounds what one process has in flight, so on FerretDB it is kept to this unless
+ * configured (MONGODB_MAX_POOL_SIZE); replicas times the pool must stay under 100.
+ */
+export const FERRETDB_MAX_POOL_SIZE = 20;
+
+/** True when a `buildInfo` answer comes from FerretDB (it adds its own fields; MongoDB has none of them). */
+export function isFerretDb(buildInfo: Record<string, unknown>): boolean {
+  return 'ferretdbVersion' in buildInfo || 'ferretdbFeatures' in buildInfo;
+}
+
+/** Asks the server what it is over a one-connection client that is closed again. */
+async function serverIsFerretDb(uri: string): Promise<boolean> {
+  const probe = await mongoose.createConnection(uri, { maxPoolSize: 1, serverSelectionTimeoutMS: 10_000 }).asPromise();
+  try {
+    const info = await probe.db!.admin().command({ buildInfo: 1 }); // db is set once the connection is open
+    return isFerretDb(info);
+  } finally {
+    await probe.close();
+  }
+}
+
+/**
+ * The options every connection of the tool uses. maxPoolSize: the configured value; else
+ * FERRETDB_MAX_POOL_SIZE when the server is FerretDB; else the driver's default (MongoDB).
+ */
+export async function connectOptions(uri: string, dbName: string | undefined, maxPoolSize?: number): Promise<mongoose.ConnectOptions> {
+  const pool = maxPoolSize ?? ((await serverIsFerretDb(uri)) ? FERRETDB_MAX_POOL_SIZE : undefined);
   // autoIndex off: indexes are created and awaited explicitly at start-up (ensureIndexes),
   // so a failure (e.g. an option FerretDB does not implement) is seen, not swallowed.
-  await mongoose.connect(uri, {
+  return {
     ...(dbName ? { dbName } : {}),
+    ...(pool !== undefined ? { maxPoolSize: pool } : {}),
     autoIndex: false,
     serverSelectionTimeoutMS: 10_000,
     heartbeatFrequencyMS: 2_000,
-  });
+  };
+}
+
+/** maxPoolSize: the configured MONGODB_MAX_POOL_SIZE, if any (see connectOptions). */
+export async function connectDatabase(uri: string, dbName: string | undefined, log: Logger, maxPoolSize?: number): Promise<Database> {
+  mongoose.set('strictQuery', true);
+  const options = await connectOptions(uri, dbName, maxPoolSize);
+  await mongoose.connect(uri, options);
   const connection = mongoose.connection;
   connection.on('disconnected', () => log.warn('db.disconnected'));
   connection.on('reconnected', () => log.info('db.reconnected'));
-  log.info({ db: connection.name }, 'db.connected');
+  log.info({ db: connection.name, maxPoolSize: options.maxPoolSize ?? 'driver default' }, 'db.connected');
   return {
     uri,
     connection,

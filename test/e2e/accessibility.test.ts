@@ -120,7 +120,7 @@ describe('accessibility: axe-core on every page, inside the platform iframe', fu
 
   it('the course overview, the picker, the registration and error pages', async () => {
     const frame = await launchInPlatform(page, flow, 'teacher');
-    await frame.locator('tr[data-instance]').first().waitFor({ timeout: 15_000 });
+    await frame.locator('[data-instance]').first().waitFor({ timeout: 15_000 });
     await expectAccessible(toolFrame(page), 'course overview', EXPLAINED);
     await page.goto(flow.tool.devPlatform!.urls.page);
     await page.getByRole('button', { name: /^Add activity \(deep link\)/ }).first().click();
@@ -209,7 +209,7 @@ describe('accessibility: axe-core on every page, inside the platform iframe', fu
       // without the preference the overview's progress bars slide: the motion check sees that
       await page.emulateMedia({ colorScheme: 'light', reducedMotion: 'no-preference' });
       let frame = await launchInPlatform(page, flow, 'teacher');
-      await frame.locator('tr[data-instance] .progress').first().waitFor({ timeout: 15_000 });
+      await frame.locator('[data-instance] .progress').first().waitFor({ timeout: 15_000 });
       assert.ok((await motion(toolFrame(page))).some((m) => m.includes('fill transition width')), 'progress bar transition seen without the preference');
       await page.emulateMedia({ colorScheme: 'dark', reducedMotion: 'reduce' });
       for (const where of ['course overview', 'lab page running, desktop', 'lab page running, console']) {

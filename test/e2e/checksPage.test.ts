@@ -149,9 +149,9 @@ describe('lab page: the "Check" button in the browser (real QEMU guest)', functi
     assert.deepEqual(row?.checks && { passed: row.checks.passed, total: row.checks.total, score: row.checks.score, steps: row.checks.list.map((l) => l.stepId) }, { passed: 2, total: 5, score: 37.5, steps: ['make-dir', 'write-file'] });
     const tpage = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
     await tpage.goto(`${tool.url}/course/course-9#session=${teacher}`);
-    await tpage.locator(`tr[data-instance="${inst._id}"] .progress .text`, { hasText: '2/5 checks · 37.5 / 100' }).waitFor({ timeout: 10_000 });
-    await tpage.locator(`tr[data-instance="${inst._id}"] details.checks-passed summary`).click();
-    await tpage.locator(`tr[data-instance="${inst._id}"] li[data-passed="write-file/0"]`).waitFor();
+    await tpage.locator(`[data-instance="${inst._id}"] .progress .text`, { hasText: '2/5 checks · 37.5 / 100' }).waitFor({ timeout: 10_000 });
+    await tpage.locator(`[data-instance="${inst._id}"] details.checks-passed summary`).click();
+    await tpage.locator(`[data-instance="${inst._id}"] li[data-passed="write-file/0"]`).waitFor();
     await screenshot(tpage, 'checks-teacher-overview');
 
     // watching the student's lab, the teacher sees each check's output but cannot run checks

@@ -72,7 +72,7 @@ describe('the student\'s language through the development platform (de, fr)', fu
   it('a French launch: the teacher\'s course overview, and a French student sees the French instructions', async () => {
     const teacher = await launchInPlatform(page, flow, 'teacher', 'fr');
     await teacher.getByRole('heading', { name: 'Labos de ce cours' }).waitFor({ timeout: 15_000 });
-    await teacher.getByRole('columnheader', { name: 'Étudiant' }).waitFor();
+    await teacher.locator('article.learner-card').first().waitFor();
     await teacher.getByRole('link', { name: 'Ouvrir (lecture seule)' }).first().waitFor();
     await teacher.locator('.muted', { hasText: /^Mis à jour à / }).waitFor();
     await screenshot(page, 'i18n-teacher-fr');

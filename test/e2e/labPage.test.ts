@@ -161,7 +161,7 @@ new MutationObserver(() => {
 
   it('lets the teacher see the lab in the overview, watch it view-only (no input reaches the guest) and reset it', async () => {
     const frame = await launchInPlatform(page, flow, 'teacher');
-    const row = frame.locator('tr[data-instance]');
+    const row = frame.locator('[data-instance]');
     await row.locator('.progress .text', { hasText: '3/3 · 100 %' }).waitFor({ timeout: 20_000 });
     await row.getByText('Alice Student').waitFor();
     await shot(page, 'e2e-teacher-overview');

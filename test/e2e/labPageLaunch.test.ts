@@ -84,7 +84,7 @@ describe('lab page through the development platform (stand-in machines)', functi
 
   it('lets the teacher open the overview from the platform, watch view-only and reset', async () => {
     const frame = await launchInPlatform(page, flow, 'teacher');
-    const row = frame.locator('tr[data-instance]');
+    const row = frame.locator('[data-instance]');
     await row.locator('.progress .text', { hasText: '3/3 · 100 %' }).waitFor();
     await row.getByText('Alice Student').waitFor();
     await row.getByRole('link', { name: 'Open (view only)' }).click();
@@ -100,6 +100,6 @@ describe('lab page through the development platform (stand-in machines)', functi
     await waitFor(() => [...backend.labs.values()].some((l) => l.resets > 0), 5000, 'the machine reset');
     await screenshot(page, 'launch-teacher-view-in-platform');
     await frame.getByRole('link', { name: '← Course overview' }).click();
-    await frame.locator('tr[data-instance]').waitFor();
+    await frame.locator('[data-instance]').waitFor();
   });
 });

@@ -169,7 +169,7 @@ describe('lab page in the browser (loopback machines)', function () {
   it('lets the teacher see progress in the overview, watch view-only (no input reaches the machine) and reset', async () => {
     const t = await ctx.newPage();
     await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
-    const row = t.locator('tr[data-instance="alicelab"]');
+    const row = t.locator('[data-instance="alicelab"]');
     await row.locator('.progress .text', { hasText: '3/3 · 100 %' }).waitFor();
     await screenshot(t, 'loopback-teacher-overview');
     await row.getByRole('link', { name: 'Open (view only)' }).click();
@@ -219,7 +219,7 @@ describe('lab page in the browser (loopback machines)', function () {
 
     const t = await ctx.newPage();
     await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
-    const row = t.locator('tr[data-instance="alicelab"]');
+    const row = t.locator('[data-instance="alicelab"]');
     await row.locator('.hand', { hasText: 'My ping gets no answer' }).waitFor({ timeout: 10_000 });
     // the student's open console, at a glance
     await row.locator('.console-tail', { hasText: 'ping -c1 glance-4343' }).waitFor({ timeout: 5000 });
@@ -261,6 +261,14 @@ describe('lab page in the browser (loopback machines)', function () {
   });
 
   it('tells the student when the lab is stopped', async () => {
+    // before stopping, the student is told until when a stop keeps the work: the keep time (7 days) from now
+    await frame.getByRole('button', { name: 'Stop lab', exact: true }).click();
+    const dialog = frame.getByRole('dialog');
+    const said = await dialog.locator('p').innerText();
+    const dates = await frame.locator('body').evaluate(() => [0, 60_000].map((d) => new Date(Date.now() - d + 7 * 86_400_000).toLocaleString('en', { dateStyle: 'medium', timeStyle: 'short' })));
+    assert.ok(dates.some((d) => said === `Your machines are shut down. Files saved on their disks are kept until ${d}: continue the lab any time before then.`), `${said} / ${dates.join(' | ')}`);
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await LabInstance.updateOne({ _id: 'alicelab' }, { $set: { storageGiB: 10 } });
     await rt.stop('alicelab');
     await frame.getByRole('heading', { name: 'Lab not running' }).waitFor({ timeout: 5000 });
     // until when the stopped lab keeps its disks (the lab's expiry, in the page's language), and the way back
@@ -269,10 +277,12 @@ describe('lab page in the browser (loopback machines)', function () {
     const date = await frame.locator('body').evaluate((_b, iso) => new Date(iso).toLocaleString('en', { dateStyle: 'medium', timeStyle: 'short' }), expires.toISOString());
     await frame.locator('.stopped p', { hasText: `Its machines keep their disks until ${date}; then they are deleted.` }).waitFor({ timeout: 5000 });
     await frame.getByRole('button', { name: 'Continue the lab' }).waitFor();
+    // its deletion is near (within the 2 days' warning): the page says so when it shows the stopped lab
+    await frame.locator('.banner.warn', { hasText: /^Your stopped lab and its disks are deleted in about .+\. Continue it to keep working\.$/ }).waitFor({ timeout: 5000 });
     // the teacher's overview says the same date on the student's row
     const t = await ctx.newPage();
     await t.goto(`${tool.url}/course/course-1#session=${tok.teacher}`);
-    await t.locator('[data-kept-until="alicelab"]', { hasText: `stopped; kept until ${date}` }).waitFor({ timeout: 10_000 });
+    await t.locator('[data-kept-until="alicelab"]', { hasText: `stopped; kept until ${date} · 10 GiB of disks` }).waitFor({ timeout: 10_000 });
     await t.close();
   });
 });

@@ -291,4 +291,26 @@ describe('automatic checks: runner and API (real FerretDB, real HTTP, a local-sh
     assert.equal(backend.execCalls.filter((c) => c.lab === inst.handle?.name).length, runs);
     await LabInstance.updateOne({ _id: inst._id }, { $set: { state: 'stopped' } });
   });
+
+  it('runs no background checks on a prepared (warm) lab before it is handed out; they start, and its clocks, at the hand-out', async function () {
+    this.timeout(20_000);
+    const activityId = `act-warm-${++n}`;
+    const pool = await svc.ensureInstance({ activityId, userId: 'warm:wchecks:0', contextId: 'course-1', labId: 'watched', labVersion: '1' });
+    await LabInstance.updateOne({ _id: pool._id }, { $set: { warmSession: 'wchecks', claimedBy: null } });
+    await svc.start(pool._id);
+    await waitFor(async () => (await svc.get(pool._id))?.state === 'running', 5000, 'the prepared lab running');
+    const handle = (await svc.get(pool._id))!.handle!.name;
+    await new Promise((r) => setTimeout(r, 2500)); // more than two background periods of this lab
+    assert.equal(backend.execCalls.filter((c) => c.lab === handle).length, 0, 'no check ran on the prepared lab');
+    assert.equal(await CheckResult.countDocuments({ instanceId: pool._id }), 0);
+
+    const student = await svc.ensureInstance({ activityId, userId: `student-${++n}`, contextId: 'course-1', labId: 'watched', labVersion: '1' });
+    const handedAt = Date.now();
+    const mine = await svc.start(student._id);
+    assert.equal(mine.handle?.name, handle, 'the student took the prepared lab');
+    assert.ok(mine.startedAt!.getTime() >= handedAt && mine.lastActivityAt!.getTime() >= handedAt, 'its clocks start at the hand-out');
+    assert.ok(mine.expiresAt!.getTime() >= handedAt + mine.lifetime!.maxMinutes * 60_000, 'the whole time limit from the hand-out');
+    await waitFor(() => backend.execCalls.some((c) => c.lab === handle), 8000, 'background checks once handed out');
+    await LabInstance.updateOne({ _id: student._id }, { $set: { state: 'stopped' } });
+  });
 });

@@ -11,6 +11,7 @@ import { labRequests, newHandle, toolBackend, twoVmSpec } from '../support/kubev
 import type { KubeClient, RequestRecord } from '../../src/backends/kubevirt/client.js';
 import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
 import type { LabHandle, Progress } from '../../src/backends/types.js';
+import { decodePng, THUMBNAIL_WIDTH } from '../../src/backends/thumbnail.js';
 
 /** Read from a stream until `pred` holds for what arrived (or time out). */
 export function readUntil(s: Duplex, pred: (buf: Buffer) => boolean, timeoutMs = 20_000): Promise<Buffer> {
@@ -88,6 +89,15 @@ describe('KubeVirt labs with real guests (stand-in)', function () {
       const vnc = await backend.openChannel(handle, m, 'vnc');
       const hello = await readUntil(vnc, (b) => b.length >= 12);
       assert.match(hello.toString('latin1'), /^RFB 003\.00\d\n/);
+      // a thumbnail of the display through vnc/screenshot (a PNG the stand-in takes by QMP screendump):
+      // no VNC connection, so the open one (KubeVirt keeps one per VMI) is not cut off
+      let cut = false;
+      vnc.once('close', () => { cut = true; });
+      const thumb = decodePng(await backend.screenshot(handle, m));
+      assert.equal(thumb.width, THUMBNAIL_WIDTH);
+      assert.ok(new Set(Array.from({ length: thumb.pixels.length / 3 }, (_, i) => thumb.pixels.readUIntBE(i * 3, 3))).size > 2, 'the text console is drawn');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(cut, false, 'the VNC viewer stays connected');
       vnc.destroy();
       const con = await backend.openChannel(handle, m, 'console');
       const poke = setInterval(() => con.write('\r'), 1000);

@@ -8,6 +8,7 @@ import type { LabEvent } from '../../src/labs/contracts.js';
 import { LabInstance } from '../../src/store/LabInstance.js';
 import { BackendFailure } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
+import { DAY_MS } from '../../src/labs/retention.js';
 
 const log = createLogger({ level: 'fatal', format: 'json' });
 let n = 0;
@@ -20,7 +21,8 @@ describe('LabService life cycle', () => {
   const labs = new StaticLabs([
     { id: 'one', machines: [{ name: 'box' }] },
     { id: 'two', machines: [{ name: 'alpha' }, { name: 'beta' }] },
-    { id: 'short', machines: [{ name: 'box' }], lifetime: { maxMinutes: 10, warnBeforeMinutes: 2, idleMinutes: 0 } },
+    { id: 'short', machines: [{ name: 'box' }], lifetime: { maxMinutes: 10, warnBeforeMinutes: 2, idleMinutes: 0, pausable: false } },
+    { id: 'short-keep', machines: [{ name: 'box', diskGiB: 4 }, { name: 'side', kind: 'container' }], lifetime: { maxMinutes: 10, warnBeforeMinutes: 2, idleMinutes: 0, keepDays: 3 } },
     { id: 'idle', machines: [{ name: 'box' }], lifetime: { idleMinutes: 5, pausable: true } },
     { id: 'idle-nopause', machines: [{ name: 'box' }], lifetime: { idleMinutes: 5, pausable: false } },
   ]);
@@ -33,6 +35,10 @@ describe('LabService life cycle', () => {
     svc = new LabService({ backend, labs, log, capacityRetryMs: 60_000, activityWriteMs: 0 });
   });
   afterEach(async () => { await svc.close(); });
+
+  function near(d: Date | null | undefined, ms: number, what: string): void {
+    assert.ok(d && Math.abs(d.getTime() - ms) < 10_000, `${what}: ${d?.toISOString()} vs ${new Date(ms).toISOString()}`);
+  }
 
   async function running(id: string) {
     await waitFor(async () => (await svc.get(id))?.state === 'running', 5000, `instance ${id} running`);
@@ -105,7 +111,7 @@ describe('LabService life cycle', () => {
     assert.equal(ok.failureReason, null);
   });
 
-  it('pauses, resumes, stops and starts again keeping the same generation and expiry', async () => {
+  it('pauses, resumes, stops and starts again keeping the same generation; a stop keeps the work for the keep days, continuing starts a new sitting', async () => {
     const inst = await svc.ensureInstance(key());
     await svc.start(inst._id);
     const r = await running(inst._id);
@@ -116,11 +122,15 @@ describe('LabService life cycle', () => {
     await svc.resume(inst._id);
     assert.equal((await svc.get(inst._id))?.state, 'running');
     await svc.stop(inst._id);
-    assert.equal((await svc.get(inst._id))?.state, 'stopped');
+    const stopped = (await svc.get(inst._id))!;
+    assert.equal(stopped.state, 'stopped');
+    near(stopped.expiresAt, Date.now() + 7 * DAY_MS, 'kept the lab\'s default 7 days from the stop');
+    assert.equal(stopped.storageGiB, 10, 'one VM, the default disk size');
     await svc.start(inst._id);
     const again = await running(inst._id);
     assert.equal(again.generation, 1);
-    assert.equal(again.expiresAt?.getTime(), r.expiresAt?.getTime());
+    assert.deepEqual(again.startedAt, r.startedAt, 'the lab\'s first start stays');
+    near(again.expiresAt, Date.now() + 60 * 60_000, 'the continued sitting has the whole time limit again');
     await assert.rejects(svc.resume(inst._id).then(() => svc.stop(inst._id)).then(() => svc.pause(inst._id)), /cannot pause/);
   });
 
@@ -172,6 +182,59 @@ describe('LabService life cycle', () => {
     const doc = await svc.get(inst._id);
     assert.equal(doc?.state, 'expired');
     assert.equal(backend.labs.size, 0);
+  });
+
+  it('stops a lab that may pause at its time limit, keeping its work; deletes it after its keep days, warning before', async () => {
+    let now = new Date();
+    svc = new LabService({ backend, labs, log, now: () => now, retention: { maxKeepDays: 30, warnDays: 1 } });
+    const sup = new LabSupervisor({ service: svc, backend, labs, log, now: () => now });
+    const inst = await svc.ensureInstance(key('short-keep'));
+    await svc.start(inst._id);
+    const r = await running(inst._id);
+    assert.equal(r.storageGiB, 4, 'the VM\'s own disk size; the container keeps none');
+    const events: LabEvent[] = [];
+    svc.subscribe(inst._id, (e) => events.push(e));
+    now = new Date(now.getTime() + 10 * 60_000);
+    const limit = await sup.pass();
+    assert.deepEqual([limit.stoppedAtLimit, limit.expired], [[inst._id], []]);
+    const stopped = (await svc.get(inst._id))!;
+    assert.equal(stopped.state, 'stopped');
+    assert.equal(stopped.expiresAt?.getTime(), now.getTime() + 3 * DAY_MS, 'kept the lab\'s 3 days');
+    assert.equal(backend.labs.get(r.handle!.name)?.phase, 'stopped', 'machines off, disks kept');
+    // one day before deletion the student is told, once
+    now = new Date(now.getTime() + 2 * DAY_MS - 60_000);
+    assert.deepEqual((await sup.pass()).warned, []);
+    now = new Date(now.getTime() + 60_000);
+    assert.deepEqual((await sup.pass()).warned, [inst._id]);
+    assert.deepEqual((await sup.pass()).warned, [], 'warned once');
+    assert.ok(events.some((e) => e.type === 'expiry-warning' && e.expiresAt === stopped.expiresAt!.toISOString()));
+    now = new Date(now.getTime() + DAY_MS);
+    const gone = await sup.pass();
+    assert.deepEqual(gone.expired, [inst._id]);
+    const doc = (await svc.get(inst._id))!;
+    assert.equal(doc.state, 'expired');
+    assert.equal(doc.failureReason, 'The lab was kept stopped for 3 days; its disks were deleted.');
+    assert.equal(backend.labs.size, 0, 'its disks are deleted, nothing else');
+  });
+
+  it('keeps a stopped lab for the teacher\'s days, at most the operator\'s, and refuses a stop past the total for stopped labs', async () => {
+    svc = new LabService({ backend, labs, log, retention: { maxKeepDays: 10, warnDays: 2, maxStoppedStorageGiB: 25 } });
+    const a = await svc.ensureInstance({ ...key(), keepDays: 2 });
+    const b = await svc.ensureInstance({ ...key(), keepDays: 60 });
+    const c = await svc.ensureInstance(key());
+    await Promise.all([a, b, c].map((i) => svc.start(i._id)));
+    await Promise.all([a, b, c].map((i) => running(i._id)));
+    await svc.stop(a._id);
+    near((await svc.get(a._id))!.expiresAt, Date.now() + 2 * DAY_MS, 'the teacher\'s 2 days');
+    await svc.stop(b._id);
+    near((await svc.get(b._id))!.expiresAt, Date.now() + 10 * DAY_MS, 'the operator\'s 10, not the teacher\'s 60');
+    // 20 GiB kept; 10 more would pass the 25 allowed
+    await assert.rejects(svc.stop(c._id), (e: Error & { publicMessage?: string }) => e.publicMessage === 'Stopped labs on this server already keep 20 GiB of the 25 GiB allowed, and this lab needs 10 GiB. Keep it running and finish it, or ask your teacher.');
+    assert.equal((await svc.get(c._id))?.state, 'running', 'the refused lab keeps running');
+    await svc.start(a._id);
+    await running(a._id);
+    await svc.stop(c._id);
+    assert.equal((await svc.get(c._id))?.state, 'stopped', 'fits once another continued');
   });
 
   it('stops an idle pausable lab and expires an idle lab that may not pause; input keeps it alive', async () => {

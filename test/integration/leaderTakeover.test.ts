@@ -71,7 +71,7 @@ describe('leader election between two tool processes (KubeVirt backend, real API
     const [leader] = leaders;
     const follower = replicas.find((r) => r !== leader)!;
     const duties = leader!.lines.find((l) => l.msg === 'leadership.changed' && l.leader === true)?.duties;
-    assert.deepEqual(duties, ['sweeper', 'grades', 'supervisor']);
+    assert.deepEqual(duties, ['sweeper', 'grades', 'supervisor', 'warm']);
     const lease = (await cp.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/lab-orchestrator-leader`)).json<{ spec: { holderIdentity: string } }>();
     assert.equal(lease.spec.holderIdentity, leader!.name);
 

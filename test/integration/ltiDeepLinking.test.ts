@@ -16,7 +16,7 @@ const DL = 'https://purl.imsglobal.org/spec/lti-dl/claim/';
 
 describe('LTI deep linking through the development platform', () => {
   let t: LtiTestTool;
-  before(async () => { t = await startLtiTool({ GRADE_RETRY_BASE_MS: '100', GRADE_RETRY_MAX_MS: '400' }); });
+  before(async () => { t = await startLtiTool({ GRADE_RETRY_BASE_MS: '100', GRADE_RETRY_MAX_MS: '400', LAB_MAX_KEEP_DAYS: '20' }); });
   after(async () => { await t.tool.shutdown(); });
 
   it('shows a teacher the lab catalog, returns the chosen lab as a signed ltiResourceLink with custom lab_id and a lineItem, and the saved activity launches that lab', async () => {
@@ -28,12 +28,19 @@ describe('LTI deep linking through the development platform', () => {
       assert.ok(catalog.body.includes(text), `catalog shows ${text}`);
     }
     const form = parseForms(catalog.body, catalog.url).find((f) => f.fields.labId === 'net-101')!;
-    assert.deepEqual(Object.keys(form.fields).sort(), ['labId', 'lang', 'maxScore', 'request', 'timeLimitMinutes']);
+    assert.deepEqual(Object.keys(form.fields).sort(), ['keepDays', 'labId', 'lang', 'maxScore', 'request', 'timeLimitMinutes']);
     assert.equal(form.fields.timeLimitMinutes, '90');
+    // how long a stopped lab keeps its work: the lab's own 7 days, at most the operator's 20
+    assert.equal(form.fields.keepDays, '7');
+    assert.match(catalog.body, /<input name="keepDays" type="number" min="1" max="20" value="7">/);
     assert.equal(form.fields.maxScore, '20');
     const before = await DevPlatformContentItem.countDocuments();
+    // past the operator's maximum: refused with the range, and the form stays usable
+    const tooLong = await b.submit({ ...form, fields: { ...form.fields, keepDays: '21' } });
+    assert.equal(tooLong.status, 400);
+    assert.match(tooLong.body, /Keep stopped labs \(days\) must be a number from 1 to 20/);
     let jwt = '';
-    const back = await b.submit({ ...form, fields: { ...form.fields, timeLimitMinutes: '60', maxScore: '15', gradingMode: 'steps' } }, {
+    const back = await b.submit({ ...form, fields: { ...form.fields, timeLimitMinutes: '60', maxScore: '15', keepDays: '14', gradingMode: 'steps' } }, {
       onForm: (f) => { if (f.fields.JWT) jwt = f.fields.JWT; },
     });
     assert.equal(back.status, 200, back.body);
@@ -47,7 +54,7 @@ describe('LTI deep linking through the development platform', () => {
     assert.ok(typeof payload[`${DL}data`] === 'string' && payload[`${DL}data`], 'data echoed');
     const expectedItem = {
       type: 'ltiResourceLink', title: 'Subnetting 101', text: 'Two machines on one network; find the gateway.', url: t.tool.lti.urls.launch,
-      custom: { lab_id: 'net-101', time_limit_minutes: '60', max_score: '15' },
+      custom: { lab_id: 'net-101', time_limit_minutes: '60', max_score: '15', keep_days: '14' },
       lineItem: { scoreMaximum: 15, label: 'Subnetting 101', resourceId: 'net-101', tag: 'lab-orchestrator' },
     };
     assert.deepEqual(payload[`${DL}content_items`], [expectedItem]);
@@ -66,12 +73,13 @@ describe('LTI deep linking through the development platform', () => {
     assert.match(r.location!, /\/lab\/[a-z2-7]{16}#session=/);
     const activity = (await Activity.findOne({ resourceLinkId: activityId }).lean())!;
     assert.equal(activity.labId, 'net-101');
-    assert.deepEqual(activity.settings, { timeLimitMinutes: 60, maxScore: 15, gradingMode: null }, 'the lab\'s own grading mode: the picker offers none');
+    assert.deepEqual(activity.settings, { timeLimitMinutes: 60, maxScore: 15, keepDays: 14, gradingMode: null }, 'the lab\'s own grading mode: the picker offers none');
     assert.match(activity.lineItemUrl ?? '', new RegExp(`/lineitems/${li._id}/lineitem\\?type_id=\\d+$`));
 
     // the time limit is the instance's; the maximum score is the scale of every score sent
     const instanceId = /\/lab\/([a-z2-7]+)/.exec(r.location!)![1]!;
-    assert.equal((await LabInstance.findById(instanceId).lean())!.timeLimitMinutes, 60);
+    const inst = (await LabInstance.findById(instanceId).lean())!;
+    assert.deepEqual([inst.timeLimitMinutes, inst.keepDays], [60, 14]);
     const part = await t.tool.grades.publish(instanceId, agsScore({ scoreGiven: 5, scoreMaximum: 20, complete: false }));
     const full = await t.tool.grades.publish(instanceId, agsScore({ scoreGiven: 20, scoreMaximum: 20, complete: true }));
     await waitFor(async () => (await GradeOutbox.countDocuments({ _id: { $in: [part._id, full._id] }, state: 'delivered' })) === 2, 10_000, 'delivery');

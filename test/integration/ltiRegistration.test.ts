@@ -47,7 +47,16 @@ describe('LTI registration: dynamic, through the development platform', () => {
     const r = await b.follow({ method: 'POST', url: `${tool.devPlatform!.urls.issuer}/register/start`, form: { url: await tool.lti.registrationUrl() } });
     assert.equal(r.status, 200, r.body);
     assert.match(r.body, /postMessage\(\{ subject: 'org\.imsglobal\.lti\.close' \}/);
+    assert.match(r.body, /<html lang="en">[^]*is registered with [^ ]+ \(client id [^)]+\)\. You can close this window\./);
     assert.equal(await Platform.countDocuments({ issuer: tool.devPlatform!.urls.issuer }), 2, 'each dynamic registration is a new client id');
+  });
+
+  it('says so in the administrator\'s language', async () => {
+    const b = new Browser({ 'accept-language': 'de-DE,de;q=0.9,en;q=0.5' });
+    const r = await b.follow({ method: 'POST', url: `${tool.devPlatform!.urls.issuer}/register/start`, form: { url: await tool.lti.registrationUrl() } });
+    assert.equal(r.status, 200, r.body);
+    assert.match(r.body, /<html lang="de">[^]*<title>Registriert<\/title>[^]*ist bei [^ ]+ registriert \(Client-ID [^)]+\)\. Sie können dieses Fenster schließen\./);
+    assert.match(r.body, /postMessage\(\{ subject: 'org\.imsglobal\.lti\.close' \}/);
   });
 
   it('shows the registration URL (it carries a key) to administrators only', async () => {

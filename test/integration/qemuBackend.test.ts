@@ -246,7 +246,7 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } }); // and the first one attaches again
   });
 
-  it('stop keeps the disks and frees the capacity; start boots the machines again with their files', async () => {
+  it('stop keeps the disks and frees the capacity; start boots the machines again with their files, also after a tool restart', async () => {
     await backend.exec(labB, 'gamma', 'echo kept > /home/student/kept.txt && sync', { timeoutMs: 5000, maxOutputBytes: 100 });
     await backend.stop(labB);
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
@@ -254,6 +254,11 @@ describe('QemuBackend: labs of real lab-tiny VMs', function () {
     assert.equal(backend.capacity().usedVms, 2);
     await backend.pause(labB); // nothing runs: a no-op
     await assert.rejects(backend.resume(labB), Conflict);
+    assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
+    // the tool restarts while the lab is stopped: a new backend (no memory of it) starts it
+    await backend.close();
+    consoles.length = 0;
+    backend = new QemuBackend({ dataDir, imageDir: images, qemuBin: 'qemu-system-x86_64', accel: 'auto', maxVms: 4, maxMemoryMiB: 1024, log });
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'stopped' } });
     await backend.start(labB);
     assert.deepEqual(await backend.status(labB), { gamma: { phase: 'running' } });

@@ -1,5 +1,5 @@
 /**
- * Two tool processes (BACKEND=kubevirt against the shared test control plane, for the Lease) on one
+ * Two and three tool processes (BACKEND=kubevirt against the shared test control plane, for the Lease) on one
  * FerretDB behind a real HAProxy running the repository's deploy/haproxy.cfg: every request of a
  * lab reaches one replica; a student's and a teacher's pages on different replicas see each
  * other's live events, and the Lease holder's; killing the leader leaves the other replica serving
@@ -18,14 +18,16 @@ import { waitFor } from '../support/tool.js';
 import { eventStream, leads, startHaproxy, startReplica, type Proxy, type Replica } from '../support/replicas.js';
 import { SessionTokens } from '../../src/auth/session.js';
 
-const NS = 'lo-replicas-test';
+const NAMES = ['replica-a', 'replica-b', 'replica-c'];
 const LEASE_MS = 4000;
 const SECRET = randomBytes(24).toString('hex');
 const COURSE = `c-${randomBytes(4).toString('hex')}`;
-const LEASE_PATH = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/lab-orchestrator-leader`;
 
-describe('two replicas behind HAProxy (deploy/haproxy.cfg, one FerretDB, the Lease on the API server)', function () {
+for (const count of [2, 3]) describe(`${count} replicas behind HAProxy (deploy/haproxy.cfg, one FerretDB, the Lease on the API server)`, function () {
   this.timeout(120_000);
+  // each run its own tool namespace, so one run's Lease is not the next one's
+  const NS = `lo-replicas-${count}`;
+  const LEASE_PATH = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/lab-orchestrator-leader`;
   let cp: ControlPlane;
   let dataDir: string;
   let proxy: Proxy;
@@ -43,8 +45,8 @@ describe('two replicas behind HAProxy (deploy/haproxy.cfg, one FerretDB, the Lea
     });
     return { status: res.status, replica: res.headers.get('x-lab-replica'), body: (await res.json().catch(() => null)) as Record<string, unknown> | null };
   };
-  /** The replica behind a proxy server name (tool1, tool2 in deploy/haproxy.cfg) or a Lease holder's name. */
-  const replicaNamed = (n: string | null) => (n === 'tool1' ? replicas[0] : n === 'tool2' ? replicas[1] : replicas.find((r) => r.name === n));
+  /** The replica behind a proxy server name (tool1, tool2, … in the proxy's configuration) or a Lease holder's name. */
+  const replicaNamed = (n: string | null) => (/^tool\d+$/.test(n ?? '') ? replicas[Number(n!.slice(4)) - 1] : replicas.find((r) => r.name === n));
   const newInstance = async (fields: Record<string, unknown>) => {
     const _id = randomBytes(10).toString('hex').slice(0, 16);
     await db.collection('labinstances').insertOne({
@@ -65,16 +67,16 @@ describe('two replicas behind HAProxy (deploy/haproxy.cfg, one FerretDB, the Lea
     const r = await cp.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     assert.ok([201, 409].includes(r.status), r.body);
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-replicas-'));
-    for (const name of ['replica-a', 'replica-b']) {
+    for (const name of NAMES.slice(0, count)) {
       replicas.push(startReplica(name, {
         LAB_MODE: 'demo', SECRET_KEY: SECRET, DATA_DIR: path.join(dataDir, name), MONGODB_URI: sharedMongoUri(), DEV_PLATFORM: 'false', DEV_PLATFORM_REGISTER: 'false',
         BACKEND: 'kubevirt', KUBECONFIG: cp.kubeconfigPath, KUBEVIRT_TOOL_NAMESPACE: NS, LEASE_DURATION_MS: String(LEASE_MS),
         LAB_EVENT_POLL_MS: '200', RECONCILE_INTERVAL_MS: '1000',
       }));
     }
-    await waitFor(() => replicas.every((x) => x.url()), 60_000, 'both replicas to listen');
+    await waitFor(() => replicas.every((x) => x.url()), 60_000, 'every replica to listen');
     await waitFor(() => replicas.some(leads), 30_000, 'a leader');
-    proxy = await startHaproxy(replicas[0]!.url()!, replicas[1]!.url()!);
+    proxy = await startHaproxy(...replicas.map((x) => x.url()!));
     db = await mongoose.createConnection(sharedMongoUri(), { dbName: 'lab_orchestrator' }).asPromise();
     const def = await db.collection('labdefinitions').find({ labId: 'linux-basics' }).sort({ seq: -1 }).limit(1).next();
     assert.ok(def, 'the replicas imported the templates');
@@ -148,26 +150,39 @@ describe('two replicas behind HAProxy (deploy/haproxy.cfg, one FerretDB, the Lea
     }
   });
 
-  it('keeps serving every lab through the proxy when the leader is killed, and the other replica takes the Lease', async () => {
+  it('keeps serving every lab through the proxy when the leader is killed: only its labs move, and another replica takes the Lease', async () => {
     const holder = (await cp.request('GET', LEASE_PATH)).json<{ spec: { holderIdentity: string } }>().spec.holderIdentity;
     const leader = replicaNamed(holder)!;
     assert.ok(leader && leads(leader), `the Lease holder ${holder} leads`);
-    const survivor = replicas.find((r) => r !== leader)!;
-    const ids = await Promise.all([0, 1, 2, 3, 4, 5].map(() => newInstance({})));
+    const survivors = replicas.filter((r) => r !== leader);
+    // labs until the leader and the others each answer at least two
+    const home = new Map<string, Replica>();
+    while ([...home.values()].filter((r) => r === leader).length < 2 || [...home.values()].filter((r) => r !== leader).length < 2) {
+      assert.ok(home.size < 60, 'the proxy spreads labs over the replicas');
+      const id = await newInstance({});
+      home.set(id, replicaNamed((await call(proxy.url, 'student', 'GET', `/api/instances/${id}`)).replica)!);
+    }
+    const moving = [...home].find(([, r]) => r === leader)![0];
+    const before = sse(proxy.url, 'student', moving);
+    await waitFor(() => before.text().includes('"hello"'), 10_000, 'the stream on the leader to open');
     leader.child.kill('SIGKILL');
     await leader.exited;
     const killedAt = Date.now();
-    // the proxy retries a request that reached the dead replica on the other one
-    for (const id of ids) {
+    await before.ended; // the page's stream ends with its replica
+    // the proxy retries a request that reached the dead replica on another one
+    for (const [id, was] of home) {
       const r = await call(proxy.url, 'student', 'GET', `/api/instances/${id}`);
       assert.equal(r.status, 200, `lab ${id} is served`);
-      assert.equal(replicaNamed(r.replica), survivor);
+      const now = replicaNamed(r.replica)!;
+      assert.ok(survivors.includes(now), `lab ${id} is served by a living replica`);
+      if (was !== leader) assert.equal(now, was, `lab ${id} stays on ${was.name}`);
     }
-    const student = sse(proxy.url, 'student', ids[0]!); // the page reconnects
+    const student = sse(proxy.url, 'student', moving); // the page reconnects
     await waitFor(() => student.text().includes('"hello"'), 10_000, 'the stream to reopen');
-    await waitFor(() => leads(survivor), 3 * LEASE_MS, 'the survivor to take the Lease');
+    await waitFor(() => survivors.some(leads), 3 * LEASE_MS, 'a survivor to take the Lease');
     assert.ok(Date.now() - killedAt <= 2 * LEASE_MS + 2000, 'taken over within two lease durations');
     const now = (await cp.request('GET', LEASE_PATH)).json<{ spec: { holderIdentity: string } }>().spec.holderIdentity;
-    assert.equal(now, survivor.name);
+    assert.ok(survivors.some((r) => r.name === now && leads(r)), `the Lease (${now}) is held by the survivor that leads`);
+    assert.equal(survivors.filter(leads).length, 1, 'one replica leads');
   });
 });

@@ -36,6 +36,12 @@ export function sharedMongoUri(): string {
   return shared.mongo.uri;
 }
 
+/** The shared FerretDB's data directory: database `x` is the SQLite file `x.sqlite` in it. */
+export function sharedFerretDataDir(): string {
+  if (!shared) throw new Error('shared FerretDB not started (root hook missing?)');
+  return shared.dir;
+}
+
 /** A fresh database name; FerretDB's SQLite handler keeps one file per database. */
 export function uniqueDbName(prefix = 't'): string {
   return `${prefix.replace(/[^a-z0-9]/gi, '').slice(0, 20)}_${randomBytes(4).toString('hex')}`;

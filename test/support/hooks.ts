@@ -6,7 +6,9 @@
  * After the run: nothing may keep the process alive (mocha runs without --exit); what does is
  * reported and the run fails.
  */
+import fs from 'node:fs';
 import path from 'node:path';
+import { createHook } from 'node:async_hooks';
 import { startSharedFerret, stopSharedFerret } from './ferret.js';
 import { stopSharedControlPlane } from './k8s/controlPlane.js';
 import { clearSharedKubeVirt, stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
@@ -29,11 +31,38 @@ function checkGuestsPerFile(root: Mocha.Suite): void {
   }
 }
 
-/** Fails the run, naming them, if handles keep the process alive once everything was stopped. */
+/** Where each live timer was made, so a timer that keeps the run alive can be named. */
+const timers = new Map<number, { timer: { hasRef(): boolean }; at: string }>();
+createHook({
+  init(id, type, _trigger, resource) {
+    if (type !== 'Timeout') return;
+    const at = (new Error().stack ?? '').split('\n').slice(2).filter((l) => !l.includes('node:')).slice(0, 4).join('\n');
+    timers.set(id, { timer: resource as { hasRef(): boolean }, at });
+  },
+  destroy(id) {
+    timers.delete(id);
+  },
+}).enable();
+
+/**
+ * Fails the run, naming them, if handles keep the process alive once everything was stopped: a
+ * failure is added to the results file scripts/test.sh reads, and the exit code is 1 (mocha's own
+ * exit listener would set it back to its count of failed tests).
+ */
 function watchForLeakedHandles(graceMs: number): void {
   const t = setTimeout(() => {
     const resources = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout');
-    process.stderr.write(`\nthe test run did not end ${graceMs / 1000} s after its last test; still open: ${resources.join(', ') || '(timers only)'}\n`);
+    const held = [...timers.values()].filter((x) => x.timer.hasRef()).map((x) => `a timer made at\n${x.at}`);
+    const what = `the test run did not end ${graceMs / 1000} s after its last test; still open: ${[...resources, ...held].join(',\n') || '(nothing named)'}`;
+    process.stderr.write(`\n${what}\n`);
+    const file = process.env.LAB_TEST_RESULTS;
+    if (file && fs.existsSync(file)) {
+      const r = JSON.parse(fs.readFileSync(file, 'utf8')) as { failed: number; failures: Array<{ title: string; error: string }> };
+      r.failed++;
+      r.failures.push({ title: 'the run ends by itself', error: what });
+      fs.writeFileSync(file, JSON.stringify(r, null, 2));
+    }
+    process.on('exit', () => { process.exitCode = 1; });
     process.exit(1);
   }, graceMs);
   t.unref();
@@ -55,7 +84,7 @@ export const mochaHooks = {
         await stopSharedControlPlane();
       } finally {
         await stopSharedFerret();
-        watchForLeakedHandles(15_000);
+        watchForLeakedHandles(Number(process.env.LAB_TEST_LEAK_GRACE_MS ?? 15_000));
       }
     }
   },

@@ -15,6 +15,25 @@ import { pino } from 'pino';
 import { KeyedMutex } from '../../src/KeyedMutex.js';
 import { StepTicks } from '../../src/labs/StepTicks.js';
 import type { ScorePublisher } from '../../src/labs/score.js';
+import { thumbnailPng } from '../../src/backends/thumbnail.js';
+
+/** A desktop-like screen: a gradient background, a panel, and a window that moves with `n`. */
+export function screenPpm(width: number, height: number, n: number): Buffer {
+  const head = Buffer.from(`P6\n${width} ${height}\n255\n`, 'latin1');
+  const px = Buffer.alloc(width * height * 3);
+  const wx = (n * 37) % Math.max(1, width - 300);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      const inWindow = x >= wx && x < wx + 300 && y >= 120 && y < 420;
+      const panel = y < 24;
+      px[i] = panel ? 40 : inWindow ? 240 : 30 + ((x * 90) / width) | 0;
+      px[i + 1] = panel ? 40 : inWindow ? 240 : 60 + ((y * 120) / height) | 0;
+      px[i + 2] = panel ? 48 : inWindow ? (x ^ y) & 0xff : 120;
+    }
+  }
+  return Buffer.concat([head, px]);
+}
 
 export interface SinkConnection {
   instance: string;
@@ -142,6 +161,51 @@ export class LoopbackRuntime implements LabRuntime {
       await new Promise((r) => setTimeout(r, 5));
     }
     return s;
+  }
+
+  /** Every screenshot asked of this "backend", in order. */
+  readonly screenshots: Array<{ id: string; machine: string }> = [];
+  /** Every console history read, in order. */
+  readonly historyReads: Array<{ id: string; machine: string }> = [];
+  /** What each machine's console printed, as the backend would keep it (a test fills it in). */
+  readonly consoleLogs = new Map<string, Buffer>();
+  /** The screen each screenshot decodes: a PPM of this size, as QEMU's screendump writes it. */
+  screenSize = { width: 1024, height: 768 };
+  private readonly screens = new Map<string, Buffer>();
+
+  /** How long a screenshot takes (ms), and the most that ran at once. */
+  screenshotDelayMs = 0;
+  maxConcurrentScreenshots = 0;
+  private screenshotsRunning = 0;
+
+  async screenshot(id: string, machine: string): Promise<Buffer> {
+    this.screenshots.push({ id, machine });
+    this.maxConcurrentScreenshots = Math.max(this.maxConcurrentScreenshots, ++this.screenshotsRunning);
+    try {
+      if (this.screenshotDelayMs) await new Promise((r) => setTimeout(r, this.screenshotDelayMs));
+      return await this.takeScreenshot(id, machine);
+    } finally {
+      this.screenshotsRunning--;
+    }
+  }
+
+  private async takeScreenshot(id: string, machine: string): Promise<Buffer> {
+    const d = await this.get(id);
+    if (!d || !(machine in d.machines)) throw new NotFound(`no machine ${machine}`, { publicMessage: 'This machine does not exist.' });
+    if (d.state !== 'running' && d.state !== 'paused') throw new Conflict('lab not running', { publicMessage: 'lab stopped' });
+    // eight screens drawn once: the stand-in's drawing is not what a screenshot costs the tool
+    const n = this.screenshots.length % 8;
+    const key = `${this.screenSize.width}x${this.screenSize.height}/${n}`;
+    let ppm = this.screens.get(key);
+    if (!ppm) this.screens.set(key, (ppm = screenPpm(this.screenSize.width, this.screenSize.height, n)));
+    // what the tool does with a QEMU screendump: decode, scale down, encode
+    return thumbnailPng(ppm);
+  }
+
+  async consoleHistory(id: string, machine: string, maxBytes: number): Promise<Buffer | null> {
+    this.historyReads.push({ id, machine });
+    const log = this.consoleLogs.get(`${id}/${machine}`);
+    return log ? log.subarray(Math.max(0, log.length - maxBytes)) : null;
   }
 
   noteActivity(id: string): void {

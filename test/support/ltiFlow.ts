@@ -87,6 +87,9 @@ export function autoSubmittedForm(html: string, baseUrl: string): FormData | und
 
 /** A minimal browser: per-origin cookie jar (Path-scoped, Secure honoured) and manual redirects. */
 export class Browser {
+  /** `headers` go with every request (an Accept-Language, say). */
+  constructor(private readonly headers: Record<string, string> = {}) {}
+
   private readonly jar = new Map<string, Map<string, { value: string; path: string; secure: boolean }>>();
 
   cookieHeader(url: string): string {
@@ -129,7 +132,7 @@ export class Browser {
 
   /** One request, no redirect following; cookies sent and stored. */
   async request(url: string, o: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Response> {
-    const headers: Record<string, string> = { accept: 'text/html,application/json;q=0.9', ...o.headers };
+    const headers: Record<string, string> = { accept: 'text/html,application/json;q=0.9', ...this.headers, ...o.headers };
     const cookie = this.cookieHeader(url);
     if (cookie) headers.cookie = cookie;
     let body: string | undefined;

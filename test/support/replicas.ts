@@ -3,6 +3,7 @@
  * repository's HAProxy configuration in front of them, for the tests of several replicas.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,17 +56,40 @@ export async function freePort(): Promise<number> {
 
 export interface Proxy { url: string; child: ChildProcess; exited: Promise<number | null>; log: () => string }
 
-/** HAProxy in the foreground with deploy/haproxy.cfg, the two replicas as tool1 and tool2. */
-export async function startHaproxy(tool1: string, tool2: string): Promise<Proxy> {
-  const port = await freePort();
+/**
+ * deploy/haproxy.cfg for n replicas, the way README "Running several replicas" tells admins to
+ * extend it: each backend's `server tool1` line repeated once per replica (tool1…toolN,
+ * LAB_TOOL1…LAB_TOOLN), the file's other server lines dropped.
+ */
+export function haproxyConfig(n: number): string {
+  const out: string[] = [];
+  for (const line of fs.readFileSync(path.resolve('deploy/haproxy.cfg'), 'utf8').split('\n')) {
+    const m = /^(\s*server )tool(\d+)( "\$\{LAB_TOOL)\d+(\}".*)$/.exec(line);
+    if (!m) out.push(line);
+    else if (m[2] === '1') for (let i = 1; i <= n; i++) out.push(`${m[1]}tool${i}${m[3]}${i}${m[4]}`);
+  }
+  return out.join('\n');
+}
+
+/** HAProxy in the foreground with deploy/haproxy.cfg, the replicas as tool1, tool2, … in this order. */
+export async function startHaproxy(...tools: string[]): Promise<Proxy> {
+  return startHaproxyAt(await freePort(), tools);
+}
+
+/** The same on a port chosen beforehand (the replicas' PUBLIC_URL names the proxy, for the websockets' Origin). */
+export async function startHaproxyAt(port: number, tools: string[]): Promise<Proxy> {
   const hostPort = (u: string) => new URL(u).host;
-  const child = spawn('haproxy', ['-db', '-f', path.resolve('deploy/haproxy.cfg')], {
-    env: { PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin`, LAB_PROXY_BIND: `127.0.0.1:${port}`, LAB_TOOL1: hostPort(tool1), LAB_TOOL2: hostPort(tool2) },
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-haproxy-'));
+  const cfg = path.join(dir, 'haproxy.cfg');
+  fs.writeFileSync(cfg, haproxyConfig(tools.length));
+  const servers = Object.fromEntries(tools.map((t, i) => [`LAB_TOOL${i + 1}`, hostPort(t)]));
+  const child = spawn('haproxy', ['-db', '-f', cfg], {
+    env: { PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin`, LAB_PROXY_BIND: `127.0.0.1:${port}`, ...servers },
   });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
   child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => { fs.rmSync(dir, { recursive: true, force: true }); r(code); }));
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`haproxy exited: ${out}`);

@@ -1,5 +1,7 @@
 /** The message catalogs, language negotiation, Intl formatting, and instructions in several languages. */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { acceptLanguages, formatDuration, LANGUAGES, pickLanguage, translator } from '../../src/i18n.js';
 import { en } from '../../src/locales/en.js';
 import { de } from '../../src/locales/de.js';
@@ -21,6 +23,17 @@ describe('i18n: catalogs', () => {
         assert.deepEqual(placeholders(v), placeholders(en[k as keyof typeof en]), `${name} ${k}: placeholders`);
       }
     }
+  });
+
+  it('has no message the code never shows: each key is named in src/, public/src/ or templates/ (plurals by their base, `prefix.${…}` keys by their prefix)', () => {
+    const walk = (d: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+    const code = ['src', 'public/src', 'templates'].flatMap(walk)
+      .filter((f) => /\.(ts|mts|html)$/.test(f) && !f.includes(`${path.sep}locales${path.sep}`))
+      .map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    const prefixes = [...code.matchAll(/`([\w-]+(?:\.[\w-]+)*\.)\$\{/g)].map((m) => m[1]!);
+    const named = (k: string) => [`'${k}'`, `"${k}"`, `\`${k}\``].some((q) => code.includes(q)) || prefixes.some((p) => k.startsWith(p));
+    const unused = Object.keys(en).filter((k) => !named(k.replace(/_(zero|one|two|few|many|other)$/, '')));
+    assert.deepEqual(unused, [], 'keys no page, route or template uses');
   });
 
   it('translates with values and plurals, and falls back to English for an unknown language', () => {

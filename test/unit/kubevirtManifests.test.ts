@@ -170,10 +170,11 @@ describe('KubeVirt manifests', () => {
       metadata: m('lab'),
       spec: {
         hard: {
-          'requests.cpu': '1',
-          'limits.cpu': '4',
-          'requests.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
-          'limits.memory': `${1024 + 384 + 512 + 384 + 256}Mi`,
+          // web and db log their serial console: KubeVirt's guest-console-log container each (5m/34Mi, 15m/58Mi)
+          'requests.cpu': `${1000 + 2 * 5}m`,
+          'limits.cpu': `${4000 + 2 * 15}m`,
+          'requests.memory': `${1024 + 384 + 512 + 384 + 256 + 2 * 34}Mi`,
+          'limits.memory': `${1024 + 384 + 512 + 384 + 256 + 2 * 58}Mi`,
           pods: '6',
           persistentvolumeclaims: '2',
           // web 10 GiB (default) + db 4 GiB, plus 10 % for CDI's filesystem overhead
@@ -184,6 +185,15 @@ describe('KubeVirt manifests', () => {
         },
       },
     });
+  });
+
+  it('logs the serial console only of a VM that has one, and counts its log container only then', () => {
+    const desktop: MachineSpec = { ...web, name: 'desk', channels: ['vnc'] };
+    const devices = (virtualMachine(ctx([desktop]), desktop).spec.template.spec as { domain: { devices: Record<string, unknown> } }).domain.devices;
+    assert.equal(devices.autoattachSerialConsole, false);
+    assert.equal('logSerialConsole' in devices, false);
+    const hard = (resourceQuota(ctx([desktop])).spec as { hard: Record<string, string> }).hard;
+    assert.deepEqual([hard['requests.cpu'], hard['limits.cpu'], hard['requests.memory'], hard['limits.memory']], ['500m', '2', `${1024 + 384}Mi`, `${1024 + 384}Mi`]);
   });
 
   it('caps each container at the largest machine in the limit range', () => {
@@ -247,6 +257,7 @@ describe('KubeVirt manifests', () => {
               devices: {
                 autoattachGraphicsDevice: true,
                 autoattachSerialConsole: true,
+                logSerialConsole: true,
                 disks: [
                   { name: 'root', disk: { bus: 'virtio' } },
                   { name: 'cloudinit', disk: { bus: 'virtio' } },

@@ -46,7 +46,7 @@ describe('lab definitions: validation', () => {
     assert.equal(def.machines[0]!.kind, 'vm');
     assert.equal(def.machines[0]!.memory, '512Mi');
     assert.equal(def.machines[0]!.cpus, 1);
-    assert.deepEqual(def.lifetime, { maxMinutes: 120, idleMinutes: 30, pausable: true, warnBeforeMinutes: 10 });
+    assert.deepEqual(def.lifetime, { maxMinutes: 120, idleMinutes: 30, pausable: true, warnBeforeMinutes: 10, keepDays: 7 });
     assert.deepEqual(def.network, { internetEgress: false });
     assert.equal(def.grading.mode, 'steps');
     assert.deepEqual(r.lab!.steps, [{ id: 'first', pageId: '01-intro', title: 'First step' }]);

@@ -103,7 +103,7 @@ describe('lab definitions: prepare() per instance', () => {
     ]);
     assert.equal(p.machines.alpha!.ip, '10.10.0.11');
     assert.equal(p.machines.beta!.ip, '10.10.0.12');
-    assert.deepEqual(p.lifetime, { maxMinutes: 120, idleMinutes: 30, pausable: true, warnBeforeMinutes: 10 });
+    assert.deepEqual(p.lifetime, { maxMinutes: 120, idleMinutes: 30, pausable: true, warnBeforeMinutes: 10, keepDays: 7 });
     const images = ImageCatalog.builtIn().with('debian-12', { kubevirt: { containerDisk: 'registry.example.edu/labs/debian-12:1' } });
     const k = prepareLab('vm-and-container', '1', lab('vm-and-container').def, {}, 'kubevirt', images);
     assert.deepEqual(k.spec.machines.map((m) => [m.name, m.kind, m.image, m.memoryMiB, m.channels.join('+'), m.ports]), [

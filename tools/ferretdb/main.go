@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -21,6 +23,7 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on (port 0 = pick a free one)")
 	dir := flag.String("data-dir", "./data", "directory for the SQLite databases")
+	busyTimeout := flag.Duration("busy-timeout", 60*time.Second, "how long a write waits for SQLite's write lock before it fails with SQLITE_BUSY")
 	watchStdin := flag.Bool("exit-on-stdin-eof", false, "stop when stdin closes (the parent died)")
 	flag.Parse()
 
@@ -34,7 +37,7 @@ func main() {
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		SQLiteURL: sqliteURL(abs, *busyTimeout),
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -56,4 +59,16 @@ func main() {
 	// The parent reads this line to learn the URI (useful with port 0).
 	fmt.Printf("READY %s\n", f.MongoDBURI())
 	<-done
+}
+
+// sqliteURL is FerretDB's SQLite URL for the databases under dir. Each `_pragma` runs on every new
+// connection. FerretDB adds journal_mode(wal) and auto_vacuum(none) itself, and busy_timeout(10000)
+// unless one is given. SQLite holds one write lock per database file and its busy handler polls for
+// it (sleeping up to 100 ms between tries, with no queue), so under many concurrent writers a write
+// can wait past 10 s and FerretDB answers it with "database is locked (SQLITE_BUSY)". A longer wait
+// keeps those writes from failing; it does not make SQLite write faster.
+func sqliteURL(dir string, busyTimeout time.Duration) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	return "file:" + dir + "/?" + q.Encode()
 }

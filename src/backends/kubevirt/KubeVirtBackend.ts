@@ -44,6 +44,8 @@ import { execInVm, withAgent } from './vmAgent.js';
 import { envFile } from '../guest/agentProtocol.js';
 import { checkClones, checkGoldenImages, storedBytesByState } from './diskState.js';
 import type { DiskOptions } from './disks.js';
+import { thumbnailPng } from '../thumbnail.js';
+import { consoleLogTail } from './consoleLog.js';
 
 export interface KubeVirtBackendOptions {
   client: KubeClient;
@@ -68,6 +70,10 @@ export interface KubeVirtBackendOptions {
 }
 
 export const DEFAULT_IMAGE_NAMESPACE = 'lab-images';
+/** Console history put in front of a new console connection (as the QEMU backend's). */
+const CONSOLE_REPLAY_BYTES = 16 * 1024;
+/** How long opening a console waits for that history before it opens without. */
+const CONSOLE_LOG_TIMEOUT_MS = 3000;
 
 const SELECTOR = `${MANAGED_BY_LABEL}=${MANAGER}`;
 const VMI_ALL = '/apis/kubevirt.io/v1/virtualmachineinstances';
@@ -287,16 +293,71 @@ export class KubeVirtBackend implements LabBackend {
 
   async openChannel(handle: LabHandle, machine: string, channel: ChannelKind): Promise<Duplex> {
     const ns = handle.name;
-    if (this.vmis.get(ns, machine)) {
+    const vmi = this.vmis.get(ns, machine);
+    if (vmi) {
       const base = this.subresourceUrl.replace(/^http/, 'ws');
       const url = `${base}/apis/subresources.kubevirt.io/v1/namespaces/${ns}/virtualmachineinstances/${encodeURIComponent(machine)}/${channel}`;
-      return (await this.client.websocket(url, ['plain.kubevirt.io'])).stream;
+      const stream = (await this.client.websocket(url, ['plain.kubevirt.io'])).stream;
+      if (channel === 'console') {
+        // the console only carries output from now on: what the guest printed before (banner,
+        // issue) comes from KubeVirt's serial console log, read after connecting (an overlap, never a gap)
+        const recent = await this.consoleTail(ns, machine, vmi, CONSOLE_REPLAY_BYTES);
+        if (recent.length && !stream.destroyed) stream.unshift(recent);
+      }
+      return stream;
     }
     if (channel === 'console') {
       const pod = await this.client.get(podPath(ns, machine));
       if (pod && pod.metadata.labels?.[MACHINE_LABEL] === machine) return openPodTerminal(this.client, ns, machine);
     }
     throw new NotFound(`no ${channel} for ${ns}/${machine}`, { publicMessage: `Machine ${machine} has no ${channel === 'vnc' ? 'desktop' : 'console'} right now.` });
+  }
+
+  /**
+   * The recent console lines of a running VM (the teacher's glance at a lab nobody has a console
+   * open to), from KubeVirt's serial console log; null without a VMI or when the log is unreadable.
+   */
+  async consoleHistory(handle: LabHandle, machine: string, maxBytes: number): Promise<Buffer | null> {
+    const vmi = this.vmis.get(handle.name, machine);
+    if (!vmi) return null;
+    const tail = await this.consoleTail(handle.name, machine, vmi, maxBytes);
+    return tail.length ? tail : null;
+  }
+
+  /** The console log's tail, or nothing (logged) when it cannot be read within CONSOLE_LOG_TIMEOUT_MS. */
+  private async consoleTail(ns: string, machine: string, vmi: Vmi, maxBytes: number): Promise<Buffer> {
+    const t0 = Date.now();
+    try {
+      const uid = vmi.metadata.uid;
+      if (!uid) return Buffer.alloc(0);
+      const tail = await consoleLogTail(this.client, ns, { uid, ...(vmi.status?.nodeName ? { nodeName: vmi.status.nodeName } : {}) }, maxBytes, AbortSignal.timeout(CONSOLE_LOG_TIMEOUT_MS));
+      this.log.debug({ ns, machine, bytes: tail.length, ms: Date.now() - t0 }, 'kubevirt.console.history');
+      return tail;
+    } catch (err) {
+      this.log.warn({ ns, machine, ms: Date.now() - t0, err: (err as Error).message }, 'kubevirt.console.history.unavailable');
+      return Buffer.alloc(0);
+    }
+  }
+
+  /**
+   * The VMI's vnc/screenshot subresource, scaled to a thumbnail. From KubeVirt v1.7.0 it is libvirt's
+   * screenshot of the display (virDomainScreenshot: a PNG, or a PPM from an older libvirt) and takes
+   * no VNC connection; before v1.7.0 it went through the VM's VNC server, which serves one client, and
+   * so would cut off a student's open desktop. `moveCursor=false`: the guest's screen is left as it is.
+   */
+  async screenshot(handle: LabHandle, machine: string): Promise<Buffer> {
+    const vmi = this.vmis.get(handle.name, machine);
+    if (!vmi) throw new Conflict(`no running VMI ${handle.name}/${machine}`, { publicMessage: `Machine ${machine} is not running` });
+    const path = `/apis/subresources.kubevirt.io/v1/namespaces/${handle.name}/virtualmachineinstances/${encodeURIComponent(machine)}/vnc/screenshot`;
+    let image: Buffer;
+    try {
+      image = await this.client.request<Buffer>('GET', path, { baseUrl: this.subresourceUrl, query: { moveCursor: 'false' }, binary: true }, 'get');
+    } catch (err) {
+      // "No graphics devices are present." (a machine without a desktop) or not running (any more)
+      if (err instanceof KubeApiError && err.status === 400) throw new NotFound(`${handle.name}/${machine}: ${err.message}`, { publicMessage: `Machine ${machine} has no screen to show.` });
+      throw err;
+    }
+    return thumbnailPng(image);
   }
 
   async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {
@@ -418,7 +479,9 @@ export class KubeVirtBackend implements LabBackend {
     ]);
     const pick = <T extends K8sObject>(l: T[], apiVersion: string, kind: string) =>
       l.filter((o) => machine === undefined || o.metadata.name === machine).map((o) => ({ ...o, apiVersion, kind }));
-    const targets: K8sObject[] = [...pick(vms.items, 'kubevirt.io/v1', 'VirtualMachine'), ...pick(pods.items, 'v1', 'Pod')];
+    // KubeVirt's virt-launcher pods carry their VMI's labels (ours too): they go with their VM, never recreated as a container
+    const containers = pods.items.filter((p) => p.metadata.labels?.['kubevirt.io'] !== 'virt-launcher');
+    const targets: K8sObject[] = [...pick(vms.items, 'kubevirt.io/v1', 'VirtualMachine'), ...pick(containers, 'v1', 'Pod')];
     if (machine !== undefined && targets.length === 0) throw new NotFound(`no machine ${machine} in ${ns}`, { publicMessage: `There is no machine ${machine}.` });
     await Promise.all(
       targets.map(async (obj) => {

@@ -9,6 +9,7 @@
  * Idempotency lives here: create() treats a 409 on an object carrying our instance annotation as
  * success and anything else as a Conflict (never adopted); remove() treats 404 as success.
  */
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { URL } from 'node:url';
@@ -102,7 +103,7 @@ class TokenBucket {
   ) {
     this.tokens = burst;
   }
-  async take(): Promise<void> {
+  async take(signal: AbortSignal): Promise<void> {
     for (;;) {
       const now = Date.now();
       this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
@@ -111,7 +112,7 @@ class TokenBucket {
         this.tokens -= 1;
         return;
       }
-      await sleep(Math.ceil(((1 - this.tokens) / this.rate) * 1000));
+      await sleep(Math.ceil(((1 - this.tokens) / this.rate) * 1000), signal);
     }
   }
 }
@@ -123,6 +124,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Another base URL with the same credentials (KubeVirt's subresource API); default the API server. */
   baseUrl?: string;
+  /** The response body as bytes (a Buffer), not JSON: an image, say. Errors are still read as JSON. */
+  binary?: boolean;
 }
 
 export class KubeClient {
@@ -132,6 +135,8 @@ export class KubeClient {
   private readonly agent: http.Agent;
   private readonly bucket: TokenBucket;
   private readonly listeners = new Set<(r: RequestRecord) => void>();
+  /** Aborted by close(): every wait for a retry or a token ends, so nothing runs on after the client. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly o: KubeClientOptions) {
     if (o.kubeconfigPath) this.kc.loadFromFile(o.kubeconfigPath);
@@ -143,6 +148,8 @@ export class KubeClient {
     this.bucket = new TokenBucket(qps, qps * 2);
     const agentOpts = { keepAlive: true, maxSockets: 64 };
     this.agent = this.server.startsWith('https:') ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+    // every request waiting for a token or a retry listens here until it goes on: hundreds at scale
+    setMaxListeners(0, this.closing.signal);
   }
 
   /** Called for every completed request (tests count requests per lab namespace with it). */
@@ -164,7 +171,7 @@ export class KubeClient {
   }
 
   private async once<T>(method: string, verb: Verb, path: string, ro: RequestOptions): Promise<{ status: number; body: T }> {
-    await this.bucket.take();
+    await this.bucket.take(this.closing.signal);
     const url = new URL((ro.baseUrl ?? this.server) + path);
     for (const [k, v] of Object.entries(ro.query ?? {})) url.searchParams.set(k, v);
     const opts = await this.authOptions({ method, headers: { accept: 'application/json' } });
@@ -176,17 +183,21 @@ export class KubeClient {
       h['content-length'] = payload.length;
     }
     const mod = url.protocol === 'https:' ? https : http;
-    const res = await new Promise<{ status: number; text: string; retryAfter?: string }>((resolve, reject) => {
+    const res = await new Promise<{ status: number; raw: Buffer; text: string; retryAfter?: string }>((resolve, reject) => {
       const req = mod.request(url, { ...opts, signal: ro.signal }, (r) => {
         const chunks: Buffer[] = [];
         r.on('data', (c: Buffer) => chunks.push(c));
-        r.on('end', () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: r.headers['retry-after'] }));
+        r.on('end', () => {
+          const raw = Buffer.concat(chunks);
+          resolve({ status: r.statusCode ?? 0, raw, text: ro.binary && (r.statusCode ?? 0) < 400 ? '' : raw.toString('utf8'), retryAfter: r.headers['retry-after'] });
+        });
         r.on('error', reject);
       });
       req.on('error', reject);
       req.end(payload);
     });
     this.record(verb, path, res.status);
+    if (ro.binary && res.status < 400) return { status: res.status, body: res.raw as T };
     let body: T;
     try {
       body = (res.text && res.text.startsWith('{') ? JSON.parse(res.text) : res.text) as T;
@@ -209,11 +220,11 @@ export class KubeClient {
         return (await this.once<T>(method, verb, path, ro)).body;
       } catch (err) {
         const retryable = err instanceof KubeApiError ? RETRYABLE.has(err.status) : isConnError(err);
-        if (!retryable || attempt >= max || ro.signal?.aborted) throw err;
+        if (!retryable || attempt >= max || ro.signal?.aborted || this.closing.signal.aborted) throw err;
         const backoff = Math.min(5000, 100 * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4);
         const wait = err instanceof KubeApiError && err.retryAfterMs !== undefined ? Math.max(err.retryAfterMs, backoff) : backoff;
         this.o.log.debug({ method, path, attempt, wait, status: err instanceof KubeApiError ? err.status : 'conn' }, 'k8s.retry');
-        await sleep(wait, ro.signal);
+        await sleep(wait, ro.signal ? AbortSignal.any([ro.signal, this.closing.signal]) : this.closing.signal);
       }
     }
   }
@@ -278,7 +289,7 @@ export class KubeClient {
    * the stream; rejects with KubeApiError(410) when the version is too old (caller relists).
    */
   async watch(path: string, query: Record<string, string>, onEvent: (type: string, obj: K8sObject) => void, signal: AbortSignal): Promise<void> {
-    await this.bucket.take();
+    await this.bucket.take(this.closing.signal);
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries({ ...query, watch: '1', allowWatchBookmarks: 'true' })) url.searchParams.set(k, v);
     const opts = await this.authOptions({ method: 'GET', headers: { accept: 'application/json' } });
@@ -327,7 +338,7 @@ export class KubeClient {
 
   /** A websocket to the API server (or another base URL) with the tool's credentials, as a byte Duplex. */
   async websocket(url: string, protocols: string[], verb: Verb = 'connect'): Promise<{ ws: WebSocket; stream: Duplex }> {
-    await this.bucket.take();
+    await this.bucket.take(this.closing.signal);
     const opts = (await this.authOptions({ headers: {} })) as ClientOptions;
     const ws = new WebSocket(url, protocols, { ...opts, handshakeTimeout: 15_000, perMessageDeflate: false });
     const path = new URL(url).pathname;
@@ -350,6 +361,7 @@ export class KubeClient {
   }
 
   close(): void {
+    this.closing.abort(new BackendFailure('the Kubernetes client was closed'));
     this.agent.destroy();
   }
 }

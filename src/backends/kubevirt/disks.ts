@@ -18,9 +18,8 @@
  * 5.5 % by default), capped by the operator's per-lab maximum.
  */
 import { createHash } from 'node:crypto';
-import type { MachineSpec } from '../types.js';
+import { DEFAULT_DISK_GIB, type MachineSpec } from '../types.js';
 
-export const DEFAULT_DISK_GIB = 10;
 export const CDI_API = 'cdi.kubevirt.io/v1beta1';
 /** Head room over the requested sizes for CDI's filesystem overhead (its default is 0.055). */
 export const FS_OVERHEAD = 0.1;

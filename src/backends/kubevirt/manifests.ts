@@ -43,6 +43,11 @@ export const SUBDOMAIN = 'lab';
 
 /** Memory KubeVirt's virt-launcher pod needs on top of the guest (MiB); counted in the quota. */
 export const VM_OVERHEAD_MIB = 384;
+/**
+ * KubeVirt's guest-console-log container in the virt-launcher pod of a VM with a logged serial
+ * console (its defaults: 5m/35M requested, 15m/60M limit; in MiB rounded up), counted in the quota.
+ */
+export const CONSOLE_LOG_CONTAINER = { requestMilliCpu: 5, limitMilliCpu: 15, requestMiB: 34, limitMiB: 58 } as const;
 /** Guests get this share of a core as request (overcommit); the limit is the full core count. */
 export const CPU_REQUEST_MILLI_PER_CPU = 250;
 
@@ -231,6 +236,11 @@ function milli(m: number): string {
 function podMemoryMiB(m: MachineSpec): number {
   return m.memoryMiB + (m.kind === 'vm' ? VM_OVERHEAD_MIB : 0);
 }
+/** A VM whose serial console KubeVirt logs (virtualMachine: logSerialConsole). */
+function logsConsole(m: MachineSpec): boolean {
+  return m.kind === 'vm' && m.channels.includes('console');
+}
+const consoleLog = (m: MachineSpec, k: keyof typeof CONSOLE_LOG_CONTAINER): number => (logsConsole(m) ? CONSOLE_LOG_CONTAINER[k] : 0);
 
 /**
  * Hard limits: the sum of the machines (plus VM overhead); pods ×2 so a reset can overlap a
@@ -248,10 +258,10 @@ export function resourceQuota(c: BuildContext): K8sObject {
     metadata: meta(c, 'lab'),
     spec: {
       hard: {
-        'requests.cpu': milli(sum((m) => m.cpus * CPU_REQUEST_MILLI_PER_CPU)),
-        'limits.cpu': String(sum((m) => m.cpus)),
-        'requests.memory': mem(sum(podMemoryMiB)),
-        'limits.memory': mem(sum(podMemoryMiB)),
+        'requests.cpu': milli(sum((m) => m.cpus * CPU_REQUEST_MILLI_PER_CPU + consoleLog(m, 'requestMilliCpu'))),
+        'limits.cpu': milli(sum((m) => m.cpus * 1000 + consoleLog(m, 'limitMilliCpu'))),
+        'requests.memory': mem(sum((m) => podMemoryMiB(m) + consoleLog(m, 'requestMiB'))),
+        'limits.memory': mem(sum((m) => podMemoryMiB(m) + consoleLog(m, 'limitMiB'))),
         pods: String(ms.length * 2),
         ...storageQuota(ms.filter((m) => m.kind === 'vm'), c.disks),
         services: '1',
@@ -369,6 +379,9 @@ export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: Run
             devices: {
               autoattachGraphicsDevice: m.channels.includes('vnc'),
               autoattachSerialConsole: m.channels.includes('console'),
+              // KubeVirt ≥ 1.1 keeps what the console prints (a guest-console-log container): the
+              // history a new console starts with (consoleLog.ts); overrides a cluster-wide disableSerialConsoleLog
+              ...(logsConsole(m) ? { logSerialConsole: true } : {}),
               disks: [
                 { name: 'root', disk: { bus: 'virtio' } },
                 { name: 'cloudinit', disk: { bus: 'virtio' } },

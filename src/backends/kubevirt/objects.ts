@@ -8,6 +8,7 @@ export interface Vmi extends K8sObject {
     conditions?: Array<{ type: string; status: string; reason?: string; message?: string }>;
     reason?: string;
     interfaces?: Array<{ name?: string; ipAddress?: string; ipAddresses?: string[] }>;
+    nodeName?: string;
   };
 }
 export interface Vm extends K8sObject {

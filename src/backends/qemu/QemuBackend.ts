@@ -28,6 +28,7 @@ import { localImage, type LocalImage } from './image.js';
 import { detectAccel, reapStrayProbe, type Accel, type AccelSetting } from './kvm.js';
 import { GRAPHICAL, SavedStates } from './savedStates.js';
 import { waitForDrawnScreen } from './screen.js';
+import { thumbnailPng } from '../thumbnail.js';
 import { LabStore, type LabState, type MachineState } from './labState.js';
 import { QemuRunner, alive, guestPaths, type RunningGuest } from './QemuRunner.js';
 import { validateSpec, prepareMachine, createHomeOverlay } from './machineFiles.js';
@@ -177,7 +178,7 @@ export class QemuBackend implements LabBackend {
           const m = s.machines[k]!;
           const token = machineAgentToken(this.store.machineDir(name, m));
           const ping = (timeoutMs: number) => this.locked(`${name}/${m.name}#exec`, () => agentExec(g.agentSocket, token, 'true', { timeoutMs, maxOutputBytes: 64 }));
-          await abortable(waitBooted(m.name, g, ping, deadline, this.bootTimeoutMs), signal);
+          await abortable(waitBooted(m.name, g, ping, deadline, this.bootTimeoutMs, signal), signal);
           if (m.kind === 'cloud' && m.channels.includes('vnc')) await abortable(this.waitDesktop(name, m, g, token, deadline), signal);
           booted++;
           onProgress({ phase: 'machines-starting', percent: 50 + Math.round((45 * booted) / guests.length), message: `${m.name} booted (${booted} of ${guests.length})`, booted: { done: booted, total: guests.length } });
@@ -364,6 +365,32 @@ export class QemuBackend implements LabBackend {
       sock.once('close', () => { if (this.consoles.get(key) === sock) this.consoles.delete(key); });
     }
     return sock;
+  }
+
+  async screenshot(handle: LabHandle, machine: string): Promise<Buffer> {
+    const { s, m } = this.machineOf(handle, machine);
+    if (!m.channels.includes('vnc')) throw new NotFound(`machine ${machine} of lab ${s.labId} has no screen`);
+    const g = await this.guest(handle.name, m);
+    if (!g) throw new Conflict(`machine ${machine} of lab ${s.labId} is not running`, { publicMessage: `Machine ${machine} is not running` });
+    const file = path.join(this.store.machineDir(handle.name, m), 'thumbnail.ppm');
+    // one screendump per machine at a time: they share the file
+    return this.locked(`${handle.name}/${machine}#screen`, async () => {
+      fs.rmSync(file, { force: true });
+      await g.qmp.execute('screendump', { filename: file }, 10_000);
+      try {
+        return thumbnailPng(fs.readFileSync(file));
+      } finally {
+        fs.rmSync(file, { force: true });
+      }
+    });
+  }
+
+  /** The tail of the guest's console log (QEMU writes every byte the serial console prints to it). */
+  async consoleHistory(handle: LabHandle, machine: string, maxBytes: number): Promise<Buffer | null> {
+    const { m } = this.machineOf(handle, machine);
+    if (!m.channels.includes('console')) return null;
+    const log = guestPaths(this.store.machineDir(handle.name, m)).consoleLog;
+    return fs.existsSync(log) ? fileTail(log, maxBytes) : null;
   }
 
   async exec(handle: LabHandle, machine: string, command: string, opts: ExecOptions): Promise<ExecResult> {

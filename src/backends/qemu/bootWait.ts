@@ -1,4 +1,5 @@
 /** When a starting machine counts as booted: its console said so and its check agent answers, before the deadline. */
+import { setTimeout as delay } from 'node:timers/promises';
 import { BackendFailure } from '../../errors.js';
 import { AGENT_GRACE_MS } from '../guest/agentProtocol.js';
 import { READY_LINE } from '../guest/cloudInit.js';
@@ -9,8 +10,11 @@ import { lastLine } from './util.js';
 /** Every guest prints this on ttyS0 once booted and its check agent listens (lab-tiny's rc, cloud-init's runcmd, the identity step). */
 export const BOOTED = new RegExp(READY_LINE);
 
-/** Throws BackendFailure with the reason (for the student and the log) when the deadline passes first. */
-export async function waitBooted(machine: string, g: RunningGuest, ping: (timeoutMs: number) => Promise<ExecResult>, deadline: number, bootTimeoutMs: number): Promise<void> {
+/**
+ * Throws BackendFailure with the reason (for the student and the log) when the deadline passes
+ * first or QEMU exits; the signal's reason when it is aborted (nothing keeps polling after either).
+ */
+export async function waitBooted(machine: string, g: RunningGuest, ping: (timeoutMs: number) => Promise<ExecResult>, deadline: number, bootTimeoutMs: number, signal?: AbortSignal): Promise<void> {
   const secs = Math.round(bootTimeoutMs / 1000);
   const publicMessage = `Machine ${machine} did not start in time.`;
   try {
@@ -19,7 +23,11 @@ export async function waitBooted(machine: string, g: RunningGuest, ping: (timeou
     throw new BackendFailure(`machine ${machine} did not finish booting within ${secs} s: ${(err as Error).message}${lastLine(g.qemuLog)}`, { cause: err, publicMessage });
   }
   let why = 'no answer';
+  let exited = false;
+  void g.exited.then(() => { exited = true; });
   for (;;) {
+    signal?.throwIfAborted();
+    if (exited) throw new BackendFailure(`machine ${machine} stopped while its check agent was awaited (${why})${lastLine(g.qemuLog)}`, { publicMessage });
     const left = deadline - Date.now();
     if (left <= 0) throw new BackendFailure(`machine ${machine} booted but its check agent never answered within ${secs} s (${why})`, { publicMessage });
     try {
@@ -30,6 +38,6 @@ export async function waitBooted(machine: string, g: RunningGuest, ping: (timeou
     } catch (err) {
       why = (err as Error).message;
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await delay(250, undefined, signal ? { signal } : {});
   }
 }

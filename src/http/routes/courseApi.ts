@@ -21,9 +21,14 @@ export interface CourseApiDeps {
   runtime?: Pick<LabRuntime, 'subscribe'>;
   /** How often the course stream looks for labs started since it opened (default 10 s). */
   relistMs?: number;
-  /** The last console lines of the labs someone has a console open on (a glance for the teacher). */
-  consoleTails?: (instanceIds: readonly string[]) => Map<string, { machine: string; lines: string[] }>;
+  /** The last console lines of the running labs (a glance for the teacher; courseGlance.ts). */
+  consoleTails?: (docs: readonly LabInstanceDoc[]) => Promise<Map<string, { machine: string; lines: string[] }>>;
   catalog: LabCatalogCache;
+  /**
+   * The machine whose screen thumbnail the lab's card shows (route thumbnailRoutes.ts), when the
+   * backend takes them; none when the card shows the console's lines (`tail`) instead.
+   */
+  screenOf?: (inst: LabInstanceDoc, tail?: { machine: string; lines: string[] }) => Promise<string | undefined>;
   /** Display names for user ids (from the launches), when the LTI module provides them. */
   userNames?: (userIds: string[]) => Promise<Record<string, string>>;
   /** Automatic checks: which each student passed and when (labs that have checks). */
@@ -55,12 +60,12 @@ export function courseApiRouter(d: CourseApiDeps): Router {
     void (async () => {
       const contextId = String(req.params.contextId);
       if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
-      const docs = (await LabInstance.find({ contextId }).sort({ createdAt: 1 }).limit(2000).lean()) as LabInstanceDoc[];
+      const docs = (await LabInstance.find({ contextId, warmSession: null }).sort({ createdAt: 1 }).limit(2000).lean()) as LabInstanceDoc[];
       const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
       const roster = d.learners ? await d.learners(contextId).catch(() => null) : null;
       const hands = d.classroom ? await d.classroom.hands(contextId).catch(() => undefined) : undefined;
-      const tails = d.consoleTails?.(docs.map((x) => x._id));
+      const tails = d.consoleTails ? await d.consoleTails(docs).catch(() => undefined) : undefined;
       const started = new Set(docs.map((x) => x.userId));
       const notStarted = roster ? roster.filter((m) => !m.userId || !started.has(m.userId)).map((m) => ({ userId: m.userId, name: m.name })) : null;
       const now = Date.now();
@@ -73,9 +78,11 @@ export function courseApiRouter(d: CourseApiDeps): Router {
           steps: s ? { ticked: s.ticked, total: s.total, percent: s.maxWeight > 0 ? Math.round((100 * s.weight) / s.maxWeight) : 0 } : null,
           expiresAt: inst.expiresAt, secondsLeft: inst.expiresAt ? Math.max(0, Math.round((new Date(inst.expiresAt).getTime() - now) / 1000)) : null,
           lastActivityAt: inst.lastActivityAt,
+          storageGiB: inst.storageGiB ?? null,
           checks: checks?.get(inst._id) ?? null,
           hand: hands?.get(inst._id) ?? null,
           console: tails?.get(inst._id) ?? null,
+          screen: d.screenOf && (inst.state === 'running' || inst.state === 'paused') ? (await d.screenOf(inst, tails?.get(inst._id)).catch(() => undefined)) ?? null : null,
           stuck: stuckReason(inst, hands?.get(inst._id), (checks?.get(inst._id)?.list ?? []).map((p) => p.passedAt), now),
         };
       }));
@@ -95,7 +102,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
       const send = (e: object) => res.write(`data: ${JSON.stringify(e)}\n\n`);
       const subs = new Map<string, () => void>();
       const relist = async () => {
-        const ids = (await LabInstance.find({ contextId }, { _id: 1 }).limit(2000).lean()).map((x) => x._id);
+        const ids = (await LabInstance.find({ contextId, warmSession: null }, { _id: 1 }).limit(2000).lean()).map((x) => x._id);
         for (const id of ids) {
           if (subs.has(id)) continue;
           subs.set(id, runtime.subscribe(id, (e) => {

@@ -27,6 +27,8 @@ import { viewerOf } from '../../auth/tenancy.js';
 import { signMediaUrls } from '../../labs/definition/render.js';
 import { LabCatalogCache } from '../../labs/LabCatalogCache.js';
 import type { Classroom } from '../../labs/Classroom.js';
+import { DEFAULT_RETENTION, deletionWarningMs, keepDaysOf, type RetentionPolicy } from '../../labs/retention.js';
+import type { LabInstanceDoc } from '../../store/LabInstance.js';
 
 export interface LabApiDeps {
   runtime: LabRuntime;
@@ -47,6 +49,8 @@ export interface LabApiDeps {
   media?: MediaTokens;
   /** Raised hands and the teacher's messages. */
   classroom?: Classroom;
+  /** How long stopped labs keep their disks (default: DEFAULT_RETENTION). */
+  retention?: RetentionPolicy;
 }
 
 type Handler = (req: Request, res: express.Response) => Promise<void>;
@@ -196,6 +200,12 @@ function viewerLanguages(req: Request): string[] {
   return [req.session?.locale, ...acceptLanguages(req.get('accept-language'))].filter((l): l is string => Boolean(l));
 }
 
+/** What stopping keeps: for how many days, when the student is warned before deletion, and the disks' size. */
+function keepView(inst: LabInstanceDoc, policy: RetentionPolicy) {
+  const warnAt = inst.state === 'stopped' && inst.expiresAt ? new Date(new Date(inst.expiresAt).getTime() - deletionWarningMs(inst, policy)) : null;
+  return { days: keepDaysOf(inst, policy), warnAt, storageGiB: inst.storageGiB ?? null };
+}
+
 async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAccess, languages: string[]) {
   const { inst } = a;
   // a teacher reads the student's instructions: {{user.name}} is the owner's name
@@ -229,6 +239,7 @@ async function instanceView(d: LabApiDeps, catalog: LabCatalogCache, a: LabAcces
     expiresAt: inst.expiresAt,
     serverTime: new Date().toISOString(),
     lifetime: inst.lifetime ?? null,
+    keep: keepView(inst, d.retention ?? DEFAULT_RETENTION),
     mode: a.mode,
     viewer: { userId: a.session.userId, name: a.session.name ?? null, role: a.session.role },
     contextId: a.mode === 'view' ? inst.contextId : undefined,

@@ -360,7 +360,8 @@ export class CheckRunner {
   /** One pass of the background scheduler (exported for tests): runs the not-yet-passed steps of every running lab that is due. */
   async tick(): Promise<void> {
     if (this.d.isLeader && !this.d.isLeader()) return;
-    const running = (await LabInstance.find({ state: 'running' }, { labId: 1, labVersion: 1 }).lean()) as Array<Pick<LabInstanceDoc, '_id' | 'labId' | 'labVersion'>>;
+    // a prepared lab of a warm session has no student yet: its checks start once it is handed out
+    const running = (await LabInstance.find({ state: 'running', warmSession: null }, { labId: 1, labVersion: 1 }).lean()) as Array<Pick<LabInstanceDoc, '_id' | 'labId' | 'labVersion'>>;
     const seen = new Set<string>();
     for (const inst of running) {
       if (this.closed) return;

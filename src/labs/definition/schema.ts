@@ -126,6 +126,8 @@ export const LabSchema = z
         idleMinutes: int(1, 10_080).default(30),
         pausable: bool.default(true),
         warnBeforeMinutes: int(0, 1440).default(10),
+        /** Days a stopped lab keeps its machines' disks (the activity and the operator may shorten it). */
+        keepDays: int(1, 365).default(7),
       }, { invalid_type_error: 'expected a map such as { maxMinutes: 120 }' })
       .strict()
       .default({}),

@@ -1,7 +1,8 @@
 /**
  * A real Kubernetes control plane for tests, the way envtest does it: etcd, kube-apiserver and
  * kube-controller-manager (so namespace deletion and garbage collection really happen) on loopback
- * random ports, no kubelet. Binaries come from scripts/setup-test.sh (need_k8s) in the tools cache.
+ * random ports, no kubelet of its own (the KubeVirt stand-in registers a node and answers what the
+ * API server proxies to its kubelet). Binaries come from scripts/setup-test.sh (need_k8s) in the tools cache.
  *
  * One control plane per test run: `sharedControlPlane()` starts it lazily on first use and the root
  * hook (test/support/hooks.ts) stops it at the end, leaving no process and no temp dir behind.
@@ -14,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { defaultToolsDir } from '../../../src/config.js';
-import { createCa, createServiceAccountKeys, issueServingCert, type Pki } from './pki.js';
+import { createCa, createServiceAccountKeys, issueClientCert, issueServingCert, type Pki } from './pki.js';
 import { freePorts, pollUntil, startProc, stopProc, type Proc } from './proc.js';
 
 export const K8S_VERSION = 'v1.34.4';
@@ -99,6 +100,9 @@ export class ControlPlane {
     t = Date.now();
     const serving = issueServingCert(this.pki, 'apiserver', ['IP:127.0.0.1', 'DNS:localhost', 'DNS:kubernetes.default.svc']);
     const sa = createServiceAccountKeys(dir);
+    // pods/log (and exec, port-forward) are proxied to the kubelet of the pod's node: the stand-in's
+    // node (127.0.0.1) serves a certificate from this CA and asks for this client certificate
+    const kubeletClient = issueClientCert(this.pki, 'apiserver-kubelet-client', 'kube-apiserver-kubelet-client', 'lab-test');
     this.adminToken = randomBytes(24).toString('hex');
     const tokens = path.join(dir, 'tokens.csv');
     fs.writeFileSync(tokens, `${this.adminToken},admin,admin,"system:masters"\n`, { mode: 0o600 });
@@ -108,6 +112,8 @@ export class ControlPlane {
       `--cert-dir=${dir}`, `--tls-cert-file=${serving.cert}`, `--tls-private-key-file=${serving.key}`, `--client-ca-file=${this.pki.caCert}`,
       `--service-account-key-file=${sa.publicKey}`, `--service-account-signing-key-file=${sa.privateKey}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local', '--service-cluster-ip-range=10.96.0.0/16',
+      `--kubelet-client-certificate=${kubeletClient.cert}`, `--kubelet-client-key=${kubeletClient.key}`,
+      `--kubelet-certificate-authority=${this.pki.caCert}`, '--kubelet-preferred-address-types=InternalIP',
       '--authorization-mode=RBAC', `--token-auth-file=${tokens}`, '--allow-privileged=false', '--profiling=false',
       '--v=1',
     ], path.join(dir, 'kube-apiserver.log'));

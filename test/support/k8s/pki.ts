@@ -45,6 +45,21 @@ export function issueServingCert(pki: Pki, name: string, sans: string[]): { cert
   return { cert, key };
 }
 
+/** A client certificate for `cn` (organisation `org`) signed by the CA: the API server's identity towards kubelets. */
+export function issueClientCert(pki: Pki, name: string, cn: string, org: string): { cert: string; key: string } {
+  const key = path.join(pki.dir, `${name}.key`);
+  const csr = path.join(pki.dir, `${name}.csr`);
+  const cert = path.join(pki.dir, `${name}.crt`);
+  const ext = path.join(pki.dir, `${name}.ext`);
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', `/O=${org}/CN=${cn}`]);
+  fs.writeFileSync(ext, 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n');
+  openssl([
+    'x509', '-req', '-in', csr, '-CA', pki.caCert, '-CAkey', pki.caKey, '-set_serial', `0x${randomBytes(8).toString('hex')}`,
+    '-days', '1', '-out', cert, '-extfile', ext,
+  ]);
+  return { cert, key };
+}
+
 /** The key pair the API server signs (and verifies) service-account tokens with. */
 export function createServiceAccountKeys(dir: string): { privateKey: string; publicKey: string } {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

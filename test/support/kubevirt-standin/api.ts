@@ -7,6 +7,9 @@
  *   GET (websocket, plain.kubevirt.io) .../virtualmachineinstances/{name}/portforward/{port}[/tcp]:
  *       raw TCP bytes to that port of the guest (a QEMU user-net host forward into its network,
  *       as virt-handler connects into the VM's network); any number of connections at once
+ *   GET .../virtualmachineinstances/{name}/vnc/screenshot[?moveCursor=false]: a PNG of the display,
+ *       as KubeVirt ≥ v1.7.0 takes it (libvirt's screenshot, a QMP screendump: no VNC connection,
+ *       an open VNC viewer stays); 400 "No graphics devices are present." without a display
  *   PUT .../virtualmachineinstances/{name}/pause|unpause
  *   PUT .../virtualmachines/{name}/start|stop|restart
  *
@@ -26,6 +29,7 @@ import type { StandInController, Vmi } from './controller.js';
 export const SUBPROTOCOL = 'plain.kubevirt.io';
 const PREFIX = '/apis/subresources.kubevirt.io/v1/namespaces/';
 const portforwardRoute = /^\/apis\/subresources\.kubevirt\.io\/v1\/namespaces\/([a-z0-9-]+)\/virtualmachineinstances\/([a-z0-9.-]+)\/portforward\/(\d{1,5})(?:\/(tcp|udp))?$/;
+const screenshotRoute = /^\/apis\/subresources\.kubevirt\.io\/v1\/namespaces\/([a-z0-9-]+)\/virtualmachineinstances\/([a-z0-9.-]+)\/vnc\/screenshot$/;
 const route = /^\/apis\/subresources\.kubevirt\.io\/v1\/namespaces\/([a-z0-9-]+)\/(virtualmachineinstances|virtualmachines)\/([a-z0-9.-]+)\/([a-z]+)$/;
 
 interface Failure { code: number; reason: string; message: string }
@@ -98,6 +102,8 @@ export class SubresourceServer {
     const path = new URL(req.url ?? '/', 'https://x').pathname;
     if (path === '/healthz' || path === '/apis/subresources.kubevirt.io/v1/healthz') { res.end('OK'); return; }
     if (portforwardRoute.test(path)) return this.reply(res, fail(400, 'portforward needs a websocket upgrade'));
+    const shot = screenshotRoute.exec(path);
+    if (shot) return this.screenshot(req, res, shot[1]!, shot[2]!);
     const m = route.exec(path);
     if (!m) return this.reply(res, fail(404, `no such path ${path.startsWith(PREFIX) ? path : '(not a KubeVirt subresource)'}`));
     const [, ns, resource, name, sub] = m as unknown as [string, string, string, string, string];
@@ -134,6 +140,26 @@ export class SubresourceServer {
     this.o.log.info({ ns, name, op: sub }, 'vm.state-change');
     res.end();
   }
+
+  /** KubeVirt's vnc/screenshot: authorised as get virtualmachineinstances/vnc/screenshot. */
+  private async screenshot(req: IncomingMessage, res: ServerResponse, ns: string, name: string): Promise<void> {
+    if (req.method !== 'GET') return this.reply(res, fail(405, 'vnc/screenshot requires GET'));
+    const denied = await this.authorize(req, ns, 'virtualmachineinstances', name, 'vnc/screenshot', 'get');
+    if (denied) return this.reply(res, denied);
+    req.resume();
+    const vmi = await this.o.kube.get<Vmi>(vmiPath(ns, name));
+    if (!vmi) return this.reply(res, fail(404, `virtualmachineinstance.kubevirt.io "${name}" not found`));
+    if (vmi.spec.domain?.devices?.autoattachGraphicsDevice === false) return this.reply(res, fail(400, 'No graphics devices are present.'));
+    const guest = this.o.controller.guests.get(`${ns}/${name}`)?.guest;
+    if (vmi.status?.phase !== 'Running' || !guest?.screenshot) return this.reply(res, fail(400, 'VMI is not running'));
+    this.screenshots++;
+    const png = await guest.screenshot();
+    res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length });
+    res.end(png);
+  }
+
+  /** Screenshots served (for tests). */
+  screenshots = 0;
 
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const pf = portforwardRoute.exec(new URL(req.url ?? '/', 'https://x').pathname);

@@ -2,10 +2,13 @@
  * The stand-in's CDI: what the containerized-data-importer controllers do for a DataVolume and a
  * DataSource, reduced to one node whose "storage" is qcow2 files under the stand-in's work dir.
  *
- * - Import (`source.registry.url`, how an administrator fills a golden disk): the image is not
- *   pulled; `docker://registry/x/debian-12:tag` maps to the local guest image `debian-12` (as the
- *   containerDisk mapping does, lab-tiny when there is none) and the PVC is backed by that image's
- *   disk.qcow2, read-only.
+ * - Import (`source.registry.url`, how an administrator fills a golden disk): from a registry on
+ *   this host's loopback the containerDisk image is pulled and the PVC is backed by the disk in
+ *   its /disk (containerDisks.ts), its guest image (the kernel the stand-in boots) named by the
+ *   image's title label; a pull that fails keeps the DataVolume importing, Running False with
+ *   the reason, and is retried. Any other URL is not pulled: `docker://registry/x/debian-12:tag`
+ *   maps to the local guest image `debian-12` (as the containerDisk mapping does, lab-tiny when
+ *   there is none) and the PVC is backed by that image's disk.qcow2, read-only.
  * - Clone (`sourceRef` → DataSource → PVC): a PVC of the requested size (inflated by CDI's default
  *   filesystem overhead, as CDI does for `storage` requests) is created in the DataVolume's
  *   namespace — so the namespace's ResourceQuota really applies — and backed by a qcow2 overlay
@@ -27,6 +30,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KubeError, type KubeClient, type ObjectMeta } from './kube.js';
 import { quantityToMiB } from './guests.js';
+import { pullable, type ContainerDiskPuller } from './containerDisks.js';
 
 const run = promisify(execFile);
 export const CDI = '/apis/cdi.kubevirt.io/v1beta1';
@@ -60,7 +64,7 @@ export class StandInCdi {
   constructor(
     private readonly kc: k8s.KubeConfig,
     private readonly kube: KubeClient,
-    private readonly o: { workDir: string; imagesDir: string; log: Logger; onDataVolume: (dv: DataVolume) => void },
+    private readonly o: { workDir: string; imagesDir: string; log: Logger; onDataVolume: (dv: DataVolume) => void; puller?: ContainerDiskPuller },
   ) {}
 
   async start(): Promise<void> {
@@ -147,6 +151,8 @@ export class StandInCdi {
   /** A golden disk: the local guest image the registry URL names, backing a PVC read-only. */
   private async importRegistry(dv: DataVolume): Promise<void> {
     const url = dv.spec.source?.registry?.url ?? '';
+    const ref = url.replace(/^docker:\/\//, '');
+    if (this.o.puller && pullable(ref)) return this.importPulled(dv, ref, this.o.puller);
     const wanted = (url.split('/').pop() ?? '').replace(/[:@].*$/, '').replace(/[^a-z0-9._-]/gi, '_');
     let dir = path.join(this.o.imagesDir, wanted);
     if (!wanted || !fs.existsSync(path.join(dir, 'disk.qcow2'))) {
@@ -161,6 +167,27 @@ export class StandInCdi {
     const virtualMiB = await virtualSizeMiB(path.join(real, 'disk.qcow2'));
     const size = Math.max(quantityToMiB(dv.spec.storage?.resources?.requests?.storage, virtualMiB), virtualMiB);
     await this.createPvc(dv, size, { [FILE_ANNOTATION]: path.join(real, 'disk.qcow2'), [IMAGE_ANNOTATION]: real });
+    await this.setDv(dv, 'Succeeded', { bound: true });
+  }
+
+  /** A golden disk pulled from a registry: the PVC is backed by the image's disk, its kernel from the local image its title names. */
+  private async importPulled(dv: DataVolume, ref: string, puller: ContainerDiskPuller): Promise<void> {
+    const { namespace: ns, name } = dv.metadata;
+    let disk;
+    try {
+      disk = await puller.disk(ref, { forQemu: false });
+    } catch (err) {
+      this.retryLater(`dv/${ns}/${name}`, 5000);
+      return this.setDv(dv, 'ImportInProgress', { running: { status: 'False', reason: 'Error', message: String(err instanceof Error ? err.message : err) } });
+    }
+    const imageDir = path.join(this.o.imagesDir, disk.title ?? (ref.split('/').pop() ?? '').replace(/[:@].*$/, ''));
+    if (!fs.existsSync(imageDir)) {
+      return this.setDv(dv, 'Failed', { running: { status: 'False', reason: 'Error', message: `image ${ref}: the stand-in has no local image "${path.basename(imageDir)}" to take its kernel from` } });
+    }
+    const virtualMiB = await virtualSizeMiB(disk.file);
+    const size = Math.max(quantityToMiB(dv.spec.storage?.resources?.requests?.storage, virtualMiB), virtualMiB);
+    await this.createPvc(dv, size, { [FILE_ANNOTATION]: disk.file, [IMAGE_ANNOTATION]: fs.realpathSync(imageDir) });
+    this.o.log.info({ dv: `${ns}/${name}`, ref, digest: disk.digest }, 'cdi.imported');
     await this.setDv(dv, 'Succeeded', { bound: true });
   }
 
@@ -197,7 +224,7 @@ export class StandInCdi {
     const dir = path.join(this.o.workDir, 'pv', ns);
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `${name}.qcow2`);
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', srcFile, file, `${sizeMiB}M`]);
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', await diskFormat(srcFile), '-b', srcFile, file, `${sizeMiB}M`]);
     const pvc = await this.kube.get<Pvc>(pvcPath(ns, name));
     await this.kube.mergePatch(pvcPath(ns, name), { metadata: { annotations: { [FILE_ANNOTATION]: file, [IMAGE_ANNOTATION]: src.metadata.annotations?.[IMAGE_ANNOTATION] ?? '' }, resourceVersion: pvc?.metadata.resourceVersion } });
     this.o.log.info({ dv: `${ns}/${name}`, source: `${srcRef.namespace}/${srcRef.name}`, file }, 'cdi.cloned');
@@ -251,6 +278,12 @@ export class StandInCdi {
     fs.rm(file, { force: true }, () => undefined);
     this.o.log.info({ pvc: `${pvc.metadata.namespace}/${pvc.metadata.name}`, file }, 'cdi.pvc.deleted');
   }
+}
+
+/** qcow2, or raw for anything else (a pulled disk may be either). */
+async function diskFormat(file: string): Promise<'qcow2' | 'raw'> {
+  const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', file]);
+  return (JSON.parse(stdout) as { format: string }).format === 'qcow2' ? 'qcow2' : 'raw';
 }
 
 async function virtualSizeMiB(file: string): Promise<number> {

@@ -22,6 +22,7 @@ import { KubeClient, vmiPath, vmPath, type ObjectMeta } from './kube.js';
 import { quantityToMiB, type Guest, type GuestRuntime, type LabNetwork } from './guests.js';
 import { userDataLogin, userDataScript } from './cloudInit.js';
 import { dataVolumeDisk, ensureVmDataVolumes, firmwareUuid, type DisksState } from './vmDisks.js';
+import { deleteLauncherPods, ensureLauncherPod, markLauncherRunning, serialConsoleLogged } from './launcherPods.js';
 
 export const VMI_FINALIZER = 'foregroundDeleteVirtualMachine';
 export const NODE_NAME = 'kubevirt-standin';
@@ -32,10 +33,10 @@ interface VmiSpec {
     cpu?: { cores?: number; sockets?: number; threads?: number };
     memory?: { guest?: string };
     firmware?: { uuid?: string };
-    resources?: { requests?: { memory?: string } };
-    devices?: { autoattachGraphicsDevice?: boolean; autoattachSerialConsole?: boolean };
+    resources?: { requests?: { cpu?: string; memory?: string }; limits?: { cpu?: string; memory?: string } };
+    devices?: { autoattachGraphicsDevice?: boolean; autoattachSerialConsole?: boolean; logSerialConsole?: boolean };
   };
-  volumes?: Array<{ name: string; containerDisk?: { image?: string }; dataVolume?: { name: string }; cloudInitNoCloud?: NoCloudSource }>;
+  volumes?: Array<{ name: string; containerDisk?: { image?: string; path?: string; imagePullPolicy?: string }; dataVolume?: { name: string }; cloudInitNoCloud?: NoCloudSource }>;
   networks?: Array<{ name: string }>;
   hostname?: string;
   subdomain?: string;
@@ -85,7 +86,17 @@ export class StandInController {
   private crashes = new Map<string, { count: number; until: number }>();
   private stopped = false;
 
-  constructor(private readonly kc: k8s.KubeConfig, private readonly kube: KubeClient, private readonly runtime: GuestRuntime, private readonly log: Logger) {}
+  /**
+   * `clusterDisablesLog`: the KubeVirt CR's `virtualMachineOptions.disableSerialConsoleLog` — only
+   * VMIs asking for `logSerialConsole` get a guest-console-log container then.
+   */
+  constructor(private readonly kc: k8s.KubeConfig, private readonly kube: KubeClient, private readonly runtime: GuestRuntime, private readonly log: Logger, private readonly clusterDisablesLog = true) {}
+
+  /** The serial console log file of the running guest of the VMI with this uid (the kubelet serves it). */
+  consoleLogOf(uid: string): string | undefined {
+    for (const g of this.guests.values()) if (g.uid === uid && !g.exit) return g.guest?.consoleLog;
+    return undefined;
+  }
 
   async start(): Promise<void> {
     const custom = this.kc.makeApiClient(k8s.CustomObjectsApi);
@@ -161,6 +172,7 @@ export class StandInController {
 
     if (vmi.metadata.deletionTimestamp) {
       await this.forgetGuest(key);
+      await deleteLauncherPods(this.kube, ns, uid);
       if (vmi.metadata.finalizers?.includes(VMI_FINALIZER)) {
         await this.kube.mergePatch(vmiPath(ns, name), { metadata: { finalizers: vmi.metadata.finalizers.filter((f) => f !== VMI_FINALIZER), resourceVersion: vmi.metadata.resourceVersion } }, [200, 404, 409]);
       }
@@ -175,9 +187,11 @@ export class StandInController {
     }
     if (state) return this.syncRunning(vmi, state);
 
-    // A new VMI: schedule it on our one node and boot its guest.
+    // A new VMI: its virt-launcher pod (admitted by the namespace's quota, or the VMI waits and
+    // this is retried), scheduled on our one node, then its guest.
     let cur = await this.setVmiStatus(vmi, 'Scheduling');
-    cur = await this.setVmiStatus(cur, 'Scheduled', { nodeName: NODE_NAME });
+    const pod = await ensureLauncherPod(this.kube, vmi, NODE_NAME, this.clusterDisablesLog);
+    cur = await this.setVmiStatus(cur, 'Scheduled', { nodeName: NODE_NAME, activePods: { [pod.uid]: NODE_NAME } });
     const lab = await this.labNetwork(ns, name);
     const probePort = vmi.spec.readinessProbe?.tcpSocket?.port;
     state = { uid, ip: lab.ip, paused: false, ready: probePort === undefined };
@@ -198,6 +212,8 @@ export class StandInController {
         ...(login.password ? { password: login.password } : {}),
         ...(userScript ? { userScript } : {}),
         image: disk?.containerDisk?.image ?? 'lab-tiny',
+        ...(disk?.containerDisk?.path ? { containerDiskPath: disk.containerDisk.path } : {}),
+        ...(disk?.containerDisk?.imagePullPolicy ? { imagePullPolicy: disk.containerDisk.imagePullPolicy } : {}),
         ...(dvDisk ? { disk: dvDisk } : {}),
         lab,
         cloudInit: {
@@ -224,6 +240,7 @@ export class StandInController {
     });
     if (this.stopped) { await booted.guest!.stop(); return cur; }
     this.log.info({ key, pid: booted.guest!.pid }, 'guest.running');
+    await markLauncherRunning(this.kube, pod, booted.ip, serialConsoleLogged(vmi, this.clusterDisablesLog));
     if (probePort !== undefined) void this.probeUntilReady(key, booted, probePort, (vmi.spec.readinessProbe?.periodSeconds ?? 10) * 1000);
     return this.syncRunning(cur, booted);
   }
@@ -321,7 +338,7 @@ export class StandInController {
     });
   }
 
-  private async setVmiStatus(vmi: Vmi, phase: string, o: { nodeName?: string; reason?: string; ready?: boolean; paused?: boolean; interfaces?: unknown[] } = {}): Promise<Vmi> {
+  private async setVmiStatus(vmi: Vmi, phase: string, o: { nodeName?: string; activePods?: Record<string, string>; reason?: string; ready?: boolean; paused?: boolean; interfaces?: unknown[] } = {}): Promise<Vmi> {
     const t = now();
     const old = vmi.status?.conditions ?? [];
     const cond = (type: string, status: 'True' | 'False', reason?: string, message?: string): Condition => {
@@ -334,6 +351,7 @@ export class StandInController {
     if (vmi.status?.phase !== phase) transitions.push({ phase, phaseTransitionTimestamp: t });
     const status: Record<string, unknown> = { phase, conditions, phaseTransitionTimestamps: transitions, qosClass: 'Burstable', guestOSInfo: {} };
     if (o.nodeName) status.nodeName = o.nodeName;
+    if (o.activePods) status.activePods = o.activePods;
     if (o.reason) status.reason = o.reason;
     if (o.interfaces) status.interfaces = o.interfaces;
     const { namespace: ns, name } = vmi.metadata;

@@ -8,8 +8,12 @@ import YAML from 'yaml';
 export interface GuestRequest {
   /** "<namespace>/<name>" of the VMI; unique among running guests. */
   key: string;
-  /** containerDisk image of the VMI's first disk, mapped to a guest image name (e.g. "lab-tiny"). */
+  /** containerDisk image of the VMI's first disk: pulled from a loopback registry, else mapped to a guest image name (e.g. "lab-tiny"). */
   image: string;
+  /** The containerDisk's `path` (the disk file in the image; default: the one file in /disk). */
+  containerDiskPath?: string;
+  /** The containerDisk's `imagePullPolicy` (default: Always for :latest or no tag, else IfNotPresent). */
+  imagePullPolicy?: string;
   cpus: number;
   memoryMiB: number;
   /** A VGA display on VNC (KubeVirt: domain.devices.autoattachGraphicsDevice, default true). */
@@ -49,8 +53,12 @@ export interface Guest {
   readonly pid: number | undefined;
   readonly vncSocket: string;
   readonly serialSocket: string;
+  /** Every byte the serial console printed (what libvirt's serial log file holds); absent without a console. */
+  readonly consoleLog?: string;
   /** A TCP port on 127.0.0.1 connected to the guest's `guestPort` (its network, like KubeVirt's portforward). */
   forwardPort(guestPort: number): Promise<number>;
+  /** What the VGA display shows, as a PNG (the screenshot subresource); absent when the runtime has no display. */
+  screenshot?(): Promise<Buffer>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** Power off (and kill if it does not go); resolves once the process is gone. */

@@ -35,11 +35,13 @@ export async function startStandIn(cp: ControlPlane): Promise<StandIn> {
   const t0 = Date.now();
   const workDir = fs.mkdtempSync(path.join(cp.dir, 'standin-'));
   const tls = issueServingCert(cp.pki, 'standin', ['IP:127.0.0.1', 'DNS:localhost']);
+  const kubeletTls = issueServingCert(cp.pki, 'standin-kubelet', ['IP:127.0.0.1']);
   const logFile = path.join(cp.dir, 'kubevirt-standin.log');
   const fd = fs.openSync(logFile, 'a');
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'main.ts')], {
     stdio: ['pipe', 'pipe', fd],
-    env: { ...process.env, STANDIN_KUBECONFIG: cp.kubeconfigPath, STANDIN_TLS_CERT: tls.cert, STANDIN_TLS_KEY: tls.key, STANDIN_WORK_DIR: workDir },
+    env: { ...process.env, STANDIN_KUBECONFIG: cp.kubeconfigPath, STANDIN_TLS_CERT: tls.cert, STANDIN_TLS_KEY: tls.key, STANDIN_WORK_DIR: workDir,
+      STANDIN_KUBELET_CERT: kubeletTls.cert, STANDIN_KUBELET_KEY: kubeletTls.key, STANDIN_CLIENT_CA: cp.pki.caCert },
   });
   fs.closeSync(fd);
   // If the test run exits without stop() (a hook timed out), take the stand-in and its guests

@@ -4,8 +4,12 @@
  * guests" gets a guest with no QEMU process. Everything around it stays real — the API server,
  * the stand-in's CDI clone, the VMI created by the VM controller, its phases, address and
  * readiness probe — only the guest behind it is paper: its "agent" port answers the probe with an
- * error line (as the real check agent answers an empty line), it has no display or console, and
- * pause/resume/stop act on nothing.
+ * error line (as the real check agent answers an empty line), it has no display, its serial
+ * console is a loopback line (below), and pause/resume/stop act on nothing.
+ *
+ * The loopback console greets each connection with `paper console <key>, connection <n>` (n counts
+ * the connections made to that guest's serial line, so a test sees how many upstreams there were),
+ * echoes every byte typed, and answers Enter with a `$ ` prompt on a new line.
  *
  * A namespace is marked by a file named after it under `<work dir>/without-guests/`
  * (launcher.ts: StandIn.withoutGuests), before the tool creates it.
@@ -26,17 +30,33 @@ export function withoutGuestsDir(workDir: string): string {
 /** Boots real guests except in namespaces marked under the work dir, which get paper guests. */
 export function withPaperGuests(real: GuestRuntime, workDir: string, log: Logger): GuestRuntime {
   const dir = withoutGuestsDir(workDir);
+  let serials = 0;
   return {
     boot(req: GuestRequest): Promise<Guest> {
       const ns = req.key.split('/')[0] ?? '';
       if (!fs.existsSync(path.join(dir, ns))) return real.boot(req);
       log.info({ key: req.key }, 'guest.paper');
-      return Promise.resolve(paperGuest());
+      return paperGuest(req.key, path.join(dir, `serial-${++serials}.sock`));
     },
   };
 }
 
-function paperGuest(): Guest {
+/** The loopback serial line: a greeting naming the connection, every byte echoed, a prompt after Enter. */
+function serialLine(key: string, sockets: Set<net.Socket>): net.Server {
+  let connections = 0;
+  return net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    sock.write(`paper console ${key}, connection ${++connections}\r\n$ `);
+    sock.on('data', (d: Buffer) => {
+      sock.write(d);
+      if (d.includes(13)) sock.write('\n$ ');
+    });
+  });
+}
+
+async function paperGuest(key: string, serialSocket: string): Promise<Guest> {
   let exit!: (v: { code: number | null; signal: string | null }) => void;
   const exited = new Promise<{ code: number | null; signal: string | null }>((r) => (exit = r));
   const servers: net.Server[] = [];
@@ -45,13 +65,22 @@ function paperGuest(): Guest {
   const end = async (): Promise<void> => {
     for (const s of sockets) s.destroy();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    fs.rmSync(serialSocket, { force: true });
     exit({ code: 0, signal: null });
     await exited;
   };
+  const serial = serialLine(key, sockets);
+  servers.push(serial);
+  fs.mkdirSync(path.dirname(serialSocket), { recursive: true });
+  fs.rmSync(serialSocket, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    serial.once('error', reject);
+    serial.listen(serialSocket, () => resolve());
+  });
   return {
     pid: undefined,
     vncSocket: '',
-    serialSocket: '',
+    serialSocket,
     exited,
     forwardPort(guestPort: number): Promise<number> {
       let p = forwards.get(guestPort);

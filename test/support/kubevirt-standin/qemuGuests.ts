@@ -25,6 +25,7 @@ import type { Guest, GuestRequest, GuestRuntime, LabNetwork } from './guests.js'
 import { writeSeedDisk } from '../../../src/backends/qemu/seedDisk.js';
 import type { GuestOptions } from '../../../src/backends/qemu/QemuRunner.js';
 import { LabSegment } from './labSegment.js';
+import { ContainerDiskPuller, pullable } from './containerDisks.js';
 
 const run = promisify(execFile);
 const QEMU = 'qemu-system-x86_64';
@@ -90,20 +91,21 @@ async function addHostForward(qmp: { execute<T>(cmd: string, args?: Record<strin
   }
 }
 
-export async function createGuestRuntime(o: { workDir: string; log: Logger; imageDir?: string }): Promise<GuestRuntime> {
+export async function createGuestRuntime(o: { workDir: string; log: Logger; imageDir?: string; puller?: ContainerDiskPuller }): Promise<GuestRuntime> {
   const images = o.imageDir ?? path.join(defaultToolsDir(), 'images');
   let seq = 0;
   const segmentOf = segmentAllocator(o.log);
+  const puller = o.puller ?? new ContainerDiskPuller(path.join(o.workDir, 'containerdisks'), o.log);
   return {
     async boot(req: GuestRequest): Promise<Guest> {
-      const image = resolveImage(req, images, o.log);
+      const image = await resolveImage(req, images, puller, o.log);
       const accel = await detectAccel({ setting: 'auto', qemuBin: QEMU, kernel: image.kernel, log: o.log });
       // Short directory names: unix socket paths are limited to 107 bytes.
       const runDir = path.join(o.workDir, `g${++seq}`);
       fs.mkdirSync(runDir, { recursive: true });
       // a DataVolume's file is the VM's own disk (kept across boots); a containerDisk gets a fresh overlay
       const disk = req.disk?.file ?? path.join(runDir, 'disk.qcow2');
-      if (!req.disk) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', image.disk, disk]);
+      if (!req.disk) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.diskFormat, '-b', image.disk, disk]);
       const segment = await segmentOf(req.lab);
       const labNic = { mac: macFor(LAB_MAC, req.lab.ip), netdev: `socket,mcast=${segment.group}:${segment.port},localaddr=127.0.0.1` };
       const podNic = { mac: macFor(POD_MAC, req.lab.ip), netdev: 'user,restrict=on' };
@@ -123,6 +125,7 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
       let stopping: Promise<void> | undefined;
       // guest port → host port of its forward on 127.0.0.1 (added on first use, over QMP/HMP)
       const forwards = new Map<number, Promise<number>>();
+      let shots = 0;
       return {
         forwardPort(guestPort: number): Promise<number> {
           let p = forwards.get(guestPort);
@@ -133,9 +136,20 @@ export async function createGuestRuntime(o: { workDir: string; log: Logger; imag
           }
           return p;
         },
+        async screenshot(): Promise<Buffer> {
+          // as libvirt's virDomainScreenshot does it: a QMP screendump (PNG: QEMU ≥ 7.1), read and removed
+          const file = path.join(runDir, `screen-${++shots}.png`);
+          try {
+            await g.qmp.execute('screendump', { filename: file, format: 'png' }, 10_000);
+            return fs.readFileSync(file);
+          } finally {
+            fs.rmSync(file, { force: true });
+          }
+        },
         pid: g.pid,
         vncSocket: g.vncSocket,
         serialSocket: g.consoleSocket,
+        consoleLog: g.consoleLog,
         exited,
         pause: async () => { await g.qmp.execute('stop'); },
         resume: async () => { await g.qmp.execute('cont'); },
@@ -160,6 +174,7 @@ function macFor(prefix: string, ip: string): string {
 interface StandInImage {
   dir: string;
   disk: string;
+  diskFormat: 'qcow2' | 'raw';
   kernel: string;
   initrd: string;
   cmdline: string;
@@ -168,28 +183,40 @@ interface StandInImage {
 }
 
 /**
- * The guest image for a VMI: its DataVolume's image, or the containerDisk reference mapped to a
- * local image ("registry/x/debian-12:tag" → images/debian-12; the stand-in pulls nothing), lab-tiny
- * when there is none (logged).
+ * The guest image for a VMI. A containerDisk on a registry of this host's loopback is pulled
+ * (containerDisks.ts) and its disk is the one the guest boots (under a fresh overlay); the kernel
+ * and initrd come from the local image its title label names (else its repository's last path
+ * segment): the stand-in boots them directly, the way lab-tiny has to boot and the fast way under
+ * TCG, where KubeVirt would boot the disk's own boot loader. Any other reference is mapped to a local
+ * image by its last path segment ("registry/x/debian-12:tag" → images/debian-12) and boots that
+ * image's disk; a DataVolume boots its own file. lab-tiny when the name is unknown here (logged).
  */
-function resolveImage(req: GuestRequest, images: string, log: Logger): StandInImage {
-  const wanted = (req.image.split('/').pop() ?? '').replace(/[:@].*$/, '').replace(/[^a-z0-9._-]/gi, '_');
-  let dir = req.disk?.imageDir ?? path.join(images, wanted || 'lab-tiny');
+async function resolveImage(req: GuestRequest, images: string, puller: ContainerDiskPuller, log: Logger): Promise<StandInImage> {
+  const pulled = !req.disk && pullable(req.image)
+    ? await puller.disk(req.image, { ...(req.containerDiskPath ? { path: req.containerDiskPath } : {}), ...(req.imagePullPolicy ? { policy: req.imagePullPolicy } : {}) })
+    : undefined;
+  const byName = (pulled?.title ?? (req.image.split('/').pop() ?? '').replace(/[:@].*$/, '')).replace(/[^a-z0-9._-]/gi, '_');
+  let dir = req.disk?.imageDir ?? path.join(images, byName || 'lab-tiny');
   const usable = (d: string) => fs.existsSync(path.join(d, 'image.json')) || fs.existsSync(path.join(d, 'initramfs.gz'));
   if (!usable(dir)) {
+    if (pulled) throw new Error(`containerDisk ${req.image}: no local image "${byName}" to take its kernel from`);
     log.info({ key: req.key, image: req.image }, 'qemu.image.unknown; booting lab-tiny');
     dir = path.join(images, 'lab-tiny');
   }
-  dir = fs.realpathSync(dir);
+  const image = localImage(fs.realpathSync(dir), images);
+  return pulled ? { ...image, disk: pulled.file, diskFormat: pulled.format } : image;
+}
+
+function localImage(dir: string, images: string): StandInImage {
   const manifest = path.join(dir, 'image.json');
   if (fs.existsSync(manifest)) {
     const m = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { disk: string; kernel: string; vmlinux?: string | null; initrd: string; cmdline?: string };
     // the uncompressed kernel boots faster under TCG
-    return { dir, disk: path.join(dir, m.disk), kernel: path.join(dir, m.vmlinux ?? m.kernel), initrd: path.join(dir, m.initrd), cmdline: m.cmdline ?? '', cloudInit: true };
+    return { dir, disk: path.join(dir, m.disk), diskFormat: 'qcow2', kernel: path.join(dir, m.vmlinux ?? m.kernel), initrd: path.join(dir, m.initrd), cmdline: m.cmdline ?? '', cloudInit: true };
   }
   const kernel = path.join(dir, 'vmlinuz');
   if (!fs.existsSync(kernel)) throw new Error(`guest image lab-tiny not found under ${images} (scripts/setup-test.sh builds it)`);
-  return { dir, disk: path.join(dir, 'disk.qcow2'), kernel, initrd: path.join(dir, 'initramfs.gz'), cmdline: '', cloudInit: false };
+  return { dir, disk: path.join(dir, 'disk.qcow2'), diskFormat: 'qcow2', kernel, initrd: path.join(dir, 'initramfs.gz'), cmdline: '', cloudInit: false };
 }
 
 /** lab-tiny: no cloud-init; its settings (login, lab address, names) and the user data as a boot script over fw_cfg. */

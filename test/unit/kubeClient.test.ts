@@ -1,0 +1,68 @@
+/**
+ * KubeClient's waits end with it: a request retrying against an API server that keeps answering 503
+ * (and requests queued on the client's rate limit) stop waiting as soon as the client is closed,
+ * so nothing runs on after a backend stops; hundreds waiting at once raise no listener warning.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { KubeClient } from '../../src/backends/kubevirt/client.js';
+import pino from 'pino';
+
+describe('KubeClient close()', () => {
+  let server: http.Server;
+  let dir: string;
+  let hits = 0;
+
+  before(async () => {
+    server = http.createServer((_req, res) => {
+      hits++;
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '30' });
+      res.end(JSON.stringify({ kind: 'Status', reason: 'ServiceUnavailable', message: 'busy' }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-kubeclient-'));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    fs.writeFileSync(path.join(dir, 'kubeconfig'), [
+      'apiVersion: v1', 'kind: Config', 'current-context: t',
+      'clusters: [{ name: t, cluster: { server: "' + url + '", insecure-skip-tls-verify: true } }]',
+      'users: [{ name: t, user: { token: x } }]',
+      'contexts: [{ name: t, context: { cluster: t, user: t } }]', '',
+    ].join('\n'));
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('ends every retry wait at once, with an error, and sends none again', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const client = new KubeClient({ kubeconfigPath: path.join(dir, 'kubeconfig'), log: pino({ level: 'silent' }), qps: 50 });
+      hits = 0;
+      // 150: more than the rate limit's burst (100), so some wait for a token rather than a retry
+      const pending = Array.from({ length: 150 }, (_, i) => client.request('GET', `/api/v1/namespaces/n${i}`).then(() => 'answered', (e: Error) => e));
+      const t0 = Date.now();
+      // all asked once (the last 50 after waiting for the rate limit's tokens), all now waiting 30 s to retry
+      while (hits < 150 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(hits, 150, 'each request was sent once');
+      await new Promise((r) => setTimeout(r, 100));
+      client.close();
+      const closedAt = Date.now();
+      const outcomes = await Promise.all(pending);
+      const ms = Date.now() - closedAt;
+      assert.ok(ms < 1000, `all 150 ended ${ms} ms after close (each retry waited for Retry-After: 30 s)`);
+      for (const o of outcomes) assert.ok(o instanceof Error, `each ends with an error, not an answer: ${String(o)}`);
+      assert.equal(hits, 150, 'none was sent again');
+      assert.deepEqual(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message), []);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
