@@ -24,10 +24,11 @@ export function buildBackend(config: Config, deps: { log: Logger; metrics: Metri
 /** The Lease holder runs the duties (KubeVirt, several replicas); with the local backend this process does. */
 export async function startLeadership(config: Config, deps: { log: Logger; metrics: Metrics; duties: Duties }, closers: Closers): Promise<void> {
   if (config.BACKEND !== 'kubevirt') return deps.duties.setLeader(true);
-  const lease = createLeaderLease(config, { log: deps.log.child({ component: 'lease' }), metrics: deps.metrics, onChange: (leader) => void deps.duties.setLeader(leader) });
+  const { lease, client } = createLeaderLease(config, { log: deps.log.child({ component: 'lease' }), metrics: deps.metrics, onChange: (leader) => void deps.duties.setLeader(leader) });
   lease.start();
   closers.add('lease', async () => {
     await deps.duties.setLeader(false);
     await lease.release();
+    client.close();
   });
 }

@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import type { Browser, BrowserContext, FrameLocator, Page } from 'playwright-core';
+import type { BrowserContext, FrameLocator, Page } from 'playwright-core';
 import { startTestTool, type TestTool } from '../support/tool.js';
 import { LoopbackRuntime } from '../support/loopbackRuntime.js';
 import { PageLabs } from '../support/pageLabs.js';
-import { launchChromium, screenshot, startFramingHost } from '../support/chromium.js';
+import { framedBrowser, screenshot, type FramedBrowser } from '../support/chromium.js';
 import { SessionTokens } from '../../src/auth/session.js';
 
 const SECRET_KEY = 'classroom-e2e-secret-key-0123456789abcdef';
@@ -19,9 +19,9 @@ describe('live classroom in the browser: two students and a teacher (loopback ma
   this.timeout(120_000);
   let tool: TestTool;
   let rt: LoopbackRuntime;
-  let browser: Browser;
   let ctx: BrowserContext;
-  let host: Awaited<ReturnType<typeof startFramingHost>>;
+  let host: FramedBrowser['host'];
+  let framed: FramedBrowser | undefined;
   const tok: Record<string, string> = {};
   const pages: Record<string, { page: Page; frame: FrameLocator }> = {};
 
@@ -36,13 +36,7 @@ describe('live classroom in the browser: two students and a teacher (loopback ma
     tok.teacher = await sessions.issue({ userId: 'teacher', role: 'instructor', contextId: 'course-2', name: 'Teacher' });
     await rt.add({ id: 'alicelab2', userId: 'alice', contextId: 'course-2' });
     await rt.add({ id: 'boblab2', userId: 'bob', contextId: 'course-2' });
-    host = await startFramingHost();
-    await tool.lti.registry.register({
-      issuer: host.origin, clientId: 'framing-host', authUrl: `${host.origin}/auth`, tokenUrl: `${host.origin}/token`, jwksUrl: `${host.origin}/jwks`,
-      deploymentIds: ['1'], registeredBy: 'manual',
-    });
-    browser = await launchChromium();
-    ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    ({ host, ctx } = framed = await framedBrowser(tool));
     for (const [who, lab] of [['alice', 'alicelab2'], ['bob', 'boblab2']] as const) {
       const page = await ctx.newPage();
       await page.goto(host.url(`${tool.url}/lab/${lab}#session=${tok[who]}`));
@@ -52,9 +46,7 @@ describe('live classroom in the browser: two students and a teacher (loopback ma
     }
   });
   after(async () => {
-    await ctx?.close();
-    await browser?.close();
-    await host?.close();
+    await framed?.close();
     await tool?.shutdown();
     await rt?.close();
   });

@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import type { Browser, BrowserContext, FrameLocator, Page } from 'playwright-core';
+import type { BrowserContext, FrameLocator, Page } from 'playwright-core';
 import { startTestTool, waitFor, type TestTool } from '../support/tool.js';
 import { LoopbackRuntime } from '../support/loopbackRuntime.js';
 import { PageLabs } from '../support/pageLabs.js';
 import { serveRfb, type RfbSinkState } from '../support/rfbSink.js';
-import { launchChromium, screenshot, startFramingHost } from '../support/chromium.js';
+import { framedBrowser, screenshot, type FramedBrowser } from '../support/chromium.js';
 import { SessionTokens } from '../../src/auth/session.js';
 import { GradeOutbox } from '../../src/store/GradeOutbox.js';
 import { LabInstance } from '../../src/store/LabInstance.js';
@@ -40,9 +40,9 @@ describe('lab page in the browser (loopback machines)', function () {
   this.timeout(120_000);
   let tool: TestTool;
   let rt: LoopbackRuntime;
-  let browser: Browser;
   let ctx: BrowserContext;
-  let host: Awaited<ReturnType<typeof startFramingHost>>;
+  let host: FramedBrowser['host'];
+  let framed: FramedBrowser | undefined;
   const rfb: RfbSinkState = { keys: [], pointerEvents: 0 };
   const tok: Record<string, string> = {};
 
@@ -61,19 +61,10 @@ describe('lab page in the browser (loopback machines)', function () {
     tok.alice = await sessions.issue({ userId: 'alice', role: 'learner', contextId: 'course-1', name: 'Alice' });
     tok.teacher = await sessions.issue({ userId: 'teacher', role: 'instructor', contextId: 'course-1', name: 'Teacher' });
     await rt.add({ id: 'alicelab', userId: 'alice' });
-    host = await startFramingHost();
-    // the framing page stands for Moodle: register it as a platform, so the tool lets it frame its pages (CSP frame-ancestors)
-    await tool.lti.registry.register({
-      issuer: host.origin, clientId: 'framing-host', authUrl: `${host.origin}/auth`, tokenUrl: `${host.origin}/token`, jwksUrl: `${host.origin}/jwks`,
-      deploymentIds: ['1'], registeredBy: 'manual',
-    });
-    browser = await launchChromium();
-    ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    ({ host, ctx } = framed = await framedBrowser(tool));
   });
   after(async () => {
-    await ctx?.close();
-    await browser?.close();
-    await host?.close();
+    await framed?.close();
     await tool?.shutdown();
     await rt?.close();
   });

@@ -47,12 +47,7 @@ describe('warm-session form on the course overview (Chromium)', function () {
   });
 
   it('cancels a session after a confirmation saying what happens to its labs; its prepared labs go', async () => {
-    const a = await w.activity();
-    const teacher = await w.launch(a, 'teacher');
-    const contextId = courseKey(teacher.path);
-    const res = await w.api(teacher.session, 'POST', `/api/courses/${encodeURIComponent(contextId)}/warm-sessions`, { startsAt: new Date().toISOString(), expected: 2 });
-    assert.equal(res.status, 201, await res.clone().text());
-    const { id } = (await res.json()) as { id: string };
+    const { teacher, id } = await w.schedule({ expected: 2 });
     await waitFor(async () => (await LabInstance.countDocuments({ warmSession: id, state: 'running' })) === 2, 20_000, 'two labs prepared');
     const page = await browser.newPage();
     await page.goto(new URL(`${teacher.path}#session=${teacher.session}`, w.tool.url).toString());

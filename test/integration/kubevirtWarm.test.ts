@@ -11,7 +11,7 @@ import { sharedKubeVirt, type StandIn } from '../support/kubevirt-standin/launch
 import type { ControlPlane } from '../support/k8s/controlPlane.js';
 import { installTool, TOOL_NS, TOOL_SA } from '../support/kubevirtTool.js';
 import { STANDIN_IMAGE_CATALOG } from '../support/imageCatalog.js';
-import { courseKey, startWarmTool, type WarmTool } from '../support/warmTool.js';
+import { startWarmTool, type WarmTool } from '../support/warmTool.js';
 import { MANAGED_BY_LABEL, MANAGER } from '../../src/backends/kubevirt/manifests.js';
 import { Activity } from '../../src/store/Activity.js';
 import { LabInstance, type LabInstanceDoc } from '../../src/store/LabInstance.js';
@@ -64,15 +64,10 @@ describe('warm sessions on the KubeVirt backend (stand-in, paper guests)', funct
     const prepared0 = await w.metric('lab_warm_prepared_total');
     const handed0 = await w.metric('lab_warm_handed_out_total');
     const wasted0 = await w.metric('lab_warm_wasted_total');
-    const a = await w.activity();
-    const teacher = await w.launch(a, 'teacher');
-    const contextId = courseKey(teacher.path);
+    // in three hours: nothing is prepared yet (preparation starts 10 minutes before)
+    const { a, contextId, id } = await w.schedule({ expected: 3, startsAt: new Date(Date.now() + 3 * HOUR) });
     const activityId = (await Activity.findOne({ contextKey: contextId, title: a.title }).lean())!._id;
     const version = (await w.tool.labs.latest('shell-steps'))!.version;
-    // in three hours: nothing is prepared yet (preparation starts 10 minutes before)
-    const res = await w.api(teacher.session, 'POST', `/api/courses/${encodeURIComponent(contextId)}/warm-sessions`, { startsAt: new Date(Date.now() + 3 * HOUR).toISOString(), expected: 3 });
-    assert.equal(res.status, 201, await res.clone().text());
-    const { id } = (await res.json()) as { id: string };
 
     // paper guests: the stand-in must know a namespace's name before it exists. The duty's records
     // are one per (activity, session, n), so make them as it does and mark their namespaces.

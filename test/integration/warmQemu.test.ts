@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { waitFor } from '../support/tool.js';
 import { ensureGuestImage, killQemuUnder, qemuProcessesUnder } from '../support/guestImage.js';
-import { courseKey, startWarmTool, type WarmTool } from '../support/warmTool.js';
+import { startWarmTool, type WarmTool } from '../support/warmTool.js';
 import { QemuBackend } from '../../src/backends/qemu/QemuBackend.js';
 import type { BackendLabSpec, LabHandle, Progress } from '../../src/backends/types.js';
 import { LabInstance } from '../../src/store/LabInstance.js';
@@ -43,12 +43,7 @@ describe('warm sessions on QEMU (lab-tiny)', function () {
   });
 
   it('hands a student the prepared lab: running at launch, the same QEMU process, no new provisioning', async () => {
-    const a = await w.activity();
-    const teacher = await w.launch(a, 'teacher');
-    const contextId = courseKey(teacher.path);
-    const res = await w.api(teacher.session, 'POST', `/api/courses/${encodeURIComponent(contextId)}/warm-sessions`, { startsAt: new Date().toISOString(), expected: 1 });
-    assert.equal(res.status, 201, await res.clone().text());
-    const { id } = (await res.json()) as { id: string };
+    const { a, id } = await w.schedule({ expected: 1 });
     await waitFor(async () => (await LabInstance.countDocuments({ warmSession: id, state: 'running' })) === 1, 180_000, 'the prepared lab booted');
     const pool = (await LabInstance.findOne({ warmSession: id }).lean())!;
     const qemuBefore = qemuProcessesUnder(dataDir).sort();

@@ -324,7 +324,11 @@ describe('websocket proxy', function () {
     await h.rt.add({ id: 'evelab', userId: 'eve' });
     const ws = await open(h, '/ws/vnc/evelab/web', ticketFor(h, { user: 'eve', instance: 'evelab', channel: 'vnc' }));
     ws.send(Buffer.concat([rfbHandshake, setEncodings, updateRequest, updateRequest]));
-    await waitFor(() => h.rt.connections.some((c) => c.instance === 'evelab' && c.bytes() >= rfbHandshake.length + setEncodings.length + 20), 5000, 'viewer traffic');
+    await waitFor(() => h.rt.connections.some((c) => c.instance === 'evelab' && c.bytes() >= rfbHandshake.length + setEncodings.length + 20), 5000, 'viewer traffic')
+      .catch((err: Error) => {
+        const seen = h.rt.connections.map((c) => `${c.instance || '?'}/${c.channel}:${c.bytes()}B${c.socket.destroyed ? ' closed' : ''}`).join(', ');
+        throw new Error(`${err.message}; socket state ${ws.readyState}; machine side: ${seen}`);
+      });
     assert.ok(!h.rt.activity.includes('evelab'), 'update requests are not user input');
     ws.send(keyEvent);
     await waitFor(() => h.rt.activity.includes('evelab'), 5000, 'activity noted for a key press');

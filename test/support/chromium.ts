@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { TestTool } from './tool.js';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const ARTIFACTS = path.resolve('test-artifacts');
 
@@ -44,5 +45,34 @@ main{margin-left:200px;padding:10px 16px} iframe{width:100%;height:calc(100vh - 
     url: (frameSrc) => `http://localhost:${port}/?src=${encodeURIComponent(frameSrc)}`,
     origin: `http://localhost:${port}`,
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+export interface FramedBrowser {
+  host: Awaited<ReturnType<typeof startFramingHost>>;
+  browser: Browser;
+  ctx: BrowserContext;
+  close(): Promise<void>;
+}
+
+/**
+ * A framing host that stands for Moodle, registered in `tool` as a platform (so the tool's CSP
+ * frame-ancestors lets it frame the tool's pages), and Chromium with one desktop-sized context.
+ */
+export async function framedBrowser(tool: Pick<TestTool, 'lti'>): Promise<FramedBrowser> {
+  const host = await startFramingHost();
+  await tool.lti.registry.register({
+    issuer: host.origin, clientId: 'framing-host', authUrl: `${host.origin}/auth`, tokenUrl: `${host.origin}/token`, jwksUrl: `${host.origin}/jwks`,
+    deploymentIds: ['1'], registeredBy: 'manual',
+  });
+  const browser = await launchChromium();
+  const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+  return {
+    host, browser, ctx,
+    close: async () => {
+      await ctx.close();
+      await browser.close();
+      await host.close();
+    },
   };
 }

@@ -36,7 +36,12 @@ const timers = new Map<number, { timer: { hasRef(): boolean }; at: string }>();
 createHook({
   init(id, type, _trigger, resource) {
     if (type !== 'Timeout') return;
-    const at = (new Error().stack ?? '').split('\n').slice(2).filter((l) => !l.includes('node:')).slice(0, 4).join('\n');
+    // deep enough to reach the awaiting callers (the async frames), which name who keeps waiting
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 24;
+    const stack = new Error().stack ?? '';
+    Error.stackTraceLimit = limit;
+    const at = stack.split('\n').slice(2).filter((l) => !l.includes('node:')).slice(0, 10).join('\n');
     timers.set(id, { timer: resource as { hasRef(): boolean }, at });
   },
   destroy(id) {

@@ -153,7 +153,8 @@ export class LoopbackRuntime implements LabRuntime {
       s.once('error', reject);
     });
     for (let i = 0; i < 100; i++) {
-      const c = this.connections.find((x) => x.socket.remotePort === s.localPort);
+      // only a connection no dial has claimed yet: a closed one keeps the port it had, which a new dial may get again
+      const c = this.connections.find((x) => x.instance === '' && !x.socket.destroyed && x.socket.remotePort === s.localPort);
       if (c) {
         Object.assign(c, { instance: id, machine, channel });
         break;

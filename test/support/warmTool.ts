@@ -22,6 +22,11 @@ export interface WarmTool {
   /** A real LTI launch; the tool page it leads to and its session token. */
   launch(a: DevPlatformActivityDoc, user: 'teacher' | 'student' | 'student2'): Promise<{ path: string; session: string }>;
   api(session: string, method: string, p: string, body?: unknown): Promise<Response>;
+  /**
+   * A fresh activity, its teacher's launch, and a warm session the teacher scheduled through the
+   * course API (asserting 201): what every warm test starts from.
+   */
+  schedule(o: { expected: number; startsAt?: Date }): Promise<{ a: DevPlatformActivityDoc; teacher: { path: string; session: string }; contextId: string; id: string }>;
   /** A counter's value on /metrics. */
   metric(name: string): Promise<number>;
 }
@@ -40,7 +45,7 @@ export async function startWarmTool(backend: LabBackend | undefined, env: Record
   });
   if (!res.ok) throw new Error(`registering the dev platform failed: ${res.status} ${await res.text()}`);
   let n = 0;
-  return {
+  const w: WarmTool = {
     tool, svc: tool.labService!,
     activity: (labId = 'shell-steps') => dp.createActivity({ clientId: reg._id, title: `Warm ${labId} ${++n}`, url: u.launch, custom: { lab_id: labId }, lineItem: null }),
     async launch(a, user) {
@@ -52,12 +57,22 @@ export async function startWarmTool(backend: LabBackend | undefined, env: Record
     api: (session, method, p, body) => fetch(`${tool.url}${p}`, {
       method, headers: { authorization: `Bearer ${session}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     }),
+    async schedule({ expected, startsAt = new Date() }) {
+      const a = await w.activity();
+      const teacher = await w.launch(a, 'teacher');
+      const contextId = courseKey(teacher.path);
+      const res = await w.api(teacher.session, 'POST', `/api/courses/${encodeURIComponent(contextId)}/warm-sessions`, { startsAt: startsAt.toISOString(), expected });
+      if (res.status !== 201) throw new Error(`scheduling a warm session: ${res.status} ${await res.text()}`);
+      const { id } = (await res.json()) as { id: string };
+      return { a, teacher, contextId, id };
+    },
     async metric(name) {
       const text = await (await fetch(`${tool.url}/metrics`, { headers: { authorization: `Bearer ${WARM_METRICS_TOKEN}` } })).text();
       const line = text.split('\n').find((l) => l.startsWith(`${name} `));
       return line ? Number(line.split(' ')[1]) : NaN;
     },
   };
+  return w;
 }
 
 /** The course key of a teacher's course page path (/course/<key>). */

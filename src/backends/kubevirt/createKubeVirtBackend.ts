@@ -36,11 +36,12 @@ export const LEASE_NAME = 'lab-orchestrator-leader';
 /**
  * The leader election for BACKEND=kubevirt with several replicas: only the holder should run the
  * LabSupervisor, the expiry sweeper and the grade outbox. Call start() after wiring onChange, and
- * release() on shutdown (before closing the backend).
+ * on shutdown release(), then close the lease's own client (its renewals never wait behind lab
+ * requests for the backend's rate limit).
  */
-export function createLeaderLease(config: Config, deps: { log: Logger; metrics?: Metrics; onChange: (leader: boolean) => void }): LeaderLease {
+export function createLeaderLease(config: Config, deps: { log: Logger; metrics?: Metrics; onChange: (leader: boolean) => void }): { lease: LeaderLease; client: KubeClient } {
   const client = new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: deps.log, metrics: deps.metrics, qps: config.KUBEVIRT_QPS });
-  return new LeaderLease({
+  const lease = new LeaderLease({
     client,
     log: deps.log,
     namespace: config.KUBEVIRT_TOOL_NAMESPACE,
@@ -49,4 +50,5 @@ export function createLeaderLease(config: Config, deps: { log: Logger; metrics?:
     durationMs: config.LEASE_DURATION_MS,
     onChange: deps.onChange,
   });
+  return { lease, client };
 }
