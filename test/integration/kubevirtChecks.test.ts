@@ -84,6 +84,7 @@ describe('automatic checks on KubeVirt VMs (portforward to the exec agent, as th
     for (const id of [instanceId, edgeId]) if (id) await svc?.destroy(id).catch(() => undefined);
     await tool?.shutdown();
     await svc?.close();
+    await backend?.close();
   });
 
   async function api(method: string, p: string, tok: string) {

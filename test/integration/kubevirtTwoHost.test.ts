@@ -15,6 +15,7 @@ import { SessionTokens } from '../../src/auth/session.js';
 import { LabCatalog } from '../../src/labs/definition/LabCatalog.js';
 import { LabService } from '../../src/labs/LabService.js';
 import { createLogger } from '../../src/logger.js';
+import type { KubeVirtBackend } from '../../src/backends/kubevirt/KubeVirtBackend.js';
 
 const SECRET_KEY = 'kubevirt-two-host-secret-key-0123456789ab';
 const log = createLogger({ level: 'fatal', format: 'json' });
@@ -22,13 +23,14 @@ const log = createLogger({ level: 'fatal', format: 'json' });
 describe('two-host-network on KubeVirt (stand-in): addresses the backend reports, one lab segment', function () {
   this.timeout(400_000);
   let svc: LabService;
+  let backend: KubeVirtBackend | undefined;
   let tool: TestTool;
   const catalog = new LabCatalog({ log, images: ImageCatalog.load(STANDIN_IMAGE_CATALOG) });
   let instanceId = '';
 
   before(async () => {
     const { cp, standIn } = await sharedKubeVirt();
-    const { backend } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 240_000 });
+    ({ backend } = await toolBackend(cp, { subresourceUrl: standIn.baseUrl, bootTimeoutMs: 240_000 }));
     svc = new LabService({ backend, labs: catalog, log, activityWriteMs: 0 });
     tool = await startTestTool({ SECRET_KEY }, { runtime: svc, labs: catalog });
   });
@@ -37,6 +39,7 @@ describe('two-host-network on KubeVirt (stand-in): addresses the backend reports
     if (instanceId) await svc?.destroy(instanceId).catch(() => undefined);
     await tool?.shutdown();
     await svc?.close();
+    await backend?.close();
   });
 
   it('fills {{machines.beta.ip}} from the VMI address, and every check passes after the student works by name', async () => {

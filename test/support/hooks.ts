@@ -13,6 +13,7 @@ import { startSharedFerret, stopSharedFerret } from './ferret.js';
 import { stopSharedControlPlane } from './k8s/controlPlane.js';
 import { clearSharedKubeVirt, stopSharedKubeVirt } from './kubevirt-standin/launcher.js';
 import { assertNoGuestsLeft } from './guestLeaks.js';
+import { closeLeftToolClients } from './kubevirtTool.js';
 
 /** Adds the guest check after the last top-level suite of each file. */
 function checkGuestsPerFile(root: Mocha.Suite): void {
@@ -25,7 +26,9 @@ function checkGuestsPerFile(root: Mocha.Suite): void {
       // VMs left in the shared control plane would be booted again by the stand-in for every
       // later file: delete them first, then report them as this file's leak.
       const vms = await clearSharedKubeVirt();
+      const clients = closeLeftToolClients();
       await assertNoGuestsLeft(name);
+      if (clients) throw new Error(`${name} left ${clients} KubeVirt backend(s) open, their watches running (closed now)`);
       if (vms.length) throw new Error(`${name} left ${vms.length} running KubeVirt VMI(s) in the control plane: ${vms.join(', ')} (deleted now)`);
     });
   }

@@ -86,10 +86,24 @@ export async function installGoldenImages(cp: ControlPlane, images: string[], si
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
+/** Every client toolBackend made, so a file that leaves one open is named (test/support/hooks.ts). */
+const made: KubeClient[] = [];
+
+/**
+ * Closes the tool clients (and so the backends' watches) that are still open; returns how many
+ * were. A backend left open would relist on its own forever once the control plane stops.
+ */
+export function closeLeftToolClients(): number {
+  const left = made.splice(0).filter((c) => !c.closed);
+  for (const c of left) c.close();
+  return left.length;
+}
+
 export async function toolBackend(cp: ControlPlane, o: Partial<KubeVirtBackendOptions> & { metrics?: Metrics } = {}): Promise<{ backend: KubeVirtBackend; client: KubeClient }> {
   const kubeconfigPath = await installTool(cp);
   const { metrics, ...rest } = o;
   const client = new KubeClient({ kubeconfigPath, log: silentLog, qps: 100, ...(metrics ? { metrics } : {}) });
+  made.push(client);
   const backend = new KubeVirtBackend({ client, log: silentLog, toolNamespace: TOOL_NS, toolServiceAccount: TOOL_SA, ...rest, ...(metrics ? { metrics } : {}) });
   return { backend, client };
 }

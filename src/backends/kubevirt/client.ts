@@ -360,6 +360,11 @@ export class KubeClient {
     return { ws, stream: createWebSocketStream(ws) };
   }
 
+  /** close() was called: nothing waits or retries any more. */
+  get closed(): boolean {
+    return this.closing.signal.aborted;
+  }
+
   close(): void {
     this.closing.abort(new BackendFailure('the Kubernetes client was closed'));
     this.agent.destroy();
