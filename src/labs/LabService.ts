@@ -19,7 +19,7 @@ import type { ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, Machi
 import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { LabInstance, ensureInstanceRecord, storageGiBByState, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
+import { LabInstance, RESTARTABLE, ensureInstanceRecord, storageGiBByState, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, LabSummary, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
@@ -51,7 +51,6 @@ export interface LabServiceDeps {
 
 /** States in which the backend holds resources for the instance. */
 export const LIVE_STATES: readonly InstanceState[] = ['provisioning', 'running', 'paused', 'stopped'];
-const RESTARTABLE: readonly InstanceState[] = ['requested', 'failed', 'expired', 'destroyed'];
 
 /** Backend resource name for a generation: DNS-1123, ≤ 63 chars, no personal data. */
 export function handleName(instanceId: string, generation: number): string {

@@ -20,7 +20,7 @@ import type { Logger } from '../logger.js';
 import { LabInstance, type LabInstanceDoc } from '../store/LabInstance.js';
 import type { LabDefinitions } from './contracts.js';
 import { LIVE_STATES, type LabService } from './LabService.js';
-import { deletionWarningMs, keepDaysOf } from './retention.js';
+import { DAY_MS, deletionWarningMs, keepDaysOf } from './retention.js';
 import { AppError } from '../errors.js';
 import { PeriodicPass } from './PeriodicPass.js';
 
@@ -124,7 +124,9 @@ export class LabSupervisor {
   /** A stopped lab's student is told some days before its disks are deleted (the page shows it). */
   private async warnBeforeDeletion(now: Date, report: PassReport): Promise<void> {
     const { service } = this.deps;
-    const stopped = (await LabInstance.find({ state: 'stopped', warnedAt: null, expiresAt: { $ne: null } }).lean()) as LabInstanceDoc[];
+    // no lab is warned earlier than warnDays before its deletion: the others need not be read
+    const horizon = new Date(now.getTime() + service.retention.warnDays * DAY_MS);
+    const stopped = (await LabInstance.find({ state: 'stopped', warnedAt: null, expiresAt: { $ne: null, $lte: horizon } }).lean()) as LabInstanceDoc[];
     for (const inst of stopped) {
       if (this.loop.stopping) return;
       if (!inst.expiresAt || inst.expiresAt.getTime() - deletionWarningMs(inst, service.retention) > now.getTime()) continue;

@@ -21,11 +21,10 @@ import type { LabBackend } from '../backends/types.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { KeyedMutex } from '../KeyedMutex.js';
-import { LabInstance, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
+import { LabInstance, RESTARTABLE, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import { claimPoolLab, releasePoolLab, retirePoolLab, type WarmClaimDoc } from '../store/WarmLabs.js';
 import type { LabEvent } from './contracts.js';
 
-const RESTARTABLE: readonly InstanceState[] = ['requested', 'failed', 'expired', 'destroyed'];
 
 export interface WarmHandoutDeps {
   backend: LabBackend;
@@ -50,7 +49,7 @@ export class WarmHandout {
   async take(inst: LabInstanceDoc): Promise<LabInstanceDoc | undefined> {
     if (inst.warmSession || !RESTARTABLE.includes(inst.state)) return undefined;
     const pending = this.taking.get(inst._id);
-    if (pending) return (await pending) ?? undefined;
+    if (pending) return pending;
     const p = this.takeOnce(inst).finally(() => this.taking.delete(inst._id));
     this.taking.set(inst._id, p);
     return p;

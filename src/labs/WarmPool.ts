@@ -125,7 +125,14 @@ export class WarmPool {
         continue;
       }
       if (withdrawn.state === 'destroyed' || withdrawn.state === 'expired') continue;
-      await this.d.service.finish(withdrawn, 'destroyed', s.cancelledAt ? 'The class session was cancelled before anyone took this prepared lab.' : 'The class session ended; nobody took this prepared lab.');
+      try {
+        await this.d.service.finish(withdrawn, 'destroyed', s.cancelledAt ? 'The class session was cancelled before anyone took this prepared lab.' : 'The class session ended; nobody took this prepared lab.');
+      } catch (err) {
+        // the next pass tries again; the other sessions of this pass still get their turn
+        this.d.log.warn({ err, pool: p._id }, 'warm.end_failed');
+        pending++;
+        continue;
+      }
       if (!p.claimedBy) this.d.metrics?.warmWasted.inc();
       report.wasted.push(p._id);
     }

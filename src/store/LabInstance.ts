@@ -12,6 +12,8 @@ import type { LabLifetime } from './LabDefinition.js';
 
 export const INSTANCE_STATES = ['requested', 'provisioning', 'running', 'paused', 'stopped', 'expired', 'destroyed', 'failed'] as const;
 export type InstanceState = (typeof INSTANCE_STATES)[number];
+/** States from which a start begins a new generation (nothing of the lab runs in them). */
+export const RESTARTABLE: readonly InstanceState[] = ['requested', 'failed', 'expired', 'destroyed'];
 
 export interface LabInstanceDoc {
   _id: string;

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import mongoose, { Schema } from 'mongoose';
 import type { ExpiryRule } from './ExpirySweeper.js';
+import { retryUpsert } from './database.js';
 
 export interface SocketSeatDoc {
   _id: string;
@@ -45,13 +46,8 @@ export function socketSeatId(user: string, instance: string, machine: string, ch
 /** True when `user` now holds seat `id` for `owner` (at most `max` live seats per user). */
 export async function takeSocketSeat(id: string, user: string, max: number, now = new Date(), ttlMs = SEAT_TTL_MS, owner = id): Promise<boolean> {
   const set = { user, owner, expiresAt: new Date(now.getTime() + ttlMs) };
-  try {
-    await SocketSeat.updateOne({ _id: id }, { $set: set }, { upsert: true });
-  } catch (err) {
-    // two upserts of one new row raced: the row is there now
-    if ((err as { code?: number }).code !== 11000) throw err;
-    await SocketSeat.updateOne({ _id: id }, { $set: set });
-  }
+  // two upserts of one new row may race: the loser's retry updates the winner's row
+  await retryUpsert(() => SocketSeat.updateOne({ _id: id }, { $set: set }, { upsert: true }));
   const held = await SocketSeat.countDocuments({ user, expiresAt: { $gt: now } });
   if (held <= max) return true;
   await SocketSeat.deleteOne({ _id: id, owner });

@@ -13,6 +13,7 @@ import { LabInstance, newInstanceId, type LabInstanceDoc } from './LabInstance.j
 import mongoose, { Schema } from 'mongoose';
 import { isDuplicateKey, retryUpsert } from './database.js';
 import { cancelledAmong } from './WarmSession.js';
+import type { ExpiryRule } from './ExpirySweeper.js';
 
 export interface WarmClaimDoc {
   /** `<pool lab id>:<round>`: the unique key a claim is. */
@@ -32,6 +33,11 @@ const claimSchema = new Schema<WarmClaimDoc>(
 );
 claimSchema.index({ at: 1 });
 export const WarmClaim = mongoose.model<WarmClaimDoc>('WarmClaim', claimSchema, 'warm_claims');
+/**
+ * A claim decides a hand-out once; afterwards only recovery reads it (claims of the last day). A
+ * week on, its pool lab is long handed out or gone: the sweeper removes it.
+ */
+export const warmClaimExpiryRules: ExpiryRule[] = [{ collection: 'warm_claims', field: 'at', kind: 'maxAge', maxAgeMs: 7 * 86_400_000 }];
 
 /** The unique key of a pool lab's claim in its current round. */
 const claimKey = (pool: Pick<LabInstanceDoc, '_id' | 'claimRound'>): string => `${pool._id}:${pool.claimRound ?? 0}`;

@@ -18,7 +18,7 @@ import { LaunchLog, launchLogExpiryRules } from './LaunchLog.js';
 import { LabEventRow, labEventExpiryRules } from './LabEventLog.js';
 import { ClassMessage, Hand, Takeover, TakeoverLog, classroomExpiryRules } from './Classroom.js';
 import { WarmSession } from './WarmSession.js';
-import { WarmClaim } from './WarmLabs.js';
+import { WarmClaim, warmClaimExpiryRules } from './WarmLabs.js';
 import type { ExpiryRule } from './ExpirySweeper.js';
 
 export const ALL_MODELS: ReadonlyArray<{ createIndexes(): Promise<unknown> }> = [
@@ -26,4 +26,4 @@ export const ALL_MODELS: ReadonlyArray<{ createIndexes(): Promise<unknown> }> = 
   LoginState, UsedNonce, Platform, TicketUse, User, SocketSeat, CheckRate, RateSlot, LaunchLog, LabEventRow, Hand, ClassMessage, Takeover, TakeoverLog, WarmSession, WarmClaim,
 ];
 
-export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules, ...socketSeatExpiryRules, ...checkRateExpiryRules, ...rateSlotExpiryRules, ...launchLogExpiryRules, ...labEventExpiryRules, ...classroomExpiryRules];
+export const ALL_EXPIRY_RULES: readonly ExpiryRule[] = [...gradeOutboxExpiryRules, ...ltiExpiryRules, ...ticketUseExpiryRules, ...socketSeatExpiryRules, ...checkRateExpiryRules, ...rateSlotExpiryRules, ...launchLogExpiryRules, ...labEventExpiryRules, ...classroomExpiryRules, ...warmClaimExpiryRules];

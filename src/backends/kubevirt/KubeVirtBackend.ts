@@ -74,6 +74,8 @@ export const DEFAULT_IMAGE_NAMESPACE = 'lab-images';
 const CONSOLE_REPLAY_BYTES = 16 * 1024;
 /** How long opening a console waits for that history before it opens without. */
 const CONSOLE_LOG_TIMEOUT_MS = 3000;
+/** A screenshot not answered by then fails (a thumbnail skips a refresh rather than holding its slot). */
+const SCREENSHOT_TIMEOUT_MS = 10_000;
 
 const SELECTOR = `${MANAGED_BY_LABEL}=${MANAGER}`;
 const VMI_ALL = '/apis/kubevirt.io/v1/virtualmachineinstances';
@@ -351,7 +353,7 @@ export class KubeVirtBackend implements LabBackend {
     const path = `/apis/subresources.kubevirt.io/v1/namespaces/${handle.name}/virtualmachineinstances/${encodeURIComponent(machine)}/vnc/screenshot`;
     let image: Buffer;
     try {
-      image = await this.client.request<Buffer>('GET', path, { baseUrl: this.subresourceUrl, query: { moveCursor: 'false' }, binary: true }, 'get');
+      image = await this.client.request<Buffer>('GET', path, { baseUrl: this.subresourceUrl, query: { moveCursor: 'false' }, binary: true, signal: AbortSignal.timeout(SCREENSHOT_TIMEOUT_MS) }, 'get');
     } catch (err) {
       // "No graphics devices are present." (a machine without a desktop) or not running (any more)
       if (err instanceof KubeApiError && err.status === 400) throw new NotFound(`${handle.name}/${machine}: ${err.message}`, { publicMessage: `Machine ${machine} has no screen to show.` });

@@ -7,7 +7,8 @@
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
 import { requireInstructor } from '../../auth/session.js';
-import { BadRequest, Forbidden, NotFound } from '../../errors.js';
+import { BadRequest, NotFound } from '../../errors.js';
+import { courseOf } from './labAccess.js';
 import { LabInstance, type LabInstanceDoc } from '../../store/LabInstance.js';
 import { stepScore } from '../../labs/score.js';
 import type { LabCatalogCache } from '../../labs/LabCatalogCache.js';
@@ -58,8 +59,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
   const r = express.Router();
   r.get('/api/courses/:contextId/instances', d.sessions.require(), requireInstructor(), (req, res, next) => {
     void (async () => {
-      const contextId = String(req.params.contextId);
-      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+      const contextId = courseOf(req);
       const docs = (await LabInstance.find({ contextId, warmSession: null }).sort({ createdAt: 1 }).limit(2000).lean()) as LabInstanceDoc[];
       const names = d.userNames ? await d.userNames([...new Set(docs.map((x) => x.userId))]).catch(() => ({})) : {};
       const checks = d.checks ? await d.checks.overview(docs).catch(() => undefined) : undefined;
@@ -93,8 +93,7 @@ export function courseApiRouter(d: CourseApiDeps): Router {
   // the overview's live stream: which lab of the course changed (state, steps, checks, a hand), so the page reloads it at once
   r.get('/api/courses/:contextId/events', d.sessions.require(), requireInstructor(), (req, res, next) => {
     void (async () => {
-      const contextId = String(req.params.contextId);
-      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+      const contextId = courseOf(req);
       if (!d.runtime) throw new NotFound('no live events', { publicMessage: 'Live updates are not available here.' });
       const runtime = d.runtime;
       res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', Connection: 'keep-alive' });
@@ -125,12 +124,11 @@ export function courseApiRouter(d: CourseApiDeps): Router {
   // a teacher's message to one lab of the course (instanceId) or to every lab of it
   r.post('/api/courses/:contextId/messages', d.sessions.require(), requireInstructor(), express.json({ limit: '16kb' }), (req, res, next) => {
     void (async () => {
-      const contextId = String(req.params.contextId);
-      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+      const contextId = courseOf(req);
       if (!d.classroom) throw new NotFound('no classroom', { publicMessage: 'Messages are not available here.' });
       const body = (req.body ?? {}) as { text?: unknown; instanceId?: unknown };
       if (body.instanceId !== undefined && typeof body.instanceId !== 'string') throw new BadRequest('instanceId must be text');
-      const sent = await d.classroom.send(contextId, req.session.name ?? 'Teacher', body.text, body.instanceId);
+      const sent = await d.classroom.send(contextId, req.session?.name ?? 'Teacher', body.text, body.instanceId);
       res.status(201).json(sent);
     })().catch(next);
   });

@@ -1,6 +1,6 @@
 /** The instance routes' access: the session and instance looked up, then the one rule of labs/access.ts. */
 import type { Request } from 'express';
-import { NotFound, Unauthorized } from '../../errors.js';
+import { Forbidden, NotFound, Unauthorized } from '../../errors.js';
 import { accessMode, requireControl } from '../../labs/access.js';
 import type { LabRuntime } from '../../labs/contracts.js';
 import type { LabInstanceDoc } from '../../store/LabInstance.js';
@@ -25,4 +25,11 @@ export async function labAccess(runtime: LabRuntime, req: Request, instanceId: s
 /** Owner only (ticking steps, pause/resume, retry). */
 export function requireOwner(a: LabAccess): void {
   requireControl(a.mode);
+}
+
+/** The course of a course route (`:contextId`), refused unless the session is of that course (its teacher, with requireInstructor). */
+export function courseOf(req: Request): string {
+  const contextId = String(req.params.contextId);
+  if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+  return contextId;
 }

@@ -7,7 +7,8 @@
 import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
 import { requireInstructor } from '../../auth/session.js';
-import { Conflict, Forbidden, NotFound } from '../../errors.js';
+import { Conflict, NotFound } from '../../errors.js';
+import { courseOf } from './labAccess.js';
 import { LabInstance } from '../../store/LabInstance.js';
 import type { Thumbnails } from '../../labs/Thumbnails.js';
 import { glanceMachine, type GlanceDeps } from './courseGlance.js';
@@ -21,8 +22,7 @@ export function thumbnailRouter(d: ThumbnailRouteDeps): Router {
   const r = express.Router();
   r.get('/api/courses/:contextId/instances/:instanceId/screen', d.sessions.require(), requireInstructor(), (req, res, next) => {
     void (async () => {
-      const contextId = String(req.params.contextId);
-      if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
+      const contextId = courseOf(req);
       const inst = await LabInstance.findOne({ _id: String(req.params.instanceId), contextId }).lean();
       if (!inst) throw new NotFound('no such lab in this course', { publicMessage: 'That lab is not in this course.' });
       if (inst.state !== 'running' && inst.state !== 'paused') throw new Conflict(`instance ${inst._id} is ${inst.state}`, { publicMessage: `The lab is not running (it is ${inst.state}).` });

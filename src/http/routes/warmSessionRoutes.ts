@@ -5,22 +5,17 @@
  * its labs nobody took; handed-out labs stay the students'). The course overview's rule:
  * instructors (and administrators) of that course only.
  */
-import express, { type Request, type Router } from 'express';
+import express, { type Router } from 'express';
 import type { SessionTokens } from '../../auth/session.js';
 import { requireInstructor } from '../../auth/session.js';
-import { Conflict, Forbidden, NotFound } from '../../errors.js';
+import { Conflict, NotFound } from '../../errors.js';
+import { courseOf } from './labAccess.js';
 import { scheduleWarmSession, type ScheduleDeps } from '../../labs/warmSchedule.js';
 import { cancelWarmSession, courseWarmSessions, type WarmSessionDoc } from '../../store/WarmSession.js';
 import { poolCounts } from '../../store/WarmLabs.js';
 
 export interface WarmSessionRouteDeps extends ScheduleDeps {
   sessions: SessionTokens;
-}
-
-function courseOf(req: Request): string {
-  const contextId = String(req.params.contextId);
-  if (req.session?.contextId !== contextId) throw new Forbidden('another course', { publicMessage: 'Only teachers of this course can see this.', messageKey: 'err.teachersOnly' });
-  return contextId;
 }
 
 function view(s: WarmSessionDoc, c?: { ready: number; preparing: number; handedOut: number; wasted: number }) {
