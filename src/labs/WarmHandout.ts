@@ -24,6 +24,7 @@ import type { KeyedMutex } from '../KeyedMutex.js';
 import { LabInstance, RESTARTABLE, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import { claimPoolLab, releasePoolLab, retirePoolLab, type WarmClaimDoc } from '../store/WarmLabs.js';
 import type { LabEvent } from './contracts.js';
+import { claimGeneration, releaseGeneration } from '../store/LabGeneration.js';
 
 
 export interface WarmHandoutDeps {
@@ -61,7 +62,7 @@ export class WarmHandout {
     const round = pool.claimRound ?? 0;
     // a lab claimed while provisioning may be running by now, or have failed
     const fresh = pool.state === 'running' ? pool : (await LabInstance.findById(pool._id).lean()) as LabInstanceDoc | null;
-    const adopted = fresh && (fresh.state === 'running' || fresh.state === 'provisioning') ? await this.adopt(fresh, inst.generation, inst) : undefined;
+    const adopted = fresh && (fresh.state === 'running' || fresh.state === 'provisioning') ? await this.adopt(fresh, round, inst.generation, inst) : undefined;
     if (!adopted) {
       // the record moved on (a concurrent start won), or the lab failed: no adoption at this generation can succeed now
       await releasePoolLab(pool, round);
@@ -72,9 +73,17 @@ export class WarmHandout {
     return adopted;
   }
 
-  /** Step 2: the student's record at the claimed generation takes the pool lab. Undefined when the record moved on. */
-  private async adopt(pool: LabInstanceDoc, gen: number, inst: Pick<LabInstanceDoc, '_id' | 'state' | 'handle' | 'timeLimitMinutes'>): Promise<LabInstanceDoc | undefined> {
+  /**
+   * Step 2: the student's record at the claimed generation takes the pool lab. Undefined when the
+   * record moved on. The next generation is claimed first, as a cold start claims it, so a cold
+   * start (or another hand-out) on another replica can never take the same generation: the update's
+   * filter alone would not decide it on FerretDB. The claim names this hand-out, so recovery after a
+   * crash finishes it.
+   */
+  private async adopt(pool: LabInstanceDoc, round: number, gen: number, inst: Pick<LabInstanceDoc, '_id' | 'state' | 'handle' | 'timeLimitMinutes'>): Promise<LabInstanceDoc | undefined> {
     if (!pool.handle || !pool.lifetime) return undefined;
+    const owner = `warm:${pool._id}:${round}`;
+    if (!(await claimGeneration(inst._id, gen + 1, owner))) return undefined;
     const now = this.d.now();
     const lifetime = this.d.withTimeLimit(pool.lifetime, inst.timeLimitMinutes);
     const previous = inst.handle;
@@ -93,7 +102,10 @@ export class WarmHandout {
       },
       { new: true, lean: true },
     ))) as LabInstanceDoc | null;
-    if (!doc) return undefined;
+    if (!doc) {
+      await releaseGeneration(inst._id, gen + 1, owner);
+      return undefined;
+    }
     this.d.metrics?.warmHandedOut.inc();
     this.d.log.info({ instance: doc._id, pool: pool._id, session: pool.warmSession, handle: pool.handle.name, state: doc.state }, 'warm.handed_out');
     this.d.emit({ type: 'state', instanceId: doc._id, state: doc.state });
@@ -119,7 +131,7 @@ export class WarmHandout {
     const taker = (await LabInstance.findById(claim.taker).lean()) as LabInstanceDoc | null;
     if (taker?.handle?.name === handle) return (await retirePoolLab(pool, claim.round, claim.taker)) ? 'retired' : 'none';
     if (taker && taker.generation === claim.gen && RESTARTABLE.includes(taker.state)) {
-      const adopted = await this.adopt(pool, claim.gen, taker);
+      const adopted = await this.adopt(pool, claim.round, claim.gen, taker);
       if (adopted) {
         await this.retire(pool, claim.round, adopted);
         if (adopted.state === 'provisioning') await this.d.takeOver(adopted);

@@ -13,6 +13,7 @@ import { claimPoolLab } from '../../src/store/WarmLabs.js';
 import { WarmPool } from '../../src/labs/WarmPool.js';
 import { Activity } from '../../src/store/Activity.js';
 import { createLogger } from '../../src/logger.js';
+import { claimGeneration } from '../../src/store/LabGeneration.js';
 
 type SessionView = { id: string; expected: number; requested?: number; ready: number; handedOut: number; wasted: number; state: string };
 
@@ -179,6 +180,21 @@ describe('warm sessions (in-memory backend)', function () {
     assert.ok(backend.labs.has(back.handle!.name), 'its machines kept');
     const other = await w.svc.ensureInstance(key('crash-c'));
     assert.equal((await w.svc.start(other._id)).handle?.name, back.handle!.name, 'and the next student takes it');
+    await WarmSession.updateOne({ _id: s.id }, { $set: { state: 'ended' } });
+  });
+
+  it('never hands a prepared lab to a record whose next generation a cold start on another replica claimed first', async () => {
+    const c = await course();
+    const s = await schedule(c.teacher.session, c.contextId, { startsAt: new Date().toISOString(), expected: 1 });
+    await waitFor(async () => (await readyCount(s.id)) === 1, 20_000, 'one prepared lab');
+    const inst = await w.svc.ensureInstance({ activityId: c.activityId, userId: 'race-a', contextId: c.contextId, labId: 'shell-steps', labVersion: c.version });
+    // the other replica's start won the next generation and has not written the record yet
+    assert.equal(await claimGeneration(inst._id, inst.generation + 1), true);
+    assert.equal(await w.svc.warm.take(inst), undefined, 'the hand-out loses to that start');
+    const doc = (await w.svc.get(inst._id))!;
+    assert.equal(doc.generation, inst.generation, 'the record is left to the start that claimed the generation');
+    assert.equal(doc.handle ?? null, null);
+    assert.equal(await readyCount(s.id), 1, 'the prepared lab is free again');
     await WarmSession.updateOne({ _id: s.id }, { $set: { state: 'ended' } });
   });
 
