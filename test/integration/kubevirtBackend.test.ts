@@ -186,7 +186,11 @@ describe('KubeVirt backend on a real API server, as the tool service account', f
       const firstStart = Math.min(...started.map((e) => e.rv));
       for (const g of [...created('NetworkPolicy'), ...created('ResourceQuota'), ...created('LimitRange')]) assert.ok(g.rv < firstStart, `${g.kind}/${g.name} created before a VM runs`);
       assert.equal(created('NetworkPolicy').length, 5);
-      for (const v of created('VirtualMachine')) assert.equal(v.runStrategy, 'Halted', `VM ${v.name} created halted`);
+      // created running, after the guards (above) and the secrets they boot from, and never patched
+      for (const s of created('Secret')) assert.ok(s.rv < firstStart, `Secret/${s.name} created before a VM runs`);
+      assert.equal(created('VirtualMachine').length, 2);
+      for (const v of created('VirtualMachine')) assert.equal(v.runStrategy, 'Always', `VM ${v.name} created running`);
+      assert.equal(requests.filter((r) => r.startsWith('patch')).length, 0, requests.join(', '));
       assert.deepEqual([...new Set(progress.map((p) => p.phase))].slice(0, 3), ['network', 'disks', 'machines-starting']);
     } finally {
       abort.abort();

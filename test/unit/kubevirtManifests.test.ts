@@ -325,7 +325,7 @@ describe('KubeVirt manifests', () => {
     });
   });
 
-  it('plans a lab as namespace, binding, guards, setup, halted VMs and pods', () => {
+  it('plans a lab as namespace, binding, guards, setup, VMs created running and pods', () => {
     const plan = planLab(ctx([web, shell]));
     assert.equal(plan.namespace.metadata.name, ns);
     assert.deepStrictEqual(plan.guards.map((o) => `${o.kind}/${o.metadata.name}`), [
@@ -337,7 +337,7 @@ describe('KubeVirt manifests', () => {
       'LimitRange/lab',
     ]);
     assert.deepStrictEqual(plan.setup.map((o) => `${o.kind}/${o.metadata.name}`), ['Secret/machine-web', 'Service/lab']);
-    assert.deepStrictEqual(plan.vms.map((v) => [v.metadata.name, v.spec.runStrategy]), [['web', 'Halted']]);
+    assert.deepStrictEqual(plan.vms.map((v) => [v.metadata.name, v.spec.runStrategy]), [['web', 'Always']]);
     assert.deepStrictEqual(plan.pods.map((p) => p.metadata.name), ['shell']);
   });
 

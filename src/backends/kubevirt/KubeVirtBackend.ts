@@ -3,14 +3,15 @@
  *
  * provision: the images' golden disks checked (nothing is created for a lab whose image is
  * missing) → namespace → RoleBinding (the tool's per-lab role) → in parallel policies, quota, limit
- * range, secrets, headless service and the VMs (Halted) → once all exist, VMs set to
- * runStrategy Always (KubeVirt clones each VM's root disk, then boots it) and container pods
- * created → wait for every VMI Running+Ready (shared VMI informer) and every pod Running; a clone
+ * range, secrets and headless service → once the policies and quota exist, the VMs created with
+ * runStrategy Always (KubeVirt clones each VM's root disk, then boots it) and the container pods
+ * → wait for every VMI Running+Ready (shared VMI informer) and every pod Running; a clone
  * that cannot succeed (quota, failed clone) fails the lab with its reason. Each step is
  * idempotent, so a second call (a restart after a crash at any step) converges without duplicates.
  *
- * Requests per lab on the happy path: one per object + one patch per VM (+ retries). Progress and
- * status come from two cluster-wide informers (managed namespaces, managed VMIs), not polling.
+ * Requests per lab on the happy path: one per object (+ retries; a VM left halted by an earlier
+ * attempt is patched to run). Progress and status come from two cluster-wide informers (managed
+ * namespaces, managed VMIs), not polling; the clones are read only while a VM has no VMI yet.
  */
 import { setMaxListeners } from 'node:events';
 import type { Duplex } from 'node:stream';
@@ -42,7 +43,7 @@ import {
 import { execInPod, openPodTerminal } from './podExec.js';
 import { execInVm, withAgent } from './vmAgent.js';
 import { envFile } from '../guest/agentProtocol.js';
-import { checkClones, checkGoldenImages, storedBytesByState } from './diskState.js';
+import { GoldenSeen, checkClones, checkGoldenImages, storedBytesByState } from './diskState.js';
 import type { DiskOptions } from './disks.js';
 import { thumbnailPng } from '../thumbnail.js';
 import { consoleLogTail } from './consoleLog.js';
@@ -92,7 +93,7 @@ export class KubeVirtBackend implements LabBackend {
   private readonly subresourceUrl: string;
   private readonly disks: DiskOptions;
   /** Golden disks found ready, until when (diskState.ts). */
-  private readonly goldenSeen = new Map<string, number>();
+  private readonly goldenSeen = new GoldenSeen();
   private readonly ledger: CapacityLedger;
 
   constructor(private readonly o: KubeVirtBackendOptions) {
@@ -133,11 +134,14 @@ export class KubeVirtBackend implements LabBackend {
 
   /** Create in a lab namespace, riding out the short 403 windows after the RoleBinding and a new quota. */
   private async createSettled(obj: K8sObject, signal?: AbortSignal): Promise<void> {
+    await this.createSettledResult(obj, signal);
+  }
+
+  private async createSettledResult(obj: K8sObject, signal?: AbortSignal): Promise<'created' | 'exists'> {
     const until = Date.now() + (this.o.settleMs ?? 15_000);
     for (let wait = 50; ; wait = Math.min(1000, wait * 2)) {
       try {
-        await this.client.create(obj, signal);
-        return;
+        return await this.client.create(obj, signal);
       } catch (err) {
         if (!(err instanceof KubeApiError) || err.status !== 403 || Date.now() > until || /being terminated/.test(err.message)) throw err;
         await delay(wait, undefined, { signal });
@@ -174,16 +178,20 @@ export class KubeVirtBackend implements LabBackend {
     const [firstGuard, ...otherGuards] = plan.guards;
     if (firstGuard) await this.createSettled(firstGuard, signal);
     const guards = Promise.all(otherGuards.map((o) => this.createSettled(o, signal)));
-    const setup = Promise.all([...plan.setup.map((o) => withAgent(o, spec.machines)), ...plan.vms].map((o) => this.createSettled(o, signal)));
+    const setup = Promise.all(plan.setup.map((o) => this.createSettled(withAgent(o, spec.machines), signal)));
     setup.catch(() => undefined); // awaited below; never an unhandled rejection when the guards fail first
     await guards;
     onProgress({ phase: 'disks', percent: 35, message: 'Preparing the machines' });
     await setup;
-    onProgress({ phase: 'disks', percent: 40, message: 'Cloning the machines’ disks' });
+    // the VMs are created running, once the guards and the secrets they reference exist
     await Promise.all([
-      ...plan.vms.map((vm) => this.client.patch(vmPath(ns, vm.metadata.name), { spec: { runStrategy: 'Always' } }, signal)),
+      ...plan.vms.map(async (vm) => {
+        // a VM an earlier attempt left halted is set to run
+        if ((await this.createSettledResult(vm, signal)) === 'exists') await this.client.patch(vmPath(ns, vm.metadata.name), { spec: { runStrategy: 'Always' } }, signal);
+      }),
       ...plan.pods.map((p) => this.createSettled(p, signal)),
     ]);
+    onProgress({ phase: 'disks', percent: 40, message: 'Cloning the machines’ disks' });
     log.debug({ vms: plan.vms.length, pods: plan.pods.length }, 'kubevirt.machines_started');
     await this.waitBooted(handle, spec, onProgress, signal);
     onProgress({ phase: 'machines-booted', percent: 100, message: 'All machines are up' });
@@ -202,8 +210,9 @@ export class KubeVirtBackend implements LabBackend {
     for (;;) {
       signal?.throwIfAborted();
       const withoutVmi = vmSpecs.filter((m) => !this.vmis.get(ns, m.name));
-      if (withoutVmi.length > 0) {
-        // a VMI exists only once its disks are cloned: until then, the clones say how far along (or why not)
+      // a VMI exists only once its disks are cloned: until then, the clones say how far along (or
+      // why not) — asked from the second pass on (a clone just requested has nothing to say yet)
+      if (withoutVmi.length > 0 && lastBooted !== -1) {
         const disks = await checkClones(this.client, ns, withoutVmi, signal);
         if (disks.ready !== lastDisks && disks.ready < disks.total) {
           lastDisks = disks.ready;

@@ -26,32 +26,51 @@ interface Pvc extends K8sObject {
 const GOLDEN_CACHE_MS = 30_000;
 const dsPath = (ns: string, name: string) => `/apis/${CDI_API}/namespaces/${ns}/datasources/${name}`;
 
+/** Golden disks found ready a moment ago, and the reads in flight (a class launching at once asks once). */
+export class GoldenSeen {
+  readonly readyUntil = new Map<string, number>();
+  readonly asking = new Map<string, Promise<void>>();
+}
+
 /**
  * Every VM's golden DataSource exists and is Ready; otherwise a BackendFailure naming the image,
  * the DataSource and how an administrator provides it.
  */
-export async function checkGoldenImages(client: KubeClient, vms: MachineSpec[], imageNamespace: string, signal?: AbortSignal, seen?: Map<string, number>): Promise<void> {
+export async function checkGoldenImages(client: KubeClient, vms: MachineSpec[], imageNamespace: string, signal?: AbortSignal, seen?: GoldenSeen): Promise<void> {
   const images = [...new Set(vms.map((m) => m.image))];
   await Promise.all(
     images.map(async (image) => {
       const name = goldenName(image);
-      if ((seen?.get(name) ?? 0) > Date.now()) return; // found ready a moment ago: a class launching at once asks once
-      const ds = await client.get<DataSource>(dsPath(imageNamespace, name), signal);
-      const where = `DataSource ${imageNamespace}/${name}`;
-      if (!ds) {
-        throw new BackendFailure(`image ${image}: no golden disk (${where} not found)`, {
-          publicMessage: `Image ${image} is not available on this cluster: its golden disk (${where}) is missing. An administrator imports it (README, "Golden images").`,
-        });
+      if ((seen?.readyUntil.get(name) ?? 0) > Date.now()) return;
+      if (!seen) return checkGolden(client, image, name, imageNamespace, signal);
+      signal?.throwIfAborted();
+      let asking = seen.asking.get(name);
+      if (!asking) {
+        // shared by every caller until it answers: not bound to the first caller's signal
+        asking = checkGolden(client, image, name, imageNamespace).then(
+          () => { seen.readyUntil.set(name, Date.now() + GOLDEN_CACHE_MS); },
+        ).finally(() => seen.asking.delete(name));
+        seen.asking.set(name, asking);
       }
-      const ready = ds.status?.conditions?.find((c) => c.type === 'Ready');
-      if (ready && ready.status !== 'True') {
-        throw new BackendFailure(`image ${image}: golden disk ${where} not ready (${ready.reason ?? ''} ${ready.message ?? ''})`, {
-          publicMessage: `Image ${image} is not ready on this cluster: its golden disk (${where}) is not ready${ready.message ? ` (${ready.message})` : ''}.`,
-        });
-      }
-      seen?.set(name, Date.now() + GOLDEN_CACHE_MS);
+      await asking;
     }),
   );
+}
+
+async function checkGolden(client: KubeClient, image: string, name: string, imageNamespace: string, signal?: AbortSignal): Promise<void> {
+  const ds = await client.get<DataSource>(dsPath(imageNamespace, name), signal);
+  const where = `DataSource ${imageNamespace}/${name}`;
+  if (!ds) {
+    throw new BackendFailure(`image ${image}: no golden disk (${where} not found)`, {
+      publicMessage: `Image ${image} is not available on this cluster: its golden disk (${where}) is missing. An administrator imports it (README, "Golden images").`,
+    });
+  }
+  const ready = ds.status?.conditions?.find((c) => c.type === 'Ready');
+  if (ready && ready.status !== 'True') {
+    throw new BackendFailure(`image ${image}: golden disk ${where} not ready (${ready.reason ?? ''} ${ready.message ?? ''})`, {
+      publicMessage: `Image ${image} is not ready on this cluster: its golden disk (${where}) is not ready${ready.message ? ` (${ready.message})` : ''}.`,
+    });
+  }
 }
 
 export interface DiskProgress {

@@ -349,7 +349,7 @@ export interface VirtualMachine extends K8sObject {
 }
 
 /**
- * A VM machine; created Halted, set to Always once quota and policies exist. Its root disk is its
+ * A VM machine; created (running) only once quota and policies exist. Its root disk is its
  * own DataVolume cloned from the image's golden disk (disks.ts), kept while the VM is halted.
  */
 export function virtualMachine(c: BuildContext, m: MachineSpec, runStrategy: RunStrategy = 'Halted'): VirtualMachine {
@@ -439,8 +439,8 @@ export function guardObjects(c: BuildContext): K8sObject[] {
 /**
  * The whole lab, grouped by when it may be created:
  * 1. the namespace, 2. the RoleBinding that lets the tool act in it, 3. (in parallel) policies,
- * quota, limit range, secrets, service and the VMs — halted, 4. (once 3 exists) VMs set running
- * and container pods created.
+ * quota, limit range, secrets and service, 4. (once the policies and quota exist) the VMs, created
+ * running, and the container pods.
  */
 export interface LabPlan {
   namespace: K8sObject;
@@ -458,7 +458,7 @@ export function planLab(c: BuildContext): LabPlan {
     roleBinding: roleBinding(c),
     guards: guardObjects(c),
     setup: [...vmMachines.map((m) => machineSecret(c, m)), headlessService(c)],
-    vms: vmMachines.map((m) => virtualMachine(c, m, 'Halted')),
+    vms: vmMachines.map((m) => virtualMachine(c, m, 'Always')),
     pods: c.spec.machines.filter((m) => m.kind === 'container').map((m) => containerPod(c, m)),
   };
 }
