@@ -22,6 +22,7 @@ import { shareJwksWithLtijs } from './ltijsJwksShim.js';
 import { installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { LaunchIds } from './LaunchIds.js';
+import { RecentLogins } from './RecentLogins.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
 import { dynamicRegistration, registeringOrigin } from './registration.js';
 import { frameAncestorsDirective } from './frameAncestors.js';
@@ -96,6 +97,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     // PUBLIC_URL may carry a path prefix (https://host/labs → /labs/lti)
     targetPaths: [new URL(urls.launch).pathname, `${new URL(urls.launch).pathname}/`, new URL(urls.deepLink).pathname],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
+    logins: new RecentLogins(),
   } as GuardDeps;
   const ids = new LaunchIds();
   const routes = {

@@ -2,8 +2,8 @@
  * Checks run inside ltijs's app before its own (installed through its `serverAddon` hook, after
  * body and cookie parsing): security headers on every /lti response, the login initiation guard
  * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state, and the
- * id_token guard (state cookie, state consumed, verifyIdToken, nonce recorded once) in front
- * of the launch and deep-linking handlers.
+ * id_token guard (state cookie, state read and removed once answered, verifyIdToken, nonce recorded
+ * once) in front of the launch and deep-linking handlers.
  * A refusal is a 4xx through the app's error handler and writes nothing.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -14,6 +14,7 @@ import { LoginState, UsedNonce } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { PlatformDoc } from '../store/Platform.js';
 import { verifyIdToken, type VerifiedLaunch, type VerifyDeps } from './verifyIdToken.js';
+import type { RecentLogins } from './RecentLogins.js';
 import { CLAIM, DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, mapRoles, str } from './claims.js';
 
 const LOGIN_TTL_MS = 10 * 60_000;
@@ -26,6 +27,8 @@ export interface GuardDeps extends VerifyDeps {
   /** Paths (under /lti) a login's target_link_uri may point to. */
   targetPaths: string[];
   cookieOptions: { secure: boolean; sameSite: 'none' | 'lax'; httpOnly: true; signed: true };
+  /** Logins this process wrote (not read back when their id_token comes here). */
+  logins?: RecentLogins;
 }
 
 /** Express 4 (ltijs) does not catch async errors: route them to next(). */
@@ -83,7 +86,9 @@ export function loginGuard(d: GuardDeps): RequestHandler {
         const state = u.searchParams.get('state') ?? '';
         const nonce = randomBytes(24).toString('base64url');
         u.searchParams.set('nonce', nonce);
-        await LoginState.create({ _id: state, nonce, issuer: iss, clientId, deploymentId, targetLinkUri, expiresAt: new Date(Date.now() + LOGIN_TTL_MS) });
+        const login = { _id: state, nonce, issuer: iss, clientId, deploymentId, targetLinkUri, expiresAt: new Date(Date.now() + LOGIN_TTL_MS) };
+        await LoginState.create(login);
+        d.logins?.add(login);
         redirect(302, u.toString());
       })().catch(next);
     };
@@ -106,7 +111,10 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
         publicMessage: 'The launch was refused: this browser did not start it (state cookie missing). If your browser blocks third-party cookies, open the activity in a new window.',
       });
     }
-    const login = await LoginState.findOneAndDelete({ _id: state }).lean();
+    // read, not taken: the nonce record below is the once-only gate (FerretDB's findOneAndDelete is
+    // no compare-and-set either); the used login goes once the response is out, off the launch's path
+    const login = d.logins?.take(state) ?? (await LoginState.findById(state).lean());
+    if (login) res.once('finish', () => { LoginState.deleteOne({ _id: state }).catch(() => undefined); });
     if (!login || login.expiresAt.getTime() < Date.now() || login.issuer !== cookie) {
       clear();
       throw new Unauthorized('unknown, used or expired state', { publicMessage: 'The launch was refused: it was already used or has expired. Open the activity again.' });
@@ -128,8 +136,8 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
 }
 
 /**
- * The one atomic once-only gate (an insert on a unique _id: FerretDB's findOneAndDelete above is
- * not compare-and-set, so two posts of one id_token can both read the state). The route awaits
+ * The one atomic once-only gate (an insert on a unique _id: two posts of one id_token can both
+ * read the state, and the state's nonce is bound to it one to one). The route awaits
  * it beside its first reads and writes (which repeat the winner's idempotent upserts at most) and
  * before anything else; a rejection is handled there.
  */

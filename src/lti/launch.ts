@@ -10,7 +10,9 @@ import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import { Conflict, NotFound } from '../errors.js';
 import { upsertUser } from '../store/User.js';
 import { upsertActivity, GRADING_MODES, type ActivityKey, type ActivitySettings, type GradingMode } from '../store/Activity.js';
-import { findInstanceRecord } from '../store/LabInstance.js';
+import { findInstanceById, findInstanceRecord } from '../store/LabInstance.js';
+import type { UserDoc } from '../store/User.js';
+import type { ActivityDoc } from '../store/Activity.js';
 import { recordLaunch } from '../store/LaunchLog.js';
 import type { LaunchIds } from './LaunchIds.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
@@ -61,12 +63,25 @@ export function launchLocale(c: Record<string, unknown>): string | undefined {
 
 const userKey = (v: VerifiedLaunch) => `u\n${v.platform.issuer}\n${v.sub}`;
 const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.deploymentId}\n${k.contextId}\n${k.resourceLinkId}`;
+const instanceKey = (activityId: string, userId: string) => `i\n${activityId}\n${userId}`;
+
+/** The record remembered as written with these fields, else the write (remembered once done). */
+function writeOnce<T>(ids: LaunchIds | undefined, key: string, fields: object, write: () => Promise<T>): Promise<T> {
+  const f = JSON.stringify(fields);
+  const known = ids?.recent<T>(key, f);
+  if (known) return Promise.resolve(known);
+  return write().then((doc) => {
+    ids?.wrote(key, f, doc);
+    return doc;
+  });
+}
 
 /**
  * Handle the launch; returns the URL to redirect to. The user, the activity, the lab and (when
  * their ids are known from an earlier launch) the user's instance are written and read side by
  * side in one round trip, beside the nonce record (the once-only gate, awaited before anything else);
- * the instance record read there is the one start() works from.
+ * the instance record read there is the one start() works from. A user or activity record this
+ * process wrote with the same fields in the last minute is not written again (LaunchIds).
  */
 export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps): Promise<string> {
   const c = v.claims;
@@ -84,20 +99,24 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   const key: ActivityKey = { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, contextId: str(context.id) || `link:${resourceLinkId}`, resourceLinkId };
   const knownUser = d.ids?.get(userKey(v));
   const knownActivity = d.ids?.get(activityKey(key));
+  const userFields = { issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role };
+  const activityFields = {
+    contextTitle: str(context.title) || str(context.label),
+    title: str(link.title),
+    labId,
+    settings: settingsFrom(custom),
+    lineItemUrl: str(ags.lineitem) || null,
+    lineItemsUrl: str(ags.lineitems) || null,
+    agsScopes: Array.isArray(ags.scope) ? ags.scope.filter((s): s is string => typeof s === 'string') : [],
+    membershipsUrl: str(nrps.context_memberships_url) || null,
+  };
+  const knownInstance = knownUser && knownActivity ? d.ids?.get(instanceKey(knownActivity, knownUser)) : undefined;
   const [user, activity, labFound, found] = await Promise.all([
-    upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role }),
-    upsertActivity(key, {
-      contextTitle: str(context.title) || str(context.label),
-      title: str(link.title),
-      labId,
-      settings: settingsFrom(custom),
-      lineItemUrl: str(ags.lineitem) || null,
-      lineItemsUrl: str(ags.lineitems) || null,
-      agsScopes: Array.isArray(ags.scope) ? ags.scope.filter((s): s is string => typeof s === 'string') : [],
-      membershipsUrl: str(nrps.context_memberships_url) || null,
-    }),
+    writeOnce<UserDoc>(d.ids, userKey(v), userFields, () => upsertUser(userFields)),
+    writeOnce<ActivityDoc>(d.ids, activityKey(key), activityFields, () => upsertActivity(key, activityFields)),
     learnerLab ? d.labs.latest(learnerLab) : Promise.resolve(undefined),
-    learnerLab && knownUser && knownActivity ? findInstanceRecord(knownActivity, knownUser) : Promise.resolve(null),
+    !learnerLab || !knownUser || !knownActivity ? Promise.resolve(null)
+      : knownInstance ? findInstanceById(knownInstance) : findInstanceRecord(knownActivity, knownUser),
     // a second post of this id_token stops here (its upserts above only repeated the first one's)
     nonceRecorded,
   ]);
@@ -130,6 +149,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
     timeLimitMinutes: activity.settings?.timeLimitMinutes ?? null,
     keepDays: activity.settings?.keepDays ?? null,
   });
+  d.ids?.set(instanceKey(activity._id, user._id), current._id);
   const inst = await d.runtime.start(current._id, current);
   log.info({ instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
   return `/lab/${encodeURIComponent(inst._id)}#session=${await d.sessions.issue({ ...base, instanceId: inst._id })}`;

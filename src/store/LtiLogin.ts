@@ -1,7 +1,7 @@
 /**
- * OIDC login state, bound to its nonce: written at /lti/login, consumed exactly once (atomic
- * findOneAndDelete) when the id_token comes back. Used nonces are recorded under a unique _id so
- * an id_token can never be accepted twice, even across states. FerretDB has no TTL indexes: both
+ * OIDC login state, bound to its nonce: written at /lti/login, read when the id_token comes back
+ * and removed once that is answered. Used nonces are recorded under a unique _id (the once-only
+ * gate) so an id_token can never be accepted twice, even across states. FerretDB has no TTL indexes: both
  * carry `expiresAt` and the ExpirySweeper purges them; code never trusts a record past it.
  */
 import mongoose, { Schema } from 'mongoose';
