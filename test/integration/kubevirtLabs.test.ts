@@ -74,11 +74,12 @@ describe('KubeVirt labs with real guests (stand-in)', function () {
     assert.equal(progress.at(-1)?.percent, 100);
     const req = labRequests(records, handle.name);
     process.stderr.write(
-      `      [kubevirt] two-VM lab running in ${provisionMs} ms: ${req.creates} creates (+${req.settling} refused while the RoleBinding settles) + ${req.patches} starts + ${req.cloneReads} clone-progress reads in its namespace (+1 namespace create)\n`,
+      `      [kubevirt] two-VM lab running in ${provisionMs} ms: ${req.creates} creates (+${req.settling} refused while the RoleBinding settles) + ${req.patches} patches + ${req.cloneReads} clone-progress reads in its namespace (+1 namespace create)\n`,
     );
-    // in the namespace: rolebinding, 5 policies, quota, limit range, 2 secrets, service, 2 VMs = 13 objects; + 2 starts
+    // in the namespace: rolebinding, 5 policies, quota, limit range, 2 secrets, service, 2 VMs = 13 objects;
+    // the VMs are created running (runStrategy Always), so none is patched to start
     assert.equal(req.creates, 13, 'one create per object in the namespace');
-    assert.equal(req.patches, 2, 'one start per VM');
+    assert.equal(req.patches, 0, 'VMs created running: no start patch');
     assert.deepEqual(req.failed, [], 'no request refused besides creates while the RoleBinding settles');
     assert.deepEqual(req.other, [], 'no reads besides the clone progress');
     // while a VM has no VMI, one look at the clones (a DataVolume list and a VM list) per VMI change or per 2 s
