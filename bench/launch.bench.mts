@@ -29,6 +29,14 @@ export async function run(): Promise<BenchRow[]> {
       if (r.status !== expect) throw new Error(`launch answered ${r.status}`);
       return performance.now() - t0;
     };
+    // every tool-side duration the histogram observes, for its p95 (the histogram gives sum and count)
+    const observed: number[] = [];
+    const hist = t.tool.metrics.launchDuration;
+    const observe = hist.observe.bind(hist);
+    hist.observe = ((labels: { message_type: string }, seconds: number) => {
+      if (labels.message_type === 'LtiResourceLinkRequest') observed.push(seconds * 1000);
+      observe(labels, seconds);
+    }) as typeof hist.observe;
     const floor: number[] = [];
     const ours: number[] = [];
     for (let i = 0; i < N; i++) {
@@ -41,6 +49,8 @@ export async function run(): Promise<BenchRow[]> {
     const sum = h.find((v) => v.metricName?.endsWith('_sum'))?.value ?? NaN;
     const count = h.find((v) => v.metricName?.endsWith('_count'))?.value ?? NaN;
     const toolSideMeanMs = (sum / count) * 1000;
+    const toolSideP95Ms = pct(observed, 95);
+    hist.observe = observe;
     const burst = async (activityId: string, stopAt?: typeof atToolPage) => {
       const t0 = performance.now();
       await Promise.all(Array.from({ length: C }, () => launchAs(new Browser(), dp.urls.issuer, { activityId, user: 'student' }, stopAt ? { stopAt } : {})));
@@ -53,6 +63,7 @@ export async function run(): Promise<BenchRow[]> {
     });
     return [
       { bench: 'launch', metric: `tool-side launch handling, mean of ${count} (lab_lti_launch_duration_seconds)`, value: toolSideMeanMs, unit: 'ms', goal: '≤ 5 ms', meets: toolSideMeanMs <= 5 },
+      { bench: 'launch', metric: `tool-side launch handling, p95 of ${observed.length}`, value: toolSideP95Ms, unit: 'ms', goal: '≤ 5 ms', meets: toolSideP95Ms <= 5 },
       row(`round trip p50 (${N} sequential, 4 HTTP hops)`, pct(ours, 50), pct(floor, 50), 2),
       row(`round trip p95 (${N} sequential, 4 HTTP hops)`, pct(ours, 95), pct(floor, 95), 2),
       row(`${C} concurrent launches, same user+activity (wall)`, burstOurs, burstFloor, 2),

@@ -190,6 +190,8 @@ export class ChannelProxy {
   }
 }
 
+type LabelledCounter = ReturnType<Metrics['wsBytes']['labels']>;
+
 /** connecting: checks and dial under way (nothing read from the browser); open: piping; closed: for good. */
 export type SessionState = 'connecting' | 'open' | 'closed';
 
@@ -209,12 +211,16 @@ class ProxySession implements FanoutSubscriber {
   private readonly filter: RfbClientFilter | undefined;
   private readonly log: Logger;
   private readonly bytes = { up: 0, down: 0 };
+  /** The byte counters of this session's channel, looked up once (not per frame). */
+  private readonly counters: { toBrowser: LabelledCounter; toMachine: LabelledCounter };
   readonly controls: boolean;
 
   constructor(private readonly proxy: ChannelProxy, private readonly ws: WebSocket, readonly claims: TicketClaims) {
     this.log = proxy.o.log.child({ instance: claims.instance, machine: claims.machine, channel: claims.channel, mode: claims.mode });
     this.filter = claims.channel === 'vnc' ? new RfbClientFilter(claims.mode === 'view') : undefined;
     this.controls = claims.mode === 'control';
+    const { wsBytes } = proxy.o.metrics;
+    this.counters = { toBrowser: wsBytes.labels(claims.channel, 'to_browser'), toMachine: wsBytes.labels(claims.channel, 'to_machine') };
   }
 
   sameSeat(c: TicketClaims): boolean {
@@ -278,7 +284,7 @@ class ProxySession implements FanoutSubscriber {
   deliver(chunk: Buffer): void {
     if (this.current === 'closed') return;
     this.bytes.down += chunk.length;
-    this.proxy.o.metrics.wsBytes.inc({ channel: this.claims.channel, direction: 'to_browser' }, chunk.length);
+    this.counters.toBrowser.inc(chunk.length);
     this.queuedBytes += chunk.length;
     this.ws.send(chunk, { binary: true }, () => {
       this.queuedBytes -= chunk.length;
@@ -306,7 +312,7 @@ class ProxySession implements FanoutSubscriber {
     if (input && this.controls) this.noteInput();
     if (forward.length === 0) return;
     this.bytes.up += forward.length;
-    this.proxy.o.metrics.wsBytes.inc({ channel: this.claims.channel, direction: 'to_machine' }, forward.length);
+    this.counters.toMachine.inc(forward.length);
     if (!up.write(forward)) {
       this.ws.pause();
       up.onceDrain(() => { if (this.current === 'open') this.ws.resume(); });

@@ -1,7 +1,10 @@
 /**
  * The lab catalog (implements LabDefinitions): versions of validated labs in the database.
  * Start-up imports templates/; admins add, update and remove labs at run time. Versions are
- * immutable, so their parsed form and rendered instructions are cached in memory by version.
+ * immutable, so their parsed form and rendered instructions are cached in memory by version. Which
+ * version is a lab's newest is remembered for a few seconds (a class launching at once reads it
+ * once, and FerretDB answers that query only by scanning the lab versions): an add or a removal here
+ * forgets it at once; one on another replica is seen here within HEAD_TTL_MS.
  */
 import type { BackendKind } from '../../backends/types.js';
 import { Conflict, NotFound } from '../../errors.js';
@@ -43,6 +46,8 @@ export function summaryOf(lab: ValidLab, version: string): LabSummary {
   };
 }
 
+const HEAD_TTL_MS = 5_000;
+
 type Version = Pick<LabDefinitionDoc, '_id' | 'labId' | 'version' | 'definition' | 'pages' | 'steps' | 'files' | 'summary'>;
 
 export class LabCatalog implements LabDefinitions {
@@ -50,6 +55,8 @@ export class LabCatalog implements LabDefinitions {
   private readonly versions = new Map<string, Promise<Version>>();
   private readonly rendered = new Map<string, RenderedInstructions>();
   private readonly checkCache = new Map<string, LabChecks>();
+  /** Each lab's newest version (or none) as read last, and until when it counts. */
+  private readonly heads = new Map<string, { until: number; summary: Promise<LabSummary | undefined> }>();
 
   /** The image catalog labs are validated against and their machines' images resolved through. */
   readonly images: ImageCatalog;
@@ -83,6 +90,14 @@ export class LabCatalog implements LabDefinitions {
    * add by another owner is a Conflict (who may add is decided by auth/tenancy.ts beforehand).
    */
   async add(lab: ValidLab, o: { source: 'templates' | 'admin'; owner?: string | null }): Promise<{ version: string; created: boolean }> {
+    try {
+      return await this.store(lab, o);
+    } finally {
+      this.heads.delete(lab.id);
+    }
+  }
+
+  private async store(lab: ValidLab, o: { source: 'templates' | 'admin'; owner?: string | null }): Promise<{ version: string; created: boolean }> {
     const owner = o.owner ?? null;
     for (let attempt = 0; ; attempt++) {
       const newest = await LabDefinition.findOne({ labId: lab.id }, { seq: 1, version: 1, contentHash: 1, removedAt: 1, owner: 1 }).sort({ seq: -1 }).lean();
@@ -122,6 +137,7 @@ export class LabCatalog implements LabDefinitions {
     const n = await LabDefinition.countDocuments({ labId });
     if (!n) throw new NotFound(`lab ${labId} not found`, { publicMessage: `No lab "${labId}".` });
     await LabDefinition.updateMany({ labId, removedAt: null }, { $set: { removedAt: new Date() } });
+    this.heads.delete(labId);
     this.log.info({ lab: labId }, 'labs.removed');
   }
 
@@ -132,9 +148,18 @@ export class LabCatalog implements LabDefinitions {
     return [...newest.values()].filter((r) => !r.removedAt).map((r) => r.summary);
   }
 
-  async latest(labId: string): Promise<LabSummary | undefined> {
-    const r = await LabDefinition.findOne({ labId }, { summary: 1, removedAt: 1 }).sort({ seq: -1 }).lean();
-    return r && !r.removedAt ? r.summary : undefined;
+  latest(labId: string): Promise<LabSummary | undefined> {
+    const now = Date.now();
+    const known = this.heads.get(labId);
+    if (known && known.until > now) return known.summary;
+    const summary = LabDefinition.findOne({ labId }, { summary: 1, removedAt: 1 }).sort({ seq: -1 }).lean()
+      .then((r) => (r && !r.removedAt ? r.summary : undefined));
+    const head = { until: now + HEAD_TTL_MS, summary };
+    this.heads.set(labId, head);
+    // a failed read is not remembered
+    summary.catch(() => { if (this.heads.get(labId) === head) this.heads.delete(labId); });
+    if (this.heads.size > 10_000) this.heads.delete(this.heads.keys().next().value!);
+    return summary;
   }
 
   /** Every version of every lab, newest first, for the admin API. */
