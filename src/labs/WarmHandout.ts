@@ -23,8 +23,10 @@ import type { Metrics } from '../metrics.js';
 import type { KeyedMutex } from '../KeyedMutex.js';
 import { LabInstance, RESTARTABLE, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import { claimPoolLab, releasePoolLab, retirePoolLab, type WarmClaimDoc } from '../store/WarmLabs.js';
+import { cancelledAmong } from '../store/WarmSession.js';
 import type { LabEvent } from './contracts.js';
 import { claimGeneration, releaseGeneration } from '../store/LabGeneration.js';
+import { PoolLabList } from './PoolLabList.js';
 
 
 export interface WarmHandoutDeps {
@@ -43,6 +45,8 @@ export interface WarmHandoutDeps {
 export class WarmHandout {
   /** Hand-outs in flight in this process, by student instance: a double click claims one lab, not two. */
   private readonly taking = new Map<string, Promise<LabInstanceDoc | undefined>>();
+  /** The free pool labs as read last here, shared by the launches of a class. */
+  private readonly poolLabs = new PoolLabList();
 
   constructor(private readonly d: WarmHandoutDeps) {}
 
@@ -57,15 +61,24 @@ export class WarmHandout {
   }
 
   private async takeOnce(inst: LabInstanceDoc): Promise<LabInstanceDoc | undefined> {
-    const pool = await claimPoolLab(inst.activityId, inst.labVersion, inst._id, inst.generation, this.d.now());
+    const pool = await claimPoolLab(inst.activityId, inst.labVersion, inst._id, inst.generation, this.d.now(), this.poolLabs);
     if (!pool) return undefined;
     const round = pool.claimRound ?? 0;
-    // a lab claimed while provisioning may be running by now, or have failed
-    const fresh = pool.state === 'running' ? pool : (await LabInstance.findById(pool._id).lean()) as LabInstanceDoc | null;
-    const adopted = fresh && (fresh.state === 'running' || fresh.state === 'provisioning') ? await this.adopt(fresh, round, inst.generation, inst) : undefined;
+    // the list it came from may be a second old: a lab claimed while provisioning may be running by now, any may
+    // have failed, and its session may have been cancelled (on any replica)
+    const [fresh, cancelled] = await Promise.all([
+      LabInstance.findById(pool._id).lean() as Promise<LabInstanceDoc | null>,
+      cancelledAmong(pool.warmSession ? [pool.warmSession] : []),
+    ]);
+    if (pool.warmSession && cancelled.has(pool.warmSession)) this.poolLabs.dropSession(pool.warmSession);
+    const usable = fresh && cancelled.size === 0 && (fresh.claimRound ?? 0) === round && (fresh.state === 'running' || fresh.state === 'provisioning');
+    const adopted = usable ? await this.adopt(fresh, round, inst.generation, inst) : undefined;
     if (!adopted) {
-      // the record moved on (a concurrent start won), or the lab failed: no adoption at this generation can succeed now
-      await releasePoolLab(pool, round);
+      // the record moved on (a concurrent start won), the lab failed or its session was cancelled: no adoption at this generation
+      const released = await releasePoolLab(pool, round);
+      if (released && usable) {
+        this.poolLabs.giveBack({ ...fresh, claimRound: round + 1, claimedBy: null, claimedGen: null, claimedAt: null });
+      }
       return undefined;
     }
     await this.retire(pool, round, adopted);

@@ -71,20 +71,39 @@ export async function ensurePoolLab(k: { sessionId: string; n: number; activityI
   return doc as LabInstanceDoc;
 }
 
+/** Where claimPoolLab finds the pool labs it tries, one at a time. */
+export interface PoolLabSource {
+  /** A pool lab of this activity and version to try to claim; undefined when there is none. */
+  next(activityId: string, labVersion: string): Promise<LabInstanceDoc | undefined>;
+}
+
+/**
+ * Read afresh before each try: a lab picked at random among those no claim names yet (a running
+ * one, else one still provisioning). Reads run side by side, while every insert, won or lost, waits
+ * for SQLite's one writer on FerretDB, so picking among the unclaimed keeps lost tries rare.
+ */
+export const freshPoolLab: PoolLabSource = {
+  async next(activityId, labVersion) {
+    const free = await unclaimedPoolLabs(activityId, labVersion);
+    return free ? free[Math.floor(Math.random() * free.length)] : undefined;
+  },
+};
+
+/** The free pool labs no claim names yet: the running ones, else those still provisioning; undefined when none. */
+export async function unclaimedPoolLabs(activityId: string, labVersion: string): Promise<LabInstanceDoc[] | undefined> {
+  return (await unclaimed(await freePoolLabs(activityId, labVersion, 'running'))) ?? (await unclaimed(await freePoolLabs(activityId, labVersion, 'provisioning')));
+}
+
 /**
  * Claim a free pool lab of the activity at this lab version for `taker` (its record at generation
  * `gen`): a running one, or, when none runs yet, one still provisioning (the taker finishes it).
+ * What `source` offers may be stale: the claim's insert decides, a lost try (another launch took
+ * that lab, or it left the pool) moves to the next lab, and the caller reads the lab it won afresh.
  */
-export async function claimPoolLab(activityId: string, labVersion: string, taker: string, gen: number, at: Date): Promise<LabInstanceDoc | null> {
-  // One insert per try, at a lab picked at random among those no claim names yet, read afresh
-  // before each try: reads run side by side, while every insert, won or lost, waits for SQLite's
-  // one writer on FerretDB. (Walking a list read once made forty launches at once insert 173
-  // claims for 40 labs, mostly lost.) A lost try means another launch took that lab, so the free
-  // labs shrink with every try and the loop ends.
+export async function claimPoolLab(activityId: string, labVersion: string, taker: string, gen: number, at: Date, source: PoolLabSource = freshPoolLab): Promise<LabInstanceDoc | null> {
   for (let attempt = 0; attempt < 256; attempt++) {
-    const free = (await unclaimed(await freePoolLabs(activityId, labVersion, 'running'))) ?? (await unclaimed(await freePoolLabs(activityId, labVersion, 'provisioning')));
-    if (!free) return null;
-    const c = free[Math.floor(Math.random() * free.length)]!;
+    const c = await source.next(activityId, labVersion);
+    if (!c) return null;
     const round = c.claimRound ?? 0;
     if (!(await insertClaim(c._id, round, taker, gen, at))) continue;
     await LabInstance.updateOne({ _id: c._id, claimRound: round }, { $set: { claimedBy: taker, claimedGen: gen, claimedAt: at } });

@@ -9,7 +9,8 @@ import { MemoryBackend } from '../support/memoryBackend.js';
 import { courseKey, startWarmTool, type WarmTool } from '../support/warmTool.js';
 import { LabInstance, type LabInstanceDoc } from '../../src/store/LabInstance.js';
 import { WarmSession } from '../../src/store/WarmSession.js';
-import { claimPoolLab } from '../../src/store/WarmLabs.js';
+import { claimPoolLab, WarmClaim } from '../../src/store/WarmLabs.js';
+import { PoolLabList } from '../../src/labs/PoolLabList.js';
 import { WarmPool } from '../../src/labs/WarmPool.js';
 import { Activity } from '../../src/store/Activity.js';
 import { createLogger } from '../../src/logger.js';
@@ -180,6 +181,23 @@ describe('warm sessions (in-memory backend)', function () {
     assert.ok(backend.labs.has(back.handle!.name), 'its machines kept');
     const other = await w.svc.ensureInstance(key('crash-c'));
     assert.equal((await w.svc.start(other._id)).handle?.name, back.handle!.name, 'and the next student takes it');
+    await WarmSession.updateOne({ _id: s.id }, { $set: { state: 'ended' } });
+  });
+
+  it('two replicas, each reading the free labs once for its launches, hand 12 labs to 12 of 16 launches: distinct labs, none lost', async () => {
+    const c = await course();
+    const s = await schedule(c.teacher.session, c.contextId, { startsAt: new Date().toISOString(), expected: 12 });
+    await waitFor(async () => (await readyCount(s.id)) === 12, 20_000, '12 prepared labs running');
+    // each list stands for one replica's launches: both read the same 12 labs, in their own order
+    const replicas = [new PoolLabList(), new PoolLabList()];
+    const claims = await Promise.all(Array.from({ length: 16 }, (_, i) => claimPoolLab(c.activityId, c.version, `race-taker-${i}`, 0, new Date(), replicas[i % 2]!)));
+    const won = claims.filter((x): x is LabInstanceDoc => x !== null);
+    assert.equal(won.length, 12, 'every prepared lab claimed');
+    assert.equal(new Set(won.map((x) => x._id)).size, 12, 'by one launch each');
+    const records = await pool(s.id);
+    assert.equal(new Set(records.map((p) => p.claimedBy)).size, 12, 'each record names its one taker');
+    assert.equal(await WarmClaim.countDocuments({ pool: { $in: records.map((p) => p._id) } }), 12, 'one claim per lab');
+    assert.equal(await replicas[0]!.next(c.activityId, c.version), undefined, 'nothing left to offer');
     await WarmSession.updateOne({ _id: s.id }, { $set: { state: 'ended' } });
   });
 
