@@ -25,6 +25,10 @@ export interface UpgradeDeps {
 
 const PATH = /^\/ws\/(vnc|console)\/([a-z0-9-]{1,64})\/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/;
 
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
 export function attachUpgradeHandler(server: http.Server, d: UpgradeDeps): { close(): void } {
   const wss = new WebSocketServer({
     noServer: true,
@@ -36,7 +40,9 @@ export function attachUpgradeHandler(server: http.Server, d: UpgradeDeps): { clo
   const origin = new URL(d.publicOrigin).origin;
 
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on('error', () => socket.destroy());
+    // a listener of its own (not a closure here), so the socket, which lives as long as the session,
+    // does not keep this upgrade's request, headers and logger alive
+    socket.on('error', destroyOnError);
     const path = (req.url ?? '').split('?')[0] ?? '';
     const m = PATH.exec(path);
     const log = d.log.child({ path: m ? `/ws/${m[1]}` : 'other' });

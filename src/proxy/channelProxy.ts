@@ -192,6 +192,20 @@ export class ChannelProxy {
 
 type LabelledCounter = ReturnType<Metrics['wsBytes']['labels']>;
 
+/**
+ * A session's log lines carry its lab, machine, channel and mode. Not a logger child: a child per
+ * open socket costs more memory than the rest of an idle session's state, for five lines in its life.
+ */
+class SessionLog {
+  constructor(private readonly log: Logger, private readonly c: TicketClaims) {}
+  info(msg: string, o: object = {}): void {
+    this.log.info({ instance: this.c.instance, machine: this.c.machine, channel: this.c.channel, mode: this.c.mode, ...o }, msg);
+  }
+  warn(msg: string, o: object = {}): void {
+    this.log.warn({ instance: this.c.instance, machine: this.c.machine, channel: this.c.channel, mode: this.c.mode, ...o }, msg);
+  }
+}
+
 /** connecting: checks and dial under way (nothing read from the browser); open: piping; closed: for good. */
 export type SessionState = 'connecting' | 'open' | 'closed';
 
@@ -209,14 +223,14 @@ class ProxySession implements FanoutSubscriber {
   private counted = false;
   private queuedBytes = 0;
   private readonly filter: RfbClientFilter | undefined;
-  private readonly log: Logger;
+  private readonly log: SessionLog;
   private readonly bytes = { up: 0, down: 0 };
   /** The byte counters of this session's channel, looked up once (not per frame). */
   private readonly counters: { toBrowser: LabelledCounter; toMachine: LabelledCounter };
   readonly controls: boolean;
 
   constructor(private readonly proxy: ChannelProxy, private readonly ws: WebSocket, readonly claims: TicketClaims) {
-    this.log = proxy.o.log.child({ instance: claims.instance, machine: claims.machine, channel: claims.channel, mode: claims.mode });
+    this.log = new SessionLog(proxy.o.log, claims);
     this.filter = claims.channel === 'vnc' ? new RfbClientFilter(claims.mode === 'view') : undefined;
     this.controls = claims.mode === 'control';
     const { wsBytes } = proxy.o.metrics;
@@ -247,7 +261,7 @@ class ProxySession implements FanoutSubscriber {
     this.ws.pause();
     this.ws.on('close', (code) => this.close({ code, reason: 'client closed' }, { fromClient: true }));
     this.ws.on('error', (err) => {
-      this.log.info({ err: err.message }, 'ws.client_error');
+      this.log.info('ws.client_error', { err: err.message });
       this.close({ code: 1002, reason: 'protocol error' });
     });
     this.ws.on('pong', () => { this.alive = true; });
@@ -267,14 +281,14 @@ class ProxySession implements FanoutSubscriber {
       await fanout.open(this);
     } catch (err) {
       const reason = err instanceof AppError ? err.publicMessage : 'could not reach the machine';
-      if (!(err instanceof AppError)) this.log.warn({ err }, 'ws.dial_failed');
+      if (!(err instanceof AppError)) this.log.warn('ws.dial_failed', { err });
       return this.close({ code: wsCloseFor(err), reason });
     }
     if (this.current !== 'connecting') return; // closed while dialing (the fanout let it go then)
     this.current = 'open';
     this.ws.on('message', (data: RawData) => this.fromBrowser(fanout, toBuffer(data)));
     this.ws.resume();
-    this.log.info({ shared: fanout.shared && fanout.receiverCount > 1 }, 'ws.opened');
+    this.log.info('ws.opened', { shared: fanout.shared && fanout.receiverCount > 1 });
   }
 
   queued(): number {
@@ -367,7 +381,7 @@ class ProxySession implements FanoutSubscriber {
     }
     if (this.counted) this.proxy.o.metrics.wsSessions.dec({ channel: this.claims.channel });
     this.onClosed?.();
-    this.log.info({ code: c.code, reason: c.reason, bytesToMachine: this.bytes.up, bytesToBrowser: this.bytes.down }, 'ws.closed');
+    this.log.info('ws.closed', { code: c.code, reason: c.reason, bytesToMachine: this.bytes.up, bytesToBrowser: this.bytes.down });
   }
 }
 
