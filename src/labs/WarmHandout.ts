@@ -5,7 +5,8 @@
  *               with the student's current generation g (store/WarmLabs.ts);
  *   2. adopt  — compare-and-set on the student's record at generation g (in a restartable state):
  *               it takes the pool lab's handle, machines and lifetime, and becomes `running` at g+1;
- *   3. retire — the pool record lets go of the handle (state destroyed, handle null, never a destroy).
+ *   3. retire — the pool record lets go of the handle (state destroyed, handle null, never a destroy);
+ *               for a running lab after the student has it, off the launch's path.
  *
  * Step 1 is the only place a lab changes hands, so two students never share one. A crash after 1
  * leaves the lab claimed by that student: recover() (the warm duty, every pass) finishes step 2
@@ -81,8 +82,14 @@ export class WarmHandout {
       }
       return undefined;
     }
-    await this.retire(pool, round, adopted);
-    if (adopted.state === 'provisioning') await this.d.takeOver(adopted);
+    if (adopted.state === 'provisioning') {
+      await this.retire(pool, round, adopted);
+      await this.d.takeOver(adopted);
+      return adopted;
+    }
+    // the student's record holds the running lab now: the pool record lets go of it after the
+    // student has it (the warm duty's recovery finishes this after a crash, as any cut-short step)
+    this.retire(pool, round, adopted).catch((err: unknown) => this.d.log.warn({ err, pool: pool._id, instance: adopted._id }, 'warm.retire_failed'));
     return adopted;
   }
 
