@@ -351,7 +351,9 @@ describe('QemuBackend: aborts, races and a SIGKILLed tool while provisioning', f
   });
 
   it('a new tool finds the half-provisioned lab, provisioning again converges without duplicate machines, and destroy leaves nothing', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/qemuProvisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // the child stops dead after its first "machines-starting" line (the first QEMU spawned), so the kill
+    // lands before the second machine's QEMU however loaded the machine is
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/qemuProvisionChild.ts', dataDir, images, lab.name, 'one,two'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FREEZE_AFTER: 'machines-starting' } });
     const exited = new Promise((r) => child.once('exit', r));
     await new Promise<void>((resolve, reject) => {
       let buf = '';
