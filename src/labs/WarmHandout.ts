@@ -22,7 +22,7 @@ import type { LabBackend } from '../backends/types.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { KeyedMutex } from '../KeyedMutex.js';
-import { LabInstance, RESTARTABLE, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
+import { LabInstance, RESTARTABLE, findInstanceById, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import { claimPoolLab, releasePoolLab, retirePoolLab, type WarmClaimDoc } from '../store/WarmLabs.js';
 import { cancelledAmong } from '../store/WarmSession.js';
 import type { LabEvent } from './contracts.js';
@@ -68,7 +68,7 @@ export class WarmHandout {
     // the list it came from may be a second old: a lab claimed while provisioning may be running by now, any may
     // have failed, and its session may have been cancelled (on any replica)
     const [fresh, cancelled] = await Promise.all([
-      LabInstance.findById(pool._id).lean() as Promise<LabInstanceDoc | null>,
+      findInstanceById(pool._id),
       cancelledAmong(pool.warmSession ? [pool.warmSession] : []),
     ]);
     if (pool.warmSession && cancelled.has(pool.warmSession)) this.poolLabs.dropSession(pool.warmSession);
@@ -148,7 +148,7 @@ export class WarmHandout {
   async recover(claim: WarmClaimDoc, pool: LabInstanceDoc): Promise<'adopted' | 'retired' | 'released' | 'none'> {
     if (!pool.handle || claim.gen === null) return 'none';
     const handle = pool.handle.name;
-    const taker = (await LabInstance.findById(claim.taker).lean()) as LabInstanceDoc | null;
+    const taker = await findInstanceById(claim.taker);
     if (taker?.handle?.name === handle) return (await retirePoolLab(pool, claim.round, claim.taker)) ? 'retired' : 'none';
     if (taker && taker.generation === claim.gen && RESTARTABLE.includes(taker.state)) {
       const adopted = await this.adopt(pool, claim.round, claim.gen, taker);
@@ -158,7 +158,7 @@ export class WarmHandout {
         return 'adopted';
       }
     }
-    const fresh = (await LabInstance.findById(claim.taker).lean()) as LabInstanceDoc | null;
+    const fresh = await findInstanceById(claim.taker);
     if (fresh?.handle?.name === handle) return (await retirePoolLab(pool, claim.round, claim.taker)) ? 'retired' : 'none';
     if (!fresh || fresh.generation !== claim.gen) return (await releasePoolLab(pool, claim.round)) ? 'released' : 'none';
     return 'none';

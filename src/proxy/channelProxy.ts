@@ -199,10 +199,13 @@ type LabelledCounter = ReturnType<Metrics['wsBytes']['labels']>;
 class SessionLog {
   constructor(private readonly log: Logger, private readonly c: TicketClaims) {}
   info(msg: string, o: object = {}): void {
-    this.log.info({ instance: this.c.instance, machine: this.c.machine, channel: this.c.channel, mode: this.c.mode, ...o }, msg);
+    this.log.info(this.fields(o), msg);
   }
   warn(msg: string, o: object = {}): void {
-    this.log.warn({ instance: this.c.instance, machine: this.c.machine, channel: this.c.channel, mode: this.c.mode, ...o }, msg);
+    this.log.warn(this.fields(o), msg);
+  }
+  private fields(o: object): object {
+    return { instance: this.c.instance, machine: this.c.machine, channel: this.c.channel, mode: this.c.mode, ...o };
   }
 }
 
