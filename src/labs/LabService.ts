@@ -19,7 +19,7 @@ import type { ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, Machi
 import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { LabInstance, RESTARTABLE, ensureInstanceRecord, storageGiBByState, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
+import { LabInstance, RESTARTABLE, ensureInstanceRecord, updateInstance, storageGiBByState, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, LabSummary, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
@@ -142,18 +142,24 @@ export class LabService implements LabRuntime {
     set: Partial<LabInstanceDoc> & { state: InstanceState },
   ): Promise<LabInstanceDoc | undefined> {
     const doc = await this.lock.run(inst._id, () =>
-      LabInstance.findOneAndUpdate({ _id: inst._id, generation: inst.generation, state: { $in: [...from] } }, { $set: set }, { new: true, lean: true }),
+      updateInstance(inst._id, { generation: inst.generation, state: { $in: [...from] } }, { $set: set }),
     );
     if (!doc) return undefined;
     const d = doc as LabInstanceDoc;
     if (d.state !== 'running') this.lastActivityWrite.delete(d._id);
+    else if (set.lastActivityAt) this.lastActivityWrite.set(d._id, set.lastActivityAt.getTime()); // the console opening next needs no write of its own
     this.emit({ type: 'state', instanceId: d._id, state: d.state, ...(d.failureReason ? { reason: d.failureReason } : {}) });
     return d;
   }
 
   async start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc> {
     const inst = current?._id === instanceId ? current : await this.mustGet(instanceId);
-    if (RESTARTABLE.includes(inst.state)) return (await this.warm.take(inst)) ?? this.beginProvision(inst);
+    if (RESTARTABLE.includes(inst.state)) {
+      const taken = await this.warm.take(inst);
+      if (!taken) return this.beginProvision(inst);
+      if (taken.state === 'running' && taken.lastActivityAt) this.lastActivityWrite.set(taken._id, new Date(taken.lastActivityAt).getTime()); // written by the hand-out
+      return taken;
+    }
     if (inst.state === 'stopped' && inst.handle) {
       const handle = inst.handle;
       const won = await this.transition(inst, ['stopped'], { state: 'provisioning', progress: { phase: 'machines-starting', percent: 60, message: 'Starting the machines' } });
@@ -176,8 +182,9 @@ export class LabService implements LabRuntime {
     const handle: LabHandle = { instanceId: inst._id, backend: this.backend.kind, name: handleName(inst._id, generation), generation };
     const previous = inst.handle;
     if (!(await claimGeneration(inst._id, generation))) return this.mustGet(inst._id); // a concurrent start won; it provisions
-    const won = await this.lock.run(inst._id, () => LabInstance.findOneAndUpdate(
-      { _id: inst._id, generation: inst.generation, state: inst.state },
+    const won = await this.lock.run(inst._id, () => updateInstance(
+      inst._id,
+      { generation: inst.generation, state: inst.state },
       {
         $set: {
           state: 'provisioning',
@@ -195,7 +202,6 @@ export class LabService implements LabRuntime {
           lastActivityAt: this.now(),
         },
       },
-      { new: true, lean: true },
     ));
     if (!won) return this.mustGet(inst._id); // the record moved on meanwhile (destroyed, started elsewhere)
     const doc = won as LabInstanceDoc;
@@ -309,8 +315,7 @@ export class LabService implements LabRuntime {
 
   /** Mark the expiry warning sent for this generation; true for exactly one caller in this process. */
   async markWarned(inst: LabInstanceDoc, at: Date): Promise<boolean> {
-    const res = await this.lock.run(inst._id, () => LabInstance.updateOne({ _id: inst._id, generation: inst.generation, warnedAt: null }, { $set: { warnedAt: at } }));
-    return res.modifiedCount === 1;
+    return (await this.lock.run(inst._id, () => updateInstance(inst._id, { generation: inst.generation, warnedAt: null }, { $set: { warnedAt: at } }))) !== null;
   }
 
   private async fail(inst: Pick<LabInstanceDoc, '_id' | 'generation'>, err: unknown): Promise<LabInstanceDoc | undefined> {
@@ -418,7 +423,7 @@ export class LabService implements LabRuntime {
       for (const [id, t] of this.lastActivityWrite) if (now - t >= interval) this.lastActivityWrite.delete(id);
     }
     this.lastActivityWrite.set(instanceId, now);
-    this.lock.run(instanceId, () => LabInstance.updateOne({ _id: instanceId, state: 'running' }, { $set: { lastActivityAt: new Date(now) } })).catch((err: unknown) =>
+    this.lock.run(instanceId, () => updateInstance(instanceId, { state: 'running' }, { $set: { lastActivityAt: new Date(now) } })).catch((err: unknown) =>
       this.deps.log.warn({ err, instance: instanceId }, 'lab.activity_write_failed'),
     );
   }

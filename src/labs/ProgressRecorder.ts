@@ -5,7 +5,7 @@
  */
 import type { BackendKind, Progress, ProgressPhase } from '../backends/types.js';
 import type { Metrics } from '../metrics.js';
-import { LabInstance, type LabInstanceDoc } from '../store/LabInstance.js';
+import { updateInstance, type LabInstanceDoc } from '../store/LabInstance.js';
 
 export class ProgressRecorder {
   private readonly startedAt = Date.now();
@@ -43,7 +43,7 @@ export class ProgressRecorder {
     this.lastWrite = Date.now();
     const { _id, generation } = this.inst;
     this.writing = this.writing.then(() =>
-      this.serialize(() => LabInstance.updateOne({ _id, generation, state: 'provisioning' }, { $set: { progress: p } })).catch(() => undefined),
+      this.serialize(() => updateInstance(_id, { generation, state: 'provisioning' }, { $set: { progress: p } })).catch(() => undefined),
     );
   }
 

@@ -22,7 +22,7 @@ import type { LabBackend } from '../backends/types.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { KeyedMutex } from '../KeyedMutex.js';
-import { LabInstance, RESTARTABLE, findInstanceById, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
+import { RESTARTABLE, findInstanceById, updateInstance, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import { claimPoolLab, releasePoolLab, retirePoolLab, type WarmClaimDoc } from '../store/WarmLabs.js';
 import { cancelledAmong } from '../store/WarmSession.js';
 import type { LabEvent } from './contracts.js';
@@ -112,16 +112,16 @@ export class WarmHandout {
     const clocks = running
       ? { state: 'running', startedAt: now, expiresAt: new Date(now.getTime() + lifetime.maxMinutes * 60_000), progress: { phase: 'machines-booted', percent: 100, message: 'Your lab is ready' } }
       : { state: 'provisioning', startedAt: null, expiresAt: null, progress: pool.progress ?? { phase: 'queued', percent: 0, message: 'Waiting to start' } };
-    const doc = (await this.d.lock.run(inst._id, () => LabInstance.findOneAndUpdate(
-      { _id: inst._id, generation: gen, state: { $in: [...RESTARTABLE] } },
+    const doc = await this.d.lock.run(inst._id, () => updateInstance(
+      inst._id,
+      { generation: gen, state: { $in: [...RESTARTABLE] } },
       {
         $set: {
           ...clocks, generation: gen + 1, handle: pool.handle, backend: pool.backend, failureReason: null,
           machines: pool.machines, storageGiB: pool.storageGiB ?? null, lifetime, warnedAt: null, lastActivityAt: now,
         },
       },
-      { new: true, lean: true },
-    ))) as LabInstanceDoc | null;
+    ));
     if (!doc) {
       await releaseGeneration(inst._id, gen + 1, owner);
       return undefined;

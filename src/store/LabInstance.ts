@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import mongoose, { Schema } from 'mongoose';
 import type { BackendKind, LabHandle, Progress } from '../backends/types.js';
-import { retryUpsert } from './database.js';
+import { isDuplicateKey, retryUpsert } from './database.js';
+import { idOnlyFilters, matchesGuard, type Guard } from './idFilters.js';
 import type { LabLifetime } from './LabDefinition.js';
 
 export const INSTANCE_STATES = ['requested', 'provisioning', 'running', 'paused', 'stopped', 'expired', 'destroyed', 'failed'] as const;
@@ -130,20 +131,42 @@ export async function findInstanceById(id: string): Promise<LabInstanceDoc | nul
 
 /**
  * The user's instance for the activity, created if missing — exactly one even when called
- * concurrently (upsert on the unique keys; a duplicate-key race is retried and finds the winner).
+ * concurrently (the unique keys decide; a duplicate-key race finds the winner). On FerretDB a new
+ * record is inserted first (its unique index answers that without reading the collection; a
+ * filter on activity and user would scan it) and an existing one found after the duplicate-key
+ * error; elsewhere one upsert does both.
  */
 export async function ensureInstanceRecord(key: LabInstanceKey): Promise<LabInstanceDoc> {
+  const fresh = { _id: newInstanceId(), contextId: key.contextId, labId: key.labId, labVersion: key.labVersion, state: 'requested' as const, timeLimitMinutes: key.timeLimitMinutes ?? null, keepDays: key.keepDays ?? null };
+  if (idOnlyFilters()) {
+    try {
+      return (await LabInstance.create({ ...fresh, activityId: key.activityId, userId: key.userId })).toObject() as LabInstanceDoc;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+      const found = await findInstanceRecord(key.activityId, key.userId);
+      if (found) return found;
+      throw err;
+    }
+  }
   const doc = await retryUpsert(() =>
-    LabInstance.findOneAndUpdate(
-      { activityId: key.activityId, userId: key.userId },
-      {
-        $setOnInsert: { _id: newInstanceId(), contextId: key.contextId, labId: key.labId, labVersion: key.labVersion, state: 'requested', timeLimitMinutes: key.timeLimitMinutes ?? null, keepDays: key.keepDays ?? null },
-      },
-      { upsert: true, new: true, lean: true },
-    ),
+    LabInstance.findOneAndUpdate({ activityId: key.activityId, userId: key.userId }, { $setOnInsert: fresh }, { upsert: true, new: true, lean: true }),
   );
   if (!doc) throw new Error('upsert returned no document');
   return doc as LabInstanceDoc;
+}
+
+/**
+ * Compare-and-set on one record: `update` applies when the record `id` passes `guard` (see
+ * idFilters.ts for how on FerretDB). Returns the record as written, or null when it did not pass
+ * (or does not exist).
+ */
+export async function updateInstance(id: string, guard: Guard, update: mongoose.UpdateQuery<LabInstanceDoc>): Promise<LabInstanceDoc | null> {
+  if (idOnlyFilters()) {
+    const cur = await findInstanceById(id);
+    if (!cur || !matchesGuard(cur as unknown as Record<string, unknown>, guard)) return null;
+    return (await LabInstance.findOneAndUpdate({ _id: id }, update, { new: true, lean: true })) as LabInstanceDoc | null;
+  }
+  return (await LabInstance.findOneAndUpdate({ ...guard, _id: id }, update, { new: true, lean: true })) as LabInstanceDoc | null;
 }
 
 /** GiB reserved by the disks of labs that hold resources, by state (the operator's total and the metrics read it). */

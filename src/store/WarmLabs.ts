@@ -9,7 +9,7 @@
  * adopting the handle) is a compare-and-set on the generation the claim recorded, which anyone may
  * finish or, once that generation has passed, undo (see labs/WarmHandout.ts).
  */
-import { LabInstance, newInstanceId, type LabInstanceDoc } from './LabInstance.js';
+import { LabInstance, newInstanceId, updateInstance, type LabInstanceDoc } from './LabInstance.js';
 import mongoose, { Schema } from 'mongoose';
 import { isDuplicateKey, retryUpsert } from './database.js';
 import { cancelledAmong } from './WarmSession.js';
@@ -106,7 +106,7 @@ export async function claimPoolLab(activityId: string, labVersion: string, taker
     if (!c) return null;
     const round = c.claimRound ?? 0;
     if (!(await insertClaim(c._id, round, taker, gen, at))) continue;
-    await LabInstance.updateOne({ _id: c._id, claimRound: round }, { $set: { claimedBy: taker, claimedGen: gen, claimedAt: at } });
+    await updateInstance(c._id, { claimRound: round }, { $set: { claimedBy: taker, claimedGen: gen, claimedAt: at } });
     return { ...c, claimedBy: taker, claimedGen: gen, claimedAt: at, claimRound: round };
   }
   return null;
@@ -130,17 +130,12 @@ async function freePoolLabs(activityId: string, labVersion: string, state: 'runn
 
 /** Give a claimed, not yet handed-out pool lab back to the pool (the next claim is a new round). */
 export async function releasePoolLab(pool: Pick<LabInstanceDoc, '_id'>, round: number): Promise<boolean> {
-  const r = await LabInstance.updateOne(
-    { _id: pool._id, claimRound: round, state: { $in: ['running', 'provisioning', 'failed'] } },
-    { $set: { claimedBy: null, claimedGen: null, claimedAt: null, claimRound: round + 1 } },
-  );
-  return r.modifiedCount === 1;
+  return (await updateInstance(pool._id, { claimRound: round, state: { $in: ['running', 'provisioning', 'failed'] } }, { $set: { claimedBy: null, claimedGen: null, claimedAt: null, claimRound: round + 1 } })) !== null;
 }
 
 /** The taker's record now holds the pool lab's handle: the pool record lets go of it (it never destroys it). */
 export async function retirePoolLab(pool: Pick<LabInstanceDoc, '_id'>, round: number, taker: string): Promise<boolean> {
-  const r = await LabInstance.updateOne({ _id: pool._id, claimRound: round, state: { $in: ['running', 'provisioning'] } }, { $set: { state: 'destroyed', handle: null, claimedBy: taker } });
-  return r.modifiedCount === 1;
+  return (await updateInstance(pool._id, { claimRound: round, state: { $in: ['running', 'provisioning'] } }, { $set: { state: 'destroyed', handle: null, claimedBy: taker } })) !== null;
 }
 
 /** Take a free pool lab out of the pool for good (before destroying it), so no launch can claim it meanwhile. */

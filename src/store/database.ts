@@ -5,6 +5,7 @@
  */
 import mongoose from 'mongoose';
 import type { Logger } from '../logger.js';
+import { setIdOnlyFilters } from './idFilters.js';
 
 export { mongoose };
 
@@ -45,8 +46,8 @@ async function serverIsFerretDb(uri: string): Promise<boolean> {
  * The options every connection of the tool uses. maxPoolSize: the configured value; else
  * FERRETDB_MAX_POOL_SIZE when the server is FerretDB; else the driver's default (MongoDB).
  */
-export async function connectOptions(uri: string, dbName: string | undefined, maxPoolSize?: number): Promise<mongoose.ConnectOptions> {
-  const pool = maxPoolSize ?? ((await serverIsFerretDb(uri)) ? FERRETDB_MAX_POOL_SIZE : undefined);
+export async function connectOptions(uri: string, dbName: string | undefined, maxPoolSize?: number, ferretDb?: boolean): Promise<mongoose.ConnectOptions> {
+  const pool = maxPoolSize ?? ((ferretDb ?? (await serverIsFerretDb(uri))) ? FERRETDB_MAX_POOL_SIZE : undefined);
   // autoIndex off: indexes are created and awaited explicitly at start-up (ensureIndexes),
   // so a failure (e.g. an option FerretDB does not implement) is seen, not swallowed.
   return {
@@ -61,12 +62,14 @@ export async function connectOptions(uri: string, dbName: string | undefined, ma
 /** maxPoolSize: the configured MONGODB_MAX_POOL_SIZE, if any (see connectOptions). */
 export async function connectDatabase(uri: string, dbName: string | undefined, log: Logger, maxPoolSize?: number): Promise<Database> {
   mongoose.set('strictQuery', true);
-  const options = await connectOptions(uri, dbName, maxPoolSize);
+  const ferretDb = await serverIsFerretDb(uri);
+  setIdOnlyFilters(ferretDb);
+  const options = await connectOptions(uri, dbName, maxPoolSize, ferretDb);
   await mongoose.connect(uri, options);
   const connection = mongoose.connection;
   connection.on('disconnected', () => log.warn('db.disconnected'));
   connection.on('reconnected', () => log.info('db.reconnected'));
-  log.info({ db: connection.name, maxPoolSize: options.maxPoolSize ?? 'driver default' }, 'db.connected');
+  log.info({ db: connection.name, server: ferretDb ? 'FerretDB' : 'MongoDB', maxPoolSize: options.maxPoolSize ?? 'driver default' }, 'db.connected');
   return {
     uri,
     connection,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { startTestTool, type TestTool } from '../support/tool.js';
-import { LabInstance, ensureInstanceRecord } from '../../src/store/LabInstance.js';
+import { LabInstance, ensureInstanceRecord, updateInstance } from '../../src/store/LabInstance.js';
+import { idOnlyFilters, setIdOnlyFilters } from '../../src/store/idFilters.js';
 
 describe('lab instance records', () => {
   let tool: TestTool;
@@ -20,4 +21,46 @@ describe('lab instance records', () => {
     assert.notEqual(a._id, b._id);
     assert.match(a._id, /^[a-z2-7]{16}$/);
   });
+
+  it('a new record has the same fields and defaults, whichever way it was created (an insert on FerretDB, an upsert on MongoDB)', async () => {
+    assert.equal(idOnlyFilters(), true, 'the tool found FerretDB at connect');
+    const key = (userId: string) => ({ activityId: 'act-3', userId, contextId: 'c', labId: 'l', labVersion: '1', timeLimitMinutes: 30 });
+    const inserted = await ensureInstanceRecord(key('u-insert'));
+    setIdOnlyFilters(false);
+    try {
+      const upserted = await ensureInstanceRecord(key('u-upsert'));
+      const shape = (d: typeof inserted) => {
+        const { _id, userId, createdAt, updatedAt, ...rest } = d as typeof d & { createdAt: Date; updatedAt: Date };
+        assert.ok(_id && userId && createdAt instanceof Date && updatedAt instanceof Date);
+        // an insert writes the null defaults an upsert leaves out; every query here reads null and missing alike
+        return Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== null));
+      };
+      assert.deepEqual(shape(inserted), shape(upserted));
+      assert.equal(inserted.generation, 0);
+      assert.equal(inserted.state, 'requested');
+      assert.equal(inserted.timeLimitMinutes, 30);
+    } finally {
+      setIdOnlyFilters(true);
+    }
+    assert.equal((await ensureInstanceRecord(key('u-insert')))._id, inserted._id, 'an existing record is found after the insert is refused');
+  });
+
+  for (const mode of ['read by id, checked here (FerretDB)', 'guard in the filter (MongoDB)']) {
+    it(`a guarded write applies only when the record passes its guard: ${mode}`, async () => {
+      const r = await ensureInstanceRecord({ activityId: 'act-4', userId: `u-${mode.length}`, contextId: 'c', labId: 'l', labVersion: '1' });
+      setIdOnlyFilters(mode.includes('FerretDB'));
+      try {
+        assert.equal(await updateInstance(r._id, { generation: 1 }, { $set: { state: 'failed' } }), null, 'another generation');
+        assert.equal(await updateInstance(r._id, { state: { $in: ['running', 'provisioning'] } }, { $set: { state: 'failed' } }), null, 'another state');
+        assert.equal(await updateInstance('nosuchinstance00', {}, { $set: { state: 'failed' } }), null, 'no such record');
+        assert.equal((await LabInstance.findById(r._id).lean())!.state, 'requested', 'nothing written');
+        const w = await updateInstance(r._id, { generation: 0, state: { $in: ['requested', 'failed'] }, handle: null, warnedAt: null }, { $set: { state: 'failed', failureReason: 'x' } });
+        assert.equal(w?.state, 'failed', 'the written record is returned');
+        assert.equal(w?.failureReason, 'x');
+        assert.equal((await LabInstance.findById(r._id).lean())!.state, 'failed');
+      } finally {
+        setIdOnlyFilters(true);
+      }
+    });
+  }
 });
