@@ -22,6 +22,7 @@ import { shareJwksWithLtijs } from './ltijsJwksShim.js';
 import { installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { launch } from './launch.js';
 import { LaunchIds } from './LaunchIds.js';
+import { UserIds } from '../store/User.js';
 import { RecentLogins } from './RecentLogins.js';
 import { deepLinkingRoutes, renderCatalog } from './deepLinking.js';
 import { dynamicRegistration, registeringOrigin } from './registration.js';
@@ -100,14 +101,15 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     logins: new RecentLogins(),
   } as GuardDeps;
   const ids = new LaunchIds();
+  const userIds = new UserIds(d.secretKey);
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      launch(verified, nonceRecorded, { labs: d.labs, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }).then((to) => res.redirect(302, to), next);
+      launch(verified, nonceRecorded, { labs: d.labs, userIds, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
-      Promise.resolve(d.limits?.launch.take(verified.sub, verified.platform._id)).then(() => nonceRecorded).then(() => renderCatalog(verified, { labs: d.labs, runtime: d.runtime, log, urls, maxKeepDays: d.maxKeepDays ?? DEFAULT_RETENTION.maxKeepDays })).then((html) => res.type('html').send(html), next);
+      Promise.resolve(d.limits?.launch.take(verified.sub, verified.platform._id)).then(() => nonceRecorded).then(() => renderCatalog(verified, { labs: d.labs, userIds, runtime: d.runtime, log, urls, maxKeepDays: d.maxKeepDays ?? DEFAULT_RETENTION.maxKeepDays })).then((html) => res.type('html').send(html), next);
     },
   };
   const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });
@@ -134,7 +136,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     })().catch(next);
   });
   lti.whitelist({ route: '/deeplink/submit', method: 'POST' });
-  lti.app.use(deepLinkingRoutes({ labs: d.labs, runtime: d.runtime, registry, log, urls, maxKeepDays: d.maxKeepDays ?? DEFAULT_RETENTION.maxKeepDays }) as Router);
+  lti.app.use(deepLinkingRoutes({ labs: d.labs, userIds, runtime: d.runtime, registry, log, urls, maxKeepDays: d.maxKeepDays ?? DEFAULT_RETENTION.maxKeepDays }) as Router);
   // errors from our handlers inside ltijs's (express 4) app: rendered here so nothing leaks a stack
   lti.app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
     d.respondWithError(err, req, res);

@@ -12,7 +12,7 @@ import type { LabDefinitions, LabRuntime, LabSummary } from '../labs/contracts.j
 import { BadRequest, Forbidden, NotFound } from '../errors.js';
 import { escapeHtml } from '../html.js';
 import { DeepLinkRequest } from '../store/DeepLinkRequest.js';
-import { upsertUser } from '../store/User.js';
+import { upsertUser, type UserIds } from '../store/User.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import { displayName, launchLocale } from './launch.js';
 import { formatDuration, pickLanguage, translator, type Translate } from '../i18n.js';
@@ -55,6 +55,8 @@ ${unavailable ? `<p class="unavailable" role="note"><strong>${e(t('pick.unavaila
 
 export interface DeepLinkDeps {
   labs: LabDefinitions;
+  /** Our user ids, derived from (issuer, sub). */
+  userIds: UserIds;
   /** Says which labs this deployment cannot run (they are listed with the reason, not offered). */
   runtime?: Pick<LabRuntime, 'unavailableReason'>;
   log: Logger;
@@ -67,7 +69,7 @@ export interface DeepLinkDeps {
 export async function renderCatalog(v: VerifiedLaunch, d: DeepLinkDeps): Promise<string> {
   const role = mapRoles(v.claims[CLAIM.roles]);
   if (role === 'learner') throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.', messageKey: 'err.learnerDeepLink' });
-  const user = await upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(v.claims), email: str(v.claims.email) || null, role });
+  const user = await upsertUser({ issuer: v.platform.issuer, sub: v.sub, name: displayName(v.claims), email: str(v.claims.email) || null, role }, d.userIds);
   const settings = obj(v.claims[CLAIM.deepLinkingSettings]);
   const acceptTypes = Array.isArray(settings.accept_types) ? settings.accept_types.filter((t): t is string => typeof t === 'string') : [];
   if (acceptTypes.length && !acceptTypes.includes('ltiResourceLink')) throw new BadRequest('platform does not accept ltiResourceLink', { publicMessage: 'This platform does not accept LTI resource links here.' });

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import type { SessionTokens } from '../auth/session.js';
 import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import { Conflict, NotFound } from '../errors.js';
-import { upsertUser } from '../store/User.js';
+import { upsertUser, type UserIds } from '../store/User.js';
 import { upsertActivity, GRADING_MODES, type ActivityKey, type ActivitySettings, type GradingMode } from '../store/Activity.js';
 import { findInstanceById, findInstanceRecord } from '../store/LabInstance.js';
 import type { UserDoc } from '../store/User.js';
@@ -22,6 +22,8 @@ import { isOperatorUser, mayUseLab } from '../auth/tenancy.js';
 
 export interface LaunchDeps {
   labs: LabDefinitions;
+  /** Our user ids, derived from (issuer, sub). */
+  userIds: UserIds;
   runtime: LabRuntime;
   sessions: SessionTokens;
   log: Logger;
@@ -112,7 +114,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   };
   const knownInstance = knownUser && knownActivity ? d.ids?.get(instanceKey(knownActivity, knownUser)) : undefined;
   const [user, activity, labFound, found] = await Promise.all([
-    writeOnce<UserDoc>(d.ids, userKey(v), userFields, () => upsertUser(userFields)),
+    writeOnce<UserDoc>(d.ids, userKey(v), userFields, () => upsertUser(userFields, d.userIds)),
     writeOnce<ActivityDoc>(d.ids, activityKey(key), activityFields, () => upsertActivity(key, activityFields)),
     learnerLab ? d.labs.latest(learnerLab) : Promise.resolve(undefined),
     !learnerLab || !knownUser || !knownActivity ? Promise.resolve(null)
