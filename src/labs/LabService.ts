@@ -19,7 +19,7 @@ import type { ChannelKind, ExecOptions, ExecResult, LabBackend, LabHandle, Machi
 import { AppError, CapacityExhausted, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { LabInstance, RESTARTABLE, ensureInstanceRecord, updateInstance, storageGiBByState, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
+import { RESTARTABLE, ensureInstanceRecord, findInstanceById, updateInstance, storageGiBByState, type InstanceState, type LabInstanceDoc } from '../store/LabInstance.js';
 import type { InstanceKey, InstanceMachines, LabDefinitions, LabEvent, LabRuntime, LabSummary, RenderedInstructions, StepTickResult } from './contracts.js';
 import { CapacityQueue } from './CapacityQueue.js';
 import { ProgressRecorder } from './ProgressRecorder.js';
@@ -125,8 +125,7 @@ export class LabService implements LabRuntime {
   }
 
   async get(instanceId: string): Promise<LabInstanceDoc | undefined> {
-    const doc = await LabInstance.findById(instanceId).lean();
-    return (doc as LabInstanceDoc | null) ?? undefined;
+    return (await findInstanceById(instanceId)) ?? undefined;
   }
 
   private async mustGet(instanceId: string): Promise<LabInstanceDoc> {
@@ -145,11 +144,10 @@ export class LabService implements LabRuntime {
       updateInstance(inst._id, { generation: inst.generation, state: { $in: [...from] } }, { $set: set }),
     );
     if (!doc) return undefined;
-    const d = doc as LabInstanceDoc;
-    if (d.state !== 'running') this.lastActivityWrite.delete(d._id);
-    else if (set.lastActivityAt) this.lastActivityWrite.set(d._id, set.lastActivityAt.getTime()); // the console opening next needs no write of its own
-    this.emit({ type: 'state', instanceId: d._id, state: d.state, ...(d.failureReason ? { reason: d.failureReason } : {}) });
-    return d;
+    if (doc.state !== 'running') this.lastActivityWrite.delete(doc._id);
+    else this.activityWritten(doc);
+    this.emit({ type: 'state', instanceId: doc._id, state: doc.state, ...(doc.failureReason ? { reason: doc.failureReason } : {}) });
+    return doc;
   }
 
   async start(instanceId: string, current?: LabInstanceDoc): Promise<LabInstanceDoc> {
@@ -157,7 +155,7 @@ export class LabService implements LabRuntime {
     if (RESTARTABLE.includes(inst.state)) {
       const taken = await this.warm.take(inst);
       if (!taken) return this.beginProvision(inst);
-      if (taken.state === 'running' && taken.lastActivityAt) this.lastActivityWrite.set(taken._id, new Date(taken.lastActivityAt).getTime()); // written by the hand-out
+      if (taken.state === 'running') this.activityWritten(taken);
       return taken;
     }
     if (inst.state === 'stopped' && inst.handle) {
@@ -204,7 +202,7 @@ export class LabService implements LabRuntime {
       },
     ));
     if (!won) return this.mustGet(inst._id); // the record moved on meanwhile (destroyed, started elsewhere)
-    const doc = won as LabInstanceDoc;
+    const doc = won;
     this.emit({ type: 'state', instanceId: doc._id, state: 'provisioning' });
     this.deps.log.info({ instance: doc._id, lab: doc.labId, version: doc.labVersion, generation }, 'lab.provisioning');
     // a failed generation may have left resources behind: remove them before building the next
@@ -411,6 +409,11 @@ export class LabService implements LabRuntime {
     if (!this.backend.exec) throw new Conflict('backend has no exec', { publicMessage: 'Automatic checks are not available on this backend.' });
     if (!inst.handle || inst.state !== 'running') throw new Conflict(`instance ${instanceId} is ${inst.state}`, { publicMessage: `The lab is not running (it is ${inst.state}).` });
     return this.backend.exec(inst.handle, machine, command, opts);
+  }
+
+  /** A running lab whose record was just written with its activity time: the console opening next needs no write of its own. */
+  private activityWritten(doc: LabInstanceDoc): void {
+    if (doc.lastActivityAt) this.lastActivityWrite.set(doc._id, new Date(doc.lastActivityAt).getTime());
   }
 
   noteActivity(instanceId: string): void {
