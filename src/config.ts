@@ -41,6 +41,8 @@ const schema = z
     /** Connections to the database per process. Unset = 20 on FerretDB (see store/database.ts), the driver's default on MongoDB. */
     MONGODB_MAX_POOL_SIZE: int(1, 10_000).optional(),
     FERRETDB_BIN: z.string().min(1).optional(),
+    /** The embedded FerretDB's SQLite `synchronous`: normal = a commit survives a crash of the process, full = a power loss too (an fsync per write). */
+    FERRETDB_SYNCHRONOUS: z.enum(['normal', 'full'], { message: 'expected "normal" or "full"' }).default('normal'),
     SHUTDOWN_GRACE_MS: int(0, 600_000).default('10000'),
     SWEEP_INTERVAL_MS: int(100, 3_600_000).default('30000'),
     RECONCILE_INTERVAL_MS: int(100, 3_600_000).default('15000'),

@@ -67,7 +67,7 @@ export const platformCommand: Command = {
     let embedded: EmbeddedMongo | undefined;
     let uri = config.MONGODB_URI;
     if (!uri) {
-      embedded = new EmbeddedMongo({ bin: config.FERRETDB_BIN ?? defaultFerretBin(config.TOOLS_DIR), dataDir: path.join(config.DATA_DIR, 'ferretdb'), log });
+      embedded = new EmbeddedMongo({ bin: config.FERRETDB_BIN ?? defaultFerretBin(config.TOOLS_DIR), dataDir: path.join(config.DATA_DIR, 'ferretdb'), synchronous: config.FERRETDB_SYNCHRONOUS, log });
       uri = await embedded.start();
     }
     const db = await connectDatabase(uri, 'lab_orchestrator', log, config.MONGODB_MAX_POOL_SIZE);

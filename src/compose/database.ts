@@ -17,7 +17,7 @@ export async function buildDatabase(config: Config, log: Logger, dbName: string,
   let embeddedMongo: EmbeddedMongo | undefined;
   let uri = config.MONGODB_URI;
   if (!uri) {
-    const em = new EmbeddedMongo({ bin: config.FERRETDB_BIN ?? defaultFerretBin(config.TOOLS_DIR), dataDir: path.join(config.DATA_DIR, 'ferretdb'), log });
+    const em = new EmbeddedMongo({ bin: config.FERRETDB_BIN ?? defaultFerretBin(config.TOOLS_DIR), dataDir: path.join(config.DATA_DIR, 'ferretdb'), synchronous: config.FERRETDB_SYNCHRONOUS, log });
     uri = await em.start();
     closers.add('ferretdb', () => em.stop());
     embeddedMongo = em;

@@ -24,6 +24,12 @@ export interface EmbeddedMongoOptions {
   /** 0 = pick a free port on first start; restarts reuse it. */
   port?: number;
   startTimeoutMs?: number;
+  /**
+   * SQLite's `synchronous` (default normal): normal syncs the write-ahead log at checkpoints, so a
+   * commit survives the process being killed and a power loss may take the last commits back; full
+   * syncs at every commit.
+   */
+  synchronous?: 'normal' | 'full';
 }
 
 export class EmbeddedMongo {
@@ -56,7 +62,7 @@ export class EmbeddedMongo {
   private spawnOnce(): Promise<string> {
     const child = spawn(
       this.o.bin,
-      ['-listen', `127.0.0.1:${this.port}`, '-data-dir', path.resolve(this.o.dataDir), '-exit-on-stdin-eof'],
+      ['-listen', `127.0.0.1:${this.port}`, '-data-dir', path.resolve(this.o.dataDir), '-synchronous', this.o.synchronous ?? 'normal', '-exit-on-stdin-eof'],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     this.child = child;

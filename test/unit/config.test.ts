@@ -15,7 +15,7 @@ describe('config', () => {
   it('rejects bad values with a message naming every bad key and what was expected', () => {
     let err: unknown;
     try {
-      loadConfig({ PORT: '70000', TRUST_PROXY: 'maybe', LOG_FORMAT: 'xml', MONGODB_URI: 'postgres://x', PUBLIC_URL: 'not a url', SECRET_KEY: 'x'.repeat(40) });
+      loadConfig({ PORT: '70000', TRUST_PROXY: 'maybe', LOG_FORMAT: 'xml', MONGODB_URI: 'postgres://x', PUBLIC_URL: 'not a url', FERRETDB_SYNCHRONOUS: 'off', SECRET_KEY: 'x'.repeat(40) });
     } catch (e) {
       err = e;
     }
@@ -26,6 +26,7 @@ describe('config', () => {
     assert.match(msg, /LOG_FORMAT: expected "json" or "pretty" \(got "xml"\)/);
     assert.match(msg, /MONGODB_URI: expected a mongodb:\/\/ or mongodb\+srv:\/\/ URI/);
     assert.match(msg, /PUBLIC_URL: expected an absolute URL/);
+    assert.match(msg, /FERRETDB_SYNCHRONOUS: expected "normal" or "full" \(got "off"\)/);
   });
 
   it('requires PUBLIC_URL and SECRET_KEY in production, naming both', () => {

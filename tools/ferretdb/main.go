@@ -24,8 +24,13 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on (port 0 = pick a free one)")
 	dir := flag.String("data-dir", "./data", "directory for the SQLite databases")
 	busyTimeout := flag.Duration("busy-timeout", 60*time.Second, "how long a write waits for SQLite's write lock before it fails with SQLITE_BUSY")
+	synchronous := flag.String("synchronous", "normal", "SQLite's synchronous setting: normal (a commit survives the process, the write-ahead log is synced at checkpoints) or full (synced at every commit)")
 	watchStdin := flag.Bool("exit-on-stdin-eof", false, "stop when stdin closes (the parent died)")
 	flag.Parse()
+	syncLevel, ok := map[string]int{"normal": 1, "full": 2}[*synchronous]
+	if !ok {
+		log.Fatalf("-synchronous: expected normal or full, got %q", *synchronous)
+	}
 
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -37,7 +42,7 @@ func main() {
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Handler:   "sqlite",
-		SQLiteURL: sqliteURL(abs, *busyTimeout),
+		SQLiteURL: sqliteURL(abs, *busyTimeout, syncLevel),
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -67,8 +72,14 @@ func main() {
 // it (sleeping up to 100 ms between tries, with no queue), so under many concurrent writers a write
 // can wait past 10 s and FerretDB answers it with "database is locked (SQLITE_BUSY)". A longer wait
 // keeps those writes from failing; it does not make SQLite write faster.
-func sqliteURL(dir string, busyTimeout time.Duration) string {
+//
+// synchronous is 1 (NORMAL) or 2 (FULL, SQLite's default). In WAL mode NORMAL syncs the log at each
+// checkpoint instead of at each commit: a commit survives the process being killed, and a power loss
+// may take the last commits back but never corrupts the file. That is the durability of a standalone
+// MongoDB's default (its journal is synced every 100 ms), and it spares each write an fsync.
+func sqliteURL(dir string, busyTimeout time.Duration, synchronous int) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", fmt.Sprintf("synchronous(%d)", synchronous))
 	return "file:" + dir + "/?" + q.Encode()
 }
