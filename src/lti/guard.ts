@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
 import { isDuplicateKey } from '../store/database.js';
-import { LoginState, UsedNonce } from '../store/LtiLogin.js';
+import { LoginState, insertUsedNonce } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { PlatformDoc } from '../store/Platform.js';
 import { verifyIdToken, type VerifiedLaunch, type VerifyDeps } from './verifyIdToken.js';
@@ -143,7 +143,7 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
  */
 function recordNonce(issuer: string, nonce: string): Promise<void> {
   const id = createHash('sha256').update(`${issuer}\n${nonce}`).digest('base64url');
-  const p = UsedNonce.create({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) }).then(
+  const p = insertUsedNonce({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) }).then(
     () => undefined,
     (err: unknown) => {
       if (isDuplicateKey(err)) throw new Unauthorized('nonce already used', { publicMessage: 'The launch was refused: it was already used.' });

@@ -125,8 +125,8 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   d.ids?.set(userKey(v), user._id);
   d.ids?.set(activityKey(key), activity._id);
   const log = d.log.child({ activity: activity._id, user: user._id, role });
-  // usage counting never delays or fails a launch
-  recordLaunch(v.platform._id, activity.contextKey).catch((err: unknown) => log.warn({ err }, 'lti.launch_not_counted'));
+  // usage counting never delays or fails a launch: it is written once the answer is on its way
+  setImmediate(() => recordLaunch(v.platform._id, activity.contextKey).catch((err: unknown) => log.warn({ err }, 'lti.launch_not_counted')));
   const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
   const locale = launchLocale(c);
   const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}), ...(locale ? { locale } : {}) };

@@ -124,9 +124,12 @@ export async function findInstanceRecord(activityId: string, userId: string): Pr
   return (await LabInstance.findOne({ activityId, userId }).lean()) as LabInstanceDoc | null;
 }
 
-/** An instance by its id (the cheapest read there is: FerretDB answers an _id lookup without a scan). */
+/**
+ * An instance by its id (the cheapest read there is: FerretDB answers an _id lookup without a scan).
+ * Through the driver: a lean query adds nothing here but mongoose's query building (~0.4 ms).
+ */
 export async function findInstanceById(id: string): Promise<LabInstanceDoc | null> {
-  return (await LabInstance.findById(id).lean()) as LabInstanceDoc | null;
+  return (await LabInstance.collection.findOne({ _id: id } as never)) as LabInstanceDoc | null;
 }
 
 /**
