@@ -6,40 +6,16 @@
  *   tool-side handling (the launch histogram), sequential launch round trip p50/p95, and 50
  *   concurrent launches of one user and activity.
  */
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Browser, launchAs } from '../test/support/ltiFlow.js';
 import { atToolPage } from '../test/support/ltiTool.js';
-import { pct, type BenchRow } from './lib.mjs';
+import { forkChild, pct, type BenchRow } from './lib.mjs';
 import type { FromLaunchTool, ToLaunchTool } from './launchTool.mjs';
 
 const N = Number(process.env.LAUNCH_BENCH_N ?? 60);
 const C = Number(process.env.LAUNCH_BENCH_CONCURRENT ?? 50);
 
-function startTool(): { next(): Promise<FromLaunchTool>; send(m: ToLaunchTool): void; stop(): Promise<void> } {
-  const child = fork(fileURLToPath(new URL('./launchTool.mts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const queue: FromLaunchTool[] = [];
-  let wake: (() => void) | undefined;
-  child.on('message', (m: FromLaunchTool) => { queue.push(m); wake?.(); });
-  child.on('exit', (code) => { queue.push({ msg: 'error', error: `the tool's process exited with ${code}` }); wake?.(); });
-  return {
-    async next() {
-      while (queue.length === 0) await new Promise<void>((r) => { wake = r; });
-      const m = queue.shift()!;
-      if (m.msg === 'error') throw new Error(m.error);
-      return m;
-    },
-    send: (m) => void child.send(m),
-    stop: () => new Promise<void>((r) => {
-      if (child.exitCode !== null) return r();
-      child.once('exit', () => r());
-      child.send({ msg: 'stop' } satisfies ToLaunchTool);
-    }),
-  };
-}
-
 export async function run(): Promise<BenchRow[]> {
-  const tool = startTool();
+  const tool = forkChild<FromLaunchTool, ToLaunchTool>(new URL('./launchTool.mts', import.meta.url), "the tool's process");
   try {
     const ready = await tool.next();
     if (ready.msg !== 'ready') throw new Error(`the tool's process said ${ready.msg}`);
@@ -80,6 +56,6 @@ export async function run(): Promise<BenchRow[]> {
       row(`${C} concurrent launches, same user+activity (wall)`, burstOurs, burstFloor, 2),
     ];
   } finally {
-    await tool.stop();
+    await tool.stop({ msg: 'stop' });
   }
 }

@@ -2,9 +2,12 @@
  * Shared bits of the benchmarks: percentiles, a row type (each measurement beside its floor and
  * goal), the table printer and the JSON writer. Timing goals live here, never in tests.
  */
+import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
 
 export interface BenchRow {
   bench: string;
@@ -53,4 +56,49 @@ export function writeResults(rows: BenchRow[], notes: string[]): string {
 
 export function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
+}
+
+/** A benchmark's helper process, spoken to over IPC with `{ msg }` objects; its `{ msg: 'error' }` or its exit rejects next(). */
+export interface ChildLink<From, To> {
+  next(): Promise<From>;
+  send(m: To): void;
+  /** Sends `last` (the child exits on it) and waits for the exit. */
+  stop(last: To): Promise<void>;
+}
+
+export function forkChild<From extends { msg: string }, To>(file: URL, name: string): ChildLink<From, To> {
+  const child = fork(fileURLToPath(file), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const queue: Array<From | Error> = [];
+  let wake: (() => void) | undefined;
+  child.on('message', (m: From) => {
+    const e = m as { msg: string; error?: unknown };
+    queue.push(e.msg === 'error' ? new Error(`${name}: ${String(e.error)}`) : m);
+    wake?.();
+  });
+  child.on('exit', (code) => { queue.push(new Error(`${name} exited with ${code}`)); wake?.(); });
+  return {
+    async next() {
+      while (queue.length === 0) await new Promise<void>((r) => { wake = r; });
+      const m = queue.shift()!;
+      if (m instanceof Error) throw m;
+      return m;
+    },
+    send: (m) => void child.send(m as object),
+    stop: (last) => new Promise<void>((r) => {
+      if (child.exitCode !== null) return r();
+      child.once('exit', () => r());
+      child.send(last as object);
+    }),
+  };
+}
+
+/** The benchmarks' browser side of a websocket: open, or the refusal as an error. */
+export async function openWebSocket(url: string, protocols: string[], headers: Record<string, string>): Promise<WebSocket> {
+  const ws = new WebSocket(url, protocols, { headers, perMessageDeflate: false });
+  await new Promise<void>((res, rej) => {
+    ws.once('open', () => res());
+    ws.once('error', rej);
+    ws.once('unexpected-response', (_q, r) => rej(new Error(`upgrade refused ${r.statusCode}`)));
+  });
+  return ws;
 }

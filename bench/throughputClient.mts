@@ -1,19 +1,19 @@
 /**
  * The ws benchmark's browser for the throughput rows, in its own process (a browser's masking,
  * framing and parsing happen on the student's machine, not in the tool's): forked by
- * wsProxy.bench.mts with one job, it opens the path (plain TCP or websocket), says `ready`, then
+ * wsProxy.bench.mts and sent one job, it opens the path (plain TCP or websocket), says `ready`, then
  * either sends `bytes` when told `go` (browser → machine; the parent's sink counts) or counts what
  * arrives and says `done` at `bytes` (machine → browser; the parent's sink writes).
  */
 import net from 'node:net';
-import WebSocket from 'ws';
+import { openWebSocket } from './lib.mjs';
 
 export type Target =
   | { kind: 'tcp'; port: number }
   | { kind: 'ws'; url: string; protocols: string[]; headers: Record<string, string> };
 export interface Job { dir: 'up' | 'down'; target: Target; bytes: number }
 export type FromClient = { msg: 'ready' } | { msg: 'done' } | { msg: 'error'; error: string };
-export type ToClient = { msg: 'go' } | { msg: 'close' };
+export type ToClient = { msg: 'job'; job: Job } | { msg: 'go' } | { msg: 'close' };
 
 interface Conn { send(b: Buffer): void; onData(fn: (n: number) => void): void; buffered(): number; close(): void }
 
@@ -24,12 +24,7 @@ async function open(t: Target): Promise<Conn> {
     await new Promise<void>((r, j) => { s.once('connect', r); s.once('error', j); });
     return { send: (b) => void s.write(b), onData: (fn) => s.on('data', (d: Buffer) => fn(d.length)), buffered: () => s.writableLength, close: () => s.destroy() };
   }
-  const ws = new WebSocket(t.url, t.protocols, { headers: t.headers, perMessageDeflate: false });
-  await new Promise<void>((res, rej) => {
-    ws.once('open', () => res());
-    ws.once('error', rej);
-    ws.once('unexpected-response', (_q, r) => rej(new Error(`upgrade refused ${r.statusCode}`)));
-  });
+  const ws = await openWebSocket(t.url, t.protocols, t.headers);
   return {
     send: (b) => ws.send(b, { binary: true }),
     onData: (fn) => ws.on('message', (d: Buffer) => fn(d.length)),
@@ -40,7 +35,9 @@ async function open(t: Target): Promise<Conn> {
 
 const say = (m: FromClient): void => void process.send?.(m);
 
-process.once('message', (job: Job) => {
+process.once('message', (first: ToClient) => {
+  if (first.msg !== 'job') return void say({ msg: 'error', error: `expected a job first, got ${first.msg}` });
+  const job = first.job;
   void (async () => {
     const c = await open(job.target);
     process.on('message', (m: ToClient) => {

@@ -9,15 +9,13 @@
  *   memory per idle session over 1,000 sessions, and heap growth over 10,000 open/close cycles: the
  *     clients in this process (the same for every column).
  */
-import { fork } from 'node:child_process';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import WebSocket, { WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import { startTestTool, type TestTool } from '../test/support/tool.js';
 import { LoopbackRuntime } from '../test/support/loopbackRuntime.js';
 import { TicketService } from '../src/proxy/tickets.js';
-import { gc, pct, type BenchRow } from './lib.mjs';
+import { forkChild, gc, openWebSocket, pct, type BenchRow, type ChildLink } from './lib.mjs';
 import type { FromClient, Job, Target, ToClient } from './throughputClient.mjs';
 
 const SECRET_KEY = 'bench-ws-proxy-secret-key-0123456789abcdef';
@@ -118,12 +116,7 @@ function connect(t: Target): Promise<Conn> {
 
 /** The bench's browser: a websocket client (the same for the proxy and the bare websocket relay). */
 async function wsClient(url: string, protocols: string[], headers: Record<string, string> = {}): Promise<Conn> {
-  const ws = new WebSocket(url, protocols, { headers, perMessageDeflate: false });
-  await new Promise<void>((res, rej) => {
-    ws.once('open', () => res());
-    ws.once('error', rej);
-    ws.once('unexpected-response', (_q, r) => rej(new Error(`upgrade refused ${r.statusCode}`)));
-  });
+  const ws = await openWebSocket(url, protocols, headers);
   return {
     send: (b) => ws.send(b, { binary: true }),
     onData: (fn) => ws.on('message', (d: Buffer) => fn(d)),
@@ -133,27 +126,10 @@ async function wsClient(url: string, protocols: string[], headers: Record<string
 }
 
 /** A browser in its own process with one job (see throughputClient.mts). */
-function remoteClient(job: Job): { next(): Promise<FromClient>; send(m: ToClient): void; close(): Promise<void> } {
-  const child = fork(fileURLToPath(new URL('./throughputClient.mts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const queue: FromClient[] = [];
-  let wake: (() => void) | undefined;
-  child.on('message', (m: FromClient) => { queue.push(m); wake?.(); });
-  child.on('exit', (code) => { if (code) queue.push({ msg: 'error', error: `browser process exited with ${code}` }); wake?.(); });
-  child.send(job);
-  return {
-    async next() {
-      while (queue.length === 0) await new Promise<void>((r) => { wake = r; });
-      const m = queue.shift()!;
-      if (m.msg === 'error') throw new Error(m.error);
-      return m;
-    },
-    send: (m) => void child.send(m),
-    close: () => new Promise<void>((r) => {
-      if (child.exitCode !== null) return r();
-      child.once('exit', () => r());
-      child.send({ msg: 'close' } satisfies ToClient);
-    }),
-  };
+function browserProcess(job: Job): ChildLink<FromClient, ToClient> {
+  const link = forkChild<FromClient, ToClient>(new URL('./throughputClient.mts', import.meta.url), 'the browser process');
+  link.send({ msg: 'job', job });
+  return link;
 }
 
 /** MB/s browser → machine through one session: the sink counts what arrives (it does not echo here). */
@@ -167,7 +143,7 @@ async function throughput(p: Path, rt: LoopbackRuntime, i: number): Promise<numb
     conn.socket.removeAllListeners('data');
     conn.socket.on('data', (d: Buffer) => { n += d.length; if (n >= total) arrived?.(); });
   };
-  const client = remoteClient({ dir: 'up', target: await p.target(i), bytes: total });
+  const client = browserProcess({ dir: 'up', target: await p.target(i), bytes: total });
   try {
     await client.next(); // ready
     const done = new Promise<void>((r) => { arrived = r; });
@@ -177,7 +153,7 @@ async function throughput(p: Path, rt: LoopbackRuntime, i: number): Promise<numb
     return MB / ((performance.now() - t0) / 1000);
   } finally {
     rt.onConnection = prev;
-    await client.close();
+    await client.stop({ msg: 'close' });
   }
 }
 
@@ -201,14 +177,14 @@ async function downloadThroughput(p: Path, rt: LoopbackRuntime, i: number): Prom
     };
     pump();
   };
-  const client = remoteClient({ dir: 'down', target: await p.target(i), bytes: total });
+  const client = browserProcess({ dir: 'down', target: await p.target(i), bytes: total });
   try {
     await client.next(); // ready
     await client.next(); // done
     return MB / ((performance.now() - t0) / 1000);
   } finally {
     rt.onConnection = prev;
-    await client.close();
+    await client.stop({ msg: 'close' });
   }
 }
 
