@@ -133,7 +133,7 @@ export async function startTool(config: Config, opts: StartOptions = {}): Promis
     const devPlatform = config.DEV_PLATFORM ?? config.LAB_MODE === 'demo' ? await createDevPlatform({ publicUrl, log, sweeper }) : undefined;
 
     const mounts: Mount[] = [
-      lti.first,
+      ...lti.first,
       ...(opts.extraMounts ?? []),
       ...(devPlatform ? [{ path: '/dev-platform', router: devPlatform.router }] : []),
       { path: '/', router: labCatalogRoutes(catalog, sessions, media, (lab) => runtime.unavailableReason?.(lab) ?? null) },

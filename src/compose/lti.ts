@@ -31,8 +31,11 @@ export interface LtiPartsDeps {
   roster?: CourseRosterCache;
 }
 
-/** `first` must be mounted before every other route (CSP for all pages); `mounts` after the lab routes. */
-export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers): Promise<{ lti: LtiModule; first: Mount; mounts: Mount[] }> {
+/**
+ * `first` must be mounted before every other route (CSP for all pages, then the id_token POSTs,
+ * answered before any other route looks at them); `mounts` after the lab routes.
+ */
+export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers): Promise<{ lti: LtiModule; first: Mount[]; mounts: Mount[] }> {
   const lti = await createLti({
     labs: d.labs, runtime: d.runtime, sessions: d.sessions, log: d.log, secretKey: d.secretKey, dbUri: d.dbUri, publicUrl: d.publicUrl,
     clockSkewSeconds: config.LTI_CLOCK_SKEW_SECONDS, jwksMinRefetchMs: config.LTI_JWKS_MIN_REFETCH_MS, tokens: d.grades.tokens, respondWithError, limits: d.limits, ...(d.roster ? { roster: d.roster } : {}),
@@ -43,10 +46,12 @@ export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers
   return {
     lti,
     // only registered platforms may frame any page of the tool (the lab page lives in Moodle's iframe)
-    first: { path: '/', router: frameAncestors(() => lti.frameAncestors()) },
+    first: [
+      { path: '/', router: frameAncestors(() => lti.frameAncestors()) },
+      { path: '/lti', router: express.Router().use(launchTimer(d.metrics), lti.idTokenRoutes) },
+    ],
     mounts: [
-      // two mounts: ltijs's Express 4 app must be mounted by the app itself (a Router would not set it up as a sub-app)
-      { path: '/lti', router: express.Router().use(launchTimer(d.metrics)) },
+      // ltijs's Express 4 app must be mounted by the app itself (a Router would not set it up as a sub-app)
       { path: '/lti', router: lti.app },
       { path: '/', router: ltiAdminRoutes({ lti, sessions: d.sessions, adminToken: config.ADMIN_TOKEN }) },
       { path: '/', router: adminUsageRoutes({ platforms: () => lti.registry.list(), admin: requireAdmin(d.sessions, config.ADMIN_TOKEN) }) },

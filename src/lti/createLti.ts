@@ -15,12 +15,14 @@ import type { LabDefinitions, LabRuntime } from '../labs/contracts.js';
 import { BadRequest, Forbidden, Unauthorized, type AppError } from '../errors.js';
 import { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
 import { RegistrationKeys } from './registrationKey.js';
-import { createLtijsProvider } from './ltijsProvider.js';
+import { createLtijsProvider, ltijsKeyFrom } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
 import { shareJwksWithLtijs } from './ltijsJwksShim.js';
-import { installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
-import { launch } from './launch.js';
+import { idTokenRoutes, installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
+import { decodeJwt } from 'jose';
+import { launch, prefetchInstance, type InstanceLookup } from './launch.js';
+import { str } from './claims.js';
 import { LaunchIds } from './LaunchIds.js';
 import { UserIds } from '../store/User.js';
 import { RecentLogins } from './RecentLogins.js';
@@ -65,6 +67,8 @@ export { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
 export interface LtiModule {
   /** ltijs's express app with our routes: mount at /lti. */
   app: Express;
+  /** The id_token POSTs (launch, deep linking): mount at /lti before `app`. */
+  idTokenRoutes: Router;
   registry: PlatformRegistry;
   urls: LtiUrls;
   /** The registration URL with the current key: for operators only, never for a log line. */
@@ -92,6 +96,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const unshare = shareJwksWithLtijs(jwks);
   // the registry needs the provider and the guards need the registry: late-bound through this holder
   const holder: { registry?: PlatformRegistry } = {};
+  const ids = new LaunchIds();
   const guardDeps = {
     get registry() { return holder.registry!; },
     jwks, clockSkewSeconds: d.clockSkewSeconds, publicUrl: d.publicUrl,
@@ -99,20 +104,30 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     targetPaths: [new URL(urls.launch).pathname, `${new URL(urls.launch).pathname}/`, new URL(urls.deepLink).pathname],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
     logins: new RecentLogins(),
+    prefetch: (login, idToken) => {
+      let claims: Record<string, unknown>;
+      try {
+        claims = decodeJwt(idToken);
+      } catch {
+        return null; // not a JWT: verifyIdToken says so
+      }
+      const aud = claims.aud;
+      const clientId = login.clientId ?? (Array.isArray(aud) ? str(aud[0]) : str(aud));
+      return prefetchInstance(login.issuer, clientId, claims, ids);
+    },
   } as GuardDeps;
-  const ids = new LaunchIds();
   const userIds = new UserIds(d.secretKey);
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
-      const { verified, nonceRecorded } = verifiedLaunch(res);
-      launch(verified, nonceRecorded, { labs: d.labs, userIds, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }).then((to) => res.redirect(302, to), next);
+      const { verified, nonceRecorded, prefetched } = verifiedLaunch<InstanceLookup | null>(res);
+      launch(verified, nonceRecorded, { labs: d.labs, userIds, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }, prefetched).then((to) => res.redirect(302, to), next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);
       Promise.resolve(d.limits?.launch.take(verified.sub, verified.platform._id)).then(() => nonceRecorded).then(() => renderCatalog(verified, { labs: d.labs, userIds, runtime: d.runtime, log, urls, maxKeepDays: d.maxKeepDays ?? DEFAULT_RETENTION.maxKeepDays })).then((html) => res.type('html').send(html), next);
     },
   };
-  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps, routes) });
+  const lti = await createLtijsProvider({ secretKey: d.secretKey, dbUri: d.dbUri, secureCookies: secure, baseUrl: urls.launch, serverAddon: installGuards(guardDeps) });
   const registry = new PlatformRegistry(lti, log);
   holder.registry = registry;
   await registry.init();
@@ -142,7 +157,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     d.respondWithError(err, req, res);
   });
   log.info({ jwks: urls.jwks }, 'lti.ready');
-  return { app: lti.app, registry, urls,
+  return { app: lti.app, idTokenRoutes: idTokenRoutes(guardDeps, routes, ltijsKeyFrom(d.secretKey)), registry, urls,
     registrationUrl: async () => registrationUrl(urls, await keys.current()),
     rotateRegistrationKey: async () => registrationUrl(urls, await keys.rotate()),
     gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,

@@ -1,16 +1,17 @@
 /**
- * Checks run inside ltijs's app before its own (installed through its `serverAddon` hook, after
- * body and cookie parsing): security headers on every /lti response, the login initiation guard
- * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state, and the
- * id_token guard (state cookie, state read and removed once answered, verifyIdToken, nonce recorded
- * once) in front of the launch and deep-linking handlers.
+ * Our LTI checks: inside ltijs's app before its own (installed through its `serverAddon` hook, after
+ * body and cookie parsing) security headers on every /lti response and the login initiation guard
+ * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state; ahead of
+ * ltijs's app the id_token guard (state cookie, state read and removed once answered, nonce recorded once while
+ * verifyIdToken runs) in front of the launch and deep-linking handlers.
  * A refusal is a 4xx through the app's error handler and writes nothing.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
+import express, { type Express, type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
+import cookieParser from 'cookie-parser';
 import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
 import { isDuplicateKey } from '../store/database.js';
-import { LoginState, insertUsedNonce } from '../store/LtiLogin.js';
+import { LoginState, insertUsedNonce, removeUsedNonce, type LoginStateDoc } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { PlatformDoc } from '../store/Platform.js';
 import { verifyIdToken, type VerifiedLaunch, type VerifyDeps } from './verifyIdToken.js';
@@ -29,6 +30,11 @@ export interface GuardDeps extends VerifyDeps {
   cookieOptions: { secure: boolean; sameSite: 'none' | 'lax'; httpOnly: true; signed: true };
   /** Logins this process wrote (not read back when their id_token comes here). */
   logins?: RecentLogins;
+  /**
+   * Reads a resource-link launch will need, started before the id_token's signature is checked
+   * (reads only: what a refused token started is dropped); left for the route in res.locals.prefetched.
+   */
+  prefetch?: (login: LoginStateDoc, idToken: string) => unknown;
 }
 
 /** Express 4 (ltijs) does not catch async errors: route them to next(). */
@@ -119,44 +125,61 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
       clear();
       throw new Unauthorized('unknown, used or expired state', { publicMessage: 'The launch was refused: it was already used or has expired. Open the activity again.' });
     }
+    // the nonce's record travels to the database while the signature is checked; a refusal takes it back
+    const nonce = recordNonce(login.issuer, login.nonce);
+    if (expected === RESOURCE_LINK_REQUEST && d.prefetch) res.locals.prefetched = d.prefetch(login, idToken);
     let verified;
     try {
       verified = await verifyIdToken(idToken, login, expected, d);
+      if (expected === DEEP_LINKING_REQUEST && mapRoles(verified.claims[CLAIM.roles]) === 'learner') {
+        throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
+      }
     } catch (err) {
       clear();
+      await nonce.takeBack();
       throw err;
     }
-    if (expected === DEEP_LINKING_REQUEST && mapRoles(verified.claims[CLAIM.roles]) === 'learner') {
-      throw new Forbidden('deep linking by a learner', { publicMessage: 'Only teachers can add labs to a course.' });
-    }
     res.locals.verified = verified;
-    res.locals.nonceRecorded = recordNonce(login.issuer, login.nonce);
+    res.locals.nonceRecorded = nonce.recorded;
     next();
   });
+}
+
+interface NonceRecord {
+  /** Resolves once recorded; rejects (401) when the nonce was already used. */
+  recorded: Promise<void>;
+  /** Removes the record if this call wrote it (the launch was refused before it was used). */
+  takeBack(): Promise<void>;
 }
 
 /**
  * The one atomic once-only gate (an insert on a unique _id: two posts of one id_token can both
  * read the state, and the state's nonce is bound to it one to one). The route awaits
  * it beside its first reads and writes (which repeat the winner's idempotent upserts at most) and
- * before anything else; a rejection is handled there.
+ * before anything else; a rejection is handled there. Only the post that wrote the record, and was
+ * then refused, takes it back: one accepted launch per nonce at most, and a refusal writes nothing.
  */
-function recordNonce(issuer: string, nonce: string): Promise<void> {
+function recordNonce(issuer: string, nonce: string): NonceRecord {
   const id = createHash('sha256').update(`${issuer}\n${nonce}`).digest('base64url');
-  const p = insertUsedNonce({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) }).then(
+  const inserted = insertUsedNonce({ _id: id, expiresAt: new Date(Date.now() + NONCE_TTL_MS) });
+  const recorded = inserted.then(
     () => undefined,
     (err: unknown) => {
       if (isDuplicateKey(err)) throw new Unauthorized('nonce already used', { publicMessage: 'The launch was refused: it was already used.' });
       throw err;
     },
   );
-  p.catch(() => undefined); // awaited by the route; this only keeps a route that failed first from leaving it unhandled
-  return p;
+  recorded.catch(() => undefined); // awaited by the route; this only keeps a route that failed first from leaving it unhandled
+  return {
+    recorded,
+    // a record that cannot be taken back expires like any other; the refusal stands either way
+    takeBack: () => inserted.then(() => removeUsedNonce(id).catch(() => undefined), () => undefined),
+  };
 }
 
-/** What idTokenGuard leaves for the route: the verified launch and its nonce record (await it). */
-export function verifiedLaunch(res: Response): { verified: VerifiedLaunch; nonceRecorded: Promise<void> } {
-  return { verified: res.locals.verified as VerifiedLaunch, nonceRecorded: res.locals.nonceRecorded as Promise<void> };
+/** What idTokenGuard leaves for the route: the verified launch, its nonce record (await it) and what `prefetch` started. */
+export function verifiedLaunch<P = unknown>(res: Response): { verified: VerifiedLaunch; nonceRecorded: Promise<void>; prefetched: P | undefined } {
+  return { verified: res.locals.verified as VerifiedLaunch, nonceRecorded: res.locals.nonceRecorded as Promise<void>, prefetched: res.locals.prefetched as P | undefined };
 }
 
 /** What runs after a verified id_token: the launch and the deep-linking catalog. */
@@ -166,15 +189,23 @@ export interface VerifiedRoutes {
 }
 
 /**
- * Our middleware inside ltijs's app (its serverAddon hook). The id_token POSTs end here: verified
- * once by us, answered by `routes`; ltijs's own validation (a second signature check and five
- * database writes of tokens nothing reads) never runs for them.
+ * Our middleware inside ltijs's app (its serverAddon hook): headers on every /lti response and the
+ * login initiation guard, in front of ltijs's login handler.
  */
-export function installGuards(d: GuardDeps, routes: VerifiedRoutes): (app: Express) => void {
+export function installGuards(d: GuardDeps): (app: Express) => void {
   return (app) => {
     app.use(securityHeaders(d));
     app.all('/login', loginGuard(d));
-    app.post('/', idTokenGuard(d), routes.launch);
-    app.post('/deeplink', idTokenGuard(d), routes.deepLink);
   };
+}
+
+/**
+ * The id_token POSTs (launch and deep linking), mounted at /lti ahead of ltijs's app: parsed here
+ * (the form, and the state cookie ltijs signed at login with `cookieSecret`), verified once by us and
+ * answered by `routes`. ltijs's own validation (a second signature check and five database writes of
+ * tokens nothing reads) and its middleware never run for them.
+ */
+export function idTokenRoutes(d: GuardDeps, routes: VerifiedRoutes, cookieSecret: string): Router {
+  const parse = [securityHeaders(d), express.urlencoded({ extended: false }), cookieParser(cookieSecret), idTokenGuard(d)];
+  return express.Router().post('/', ...parse, routes.launch).post('/deeplink', ...parse, routes.deepLink);
 }

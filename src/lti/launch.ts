@@ -16,6 +16,7 @@ import type { ActivityDoc } from '../store/Activity.js';
 import { recordLaunch } from '../store/LaunchLog.js';
 import type { LaunchIds } from './LaunchIds.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
+import type { LabInstanceDoc } from '../store/LabInstance.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { UserAndPlatformLimit } from '../rateLimits.js';
 import { isOperatorUser, mayUseLab } from '../auth/tenancy.js';
@@ -63,7 +64,7 @@ export function launchLocale(c: Record<string, unknown>): string | undefined {
   return l && l.length <= 35 ? l : undefined;
 }
 
-const userKey = (v: VerifiedLaunch) => `u\n${v.platform.issuer}\n${v.sub}`;
+const userKey = (issuer: string, sub: string) => `u\n${issuer}\n${sub}`;
 const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.deploymentId}\n${k.contextId}\n${k.resourceLinkId}`;
 const instanceKey = (activityId: string, userId: string) => `i\n${activityId}\n${userId}`;
 
@@ -78,14 +79,60 @@ function writeOnce<T>(ids: LaunchIds | undefined, key: string, fields: object, w
   });
 }
 
+/** What names a launch's records: the platform registration, the deployment and the claims. */
+interface LaunchSource {
+  issuer: string;
+  clientId: string;
+  deploymentId: string;
+  claims: Record<string, unknown>;
+}
+
+/** The user's instance read a launch will wait on, keyed by the records it was read for. */
+export interface InstanceLookup {
+  key: string;
+  found: Promise<LabInstanceDoc | null>;
+}
+
+function activityKeyOf(s: LaunchSource): ActivityKey {
+  const resourceLinkId = str(obj(s.claims[CLAIM.resourceLink]).id);
+  return { issuer: s.issuer, clientId: s.clientId, deploymentId: s.deploymentId, contextId: str(obj(s.claims[CLAIM.context]).id) || `link:${resourceLinkId}`, resourceLinkId };
+}
+
+/**
+ * The instance read of a learner's launch whose user and activity ids this process remembers, or
+ * null (nothing to read before the records are written). `read` false: only the key.
+ */
+function instanceLookup(s: LaunchSource, ids: LaunchIds | undefined, read: boolean): InstanceLookup | null {
+  if (!ids || mapRoles(s.claims[CLAIM.roles]) !== 'learner' || !str(obj(s.claims[CLAIM.custom]).lab_id)) return null;
+  const user = ids.get(userKey(s.issuer, str(s.claims.sub)));
+  const activity = ids.get(activityKey(activityKeyOf(s)));
+  if (!user || !activity) return null;
+  const instance = ids.get(instanceKey(activity, user));
+  const key = `${activity}\n${user}\n${instance ?? ''}`;
+  if (!read) return { key, found: Promise.resolve(null) };
+  const found: Promise<LabInstanceDoc | null> = instance ? findInstanceById(instance) : findInstanceRecord(activity, user);
+  found.catch(() => undefined); // awaited by the launch that uses it; one that fails first never does
+  return { key, found };
+}
+
+/**
+ * The instance read, started from an id_token's claims while its signature is still being checked
+ * (a read, by ids this process remembers): launch() uses it only when the verified launch names the
+ * same records, which it does whenever the signature holds, since the claims are the same bytes.
+ */
+export function prefetchInstance(issuer: string, clientId: string, claims: Record<string, unknown>, ids: LaunchIds | undefined): InstanceLookup | null {
+  return instanceLookup({ issuer, clientId, deploymentId: str(claims[CLAIM.deploymentId]), claims }, ids, true);
+}
+
 /**
  * Handle the launch; returns the URL to redirect to. The user, the activity, the lab and (when
  * their ids are known from an earlier launch) the user's instance are written and read side by
  * side in one round trip, beside the nonce record (the once-only gate, awaited before anything else);
- * the instance record read there is the one start() works from. A user or activity record this
- * process wrote with the same fields in the last minute is not written again (LaunchIds).
+ * the instance record read there is the one start() works from (`prefetched`: the same read,
+ * started while the id_token was verified). A user or activity record this process wrote with the
+ * same fields in the last minute is not written again (LaunchIds).
  */
-export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps): Promise<string> {
+export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps, prefetched?: InstanceLookup | null): Promise<string> {
   const c = v.claims;
   await d.limit?.take(v.sub, v.platform._id);
   const role = mapRoles(c[CLAIM.roles]);
@@ -94,13 +141,12 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   const custom = obj(c[CLAIM.custom]);
   const ags = obj(c[CLAIM.ags]);
   const nrps = obj(c[CLAIM.nrps]);
-  const resourceLinkId = str(link.id);
   // the activity's lab is the custom lab_id of this very launch (the upsert below sets it)
   const labId = str(custom.lab_id) || null;
   const learnerLab = role === 'learner' && labId ? labId : null;
-  const key: ActivityKey = { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, contextId: str(context.id) || `link:${resourceLinkId}`, resourceLinkId };
-  const knownUser = d.ids?.get(userKey(v));
-  const knownActivity = d.ids?.get(activityKey(key));
+  const source: LaunchSource = { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, claims: c };
+  const key = activityKeyOf(source);
+  const lookup = prefetched && prefetched.key === instanceLookup(source, d.ids, false)?.key ? prefetched : instanceLookup(source, d.ids, true);
   const userFields = { issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role };
   const activityFields = {
     contextTitle: str(context.title) || str(context.label),
@@ -112,26 +158,25 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
     agsScopes: Array.isArray(ags.scope) ? ags.scope.filter((s): s is string => typeof s === 'string') : [],
     membershipsUrl: str(nrps.context_memberships_url) || null,
   };
-  const knownInstance = knownUser && knownActivity ? d.ids?.get(instanceKey(knownActivity, knownUser)) : undefined;
   const [user, activity, labFound, found] = await Promise.all([
-    writeOnce<UserDoc>(d.ids, userKey(v), userFields, () => upsertUser(userFields, d.userIds)),
+    writeOnce<UserDoc>(d.ids, userKey(v.platform.issuer, v.sub), userFields, () => upsertUser(userFields, d.userIds)),
     writeOnce<ActivityDoc>(d.ids, activityKey(key), activityFields, () => upsertActivity(key, activityFields)),
     learnerLab ? d.labs.latest(learnerLab) : Promise.resolve(undefined),
-    !learnerLab || !knownUser || !knownActivity ? Promise.resolve(null)
-      : knownInstance ? findInstanceById(knownInstance) : findInstanceRecord(knownActivity, knownUser),
+    lookup ? lookup.found : Promise.resolve(null),
     // a second post of this id_token stops here (its upserts above only repeated the first one's)
     nonceRecorded,
   ]);
-  d.ids?.set(userKey(v), user._id);
+  d.ids?.set(userKey(v.platform.issuer, v.sub), user._id);
   d.ids?.set(activityKey(key), activity._id);
-  const log = d.log.child({ activity: activity._id, user: user._id, role });
+  // the launch's context on its few log lines (a child logger per launch costs more than they do)
+  const ctx = { activity: activity._id, user: user._id, role };
   // usage counting never delays or fails a launch: it is written once the answer is on its way
-  setImmediate(() => recordLaunch(v.platform._id, activity.contextKey).catch((err: unknown) => log.warn({ err }, 'lti.launch_not_counted')));
+  setImmediate(() => recordLaunch(v.platform._id, activity.contextKey).catch((err: unknown) => d.log.warn({ ...ctx, err }, 'lti.launch_not_counted')));
   const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
   const locale = launchLocale(c);
   const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}), ...(locale ? { locale } : {}) };
   if (role !== 'learner') {
-    log.info('lti.launch_instructor');
+    d.log.info(ctx, 'lti.launch_instructor');
     d.onInstructorLaunch?.(activity.contextKey);
     return `/course/${encodeURIComponent(activity.contextKey)}#session=${await d.sessions.issue(base)}`;
   }
@@ -153,6 +198,6 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   });
   d.ids?.set(instanceKey(activity._id, user._id), current._id);
   const inst = await d.runtime.start(current._id, current);
-  log.info({ instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
+  d.log.info({ ...ctx, instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
   return `/lab/${encodeURIComponent(inst._id)}#session=${await d.sessions.issue({ ...base, instanceId: inst._id })}`;
 }

@@ -52,6 +52,11 @@ export async function insertUsedNonce(doc: UsedNonceDoc): Promise<void> {
   await UsedNonce.collection.insertOne({ _id: doc._id, expiresAt: doc.expiresAt } as never);
 }
 
+/** Takes back a nonce record this process wrote for a launch it then refused. */
+export async function removeUsedNonce(id: string): Promise<void> {
+  await UsedNonce.collection.deleteOne({ _id: id } as never);
+}
+
 /** Ours, and the ltijs collections it expects TTL indexes for (its schema `expires` values). */
 export const ltiExpiryRules: ExpiryRule[] = [
   { collection: 'lti_login_states', field: 'expiresAt', kind: 'expiresAt' },
