@@ -1,25 +1,37 @@
 /**
  * LTI launch through the real tool (ltijs + our checks + user/activity/instance upserts + session)
  * vs its floor, the same four HTTP hops to the test mini tool (state cookie + jose verify, nothing
- * stored). Both through the development platform, in a process of their own (launchTool.mts); this
- * process is the browser:
+ * stored). Both through the development platform; the tool alone in a process (launchTool.mts), the
+ * platform and the mini tool in another (launchPlatform.mts); this process is the browser:
  *   tool-side handling (the launch histogram), sequential launch round trip p50/p95, and 50
  *   concurrent launches of one user and activity.
  */
 import { Browser, launchAs } from '../test/support/ltiFlow.js';
 import { atToolPage } from '../test/support/ltiTool.js';
-import { forkChild, pct, type BenchRow } from './lib.mjs';
+import { forkChild, pct, type BenchRow, type ChildLink } from './lib.mjs';
 import type { FromLaunchTool, ToLaunchTool } from './launchTool.mjs';
+import type { FromLaunchPlatform, ToLaunchPlatform } from './launchPlatform.mjs';
 
 const N = Number(process.env.LAUNCH_BENCH_N ?? 60);
 const C = Number(process.env.LAUNCH_BENCH_CONCURRENT ?? 50);
 
 export async function run(): Promise<BenchRow[]> {
-  const tool = forkChild<FromLaunchTool, ToLaunchTool>(new URL('./launchTool.mts', import.meta.url), "the tool's process");
+  const platform = forkChild<FromLaunchPlatform, ToLaunchPlatform>(new URL('./launchPlatform.mts', import.meta.url), "the platform's process");
+  let tool: ChildLink<FromLaunchTool, ToLaunchTool> | undefined;
   try {
-    const ready = await tool.next();
-    if (ready.msg !== 'ready') throw new Error(`the tool's process said ${ready.msg}`);
-    const { issuer, activityId, floorActivityId } = ready;
+    const expect = async <T extends { msg: string }, K extends T['msg']>(link: ChildLink<T, unknown>, msg: K): Promise<Extract<T, { msg: K }>> => {
+      const m = await link.next();
+      if (m.msg !== msg) throw new Error(`expected ${msg}, got ${m.msg}`);
+      return m as Extract<T, { msg: K }>;
+    };
+    const { mongoUri, issuer } = await expect(platform, 'ready');
+    tool = forkChild<FromLaunchTool, ToLaunchTool>(new URL('./launchTool.mts', import.meta.url), "the tool's process");
+    tool.send({ msg: 'start', mongoUri });
+    const { urls } = await expect(tool, 'ready');
+    platform.send({ msg: 'register', tool: urls });
+    const { platform: registration, activityId, floorActivityId } = await expect(platform, 'registered');
+    tool.send({ msg: 'platform', platform: registration });
+    await expect(tool, 'platformAdded');
     const time = async (f: () => Promise<{ status: number }>, expect: number) => {
       const t0 = performance.now();
       const r = await f();
@@ -34,8 +46,7 @@ export async function run(): Promise<BenchRow[]> {
       ours.push(await time(() => launchAs(new Browser(), issuer, { activityId, user }, { stopAt: atToolPage }), 302));
     }
     tool.send({ msg: 'stats' });
-    const stats = await tool.next();
-    if (stats.msg !== 'stats') throw new Error(`the tool's process said ${stats.msg}`);
+    const stats = await expect(tool, 'stats');
     const toolSideMeanMs = (stats.sum / stats.count) * 1000;
     const toolSideP95Ms = pct(stats.observed, 95);
     const burst = async (id: string, stopAt?: typeof atToolPage) => {
@@ -56,6 +67,7 @@ export async function run(): Promise<BenchRow[]> {
       row(`${C} concurrent launches, same user+activity (wall)`, burstOurs, burstFloor, 2),
     ];
   } finally {
-    await tool.stop({ msg: 'stop' });
+    await tool?.stop({ msg: 'stop' });
+    await platform.stop({ msg: 'stop' });
   }
 }

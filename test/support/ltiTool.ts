@@ -36,11 +36,7 @@ export async function startLtiTool(env: Record<string, string> = {}, o: { dbName
     reg = { _id: p.clientId, deploymentId: p.deploymentIds[0]! };
   } else {
     reg = await dp.registerTool({ name: 'Lab Orchestrator', loginUrl: u.login, targetLinkUri: u.launch, jwksUrl: u.jwks, deepLinkUrl: u.deepLink });
-    const res = await adminFetch('/api/admin/platforms', {
-      method: 'POST',
-      body: JSON.stringify({ issuer: dp.urls.issuer, clientId: reg._id, authUrl: dp.urls.auth, tokenUrl: dp.urls.token, jwksUrl: dp.urls.jwks, deploymentIds: [reg.deploymentId] }),
-    });
-    if (res.status !== 201 && res.status !== 200) throw new Error(`registering the dev platform failed: ${res.status} ${await res.text()}`);
+    await addPlatform(tool, { issuer: dp.urls.issuer, clientId: reg._id, authUrl: dp.urls.auth, tokenUrl: dp.urls.token, jwksUrl: dp.urls.jwks, deploymentIds: [reg.deploymentId] });
   }
   return {
     tool, dp, fake, clientId: reg._id, deploymentId: reg.deploymentId, adminFetch,
@@ -49,6 +45,14 @@ export async function startLtiTool(env: Record<string, string> = {}, o: { dbName
       custom: labId ? { lab_id: labId } : {}, lineItem: ao.lineItem === false ? null : { scoreMaximum: 20, label: 'Lab score' },
     }),
   };
+}
+
+/** Registers a platform with the tool through the admin API, as an administrator would. */
+export async function addPlatform(tool: TestTool, p: { issuer: string; clientId: string; authUrl: string; tokenUrl: string; jwksUrl: string; deploymentIds: string[] }): Promise<void> {
+  const res = await fetch(`${tool.url}/api/admin/platforms`, {
+    method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(p),
+  });
+  if (res.status !== 201 && res.status !== 200) throw new Error(`registering the platform ${p.issuer} failed: ${res.status} ${await res.text()}`);
 }
 
 /** stopAt for launchAs: stop before following the redirect to our own pages. */
