@@ -11,7 +11,7 @@ import express, { type Express, type NextFunction, type Request, type RequestHan
 import cookieParser from 'cookie-parser';
 import { BadRequest, Forbidden, Unauthorized } from '../errors.js';
 import { isDuplicateKey } from '../store/database.js';
-import { LoginState, insertUsedNonce, removeUsedNonce, type LoginStateDoc } from '../store/LtiLogin.js';
+import { LoginState, insertLoginState, insertUsedNonce, removeLoginState, removeUsedNonce, type LoginStateDoc } from '../store/LtiLogin.js';
 import type { PlatformRegistry } from './platforms.js';
 import type { PlatformDoc } from '../store/Platform.js';
 import { verifyIdToken, type VerifiedLaunch, type VerifyDeps } from './verifyIdToken.js';
@@ -93,7 +93,7 @@ export function loginGuard(d: GuardDeps): RequestHandler {
         const nonce = randomBytes(24).toString('base64url');
         u.searchParams.set('nonce', nonce);
         const login = { _id: state, nonce, issuer: iss, clientId, deploymentId, targetLinkUri, expiresAt: new Date(Date.now() + LOGIN_TTL_MS) };
-        await LoginState.create(login);
+        await insertLoginState(login);
         d.logins?.add(login);
         redirect(302, u.toString());
       })().catch(next);
@@ -120,7 +120,7 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
     // read, not taken: the nonce record below is the once-only gate (FerretDB's findOneAndDelete is
     // no compare-and-set either); the used login goes once the response is out, off the launch's path
     const login = d.logins?.take(state) ?? (await LoginState.findById(state).lean());
-    if (login) res.once('finish', () => { LoginState.deleteOne({ _id: state }).catch(() => undefined); });
+    if (login) res.once('finish', () => { removeLoginState(state).catch(() => undefined); });
     if (!login || login.expiresAt.getTime() < Date.now() || login.issuer !== cookie) {
       clear();
       throw new Unauthorized('unknown, used or expired state', { publicMessage: 'The launch was refused: it was already used or has expired. Open the activity again.' });

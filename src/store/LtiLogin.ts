@@ -44,6 +44,18 @@ const nonceSchema = new Schema<UsedNonceDoc>({ _id: { type: String, required: tr
 export const UsedNonce = mongoose.model<UsedNonceDoc>('LtiUsedNonce', nonceSchema, 'lti_used_nonces');
 
 /**
+ * Login states on every login's path, through the driver: mongoose's document, validation and hooks
+ * would add to writes whose fields the caller builds in full.
+ */
+export async function insertLoginState(doc: LoginStateDoc): Promise<void> {
+  await LoginState.collection.insertOne({ ...doc } as never);
+}
+
+export async function removeLoginState(id: string): Promise<void> {
+  await LoginState.collection.deleteOne({ _id: id } as never);
+}
+
+/**
  * Records a used nonce; a second record of the same id is refused by the unique _id (a duplicate-key
  * error). Through the driver: it is on every launch's path, and mongoose's document, validation and
  * save hooks would add ~0.8 ms to a write whose fields are built right here.
