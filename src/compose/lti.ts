@@ -32,8 +32,8 @@ export interface LtiPartsDeps {
 }
 
 /**
- * `first` must be mounted before every other route (CSP for all pages, then the id_token POSTs,
- * answered before any other route looks at them); `mounts` after the lab routes.
+ * `first` must be mounted before every other route (CSP for all pages, then the LTI login and id_token
+ * POSTs, answered before any other route looks at them); `mounts` after the lab routes.
  */
 export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers): Promise<{ lti: LtiModule; first: Mount[]; mounts: Mount[] }> {
   const lti = await createLti({
@@ -48,7 +48,7 @@ export async function buildLti(config: Config, d: LtiPartsDeps, closers: Closers
     // only registered platforms may frame any page of the tool (the lab page lives in Moodle's iframe)
     first: [
       { path: '/', router: frameAncestors(() => lti.frameAncestors()) },
-      { path: '/lti', router: express.Router().use(launchTimer(d.metrics), lti.idTokenRoutes) },
+      { path: '/lti', router: express.Router().use(launchTimer(d.metrics), lti.entryRoutes) },
     ],
     mounts: [
       // ltijs's Express 4 app must be mounted by the app itself (a Router would not set it up as a sub-app)

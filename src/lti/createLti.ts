@@ -19,7 +19,7 @@ import { createLtijsProvider, ltijsKeyFrom } from './ltijsProvider.js';
 import { PlatformRegistry } from './platforms.js';
 import { JwksCache } from './jwks.js';
 import { shareJwksWithLtijs } from './ltijsJwksShim.js';
-import { idTokenRoutes, installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
+import { ltiEntryRoutes, installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { decodeJwt } from 'jose';
 import { launch, prefetchInstance, type InstanceLookup } from './launch.js';
 import { str } from './claims.js';
@@ -67,8 +67,8 @@ export { ltiUrls, registrationUrl, type LtiUrls } from './urls.js';
 export interface LtiModule {
   /** ltijs's express app with our routes: mount at /lti. */
   app: Express;
-  /** The id_token POSTs (launch, deep linking): mount at /lti before `app`. */
-  idTokenRoutes: Router;
+  /** The login initiation and the id_token POSTs (launch, deep linking): mount at /lti before `app`. */
+  entryRoutes: Router;
   registry: PlatformRegistry;
   urls: LtiUrls;
   /** The registration URL with the current key: for operators only, never for a log line. */
@@ -157,7 +157,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     d.respondWithError(err, req, res);
   });
   log.info({ jwks: urls.jwks }, 'lti.ready');
-  return { app: lti.app, idTokenRoutes: idTokenRoutes(guardDeps, routes, ltijsKeyFrom(d.secretKey)), registry, urls,
+  return { app: lti.app, entryRoutes: ltiEntryRoutes(guardDeps, routes, ltijsKeyFrom(d.secretKey)), registry, urls,
     registrationUrl: async () => registrationUrl(urls, await keys.current()),
     rotateRegistrationKey: async () => registrationUrl(urls, await keys.rotate()),
     gradePorts: gradePorts(registry), frameAncestors: () => registry.frameAncestors(), provider: lti,

@@ -1,9 +1,9 @@
 /**
- * Our LTI checks: inside ltijs's app before its own (installed through its `serverAddon` hook, after
- * body and cookie parsing) security headers on every /lti response and the login initiation guard
- * (known platform, our own target_link_uri) that also binds a fresh nonce to ltijs's state; ahead of
- * ltijs's app the id_token guard (state cookie, state read and removed once answered, nonce recorded once while
- * verifyIdToken runs) in front of the launch and deep-linking handlers.
+ * Our LTI entry points, ahead of ltijs's app: the login initiation (known platform and deployment,
+ * our own target_link_uri; a fresh state bound to a strong nonce, sent to the platform's auth
+ * endpoint) and the id_token guard (state cookie, state read and removed once answered, nonce
+ * recorded once while verifyIdToken runs) in front of the launch and deep-linking handlers; and
+ * security headers on every /lti response, ltijs's included.
  * A refusal is a 4xx through the app's error handler and writes nothing.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,6 +19,8 @@ import type { RecentLogins } from './RecentLogins.js';
 import { CLAIM, DEEP_LINKING_REQUEST, RESOURCE_LINK_REQUEST, mapRoles, str } from './claims.js';
 
 const LOGIN_TTL_MS = 10 * 60_000;
+/** The state cookie's life: the platform answers a login at once (prompt=none). */
+const STATE_COOKIE_MS = 60_000;
 const NONCE_TTL_MS = 2 * 3600_000;
 
 export interface GuardDeps extends VerifyDeps {
@@ -55,7 +57,7 @@ export function securityHeaders(d: { registry: PlatformRegistry }): RequestHandl
 }
 
 export function loginGuard(d: GuardDeps): RequestHandler {
-  return safe(async (req, res, next) => {
+  return safe(async (req, res) => {
     const p = { ...(req.query as Record<string, unknown>), ...((req.body ?? {}) as Record<string, unknown>) };
     const iss = str(p.iss);
     const targetLinkUri = str(p.target_link_uri);
@@ -84,21 +86,25 @@ export function loginGuard(d: GuardDeps): RequestHandler {
     if (target.origin !== new URL(d.publicUrl).origin || !d.targetPaths.includes(target.pathname)) {
       throw new BadRequest(`target_link_uri ${target.origin}${target.pathname} is not this tool`, { publicMessage: 'The launch points to an address that is not this tool.' });
     }
-    // ltijs answers with a redirect to the platform's auth endpoint; bind a strong nonce to its state there
-    const redirect = res.redirect.bind(res) as (status: number, url: string) => void;
-    (res as unknown as { redirect: (u: string) => void }).redirect = (location: string) => {
-      void (async () => {
-        const u = new URL(location);
-        const state = u.searchParams.get('state') ?? '';
-        const nonce = randomBytes(24).toString('base64url');
-        u.searchParams.set('nonce', nonce);
-        const login = { _id: state, nonce, issuer: iss, clientId, deploymentId, targetLinkUri, expiresAt: new Date(Date.now() + LOGIN_TTL_MS) };
-        await insertLoginState(login);
-        d.logins?.add(login);
-        redirect(302, u.toString());
-      })().catch(next);
-    };
-    next();
+    // the platform's authentication request (OIDC, form_post), its state bound to a strong nonce
+    const platform = platforms.find((x) => !deploymentId || x.deploymentIds.includes(deploymentId)) ?? platforms[0]!;
+    const state = randomBytes(25).toString('hex');
+    const nonce = randomBytes(24).toString('base64url');
+    const login = { _id: state, nonce, issuer: iss, clientId, deploymentId, targetLinkUri, expiresAt: new Date(Date.now() + LOGIN_TTL_MS) };
+    await insertLoginState(login);
+    d.logins?.add(login);
+    const auth = new URL(platform.authUrl);
+    for (const [k, v] of Object.entries({
+      response_type: 'id_token', response_mode: 'form_post', id_token_signed_response_alg: 'RS256', scope: 'openid',
+      client_id: clientId ?? platform.clientId,
+      // the platform checks it against the registered redirect URIs, which carry no query
+      redirect_uri: targetLinkUri.split('?')[0]!, login_hint: str(p.login_hint), nonce, prompt: 'none', state,
+      ...(str(p.lti_message_hint) ? { lti_message_hint: str(p.lti_message_hint) } : {}),
+      ...(deploymentId ? { lti_deployment_id: deploymentId } : {}),
+    })) auth.searchParams.set(k, v);
+    // the browser that started the login proves it with this cookie when the id_token comes back
+    res.cookie(`state${state}`, iss, { ...d.cookieOptions, maxAge: STATE_COOKIE_MS });
+    res.redirect(302, auth.toString());
   });
 }
 
@@ -188,24 +194,24 @@ export interface VerifiedRoutes {
   deepLink: RequestHandler;
 }
 
-/**
- * Our middleware inside ltijs's app (its serverAddon hook): headers on every /lti response and the
- * login initiation guard, in front of ltijs's login handler.
- */
+/** Our middleware inside ltijs's app (its serverAddon hook): headers on every /lti response it answers. */
 export function installGuards(d: GuardDeps): (app: Express) => void {
   return (app) => {
     app.use(securityHeaders(d));
-    app.all('/login', loginGuard(d));
   };
 }
 
 /**
- * The id_token POSTs (launch and deep linking), mounted at /lti ahead of ltijs's app: parsed here
- * (the form, and the state cookie ltijs signed at login with `cookieSecret`), verified once by us and
- * answered by `routes`. ltijs's own validation (a second signature check and five database writes of
- * tokens nothing reads) and its middleware never run for them.
+ * The login initiation and the id_token POSTs (launch and deep linking), mounted at /lti ahead of
+ * ltijs's app and answered here: the form and the state cookie (signed with `cookieSecret`) parsed,
+ * the login checked and sent on to the platform, the id_token verified once by us and answered by
+ * `routes`. ltijs's login (a platform read of its own) and its validation (a second signature check
+ * and five database writes of tokens nothing reads) never run.
  */
-export function idTokenRoutes(d: GuardDeps, routes: VerifiedRoutes, cookieSecret: string): Router {
-  const parse = [securityHeaders(d), express.urlencoded({ extended: false }), cookieParser(cookieSecret), idTokenGuard(d)];
-  return express.Router().post('/', ...parse, routes.launch).post('/deeplink', ...parse, routes.deepLink);
+export function ltiEntryRoutes(d: GuardDeps, routes: VerifiedRoutes, cookieSecret: string): Router {
+  const parse = [securityHeaders(d), express.urlencoded({ extended: false }), cookieParser(cookieSecret)];
+  return express.Router()
+    .all('/login', ...parse, loginGuard(d))
+    .post('/', ...parse, idTokenGuard(d), routes.launch)
+    .post('/deeplink', ...parse, idTokenGuard(d), routes.deepLink);
 }
