@@ -120,7 +120,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded, prefetched } = verifiedLaunch<InstanceLookup | null>(res);
-      launch(verified, nonceRecorded, { labs: d.labs, userIds, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}) }, prefetched).then((to) => res.redirect(302, to), next);
+      launch(verified, nonceRecorded, { labs: d.labs, userIds, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}), afterAnswer: (task) => res.once('close', task) }, prefetched).then((to) => { res.status(302).location(to).end(); }, next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);

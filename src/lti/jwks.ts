@@ -3,11 +3,13 @@
  * refetch (a platform may have rotated its key), shared by concurrent callers and at most one per
  * `minRefetchMs` per URL, so forged kids cannot make us hammer a platform.
  */
-import { importJWK, type JWK } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import type { JWK } from 'jose';
+import { rsaPublicKey } from './jwtRs256.js';
 import type { Logger } from '../logger.js';
 import { BackendFailure, Unauthorized } from '../errors.js';
 
-type Key = Awaited<ReturnType<typeof importJWK>>;
+type Key = KeyObject;
 
 interface Entry {
   keys: Map<string, Key>;
@@ -84,7 +86,7 @@ export class JwksCache {
     for (const jwk of Array.isArray(body.keys) ? (body.keys as JWK[]) : []) {
       if (!jwk || typeof jwk.kid !== 'string' || jwk.kty !== 'RSA' || (jwk.use && jwk.use !== 'sig')) continue;
       try {
-        keys.set(jwk.kid, await importJWK({ ...jwk, alg: 'RS256' }, 'RS256'));
+        keys.set(jwk.kid, rsaPublicKey(jwk));
         raw.push({ kty: jwk.kty, kid: jwk.kid, n: jwk.n, e: jwk.e, alg: 'RS256', use: 'sig' });
       } catch {
         /* a key we cannot use is skipped */

@@ -36,6 +36,8 @@ export interface LaunchDeps {
   operators?: ReadonlySet<string>;
   /** A teacher (or administrator) launched in this course: e.g. refresh its roster. */
   onInstructorLaunch?: (contextKey: string) => void;
+  /** Runs `task` once the answer is sent (the route's response closed); default: on the next turn of the event loop. */
+  afterAnswer?: (task: () => void) => void;
 }
 
 function positiveNumber(v: unknown): number | null {
@@ -170,8 +172,8 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   d.ids?.set(activityKey(key), activity._id);
   // the launch's context on its few log lines (a child logger per launch costs more than they do)
   const ctx = { activity: activity._id, user: user._id, role };
-  // usage counting never delays or fails a launch: it is written once the answer is on its way
-  setImmediate(() => recordLaunch(v.platform._id, activity.contextKey).catch((err: unknown) => d.log.warn({ ...ctx, err }, 'lti.launch_not_counted')));
+  // usage counting never delays or fails a launch: it is written once the answer is out
+  (d.afterAnswer ?? setImmediate)(() => void recordLaunch(v.platform._id, activity.contextKey).catch((err: unknown) => d.log.warn({ ...ctx, err }, 'lti.launch_not_counted')));
   const operator = d.operators !== undefined && isOperatorUser(d.operators, v.platform.issuer, v.sub);
   const locale = launchLocale(c);
   const base = { userId: user._id, role, contextId: activity.contextKey, activityId: activity._id, name: user.name, platformId: v.platform._id, ...(operator ? { operator } : {}), ...(locale ? { locale } : {}) };

@@ -6,7 +6,8 @@
  * state, message type = the route's, deployment id registered for this platform (and the login's),
  * target_link_uri = the login's, and the required claims present.
  */
-import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
+import { JwtRefused, jwsHeader, verifyRs256Jwt } from './jwtRs256.js';
 import { BadRequest, Unauthorized } from '../errors.js';
 import type { LoginStateDoc } from '../store/LtiLogin.js';
 import type { PlatformDoc } from '../store/Platform.js';
@@ -37,11 +38,12 @@ export async function verifyIdToken(
   expected: VerifiedLaunch['messageType'],
   d: VerifyDeps,
 ): Promise<VerifiedLaunch> {
-  let header: ReturnType<typeof decodeProtectedHeader>;
-  let unverified: JWTPayload;
+  let header: Record<string, unknown>;
+  let unverified: Record<string, unknown>;
   try {
-    header = decodeProtectedHeader(idToken);
-    unverified = decodeJwt(idToken);
+    header = jwsHeader(idToken);
+    unverified = JSON.parse(Buffer.from(idToken.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    if (typeof unverified !== 'object' || unverified === null) throw new Error('claims not an object');
   } catch {
     throw missing('the id_token is not a JWT');
   }
@@ -57,15 +59,16 @@ export async function verifyIdToken(
   const key = await d.jwks.key(platform.jwksUrl, header.kid);
   let claims: JWTPayload;
   try {
-    ({ payload: claims } = await jwtVerify(idToken, key, {
-      algorithms: ['RS256'], issuer: login.issuer, audience: platform.clientId,
-      clockTolerance: d.clockSkewSeconds, maxTokenAge: 300 + d.clockSkewSeconds, requiredClaims: ['exp', 'iat', 'nonce'],
-    }));
+    claims = verifyRs256Jwt(idToken, key, {
+      issuer: login.issuer, audience: platform.clientId,
+      clockTolerance: d.clockSkewSeconds, maxTokenAge: 300 + d.clockSkewSeconds, requiredClaims: ['nonce'],
+    });
   } catch (err) {
-    const code = (err as { code?: string }).code ?? '';
-    const why = code === 'ERR_JWT_EXPIRED' ? 'the id_token has expired'
-      : code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' ? 'the signature does not verify with the platform\'s key'
-      : code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? `claim check failed (${(err as Error).message})`
+    const failure = err instanceof JwtRefused ? err.failure : undefined;
+    const why = failure === 'expired' ? 'the id_token has expired'
+      : failure === 'signature' ? 'the signature does not verify with the platform\'s key'
+      : failure === 'claim' ? `claim check failed (${(err as Error).message})`
+      : failure === 'key' ? 'the platform\'s key is shorter than 2048 bits'
       : 'the id_token could not be verified';
     throw refuse(why);
   }
