@@ -100,7 +100,11 @@ export function closeLeftToolClients(): number {
 }
 
 export async function toolBackend(cp: ControlPlane, o: Partial<KubeVirtBackendOptions> & { metrics?: Metrics } = {}): Promise<{ backend: KubeVirtBackend; client: KubeClient }> {
-  const kubeconfigPath = await installTool(cp);
+  return toolBackendAt(await installTool(cp), o);
+}
+
+/** The tool's backend with the kubeconfig installTool wrote (e.g. in another process). */
+export function toolBackendAt(kubeconfigPath: string, o: Partial<KubeVirtBackendOptions> & { metrics?: Metrics } = {}): { backend: KubeVirtBackend; client: KubeClient } {
   const { metrics, ...rest } = o;
   const client = new KubeClient({ kubeconfigPath, log: silentLog, qps: 100, ...(metrics ? { metrics } : {}) });
   made.push(client);
