@@ -42,6 +42,7 @@ describe('cloud-init NoCloud seed (one generator for both backends)', () => {
     const cmds = cc.runcmd.map((c) => c.join(' '));
     assert.ok(cmds.some((c) => c.includes('blackhole 10.0.2.2/32')), 'the host behind the internet NIC is unreachable');
     assert.match(cmds.at(-1) ?? '', /lab-guest: ready/);
+    assert.equal(cmds.at(-2), 'sync', 'the agent\'s unit is enabled on disk before the ready line');
     assert.deepEqual(YAML.parse(seed.networkConfig ?? ''), {
       version: 1,
       config: [

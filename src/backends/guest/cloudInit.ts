@@ -125,6 +125,9 @@ export function labCloudConfig(i: SeedInput): string {
   const runcmd: unknown[] = [];
   if (i.network?.egress) runcmd.push(['sh', '-c', 'ip route replace blackhole 10.0.2.2/32']);
   runcmd.push(['sh', '-c', agentStart(i.agent.transport)]);
+  // what the first boot wrote (the agent's unit enabled just above) reaches the disk before the lab
+  // is ready: a lab stopped at once may be powered off hard, and would then boot without its agent
+  runcmd.push(['sync']);
   runcmd.push(['sh', '-c', `echo "${READY_LINE} $(hostname)" >/dev/ttyS0 2>/dev/null || true`]);
   const doc: Record<string, unknown> = {
     merge_how: [
