@@ -108,6 +108,7 @@ const schema = z
       .regex(/^[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*$/, { message: 'expected comma-separated CIDRs such as 203.0.113.10/32' })
       .optional(),
     KUBEVIRT_QPS: int(50, 10_000).default('100'),
+    KUBEVIRT_BURST: int(50, 100_000).default('600'),
     KUBEVIRT_BOOT_TIMEOUT_MS: int(1000, 3_600_000).default('600000'),
     KUBEVIRT_IMAGE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'expected a namespace name' }).default('lab-images'),
     KUBEVIRT_STORAGE_CLASS: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { message: 'expected a storage class name' }).optional(),

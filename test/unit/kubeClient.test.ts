@@ -2,6 +2,7 @@
  * KubeClient's waits end with it: a request retrying against an API server that keeps answering 503
  * (and requests queued on the client's rate limit) stop waiting as soon as the client is closed,
  * so nothing runs on after a backend stops; hundreds waiting at once raise no listener warning.
+ * Its rate limit lets its burst go at once and never sends faster than burst plus the refill.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -44,7 +45,7 @@ describe('KubeClient close()', () => {
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
     try {
-      const client = new KubeClient({ kubeconfigPath: path.join(dir, 'kubeconfig'), log: pino({ level: 'silent' }), qps: 50 });
+      const client = new KubeClient({ kubeconfigPath: path.join(dir, 'kubeconfig'), log: pino({ level: 'silent' }), qps: 50, burst: 100 });
       hits = 0;
       // 150: more than the rate limit's burst (100), so some wait for a token rather than a retry
       const pending = Array.from({ length: 150 }, (_, i) => client.request('GET', `/api/v1/namespaces/n${i}`).then(() => 'answered', (e: Error) => e));
@@ -63,6 +64,48 @@ describe('KubeClient close()', () => {
       assert.deepEqual(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message), []);
     } finally {
       process.off('warning', onWarning);
+    }
+  });
+});
+
+describe('KubeClient rate limit', () => {
+  let server: http.Server;
+  let dir: string;
+  const sent: number[] = [];
+
+  before(async () => {
+    server = http.createServer((_req, res) => {
+      sent.push(Date.now());
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"kind":"Namespace"}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-kubeclient-'));
+    fs.writeFileSync(path.join(dir, 'kubeconfig'), [
+      'apiVersion: v1', 'kind: Config', 'current-context: t',
+      `clusters: [{ name: t, cluster: { server: "http://127.0.0.1:${(server.address() as AddressInfo).port}", insecure-skip-tls-verify: true } }]`,
+      'users: [{ name: t, user: { token: x } }]',
+      'contexts: [{ name: t, context: { cluster: t, user: t } }]', '',
+    ].join('\n'));
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets `burst` requests go at once and the rest at `qps`, never faster', async () => {
+    const client = new KubeClient({ kubeconfigPath: path.join(dir, 'kubeconfig'), log: pino({ level: 'silent' }), qps: 50, burst: 120 });
+    try {
+      const t0 = Date.now();
+      await Promise.all(Array.from({ length: 140 }, (_, i) => client.request('GET', `/api/v1/namespaces/n${i}`)));
+      assert.equal(sent.length, 140);
+      // by any moment, at most the burst plus what the rate refilled since the start went out
+      for (const [i, at] of sent.entries()) assert.ok(i + 1 <= 120 + Math.ceil(((at - t0) / 1000) * 50) + 1, `request ${i + 1} went out ${at - t0} ms after the start`);
+      // the 20 past the burst waited for tokens: 20 at 50/s take 400 ms
+      assert.ok(sent.at(-1)! - t0 >= 380, `the last went out ${sent.at(-1)! - t0} ms after the start`);
+    } finally {
+      client.close();
     }
   });
 });

@@ -8,7 +8,7 @@ import { KubeVirtBackend } from './KubeVirtBackend.js';
 import { LeaderLease } from './LeaderLease.js';
 
 export function createKubeVirtBackend(config: Config, deps: { log: Logger; metrics?: Metrics }): KubeVirtBackend {
-  const client = new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: deps.log, metrics: deps.metrics, qps: config.KUBEVIRT_QPS });
+  const client = new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: deps.log, metrics: deps.metrics, qps: config.KUBEVIRT_QPS, burst: config.KUBEVIRT_BURST });
   return new KubeVirtBackend({
     client,
     log: deps.log,
@@ -40,7 +40,7 @@ export const LEASE_NAME = 'lab-orchestrator-leader';
  * requests for the backend's rate limit).
  */
 export function createLeaderLease(config: Config, deps: { log: Logger; metrics?: Metrics; onChange: (leader: boolean) => void }): { lease: LeaderLease; client: KubeClient } {
-  const client = new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: deps.log, metrics: deps.metrics, qps: config.KUBEVIRT_QPS });
+  const client = new KubeClient({ kubeconfigPath: config.KUBECONFIG, log: deps.log, metrics: deps.metrics, qps: config.KUBEVIRT_QPS, burst: config.KUBEVIRT_BURST });
   const lease = new LeaderLease({
     client,
     log: deps.log,
