@@ -13,39 +13,49 @@ import type { AddressInfo } from 'node:net';
 import { KubeClient } from '../../src/backends/kubevirt/client.js';
 import pino from 'pino';
 
+
+/** An HTTP server on port 0 answering with `handler`, and a kubeconfig pointing at it. */
+async function fakeApiServer(handler: http.RequestListener): Promise<{ kubeconfig: string; close(): void }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-kubeclient-'));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const kubeconfig = path.join(dir, 'kubeconfig');
+  fs.writeFileSync(kubeconfig, [
+    'apiVersion: v1', 'kind: Config', 'current-context: t',
+    'clusters: [{ name: t, cluster: { server: "' + url + '", insecure-skip-tls-verify: true } }]',
+    'users: [{ name: t, user: { token: x } }]',
+    'contexts: [{ name: t, context: { cluster: t, user: t } }]', '',
+  ].join('\n'));
+  return {
+    kubeconfig,
+    close() {
+      server.closeAllConnections();
+      server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('KubeClient close()', () => {
-  let server: http.Server;
-  let dir: string;
+  let api: Awaited<ReturnType<typeof fakeApiServer>>;
   let hits = 0;
 
   before(async () => {
-    server = http.createServer((_req, res) => {
+    api = await fakeApiServer((_req, res) => {
       hits++;
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '30' });
       res.end(JSON.stringify({ kind: 'Status', reason: 'ServiceUnavailable', message: 'busy' }));
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-kubeclient-'));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    fs.writeFileSync(path.join(dir, 'kubeconfig'), [
-      'apiVersion: v1', 'kind: Config', 'current-context: t',
-      'clusters: [{ name: t, cluster: { server: "' + url + '", insecure-skip-tls-verify: true } }]',
-      'users: [{ name: t, user: { token: x } }]',
-      'contexts: [{ name: t, context: { cluster: t, user: t } }]', '',
-    ].join('\n'));
   });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => api.close());
 
   it('ends every retry wait at once, with an error, and sends none again', async () => {
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
     try {
-      const client = new KubeClient({ kubeconfigPath: path.join(dir, 'kubeconfig'), log: pino({ level: 'silent' }), qps: 50, burst: 100 });
+      const client = new KubeClient({ kubeconfigPath: api.kubeconfig, log: pino({ level: 'silent' }), qps: 50, burst: 100 });
       hits = 0;
       // 150: more than the rate limit's burst (100), so some wait for a token rather than a retry
       const pending = Array.from({ length: 150 }, (_, i) => client.request('GET', `/api/v1/namespaces/n${i}`).then(() => 'answered', (e: Error) => e));
@@ -69,33 +79,20 @@ describe('KubeClient close()', () => {
 });
 
 describe('KubeClient rate limit', () => {
-  let server: http.Server;
-  let dir: string;
+  let api: Awaited<ReturnType<typeof fakeApiServer>>;
   const sent: number[] = [];
 
   before(async () => {
-    server = http.createServer((_req, res) => {
+    api = await fakeApiServer((_req, res) => {
       sent.push(Date.now());
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"kind":"Namespace"}');
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-kubeclient-'));
-    fs.writeFileSync(path.join(dir, 'kubeconfig'), [
-      'apiVersion: v1', 'kind: Config', 'current-context: t',
-      `clusters: [{ name: t, cluster: { server: "http://127.0.0.1:${(server.address() as AddressInfo).port}", insecure-skip-tls-verify: true } }]`,
-      'users: [{ name: t, user: { token: x } }]',
-      'contexts: [{ name: t, context: { cluster: t, user: t } }]', '',
-    ].join('\n'));
   });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => api.close());
 
   it('lets `burst` requests go at once and the rest at `qps`, never faster', async () => {
-    const client = new KubeClient({ kubeconfigPath: path.join(dir, 'kubeconfig'), log: pino({ level: 'silent' }), qps: 50, burst: 120 });
+    const client = new KubeClient({ kubeconfigPath: api.kubeconfig, log: pino({ level: 'silent' }), qps: 50, burst: 120 });
     try {
       const t0 = Date.now();
       await Promise.all(Array.from({ length: 140 }, (_, i) => client.request('GET', `/api/v1/namespaces/n${i}`)));
