@@ -109,6 +109,8 @@ describe('warm sessions (in-memory backend)', function () {
     // the pool is empty: the next student starts cold
     const late = await w.svc.ensureInstance({ ...keys[0]!, userId: 'warm-student-late' });
     assert.equal((await w.svc.start(late._id)).state, 'provisioning');
+    // its lab joins the backend when its provisioning ends: not during the next test, which counts the backend's labs
+    await waitFor(async () => (await LabInstance.findById(late._id).lean())?.state === 'running', 10_000, 'the late student\'s cold lab running');
     await WarmSession.updateOne({ _id: s.id }, { $set: { state: 'ended' } });
   });
 
