@@ -1,10 +1,11 @@
 /**
- * Our own id_token checks, done before ltijs's (which lack most of these; see issue 3 §6):
- * RS256 only, key by kid from the platform's JWKS (one rate-limited refetch), issuer = the login's,
- * aud = our client id with no extra audiences, azp = our client id when present, exp/iat with a
- * small clock-skew allowance (Moodle sends exp = iat + 60), nonce = the one bound to the login's
- * state, message type = the route's, deployment id registered for this platform (and the login's),
- * target_link_uri = the login's, and the required claims present.
+ * Our id_token checks, the only ones on the launch path (ltijs's own lack most of these): RS256
+ * only (signature and registered claims in jwtRs256.ts), key by kid from the platform's JWKS (one
+ * rate-limited refetch), issuer = the login's, aud = our client id with no extra audiences, azp =
+ * our client id when present, exp/iat with a small clock-skew allowance (Moodle sends exp = iat +
+ * 60), nonce = the one bound to the login's state, message type = the route's, deployment id
+ * registered for this platform (and the login's), target_link_uri = the login's, and the required
+ * claims present.
  */
 import type { JWTPayload } from 'jose';
 import { JwtRefused, jwsHeader, verifyRs256Jwt } from './jwtRs256.js';

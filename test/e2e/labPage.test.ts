@@ -1,5 +1,5 @@
 /**
- * Issue 8's "done when", in headless Chromium against the real tool, the development platform,
+ * The lab page end to end, in headless Chromium against the real tool, the development platform,
  * LabService and the QEMU backend booting real lab-tiny guests: launch as a student → progress →
  * running → the noVNC canvas shows the guest's text console → the xterm console echoes → "send
  * to machine" types into it → ticking every step gives the full score in the platform gradebook;
@@ -51,7 +51,7 @@ async function shot(page: Page, name: string): Promise<void> {
   await page.locator('iframe[name="tool-frame"]').screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
 }
 
-describe('lab page with real QEMU guests (issue 8 end to end)', function () {
+describe('lab page with real QEMU guests (end to end)', function () {
   this.timeout(240_000);
   let flow: LabPageFlow;
   let backend: QemuBackend;
@@ -130,7 +130,7 @@ new MutationObserver(() => {
     await typeLine(creds.username!);
     await waitFor(async () => /Password:/.test(await consoleText(frame)), 20_000, 'password prompt');
     // GUEST-IMAGE GAP: lab-tiny's serial login does not map CR to NL for the password read (no ICRNL),
-    // so Enter (which sends CR, like every terminal) hangs there; Ctrl+J sends NL. Reported to issue 5.
+    // so Enter (which sends CR, like every terminal) hangs there; Ctrl+J sends NL.
     await page.keyboard.type(creds.password!, { delay: 15 });
     await page.keyboard.press('Control+j');
     await waitFor(async () => /\$\s*$/m.test(await consoleText(frame)), 20_000, 'shell prompt').catch(async (e: Error) => {
