@@ -1,8 +1,9 @@
 /**
  * The launch benchmark's platform side, in a process of its own as Moodle is a server of its own:
  * the development platform and the test mini tool (the floor) on one HTTP server, with FerretDB
- * (the platform's records in a database of their own). Says `ready` with FerretDB's URI and the
- * platform's issuer; on `register` registers the tool's URLs and answers with the activities.
+ * (the platform's records in a database of their own), its course a class of learners. Says
+ * `ready` with FerretDB's URI, the platform's issuer and the class size; on `register` registers a
+ * tool's URLs and answers with the activities.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,10 +18,13 @@ import { createDevPlatform } from '../src/devPlatform/createDevPlatform.js';
 export interface ToolUrls { login: string; launch: string; jwks: string; deepLink: string }
 export interface PlatformRegistration { issuer: string; clientId: string; deploymentId: string; authUrl: string; tokenUrl: string; jwksUrl: string }
 export type FromLaunchPlatform =
-  | { msg: 'ready'; mongoUri: string; issuer: string }
+  | { msg: 'ready'; mongoUri: string; issuer: string; classSize: number }
   | { msg: 'registered'; platform: PlatformRegistration; activityId: string; floorActivityId: string }
   | { msg: 'error'; error: string };
 export type ToLaunchPlatform = { msg: 'register'; tool: ToolUrls } | { msg: 'stop' };
+
+/** The course's learners besides the demo users (learner1…): taken in turn, each launches a few times a minute at most, as in class. */
+const CLASS_SIZE = 150;
 
 const say = (m: FromLaunchPlatform): void => void process.send?.(m);
 
@@ -32,7 +36,7 @@ try {
   const server = http.createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const dp = await createDevPlatform({ publicUrl: base, log, sweeper: new ExpirySweeper(db.connection, log) });
+  const dp = await createDevPlatform({ publicUrl: base, log, sweeper: new ExpirySweeper(db.connection, log), classSize: CLASS_SIZE });
   const mini = await createMiniTool();
   app.use('/dev-platform', dp.router);
   app.use(MINI_TOOL_PATH, mini.router);
@@ -58,7 +62,7 @@ try {
       }
     })().catch((err: unknown) => say({ msg: 'error', error: (err as Error).message }));
   });
-  say({ msg: 'ready', mongoUri: sharedMongoUri(), issuer: dp.urls.issuer });
+  say({ msg: 'ready', mongoUri: sharedMongoUri(), issuer: dp.urls.issuer, classSize: CLASS_SIZE });
 } catch (err) {
   say({ msg: 'error', error: (err as Error).message });
   await stopSharedFerret();

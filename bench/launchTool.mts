@@ -16,18 +16,25 @@ export type FromLaunchTool =
   | { msg: 'platformAdded' }
   | { msg: 'stats'; observed: number[]; sum: number; count: number }
   | { msg: 'error'; error: string };
-export type ToLaunchTool = { msg: 'start'; mongoUri: string } | { msg: 'platform'; platform: PlatformRegistration } | { msg: 'stats' } | { msg: 'stop' };
+export type ToLaunchTool = { msg: 'start'; mongoUri: string; limits: LaunchLimits } | { msg: 'platform'; platform: PlatformRegistration } | { msg: 'stats' } | { msg: 'stop' };
+
+/**
+ * `production`: the default launch limits, as deployed (every launch of a learner claims a slot of
+ * the per-user limit in the database); `raised`: limits a burst of one user's launches never meets.
+ */
+export type LaunchLimits = 'production' | 'raised';
 
 const say = (m: FromLaunchTool): void => void process.send?.(m);
 let tool: TestTool | undefined;
 // every tool-side duration the histogram observes, for its p95 (the histogram gives sum and count)
 const observed: number[] = [];
 
-async function start(mongoUri: string): Promise<TestTool> {
+async function start(mongoUri: string, limits: LaunchLimits): Promise<TestTool> {
   const fake = fakeLabs();
-  // the launch limits are the subject of other tests: a benchmark launches far more than a user would
+  // the platform's budget is the subject of other tests: a benchmark launches more than a school would
+  const raised: Record<string, string> = limits === 'raised' ? { RATE_LAUNCH_PER_USER: '100000' } : {};
   const t = await startTestTool(
-    { ADMIN_TOKEN, LOG_LEVEL: 'warn', DEV_PLATFORM: 'false', MONGODB_URI: mongoUri, RATE_LAUNCH_PER_USER: '100000', RATE_LAUNCH_PER_PLATFORM: '1000000' },
+    { ADMIN_TOKEN, LOG_LEVEL: 'warn', DEV_PLATFORM: 'false', MONGODB_URI: mongoUri, RATE_LAUNCH_PER_PLATFORM: '1000000', ...raised },
     { embedded: true, labs: fake.labs, runtime: fake.runtime },
   );
   const hist = t.metrics.launchDuration;
@@ -42,7 +49,7 @@ async function start(mongoUri: string): Promise<TestTool> {
 process.on('message', (m: ToLaunchTool) => {
   void (async () => {
     if (m.msg === 'start') {
-      tool = await start(m.mongoUri);
+      tool = await start(m.mongoUri, m.limits);
       const u = tool.lti.urls;
       say({ msg: 'ready', urls: { login: u.login, launch: u.launch, jwks: u.jwks, deepLink: u.deepLink } });
     } else if (m.msg === 'platform') {

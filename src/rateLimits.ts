@@ -36,6 +36,8 @@ export interface SlotStore {
   claim(key: string, windowStart: number, n: number, expiresAt: Date): Promise<boolean>;
   /** Record that slot n is claimed (raises highest()). */
   noteHighest(key: string, windowStart: number, n: number, expiresAt: Date): Promise<void>;
+  /** Give back slot n, claimed by a use that was then refused. */
+  release(key: string, windowStart: number, n: number): Promise<void>;
 }
 
 /** Slots in this process only (unit tests, or a tool without a database). */
@@ -52,12 +54,25 @@ export class MemorySlots implements SlotStore {
     if (this.slots.size > 10_000) for (const [k, e] of this.slots) if (e <= windowStart) this.slots.delete(k);
     return Promise.resolve(true);
   }
+  release(key: string, windowStart: number, n: number): Promise<void> {
+    this.slots.delete(`${key}@${windowStart}#${n}`);
+    return Promise.resolve();
+  }
   noteHighest(key: string, windowStart: number, n: number): Promise<void> {
     const k = `${key}@${windowStart}`;
     this.top.set(k, Math.max(n, this.top.get(k) ?? 0));
     if (this.top.size > 10_000) for (const t of this.top.keys()) if (Number(t.slice(t.lastIndexOf('@') + 1)) < windowStart - RATE_WINDOW_MS) this.top.delete(t);
     return Promise.resolve();
   }
+}
+
+/** What this process knows of a key's slots in one window: reads of the hint, raised by its own claims. */
+interface Known {
+  windowStart: number;
+  /** The highest slot known to be claimed in the window (a hint read, or this process's own claim). */
+  top: Promise<number>;
+  /** The previous window's highest slot, read once: its window is over. */
+  prevTop: Promise<number>;
 }
 
 /** One limit: at most `perMinute` uses per key in any minute. */
@@ -67,6 +82,7 @@ export class RateLimit {
   private readonly slotsPerWindow: number;
   /** The slot this process holds per key: its window and the uses left in it. */
   private readonly held = new Map<string, { windowStart: number; left: number }>();
+  private readonly known = new Map<string, Known>();
   private readonly lock = new KeyedMutex();
 
   constructor(
@@ -78,6 +94,19 @@ export class RateLimit {
   ) {
     this.perSlot = Math.max(1, Math.floor(perMinute / 20));
     this.slotsPerWindow = Math.floor(perMinute / this.perSlot);
+  }
+
+  /**
+   * Start the reads a take of key will need, claiming nothing: a caller that learns the key early
+   * (before it may count a use) saves the take a round trip.
+   */
+  prefetch(key: string): void {
+    const k = `${this.scope}\n${key}`;
+    const t = this.now();
+    const windowStart = t - (t % RATE_WINDOW_MS);
+    const h = this.held.get(k);
+    if (h && h.left > 0 && windowStart - h.windowStart <= RATE_WINDOW_MS) return;
+    this.knownFor(k, windowStart);
   }
 
   /** Count one use for key, or throw TooManyRequests with the seconds until one would pass. */
@@ -96,22 +125,95 @@ export class RateLimit {
     });
   }
 
+  /** The known slots of key in the window, reading them when this process knows nothing yet. */
+  private knownFor(k: string, windowStart: number): { known: Known; fresh: boolean } {
+    const had = this.known.get(k);
+    if (had?.windowStart === windowStart) return { known: had, fresh: false };
+    const prevRead = this.slots.highest(k, windowStart - RATE_WINDOW_MS);
+    // this process's own claims of the previous window count even before their hint is written
+    const prevOwn = had?.windowStart === windowStart - RATE_WINDOW_MS ? had.top : undefined;
+    const known: Known = {
+      windowStart,
+      top: this.slots.highest(k, windowStart),
+      prevTop: prevOwn ? Promise.all([prevRead, prevOwn.catch(() => 0)]).then(([a, b]) => Math.max(a, b)) : prevRead,
+    };
+    // a failed read is the take's to report; the next take reads again
+    Promise.all([known.top, known.prevTop]).catch(() => {
+      if (this.known.get(k) === known) this.known.delete(k);
+    });
+    this.known.set(k, known);
+    if (this.known.size > 10_000) {
+      for (const [x, v] of this.known) if (v.windowStart < windowStart) this.known.delete(x);
+      // still full within one window: the oldest go first (a take without them reads again)
+      for (const x of this.known.keys()) {
+        if (this.known.size <= 10_000) break;
+        this.known.delete(x);
+      }
+    }
+    return { known, fresh: true };
+  }
+
+  private maxSlot(prevTop: number, t: number, windowStart: number): number {
+    const inside = 1 - (t - windowStart) / RATE_WINDOW_MS;
+    return Math.min(this.slotsPerWindow, Math.floor((this.perMinute - prevTop * this.perSlot * inside) / this.perSlot));
+  }
+
+  /**
+   * Claim the next slot: one round trip in the usual case. A first take of the window (nothing
+   * read before) claims slot 1 beside the reads and gives it back when the reads say the use is
+   * refused; a later one claims one past the highest known, or refuses without a write when that
+   * is past the budget. A lost claim (another replica's) reads the hint again and goes on upward.
+   */
   private async claimSlot(k: string, key: string, t: number, windowStart: number): Promise<void> {
     // a window's slots are read during the next window too: they expire after both
     const expiresAt = new Date(windowStart + 2 * RATE_WINDOW_MS);
-    const [top, prevTop] = await Promise.all([this.slots.highest(k, windowStart), this.slots.highest(k, windowStart - RATE_WINDOW_MS)]);
-    const prevUses = prevTop * this.perSlot;
-    const inside = 1 - (t - windowStart) / RATE_WINDOW_MS;
-    const maxSlot = Math.min(this.slotsPerWindow, Math.floor((this.perMinute - prevUses * inside) / this.perSlot));
-    let n = top + 1;
-    for (; n <= maxSlot; n++) {
-      if (!(await this.slots.claim(k, windowStart, n, expiresAt))) continue;
-      await this.slots.noteHighest(k, windowStart, n, expiresAt);
-      this.held.set(k, { windowStart, left: this.perSlot - 1 });
-      if (this.held.size > 10_000) for (const [x, v] of this.held) if (v.windowStart < windowStart - RATE_WINDOW_MS) this.held.delete(x);
-      return;
+    const { known, fresh } = this.knownFor(k, windowStart);
+    let n: number;
+    let prevTop: number;
+    if (fresh) {
+      const [won, top, prev] = await Promise.all([this.slots.claim(k, windowStart, 1, expiresAt), known.top, known.prevTop]);
+      prevTop = prev;
+      const maxSlot = this.maxSlot(prevTop, t, windowStart);
+      if (won && maxSlot >= 1) return this.hold(k, known, windowStart, 1, expiresAt);
+      if (won) {
+        // refused: a refused use claims nothing
+        await this.slots.release(k, windowStart, 1);
+        this.refuse(key, 1, prevTop, t, windowStart);
+      }
+      n = Math.max(2, top + 1);
+    } else {
+      const [top, prev] = await Promise.all([known.top, known.prevTop]);
+      prevTop = prev;
+      n = top + 1;
+      if (n <= this.maxSlot(prevTop, t, windowStart)) {
+        if (await this.slots.claim(k, windowStart, n, expiresAt)) return this.hold(k, known, windowStart, n, expiresAt);
+        n = Math.max(n + 1, (await this.slots.highest(k, windowStart)) + 1);
+      }
     }
-    // slot n would pass once enough of the previous window has slid out, or in the next window
+    const maxSlot = this.maxSlot(prevTop, t, windowStart);
+    for (; n <= maxSlot; n++) {
+      if (await this.slots.claim(k, windowStart, n, expiresAt)) return this.hold(k, known, windowStart, n, expiresAt);
+    }
+    // every slot below n is taken: the next take of this window refuses without a write
+    const last = n - 1;
+    known.top = known.top.then((x) => Math.max(x, last), () => last);
+    this.refuse(key, n, prevTop, t, windowStart);
+  }
+
+  /** Slot n is this process's: its uses are spent here, and the hint is raised once the take is answered. */
+  private hold(k: string, known: Known, windowStart: number, n: number, expiresAt: Date): void {
+    const top = known.top;
+    known.top = top.then((x) => Math.max(x, n), () => n);
+    // once the use's caller has gone on (its answer first); a hint that stays low only costs a
+    // later claim a lost try (see SlotStore.highest)
+    setImmediate(() => { this.slots.noteHighest(k, windowStart, n, expiresAt).catch(() => undefined); });
+    this.held.set(k, { windowStart, left: this.perSlot - 1 });
+    if (this.held.size > 10_000) for (const [x, v] of this.held) if (v.windowStart < windowStart - RATE_WINDOW_MS) this.held.delete(x);
+  }
+
+  /** Slot n would pass once enough of the previous window has slid out, or in the next window. */
+  private refuse(key: string, n: number, prevTop: number, t: number, windowStart: number): never {
+    const prevUses = prevTop * this.perSlot;
     const passAt = n > this.slotsPerWindow || prevUses === 0
       ? windowStart + RATE_WINDOW_MS
       : windowStart + RATE_WINDOW_MS * (1 - (this.perMinute - n * this.perSlot) / prevUses);
@@ -137,6 +239,12 @@ export class UserAndPlatformLimit {
    * sessions named their platform). The user's limit is checked first, so one user hammering
    * never uses up the platform's budget.
    */
+  /** Start the reads a take of (user, platform) will need, counting nothing (see RateLimit.prefetch). */
+  prefetch(user: string, platform: string): void {
+    this.user.prefetch(`${platform}\n${user}`);
+    this.platform.prefetch(platform);
+  }
+
   async take(user: string, platform: string | undefined): Promise<void> {
     await this.user.take(platform ? `${platform}\n${user}` : user);
     if (platform) await this.platform.take(platform);

@@ -10,7 +10,7 @@ import {
   DevPlatformLineItem, DevPlatformScore, type DevPlatformLineItemDoc, type DevPlatformToolDoc,
 } from './models.js';
 import { isDuplicateKey } from '../store/database.js';
-import { DEMO_COURSE, DEMO_USERS, SCOPE, demoUser, fullName, serviceUrls } from './claims.js';
+import { DEMO_COURSE, SCOPE, demoUser, fullName, serviceUrls, type DemoUser } from './claims.js';
 import { createLineItem, lineItemFields } from './registry.js';
 import { requireScope } from './tokenRoutes.js';
 import type { PlatformContext } from './context.js';
@@ -98,7 +98,7 @@ export function agsRoutes(ctx: PlatformContext): Router {
     }
     requireType(req, 'application/vnd.ims.lis.v1.score+json');
     const li = await lineItemOf(req, tool);
-    await storeScore(li, (req.body ?? {}) as Record<string, unknown>);
+    await storeScore(li, (req.body ?? {}) as Record<string, unknown>, ctx.users);
     ctx.log.info({ lineItem: li._id }, 'devplatform.score_stored');
     res.status(204).end();
   });
@@ -121,7 +121,7 @@ export function agsRoutes(ctx: PlatformContext): Router {
   r.get('/services/:contextId/memberships', requireScope(SCOPE.nrps), (req, res) => {
     toolOf(req, res);
     const role = typeof req.query.role === 'string' ? req.query.role.replace(/^.*#/, '') : undefined;
-    const members = DEMO_USERS.filter((u) => !role || u.role === role);
+    const members = ctx.users.filter((u) => !role || u.role === role);
     const limit = Math.max(1, Number(req.query.limit) || members.length);
     const from = Math.max(0, Number(req.query.from) || 0);
     const page = members.slice(from, from + limit);
@@ -145,8 +145,8 @@ export function agsRoutes(ctx: PlatformContext): Router {
 }
 
 /** Validate and append a score; 400 for bad input or a non-gradable user, 409 for an earlier timestamp. */
-async function storeScore(li: DevPlatformLineItemDoc, b: Record<string, unknown>): Promise<void> {
-  const user = demoUser(String(b.userId ?? ''));
+async function storeScore(li: DevPlatformLineItemDoc, b: Record<string, unknown>, users: readonly DemoUser[]): Promise<void> {
+  const user = demoUser(String(b.userId ?? ''), users);
   if (!user || typeof b.userId !== 'string') throw new BadRequest('userId is not a user of this course');
   if (user.role !== 'Learner') throw new BadRequest('this user cannot be graded (not a student)');
   if (typeof b.activityProgress !== 'string' || !ACTIVITY.includes(b.activityProgress)) throw new BadRequest('activityProgress is invalid');

@@ -26,7 +26,8 @@ export const ROLE_URI = {
 export interface DemoUser {
   /** Like a Moodle user id: the login_hint and the `sub`. */
   id: string;
-  key: 'student' | 'student2' | 'teacher';
+  /** 'student', 'student2', 'teacher', or learner1… of a class-sized course. */
+  key: string;
   givenName: string;
   familyName: string;
   email: string;
@@ -42,9 +43,17 @@ export const DEMO_USERS: readonly DemoUser[] = [
 
 export const DEMO_COURSE = { id: '2', label: 'DEMO101', title: 'Demo course: Networks 101' } as const;
 
-/** A demo user by id or key ('student', 'student2', 'teacher'). */
-export function demoUser(idOrKey: string): DemoUser | undefined {
-  return DEMO_USERS.find((u) => u.id === idOrKey || u.key === idOrKey);
+/** The demo users and `classSize` more students (Learner 1…N, keys learner1…): a course of a real class's size. */
+export function demoClass(classSize = 0): readonly DemoUser[] {
+  const extra = Array.from({ length: classSize }, (_, i): DemoUser => (
+    { id: String(1001 + i), key: `learner${i + 1}`, givenName: 'Learner', familyName: String(i + 1), email: `learner${i + 1}@example.edu`, role: 'Learner' }
+  ));
+  return [...DEMO_USERS, ...extra];
+}
+
+/** A demo user by id or key ('student', 'student2', 'teacher', or a class's learner1…). */
+export function demoUser(idOrKey: string, users: readonly DemoUser[] = DEMO_USERS): DemoUser | undefined {
+  return users.find((u) => u.id === idOrKey || u.key === idOrKey);
 }
 
 export function fullName(u: DemoUser): string {

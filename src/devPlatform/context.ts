@@ -4,6 +4,7 @@ import type { JWK, JWTHeaderParameters, JWTPayload } from 'jose';
 import type { Logger } from '../logger.js';
 import type { DevPlatformScoreDoc, DevPlatformToolDoc } from './models.js';
 import type { PlatformKey, ToolJwtVerifier } from './keys.js';
+import type { DemoUser } from './claims.js';
 import type { registerTool, createActivity, ToolRegistration, ActivityInput } from './registry.js';
 
 export interface PlatformUrls {
@@ -25,6 +26,8 @@ export interface PlatformContext {
   log: Logger;
   /** Cookies get `Secure` when the platform is served over https. */
   secureCookies: boolean;
+  /** The course's users: the demo users, and the learners of a class-sized course when asked for. */
+  users: readonly DemoUser[];
   /** Test switch: while false, the scores endpoint answers 503 (a platform outage). */
   scoresAvailable: boolean;
 }

@@ -17,7 +17,7 @@ import {
   devPlatformExpiryRules, devPlatformModels, DevPlatformLineItem, DevPlatformScore, DevPlatformTool, type DevPlatformScoreDoc, type DevPlatformToolDoc,
 } from './models.js';
 import { loadOrCreatePlatformKey, ToolJwtVerifier, type PlatformKey } from './keys.js';
-import { ALL_SCOPES } from './claims.js';
+import { ALL_SCOPES, demoClass } from './claims.js';
 import { registerTool, createActivity, type ToolRegistration, type ActivityInput } from './registry.js';
 import type { DevPlatform, PlatformContext, PlatformUrls } from './context.js';
 import { oidcRoutes } from './oidcRoutes.js';
@@ -36,6 +36,8 @@ export interface DevPlatformDeps {
   sweeper: ExpirySweeper;
   /** Where the router is mounted (default /dev-platform). */
   mountPath?: string;
+  /** Learners beyond the two demo students (learner1…N), e.g. for a class launching at once. */
+  classSize?: number;
 }
 
 export function platformUrls(publicUrl: string, mountPath = '/dev-platform'): PlatformUrls {
@@ -85,6 +87,7 @@ export async function createDevPlatform(deps: DevPlatformDeps): Promise<DevPlatf
     verifier: new ToolJwtVerifier(),
     log: deps.log.child({ component: 'dev-platform' }),
     secureCookies: urls.issuer.startsWith('https:'),
+    users: demoClass(deps.classSize),
     scoresAvailable: true,
   };
   await ensureIndexes(devPlatformModels);

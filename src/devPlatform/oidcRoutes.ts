@@ -44,7 +44,7 @@ export function oidcRoutes(ctx: PlatformContext): Router {
   /** Body: user (id or key), and activityId for a resource-link launch or clientId + deepLink=1 for deep linking. */
   r.post('/launch', async (req, res) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
-    const user = demoUser(str(body.user));
+    const user = demoUser(str(body.user), ctx.users);
     if (!user) throw new BadRequest('unknown demo user');
     const deepLink = ['1', 'true', 'on'].includes(str(body.deepLink));
     let clientId = str(body.clientId);
@@ -134,7 +134,7 @@ async function signIdToken(
   tool: { _id: string; deploymentId: string; typeId: number; custom: Record<string, string> },
   nonce: string,
 ): Promise<string> {
-  const user = demoUser(launch.userId);
+  const user = demoUser(launch.userId, ctx.users);
   if (!user) throw new BadRequest('unknown user');
   const activity = launch.activityId ? await DevPlatformActivity.findById(launch.activityId).lean() : null;
   if (launch.activityId && !activity) throw new NotFound('the activity was deleted');

@@ -8,7 +8,7 @@ import {
   DevPlatformActivity, DevPlatformLineItem, DevPlatformTool,
   type DevPlatformActivityDoc, type DevPlatformLineItemDoc, type DevPlatformToolDoc,
 } from './models.js';
-import { DEMO_COURSE, DEMO_USERS, fullName } from './claims.js';
+import { DEMO_COURSE, DEMO_USERS, fullName, type DemoUser } from './claims.js';
 import { latestScores } from './agsRoutes.js';
 import { createActivity, registerTool } from './registry.js';
 import { escapeHtml as h, page, sendHtml } from './html.js';
@@ -30,9 +30,9 @@ function launchForms(ctx: PlatformContext, a: DevPlatformActivityDoc): string {
 <button type="submit" aria-label="${h(`${label}: ${a.title}`)}"${user === 'student' ? ' class="primary"' : ''}>${label}</button></form>`).join(' ');
 }
 
-async function gradebook(items: DevPlatformLineItemDoc[]): Promise<string> {
+async function gradebook(items: DevPlatformLineItemDoc[], users: readonly DemoUser[]): Promise<string> {
   if (!items.length) return '<p>No gradebook columns yet.</p>';
-  const students = DEMO_USERS.filter((u) => u.role === 'Learner');
+  const students = users.filter((u) => u.role === 'Learner');
   const cells = await Promise.all(items.map(async (li) => new Map((await latestScores(li._id)).map((s) => [s.userId, s]))));
   return `<table aria-label="Gradebook"><thead><tr><th scope="col">Student</th>${items.map((li) => `<th scope="col">${h(li.label)} (/${li.scoreMaximum})</th>`).join('')}</tr></thead>
 <tbody>${students.map((u) => `<tr><th scope="row">${h(fullName(u))}</th>${cells.map((m) => {
@@ -83,10 +83,10 @@ export function pageRoutes(ctx: PlatformContext): Router {
       DevPlatformActivity.find({ contextId: DEMO_COURSE.id }).sort({ createdAt: 1 }).lean(),
       DevPlatformLineItem.find({ contextId: DEMO_COURSE.id }).sort({ createdAt: 1 }).lean(),
     ]);
-    const book = await gradebook(items);
+    const book = await gradebook(items, ctx.users);
     sendHtml(res, 200, (nonce) => page('Development LTI platform', `
 <h1>Development LTI platform</h1>
-<p>A stand-in for Moodle to try the tool. Demo users: ${DEMO_USERS.map((u) => `${h(fullName(u))} (${u.role === 'Learner' ? 'student' : 'teacher'})`).join(', ')}.</p>
+<p>A stand-in for Moodle to try the tool. Demo users: ${DEMO_USERS.map((u) => `${h(fullName(u))} (${u.role === 'Learner' ? 'student' : 'teacher'})`).join(', ')}${ctx.users.length > DEMO_USERS.length ? `, and ${ctx.users.length - DEMO_USERS.length} more students` : ''}.</p>
 <h2>${h(DEMO_COURSE.title)} <small>(${h(DEMO_COURSE.label)})</small></h2>
 <h3>Activities</h3>
 ${activities.length ? `<ul>${activities.map((a) => `<li id="activity-${h(a._id)}"><strong>${h(a.title)}</strong> ${a.lineItemId ? '<small>(graded)</small>' : ''}<br>${launchForms(ctx, a)}</li>`).join('')}</ul>` : '<p>No activities yet: use "Add activity (deep link)" next to a tool.</p>'}

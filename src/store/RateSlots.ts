@@ -1,9 +1,9 @@
 /**
  * The rate limits' slots (see rateLimits.ts), shared by every replica, in one collection:
  * `<key>@<window>#<n>` is claimed slot n (an insert: a unique id is atomic on FerretDB 1.x), and
- * `<key>@<window>` holds the highest slot claimed so far (a hint that saves probing; it may lag,
- * never run ahead). Every access is by `_id`. Rows expire after the window that reads them; the
- * sweeper removes them (no TTL index on FerretDB).
+ * `<key>@<window>` holds the highest slot claimed so far (a hint that saves probing, raised after
+ * the use is answered: it may lag, never run ahead). Every access is by `_id`. Rows expire after
+ * the window that reads them; the sweeper removes them (no TTL index on FerretDB).
  */
 import mongoose, { Schema } from 'mongoose';
 import type { SlotStore } from '../rateLimits.js';
@@ -34,13 +34,15 @@ function duplicateKey(err: unknown): boolean {
 
 /** Slots in the database. */
 export class DbSlots implements SlotStore {
+  // the driver's own calls: a launch waits on these, and a model's casting and hooks add to every one
   async highest(key: string, windowStart: number): Promise<number> {
-    return (await RateSlot.findById(`${key}@${windowStart}`).lean())?.n ?? 0;
+    const row = await RateSlot.collection.findOne<RateSlotDoc>({ _id: `${key}@${windowStart}` } as never, { projection: { n: 1 } });
+    return typeof row?.n === 'number' ? row.n : 0;
   }
 
   async claim(key: string, windowStart: number, n: number, expiresAt: Date): Promise<boolean> {
     try {
-      await RateSlot.create({ _id: `${key}@${windowStart}#${n}`, expiresAt });
+      await RateSlot.collection.insertOne({ _id: `${key}@${windowStart}#${n}`, expiresAt } as never);
       return true;
     } catch (err) {
       if (duplicateKey(err)) return false;
@@ -49,9 +51,13 @@ export class DbSlots implements SlotStore {
   }
 
   async noteHighest(key: string, windowStart: number, n: number, expiresAt: Date): Promise<void> {
-    // raise only: a row already at n or above does not match, and the upsert's insert then meets its id
-    await RateSlot.updateOne({ _id: `${key}@${windowStart}`, $or: [{ n: { $lt: n } }, { n: { $exists: false } }] }, { $set: { n, expiresAt } }, { upsert: true }).catch((err: unknown) => {
+    // raise only ($max); two raises at once on FerretDB may keep the lower one, which only lags
+    await RateSlot.collection.updateOne({ _id: `${key}@${windowStart}` } as never, { $max: { n }, $set: { expiresAt } }, { upsert: true }).catch((err: unknown) => {
       if (!duplicateKey(err)) throw err;
     });
+  }
+
+  async release(key: string, windowStart: number, n: number): Promise<void> {
+    await RateSlot.collection.deleteOne({ _id: `${key}@${windowStart}#${n}` } as never);
   }
 }

@@ -1,11 +1,24 @@
 import assert from 'node:assert/strict';
-import { launchClaims, serviceUrls, demoUser, CLAIM, registrationProblems } from '../../src/devPlatform/claims.js';
+import { launchClaims, serviceUrls, demoUser, demoClass, DEMO_USERS, CLAIM, registrationProblems } from '../../src/devPlatform/claims.js';
 
 describe('development platform: pure parts', () => {
   const base = {
     issuer: 'http://localhost:3000/dev-platform', clientId: 'c', deploymentId: '1', typeId: 1, nonce: 'n',
     targetLinkUri: 'http://localhost:3000/lti', toolCustom: { a: 'tool' }, returnUrl: 'http://localhost:3000/dev-platform/', now: 0,
   };
+
+  it('a class-sized course adds learners with ids and keys of their own; the demo users stay as they are', () => {
+    const users = demoClass(40);
+    assert.equal(users.length, DEMO_USERS.length + 40);
+    assert.deepEqual(users.slice(0, DEMO_USERS.length), [...DEMO_USERS]);
+    const l7 = demoUser('learner7', users);
+    assert.deepEqual(l7, { id: '1007', key: 'learner7', givenName: 'Learner', familyName: '7', email: 'learner7@example.edu', role: 'Learner' });
+    assert.equal(demoUser('1040', users)?.key, 'learner40');
+    assert.equal(new Set(users.map((u) => u.id)).size, users.length, 'ids are unique');
+    // without the class, its learners are nobody
+    assert.equal(demoUser('learner7'), undefined);
+    assert.equal(demoClass().length, DEMO_USERS.length);
+  });
 
   it('puts Moodle-style ?type_id= queries on service URLs', () => {
     const u = serviceUrls('https://p/dev-platform', '2', 7);

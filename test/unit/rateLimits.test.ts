@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { httpStatusFor, TooManyRequests } from '../../src/errors.js';
-import { MemorySlots, RateLimit, RateLimits, UserAndPlatformLimit } from '../../src/rateLimits.js';
+import { MemorySlots, RateLimit, RateLimits, UserAndPlatformLimit, type SlotStore } from '../../src/rateLimits.js';
 
 describe('rate limits (slots per window, a sliding minute)', () => {
   it('passes a burst of perMinute, then refuses with the seconds until one passes; the previous minute still counts', async () => {
@@ -36,7 +36,7 @@ describe('rate limits (slots per window, a sliding minute)', () => {
   it('two replicas sharing the slots never pass more than the limit together, and spend few claims on it', async () => {
     let claims = 0;
     const shared = new MemorySlots();
-    const counting = { highest: shared.highest.bind(shared), noteHighest: shared.noteHighest.bind(shared), claim: (...a: Parameters<MemorySlots['claim']>) => { claims++; return shared.claim(...a); } };
+    const counting = { highest: shared.highest.bind(shared), noteHighest: shared.noteHighest.bind(shared), release: shared.release.bind(shared), claim: (...a: Parameters<MemorySlots['claim']>) => { claims++; return shared.claim(...a); } };
     const [x, y] = [new RateLimit(600, 'launches', counting, 'launch', () => 0), new RateLimit(600, 'launches', counting, 'launch', () => 0)];
     assert.equal(x.perSlot, 30);
     let passed = 0;
@@ -73,6 +73,67 @@ describe('rate limits (slots per window, a sliding minute)', () => {
       for (let k = 0; k < 4; k++) await limits.ticket.take(`s${i}`, 'school');
     }
     for (let i = 0; i < 40 * 4; i++) await limits.launch.take(`other${i}`, 'school');
+  });
+});
+
+/** MemorySlots that log each call, and whether it was a write. */
+function loggedSlots() {
+  const s = new MemorySlots();
+  const calls: string[] = [];
+  const store: SlotStore = {
+    highest: (k, w) => { calls.push('highest'); return s.highest(k, w); },
+    claim: (k, w, n, e) => { calls.push(`claim ${n}`); return s.claim(k, w, n, e); },
+    noteHighest: (k, w, n) => { calls.push(`note ${n}`); return s.noteHighest(k, w, n); },
+    release: (k, w, n) => { calls.push(`release ${n}`); return s.release(k, w, n); },
+  };
+  // the hint is raised once the take's caller has gone on (setImmediate)
+  return { store, calls, take: async () => { await new Promise((r) => setImmediate(r)); return calls.splice(0); } };
+}
+
+describe('rate limits: round trips per use', () => {
+  it('a first use claims slot 1 beside its two reads; later uses claim one past the highest known, reading nothing', async () => {
+    const log = loggedSlots();
+    const l = new RateLimit(10, 'launches', log.store, 'launch', () => 1_000);
+    await l.take('u');
+    assert.deepEqual((await log.take()).sort(), ['claim 1', 'highest', 'highest', 'note 1']);
+    await l.take('u');
+    assert.deepEqual(await log.take(), ['claim 2', 'note 2']);
+  });
+
+  it('prefetch starts the reads and claims nothing; the take after it is one claim', async () => {
+    const log = loggedSlots();
+    const l = new RateLimit(10, 'launches', log.store, 'launch', () => 1_000);
+    l.prefetch('u');
+    assert.deepEqual(await log.take(), ['highest', 'highest']);
+    await l.take('u');
+    assert.deepEqual(await log.take(), ['claim 1', 'note 1']);
+  });
+
+  it('a spent budget refuses without a write, and a first use refused by the previous minute gives its slot back', async () => {
+    let now = 59_000;
+    const log = loggedSlots();
+    const l = new RateLimit(3, 'launches', log.store, 'launch', () => now);
+    for (let i = 0; i < 3; i++) await l.take('u');
+    await log.take();
+    await assert.rejects(() => l.take('u'), TooManyRequests);
+    assert.deepEqual(await log.take(), []);
+    // another replica (nothing known) at the start of the next window: the previous three still count
+    const other = new RateLimit(3, 'launches', log.store, 'launch', () => now);
+    now = 60_500;
+    await assert.rejects(() => other.take('u'), (e: TooManyRequests) => e.retryAfterSeconds === 20);
+    assert.deepEqual((await log.take()).sort(), ['claim 1', 'highest', 'highest', 'release 1']);
+    assert.equal(await log.store.claim('launch\nu', 60_000, 1, new Date(200_000)), true, 'slot 1 was given back');
+  });
+
+  it('a claim lost to another replica reads the hint again and takes the next free slot', async () => {
+    const log = loggedSlots();
+    const [x, y] = [new RateLimit(10, 'launches', log.store, 'launch', () => 1_000), new RateLimit(10, 'launches', log.store, 'launch', () => 1_000)];
+    await x.take('u');
+    await y.take('u');
+    await y.take('u');
+    await log.take();
+    await x.take('u');
+    assert.deepEqual(await log.take(), ['claim 2', 'highest', 'claim 4', 'note 4']);
   });
 });
 
