@@ -10,7 +10,9 @@
  * locally, so a class of 40 launching at once costs a couple of inserts, not 40 contended ones.
  * Within a clock minute a limit is never exceeded; over a sliding minute a replica may spend the
  * rest of a slot claimed in the previous window (at most B-1 more). It is exact for the small
- * per-user limits where B is 1.
+ * per-user limits where B is 1, where every use claims a slot: one round trip in the usual case
+ * (a replica's first claim of a window goes beside its reads, a later one to one past the highest
+ * slot it knows, without a read; see claimSlot).
  *
  * The previous window still counts, weighted by how much of it lies in the last minute (a
  * sliding minute: no double burst at a window edge). Past the limit: TooManyRequests (429) with
@@ -94,19 +96,6 @@ export class RateLimit {
   ) {
     this.perSlot = Math.max(1, Math.floor(perMinute / 20));
     this.slotsPerWindow = Math.floor(perMinute / this.perSlot);
-  }
-
-  /**
-   * Start the reads a take of key will need, claiming nothing: a caller that learns the key early
-   * (before it may count a use) saves the take a round trip.
-   */
-  prefetch(key: string): void {
-    const k = `${this.scope}\n${key}`;
-    const t = this.now();
-    const windowStart = t - (t % RATE_WINDOW_MS);
-    const h = this.held.get(k);
-    if (h && h.left > 0 && windowStart - h.windowStart <= RATE_WINDOW_MS) return;
-    this.knownFor(k, windowStart);
   }
 
   /** Count one use for key, or throw TooManyRequests with the seconds until one would pass. */
@@ -239,12 +228,6 @@ export class UserAndPlatformLimit {
    * sessions named their platform). The user's limit is checked first, so one user hammering
    * never uses up the platform's budget.
    */
-  /** Start the reads a take of (user, platform) will need, counting nothing (see RateLimit.prefetch). */
-  prefetch(user: string, platform: string): void {
-    this.user.prefetch(`${platform}\n${user}`);
-    this.platform.prefetch(platform);
-  }
-
   async take(user: string, platform: string | undefined): Promise<void> {
     await this.user.take(platform ? `${platform}\n${user}` : user);
     if (platform) await this.platform.take(platform);

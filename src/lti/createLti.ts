@@ -113,12 +113,6 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
       }
       const aud = claims.aud;
       const clientId = login.clientId ?? (Array.isArray(aud) ? str(aud[0]) : str(aud));
-      // the launch limit's reads (counting nothing: the use is counted once the token is verified)
-      const sub = str(claims.sub);
-      if (d.limits && sub) {
-        const limit = d.limits.launch;
-        holder.registry!.find(login.issuer, clientId).then((p) => { if (p) limit.prefetch(sub, p._id); }, () => undefined);
-      }
       return prefetchInstance(login.issuer, clientId, claims, ids);
     },
   } as GuardDeps;

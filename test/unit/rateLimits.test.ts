@@ -100,15 +100,6 @@ describe('rate limits: round trips per use', () => {
     assert.deepEqual(await log.take(), ['claim 2', 'note 2']);
   });
 
-  it('prefetch starts the reads and claims nothing; the take after it is one claim', async () => {
-    const log = loggedSlots();
-    const l = new RateLimit(10, 'launches', log.store, 'launch', () => 1_000);
-    l.prefetch('u');
-    assert.deepEqual(await log.take(), ['highest', 'highest']);
-    await l.take('u');
-    assert.deepEqual(await log.take(), ['claim 1', 'note 1']);
-  });
-
   it('a spent budget refuses without a write, and a first use refused by the previous minute gives its slot back', async () => {
     let now = 59_000;
     const log = loggedSlots();
