@@ -68,13 +68,17 @@ export class MemorySlots implements SlotStore {
   }
 }
 
-/** What this process knows of a key's slots in one window: reads of the hint, raised by its own claims. */
+/** What this process knows of a key's slots in one window. */
 interface Known {
   windowStart: number;
-  /** The highest slot known to be claimed in the window (a hint read, or this process's own claim). */
-  top: Promise<number>;
-  /** The previous window's highest slot, read once: its window is over. */
-  prevTop: Promise<number>;
+  /** The highest slot known to be claimed in the window (this process's claims, or a hint read after a lost claim). */
+  top: number;
+  /** This process's highest claim of the previous window: it counts even before its hint is written. */
+  prevOwn: number;
+  /** The previous window's highest slot, read once, when a claim's decision needs it. */
+  prevTop?: Promise<number>;
+  /** The same, once read. */
+  prevValue?: number;
 }
 
 /** One limit: at most `perMinute` uses per key in any minute. */
@@ -114,32 +118,33 @@ export class RateLimit {
     });
   }
 
-  /** The known slots of key in the window, reading them when this process knows nothing yet. */
-  private knownFor(k: string, windowStart: number): { known: Known; fresh: boolean } {
+  /** What this process knows of key in the window (nothing read yet for a new one). */
+  private knownFor(k: string, windowStart: number): Known {
     const had = this.known.get(k);
-    if (had?.windowStart === windowStart) return { known: had, fresh: false };
-    const prevRead = this.slots.highest(k, windowStart - RATE_WINDOW_MS);
-    // this process's own claims of the previous window count even before their hint is written
-    const prevOwn = had?.windowStart === windowStart - RATE_WINDOW_MS ? had.top : undefined;
-    const known: Known = {
-      windowStart,
-      top: this.slots.highest(k, windowStart),
-      prevTop: prevOwn ? Promise.all([prevRead, prevOwn.catch(() => 0)]).then(([a, b]) => Math.max(a, b)) : prevRead,
-    };
-    // a failed read is the take's to report; the next take reads again
-    Promise.all([known.top, known.prevTop]).catch(() => {
-      if (this.known.get(k) === known) this.known.delete(k);
-    });
+    if (had?.windowStart === windowStart) return had;
+    const known: Known = { windowStart, top: 0, prevOwn: had?.windowStart === windowStart - RATE_WINDOW_MS ? had.top : 0 };
     this.known.set(k, known);
     if (this.known.size > 10_000) {
       for (const [x, v] of this.known) if (v.windowStart < windowStart) this.known.delete(x);
-      // still full within one window: the oldest go first (a take without them reads again)
+      // still full within one window: the oldest go first (a take without them claims from slot 1 again)
       for (const x of this.known.keys()) {
         if (this.known.size <= 10_000) break;
         this.known.delete(x);
       }
     }
-    return { known, fresh: true };
+    return known;
+  }
+
+  /** The previous window's highest slot: read once per window (a failed read is read again by the next take). */
+  private prevTop(k: string, known: Known): Promise<number> {
+    known.prevTop ??= this.slots.highest(k, known.windowStart - RATE_WINDOW_MS).then(
+      (read) => (known.prevValue = Math.max(read, known.prevOwn)),
+      (err: unknown) => {
+        known.prevTop = undefined;
+        throw err;
+      },
+    );
+    return known.prevTop;
   }
 
   private maxSlot(prevTop: number, t: number, windowStart: number): number {
@@ -148,51 +153,40 @@ export class RateLimit {
   }
 
   /**
-   * Claim the next slot: one round trip in the usual case. A first take of the window (nothing
-   * read before) claims slot 1 beside the reads and gives it back when the reads say the use is
-   * refused; a later one claims one past the highest known, or refuses without a write when that
-   * is past the budget. A lost claim (another replica's) reads the hint again and goes on upward.
+   * Claim the next slot, one past the highest this process knows: one insert in the usual case,
+   * with no read. The previous window is read only when its weight could refuse that slot (early
+   * in a window; once per window), and then beside the claim, which is given back if the use is
+   * refused; once it is known, a spent budget refuses without a write. A claim lost to another
+   * replica reads the hint and goes on past it.
    */
   private async claimSlot(k: string, key: string, t: number, windowStart: number): Promise<void> {
     // a window's slots are read during the next window too: they expire after both
     const expiresAt = new Date(windowStart + 2 * RATE_WINDOW_MS);
-    const { known, fresh } = this.knownFor(k, windowStart);
-    let n: number;
-    let prevTop: number;
-    if (fresh) {
-      const [won, top, prev] = await Promise.all([this.slots.claim(k, windowStart, 1, expiresAt), known.top, known.prevTop]);
-      prevTop = prev;
-      const maxSlot = this.maxSlot(prevTop, t, windowStart);
-      if (won && maxSlot >= 1) return this.hold(k, known, windowStart, 1, expiresAt);
-      if (won) {
-        // refused: a refused use claims nothing
-        await this.slots.release(k, windowStart, 1);
-        this.refuse(key, 1, prevTop, t, windowStart);
-      }
-      n = Math.max(2, top + 1);
-    } else {
-      const [top, prev] = await Promise.all([known.top, known.prevTop]);
-      prevTop = prev;
-      n = top + 1;
-      if (n <= this.maxSlot(prevTop, t, windowStart)) {
+    const known = this.knownFor(k, windowStart);
+    // the slots that pass now even after a previous window claimed to the full
+    const surely = this.maxSlot(this.slotsPerWindow, t, windowStart);
+    for (;;) {
+      const n = known.top + 1;
+      if (n > this.slotsPerWindow) this.refuse(key, n, known.prevValue ?? 0, t, windowStart);
+      if (n <= surely || known.prevValue !== undefined) {
+        if (n > surely && n > this.maxSlot(known.prevValue!, t, windowStart)) this.refuse(key, n, known.prevValue!, t, windowStart);
         if (await this.slots.claim(k, windowStart, n, expiresAt)) return this.hold(k, known, windowStart, n, expiresAt);
-        n = Math.max(n + 1, (await this.slots.highest(k, windowStart)) + 1);
+      } else {
+        const [won, prevTop] = await Promise.all([this.slots.claim(k, windowStart, n, expiresAt), this.prevTop(k, known)]);
+        const fits = n <= this.maxSlot(prevTop, t, windowStart);
+        if (won && fits) return this.hold(k, known, windowStart, n, expiresAt);
+        // refused: a refused use claims nothing
+        if (won) await this.slots.release(k, windowStart, n);
+        if (!fits) this.refuse(key, n, prevTop, t, windowStart);
       }
+      // slot n is another replica's: every slot up to it is taken
+      known.top = Math.max(n, await this.slots.highest(k, windowStart));
     }
-    const maxSlot = this.maxSlot(prevTop, t, windowStart);
-    for (; n <= maxSlot; n++) {
-      if (await this.slots.claim(k, windowStart, n, expiresAt)) return this.hold(k, known, windowStart, n, expiresAt);
-    }
-    // every slot below n is taken: the next take of this window refuses without a write
-    const last = n - 1;
-    known.top = known.top.then((x) => Math.max(x, last), () => last);
-    this.refuse(key, n, prevTop, t, windowStart);
   }
 
   /** Slot n is this process's: its uses are spent here, and the hint is raised once the take is answered. */
   private hold(k: string, known: Known, windowStart: number, n: number, expiresAt: Date): void {
-    const top = known.top;
-    known.top = top.then((x) => Math.max(x, n), () => n);
+    known.top = Math.max(known.top, n);
     // once the use's caller has gone on (its answer first); a hint that stays low only costs a
     // later claim a lost try (see SlotStore.highest)
     setImmediate(() => { this.slots.noteHighest(k, windowStart, n, expiresAt).catch(() => undefined); });
