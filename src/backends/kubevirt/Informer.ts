@@ -3,6 +3,9 @@
  * namespace/name and telling listeners about every change. A watch that ends is resumed from the
  * last seen version; one that fails with 410 Gone (version too old) relists. Errors back off
  * (capped at 5 s) and are logged, never thrown: the cache stays as it was until the next list.
+ * Objects are kept and handed on without `metadata.managedFields` (server-side apply's bookkeeping,
+ * about two fifths of a lab's namespace, VMI and NetworkPolicies as served; nothing here reads it),
+ * as client-go's informers strip it with TransformStripManagedFields.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../logger.js';
@@ -68,6 +71,7 @@ export class Informer<T extends K8sObject = K8sObject> {
     this.lists++;
     const seen = new Set<string>();
     for (const item of list.items) {
+      stripManagedFields(item);
       const k = key(item.metadata.namespace, item.metadata.name);
       seen.add(k);
       const old = this.cache.get(k);
@@ -118,6 +122,7 @@ export class Informer<T extends K8sObject = K8sObject> {
   private apply(type: string, obj: T): void {
     if (obj.metadata.resourceVersion) this.rv = obj.metadata.resourceVersion;
     if (type === 'BOOKMARK') return;
+    stripManagedFields(obj);
     const k = key(obj.metadata.namespace, obj.metadata.name);
     if (type === 'DELETED') this.cache.delete(k);
     else this.cache.set(k, obj);
@@ -132,4 +137,8 @@ export class Informer<T extends K8sObject = K8sObject> {
 
 function key(ns: string | undefined, name: string): string {
   return `${ns ?? ''}/${name}`;
+}
+
+function stripManagedFields(obj: K8sObject): void {
+  delete (obj.metadata as { managedFields?: unknown }).managedFields;
 }
