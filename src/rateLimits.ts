@@ -10,9 +10,8 @@
  * locally, so a class of 40 launching at once costs a couple of inserts, not 40 contended ones.
  * Within a clock minute a limit is never exceeded; over a sliding minute a replica may spend the
  * rest of a slot claimed in the previous window (at most B-1 more). It is exact for the small
- * per-user limits where B is 1, where every use claims a slot: one round trip in the usual case
- * (a replica's first claim of a window goes beside its reads, a later one to one past the highest
- * slot it knows, without a read; see claimSlot).
+ * per-user limits where B is 1, where every use claims a slot: one insert in the usual case,
+ * with no read (see claimSlot).
  *
  * The previous window still counts, weighted by how much of it lies in the last minute (a
  * sliding minute: no double burst at a window edge). Past the limit: TooManyRequests (429) with
@@ -168,9 +167,12 @@ export class RateLimit {
     for (;;) {
       const n = known.top + 1;
       if (n > this.slotsPerWindow) this.refuse(key, n, known.prevValue ?? 0, t, windowStart);
-      if (n <= surely || known.prevValue !== undefined) {
-        if (n > surely && n > this.maxSlot(known.prevValue!, t, windowStart)) this.refuse(key, n, known.prevValue!, t, windowStart);
+      // what passes for sure now: with the previous window known, exactly; without it, `surely`
+      const max = known.prevValue === undefined ? surely : this.maxSlot(known.prevValue, t, windowStart);
+      if (n <= max) {
         if (await this.slots.claim(k, windowStart, n, expiresAt)) return this.hold(k, known, windowStart, n, expiresAt);
+      } else if (known.prevValue !== undefined) {
+        this.refuse(key, n, known.prevValue, t, windowStart);
       } else {
         const [won, prevTop] = await Promise.all([this.slots.claim(k, windowStart, n, expiresAt), this.prevTop(k, known)]);
         const fits = n <= this.maxSlot(prevTop, t, windowStart);
