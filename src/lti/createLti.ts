@@ -21,7 +21,7 @@ import { JwksCache } from './jwks.js';
 import { shareJwksWithLtijs } from './ltijsJwksShim.js';
 import { ltiEntryRoutes, installGuards, verifiedLaunch, type GuardDeps } from './guard.js';
 import { decodeJwt } from 'jose';
-import { launch, prefetchInstance, type InstanceLookup } from './launch.js';
+import { launch, prefetchAtLogin, prefetchInstance, type LaunchPrefetch, type LoginPrefetch } from './launch.js';
 import { str } from './claims.js';
 import { LaunchIds } from './LaunchIds.js';
 import { UserIds } from '../store/User.js';
@@ -97,6 +97,7 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
   // the registry needs the provider and the guards need the registry: late-bound through this holder
   const holder: { registry?: PlatformRegistry } = {};
   const ids = new LaunchIds();
+  const loginIds = new LaunchIds();
   const guardDeps = {
     get registry() { return holder.registry!; },
     jwks, clockSkewSeconds: d.clockSkewSeconds, publicUrl: d.publicUrl,
@@ -104,7 +105,8 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
     targetPaths: [new URL(urls.launch).pathname, `${new URL(urls.launch).pathname}/`, new URL(urls.deepLink).pathname],
     cookieOptions: { secure, sameSite: secure ? 'none' : 'lax', httpOnly: true, signed: true },
     logins: new RecentLogins(),
-    prefetch: (login, idToken) => {
+    atLogin: (login, loginHint) => prefetchAtLogin(login, loginHint, loginIds),
+    prefetch: (login, idToken, atLogin) => {
       let claims: Record<string, unknown>;
       try {
         claims = decodeJwt(idToken);
@@ -113,14 +115,14 @@ export async function createLti(d: LtiDeps): Promise<LtiModule> {
       }
       const aud = claims.aud;
       const clientId = login.clientId ?? (Array.isArray(aud) ? str(aud[0]) : str(aud));
-      return prefetchInstance(login.issuer, clientId, claims, ids);
+      return prefetchInstance(login.issuer, clientId, claims, ids, atLogin as LoginPrefetch | undefined);
     },
   } as GuardDeps;
   const userIds = new UserIds(d.secretKey);
   const routes = {
     launch: (req: express.Request, res: express.Response, next: express.NextFunction) => {
-      const { verified, nonceRecorded, prefetched } = verifiedLaunch<InstanceLookup | null>(res);
-      launch(verified, nonceRecorded, { labs: d.labs, userIds, runtime: d.runtime, sessions: d.sessions, log, ids, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}), afterAnswer: (task) => res.once('close', task) }, prefetched).then((to) => { res.status(302).location(to).end(); }, next);
+      const { verified, nonceRecorded, prefetched } = verifiedLaunch<LaunchPrefetch | null>(res);
+      launch(verified, nonceRecorded, { labs: d.labs, userIds, runtime: d.runtime, sessions: d.sessions, log, ids, logins: loginIds, ...(d.limits ? { limit: d.limits.launch } : {}), ...(d.operators ? { operators: d.operators } : {}), ...(d.roster ? { onInstructorLaunch: (k: string) => { void d.roster!.refresh(k); } } : {}), afterAnswer: (task) => res.once('close', task) }, prefetched).then((to) => { res.status(302).location(to).end(); }, next);
     },
     deepLink: (req: express.Request, res: express.Response, next: express.NextFunction) => {
       const { verified, nonceRecorded } = verifiedLaunch(res);

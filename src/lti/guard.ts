@@ -33,10 +33,15 @@ export interface GuardDeps extends VerifyDeps {
   /** Logins this process wrote (not read back when their id_token comes here). */
   logins?: RecentLogins;
   /**
+   * Reads a launch may need, started at its login from what earlier launches taught this process
+   * (reads only); handed to `prefetch` when the id_token comes back here (see RecentLogins).
+   */
+  atLogin?: (login: LoginStateDoc, loginHint: string) => unknown;
+  /**
    * Reads a resource-link launch will need, started before the id_token's signature is checked
    * (reads only: what a refused token started is dropped); left for the route in res.locals.prefetched.
    */
-  prefetch?: (login: LoginStateDoc, idToken: string) => unknown;
+  prefetch?: (login: LoginStateDoc, idToken: string, atLogin: unknown) => unknown;
 }
 
 /** Express 4 (ltijs) does not catch async errors: route them to next(). */
@@ -91,8 +96,9 @@ export function loginGuard(d: GuardDeps): RequestHandler {
     const state = randomBytes(25).toString('hex');
     const nonce = randomBytes(24).toString('base64url');
     const login = { _id: state, nonce, issuer: iss, clientId, deploymentId, targetLinkUri, expiresAt: new Date(Date.now() + LOGIN_TTL_MS) };
+    const early = d.atLogin?.(login, str(p.login_hint));
     await insertLoginState(login);
-    d.logins?.add(login);
+    d.logins?.add(login, early);
     const auth = new URL(platform.authUrl);
     for (const [k, v] of Object.entries({
       response_type: 'id_token', response_mode: 'form_post', id_token_signed_response_alg: 'RS256', scope: 'openid',
@@ -125,7 +131,8 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
     }
     // read, not taken: the nonce record below is the once-only gate (FerretDB's findOneAndDelete is
     // no compare-and-set either); the used login goes once the response is out, off the launch's path
-    const login = d.logins?.take(state) ?? (await LoginState.findById(state).lean());
+    const recent = d.logins?.take(state);
+    const login = recent?.doc ?? (await LoginState.findById(state).lean());
     if (login) res.once('finish', () => { removeLoginState(state).catch(() => undefined); });
     if (!login || login.expiresAt.getTime() < Date.now() || login.issuer !== cookie) {
       clear();
@@ -133,7 +140,7 @@ export function idTokenGuard(d: GuardDeps): RequestHandler {
     }
     // the nonce's record travels to the database while the signature is checked; a refusal takes it back
     const nonce = recordNonce(login.issuer, login.nonce);
-    if (expected === RESOURCE_LINK_REQUEST && d.prefetch) res.locals.prefetched = d.prefetch(login, idToken);
+    if (expected === RESOURCE_LINK_REQUEST && d.prefetch) res.locals.prefetched = d.prefetch(login, idToken, recent?.early);
     let verified;
     try {
       verified = await verifyIdToken(idToken, login, expected, d);

@@ -17,6 +17,7 @@ import { recordLaunch } from '../store/LaunchLog.js';
 import type { LaunchIds } from './LaunchIds.js';
 import { CLAIM, mapRoles, obj, str } from './claims.js';
 import type { LabInstanceDoc } from '../store/LabInstance.js';
+import type { LoginStateDoc } from '../store/LtiLogin.js';
 import type { VerifiedLaunch } from './verifyIdToken.js';
 import type { UserAndPlatformLimit } from '../rateLimits.js';
 import { isOperatorUser, mayUseLab } from '../auth/tenancy.js';
@@ -30,6 +31,8 @@ export interface LaunchDeps {
   log: Logger;
   /** Ids remembered from earlier launches (one per process). */
   ids?: LaunchIds;
+  /** Each login key's last learner launch (its instance lookup key), for prefetchAtLogin (one per process). */
+  logins?: LaunchIds;
   /** Launches per user and per platform (counted before anything is written). */
   limit?: UserAndPlatformLimit;
   /** OPERATOR_USERS (see auth/tenancy.ts). */
@@ -117,13 +120,55 @@ function instanceLookup(s: LaunchSource, ids: LaunchIds | undefined, read: boole
   return { key, found };
 }
 
+/** What a login started for its launch: the key the login is known by, and the instance read it named. */
+export interface LoginPrefetch {
+  loginKey: string;
+  instance: InstanceLookup | null;
+}
+
+/** What a launch has read ahead: its instance read, and its login's key (to remember the launch by). */
+export interface LaunchPrefetch {
+  instance: InstanceLookup | null;
+  loginKey: string | null;
+}
+
 /**
- * The instance read, started from an id_token's claims while its signature is still being checked
- * (a read, by ids this process remembers): launch() uses it only when the verified launch names the
- * same records, which it does whenever the signature holds, since the claims are the same bytes.
+ * A login's key: its platform, deployment, user hint and target. Not lti_message_hint, which
+ * Moodle makes new for every launch (it carries a launch id).
  */
-export function prefetchInstance(issuer: string, clientId: string, claims: Record<string, unknown>, ids: LaunchIds | undefined): InstanceLookup | null {
-  return instanceLookup({ issuer, clientId, deploymentId: str(claims[CLAIM.deploymentId]), claims }, ids, true);
+function loginKeyOf(login: LoginStateDoc, loginHint: string): string {
+  return `l\n${login.issuer}\n${login.clientId ?? ''}\n${login.deploymentId ?? ''}\n${loginHint}\n${login.targetLinkUri}`;
+}
+
+/**
+ * At a login: the read of the instance that the last learner launch through a login like this one
+ * led to (a student clicking the same activity again), started now so that it is done while the
+ * platform answers the login. Its result is the record as it was then (at most a few seconds
+ * before the launch, see RecentLogins): start() changes a record only by its generation and state,
+ * so a record that moved on meanwhile is read again there.
+ */
+export function prefetchAtLogin(login: LoginStateDoc, loginHint: string, logins: LaunchIds | undefined): LoginPrefetch | undefined {
+  if (!logins || !loginHint) return undefined;
+  const loginKey = loginKeyOf(login, loginHint);
+  const key = logins.get(loginKey);
+  const instance = key?.split('\n')[2];
+  if (!key || !instance) return { loginKey, instance: null };
+  const found = findInstanceById(instance);
+  found.catch(() => undefined); // awaited by the launch that uses it, if one does
+  return { loginKey, instance: { key, found } };
+}
+
+/**
+ * The instance read, from an id_token's claims while its signature is still being checked (a read,
+ * by ids this process remembers): the login's, when it names the same records, else started now.
+ * launch() uses it only when the verified launch names the same records, which it does whenever the
+ * signature holds, since the claims are the same bytes.
+ */
+export function prefetchInstance(issuer: string, clientId: string, claims: Record<string, unknown>, ids: LaunchIds | undefined, atLogin?: LoginPrefetch): LaunchPrefetch {
+  const source = { issuer, clientId, deploymentId: str(claims[CLAIM.deploymentId]), claims };
+  const early = atLogin?.instance;
+  const instance = early && early.key === instanceLookup(source, ids, false)?.key ? early : instanceLookup(source, ids, true);
+  return { instance, loginKey: atLogin?.loginKey ?? null };
 }
 
 /**
@@ -131,10 +176,10 @@ export function prefetchInstance(issuer: string, clientId: string, claims: Recor
  * their ids are known from an earlier launch) the user's instance are written and read side by
  * side in one round trip, beside the nonce record (the once-only gate, awaited before anything else);
  * the instance record read there is the one start() works from (`prefetched`: the same read,
- * started while the id_token was verified). A user or activity record this process wrote with the
- * same fields in the last minute is not written again (LaunchIds).
+ * started at the login or while the id_token was verified). A user or activity record this process
+ * wrote with the same fields in the last minute is not written again (LaunchIds).
  */
-export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps, prefetched?: InstanceLookup | null): Promise<string> {
+export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d: LaunchDeps, prefetched?: LaunchPrefetch | null): Promise<string> {
   const c = v.claims;
   await d.limit?.take(v.sub, v.platform._id);
   const role = mapRoles(c[CLAIM.roles]);
@@ -148,7 +193,8 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
   const learnerLab = role === 'learner' && labId ? labId : null;
   const source: LaunchSource = { issuer: v.platform.issuer, clientId: v.platform.clientId, deploymentId: v.deploymentId, claims: c };
   const key = activityKeyOf(source);
-  const lookup = prefetched && prefetched.key === instanceLookup(source, d.ids, false)?.key ? prefetched : instanceLookup(source, d.ids, true);
+  const pre = prefetched?.instance;
+  const lookup = pre && pre.key === instanceLookup(source, d.ids, false)?.key ? pre : instanceLookup(source, d.ids, true);
   const userFields = { issuer: v.platform.issuer, sub: v.sub, name: displayName(c), email: str(c.email) || null, role };
   const activityFields = {
     contextTitle: str(context.title) || str(context.label),
@@ -199,6 +245,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
     keepDays: activity.settings?.keepDays ?? null,
   });
   d.ids?.set(instanceKey(activity._id, user._id), current._id);
+  if (prefetched?.loginKey) d.logins?.set(prefetched.loginKey, `${activity._id}\n${user._id}\n${current._id}`);
   const inst = await d.runtime.start(current._id, current);
   d.log.info({ ...ctx, instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
   return `/lab/${encodeURIComponent(inst._id)}#session=${await d.sessions.issue({ ...base, instanceId: inst._id })}`;

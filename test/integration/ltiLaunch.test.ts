@@ -66,6 +66,18 @@ describe('LTI launch through the development platform', () => {
     assert.equal(ids[0], ids[1]);
   });
 
+  it('gives a learner switching between two activities each one\'s own instance (a read started at the login is used only for the records it names)', async () => {
+    const [a, b] = [await t.activity('net-101'), await t.activity('net-101')];
+    const to = async (activityId: string) => new URL((await launchAs(new Browser(), t.dp.urls.issuer, { activityId, user: 'student' }, { stopAt: atToolPage })).location!).pathname;
+    // the same login hint every time: each login reads ahead the instance of the launch before it
+    const seen = [await to(a._id), await to(a._id), await to(b._id), await to(a._id), await to(b._id), await to(b._id)];
+    assert.deepEqual(seen, [seen[0], seen[0], seen[2], seen[0], seen[2], seen[2]]);
+    assert.notEqual(seen[0], seen[2]);
+    const insts = await LabInstance.find({ _id: { $in: [seen[0]!, seen[2]!].map((x) => x.split('/')[2]!) } }).lean();
+    assert.deepEqual(new Set(insts.map((i) => i.userId)).size, 1);
+    assert.deepEqual(new Set(insts.map((i) => i.activityId)).size, 2);
+  });
+
   it('fetches the platform JWKS once for many launches: our check and ltijs\'s share one cache', async () => {
     const a = await t.activity('net-101');
     const jwksHits = () => t.tool.logs().filter((l) => l.msg === 'http.request' && /\/jwks$/.test(String(l.path))).length;

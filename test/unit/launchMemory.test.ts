@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { LaunchIds } from '../../src/lti/LaunchIds.js';
-import { RecentLogins } from '../../src/lti/RecentLogins.js';
+import { EARLY_MS, RecentLogins } from '../../src/lti/RecentLogins.js';
 import type { LoginStateDoc } from '../../src/store/LtiLogin.js';
 
 describe('what a launch remembers in this process', () => {
@@ -34,13 +34,35 @@ describe('what a launch remembers in this process', () => {
     });
     logins.add(login('a'));
     logins.add(login('b'));
-    assert.equal(logins.take('a')?.nonce, 'n-a');
+    assert.equal(logins.take('a')?.doc.nonce, 'n-a');
     assert.equal(logins.take('a'), undefined, 'a second post of a state reads the database');
     logins.add(login('c'));
     t += 10_001; // b and c expired
     logins.add(login('d'));
     assert.equal(logins.take('b'), undefined, 'expired: dropped when a new login came');
     assert.equal(logins.take('c'), undefined);
-    assert.equal(logins.take('d')?.nonce, 'n-d');
+    assert.equal(logins.take('d')?.doc.nonce, 'n-d');
+  });
+
+  it('hands what a login started to its launch for a few seconds only, and keeps at most a thousand', () => {
+    let t = 5_000;
+    const logins = new RecentLogins(() => t);
+    const login = (id: string): LoginStateDoc => ({
+      _id: id, nonce: `n-${id}`, issuer: 'https://moodle.example', clientId: 'c', deploymentId: 'd', targetLinkUri: 'https://tool.example/lti', expiresAt: new Date(t + 600_000),
+    });
+    logins.add(login('a'), 'read of a');
+    logins.add(login('b'), 'read of b');
+    logins.add(login('plain'));
+    assert.deepEqual(logins.take('a'), { doc: login('a'), early: 'read of a' });
+    assert.equal(logins.take('plain')?.early, undefined, 'nothing started: nothing handed');
+    t += EARLY_MS;
+    const late = logins.take('b');
+    assert.equal(late?.doc._id, 'b', 'the login itself lives on');
+    assert.equal(late.early, undefined, 'too late: the launch reads afresh');
+    for (let i = 0; i < 1_001; i++) logins.add(login(`x${i}`), `read ${i}`);
+    assert.equal(logins.take('x0')?.early, undefined, 'the oldest went past the bound');
+    assert.equal(logins.take('x0'), undefined);
+    assert.equal(logins.take('x1')?.early, 'read 1');
+    assert.equal(logins.take('x1000')?.early, 'read 1000');
   });
 });
