@@ -72,6 +72,9 @@ export function launchLocale(c: Record<string, unknown>): string | undefined {
 const userKey = (issuer: string, sub: string) => `u\n${issuer}\n${sub}`;
 const activityKey = (k: ActivityKey) => `a\n${k.issuer}\n${k.clientId}\n${k.deploymentId}\n${k.contextId}\n${k.resourceLinkId}`;
 const instanceKey = (activityId: string, userId: string) => `i\n${activityId}\n${userId}`;
+/** An instance read's key: the records it was read for (the instance id '' while unknown). */
+const lookupKey = (activityId: string, userId: string, instanceId: string | undefined) => `${activityId}\n${userId}\n${instanceId ?? ''}`;
+const instanceOfLookup = (key: string): string | undefined => key.split('\n')[2] || undefined;
 
 /** The record remembered as written with these fields, else the write (remembered once done). */
 function writeOnce<T>(ids: LaunchIds | undefined, key: string, fields: object, write: () => Promise<T>): Promise<T> {
@@ -113,7 +116,7 @@ function instanceLookup(s: LaunchSource, ids: LaunchIds | undefined, read: boole
   const activity = ids.get(activityKey(activityKeyOf(s)));
   if (!user || !activity) return null;
   const instance = ids.get(instanceKey(activity, user));
-  const key = `${activity}\n${user}\n${instance ?? ''}`;
+  const key = lookupKey(activity, user, instance);
   if (!read) return { key, found: Promise.resolve(null) };
   const found: Promise<LabInstanceDoc | null> = instance ? findInstanceById(instance) : findInstanceRecord(activity, user);
   found.catch(() => undefined); // awaited by the launch that uses it; one that fails first never does
@@ -151,7 +154,7 @@ export function prefetchAtLogin(login: LoginStateDoc, loginHint: string, logins:
   if (!logins || !loginHint) return undefined;
   const loginKey = loginKeyOf(login, loginHint);
   const key = logins.get(loginKey);
-  const instance = key?.split('\n')[2];
+  const instance = key === undefined ? undefined : instanceOfLookup(key);
   if (!key || !instance) return { loginKey, instance: null };
   const found = findInstanceById(instance);
   found.catch(() => undefined); // awaited by the launch that uses it, if one does
@@ -245,7 +248,7 @@ export async function launch(v: VerifiedLaunch, nonceRecorded: Promise<void>, d:
     keepDays: activity.settings?.keepDays ?? null,
   });
   d.ids?.set(instanceKey(activity._id, user._id), current._id);
-  if (prefetched?.loginKey) d.logins?.set(prefetched.loginKey, `${activity._id}\n${user._id}\n${current._id}`);
+  if (prefetched?.loginKey) d.logins?.set(prefetched.loginKey, lookupKey(activity._id, user._id, current._id));
   const inst = await d.runtime.start(current._id, current);
   d.log.info({ ...ctx, instance: inst._id, lab: lab.id, version: inst.labVersion }, 'lti.launch');
   return `/lab/${encodeURIComponent(inst._id)}#session=${await d.sessions.issue({ ...base, instanceId: inst._id })}`;
